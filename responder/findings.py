@@ -1,0 +1,375 @@
+"""SCC notification models (API v1 and v2) and their reduction to one domain :class:`Finding`.
+
+Proto3 JSON omits every default, sends int64 as strings, names enums by string, and Google adds fields over time; so
+every raw field is optional, extra keys are kept, and unknown enum values stay plain strings. This is the only module
+that sees the raw shape: everything after it works with :class:`Finding`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from responder.errors import InvalidFinding
+from responder.sanitize import clean
+
+_INT64_MAX = 2**63 - 1
+
+
+def _int64(value: Any) -> Any:
+    # proto3 JSON sends int64 as a string; sourceProperties numbers arrive as doubles ("4444.0" after proto-plus).
+    if isinstance(value, bool):
+        raise ValueError("boolean is not an integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(".0"):
+            text = text[:-2]
+        value = int(text, 10)
+    if not isinstance(value, int) or not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise ValueError("not an int64")
+    return value
+
+
+Int64 = Annotated[int, BeforeValidator(_int64)]
+
+
+class _Raw(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
+
+
+class RawFile(_Raw):
+    path: str | None = None
+    size: Int64 | None = None
+    sha256: str | None = None
+    hashed_size: Int64 | None = None
+    partially_hashed: bool | None = None
+
+
+class RawProcess(_Raw):
+    name: str | None = None
+    binary: RawFile | None = None
+    script: RawFile | None = None
+    args: list[str] = Field(default_factory=list)
+    arguments_truncated: bool | None = None
+    pid: Int64 | None = None
+    parent_pid: Int64 | None = None
+    user_id: Int64 | None = None  # v2 only
+
+
+class RawLabel(_Raw):
+    name: str | None = None
+    value: str | None = None
+
+
+class RawContainer(_Raw):
+    name: str | None = None
+    uri: str | None = None
+    image_id: str | None = None
+    labels: list[RawLabel] = Field(default_factory=list)
+
+
+class RawPod(_Raw):
+    ns: str | None = None
+    name: str | None = None
+    labels: list[RawLabel] = Field(default_factory=list)
+    containers: list[RawContainer] = Field(default_factory=list)
+
+
+class RawNode(_Raw):
+    name: str | None = None
+
+
+class RawNodePool(_Raw):
+    name: str | None = None
+    nodes: list[RawNode] = Field(default_factory=list)
+
+
+class RawKubernetes(_Raw):
+    pods: list[RawPod] = Field(default_factory=list)
+    nodes: list[RawNode] = Field(default_factory=list)
+    node_pools: list[RawNodePool] = Field(default_factory=list)
+
+
+class RawMitre(_Raw):
+    primary_tactic: str | None = None
+    primary_techniques: list[str] = Field(default_factory=list)
+    additional_tactics: list[str] = Field(default_factory=list)
+    additional_techniques: list[str] = Field(default_factory=list)
+    version: str | None = None
+
+
+class RawSecurityMarks(_Raw):
+    name: str | None = None
+    marks: dict[str, str] = Field(default_factory=dict)
+
+
+class RawGcpMetadata(_Raw):
+    project: str | None = None
+    project_display_name: str | None = None
+    parent: str | None = None
+    parent_display_name: str | None = None
+    organization: str | None = None
+
+
+class RawResource(_Raw):
+    """v1 and v2 resource in one model: v1 keeps project fields at the top, v2 under ``gcpMetadata``."""
+
+    name: str | None = None
+    display_name: str | None = None
+    type: str | None = None
+    service: str | None = None
+    location: str | None = None
+    # v1 names; legacy notifications (ListFindingsResult.Resource) used projectName/parentName.
+    project: str | None = Field(default=None, validation_alias=AliasChoices("project", "projectName", "project_name"))
+    project_display_name: str | None = None
+    parent: str | None = Field(default=None, validation_alias=AliasChoices("parent", "parentName", "parent_name"))
+    parent_display_name: str | None = None
+    gcp_metadata: RawGcpMetadata | None = None  # v2
+
+
+class RawFinding(_Raw):
+    name: str | None = None
+    canonical_name: str | None = None
+    parent: str | None = None
+    resource_name: str | None = None
+    state: str | None = None
+    category: str | None = None
+    external_uri: str | None = None
+    source_properties: dict[str, Any] = Field(default_factory=dict)
+    security_marks: RawSecurityMarks | None = None
+    event_time: datetime | None = None
+    create_time: datetime | None = None
+    severity: str | None = None
+    mute: str | None = None
+    finding_class: str | None = None
+    mitre_attack: RawMitre | None = None
+    processes: list[RawProcess] = Field(default_factory=list)
+    parent_display_name: str | None = None
+    description: str | None = None
+    containers: list[RawContainer] = Field(default_factory=list)
+    kubernetes: RawKubernetes | None = None
+
+
+class NotificationMessage(_Raw):
+    """``google.cloud.securitycenter.v{1,2}.NotificationMessage`` as proto3 JSON."""
+
+    notification_config_name: str | None = None
+    finding: RawFinding | None = None
+    resource: RawResource | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------- domain
+
+
+class _Domain(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Process(_Domain):
+    """A process the finding names (the shell, or its parent)."""
+
+    name: str | None = None
+    binary_path: str | None = None
+    sha256: str | None = None
+    args: tuple[str, ...] = ()
+    arguments_truncated: bool = False
+    pid: int | None = None
+    parent_pid: int | None = None
+    user_id: int | None = None
+
+
+class Endpoint(_Domain):
+    """One end of the redirected stdin socket."""
+
+    ip: str
+    port: int | None = None
+
+
+class Mitre(_Domain):
+    """MITRE ATT&CK names as SCC reports them (enum names, e.g. ``COMMAND_AND_SCRIPTING_INTERPRETER``)."""
+
+    tactics: tuple[str, ...] = ()
+    techniques: tuple[str, ...] = ()
+
+
+class Finding(_Domain):
+    """What the responder needs from a notification; identifiers are raw here and validated by triage."""
+
+    api_version: str
+    name: str | None
+    canonical_name: str | None
+    notification_config: str | None
+    category: str | None
+    state: str | None
+    mute: str | None
+    severity: str | None
+    finding_class: str | None
+    event_time: datetime | None
+    create_time: datetime | None
+    resource_name: str | None
+    resource_type: str | None
+    project_display_name: str | None
+    pod_namespace: str | None
+    pod_name: str | None
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    container: str | None
+    image_uri: str | None
+    node: str | None
+    node_pool: str | None
+    processes: tuple[Process, ...] = ()
+    remote: Endpoint | None = None
+    local: Endpoint | None = None
+    mitre: Mitre = Mitre()
+    security_marks: dict[str, str] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str | None:
+        """Identity for de-duplication: one finding is one incident, however often it is delivered."""
+        return self.canonical_name or self.name
+
+
+def parse_notification(payload: bytes) -> NotificationMessage:
+    """Decode the Pub/Sub message data (UTF-8 JSON) into a :class:`NotificationMessage`."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidFinding(f"message data is not UTF-8 (byte {exc.start})") from exc
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidFinding(f"message data is not JSON: {clean(exc, 120)}") from exc
+    if not isinstance(document, dict):
+        raise InvalidFinding(f"message data is JSON {type(document).__name__}, expected an object")
+    try:
+        return NotificationMessage.model_validate(document)
+    except (ValidationError, RecursionError) as exc:
+        raise InvalidFinding(f"notification does not match the SCC schema: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        return clean(f"{loc}: {err['msg']} ({exc.error_count()} error(s))", 200)
+    return clean(exc, 200)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def _endpoint(props: dict[str, Any], side: str, warnings: list[str]) -> Endpoint | None:
+    ip_raw = props.get(f"Reverse_Shell_Stdin_Redirection_{side}_Ip")
+    port_raw = props.get(f"Reverse_Shell_Stdin_Redirection_{side}_Port")
+    if ip_raw is None:
+        return None
+    try:
+        ip = str(ipaddress.ip_address(str(ip_raw).strip()))
+    except ValueError:
+        warnings.append(f"{side} IP {clean(ip_raw, 60)!r} is not an IP address; ignored")
+        return None
+    port: int | None = None
+    if port_raw is not None:
+        try:
+            port = _int64(port_raw)
+        except (ValueError, TypeError):
+            port = None
+        if port is None or not 0 <= port <= 65535:
+            warnings.append(f"{side} port {clean(port_raw, 30)!r} is not a port number; ignored")
+            port = None
+    return Endpoint(ip=ip, port=port)
+
+
+def _last_segment(name: str | None) -> str | None:
+    return name.rsplit("/", 1)[-1] if name else None
+
+
+def to_finding(message: NotificationMessage) -> Finding:
+    """Reduce a notification to a :class:`Finding`; raises :class:`InvalidFinding` when there is no finding at all."""
+    raw = message.finding
+    if raw is None:
+        raise InvalidFinding("notification has no finding")
+    props = raw.source_properties
+    warnings: list[str] = []
+    resource = message.resource or RawResource()
+
+    pod = raw.kubernetes.pods[0] if raw.kubernetes and raw.kubernetes.pods else None
+    prop_ns, prop_pod = _text(props.get("Pod_Namespace")), _text(props.get("Pod_Name"))
+    namespace = pod.ns if pod and pod.ns else prop_ns
+    pod_name = pod.name if pod and pod.name else prop_pod
+    # Both blocks come from CTD; when they disagree we cannot know which pod is compromised, so triage rejects it.
+    if pod and ((prop_ns and prop_ns != namespace) or (prop_pod and prop_pod != pod_name)):
+        warnings.append("pod identity differs between kubernetes.pods[] and sourceProperties")
+
+    containers = (pod.containers if pod else []) or raw.containers
+    container = _text(props.get("Container_Name")) or (containers[0].name if containers else None)
+    image_uri = _text(props.get("Container_Image_Uri")) or (containers[0].uri if containers else None)
+
+    node = _text(props.get("VM_Instance_Name"))
+    if not node and raw.kubernetes and raw.kubernetes.nodes:
+        node = _last_segment(raw.kubernetes.nodes[0].name)
+    node_pool = raw.kubernetes.node_pools[0].name if raw.kubernetes and raw.kubernetes.node_pools else None
+
+    processes = tuple(
+        Process(
+            name=p.name,
+            binary_path=p.binary.path if p.binary else None,
+            sha256=p.binary.sha256 if p.binary else None,
+            args=tuple(p.args),
+            arguments_truncated=bool(p.arguments_truncated),
+            pid=p.pid,
+            parent_pid=p.parent_pid,
+            user_id=p.user_id,
+        )
+        for p in raw.processes
+    )
+    mitre = Mitre()
+    if raw.mitre_attack:
+        m = raw.mitre_attack
+        mitre = Mitre(
+            tactics=tuple(t for t in [m.primary_tactic, *m.additional_tactics] if t),
+            techniques=tuple(dict.fromkeys([*m.primary_techniques, *m.additional_techniques])),
+        )
+    gcp = resource.gcp_metadata
+    is_v2 = gcp is not None or "/locations/" in (raw.name or "") or any(p.user_id is not None for p in raw.processes)
+    return Finding(
+        api_version="v2" if is_v2 else "v1",
+        name=raw.name,
+        canonical_name=raw.canonical_name,
+        notification_config=message.notification_config_name,
+        category=raw.category,
+        state=raw.state,
+        mute=raw.mute,
+        severity=raw.severity,
+        finding_class=raw.finding_class,
+        event_time=raw.event_time,
+        create_time=raw.create_time,
+        resource_name=raw.resource_name or resource.name,
+        resource_type=resource.type,
+        project_display_name=(gcp.project_display_name if gcp else None) or resource.project_display_name,
+        pod_namespace=namespace,
+        pod_name=pod_name,
+        pod_labels={lbl.name: lbl.value or "" for lbl in (pod.labels if pod else []) if lbl.name},
+        container=container,
+        image_uri=image_uri,
+        node=node,
+        node_pool=node_pool,
+        processes=processes,
+        remote=_endpoint(props, "Dst", warnings),
+        local=_endpoint(props, "Src", warnings),
+        mitre=mitre,
+        security_marks=dict(raw.security_marks.marks) if raw.security_marks else {},
+        warnings=tuple(warnings),
+    )

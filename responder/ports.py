@@ -1,0 +1,298 @@
+"""Interfaces to the outside world, and the plain data that crosses them.
+
+The core (triage, policy, actions, enrichment, report) only talks to these Protocols. ``responder/adapters`` implements
+them with the real SDKs; unit tests implement them with hand-written fakes. Adapters translate SDK errors into
+``responder.errors``: ``NotFound``, ``Conflict``, ``Forbidden``, ``TransientError`` (5xx, 429, timeouts), ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from responder.identifiers import ClusterRef
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ----------------------------------------------------------------------------------------------------- Kubernetes
+
+
+class OwnerRef(_View):
+    """A metadata.ownerReferences entry."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool = False
+
+
+class ContainerView(_View):
+    """A container of a pod, with its runtime status when known."""
+
+    name: str
+    image: str | None = None
+    image_id: str | None = None
+    ready: bool | None = None
+    running: bool = False
+    restart_count: int = 0
+    privileged: bool = False
+    run_as_user: int | None = None
+    allow_privilege_escalation: bool | None = None
+
+
+class PodView(_View):
+    """The facts about a pod that containment and the report need."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    owners: tuple[OwnerRef, ...] = ()
+    node_name: str | None = None
+    host_network: bool = False
+    host_pid: bool = False
+    service_account: str | None = None
+    phase: str | None = None
+    start_time: datetime | None = None
+    deleting: bool = False
+    containers: tuple[ContainerView, ...] = ()
+    manifest: dict[str, Any] = Field(default_factory=dict)  # the API object as JSON, kept as evidence
+
+    @property
+    def controller(self) -> OwnerRef | None:
+        """The managing controller (ReplicaSet, StatefulSet, DaemonSet, Job), if any."""
+        return next((o for o in self.owners if o.controller), None)
+
+
+class WorkloadView(_View):
+    """An object in a pod's owner chain (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob)."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    owners: tuple[OwnerRef, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    replicas: int | None = None
+    ready_replicas: int | None = None
+
+
+class LabelSelectorRequirement(_View):
+    """One matchExpressions entry."""
+
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+class LabelSelector(_View):
+    """A Kubernetes label selector; the empty selector selects every pod."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Kubernetes selector semantics (AND of all terms)."""
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            value = labels.get(req.key)
+            ok = {
+                "In": present and value in req.values,
+                "NotIn": not present or value not in req.values,
+                "Exists": present,
+                "DoesNotExist": not present,
+            }[req.operator]
+            if not ok:
+                return False
+        return True
+
+
+class NetworkPolicyView(_View):
+    """A NetworkPolicy, reduced to what isolation reasons about."""
+
+    namespace: str
+    name: str
+    resource_version: str | None = None
+    pod_selector: LabelSelector = LabelSelector()
+    policy_types: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class NodeView(_View):
+    """A node: labels (pool, zone) and annotations (``container.googleapis.com/instance_id``)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class NamespaceView(_View):
+    """A namespace's labels and annotations (owner / team contacts)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class LeaseView(_View):
+    """A coordination.k8s.io Lease used as a shared counter; ``annotations`` carry the data."""
+
+    namespace: str
+    name: str
+    resource_version: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class KubePort(Protocol):
+    """One cluster's Kubernetes API, as the responder uses it."""
+
+    def get_pod(self, namespace: str, name: str) -> PodView: ...
+
+    def patch_pod_metadata(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: Mapping[str, str | None],
+        annotations: Mapping[str, str | None],
+    ) -> PodView:
+        """Merge-patch labels/annotations (None removes a key); the UID is a precondition (Conflict if replaced)."""
+        ...
+
+    def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
+        """Delete with a UID precondition, so a same-named replacement is never hit."""
+        ...
+
+    def get_workload(self, namespace: str, owner: OwnerRef) -> WorkloadView: ...
+
+    def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]: ...
+
+    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
+        """Create; raises Conflict if it already exists."""
+        ...
+
+    def set_network_policy_selector(
+        self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
+    ) -> NetworkPolicyView:
+        """Replace spec.podSelector, optimistic on resourceVersion (Conflict if the policy changed)."""
+        ...
+
+    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str: ...
+
+    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
+        """Run argv in the container without a shell; raises Unavailable when exec cannot reach a container."""
+        ...
+
+    def get_node(self, name: str) -> NodeView: ...
+
+    def get_namespace(self, name: str) -> NamespaceView: ...
+
+    def get_lease(self, namespace: str, name: str) -> LeaseView: ...
+
+    def create_lease(self, namespace: str, name: str, annotations: Mapping[str, str]) -> LeaseView: ...
+
+    def update_lease(
+        self, namespace: str, name: str, annotations: Mapping[str, str], resource_version: str | None
+    ) -> LeaseView: ...
+
+
+# --------------------------------------------------------------------------------------------------------- Google
+
+
+class ClusterInfo(_View):
+    """GKE cluster metadata from the container API."""
+
+    name: str
+    location: str
+    status: str | None = None
+    version: str | None = None
+    endpoint: str | None = None
+    private_endpoint: str | None = None
+    dns_endpoint: str | None = None
+    ca_certificate: str | None = None  # base64 PEM, as the API returns it
+    labels: dict[str, str] = Field(default_factory=dict)
+    network_policy_enabled: bool = False
+    datapath_provider: str | None = None
+    autopilot: bool = False
+    self_link: str | None = None
+
+    @property
+    def network_policy_enforced(self) -> bool:
+        """NetworkPolicy works with the Calico add-on or with Dataplane V2 (ADVANCED_DATAPATH)."""
+        return self.network_policy_enabled or self.datapath_provider == "ADVANCED_DATAPATH"
+
+
+class ClusterAPI(Protocol):
+    """The GKE container API."""
+
+    def get_cluster(self, ref: ClusterRef) -> ClusterInfo: ...
+
+
+class ClusterConnector(Protocol):
+    """Gives a :class:`KubePort` for a cluster (GKE credentials, or one kubeconfig for every cluster)."""
+
+    def connect(self, ref: ClusterRef) -> KubePort: ...
+
+
+class LogEntry(_View):
+    """One Cloud Logging entry, payload rendered to bounded text."""
+
+    timestamp: datetime | None = None
+    severity: str | None = None
+    log_name: str | None = None
+    text: str = ""
+    resource_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class LogsAPI(Protocol):
+    """Cloud Logging entries.list."""
+
+    def search(self, project: str, filter_: str, limit: int) -> list[LogEntry]:
+        """Newest first; at most ``limit`` entries."""
+        ...
+
+
+class SccFinding(_View):
+    """A finding as SCC reports it now (for verification and write-back)."""
+
+    name: str
+    state: str | None = None
+    mute: str | None = None
+    category: str | None = None
+    resource_name: str | None = None
+    marks: dict[str, str] = Field(default_factory=dict)
+
+
+class FindingsAPI(Protocol):
+    """Security Command Center, v1 or v2 chosen from the finding name."""
+
+    def get_finding(self, name: str) -> SccFinding | None:
+        """``list_findings`` filtered by name under the finding's source; None when SCC does not know it."""
+        ...
+
+    def update_marks(self, name: str, marks: Mapping[str, str]) -> None:
+        """Set exactly these mark keys (field mask ``marks.<key>``), leaving other marks alone."""
+        ...
+
+    def set_state(self, name: str, state: Literal["ACTIVE", "INACTIVE"], when: datetime) -> None: ...
+
+
+class Publisher(Protocol):
+    """Pub/Sub publishing (incident reports to owners)."""
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        """Returns the message ID once the server has it."""
+        ...
