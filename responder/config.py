@@ -27,12 +27,16 @@ class Settings(BaseSettings):
 
     # --- policy toggles (None: the policy file decides) ---
     mode: Mode | None = Field(default=None, description="dry-run (default) plans without writing; enforce acts")
-    action: ActionName | None = Field(default=None, description="override every rule's containment: isolate|delete|none")
+    action: ActionName | None = Field(
+        default=None, description="override every rule's containment: isolate|delete|none"
+    )
     policy_file: Path | None = Field(default=None, description="policy YAML; default policy.yaml beside main.py")
     categories: CsvList = Field(default=None, description="comma-separated finding categories to handle")
     protected_namespaces: CsvList = Field(default=None, description="comma-separated namespace globs never touched")
     exempt_label: str | None = Field(default=None, description="pods carrying this label key (=true) are never touched")
-    verify_finding: bool | None = Field(default=None, description="re-read the finding from SCC before destructive acts")
+    verify_finding: bool | None = Field(
+        default=None, description="re-read the finding from SCC before destructive acts"
+    )
     write_marks: bool | None = Field(default=None, description="record what was done as SCC security marks")
     set_inactive: bool | None = Field(default=None, description="set the finding INACTIVE after a successful delete")
     report_topic: str | None = Field(default=None, description="projects/P/topics/T receiving incident reports")
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     logging_endpoint: str | None = Field(default=None, description="Cloud Logging API endpoint override")
     container_endpoint: str | None = Field(default=None, description="GKE API endpoint override")
     anonymous_google: bool = Field(default=False, description="use anonymous credentials (local wire fakes only)")
+    google_apis: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: on in Cloud Functions/Run (K_SERVICE) or when an endpoint is overridden"
+    )
 
     @field_validator("categories", "protected_namespaces", mode="before")
     @classmethod

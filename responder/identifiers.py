@@ -22,7 +22,9 @@ _LOCATION = re.compile(r"[a-z]+(-[a-z]+)+[0-9]+(-[a-z])?")
 _CLUSTER = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 _INSTANCE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_LABEL_NAME = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_NAME = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
 
 _CLUSTER_RESOURCE = re.compile(
     r"//container\.googleapis\.com/projects/(?P<project>[^/]+)/(?P<kind>locations|zones)/(?P<location>[^/]+)"

@@ -2,7 +2,8 @@
 
 The core (triage, policy, actions, enrichment, report) only talks to these Protocols. ``responder/adapters`` implements
 them with the real SDKs; unit tests implement them with hand-written fakes. Adapters translate SDK errors into
-``responder.errors``: ``NotFound``, ``Conflict``, ``Forbidden``, ``TransientError`` (5xx, 429, timeouts), ``Unavailable``.
+``responder.errors``: ``NotFound``, ``Conflict``, ``Forbidden``, ``TransientError`` (5xx, 429, timeouts),
+``Unavailable``.
 """
 
 from __future__ import annotations
@@ -241,10 +242,21 @@ class ClusterAPI(Protocol):
     def get_cluster(self, ref: ClusterRef) -> ClusterInfo: ...
 
 
-class ClusterConnector(Protocol):
-    """Gives a :class:`KubePort` for a cluster (GKE credentials, or one kubeconfig for every cluster)."""
+class Connection(_View):
+    """A cluster's Kubernetes API and, on GKE, the cluster metadata read to reach it."""
 
-    def connect(self, ref: ClusterRef) -> KubePort: ...
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    kube: Any  # KubePort; Any because pydantic cannot validate a Protocol
+    info: ClusterInfo | None = None
+
+
+class ClusterConnector(Protocol):
+    """Gives a :class:`Connection` for a cluster (GKE endpoint + token, or one kubeconfig for every cluster)."""
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        """Raises Unavailable when there are no credentials for the cluster."""
+        ...
 
 
 class LogEntry(_View):

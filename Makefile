@@ -1,0 +1,57 @@
+# Reverse Shell Responder. `make demo` and `make test` work on a fresh machine: they set up what they need.
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup test unit integration e2e lint typecheck run demo bench kube-up kube-down kube-build clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+setup: $(STAMP) ## create .venv and install runtime + dev dependencies
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lint: $(STAMP) ## ruff (lint + format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy strict on responder/ and main.py
+	$(BIN)/mypy
+
+unit: $(STAMP) ## fast tests only
+	$(BIN)/pytest -q -m "not integration and not e2e"
+
+integration: $(STAMP) kube-build ## real clients against real/wire servers
+	$(BIN)/pytest -q -m integration
+
+e2e: $(STAMP) kube-build ## functions-framework + Pub/Sub emulator + kube-apiserver
+	$(BIN)/pytest -q -m e2e
+
+test: lint typecheck kube-build ## everything CI runs: lint, types, unit, integration, e2e
+	$(BIN)/pytest -q
+
+run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_MODE=enforce)
+	$(BIN)/functions-framework --target handle_finding --signature-type cloudevent --host 127.0.0.1 --port 8080
+
+demo: $(STAMP) ## replay the sample findings (see README)
+	$(BIN)/python -m responder demo
+
+kube-build: ## build kube-apiserver/controller-manager from Debian source (cached in ~/.cache/rsr)
+	$(PY) tools/kubeenv.py build
+
+kube-up: ## start etcd + kube-apiserver + controller-manager; kubeconfig in .testenv/kubeconfig
+	$(PY) tools/kubeenv.py up --dir .testenv
+
+kube-down: ## stop the local cluster
+	$(PY) tools/kubeenv.py down --dir .testenv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+-include mk/*.mk

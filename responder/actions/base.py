@@ -1,0 +1,112 @@
+"""What every action shares: its result, its context, and the labels/annotations it writes.
+
+An action is idempotent (delivery is at-least-once and many instances run at once), names what it creates
+deterministically, and in dry-run computes the same decisions without writing anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from responder.findings import Finding
+from responder.ports import ClusterInfo, KubePort, PodView
+from responder.triage import Target
+
+# Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
+PREFIX = "responder.rsr.dev"
+QUARANTINE_LABEL = f"{PREFIX}/quarantine"
+FINDING_ANNOTATION = f"{PREFIX}/finding"
+ACTIONS_ANNOTATION = f"{PREFIX}/actions"
+AT_ANNOTATION = f"{PREFIX}/at"
+ORIGINAL_LABELS_ANNOTATION = f"{PREFIX}/original-labels"
+DENY_ALL_POLICY = "rsr-quarantine-deny-all"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
+
+
+class Status(StrEnum):
+    """The three result states of every action."""
+
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class ActionResult(BaseModel):
+    """One action's outcome, as it appears in the decision record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    status: Status
+    reason: str
+    dry_run: bool = False
+    changes: tuple[str, ...] = ()
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionParams(BaseModel):
+    """Base of every action's typed parameters; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Evidence:
+    """Volatile evidence captured before anything destructive; goes into the incident report."""
+
+    manifest: dict[str, Any] | None = None
+    owner_chain: list[dict[str, Any]] = field(default_factory=list)
+    logs: str | None = None
+    process_tree: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may use. ``pod`` is read once per event and refreshed by actions that write it."""
+
+    kube: KubePort
+    target: Target
+    finding: Finding
+    dry_run: bool
+    pod: PodView
+    cluster_info: ClusterInfo | None = None
+    evidence: Evidence = field(default_factory=Evidence)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self) -> dict[str, str]:
+        """Annotations that tie the pod to the finding, for the humans who look at it later."""
+        return {FINDING_ANNOTATION: self.finding.name or "", AT_ANNOTATION: self.now.isoformat(timespec="seconds")}
+
+
+class Action(Protocol):
+    """An action module's entry point."""
+
+    name: ClassVar[str]
+    destructive: ClassVar[bool]
+    Params: ClassVar[type[ActionParams]]
+
+    def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult: ...
+
+
+def result(
+    action: str,
+    status: Status,
+    reason: str,
+    ctx: ActionContext,
+    changes: list[str] | tuple[str, ...] = (),
+    **details: Any,
+) -> ActionResult:
+    """Build a result, prefixing dry-run reasons so nobody mistakes a plan for a change."""
+    if ctx.dry_run and status is Status.SKIPPED and changes:
+        reason = f"dry-run: would {reason}"
+    return ActionResult(
+        action=action, status=status, reason=reason, dry_run=ctx.dry_run, changes=tuple(changes), details=details
+    )

@@ -1,0 +1,96 @@
+"""capture: pod manifest, owner chain, log tail and process tree, before anything destructive.
+
+Permissions: ``pods: get``; ``pods/log: get``; ``pods/exec: get, create``; workload kinds: ``get``.
+Example (policy): ``- action: capture\n  log_tail_lines: 500\n  process_tree: true``.
+
+Read-only, so it runs in dry-run too: evidence is worth having even when nothing else happens. Each part that cannot
+be captured is recorded with the reason (no running container, no kubelet, forbidden) and the rest carries on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from responder.actions.base import ActionContext, ActionParams, ActionResult, Status
+from responder.errors import NotFound, ResponderError
+from responder.sanitize import clean
+
+# `ps axjf` is the runbook's command; argv without a shell, so nothing from the finding can be interpreted.
+PROCESS_TREE_ARGV = ["ps", "axjf"]
+MAX_OWNER_DEPTH = 5
+
+
+class CaptureParams(ActionParams):
+    """What to capture and how much."""
+
+    log_tail_lines: int = Field(default=200, ge=0, le=10_000)
+    log_limit_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    process_tree: bool = True
+    exec_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+
+class CaptureAction:
+    """Collect volatile evidence into ``ctx.evidence``."""
+
+    name: ClassVar[str] = "capture"
+    destructive: ClassVar[bool] = False
+    Params: ClassVar[type[ActionParams]] = CaptureParams
+
+    def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
+        """Capture what can be captured; never fails the event."""
+        assert isinstance(params, CaptureParams)
+        ev, pod, kube = ctx.evidence, ctx.pod, ctx.kube
+        captured: list[str] = []
+        ev.manifest = pod.manifest
+        captured.append("manifest")
+
+        owner = pod.controller
+        for _ in range(MAX_OWNER_DEPTH):
+            if owner is None:
+                break
+            try:
+                workload = kube.get_workload(pod.namespace, owner)
+            except ResponderError as exc:
+                ev.notes.append(f"owner {owner.kind}/{owner.name}: {clean(exc, 200)}")
+                break
+            ev.owner_chain.append({"kind": workload.kind, "name": workload.name, "uid": workload.uid})
+            owner = next((o for o in workload.owners if o.controller), None)
+        if ev.owner_chain:
+            captured.append("owner chain")
+
+        container = ctx.target.container
+        if params.log_tail_lines:
+            try:
+                ev.logs = kube.read_log(
+                    pod.namespace, pod.name, container, params.log_tail_lines, params.log_limit_bytes
+                )
+                captured.append("logs")
+            except ResponderError as exc:
+                ev.notes.append(f"logs not captured: {clean(exc, 200)}")
+
+        if params.process_tree:
+            running = any(c.running for c in pod.containers if container is None or c.name == container)
+            if not running:
+                ev.notes.append("process tree not captured: the container is not running")
+            else:
+                try:
+                    ev.process_tree = kube.exec(
+                        pod.namespace, pod.name, container, PROCESS_TREE_ARGV, params.exec_timeout_s
+                    )
+                    captured.append("process tree")
+                except NotFound:
+                    ev.notes.append("process tree not captured: pod no longer exists")
+                except ResponderError as exc:
+                    ev.notes.append(f"process tree not captured: {clean(exc, 200)}")
+        reason = f"captured {', '.join(captured)}"
+        if ev.notes:
+            reason += f"; {len(ev.notes)} part(s) not captured"
+        return ActionResult(
+            action=self.name,
+            status=Status.SUCCEEDED,
+            reason=reason,
+            dry_run=ctx.dry_run,
+            details={"captured": captured, "notes": list(ev.notes)},
+        )

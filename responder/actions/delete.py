@@ -1,0 +1,82 @@
+"""delete: remove the compromised pod so its controller replaces it with a clean one.
+
+Permissions: ``pods: get, delete``; ``replicasets, deployments, statefulsets, daemonsets: get`` (guards).
+Example (policy): ``- action: delete\n  grace_period_s: 1\n  allow_standalone: false``.
+
+The delete carries the pod's UID as a precondition, so a same-named replacement (StatefulSet) is never hit. Guards
+return ``skipped`` with the reason; each can be turned off in the policy. Evidence capture runs before this action
+when the plan has it (the planner orders ``capture`` ahead of every destructive action).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from responder.actions.base import ActionContext, ActionParams, ActionResult, Status, result
+from responder.errors import Conflict, NotFound
+
+
+class DeleteParams(ActionParams):
+    """Guards and grace period. Grace 0 is refused: a forced delete can leave the container running unseen."""
+
+    grace_period_s: int = Field(default=1, ge=1, le=300)
+    allow_standalone: bool = False
+    allow_statefulset: bool = False
+    allow_daemonset: bool = False
+    min_ready_replicas: int | None = Field(default=None, ge=0)
+
+
+class DeleteAction:
+    """Delete with UID precondition, after guards."""
+
+    name: ClassVar[str] = "delete"
+    destructive: ClassVar[bool] = True
+    Params: ClassVar[type[ActionParams]] = DeleteParams
+
+    def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
+        """Delete the pod unless a guard says otherwise."""
+        assert isinstance(params, DeleteParams)
+        pod = ctx.pod
+        if pod.deleting:
+            return result(self.name, Status.SKIPPED, "pod is already being deleted", ctx)
+        guard = self._guard(ctx, params)
+        if guard:
+            return result(self.name, Status.SKIPPED, guard, ctx)
+        what = f"delete pod {pod.namespace}/{pod.name} (uid {pod.uid}, grace {params.grace_period_s}s)"
+        if ctx.dry_run:
+            return result(self.name, Status.SKIPPED, what, ctx, [what])
+        try:
+            ctx.kube.delete_pod(pod.namespace, pod.name, pod.uid, params.grace_period_s)
+        except NotFound:
+            return result(self.name, Status.SKIPPED, "pod no longer exists", ctx)
+        except Conflict:
+            return result(self.name, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
+        controller = pod.controller
+        replaced = f"; {controller.kind} {controller.name} will replace it" if controller else ""
+        return result(self.name, Status.SUCCEEDED, f"deleted pod {pod.name}{replaced}", ctx, [what])
+
+    @staticmethod
+    def _guard(ctx: ActionContext, params: DeleteParams) -> str | None:
+        controller = ctx.pod.controller
+        if controller is None:
+            if not params.allow_standalone:
+                return "standalone pod: nothing would replace it (allow_standalone: true to delete anyway)"
+            return None
+        if controller.kind == "StatefulSet" and not params.allow_statefulset:
+            return "StatefulSet pod: its replacement reuses the same name and volumes (allow_statefulset to override)"
+        if controller.kind == "DaemonSet" and not params.allow_daemonset:
+            return "DaemonSet pod: its replacement lands on the same node (allow_daemonset to override)"
+        if params.min_ready_replicas is not None:
+            try:
+                workload = ctx.kube.get_workload(ctx.pod.namespace, controller)
+            except NotFound:
+                return f"controller {controller.kind} {controller.name} not found; cannot check healthy replicas"
+            ready = workload.ready_replicas or 0
+            if ready - 1 < params.min_ready_replicas:
+                return (
+                    f"{controller.kind} {controller.name} has {ready} ready replica(s); deleting would leave fewer "
+                    f"than min_ready_replicas={params.min_ready_replicas}"
+                )
+        return None

@@ -1,0 +1,514 @@
+"""KubePort on the official ``kubernetes`` client, plus connectors (one kubeconfig, or GKE endpoint + token).
+
+SDK errors become ``responder.errors`` here; 5xx, 429 and timeouts are retried with backoff inside a deadline, then
+surface as :class:`TransientError` so Pub/Sub redelivers. The SDK is imported lazily: a cold start that only ignores
+a finding never pays for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from responder.errors import Conflict, Forbidden, NotFound, PermanentError, TransientError, Unavailable
+from responder.identifiers import ClusterRef
+from responder.ports import (
+    ClusterAPI,
+    Connection,
+    ContainerView,
+    LabelSelector,
+    LabelSelectorRequirement,
+    LeaseView,
+    NamespaceView,
+    NetworkPolicyView,
+    NodeView,
+    OwnerRef,
+    PodView,
+    WorkloadView,
+)
+from responder.retrying import transient_retry
+from responder.sanitize import clean
+
+T = TypeVar("T")
+REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
+_WORKLOAD_READERS = {
+    "ReplicaSet": ("apps", "read_namespaced_replica_set"),
+    "Deployment": ("apps", "read_namespaced_deployment"),
+    "StatefulSet": ("apps", "read_namespaced_stateful_set"),
+    "DaemonSet": ("apps", "read_namespaced_daemon_set"),
+    "Job": ("batch", "read_namespaced_job"),
+    "CronJob": ("batch", "read_namespaced_cron_job"),
+}
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        reason = _api_message(exc)
+        text = f"{what}: {status} {reason}"
+        if status == 404:
+            return NotFound(text)
+        if status == 409:
+            return Conflict(text)
+        if status in (401, 403):
+            return Forbidden(text)
+        if status == 429 or status >= 500 or status == 0:
+            return TransientError(text)
+        return PermanentError(text)
+    if isinstance(exc, HTTPError | TimeoutError | ConnectionError | OSError):
+        return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 200)}")
+    return exc
+
+
+def _api_message(exc: Any) -> str:
+    try:
+        return clean(json.loads(exc.body).get("message", exc.reason), 300)
+    except (TypeError, ValueError, AttributeError):
+        return clean(exc.reason, 200)
+
+
+def _call(what: str, fn: Callable[[], T]) -> T:
+    @transient_retry()
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            translated = _translate(exc, what)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return attempt()
+
+
+def _selector(raw: Any) -> LabelSelector:
+    if raw is None:
+        return LabelSelector()
+    return LabelSelector(
+        match_labels=dict(raw.match_labels or {}),
+        match_expressions=tuple(
+            LabelSelectorRequirement(key=e.key, operator=e.operator, values=tuple(e.values or ()))
+            for e in raw.match_expressions or ()
+        ),
+    )
+
+
+def _owners(meta: Any) -> tuple[OwnerRef, ...]:
+    return tuple(
+        OwnerRef(api_version=o.api_version, kind=o.kind, name=o.name, uid=o.uid, controller=bool(o.controller))
+        for o in meta.owner_references or ()
+    )
+
+
+class KubeAdapter:
+    """:class:`responder.ports.KubePort` over one ``kubernetes.client.ApiClient``."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self._api = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.net = client.NetworkingV1Api(api_client)
+        self.coord = client.CoordinationV1Api(api_client)
+
+    # -------------------------------------------------------------------------------------------------- pods
+    def _pod_view(self, pod: Any) -> PodView:
+        meta, spec, status = pod.metadata, pod.spec, pod.status
+        statuses = {s.name: s for s in (status.container_statuses or [])} if status else {}
+        containers = []
+        for c in spec.containers or []:
+            st = statuses.get(c.name)
+            sc = c.security_context
+            containers.append(
+                ContainerView(
+                    name=c.name,
+                    image=c.image,
+                    image_id=st.image_id if st else None,
+                    ready=st.ready if st else None,
+                    running=bool(st and st.state and st.state.running),
+                    restart_count=st.restart_count if st else 0,
+                    privileged=bool(sc and sc.privileged),
+                    run_as_user=sc.run_as_user if sc else None,
+                    allow_privilege_escalation=sc.allow_privilege_escalation if sc else None,
+                )
+            )
+        return PodView(
+            namespace=meta.namespace,
+            name=meta.name,
+            uid=meta.uid,
+            resource_version=meta.resource_version,
+            labels=dict(meta.labels or {}),
+            annotations=dict(meta.annotations or {}),
+            owners=_owners(meta),
+            node_name=spec.node_name,
+            host_network=bool(spec.host_network),
+            host_pid=bool(spec.host_pid),
+            service_account=spec.service_account_name,
+            phase=status.phase if status else None,
+            start_time=status.start_time if status else None,
+            deleting=meta.deletion_timestamp is not None,
+            containers=tuple(containers),
+            manifest=self._api.sanitize_for_serialization(pod),
+        )
+
+    def get_pod(self, namespace: str, name: str) -> PodView:
+        """Read a pod."""
+        pod = _call(
+            f"get pod {namespace}/{name}",
+            lambda: self.core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT),
+        )
+        return self._pod_view(pod)
+
+    def patch_pod_metadata(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: Mapping[str, str | None],
+        annotations: Mapping[str, str | None],
+    ) -> PodView:
+        """Strategic-merge patch of metadata; the UID in the patch is a precondition (409 when it differs)."""
+        body = {"metadata": {"uid": uid, "labels": dict(labels), "annotations": dict(annotations)}}
+        pod = _call(
+            f"patch pod {namespace}/{name}",
+            lambda: self.core.patch_namespaced_pod(name, namespace, body, _request_timeout=REQUEST_TIMEOUT),
+        )
+        return self._pod_view(pod)
+
+    def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
+        """Delete with preconditions.uid."""
+        from kubernetes import client
+
+        options = client.V1DeleteOptions(
+            grace_period_seconds=grace_period_s, preconditions=client.V1Preconditions(uid=uid)
+        )
+        _call(
+            f"delete pod {namespace}/{name}",
+            lambda: self.core.delete_namespaced_pod(name, namespace, body=options, _request_timeout=REQUEST_TIMEOUT),
+        )
+
+    def get_workload(self, namespace: str, owner: OwnerRef) -> WorkloadView:
+        """Read an owner (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob)."""
+        reader = _WORKLOAD_READERS.get(owner.kind)
+        if reader is None:
+            raise NotFound(f"owner kind {clean(owner.kind, 40)} is not followed")
+        api = self.apps if reader[0] == "apps" else self.batch
+        obj = _call(
+            f"get {owner.kind} {namespace}/{owner.name}",
+            lambda: getattr(api, reader[1])(owner.name, namespace, _request_timeout=REQUEST_TIMEOUT),
+        )
+        spec, status = getattr(obj, "spec", None), getattr(obj, "status", None)
+        return WorkloadView(
+            kind=owner.kind,
+            namespace=namespace,
+            name=obj.metadata.name,
+            uid=obj.metadata.uid,
+            owners=_owners(obj.metadata),
+            labels=dict(obj.metadata.labels or {}),
+            annotations=dict(obj.metadata.annotations or {}),
+            replicas=getattr(spec, "replicas", None),
+            ready_replicas=getattr(status, "ready_replicas", None) or getattr(status, "number_ready", None),
+        )
+
+    # ---------------------------------------------------------------------------------------- network policy
+    @staticmethod
+    def _np_view(obj: Any) -> NetworkPolicyView:
+        return NetworkPolicyView(
+            namespace=obj.metadata.namespace,
+            name=obj.metadata.name,
+            resource_version=obj.metadata.resource_version,
+            pod_selector=_selector(obj.spec.pod_selector),
+            policy_types=tuple(obj.spec.policy_types or ()),
+            labels=dict(obj.metadata.labels or {}),
+            annotations=dict(obj.metadata.annotations or {}),
+        )
+
+    def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
+        """All policies in the namespace."""
+        items = _call(
+            f"list networkpolicies in {namespace}",
+            lambda: self.net.list_namespaced_network_policy(namespace, _request_timeout=REQUEST_TIMEOUT),
+        ).items
+        return [self._np_view(p) for p in items]
+
+    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
+        """Create; Conflict when it exists."""
+        obj = _call(
+            f"create networkpolicy in {namespace}",
+            lambda: self.net.create_namespaced_network_policy(namespace, body, _request_timeout=REQUEST_TIMEOUT),
+        )
+        return self._np_view(obj)
+
+    def set_network_policy_selector(
+        self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
+    ) -> NetworkPolicyView:
+        """JSON merge patch replacing spec.podSelector; resourceVersion makes it optimistic."""
+        body: dict[str, Any] = {
+            "metadata": {"resourceVersion": resource_version} if resource_version else {},
+            "spec": {
+                "podSelector": {
+                    "matchLabels": dict(selector.match_labels) or None,
+                    "matchExpressions": [
+                        {"key": e.key, "operator": e.operator, "values": list(e.values) or None}
+                        for e in selector.match_expressions
+                    ]
+                    or None,
+                }
+            },
+        }
+
+        def patch() -> Any:
+            # A JSON merge patch replaces lists wholesale, which is what we want for matchExpressions.
+            return self.net.api_client.call_api(
+                f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}",
+                "PATCH",
+                header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+                body=body,
+                response_type="V1NetworkPolicy",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+
+        return self._np_view(_call(f"patch networkpolicy {namespace}/{name}", patch))
+
+    # ------------------------------------------------------------------------------------------ logs and exec
+    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
+        """Container log tail; Unavailable when no kubelet can serve it."""
+        try:
+            text = _call(
+                f"logs of {namespace}/{name}",
+                lambda: self.core.read_namespaced_pod_log(
+                    name,
+                    namespace,
+                    container=container,
+                    tail_lines=tail_lines,
+                    limit_bytes=limit_bytes,
+                    timestamps=True,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+            )
+        except PermanentError as exc:
+            raise Unavailable(f"container logs unavailable: {exc}") from exc
+        return str(text)
+
+    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
+        """Run argv (no shell) over the exec websocket; collect stdout/stderr up to the timeout."""
+        from kubernetes.stream import stream
+
+        try:
+            resp = stream(
+                self.core.connect_get_namespaced_pod_exec,
+                name,
+                namespace,
+                command=argv,
+                container=container,
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+            )
+        except Exception as exc:
+            translated = _translate(exc, f"exec in {namespace}/{name}")
+            if isinstance(translated, NotFound | Forbidden):
+                raise translated from exc
+            raise Unavailable(f"exec unavailable: {clean(exc, 200)}") from exc
+        output: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while resp.is_open() and time.monotonic() < deadline:
+                resp.update(timeout=1)
+                if resp.peek_stdout():
+                    output.append(resp.read_stdout())
+                if resp.peek_stderr():
+                    output.append(resp.read_stderr())
+        finally:
+            resp.close()
+        return "".join(output)[: 256 * 1024]
+
+    # ------------------------------------------------------------------------------------- nodes, namespaces
+    def get_node(self, name: str) -> NodeView:
+        """Read a node."""
+        obj = _call(f"get node {name}", lambda: self.core.read_node(name, _request_timeout=REQUEST_TIMEOUT))
+        return NodeView(
+            name=obj.metadata.name,
+            labels=dict(obj.metadata.labels or {}),
+            annotations=dict(obj.metadata.annotations or {}),
+        )
+
+    def get_namespace(self, name: str) -> NamespaceView:
+        """Read a namespace."""
+        obj = _call(f"get namespace {name}", lambda: self.core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT))
+        return NamespaceView(
+            name=obj.metadata.name,
+            labels=dict(obj.metadata.labels or {}),
+            annotations=dict(obj.metadata.annotations or {}),
+        )
+
+    # ------------------------------------------------------------------------------------------------ leases
+    @staticmethod
+    def _lease_view(obj: Any) -> LeaseView:
+        return LeaseView(
+            namespace=obj.metadata.namespace,
+            name=obj.metadata.name,
+            resource_version=obj.metadata.resource_version,
+            annotations=dict(obj.metadata.annotations or {}),
+        )
+
+    def get_lease(self, namespace: str, name: str) -> LeaseView:
+        """Read a Lease."""
+        return self._lease_view(
+            _call(
+                f"get lease {namespace}/{name}",
+                lambda: self.coord.read_namespaced_lease(name, namespace, _request_timeout=REQUEST_TIMEOUT),
+            )
+        )
+
+    def create_lease(self, namespace: str, name: str, annotations: Mapping[str, str]) -> LeaseView:
+        """Create a Lease; Conflict when another instance did first."""
+        body = {
+            "metadata": {
+                "name": name,
+                "annotations": dict(annotations),
+                "labels": {"app.kubernetes.io/managed-by": "reverse-shell-responder"},
+            },
+            "spec": {},
+        }
+        return self._lease_view(
+            _call(
+                f"create lease {namespace}/{name}",
+                lambda: self.coord.create_namespaced_lease(namespace, body, _request_timeout=REQUEST_TIMEOUT),
+            )
+        )
+
+    def update_lease(
+        self, namespace: str, name: str, annotations: Mapping[str, str], resource_version: str | None
+    ) -> LeaseView:
+        """Replace the Lease's annotations; resourceVersion makes it optimistic (Conflict if it moved)."""
+        body = {
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": resource_version,
+                "annotations": dict(annotations),
+                "labels": {"app.kubernetes.io/managed-by": "reverse-shell-responder"},
+            },
+            "spec": {},
+        }
+        return self._lease_view(
+            _call(
+                f"update lease {namespace}/{name}",
+                lambda: self.coord.replace_namespaced_lease(name, namespace, body, _request_timeout=REQUEST_TIMEOUT),
+            )
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- connectors
+
+
+class KubeconfigConnector:
+    """Every cluster reached through one kubeconfig (local clusters, tests, non-GKE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        """The same client for every cluster reference."""
+        with self._lock:
+            if self._connection is None:
+                from kubernetes import config
+
+                if not self.path.is_file():
+                    raise Unavailable(f"kubeconfig {self.path} does not exist")
+                try:
+                    api_client = config.new_client_from_config(config_file=str(self.path))
+                except Exception as exc:
+                    raise Unavailable(f"kubeconfig {self.path} is unusable: {clean(exc, 200)}") from exc
+                self._connection = Connection(kube=KubeAdapter(api_client))
+            return self._connection
+
+
+class GkeConnector:
+    """GKE: endpoint and CA from the container API, a google-auth token with the cloud-platform scope.
+
+    Clients are cached per cluster and rebuilt when the token nears expiry (tokens live about an hour).
+    """
+
+    SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+    REFRESH_MARGIN_S = 300
+
+    def __init__(self, cluster_api: ClusterAPI) -> None:
+        self.cluster_api = cluster_api
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[Connection, float]] = {}
+        self._credentials: Any = None
+        self._ca_dir = tempfile.mkdtemp(prefix="rsr-ca-")
+
+    def _token(self) -> tuple[str, float]:
+        import google.auth
+        import google.auth.transport.requests
+        from google.auth.exceptions import DefaultCredentialsError, RefreshError
+
+        try:
+            if self._credentials is None:
+                self._credentials, _ = google.auth.default(scopes=list(self.SCOPES))
+            creds = self._credentials
+            if not creds.valid or _expires_within(creds.expiry, self.REFRESH_MARGIN_S):
+                creds.refresh(google.auth.transport.requests.Request())
+        except DefaultCredentialsError as exc:
+            raise Unavailable(f"no Google credentials: {clean(exc, 200)}") from exc
+        except RefreshError as exc:
+            raise TransientError(f"token refresh failed: {clean(exc, 200)}") from exc
+        expiry = creds.expiry.timestamp() if creds.expiry else time.time() + 1800
+        return str(creds.token), expiry
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        """A client for this GKE cluster."""
+        with self._lock:
+            cached = self._cache.get(ref.path)
+            if cached and cached[1] - time.time() > self.REFRESH_MARGIN_S:
+                return cached[0]
+            info = self.cluster_api.get_cluster(ref)
+            endpoint = info.endpoint or info.private_endpoint or info.dns_endpoint
+            if not endpoint or not info.ca_certificate:
+                raise Unavailable(f"cluster {ref.path} has no reachable endpoint or CA in the container API")
+            token, expiry = self._token()
+            from kubernetes import client
+
+            ca_path = Path(self._ca_dir) / f"{ref.project}_{ref.location}_{ref.name}.crt"
+            ca_path.write_bytes(base64.b64decode(info.ca_certificate))  # the client wants a file path, not PEM text
+            cfg = client.Configuration()
+            cfg.host = f"https://{endpoint}"
+            cfg.ssl_ca_cert = str(ca_path)
+            cfg.api_key = {"authorization": f"Bearer {token}"}
+            connection = Connection(kube=KubeAdapter(client.ApiClient(cfg)), info=info)
+            self._cache[ref.path] = (connection, expiry)
+            return connection
+
+
+def _expires_within(expiry: datetime | None, seconds: float) -> bool:
+    if expiry is None:
+        return False
+    # google-auth keeps expiry as a naive UTC datetime.
+    return (
+        expiry.timestamp() - time.time() < seconds
+        if expiry.tzinfo
+        else (
+            (expiry - datetime.utcnow()).total_seconds() < seconds
+        )
+    )

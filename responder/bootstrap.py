@@ -1,0 +1,54 @@
+"""Composition root: Settings → adapters → :class:`Responder`. Tests build ``Dependencies`` with fakes instead.
+
+Nothing here runs at import time; adapters import their SDKs lazily, so building the responder is cheap and the first
+event that needs a Google API pays for that API alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from responder.config import Settings, load_settings
+from responder.policy import PolicyEngine, load_policy
+from responder.service import Dependencies, Responder
+
+
+def google_enabled(settings: Settings) -> bool:
+    """Whether to wire the Google adapters: on in Cloud Functions / Cloud Run, or when an endpoint is overridden."""
+    if settings.google_apis != "auto":
+        return settings.google_apis == "on"
+    overridden = settings.scc_endpoint or settings.logging_endpoint or settings.container_endpoint
+    return bool(os.environ.get("K_SERVICE") or overridden)
+
+
+def build_dependencies(settings: Settings | None = None) -> Dependencies:
+    """Read settings and the policy, and wire the adapters that this environment can use."""
+    settings = settings or load_settings()
+    engine = PolicyEngine(load_policy(settings.policy_file), settings)
+    deps = Dependencies(settings=settings, policy=engine)
+    google = google_enabled(settings)
+    if settings.kubeconfig is not None:
+        from responder.adapters.kube import KubeconfigConnector
+
+        deps.connector = KubeconfigConnector(settings.kubeconfig)
+    if google:
+        from responder.adapters.gke import GkeClusterAPI
+        from responder.adapters.logs import CloudLogs
+        from responder.adapters.scc import SccFindings
+
+        if deps.connector is None:
+            from responder.adapters.kube import GkeConnector
+
+            deps.connector = GkeConnector(GkeClusterAPI(settings))
+        deps.logs = CloudLogs(settings)
+        deps.findings_api = SccFindings(settings)
+    if engine.defaults.report_topic and (google or os.environ.get("PUBSUB_EMULATOR_HOST")):
+        from responder.adapters.pubsub import PubSubPublisher
+
+        deps.publisher = PubSubPublisher(settings)
+    return deps
+
+
+def build_responder(settings: Settings | None = None) -> Responder:
+    """The responder for this process."""
+    return Responder(build_dependencies(settings))

@@ -1,0 +1,71 @@
+"""Blast-radius budget: at most N destructive actions per cluster per window, shared by every function instance.
+
+The counter lives in the cluster itself, in a Lease updated with optimistic concurrency (resourceVersion): every
+instance sees the same count without another datastore, and two instances racing for the last slot cannot both win.
+A finding already counted is allowed again, so redeliveries of one incident never consume the budget twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from responder.errors import Conflict, NotFound
+from responder.ports import KubePort
+
+LEASE_NAME = "rsr-destructive-budget"
+ENTRIES_ANNOTATION = "responder.rsr.dev/entries"
+_ATTEMPTS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetDecision:
+    """Whether the action may run, and the count that decided it."""
+
+    allowed: bool
+    used: int
+    limit: int
+    window_s: int
+
+    @property
+    def reason(self) -> str:
+        """Human summary."""
+        verdict = "within" if self.allowed else "OVER"
+        return f"blast-radius budget {verdict}: {self.used}/{self.limit} destructive actions in {self.window_s}s"
+
+
+def _entries(raw: str | None) -> list[tuple[str, str]]:
+    try:
+        data = json.loads(raw or "[]")
+        return [(str(ts), str(key)) for ts, key in data]
+    except (ValueError, TypeError):
+        return []  # a damaged counter is reset rather than blocking containment forever
+
+
+def consume(kube: KubePort, namespace: str, key: str, limit: int, window_s: int, now: datetime) -> BudgetDecision:
+    """Take one slot for ``key`` if the window has room; idempotent per key."""
+    horizon = now - timedelta(seconds=window_s)
+    for _ in range(_ATTEMPTS):
+        try:
+            lease = kube.get_lease(namespace, LEASE_NAME)
+            version: str | None = lease.resource_version
+            entries = _entries(lease.annotations.get(ENTRIES_ANNOTATION))
+        except NotFound:
+            lease, version, entries = None, None, []
+        live = [(ts, k) for ts, k in entries if datetime.fromisoformat(ts) > horizon]
+        if any(k == key for _, k in live):
+            return BudgetDecision(True, len(live), limit, window_s)
+        if len(live) >= limit:
+            return BudgetDecision(False, len(live), limit, window_s)
+        live.append((now.isoformat(), key))
+        annotations = {ENTRIES_ANNOTATION: json.dumps(live)}
+        try:
+            if lease is None:
+                kube.create_lease(namespace, LEASE_NAME, annotations)
+            else:
+                kube.update_lease(namespace, LEASE_NAME, annotations, version)
+            return BudgetDecision(True, len(live), limit, window_s)
+        except Conflict:
+            continue  # another instance wrote first: re-read and decide again
+    raise Conflict(f"budget lease {namespace}/{LEASE_NAME} kept changing; gave up after {_ATTEMPTS} attempts")

@@ -1,0 +1,185 @@
+"""Command line: replay | plan | validate-policy | schema | demo.
+
+``replay`` is the function's body on a file: it auto-detects the envelope, prints the decision record as JSON and exits
+0 (act / ignore), 2 (reject) or 1 (error). Without a cluster or credentials it still decides and plans (dry-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from responder.config import Settings
+from responder.errors import ConfigError, InvalidEnvelope, ResponderError
+from responder.triage import Verdict
+
+EXIT_OK, EXIT_ERROR, EXIT_REJECT = 0, 1, 2
+
+
+def _settings(policy: Path | None) -> Settings:
+    from responder.config import load_settings
+
+    settings = load_settings()
+    if policy is not None:
+        settings = settings.model_copy(update={"policy_file": policy})
+    return settings
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay one file through the responder."""
+    from responder.bootstrap import build_responder
+    from responder.decision import emit
+    from responder.envelope import detect_bytes
+    from responder.service import Responder
+
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+    responder = build_responder(_settings(args.policy))
+    try:
+        delivery = detect_bytes(raw)
+    except InvalidEnvelope as exc:
+        outcome = Responder.reject_envelope(exc)
+    else:
+        outcome = responder.respond(delivery)
+    record_stream = sys.stderr if args.report else sys.stdout
+    emit(outcome.record, record_stream)
+    if args.report:
+        from responder.report import build_report, render_markdown
+
+        report = build_report(outcome)
+        print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2))
+    if outcome.retry:
+        return EXIT_ERROR
+    return EXIT_REJECT if outcome.record.verdict is Verdict.REJECT else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show the plan for a finding without touching anything."""
+    from responder.envelope import detect_bytes
+    from responder.findings import parse_notification, to_finding
+    from responder.policy import PolicyEngine, load_policy
+    from responder.triage import triage
+
+    settings = _settings(args.policy)
+    engine = PolicyEngine(load_policy(settings.policy_file), settings)
+    try:
+        finding = to_finding(parse_notification(detect_bytes(Path(args.file).read_bytes()).payload))
+    except ResponderError as exc:
+        print(f"reject: {exc}", file=sys.stderr)
+        return EXIT_REJECT
+    verdict = triage(finding, engine.defaults.categories)
+    if verdict.target is None:
+        print(
+            json.dumps({"verdict": verdict.verdict.value, "reason": verdict.reason})
+            if args.json
+            else f"{verdict.verdict.value}: {verdict.reason}"
+        )
+        return EXIT_REJECT if verdict.verdict is Verdict.REJECT else EXIT_OK
+    plan = engine.plan(finding, verdict.target, finding.pod_labels)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "verdict": "act",
+                    "mode": plan.mode,
+                    "rule": plan.rule,
+                    "skipped": list(plan.skipped),
+                    "steps": [
+                        {
+                            "action": s.action,
+                            "destructive": s.destructive,
+                            "params": s.params.model_dump(exclude={"action"}),
+                        }
+                        for s in plan.steps
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    t = verdict.target
+    print(f"finding  {finding.name}\npod      {t.namespace}/{t.pod} in {t.cluster.path}")
+    print(f"mode     {plan.mode}{' (nothing will be written)' if plan.dry_run else ''}")
+    print(f"rule     {plan.rule or '(none: report only)'}")
+    for i, step in enumerate(plan.steps, 1):
+        params = step.params.model_dump(exclude={"action"})
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        gate = "  [destructive: SCC verification + blast-radius budget apply]" if step.destructive else ""
+        print(f"  {i}. {step.action}({shown}){gate}")
+    for reason in plan.skipped:
+        print(f"skipped  {reason}")
+    return EXIT_OK
+
+
+def cmd_validate_policy(args: argparse.Namespace) -> int:
+    """Validate a policy file."""
+    from responder.policy import load_policy
+
+    try:
+        policy = load_policy(Path(args.file))
+    except ConfigError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"ok: {args.file}: {len(policy.rules)} rule(s), mode {policy.defaults.mode}")
+    return EXIT_OK
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    """Print the policy JSON Schema."""
+    from responder.policy import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo (see README)."""
+    from responder.demo import run_demo
+
+    code: int = run_demo(json_output=args.json)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and --help)."""
+    parser = argparse.ArgumentParser(prog="python -m responder", description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("replay", help="replay a notification / CloudEvent / push body / legacy event file")
+    p.add_argument("file")
+    p.add_argument("--policy", type=Path, help="policy file (default: RESPONDER_POLICY_FILE or policy.yaml)")
+    p.add_argument("--report", choices=["md", "json"], help="print the incident report (record goes to stderr)")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("plan", help="show what would run for a finding, and why")
+    p.add_argument("file")
+    p.add_argument("--policy", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("validate-policy", help="check a policy file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate_policy)
+    p = sub.add_parser("schema", help="print the policy file's JSON Schema")
+    p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("demo", help="local demo against a real kube-apiserver (built on first use)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ResponderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return code

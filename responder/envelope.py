@@ -1,0 +1,114 @@
+"""Pub/Sub delivery envelopes → the notification bytes inside.
+
+Eventarc delivers a binary or structured CloudEvent; functions-framework also converts a raw Pub/Sub push body and a
+legacy background event into a CloudEvent before our handler sees it. ``replay`` sees the raw JSON and has to detect
+the shape itself. Every path ends in a :class:`Delivery`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from responder.errors import InvalidEnvelope
+from responder.sanitize import clean
+
+PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+_LEGACY_TYPES = {"google.pubsub.topic.publish", "providers/cloud.pubsub/eventTypes/topic.publish"}
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # Pub/Sub's own message size limit
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One Pub/Sub delivery: the notification bytes plus what identifies the delivery."""
+
+    payload: bytes
+    shape: str
+    event_id: str | None = None
+    message_id: str | None = None
+    publish_time: str | None = None
+    delivery_attempt: int | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+def _b64(data: Any) -> bytes:
+    if not isinstance(data, str):
+        raise InvalidEnvelope("message.data is missing or not a base64 string")
+    if len(data) > MAX_MESSAGE_BYTES * 4 // 3 + 4:
+        raise InvalidEnvelope("message.data exceeds the Pub/Sub message size limit")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEnvelope(f"message.data is not valid base64: {clean(exc, 80)}") from exc
+
+
+def _message(message: Any, shape: str, event_id: str | None) -> Delivery:
+    if not isinstance(message, Mapping):
+        raise InvalidEnvelope("envelope has no Pub/Sub message object")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        attributes = {}
+    attempt = message.get("deliveryAttempt")
+    return Delivery(
+        payload=_b64(message.get("data")),
+        shape=shape,
+        event_id=event_id,
+        message_id=_str(message.get("messageId") or message.get("message_id")),
+        publish_time=_str(message.get("publishTime") or message.get("publish_time")),
+        delivery_attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+        attributes={clean(k, 64): clean(v, 256) for k, v in list(attributes.items())[:32]},
+    )
+
+
+def _str(value: Any) -> str | None:
+    return clean(value, 128) if value is not None else None
+
+
+def from_cloud_event(event_type: str | None, event_id: str | None, data: Any, shape: str = "cloudevent") -> Delivery:
+    """Read a CloudEvent as functions-framework hands it over (type and data)."""
+    if event_type != PUBSUB_EVENT_TYPE:
+        raise InvalidEnvelope(f"event type {clean(event_type, 100)!r} is not {PUBSUB_EVENT_TYPE}")
+    if isinstance(data, bytes | bytearray):
+        try:
+            data = json.loads(bytes(data).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidEnvelope("CloudEvent data is not JSON") from exc
+    if not isinstance(data, Mapping):
+        raise InvalidEnvelope("CloudEvent data is not a MessagePublishedData object")
+    # The subscription and a topic in `source` are optional: push bodies POSTed to `/` lose both.
+    return _message(data.get("message"), shape, _str(event_id))
+
+
+def detect(document: Any) -> Delivery:
+    """Auto-detect a replayed file: structured CloudEvent, push body, legacy background event or bare notification."""
+    if not isinstance(document, Mapping):
+        raise InvalidEnvelope(f"expected a JSON object, got {type(document).__name__}")
+    if "specversion" in document:
+        return from_cloud_event(_str(document.get("type")), _str(document.get("id")), document.get("data"))
+    if "context" in document and "data" in document:
+        context = document.get("context")
+        event_type = context.get("eventType") if isinstance(context, Mapping) else None
+        if event_type not in _LEGACY_TYPES:
+            raise InvalidEnvelope(f"legacy event type {clean(event_type, 100)!r} is not a Pub/Sub publish")
+        event_id = context.get("eventId") if isinstance(context, Mapping) else None
+        return _message(document.get("data"), "legacy", _str(event_id))
+    if "message" in document:
+        return _message(document.get("message"), "push", None)
+    if "finding" in document or "notificationConfigName" in document:
+        return Delivery(payload=json.dumps(document).encode("utf-8"), shape="notification")
+    raise InvalidEnvelope("unrecognised envelope: not a CloudEvent, push body, legacy event or SCC notification")
+
+
+def detect_bytes(raw: bytes) -> Delivery:
+    """:func:`detect` for raw file contents."""
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidEnvelope(f"input is not UTF-8 (byte {exc.start})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidEnvelope(f"input is not JSON: {clean(exc, 120)}") from exc
+    return detect(document)

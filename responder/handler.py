@@ -1,0 +1,79 @@
+"""The function's body, independent of functions-framework so it can be called from the CLI and tests.
+
+One :class:`Responder` per process, built on first use. A configuration error is reported as a reject record for
+every event (acknowledged: retrying cannot fix a bad policy, and the dead-letter topic would only fill up) and the
+responder refuses to act.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from responder.decision import emit, make_record
+from responder.envelope import Delivery, from_cloud_event
+from responder.errors import ConfigError, InvalidEnvelope, TransientError
+from responder.sanitize import clean
+from responder.service import Outcome, Responder
+from responder.triage import Verdict
+
+_responder: Responder | None = None
+
+
+def get_responder(lock: threading.Lock) -> Responder:
+    """Build the process-wide responder once (thread-safe)."""
+    global _responder  # noqa: PLW0603 - one composition per process, built lazily for cold start
+    if _responder is None:
+        with lock:
+            if _responder is None:
+                from responder.bootstrap import build_responder
+
+                _responder = build_responder()
+    return _responder
+
+
+def reset() -> None:
+    """Forget the process-wide responder (tests change settings between cases)."""
+    global _responder  # noqa: PLW0603
+    _responder = None
+
+
+def handle(cloud_event: Any, lock: threading.Lock) -> Outcome:
+    """Decode, respond, emit exactly one record; raise TransientError when Pub/Sub must redeliver."""
+    try:
+        delivery: Delivery = from_cloud_event(
+            _attr(cloud_event, "type"), _attr(cloud_event, "id"), getattr(cloud_event, "data", None)
+        )
+    except InvalidEnvelope as exc:
+        outcome = Responder.reject_envelope(exc, "cloudevent")
+        emit(outcome.record)
+        return outcome
+    try:
+        responder = get_responder(lock)
+    except ConfigError as exc:
+        # Refuse to act on half a configuration, but keep the finding: raising makes Pub/Sub redeliver it (and
+        # finally dead-letter it), so nothing is lost while an operator fixes the settings.
+        record = make_record(Verdict.REJECT, "config_error", f"refusing to act: {clean(exc, 400)}", outcome="retry")
+        emit(record)
+        raise
+    try:
+        outcome = responder.respond(delivery)
+    except Exception as exc:
+        # A bug must not lose the finding either: record it, then let Pub/Sub redeliver / dead-letter it.
+        record = make_record(
+            Verdict.REJECT, "internal_error", f"{type(exc).__name__}: {clean(exc, 300)}", outcome="retry"
+        )
+        emit(record)
+        raise
+    emit(outcome.record)
+    if outcome.retry:
+        raise TransientError(f"transient failure handling {outcome.record.finding}; redelivery requested")
+    return outcome
+
+
+def _attr(event: Any, key: str) -> str | None:
+    try:
+        value = event[key]
+    except (KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None

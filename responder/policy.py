@@ -1,0 +1,331 @@
+"""The policy file: what happens automatically, per cluster, namespace and workload.
+
+``policy.yaml`` holds defaults and ordered rules; ``RESPONDER_*`` variables override the defaults (env > file >
+built-ins). The first matching rule decides (unless it says ``continue: true``, which appends the next match's steps).
+A plan is the same in dry-run and enforce; only execution differs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from responder.actions.base import ActionParams
+from responder.actions.capture import CaptureParams
+from responder.actions.delete import DeleteParams
+from responder.actions.isolate import IsolateParams
+from responder.actions.label import LabelParams
+from responder.config import Mode, Settings
+from responder.errors import ConfigError
+from responder.findings import Finding
+from responder.sanitize import clean
+from responder.triage import DEFAULT_CATEGORIES, Target, normalise_category
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
+DEFAULT_PROTECTED = ("kube-system", "kube-public", "kube-node-lease", "gke-*", "gmp-*", "responder-system")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelStep(LabelParams):
+    """``- action: label``"""
+
+    action: Literal["label"]
+
+
+class IsolateStep(IsolateParams):
+    """``- action: isolate`` (``detach``)"""
+
+    action: Literal["isolate"]
+
+
+class CaptureStep(CaptureParams):
+    """``- action: capture`` (``log_tail_lines``, ``log_limit_bytes``, ``process_tree``, ``exec_timeout_s``)"""
+
+    action: Literal["capture"]
+
+
+class DeleteStep(DeleteParams):
+    """``- action: delete`` (``grace_period_s``, ``allow_standalone``, ``allow_statefulset``, ...)"""
+
+    action: Literal["delete"]
+
+
+Step = Annotated[LabelStep | IsolateStep | CaptureStep | DeleteStep, Field(discriminator="action")]
+STEP_TYPES: dict[str, type[ActionParams]] = {
+    "label": LabelStep,
+    "isolate": IsolateStep,
+    "capture": CaptureStep,
+    "delete": DeleteStep,
+}
+
+
+class Budget(_Strict):
+    """At most ``max_actions`` destructive actions per cluster per ``window_s``, across all instances."""
+
+    max_actions: int = Field(default=5, ge=0)
+    window_s: int = Field(default=3600, ge=60)
+
+
+class Defaults(_Strict):
+    """Policy-wide settings; each can be overridden by a ``RESPONDER_*`` variable."""
+
+    mode: Mode = "dry-run"
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    protected_namespaces: tuple[str, ...] = DEFAULT_PROTECTED
+    exempt_label: str = "responder.rsr.dev/exempt"
+    budget: Budget = Budget()
+    verify_finding: bool = True
+    write_marks: bool = True
+    set_inactive: bool = False
+    log_window_min: int = Field(default=30, ge=1, le=1440)
+    report_topic: str | None = None
+    owner_keys: tuple[str, ...] = ("owner", "team", "contact")
+    escalate_ineffective_isolation: bool = False
+
+
+class Match(_Strict):
+    """An AND of predicates; an empty or missing predicate matches anything. Strings accept shell globs."""
+
+    categories: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    node_pools: tuple[str, ...] = ()
+
+
+class Rule(_Strict):
+    """``match`` → ordered ``actions``; ``continue: true`` lets later rules add their steps too."""
+
+    name: str = Field(min_length=1, max_length=80)
+    match: Match = Match()
+    actions: tuple[Step, ...] = ()
+    continue_: bool = Field(default=False, alias="continue")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Policy(_Strict):
+    """The whole policy file."""
+
+    version: Literal[1] = 1
+    defaults: Defaults = Defaults()
+    rules: tuple[Rule, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        names = [r.name for r in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique: {', '.join(dupes)}")
+        return rules
+
+
+class PlannedStep(BaseModel):
+    """One action to run, with its typed parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    params: ActionParams
+    destructive: bool = False
+
+
+class Plan(BaseModel):
+    """What will run for one finding, and what was left out and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    rule: str | None
+    steps: tuple[PlannedStep, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def dry_run(self) -> bool:
+        """True unless the mode is enforce."""
+        return self.mode != "enforce"
+
+
+def _matches_any(value: str | None, patterns: tuple[str, ...]) -> bool:
+    return not patterns or (value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns))
+
+
+def rule_matches(rule: Rule, finding: Finding, target: Target, labels: Mapping[str, str]) -> bool:
+    """True when every predicate of ``rule.match`` holds."""
+    m = rule.match
+    cats = tuple(normalise_category(c) for c in m.categories)
+    return (
+        _matches_any(normalise_category(finding.category), cats)
+        and _matches_any(finding.severity, m.severities)
+        and (_matches_any(target.cluster.project, m.projects))
+        and (_matches_any(target.cluster.name, m.clusters) or _matches_any(target.cluster.path, m.clusters))
+        and _matches_any(target.namespace, m.namespaces)
+        and all(labels.get(k) == v for k, v in m.pod_labels.items())
+        and _matches_any(finding.node_pool, m.node_pools)
+    )
+
+
+def _steps_for(action: str, detach: bool) -> list[ActionParams]:
+    """The containment an ``RESPONDER_ACTION`` override stands for."""
+    if action == "none":
+        return [CaptureStep(action="capture")]
+    steps: list[ActionParams] = [
+        LabelStep(action="label"),
+        IsolateStep(action="isolate", detach=detach),
+        CaptureStep(action="capture"),
+    ]
+    if action == "delete":
+        steps.append(DeleteStep(action="delete"))
+    return steps
+
+
+class PolicyEngine:
+    """A loaded policy with env overrides applied; turns findings into plans."""
+
+    def __init__(self, policy: Policy, settings: Settings) -> None:
+        self.policy = policy
+        self.settings = settings
+        d = policy.defaults
+        self.defaults = d.model_copy(
+            update={
+                k: v
+                for k, v in {
+                    "mode": settings.mode,
+                    "categories": tuple(settings.categories) if settings.categories else None,
+                    "protected_namespaces": (
+                        tuple(settings.protected_namespaces) if settings.protected_namespaces is not None else None
+                    ),
+                    "exempt_label": settings.exempt_label,
+                    "verify_finding": settings.verify_finding,
+                    "write_marks": settings.write_marks,
+                    "set_inactive": settings.set_inactive,
+                    "log_window_min": settings.log_window_min,
+                    "report_topic": settings.report_topic,
+                    "budget": Budget(
+                        max_actions=settings.budget_max if settings.budget_max is not None else d.budget.max_actions,
+                        window_s=settings.budget_window_s or d.budget.window_s,
+                    ),
+                }.items()
+                if v is not None
+            }
+        )
+
+    def protected(self, namespace: str) -> bool:
+        """Protected namespaces are never touched, whatever the rules say."""
+        return any(fnmatch.fnmatchcase(namespace, p) for p in self.defaults.protected_namespaces)
+
+    def plan(self, finding: Finding, target: Target, labels: Mapping[str, str]) -> Plan:
+        """Choose the steps for this finding and pod (``labels`` are the live pod's, or the finding's)."""
+        mode = self.defaults.mode
+        if self.protected(target.namespace):
+            return Plan(mode=mode, rule=None, skipped=(f"namespace {target.namespace} is protected: report only",))
+        exempt = self.defaults.exempt_label
+        if labels.get(exempt, "").lower() == "true":
+            return Plan(mode=mode, rule=None, skipped=(f"pod carries the exemption label {exempt}=true: report only",))
+        chosen: list[Any] = []
+        rule_names: list[str] = []
+        for rule in self.policy.rules:
+            if rule_matches(rule, finding, target, labels):
+                rule_names.append(rule.name)
+                chosen.extend(rule.actions)
+                if not rule.continue_:
+                    break
+        if not rule_names:
+            chosen = _steps_for("isolate", detach=False)
+        rule_name = "+".join(rule_names) if rule_names else "(built-in default: isolate)"
+        skipped: list[str] = []
+        if self.settings.action is not None:
+            detach = any(isinstance(s, IsolateStep) and s.detach for s in chosen)
+            chosen = _steps_for(self.settings.action, detach)
+            rule_name = f"RESPONDER_ACTION={self.settings.action}"
+        steps = [PlannedStep(action=s.action, params=s, destructive=s.action == "delete") for s in chosen]
+        # Evidence first: move capture ahead of the first destructive step (stable otherwise).
+        first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
+        if first_destructive is not None:
+            late = [s for s in steps[first_destructive:] if s.action == "capture"]
+            steps = [s for s in steps if s not in late]
+            steps[first_destructive:first_destructive] = late
+        return Plan(mode=mode, rule=rule_name, steps=tuple(steps), skipped=tuple(skipped))
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {err['loc'][-1]!r}{_valid_keys_hint(err['loc'])}"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown action; valid actions: {', '.join(sorted(STEP_TYPES))}"
+        lines.append(f"{loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _valid_keys_hint(loc: tuple[int | str, ...]) -> str:
+    # Walk the location to the model that rejected the key, so the message lists what would have been accepted.
+    model: Any = Policy
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if part in STEP_TYPES:
+            model = STEP_TYPES[part]
+            continue
+        field = getattr(model, "model_fields", {}).get(part) or next(
+            (f for f in getattr(model, "model_fields", {}).values() if f.alias == part), None
+        )
+        if field is None:
+            return ""
+        ann = field.annotation
+        for candidate in getattr(ann, "__args__", ()) or (ann,):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    keys = sorted((f.alias or n) for n, f in getattr(model, "model_fields", {}).items())
+    return f"; valid keys: {', '.join(keys)}" if keys else ""
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    """Parse YAML text into a :class:`Policy`; :class:`ConfigError` carries every problem with its location."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {clean(exc, 300)}") from exc
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid policy:\n{_format_errors(exc)}") from exc
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Read the policy file (default: ``policy.yaml`` beside ``main.py``; built-in defaults when that is absent)."""
+    explicit = path is not None
+    path = path or DEFAULT_POLICY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        if explicit:
+            raise ConfigError(f"policy file {path} does not exist") from exc
+        return Policy()
+    except OSError as exc:
+        raise ConfigError(f"policy file {path} cannot be read: {exc}") from exc
+    return parse_policy(text, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """The policy's JSON Schema, for editor completion (``python -m responder schema``)."""
+    return Policy.model_json_schema(by_alias=True)

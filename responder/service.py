@@ -1,0 +1,294 @@
+"""The pipeline: delivery → finding → triage → plan → contain ∥ investigate → report → one decision record.
+
+Errors: invalid input is permanent (recorded, acknowledged, never retried); a transient failure is recorded and then
+raised so Pub/Sub redelivers; every step is idempotent because delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from responder import budget as budget_mod
+from responder.actions import registry
+from responder.actions.base import ActionContext, ActionResult, Evidence, Status
+from responder.config import Settings
+from responder.decision import DecisionRecord, DeliveryInfo, PodRef, make_record
+from responder.enrichment import Investigation, Investigator
+from responder.envelope import Delivery
+from responder.errors import (
+    Forbidden,
+    InvalidEnvelope,
+    InvalidFinding,
+    NotFound,
+    PermanentError,
+    ResponderError,
+    TransientError,
+    Unavailable,
+)
+from responder.findings import Finding, parse_notification, to_finding
+from responder.policy import Plan, PlannedStep, PolicyEngine
+from responder.ports import ClusterConnector, Connection, FindingsAPI, LogsAPI, PodView, Publisher
+from responder.sanitize import clean
+from responder.triage import Target, Triage, Verdict, triage
+
+HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
+
+
+@dataclass
+class Dependencies:
+    """The outside world, as the composition root wired it. ``None`` means not available here."""
+
+    settings: Settings
+    policy: PolicyEngine
+    connector: ClusterConnector | None = None
+    logs: LogsAPI | None = None
+    findings_api: FindingsAPI | None = None
+    publisher: Publisher | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Outcome:
+    """What handling one delivery produced."""
+
+    record: DecisionRecord
+    finding: Finding | None = None
+    triage: Triage | None = None
+    plan: Plan | None = None
+    investigation: Investigation | None = None
+    evidence: Evidence | None = None
+
+    @property
+    def retry(self) -> bool:
+        """True when the handler must raise so Pub/Sub redelivers."""
+        return self.record.outcome == "retry"
+
+
+class Responder:
+    """Handles deliveries. One instance per process; thread-safe (no per-event state on self)."""
+
+    def __init__(self, deps: Dependencies, max_workers: int = 8) -> None:
+        self.deps = deps
+        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rsr")
+        self.investigator = Investigator(deps.logs, deps.settings.enrichment_timeout_s, self.pool)
+
+    # ------------------------------------------------------------------------------------------------- entry
+    def respond(self, delivery: Delivery) -> Outcome:
+        """Handle one delivery; never raises for input problems (the record says why)."""
+        started = time.monotonic()
+        info = DeliveryInfo(
+            shape=delivery.shape,
+            event_id=delivery.event_id,
+            message_id=delivery.message_id,
+            delivery_attempt=delivery.delivery_attempt,
+        )
+        try:
+            finding = to_finding(parse_notification(delivery.payload))
+        except PermanentError as exc:
+            record = make_record(Verdict.REJECT, _code(exc), clean(exc, 300), delivery=info)
+            return Outcome(record=_timed(record, started))
+        outcome = self._respond_to(finding, info)
+        outcome.record = _timed(outcome.record, started)
+        return outcome
+
+    @staticmethod
+    def reject_envelope(exc: InvalidEnvelope, shape: str | None = None) -> Outcome:
+        """The record for a delivery that never became a notification."""
+        return Outcome(
+            record=make_record(Verdict.REJECT, "bad_envelope", clean(exc, 300), delivery=DeliveryInfo(shape=shape))
+        )
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def _respond_to(self, finding: Finding, info: DeliveryInfo) -> Outcome:
+        engine = self.deps.policy
+        verdict = triage(finding, engine.defaults.categories)
+        common: dict[str, Any] = {
+            "finding": finding.name,
+            "category": finding.category,
+            "delivery": info,
+            "warnings": list(finding.warnings),
+            "mode": engine.defaults.mode,
+        }
+        if verdict.target is None:
+            record = make_record(verdict.verdict, verdict.code, verdict.reason, **common)
+            return Outcome(record=record, finding=finding, triage=verdict)
+        target = verdict.target
+        common |= {"cluster": target.cluster.path, "pod": PodRef(namespace=target.namespace, name=target.pod)}
+        event_time = finding.event_time.isoformat() if finding.event_time else ""
+        if event_time and finding.security_marks.get(HANDLED_MARK) == event_time:
+            record = make_record(
+                Verdict.IGNORE,
+                "own_writeback",
+                "already handled this occurrence (our own security-marks write-back)",
+                **common,
+            )
+            return Outcome(record=record, finding=finding, triage=verdict)
+
+        connection, unavailable = self._connect(target)
+        pod = self._read_pod(connection, target) if connection else None
+        labels = pod.labels if pod else finding.pod_labels
+        plan = engine.plan(finding, target, labels)
+        investigation_future = self.pool.submit(self.investigator.investigate, finding, target, connection, unavailable)
+        results, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable)
+        investigation = investigation_future.result()
+        record = make_record(
+            Verdict.ACT,
+            verdict.code,
+            verdict.reason,
+            actions=results,
+            rule=plan.rule,
+            skipped=list(plan.skipped),
+            enrichment=investigation.summary(),
+            outcome="retry" if retry else "done",
+            **common,
+        )
+        return Outcome(
+            record=record, finding=finding, triage=verdict, plan=plan, investigation=investigation, evidence=evidence
+        )
+
+    def _connect(self, target: Target) -> tuple[Connection | None, str | None]:
+        if self.deps.connector is None:
+            return None, "no cluster credentials configured (RESPONDER_KUBECONFIG or GKE access)"
+        try:
+            return self.deps.connector.connect(target.cluster), None
+        except (Unavailable, Forbidden, NotFound) as exc:
+            return None, f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
+
+    @staticmethod
+    def _read_pod(connection: Connection, target: Target) -> PodView | None:
+        try:
+            pod: PodView = connection.kube.get_pod(target.namespace, target.pod)
+            return pod
+        except NotFound:
+            return None
+        except (Forbidden, Unavailable):
+            return None
+
+    def _contain(
+        self,
+        finding: Finding,
+        target: Target,
+        plan: Plan,
+        connection: Connection | None,
+        pod: PodView | None,
+        unavailable: str | None,
+    ) -> tuple[list[ActionResult], Evidence, bool]:
+        evidence = Evidence()
+        if not plan.steps:
+            return [], evidence, False
+        dry_run = plan.dry_run
+        if connection is None or pod is None:
+            why = (
+                unavailable if connection is None else f"pod {target.namespace}/{target.pod} not found (already gone?)"
+            )
+            status = Status.SKIPPED
+            return (
+                [
+                    ActionResult(action=s.action, status=status, reason=f"not run: {why}", dry_run=dry_run)
+                    for s in plan.steps
+                ],
+                evidence,
+                False,
+            )
+        ctx = ActionContext(
+            kube=connection.kube,
+            target=target,
+            finding=finding,
+            dry_run=dry_run,
+            pod=pod,
+            cluster_info=connection.info,
+            evidence=evidence,
+            now=self.deps.clock(),
+        )
+        results: list[ActionResult] = []
+        retry = False
+        gate: str | None = None  # why destructive steps may not run, decided once, lazily
+        gate_checked = False
+        steps = list(plan.steps)
+        index = 0
+        while index < len(steps):
+            step = steps[index]
+            index += 1
+            if step.destructive and not dry_run:
+                if not gate_checked:
+                    gate, gate_checked = self._destructive_gate(ctx, finding), True
+                if gate:
+                    results.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=gate))
+                    continue
+            result, transient = self._run_step(ctx, step)
+            retry = retry or transient
+            results.append(result)
+            if (
+                result.action == "isolate"
+                and result.details.get("ineffective")
+                and self.deps.policy.defaults.escalate_ineffective_isolation
+                and not any(s.destructive for s in steps)
+            ):
+                steps.append(PlannedStep(action="delete", params=registry.get("delete").Params(), destructive=True))
+        return results, evidence, retry
+
+    @staticmethod
+    def _run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
+        action = registry.get(step.action)
+        try:
+            return action.run(ctx, step.params), False
+        except TransientError as exc:
+            return ActionResult(
+                action=step.action,
+                status=Status.FAILED,
+                dry_run=ctx.dry_run,
+                reason=f"transient failure, will retry on redelivery: {clean(exc, 200)}",
+            ), True
+        except Forbidden as exc:
+            return ActionResult(
+                action=step.action,
+                status=Status.FAILED,
+                dry_run=ctx.dry_run,
+                reason=f"forbidden (check RBAC): {clean(exc, 200)}",
+            ), False
+        except ResponderError as exc:
+            return ActionResult(
+                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=clean(exc, 200)
+            ), False
+
+    def _destructive_gate(self, ctx: ActionContext, finding: Finding) -> str | None:
+        """Verification against SCC, then the blast-radius budget. Returns why not, or None to proceed."""
+        defaults = self.deps.policy.defaults
+        if defaults.verify_finding:
+            api = self.deps.findings_api
+            if api is None or not finding.name:
+                return "not verified: SCC is not reachable from here, so no destructive action (verify_finding)"
+            try:
+                current = api.get_finding(finding.name)
+            except ResponderError as exc:
+                return f"not verified: SCC lookup failed ({clean(exc, 160)}), so no destructive action"
+            if current is None:
+                return "not verified: SCC does not know this finding (forged?), so no destructive action"
+            if current.state != "ACTIVE":
+                return f"not verified: SCC says the finding is {clean(current.state, 20)}, so no destructive action"
+        decision = budget_mod.consume(
+            ctx.kube,
+            self.deps.settings.budget_namespace,
+            finding.key or "",
+            defaults.budget.max_actions,
+            defaults.budget.window_s,
+            ctx.now,
+        )
+        return None if decision.allowed else f"{decision.reason}: destructive action skipped"
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, InvalidEnvelope):
+        return "bad_envelope"
+    if isinstance(exc, InvalidFinding):
+        return "bad_finding"
+    return "bad_input"
+
+
+def _timed(record: DecisionRecord, started: float) -> DecisionRecord:
+    return record.model_copy(update={"duration_ms": round((time.monotonic() - started) * 1000, 1)})

@@ -1,0 +1,94 @@
+"""Decide act / ignore / reject for a finding, with a precise reason.
+
+Order matters: cheap, certain reasons to ignore come first (wrong class, category, resource, state, mute) so that a
+Cloud Run "Reverse Shell" or an inactive finding is ignored rather than rejected for lacking pod fields. Only then are
+identifiers validated, because only then are they about to reach an API path or a log filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from responder import identifiers as ids
+from responder.errors import InvalidIdentifier
+from responder.findings import Finding
+from responder.identifiers import ClusterRef
+from responder.sanitize import clean
+
+DEFAULT_CATEGORIES = ("Reverse Shell",)
+
+
+class Verdict(StrEnum):
+    """The three outcomes of the decision record contract."""
+
+    ACT = "act"
+    IGNORE = "ignore"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A validated pod in a validated cluster: safe to put in API paths, filters and commands."""
+
+    cluster: ClusterRef
+    namespace: str
+    pod: str
+    container: str | None
+    node: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Triage:
+    """The verdict, a machine code, a human reason, and the target when acting."""
+
+    verdict: Verdict
+    code: str
+    reason: str
+    target: Target | None = None
+
+
+def normalise_category(category: str | None) -> str:
+    """``"Reverse Shell"``, ``"REVERSE_SHELL"`` and ``"reverse-shell"`` compare equal."""
+    return " ".join((category or "").replace("_", " ").replace("-", " ").casefold().split())
+
+
+def _ignore(code: str, reason: str) -> Triage:
+    return Triage(Verdict.IGNORE, code, reason)
+
+
+def _reject(code: str, reason: str) -> Triage:
+    return Triage(Verdict.REJECT, code, reason)
+
+
+def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Triage:
+    """Classify one finding."""
+    handled = {normalise_category(c) for c in categories}
+    if finding.finding_class and finding.finding_class != "THREAT":
+        return _ignore("not_threat", f"finding class is {clean(finding.finding_class, 40)}, not THREAT")
+    if normalise_category(finding.category) not in handled:
+        return _ignore("category", f"category {clean(finding.category, 100)!r} is not handled")
+    if not ids.is_gke_resource(finding.resource_name, finding.resource_type):
+        return _ignore("not_gke", f"resource {clean(finding.resource_name, 160)!r} is not a GKE cluster")
+    if finding.state != "ACTIVE":
+        return _ignore("not_active", f"finding state is {clean(finding.state or 'STATE_UNSPECIFIED', 40)}")
+    if finding.mute == "MUTED":
+        return _ignore("muted", "finding is muted")
+    if not finding.name:
+        return _reject("no_name", "finding has no name")
+    if any("pod identity differs" in w for w in finding.warnings):
+        return _reject("pod_mismatch", "kubernetes.pods[] and sourceProperties name different pods")
+    if not finding.pod_namespace or not finding.pod_name:
+        return _reject("no_pod", "finding names no pod (no kubernetes.pods[] and no Pod_Namespace/Pod_Name)")
+    try:
+        target = Target(
+            cluster=ids.parse_cluster_resource(finding.resource_name or ""),
+            namespace=ids.namespace(finding.pod_namespace),
+            pod=ids.pod_name(finding.pod_name),
+            container=ids.container_name(finding.container) if finding.container else None,
+            node=ids.node_name(finding.node) if finding.node else None,
+        )
+    except InvalidIdentifier as exc:
+        return _reject("bad_identifier", clean(exc, 200))
+    return Triage(Verdict.ACT, "reverse_shell", f"active {clean(finding.category, 60)} finding on a GKE pod", target)
