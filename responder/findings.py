@@ -37,7 +37,17 @@ def _int64(value: Any) -> Any:
     return value
 
 
-Int64 = Annotated[int, BeforeValidator(_int64)]
+def _lenient_int64(value: Any) -> Any:
+    # A malformed number in a descriptive field (pid, file size) must not stop a containment: drop it instead.
+    if value is None:
+        return None
+    try:
+        return _int64(value)
+    except (ValueError, TypeError):
+        return None
+
+
+Int64 = Annotated[int | None, BeforeValidator(_lenient_int64)]
 
 
 class _Raw(BaseModel):
@@ -46,9 +56,9 @@ class _Raw(BaseModel):
 
 class RawFile(_Raw):
     path: str | None = None
-    size: Int64 | None = None
+    size: Int64 = None
     sha256: str | None = None
-    hashed_size: Int64 | None = None
+    hashed_size: Int64 = None
     partially_hashed: bool | None = None
 
 
@@ -58,9 +68,9 @@ class RawProcess(_Raw):
     script: RawFile | None = None
     args: list[str] = Field(default_factory=list)
     arguments_truncated: bool | None = None
-    pid: Int64 | None = None
-    parent_pid: Int64 | None = None
-    user_id: Int64 | None = None  # v2 only
+    pid: Int64 = None
+    parent_pid: Int64 = None
+    user_id: Int64 = None  # v2 only
 
 
 class RawLabel(_Raw):

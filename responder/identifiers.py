@@ -26,6 +26,7 @@ _LABEL_NAME = re.compile(
     r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 )
 
+_K8S_SUFFIX = re.compile(r"(/k8s(/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)+)")
 _CLUSTER_RESOURCE = re.compile(
     r"//container\.googleapis\.com/projects/(?P<project>[^/]+)/(?P<kind>locations|zones)/(?P<location>[^/]+)"
     r"/clusters/(?P<cluster>[^/]+)"
@@ -119,7 +120,8 @@ def parse_cluster_resource(resource_name: str) -> ClusterRef:
     if not match:
         raise InvalidIdentifier(f"resource {resource_name[:120]!r} is not a GKE cluster resource name")
     rest = resource_name[match.end() :]
-    if rest and not rest.startswith("/"):
+    # Only Kubernetes sub-paths may follow the cluster (ETD uses .../clusters/C/k8s/namespaces/NS/pods/P).
+    if rest and not _K8S_SUFFIX.fullmatch(rest):
         raise InvalidIdentifier(f"resource {resource_name[:120]!r} is not a GKE cluster resource name")
     return ClusterRef(
         project=project(match["project"]),

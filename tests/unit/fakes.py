@@ -1,0 +1,327 @@
+"""Hand-written fakes of the ports: small in-memory worlds with the same rules as the real ones.
+
+They enforce what the responder relies on (UID preconditions, resourceVersion conflicts, 404s), so unit tests assert
+state ("the pod carries the label", "one policy exists") rather than calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from responder.errors import Conflict, NotFound, TransientError, Unavailable
+from responder.identifiers import ClusterRef
+from responder.ports import (
+    ClusterInfo,
+    Connection,
+    ContainerView,
+    LabelSelector,
+    LabelSelectorRequirement,
+    LeaseView,
+    LogEntry,
+    NamespaceView,
+    NetworkPolicyView,
+    NodeView,
+    OwnerRef,
+    PodView,
+    SccFinding,
+    WorkloadView,
+)
+
+
+class FakeKube:
+    """An in-memory cluster implementing ``KubePort``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._rv = itertools.count(1)
+        self._uid = itertools.count(1)
+        self.pods: dict[tuple[str, str], PodView] = {}
+        self.policies: dict[tuple[str, str], NetworkPolicyView] = {}
+        self.workloads: dict[tuple[str, str, str], WorkloadView] = {}
+        self.nodes: dict[str, NodeView] = {}
+        self.namespaces: dict[str, NamespaceView] = {}
+        self.leases: dict[tuple[str, str], LeaseView] = {}
+        self.deleted: list[tuple[str, str, str]] = []
+        self.writes: list[str] = []
+        self.fail_next: dict[str, int] = {}  # method name -> transient failures to inject
+        self.logs_text: str | None = None
+
+    def _maybe_fail(self, method: str) -> None:
+        if self.fail_next.get(method, 0) > 0:
+            self.fail_next[method] -= 1
+            raise TransientError(f"injected 503 on {method}")
+
+    def rv(self) -> str:
+        return str(next(self._rv))
+
+    # ---------------------------------------------------------------------------------------------- seeding
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        controller: tuple[str, str] | None = ("ReplicaSet", "web-5d9c"),
+        host_network: bool = False,
+        running: bool = True,
+        container: str = "api",
+    ) -> PodView:
+        owners = ()
+        if controller:
+            owners = (
+                OwnerRef(
+                    api_version="apps/v1",
+                    kind=controller[0],
+                    name=controller[1],
+                    uid=f"uid-{controller[1]}",
+                    controller=True,
+                ),
+            )
+        pod = PodView(
+            namespace=namespace,
+            name=name,
+            uid=f"pod-uid-{next(self._uid)}",
+            resource_version=self.rv(),
+            labels=dict(labels or {"app": "web"}),
+            owners=owners,
+            host_network=host_network,
+            containers=(ContainerView(name=container, image="example/web:1", running=running),),
+            node_name="gke-node-1",
+            manifest={"kind": "Pod", "metadata": {"name": name}},
+        )
+        self.pods[(namespace, name)] = pod
+        return pod
+
+    def add_policy(self, namespace: str, name: str, selector: LabelSelector | None = None) -> None:
+        self.policies[(namespace, name)] = NetworkPolicyView(
+            namespace=namespace,
+            name=name,
+            resource_version=self.rv(),
+            pod_selector=selector or LabelSelector(),
+            policy_types=("Ingress",),
+        )
+
+    def add_workload(
+        self, namespace: str, kind: str, name: str, *, ready: int = 3, owner: tuple[str, str] | None = None
+    ) -> None:
+        owners = (
+            (OwnerRef(api_version="apps/v1", kind=owner[0], name=owner[1], uid=f"uid-{owner[1]}", controller=True),)
+            if owner
+            else ()
+        )
+        self.workloads[(namespace, kind, name)] = WorkloadView(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            uid=f"uid-{name}",
+            owners=owners,
+            replicas=ready,
+            ready_replicas=ready,
+        )
+
+    # ------------------------------------------------------------------------------------------------ port
+    def get_pod(self, namespace: str, name: str) -> PodView:
+        with self.lock:
+            self._maybe_fail("get_pod")
+            try:
+                return self.pods[(namespace, name)]
+            except KeyError:
+                raise NotFound(f"pod {namespace}/{name}") from None
+
+    def patch_pod_metadata(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: Mapping[str, str | None],
+        annotations: Mapping[str, str | None],
+    ) -> PodView:
+        with self.lock:
+            self._maybe_fail("patch_pod_metadata")
+            pod = self.get_pod(namespace, name)
+            if pod.uid != uid:
+                raise Conflict("uid precondition")
+            new_labels = {**pod.labels, **{k: v for k, v in labels.items() if v is not None}}
+            new_ann = {**pod.annotations, **{k: v for k, v in annotations.items() if v is not None}}
+            for k, v in labels.items():
+                if v is None:
+                    new_labels.pop(k, None)
+            for k, v in annotations.items():
+                if v is None:
+                    new_ann.pop(k, None)
+            if new_labels != pod.labels or new_ann != pod.annotations:
+                self.writes.append(f"patch pod {name}")
+            pod = pod.model_copy(update={"labels": new_labels, "annotations": new_ann, "resource_version": self.rv()})
+            self.pods[(namespace, name)] = pod
+            return pod
+
+    def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
+        with self.lock:
+            self._maybe_fail("delete_pod")
+            pod = self.get_pod(namespace, name)
+            if pod.uid != uid:
+                raise Conflict("uid precondition")
+            del self.pods[(namespace, name)]
+            self.deleted.append((namespace, name, uid))
+            self.writes.append(f"delete pod {name}")
+
+    def get_workload(self, namespace: str, owner: OwnerRef) -> WorkloadView:
+        try:
+            return self.workloads[(namespace, owner.kind, owner.name)]
+        except KeyError:
+            raise NotFound(f"{owner.kind} {owner.name}") from None
+
+    def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
+        with self.lock:
+            self._maybe_fail("list_network_policies")
+            return [p for (ns, _), p in sorted(self.policies.items()) if ns == namespace]
+
+    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
+        with self.lock:
+            self._maybe_fail("create_network_policy")
+            name = body["metadata"]["name"]
+            if (namespace, name) in self.policies:
+                raise Conflict(f"networkpolicy {name} exists")
+            sel = body["spec"]["podSelector"]
+            view = NetworkPolicyView(
+                namespace=namespace,
+                name=name,
+                resource_version=self.rv(),
+                pod_selector=LabelSelector(
+                    match_labels=sel.get("matchLabels", {}),
+                    match_expressions=tuple(LabelSelectorRequirement(**e) for e in sel.get("matchExpressions", [])),
+                ),
+                policy_types=tuple(body["spec"]["policyTypes"]),
+                labels=body["metadata"].get("labels", {}),
+            )
+            self.policies[(namespace, name)] = view
+            self.writes.append(f"create networkpolicy {name}")
+            return view
+
+    def set_network_policy_selector(
+        self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
+    ) -> NetworkPolicyView:
+        with self.lock:
+            self._maybe_fail("set_network_policy_selector")
+            try:
+                current = self.policies[(namespace, name)]
+            except KeyError:
+                raise NotFound(name) from None
+            if resource_version and current.resource_version != resource_version:
+                raise Conflict("resourceVersion")
+            view = current.model_copy(update={"pod_selector": selector, "resource_version": self.rv()})
+            self.policies[(namespace, name)] = view
+            self.writes.append(f"patch networkpolicy {name}")
+            return view
+
+    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
+        if self.logs_text is None:
+            raise Unavailable("no kubelet")
+        return self.logs_text
+
+    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
+        if argv != ["ps", "axjf"]:
+            raise AssertionError(f"unexpected exec {argv}")
+        return "  PPID   PID  PGID   SID TTY      TPGID STAT   UID   TIME COMMAND\n    0     1     1     1 ?  -1 Ss 0 0:00 sh\n"
+
+    def get_node(self, name: str) -> NodeView:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise NotFound(f"node {name}") from None
+
+    def get_namespace(self, name: str) -> NamespaceView:
+        return self.namespaces.get(name) or NamespaceView(name=name)
+
+    def get_lease(self, namespace: str, name: str) -> LeaseView:
+        with self.lock:
+            try:
+                return self.leases[(namespace, name)]
+            except KeyError:
+                raise NotFound(name) from None
+
+    def create_lease(self, namespace: str, name: str, annotations: Mapping[str, str]) -> LeaseView:
+        with self.lock:
+            if (namespace, name) in self.leases:
+                raise Conflict("exists")
+            lease = LeaseView(namespace=namespace, name=name, resource_version=self.rv(), annotations=dict(annotations))
+            self.leases[(namespace, name)] = lease
+            return lease
+
+    def update_lease(
+        self, namespace: str, name: str, annotations: Mapping[str, str], resource_version: str | None
+    ) -> LeaseView:
+        with self.lock:
+            current = self.get_lease(namespace, name)
+            if current.resource_version != resource_version:
+                raise Conflict("resourceVersion")
+            lease = current.model_copy(update={"annotations": dict(annotations), "resource_version": self.rv()})
+            self.leases[(namespace, name)] = lease
+            return lease
+
+
+class FakeConnector:
+    """Hands out one FakeKube for every cluster."""
+
+    def __init__(self, kube: FakeKube, info: ClusterInfo | None = None) -> None:
+        self.kube = kube
+        self.info = info
+        self.connected: list[ClusterRef] = []
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        self.connected.append(ref)
+        return Connection(kube=self.kube, info=self.info)
+
+
+class FakeFindings:
+    """SCC as a dict of findings."""
+
+    def __init__(self) -> None:
+        self.findings: dict[str, SccFinding] = {}
+        self.marks_updates: list[tuple[str, dict[str, str]]] = []
+        self.state_changes: list[tuple[str, str]] = []
+
+    def add(self, name: str, state: str = "ACTIVE") -> None:
+        self.findings[name] = SccFinding(name=name, state=state, category="Reverse Shell")
+
+    def get_finding(self, name: str) -> SccFinding | None:
+        return self.findings.get(name)
+
+    def update_marks(self, name: str, marks: Mapping[str, str]) -> None:
+        if name not in self.findings:
+            raise NotFound(name)
+        self.marks_updates.append((name, dict(marks)))
+        f = self.findings[name]
+        self.findings[name] = f.model_copy(update={"marks": {**f.marks, **marks}})
+
+    def set_state(self, name: str, state: Literal["ACTIVE", "INACTIVE"], when: datetime) -> None:
+        self.state_changes.append((name, state))
+        f = self.findings[name]
+        self.findings[name] = f.model_copy(update={"state": state})
+
+
+class FakeLogs:
+    """Logging: returns canned entries and remembers the filters asked for."""
+
+    def __init__(self, entries: list[LogEntry] | None = None) -> None:
+        self.entries = entries or []
+        self.queries: list[tuple[str, str, int]] = []
+
+    def search(self, project: str, filter_: str, limit: int) -> list[LogEntry]:
+        self.queries.append((project, filter_, limit))
+        return self.entries[:limit]
+
+
+class FakePublisher:
+    """Pub/Sub: collects published messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        self.messages.append((topic, data, dict(attributes)))
+        return str(len(self.messages))

@@ -1,0 +1,245 @@
+"""Containment semantics on an in-memory cluster: what exists afterwards, not which calls were made."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from responder import budget
+from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.config import Settings
+from responder.envelope import Delivery
+from responder.policy import Budget, Defaults, Policy, PolicyEngine, parse_policy
+from responder.ports import ClusterInfo, LabelSelector, LabelSelectorRequirement
+from responder.service import Dependencies, Outcome, Responder
+from tests.notifications import notification
+from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
+
+NS, POD = "shop", "web-5d9c-abcde"
+FINDING = notification(namespace=NS, pod=POD, container="api")
+NAME = FINDING["finding"]["name"]
+
+
+def make(
+    kube: FakeKube,
+    *,
+    mode: str = "enforce",
+    action: str | None = "isolate",
+    policy: Policy | None = None,
+    findings: FakeFindings | None = None,
+    info: ClusterInfo | None = None,
+    **settings: Any,
+) -> Responder:
+    s = Settings(mode=mode, action=action, **settings)  # type: ignore[arg-type]
+    if findings is None:
+        findings = FakeFindings()
+        findings.add(NAME)
+    deps = Dependencies(
+        settings=s,
+        policy=PolicyEngine(policy or Policy(), s),
+        connector=FakeConnector(kube, info),
+        findings_api=findings,
+    )
+    return Responder(deps)
+
+
+def run(responder: Responder, doc: dict[str, Any] | None = None) -> Outcome:
+    return responder.respond(Delivery(payload=json.dumps(doc or FINDING).encode(), shape="test"))
+
+
+def statuses(outcome: Outcome) -> dict[str, str]:
+    return {a.action: a.status.value for a in outcome.record.actions}
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    k = FakeKube()
+    k.add_pod(NS, POD, {"app": "web", "pod-template-hash": "5d9c"})
+    k.add_pod(NS, "db-0", {"app": "db"}, controller=("StatefulSet", "db"))
+    k.add_workload(NS, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
+    k.add_workload(NS, "Deployment", "web")
+    k.add_policy(NS, "allow-all")  # empty selector: every pod
+    k.add_policy(NS, "allow-web", LabelSelector(match_labels={"app": "web"}))
+    k.add_policy(NS, "allow-db", LabelSelector(match_labels={"app": "db"}))
+    return k
+
+
+def test_isolate_denies_both_directions_and_excludes_from_allowing_policies(kube: FakeKube) -> None:
+    outcome = run(make(kube))
+    assert statuses(outcome) == {"label": "succeeded", "isolate": "succeeded", "capture": "succeeded"}
+    deny = kube.policies[(NS, DENY_ALL_POLICY)]
+    assert deny.policy_types == ("Ingress", "Egress")
+    assert deny.pod_selector.match_labels == {QUARANTINE_LABEL: "true"}
+    exclusion = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
+    assert exclusion in kube.policies[(NS, "allow-all")].pod_selector.match_expressions
+    assert exclusion in kube.policies[(NS, "allow-web")].pod_selector.match_expressions
+    assert kube.policies[(NS, "allow-db")].pod_selector.match_expressions == ()  # never selected the pod
+    pod = kube.pods[(NS, POD)]
+    assert pod.labels[QUARANTINE_LABEL] == "true"
+    assert pod.annotations["responder.rsr.dev/finding"] == NAME
+    # The quarantined pod is now selected by the deny-all policy only.
+    selecting = [p.name for p in kube.policies.values() if p.pod_selector.matches(pod.labels)]
+    assert selecting == [DENY_ALL_POLICY]
+    # Other web pods are still selected by the allowing policies.
+    assert kube.policies[(NS, "allow-web")].pod_selector.matches({"app": "web"})
+
+
+def test_detach_removes_workload_labels_and_keeps_them_in_an_annotation(kube: FakeKube) -> None:
+    policy = parse_policy("rules: [{name: r, actions: [{action: isolate, detach: true}]}]")
+    run(make(kube, action=None, policy=policy))
+    pod = kube.pods[(NS, POD)]
+    assert pod.labels == {QUARANTINE_LABEL: "true"}
+    assert json.loads(pod.annotations["responder.rsr.dev/original-labels"]) == {
+        "app": "web",
+        "pod-template-hash": "5d9c",
+    }
+
+
+def test_dry_run_plans_the_same_and_writes_nothing(kube: FakeKube) -> None:
+    outcome = run(make(kube, mode="dry-run", action="delete"))
+    assert [a.action for a in outcome.record.actions] == ["label", "isolate", "capture", "delete"]
+    assert kube.writes == []
+    isolate = next(a for a in outcome.record.actions if a.action == "isolate")
+    assert isolate.status.value == "skipped" and isolate.reason.startswith("dry-run: would")
+    assert any("allow-web" in c for c in isolate.changes)
+    delete = next(a for a in outcome.record.actions if a.action == "delete")
+    assert delete.reason.startswith("dry-run: would delete pod")
+
+
+def test_ten_concurrent_deliveries_leave_one_policy_one_label_set_one_deletion(kube: FakeKube) -> None:
+    responder = make(kube, action="delete")
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(lambda _: run(responder), range(10)))
+    assert all(not o.retry for o in outcomes)
+    assert sum(1 for p in kube.policies if p[1] == DENY_ALL_POLICY) == 1
+    assert len(kube.deleted) == 1
+    assert (NS, POD) not in kube.pods
+    exprs = kube.policies[(NS, "allow-web")].pod_selector.match_expressions
+    assert len(exprs) == 1  # excluded once, not ten times
+
+
+def test_hostnetwork_pod_isolation_is_reported_ineffective(kube: FakeKube) -> None:
+    kube.add_pod(NS, "hostnet-1", {"app": "agent"}, host_network=True)
+    outcome = run(make(kube), notification(namespace=NS, pod="hostnet-1", container="api"))
+    isolate = next(a for a in outcome.record.actions if a.action == "isolate")
+    assert isolate.status.value == "failed"
+    assert "hostNetwork" in isolate.reason
+    assert kube.pods[(NS, "hostnet-1")].labels[QUARANTINE_LABEL] == "true"  # still applied: defence in depth
+
+
+def test_cluster_without_network_policy_enforcement_escalates_when_policy_says_so(kube: FakeKube) -> None:
+    info = ClusterInfo(name="c", location="us-east1", network_policy_enabled=False)
+    policy = Policy(defaults=Defaults(escalate_ineffective_isolation=True))
+    outcome = run(make(kube, info=info, policy=policy))
+    assert statuses(outcome)["isolate"] == "failed"
+    assert statuses(outcome)["delete"] == "succeeded"
+    assert (NS, POD) not in kube.pods
+
+
+@pytest.mark.parametrize(
+    ("pod", "controller", "reason"),
+    [
+        ("lonely", None, "standalone pod"),
+        ("db-0", ("StatefulSet", "db"), "StatefulSet pod"),
+        ("agent-x", ("DaemonSet", "agent"), "DaemonSet pod"),
+    ],
+)
+def test_delete_guards_skip_with_a_reason(kube: FakeKube, pod: str, controller: Any, reason: str) -> None:
+    if (NS, pod) not in kube.pods:
+        kube.add_pod(NS, pod, {"app": pod}, controller=controller)
+    outcome = run(make(kube, action="delete"), notification(namespace=NS, pod=pod, container="api"))
+    delete = next(a for a in outcome.record.actions if a.action == "delete")
+    assert delete.status.value == "skipped" and reason in delete.reason
+    assert (NS, pod) in kube.pods
+
+
+def test_min_ready_replicas_guard(kube: FakeKube) -> None:
+    kube.add_workload(NS, "ReplicaSet", "web-5d9c", ready=1)
+    policy = parse_policy("rules: [{name: r, actions: [{action: delete, min_ready_replicas: 1}]}]")
+    outcome = run(make(kube, action=None, policy=policy))
+    assert "min_ready_replicas" in outcome.record.actions[0].reason
+    assert (NS, POD) in kube.pods
+
+
+def test_replaced_pod_is_never_touched(kube: FakeKube) -> None:
+    responder = make(kube, action="delete")
+    old = kube.pods[(NS, POD)]
+    # Between the read and the writes the pod was replaced by a same-named one (StatefulSet style).
+    original_get = kube.get_pod
+
+    def get_then_replace(namespace: str, name: str) -> Any:
+        pod = original_get(namespace, name)
+        kube.pods[(NS, POD)] = pod.model_copy(update={"uid": "new-uid"})
+        return pod
+
+    kube.get_pod = get_then_replace  # type: ignore[method-assign]
+    outcome = run(responder)
+    assert kube.pods[(NS, POD)].uid == "new-uid"
+    assert QUARANTINE_LABEL not in kube.pods[(NS, POD)].labels
+    assert all(a.status.value != "succeeded" or a.action in {"capture", "isolate"} for a in outcome.record.actions)
+    assert kube.deleted == [] and old.uid != "new-uid"
+
+
+def test_forged_finding_gets_no_destructive_action(kube: FakeKube) -> None:
+    outcome = run(make(kube, action="delete", findings=FakeFindings()))  # SCC knows nothing about it
+    delete = next(a for a in outcome.record.actions if a.action == "delete")
+    assert delete.status.value == "skipped" and "forged" in delete.reason
+    assert (NS, POD) in kube.pods
+    assert statuses(outcome)["isolate"] == "succeeded"  # reversible containment still happens
+
+
+def test_inactive_in_scc_gets_no_destructive_action(kube: FakeKube) -> None:
+    findings = FakeFindings()
+    findings.add(NAME, state="INACTIVE")
+    outcome = run(make(kube, action="delete", findings=findings))
+    assert "INACTIVE" in next(a for a in outcome.record.actions if a.action == "delete").reason
+    assert (NS, POD) in kube.pods
+
+
+def test_transient_failure_requests_redelivery_and_the_retry_converges(kube: FakeKube) -> None:
+    kube.fail_next["set_network_policy_selector"] = 1
+    responder = make(kube)
+    first = run(responder)
+    assert first.retry and first.record.outcome == "retry"
+    second = run(responder)
+    assert not second.retry
+    assert LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",)) in (
+        kube.policies[(NS, "allow-web")].pod_selector.match_expressions
+    )
+
+
+def test_pod_already_gone_is_skipped_not_failed(kube: FakeKube) -> None:
+    outcome = run(make(kube), notification(namespace=NS, pod="ghost-1", container="api"))
+    assert all(a.status.value == "skipped" and "not found" in a.reason for a in outcome.record.actions)
+
+
+def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) -> None:
+    kube.add_pod("kube-system", "dns-1", {"k8s-app": "dns"})
+    kube.add_pod(NS, "exempt-1", {"app": "x", "responder.rsr.dev/exempt": "true"})
+    for ns, pod in (("kube-system", "dns-1"), (NS, "exempt-1")):
+        outcome = run(make(kube, action="delete"), notification(namespace=ns, pod=pod, container="api"))
+        assert outcome.record.actions == []
+        assert outcome.record.skipped
+    assert kube.writes == []
+
+
+def test_blast_radius_budget_is_shared_and_per_finding_idempotent() -> None:
+    kube = FakeKube()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    taken = [budget.consume(kube, "responder-system", f"f{i}", 3, 3600, now).allowed for i in range(5)]
+    assert taken == [True, True, True, False, False]
+    assert budget.consume(kube, "responder-system", "f1", 3, 3600, now).allowed  # same finding again: no new slot
+    later = now + timedelta(seconds=3601)
+    assert budget.consume(kube, "responder-system", "f9", 3, 3600, later).allowed
+
+
+def test_over_budget_destructive_actions_are_skipped_loudly(kube: FakeKube) -> None:
+    policy = Policy(defaults=Defaults(budget=Budget(max_actions=0, window_s=3600)))
+    outcome = run(make(kube, action="delete", policy=policy))
+    delete = next(a for a in outcome.record.actions if a.action == "delete")
+    assert delete.status.value == "skipped" and "OVER" in delete.reason
+    assert (NS, POD) in kube.pods

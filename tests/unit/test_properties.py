@@ -1,0 +1,91 @@
+"""Property tests: whatever arrives, the responder decides, and never crashes or escapes its sanitiser."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from responder.config import Settings
+from responder.envelope import Delivery, detect
+from responder.errors import InvalidEnvelope
+from responder.policy import Policy, PolicyEngine
+from responder.service import Dependencies, Responder
+from tests.notifications import notification
+
+SETTINGS = Settings()
+RESPONDER = Responder(Dependencies(settings=SETTINGS, policy=PolicyEngine(Policy(), SETTINGS)))
+VERDICTS = {"act", "ignore", "reject"}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=15), children, max_size=5),
+    max_leaves=30,
+)
+FINDING_KEYS = [
+    "name",
+    "canonicalName",
+    "resourceName",
+    "state",
+    "category",
+    "sourceProperties",
+    "eventTime",
+    "severity",
+    "mute",
+    "findingClass",
+    "mitreAttack",
+    "processes",
+    "containers",
+    "kubernetes",
+    "securityMarks",
+]
+
+
+def _check(payload: bytes) -> None:
+    record = RESPONDER.respond(Delivery(payload=payload, shape="fuzz")).record
+    line = record.to_json()
+    assert record.verdict.value in VERDICTS
+    assert "\n" not in line
+    assert json.loads(line)["verdict"] == record.verdict.value
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_always_yield_a_decision(payload: bytes) -> None:
+    _check(payload)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_arbitrary_json_always_yields_a_decision(value: Any) -> None:
+    _check(json.dumps(value).encode())
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(FINDING_KEYS), json_values, max_size=8))
+def test_notification_shaped_garbage_always_yields_a_decision(overrides: dict[str, Any]) -> None:
+    doc = notification()
+    doc["finding"].update(overrides)
+    _check(json.dumps(doc).encode())
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300), st.text(max_size=300), st.text(max_size=80))
+def test_any_identifier_text_is_either_valid_kubernetes_or_rejected(pod: str, namespace: str, container: str) -> None:
+    doc = notification(pod=pod, namespace=namespace, container=container)
+    record = RESPONDER.respond(Delivery(payload=json.dumps(doc).encode(), shape="fuzz")).record
+    if record.verdict.value == "act":
+        assert record.pod is not None
+        for value in (record.pod.name, record.pod.namespace):
+            assert value == value.lower() and all(c.isalnum() or c in "-." for c in value)
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_envelope_detection_only_raises_invalid_envelope(value: Any) -> None:
+    try:
+        detect(value)
+    except InvalidEnvelope:
+        pass
