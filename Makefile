@@ -39,8 +39,8 @@ test: lint typecheck kube-build ## everything CI runs: lint, types, unit, integr
 run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_MODE=enforce)
 	$(BIN)/functions-framework --target handle_finding --signature-type cloudevent --host 127.0.0.1 --port 8080
 
-demo: $(STAMP) ## replay the sample findings (see README)
-	$(BIN)/python -m responder demo
+demo: $(STAMP) ## real local cluster + findings replayed in enforce mode (see README)
+	$(BIN)/python tools/demo.py $(DEMO_ARGS)
 
 kube-build: ## build kube-apiserver/controller-manager from Debian source (cached in ~/.cache/rsr)
 	$(PY) tools/kubeenv.py build

@@ -1,4 +1,4 @@
-"""Command line: replay | plan | validate-policy | schema | demo.
+"""Command line: replay | plan | validate-policy | schema.
 
 ``replay`` is the function's body on a file: it auto-detects the envelope, prints the decision record as JSON and exits
 0 (act / ignore), 2 (reject) or 1 (error). Without a cluster or credentials it still decides and plans (dry-run).
@@ -138,14 +138,6 @@ def cmd_schema(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo (see README)."""
-    from responder.demo import run_demo
-
-    code: int = run_demo(json_output=args.json)
-    return code
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="python -m responder", description=__doc__.split("\n", 1)[0])
@@ -165,9 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate_policy)
     p = sub.add_parser("schema", help="print the policy file's JSON Schema")
     p.set_defaults(func=cmd_schema)
-    p = sub.add_parser("demo", help="local demo against a real kube-apiserver (built on first use)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -75,7 +75,9 @@ class Responder:
     def __init__(self, deps: Dependencies, max_workers: int = 8) -> None:
         self.deps = deps
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rsr")
-        self.investigator = Investigator(deps.logs, deps.settings.enrichment_timeout_s, self.pool)
+        self.investigator = Investigator(
+            deps.logs, deps.settings.enrichment_timeout_s, self.pool, log_window_min=deps.policy.defaults.log_window_min
+        )
 
     # ------------------------------------------------------------------------------------------------- entry
     def respond(self, delivery: Delivery) -> Outcome:
@@ -136,7 +138,17 @@ class Responder:
         investigation_future = self.pool.submit(self.investigator.investigate, finding, target, connection, unavailable)
         results, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable)
         investigation = investigation_future.result()
-        record = make_record(
+        outcome = Outcome(
+            record=make_record(Verdict.ACT, verdict.code, verdict.reason),
+            finding=finding,
+            triage=verdict,
+            plan=plan,
+            investigation=investigation,
+            evidence=evidence,
+        )
+        results += self._write_back(finding, plan, results)
+        results += self._notify(outcome, results)
+        outcome.record = make_record(
             Verdict.ACT,
             verdict.code,
             verdict.reason,
@@ -147,9 +159,65 @@ class Responder:
             outcome="retry" if retry else "done",
             **common,
         )
-        return Outcome(
-            record=record, finding=finding, triage=verdict, plan=plan, investigation=investigation, evidence=evidence
-        )
+        return outcome
+
+    # ------------------------------------------------------------------------------------------------ report
+    def _write_back(self, finding: Finding, plan: Plan, results: list[ActionResult]) -> list[ActionResult]:
+        """Security marks recording what was done, and INACTIVE after a successful delete (enforce only)."""
+        defaults, api = self.deps.policy.defaults, self.deps.findings_api
+        if plan.dry_run or api is None or not finding.name:
+            return []
+        name = finding.name
+        out: list[ActionResult] = []
+        if defaults.write_marks:
+            marks = {
+                "rsr_status": _status_word(results),
+                "rsr_actions": ",".join(f"{r.action}:{r.status.value}" for r in results)[:1000] or "none",
+                "rsr_time": self.deps.clock().isoformat(timespec="seconds"),
+                # The marks update makes SCC re-send the notification; this mark lets us recognise that echo.
+                HANDLED_MARK: finding.event_time.isoformat() if finding.event_time else "",
+            }
+            out.append(
+                _attempt(
+                    "mark",
+                    lambda: api.update_marks(name, marks),
+                    f"security marks set: rsr_status={marks['rsr_status']}",
+                )
+            )
+        deleted = any(r.action == "delete" and r.status is Status.SUCCEEDED for r in results)
+        if defaults.set_inactive and deleted:
+            out.append(
+                _attempt(
+                    "set_inactive",
+                    lambda: api.set_state(name, "INACTIVE", self.deps.clock()),
+                    "finding set INACTIVE after the pod was deleted",
+                )
+            )
+        return out
+
+    def _notify(self, outcome: Outcome, results: list[ActionResult]) -> list[ActionResult]:
+        """Publish the incident report for owners (routing attributes: severity, project, cluster, verdict, owner)."""
+        topic, publisher = self.deps.policy.defaults.report_topic, self.deps.publisher
+        if not topic or publisher is None:
+            return []
+        from responder.report import build_report
+
+        report = build_report(outcome)
+        target = outcome.triage.target if outcome.triage else None
+        attributes = {
+            "severity": (outcome.finding.severity if outcome.finding else None) or "UNKNOWN",
+            "project": target.cluster.project if target else "",
+            "cluster": target.cluster.path if target else "",
+            "verdict": outcome.record.verdict.value,
+            "status": _status_word(results),
+            "owner": report.owner or "",
+        }
+        data = report.model_dump_json().encode("utf-8")
+        return [
+            _attempt(
+                "notify", lambda: publisher.publish(topic, data, attributes), f"incident report published to {topic}"
+            )
+        ]
 
     def _connect(self, target: Target) -> tuple[Connection | None, str | None]:
         if self.deps.connector is None:
@@ -280,6 +348,26 @@ class Responder:
             ctx.now,
         )
         return None if decision.allowed else f"{decision.reason}: destructive action skipped"
+
+
+def _status_word(results: list[ActionResult]) -> str:
+    done = {r.action for r in results if r.status is Status.SUCCEEDED}
+    if "delete" in done:
+        return "deleted"
+    if "isolate" in done:
+        return "isolated"
+    if any(r.status is Status.FAILED for r in results):
+        return "failed"
+    return "reported"
+
+
+def _attempt(action: str, fn: Callable[[], object], success: str) -> ActionResult:
+    """Run a write-back; its failure is recorded, never fatal (containment already happened)."""
+    try:
+        fn()
+    except ResponderError as exc:
+        return ActionResult(action=action, status=Status.FAILED, reason=clean(exc, 200))
+    return ActionResult(action=action, status=Status.SUCCEEDED, reason=success)
 
 
 def _code(exc: Exception) -> str:

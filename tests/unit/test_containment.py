@@ -51,6 +51,14 @@ def run(responder: Responder, doc: dict[str, Any] | None = None) -> Outcome:
     return responder.respond(Delivery(payload=json.dumps(doc or FINDING).encode(), shape="test"))
 
 
+WRITE_BACK = {"mark", "set_inactive", "notify"}
+
+
+def containment(outcome: Outcome) -> list[Any]:
+    """The cluster actions (write-backs to SCC and Pub/Sub are reported alongside them)."""
+    return [a for a in outcome.record.actions if a.action not in WRITE_BACK]
+
+
 def statuses(outcome: Outcome) -> dict[str, str]:
     return {a.action: a.status.value for a in outcome.record.actions}
 
@@ -70,7 +78,8 @@ def kube() -> FakeKube:
 
 def test_isolate_denies_both_directions_and_excludes_from_allowing_policies(kube: FakeKube) -> None:
     outcome = run(make(kube))
-    assert statuses(outcome) == {"label": "succeeded", "isolate": "succeeded", "capture": "succeeded"}
+    assert statuses(outcome) == {"label": "succeeded", "isolate": "succeeded", "capture": "succeeded",
+                                 "mark": "succeeded"}
     deny = kube.policies[(NS, DENY_ALL_POLICY)]
     assert deny.policy_types == ("Ingress", "Egress")
     assert deny.pod_selector.match_labels == {QUARANTINE_LABEL: "true"}
@@ -180,7 +189,7 @@ def test_replaced_pod_is_never_touched(kube: FakeKube) -> None:
     outcome = run(responder)
     assert kube.pods[(NS, POD)].uid == "new-uid"
     assert QUARANTINE_LABEL not in kube.pods[(NS, POD)].labels
-    assert all(a.status.value != "succeeded" or a.action in {"capture", "isolate"} for a in outcome.record.actions)
+    assert all(a.status.value != "succeeded" or a.action in {"capture", "isolate"} for a in containment(outcome))
     assert kube.deleted == [] and old.uid != "new-uid"
 
 
@@ -214,7 +223,7 @@ def test_transient_failure_requests_redelivery_and_the_retry_converges(kube: Fak
 
 def test_pod_already_gone_is_skipped_not_failed(kube: FakeKube) -> None:
     outcome = run(make(kube), notification(namespace=NS, pod="ghost-1", container="api"))
-    assert all(a.status.value == "skipped" and "not found" in a.reason for a in outcome.record.actions)
+    assert all(a.status.value == "skipped" and "not found" in a.reason for a in containment(outcome))
 
 
 def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) -> None:
@@ -222,7 +231,7 @@ def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) ->
     kube.add_pod(NS, "exempt-1", {"app": "x", "responder.rsr.dev/exempt": "true"})
     for ns, pod in (("kube-system", "dns-1"), (NS, "exempt-1")):
         outcome = run(make(kube, action="delete"), notification(namespace=ns, pod=pod, container="api"))
-        assert outcome.record.actions == []
+        assert containment(outcome) == []
         assert outcome.record.skipped
     assert kube.writes == []
 
@@ -243,3 +252,31 @@ def test_over_budget_destructive_actions_are_skipped_loudly(kube: FakeKube) -> N
     delete = next(a for a in outcome.record.actions if a.action == "delete")
     assert delete.status.value == "skipped" and "OVER" in delete.reason
     assert (NS, POD) in kube.pods
+
+
+def test_write_back_marks_and_the_echo_is_ignored(kube: FakeKube) -> None:
+    findings = FakeFindings()
+    findings.add(NAME)
+    responder = make(kube, action="delete", findings=findings, set_inactive=True)
+    first = run(responder)
+    assert statuses(first)["mark"] == "succeeded"
+    assert statuses(first)["set_inactive"] == "succeeded"
+    marks = findings.findings[NAME].marks
+    assert marks["rsr_status"] == "deleted"
+    assert "delete:succeeded" in marks["rsr_actions"]
+    assert findings.findings[NAME].state == "INACTIVE"
+    # SCC re-sends the notification because of our marks update: it carries our marks and must change nothing.
+    echo = json.loads(json.dumps(FINDING))
+    echo["finding"]["securityMarks"]["marks"] = dict(marks)
+    writes_before = list(kube.writes)
+    second = run(responder, echo)
+    assert (second.record.verdict.value, second.record.code) == ("ignore", "own_writeback")
+    assert kube.writes == writes_before
+
+
+def test_dry_run_writes_nothing_to_scc_either(kube: FakeKube) -> None:
+    findings = FakeFindings()
+    findings.add(NAME)
+    run(make(kube, mode="dry-run", action="delete", findings=findings, set_inactive=True))
+    assert findings.marks_updates == []
+    assert findings.state_changes == []

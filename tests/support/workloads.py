@@ -1,0 +1,76 @@
+"""Seed realistic workloads on the test apiserver (admin client) and read back what exists afterwards."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubernetes import client
+
+
+def create_deployment(api: client.ApiClient, namespace: str, name: str, replicas: int = 2,
+                      labels: dict[str, str] | None = None, host_network: bool = False) -> None:
+    """A Deployment whose pods stay Pending (no scheduler): enough for every API-level behaviour."""
+    labels = labels or {"app": name}
+    body = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "hostNetwork": host_network,
+                "containers": [{"name": "api", "image": "registry.invalid/shop/web:1.0",
+                                "ports": [{"containerPort": 8080}]}]}},
+        },
+    }
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, body)
+
+
+def create_service(api: client.ApiClient, namespace: str, name: str, selector: dict[str, str]) -> None:
+    """A ClusterIP Service routing to ``selector``."""
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]}}
+    client.CoreV1Api(api).create_namespaced_service(namespace, body)
+
+
+def create_policy(api: client.ApiClient, namespace: str, name: str, match_labels: dict[str, str] | None = None,
+                  ingress_all: bool = True) -> None:
+    """An allowing NetworkPolicy (the kind that, being additive, would defeat a lone deny-all)."""
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": match_labels} if match_labels else {},
+                            "policyTypes": ["Ingress", "Egress"]}
+    if ingress_all:
+        spec["ingress"] = [{}]
+        spec["egress"] = [{}]
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name}, "spec": spec}
+    client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, body)
+
+
+def create_pod(api: client.ApiClient, namespace: str, name: str, labels: dict[str, str] | None = None) -> Any:
+    """A standalone pod."""
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": name}},
+            "spec": {"containers": [{"name": "api", "image": "registry.invalid/x:1"}]}}
+    return client.CoreV1Api(api).create_namespaced_pod(namespace, body)
+
+
+def pods(api: client.ApiClient, namespace: str, label_selector: str | None = None) -> list[Any]:
+    """Live (not terminating) pods."""
+    items = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=label_selector).items
+    return [p for p in items if p.metadata.deletion_timestamp is None]
+
+
+def wait_for_pods(api: client.ApiClient, namespace: str, count: int, label_selector: str | None = None,
+                  timeout_s: float = 60.0, exclude_uids: set[str] | None = None) -> list[Any]:
+    """Wait until ``count`` live pods exist (the controller-manager creates them asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    found: list[Any] = []
+    while time.monotonic() < deadline:
+        found = [p for p in pods(api, namespace, label_selector) if p.metadata.uid not in (exclude_uids or set())]
+        if len(found) >= count:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"expected {count} pods in {namespace}, found {len(found)} after {timeout_s}s")
+
+
+def policies(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """NetworkPolicies by name."""
+    items = client.NetworkingV1Api(api).list_namespaced_network_policy(namespace).items
+    return {p.metadata.name: p for p in items}
