@@ -1,0 +1,197 @@
+"""Google SDK plumbing shared by the Google adapters: error translation, client options, retry budget, lazy clients.
+
+Nothing here imports a Google SDK at module import time: the translation looks SDK exception classes up in
+``sys.modules`` (an exception of a module that was never imported cannot have been raised), and the helpers that need
+an SDK import it when they are called. Importing this module therefore costs almost nothing at cold start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from responder.config import Settings
+from responder.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PermanentError,
+    ResponderError,
+    TransientError,
+    Unavailable,
+)
+from responder.sanitize import clean
+
+T = TypeVar("T")
+
+# Over REST, api_core picks the exception class from the HTTP status alone, so FAILED_PRECONDITION (HTTP 400) arrives
+# as BadRequest; the canonical status string in the error body tells the two apart.
+_CONFLICT_STATUSES = frozenset({"ABORTED", "ALREADY_EXISTS", "FAILED_PRECONDITION"})
+# Some Google APIs still answer a rate limit with 403; that heals by waiting, unlike a missing permission.
+_RATE_LIMIT_REASONS = frozenset({"RATE_LIMIT_EXCEEDED", "rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def translate(exc: BaseException, what: str) -> ResponderError | None:
+    """Map an SDK or transport exception to ``responder.errors``; None when ``exc`` is not a dependency failure.
+
+    ``what`` names the call ("GKE get_cluster projects/p/locations/l/clusters/c") and prefixes the message.
+    Programming errors (TypeError, KeyError ...) return None so that they surface unchanged.
+    """
+    if isinstance(exc, ResponderError):
+        return exc
+    if isinstance(exc, TimeoutError):  # also concurrent.futures.TimeoutError and socket.timeout on 3.11
+        return TransientError(f"{what}: timed out")
+    core = sys.modules.get("google.api_core.exceptions")
+    if core is not None:
+        if isinstance(exc, core.RetryError):  # the retry budget ran out on transient errors
+            cause = exc.cause
+            detail = f"{type(cause).__name__}: {clean(cause, 200)}" if cause is not None else clean(exc, 200)
+            return TransientError(f"{what}: retries exhausted ({detail})")
+        if isinstance(exc, core.GoogleAPICallError):
+            return _from_call_error(exc, what, core)
+    rq = sys.modules.get("requests.exceptions")
+    if rq is not None and isinstance(exc, rq.RequestException):
+        if isinstance(exc, rq.ConnectionError | rq.Timeout | rq.ChunkedEncodingError):
+            return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 300)}")
+        return PermanentError(f"{what}: {type(exc).__name__}: {clean(exc, 300)}")  # InvalidURL, MissingSchema ...
+    auth = sys.modules.get("google.auth.exceptions")
+    if auth is not None and isinstance(exc, auth.GoogleAuthError):
+        if isinstance(exc, auth.DefaultCredentialsError):
+            return Unavailable(f"{what}: no Google credentials here: {clean(exc, 300)}")
+        if isinstance(exc, auth.TransportError) or getattr(exc, "retryable", False):
+            return TransientError(f"{what}: credential refresh failed: {clean(exc, 300)}")
+        return Forbidden(f"{what}: credentials rejected: {clean(exc, 300)}")
+    grpc = sys.modules.get("grpc")
+    if grpc is not None and core is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return translate(core.from_grpc_error(exc), what)
+    if isinstance(exc, ConnectionError):  # the builtin one: refused / reset below any SDK
+        return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 300)}")
+    return None
+
+
+def _from_call_error(exc: Any, what: str, core: Any) -> ResponderError:
+    status = _canonical_status(exc)
+    code = exc.code
+    message = f"{what}: HTTP {code} {status or type(exc).__name__}: {clean(exc.message, 400)}"
+    if isinstance(exc, core.NotFound):
+        return NotFound(message)
+    if (
+        isinstance(exc, core.Conflict | core.PreconditionFailed | core.FailedPrecondition)
+        or status in _CONFLICT_STATUSES
+    ):
+        return Conflict(message)
+    if isinstance(exc, core.Unauthorized | core.Forbidden):
+        if exc.reason in _RATE_LIMIT_REASONS:
+            return TransientError(message)
+        return Forbidden(message)
+    if isinstance(exc, core.TooManyRequests | core.Cancelled):
+        return TransientError(message)
+    if isinstance(exc, core.MethodNotImplemented):
+        return PermanentError(message)
+    if isinstance(exc, core.ServerError):  # 500, 502, 503, 504 / DeadlineExceeded, UNKNOWN, DATA_LOSS
+        return TransientError(message)
+    if code is None:  # a status api_core has no class for: retrying is the safe side of an at-least-once pipeline
+        return TransientError(message)
+    return PermanentError(message)  # 400 InvalidArgument/OutOfRange, 3xx, other 4xx
+
+
+def _canonical_status(exc: Any) -> str | None:
+    grpc_code = getattr(exc, "grpc_status_code", None)
+    if grpc_code is not None:
+        return str(grpc_code.name)
+    response = getattr(exc, "response", None)
+    if response is None or not hasattr(response, "json"):
+        return None
+    try:
+        status = response.json().get("error", {}).get("status")
+    except Exception:  # any non-JSON body
+        return None
+    return status if isinstance(status, str) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The retry predicate: exactly the failures :func:`translate` calls transient."""
+    return isinstance(translate(exc, ""), TransientError)
+
+
+@contextmanager
+def google_call(what: str) -> Iterator[None]:
+    """Translate what the block raises into ``responder.errors`` (``raise ... from exc``)."""
+    try:
+        yield
+    except Exception as exc:
+        translated = translate(exc, what)
+        if translated is None or translated is exc:
+            raise
+        raise translated from exc
+
+
+def client_kwargs(settings: Settings, endpoint: str | None) -> dict[str, Any]:
+    """``client_options`` and ``credentials`` for a Google client, from Settings (one place for every adapter).
+
+    ``endpoint`` may carry a scheme: the gapic REST transports and the Logging HTTP client keep ``http://`` when
+    given, which is how tests point them at the local wire fake. Without ``anonymous_google`` the libraries use
+    Application Default Credentials (the function's service account on Cloud Functions).
+    """
+    kwargs: dict[str, Any] = {}
+    if endpoint:
+        kwargs["client_options"] = {"api_endpoint": endpoint}
+    if settings.anonymous_google:
+        kwargs["credentials"] = sdk("google.auth.credentials").AnonymousCredentials()
+    return kwargs
+
+
+def retry_policy(deadline_s: float) -> Any:
+    """Exponential backoff on transient failures within ``deadline_s`` seconds; ``None`` (one attempt) when 0."""
+    if deadline_s <= 0:
+        return None
+    return sdk("google.api_core.retry").Retry(
+        predicate=is_transient, initial=0.2, maximum=2.0, multiplier=2.0, timeout=deadline_s
+    )
+
+
+def sdk(module: str) -> Any:
+    """Import an SDK module when it is first needed (each Google SDK costs 0.3-0.5 s of cold start), untyped."""
+    return importlib.import_module(module)
+
+
+def enum_name(value: Any) -> str | None:
+    """An enum field's name (None for ``*_UNSPECIFIED``); proto-plus gives a bare int for a value newer than the SDK."""
+    name = getattr(value, "name", None)
+    if name is None:
+        return str(value) if value else None
+    return None if name.endswith("UNSPECIFIED") else str(name)
+
+
+class LazyClient(Generic[T]):
+    """Builds a client on first use, once, even when enrichment branches ask for it concurrently.
+
+    Building a Google client imports its SDK (0.3-0.5 s each) and may look up Application Default Credentials, so
+    it is deferred until an event actually needs that API. A failed build is not cached: the next call tries again.
+    """
+
+    def __init__(self, factory: Callable[[], T], what: str) -> None:
+        self._factory = factory
+        self._what = what
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        """The client, built now if it was not yet; build failures are translated like call failures."""
+        value = self._value
+        if value is not None:
+            return value
+        with self._lock:
+            if self._value is None:
+                with google_call(f"{self._what}: building the client"):
+                    self._value = self._factory()
+            return self._value
+
+    @property
+    def built(self) -> bool:
+        """True once the client exists (tests and ``close`` use it; no I/O)."""
+        return self._value is not None
