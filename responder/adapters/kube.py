@@ -183,7 +183,13 @@ class KubeAdapter:
         body = {"metadata": {"uid": uid, "labels": dict(labels), "annotations": dict(annotations)}}
         pod = _call(
             f"patch pod {namespace}/{name}",
-            lambda: self.core.patch_namespaced_pod(name, namespace, body, _request_timeout=REQUEST_TIMEOUT),
+            lambda: self.core.patch_namespaced_pod(
+                name,
+                namespace,
+                body,
+                _content_type="application/strategic-merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
         )
         return self._pod_view(pod)
 
@@ -271,14 +277,11 @@ class KubeAdapter:
 
         def patch() -> Any:
             # A JSON merge patch replaces lists wholesale, which is what we want for matchExpressions.
-            return self.net.api_client.call_api(
-                f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}",
-                "PATCH",
-                header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-                body=body,
-                response_type="V1NetworkPolicy",
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
+            return self.net.patch_namespaced_network_policy(
+                name,
+                namespace,
+                body,
+                _content_type="application/merge-patch+json",
                 _request_timeout=REQUEST_TIMEOUT,
             )
 
