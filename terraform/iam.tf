@@ -1,0 +1,71 @@
+# Least-privilege IAM. No primitive role (owner/editor/viewer) is granted anywhere; tests/terraform checks both that and
+# the exact role set of the function's service account.
+#
+# Function service account:
+#   cluster projects : roles/container.clusterViewer (cluster endpoint + CA, i.e. "get-credentials"; what it may do
+#                      inside the cluster is decided by deploy/kubernetes/rbac.yaml), roles/logging.viewer (pod,
+#                      audit and serial-console log excerpts)
+#   SCC (org/project): roles/securitycenter.findingsViewer (verify the finding), + findingSecurityMarksWriter when
+#                      write_marks, + findingsStateSetter only when set_inactive
+#   report topic     : roles/pubsub.publisher on that topic only
+# Trigger service account: roles/run.invoker on the function's service only, roles/eventarc.eventReceiver.
+# Build service account : roles/run.builder (the role made for building functions from source).
+#
+# The role lists are local.function_cluster_roles and local.function_scc_roles (locals.tf).
+
+# --- Function ---------------------------------------------------------------------------------------------------------
+
+resource "google_project_iam_member" "function_cluster" {
+  for_each = local.function_cluster_grants
+
+  project = each.value.project
+  role    = each.value.role
+  member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+resource "google_organization_iam_member" "function_scc" {
+  for_each = var.scc_scope == "organization" ? toset(local.function_scc_roles) : toset([])
+
+  org_id = var.organization_id
+  role   = each.value
+  member = "serviceAccount:${google_service_account.function.email}"
+}
+
+resource "google_project_iam_member" "function_scc" {
+  for_each = var.scc_scope == "project" ? toset(local.function_scc_roles) : toset([])
+
+  project = local.scc_project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "function_reports" {
+  project = var.project_id
+  topic   = google_pubsub_topic.reports.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+# --- Eventarc trigger -------------------------------------------------------------------------------------------------
+
+resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.responder.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.trigger.email}"
+}
+
+resource "google_project_iam_member" "trigger_event_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.trigger.email}"
+}
+
+# --- Cloud Build ------------------------------------------------------------------------------------------------------
+
+resource "google_project_iam_member" "build" {
+  project = var.project_id
+  role    = "roles/run.builder"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}

@@ -1,0 +1,108 @@
+# Pure derivations from variables and repository files: no resource or data-source references, so every value here is
+# known at plan time (for_each keys, the RBAC rendering) and the offline tests can evaluate this file on its own.
+
+locals {
+  repo_root = abspath("${path.module}/..")
+
+  names = {
+    function          = var.name
+    findings_topic    = "${var.name}-findings"
+    dead_letter_topic = "${var.name}-findings-dead-letter"
+    dead_letter_sub   = "${var.name}-findings-dead-letter"
+    reports_topic     = "${var.name}-reports"
+    reports_sub       = "${var.name}-reports"
+    source_bucket     = "${var.project_id}-${var.name}-source"
+    notification      = var.name
+  }
+
+  # Service-account e-mails are computed here rather than read from the resources so that the RBAC rendering (and
+  # with it the for_each keys of kubernetes_manifest) is known at plan time.
+  service_accounts = {
+    function = "${var.name}-fn"
+    trigger  = "${var.name}-trigger"
+    build    = "${var.name}-build"
+  }
+  function_sa_email = "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
+
+  cluster_projects = toset(var.cluster_projects == null ? [var.project_id] : var.cluster_projects)
+  scc_project_id   = coalesce(var.scc_project_id, var.project_id)
+  report_topic_id  = "projects/${var.project_id}/topics/${local.names.reports_topic}"
+
+  # --- SCC notification filter -----------------------------------------------------------------------------------
+  # The exact category string of CTD findings is documented as "Reverse Shell"; module names use REVERSE_SHELL. Both
+  # spellings are matched (the responder normalises categories the same way), state must be ACTIVE.
+  filter_categories   = distinct(flatten([for c in var.categories : [c, upper(replace(c, " ", "_"))]]))
+  generated_filter    = "(${join(" OR ", [for c in local.filter_categories : "category = \"${c}\""])}) AND state = \"ACTIVE\""
+  notification_filter = coalesce(var.notification_filter, local.generated_filter)
+
+  # --- Function environment: the responder's policy toggles ------------------------------------------------------
+  # One entry per operator setting in responder/config.py. A null value means "not set": it is dropped below so the
+  # policy file decides. Wiring-only settings (endpoints, anonymous credentials, kubeconfig) are for local tests and
+  # are deliberately absent.
+  responder_env_candidates = {
+    RESPONDER_MODE                 = var.mode
+    RESPONDER_ACTION               = var.action
+    RESPONDER_CATEGORIES           = join(",", var.categories)
+    RESPONDER_PROTECTED_NAMESPACES = var.protected_namespaces == null ? null : join(",", var.protected_namespaces)
+    RESPONDER_EXEMPT_LABEL         = var.exempt_label
+    RESPONDER_VERIFY_FINDING       = var.verify_finding == null ? null : tostring(var.verify_finding)
+    RESPONDER_WRITE_MARKS          = tostring(var.write_marks)
+    RESPONDER_SET_INACTIVE         = tostring(var.set_inactive)
+    RESPONDER_REPORT_TOPIC         = local.report_topic_id
+    RESPONDER_BUDGET_MAX           = var.budget_max == null ? null : tostring(var.budget_max)
+    RESPONDER_BUDGET_WINDOW_S      = var.budget_window_s == null ? null : tostring(var.budget_window_s)
+    RESPONDER_LOG_WINDOW_MIN       = var.log_window_min == null ? null : tostring(var.log_window_min)
+    RESPONDER_POLICY_FILE          = var.policy_file
+    RESPONDER_BUDGET_NAMESPACE     = var.budget_namespace
+    RESPONDER_ENRICHMENT_TIMEOUT_S = var.enrichment_timeout_s == null ? null : tostring(var.enrichment_timeout_s)
+  }
+  responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
+
+  # --- Function source -------------------------------------------------------------------------------------------
+  # An allow-list, not the repository minus exclusions: tests, tooling, virtualenvs and .git never reach the build.
+  source_files = sort(distinct(concat(
+    ["main.py", "requirements.txt", "policy.yaml"],
+    [for f in fileset(local.repo_root, "responder/**") : f if !strcontains(f, "__pycache__") && !endswith(f, ".pyc")],
+    var.extra_source_files,
+  )))
+
+  # --- Kubernetes RBAC: rendered from the single source of truth ---------------------------------------------------
+  rbac_manifest_path = "${path.module}/../deploy/kubernetes/rbac.yaml"
+  rbac_rendered      = templatefile(local.rbac_manifest_path, { responder_identity = local.function_sa_email })
+  rbac_documents = [
+    for doc in [for chunk in split("\n---\n", "\n${local.rbac_rendered}\n") : yamldecode(chunk)] :
+    doc if try(doc.kind, null) != null
+  ]
+  # Namespaced objects need their Namespace first, so the two groups are applied by two resources in order.
+  rbac_cluster_scoped = {
+    for doc in local.rbac_documents : "${doc.kind}/${doc.metadata.name}" => doc
+    if try(doc.metadata.namespace, null) == null
+  }
+  rbac_namespaced = {
+    for doc in local.rbac_documents : "${doc.kind}/${doc.metadata.namespace}/${doc.metadata.name}" => doc
+    if try(doc.metadata.namespace, null) != null
+  }
+  # The budget Leases live where rbac.yaml grants access to them.
+  rbac_lease_namespaces = distinct([
+    for doc in local.rbac_documents : doc.metadata.namespace
+    if doc.kind == "Role" && anytrue([for rule in try(doc.rules, []) : contains(try(rule.resources, []), "leases")])
+  ])
+
+  # --- IAM role lists of the function's service account (granted in iam.tf) -----------------------------------------
+  function_cluster_roles = ["roles/container.clusterViewer", "roles/logging.viewer"]
+  function_scc_roles = concat(
+    ["roles/securitycenter.findingsViewer"],
+    var.write_marks ? ["roles/securitycenter.findingSecurityMarksWriter"] : [],
+    var.set_inactive ? ["roles/securitycenter.findingsStateSetter"] : [],
+  )
+  function_cluster_grants = {
+    for pair in setproduct(local.cluster_projects, local.function_cluster_roles) : "${pair[0]} ${pair[1]}" => {
+      project = pair[0]
+      role    = pair[1]
+    }
+  }
+
+  # --- Sizing -------------------------------------------------------------------------------------------------------
+  # Concurrency above 1 requires at least one full vCPU.
+  function_cpu = var.cpu != null ? var.cpu : (var.max_instance_request_concurrency > 1 ? "1" : null)
+}

@@ -1,0 +1,455 @@
+# Inputs of the Reverse Shell Responder deployment.
+#
+# Sections: where it runs; which SCC findings reach it; the responder's policy toggles (each one becomes a RESPONDER_*
+# environment variable; null means "not set", so policy.yaml decides); sizing; delivery and dead-lettering; reports;
+# Kubernetes RBAC.
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Where it runs
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Project that hosts the function, its topics, bucket and service accounts."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 characters: lowercase letters, digits, hyphens; starts with a letter), not a project number or display name."
+  }
+}
+
+variable "region" {
+  description = "Region of the function, its Eventarc trigger and the source bucket, e.g. europe-west1."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west1."
+  }
+}
+
+variable "name" {
+  description = "Base name of every resource (function, topics, service accounts '<name>-fn', '<name>-trigger', '<name>-build', notification config)."
+  type        = string
+  default     = "rs-responder"
+
+  validation {
+    # 4-20 characters so that '<name>-trigger' still fits the 30-character service-account limit.
+    condition     = can(regex("^[a-z][a-z0-9-]{2,18}[a-z0-9]$", var.name))
+    error_message = "name must be 4-20 characters: lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+variable "cluster_projects" {
+  description = "Projects whose GKE clusters the responder may act on: it gets roles/container.clusterViewer and roles/logging.viewer there. null means [project_id]."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.cluster_projects == null || alltrue([for p in coalesce(var.cluster_projects, []) : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", p))])
+    error_message = "Every entry of cluster_projects must be a project ID."
+  }
+  validation {
+    condition     = var.cluster_projects == null || length(coalesce(var.cluster_projects, [])) > 0
+    error_message = "cluster_projects must not be empty; use null for the function's own project."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Which findings reach the function
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "scc_scope" {
+  description = "Where the SCC v2 notification config and the responder's SCC roles live: 'organization' (SCC activated at the organization) or 'project' (SCC activated on a single project)."
+  type        = string
+  default     = "organization"
+  nullable    = false
+
+  validation {
+    condition     = contains(["organization", "project"], var.scc_scope)
+    error_message = "scc_scope must be 'organization' or 'project'."
+  }
+}
+
+variable "organization_id" {
+  description = "Numeric organization ID. Required when scc_scope = 'organization'."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.scc_scope != "organization" || can(regex("^[0-9]{1,20}$", var.organization_id))
+    error_message = "organization_id must be the numeric organization ID (e.g. 123456789012) when scc_scope = 'organization'."
+  }
+}
+
+variable "scc_project_id" {
+  description = "Project whose SCC (project-level activation) sends the findings when scc_scope = 'project'. null means project_id."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.scc_project_id == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.scc_project_id))
+    error_message = "scc_project_id must be a project ID."
+  }
+}
+
+variable "notification_filter" {
+  description = "Override of the SCC notification filter. null builds one from categories: (category = \"...\" OR ...) AND state = \"ACTIVE\"."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Policy toggles: RESPONDER_* environment variables (see responder/config.py). null = not set = policy.yaml decides.
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "mode" {
+  description = "RESPONDER_MODE. 'dry-run' plans and reports without writing anything; 'enforce' contains pods. Flip this one variable to go live."
+  type        = string
+  default     = "dry-run"
+  nullable    = false
+
+  validation {
+    condition     = contains(["dry-run", "enforce"], var.mode)
+    error_message = "mode must be 'dry-run' or 'enforce'."
+  }
+}
+
+variable "action" {
+  description = "RESPONDER_ACTION: overrides every policy rule's containment with 'isolate', 'delete' or 'none'. null lets the policy file decide."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.action == null || contains(["isolate", "delete", "none"], coalesce(var.action, "-"))
+    error_message = "action must be 'isolate', 'delete', 'none' or null."
+  }
+}
+
+variable "categories" {
+  description = "RESPONDER_CATEGORIES and the SCC notification filter: finding categories to handle."
+  type        = list(string)
+  default     = ["Reverse Shell"]
+  nullable    = false
+
+  validation {
+    condition     = length(var.categories) > 0
+    error_message = "categories must contain at least one category."
+  }
+  validation {
+    # Commas would split the CSV environment variable; quotes and backslashes would break the SCC filter string.
+    condition     = alltrue([for c in var.categories : can(regex("^[^,\"\\\\]+$", c)) && trimspace(c) == c])
+    error_message = "Each category must be non-empty, without commas, quotes, backslashes or surrounding spaces."
+  }
+}
+
+variable "protected_namespaces" {
+  description = "RESPONDER_PROTECTED_NAMESPACES: namespace globs never touched (e.g. [\"kube-system\", \"gke-*\"]). null lets the policy file decide."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.protected_namespaces == null || alltrue([for n in coalesce(var.protected_namespaces, []) : can(regex("^[a-z0-9*?\\[\\]-]{1,63}$", n))])
+    error_message = "Each protected namespace must be a namespace name or glob (lowercase letters, digits, '-', '*', '?', '[]')."
+  }
+}
+
+variable "exempt_label" {
+  description = "RESPONDER_EXEMPT_LABEL: pods carrying this label key (value 'true') are never touched. null lets the policy file decide."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.exempt_label == null || can(regex("^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$", var.exempt_label))
+    error_message = "exempt_label must be a valid Kubernetes label key, e.g. security.example.com/responder-exempt."
+  }
+}
+
+variable "verify_finding" {
+  description = "RESPONDER_VERIFY_FINDING: re-read the finding from SCC before destructive actions (anti-spoofing). null lets the policy file decide."
+  type        = bool
+  default     = null
+}
+
+variable "write_marks" {
+  description = "RESPONDER_WRITE_MARKS: record what was done as SCC security marks. Always exported (never null) because it also decides the roles/securitycenter.findingSecurityMarksWriter grant."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "set_inactive" {
+  description = "RESPONDER_SET_INACTIVE: set the finding INACTIVE after a successful delete. Always exported (never null) because it also decides the roles/securitycenter.findingsStateSetter grant."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "budget_max" {
+  description = "RESPONDER_BUDGET_MAX: destructive actions allowed per cluster per window (0 disables destructive actions). null lets the policy file decide."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.budget_max == null || (try(var.budget_max >= 0, false) && try(floor(var.budget_max) == var.budget_max, false))
+    error_message = "budget_max must be a whole number >= 0, or null."
+  }
+}
+
+variable "budget_window_s" {
+  description = "RESPONDER_BUDGET_WINDOW_S: blast-radius window in seconds. null lets the policy file decide."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.budget_window_s == null || (try(var.budget_window_s >= 60, false) && try(floor(var.budget_window_s) == var.budget_window_s, false))
+    error_message = "budget_window_s must be a whole number of seconds >= 60, or null."
+  }
+}
+
+variable "log_window_min" {
+  description = "RESPONDER_LOG_WINDOW_MIN: minutes of logs searched around the finding's eventTime (1-1440). null lets the policy file decide."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.log_window_min == null || (try(var.log_window_min >= 1 && var.log_window_min <= 1440, false) && try(floor(var.log_window_min) == var.log_window_min, false))
+    error_message = "log_window_min must be a whole number between 1 and 1440, or null."
+  }
+}
+
+variable "policy_file" {
+  description = "RESPONDER_POLICY_FILE: policy YAML path relative to the function source root (default policy.yaml beside main.py). A file other than policy.yaml must also be listed in extra_source_files. null: the default."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.policy_file == null || can(regex("^[A-Za-z0-9_][A-Za-z0-9_./-]*\\.ya?ml$", var.policy_file)) && !strcontains(coalesce(var.policy_file, "-"), "..")
+    error_message = "policy_file must be a relative .yaml/.yml path inside the source (no leading '/', no '..')."
+  }
+}
+
+variable "budget_namespace" {
+  description = "RESPONDER_BUDGET_NAMESPACE: namespace holding the blast-radius budget Leases. Must be the namespace of the Lease Role in deploy/kubernetes/rbac.yaml. null: the responder's default (responder-system)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.budget_namespace == null || can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", var.budget_namespace))
+    error_message = "budget_namespace must be a Kubernetes namespace name."
+  }
+}
+
+variable "enrichment_timeout_s" {
+  description = "RESPONDER_ENRICHMENT_TIMEOUT_S: per-branch investigation timeout in seconds (0 < t <= 300). null: the responder's default (20)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.enrichment_timeout_s == null || try(var.enrichment_timeout_s > 0 && var.enrichment_timeout_s <= 300, false)
+    error_message = "enrichment_timeout_s must be > 0 and <= 300 seconds, or null."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Function sizing
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "runtime" {
+  description = "Cloud Functions Python runtime. The tests and CI run Python 3.11, hence the default."
+  type        = string
+  default     = "python311"
+
+  validation {
+    condition     = contains(["python311", "python312"], var.runtime)
+    error_message = "runtime must be python311 or python312."
+  }
+}
+
+variable "memory" {
+  description = "Memory per instance. The imports alone need ~115 MiB; evidence capture and the Kubernetes client need headroom."
+  type        = string
+  default     = "512Mi"
+
+  validation {
+    condition     = contains(["256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi"], var.memory)
+    error_message = "memory must be one of 256Mi, 512Mi, 1Gi, 2Gi, 4Gi, 8Gi."
+  }
+}
+
+variable "cpu" {
+  description = "vCPUs per instance (e.g. \"1\"). null: derived from memory, or \"1\" when max_instance_request_concurrency > 1 (Cloud Functions requires a full vCPU for concurrency)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cpu == null || can(regex("^(0\\.[0-9]+|[1-8])$", var.cpu))
+    error_message = "cpu must be a fraction below 1 (e.g. \"0.583\") or a whole number 1-8."
+  }
+}
+
+variable "timeout_s" {
+  description = "Function timeout in seconds (event-driven gen2 functions allow at most 540). Also bounds how long one delivery attempt may take."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.timeout_s >= 10 && var.timeout_s <= 540 && floor(var.timeout_s) == var.timeout_s
+    error_message = "timeout_s must be a whole number between 10 and 540."
+  }
+}
+
+variable "max_instances" {
+  description = "Maximum concurrent instances; caps the API load a finding storm can cause."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 1000 && floor(var.max_instances) == var.max_instances
+    error_message = "max_instances must be a whole number between 1 and 1000."
+  }
+}
+
+variable "min_instances" {
+  description = "Instances kept warm (0 = scale to zero; 1 removes the cold start at a small standing cost)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.min_instances >= 0 && var.min_instances <= 100 && floor(var.min_instances) == var.min_instances
+    error_message = "min_instances must be a whole number between 0 and 100."
+  }
+}
+
+variable "max_instance_request_concurrency" {
+  description = "Events one instance handles at once. 1 keeps each finding isolated in its own instance."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.max_instance_request_concurrency >= 1 && var.max_instance_request_concurrency <= 1000 && floor(var.max_instance_request_concurrency) == var.max_instance_request_concurrency
+    error_message = "max_instance_request_concurrency must be a whole number between 1 and 1000."
+  }
+}
+
+variable "extra_source_files" {
+  description = "Extra files (paths relative to the repository root) added to the function source, e.g. an alternative policy file named by policy_file."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for f in var.extra_source_files : !startswith(f, "/") && !strcontains(f, "..")])
+    error_message = "extra_source_files must be relative paths inside the repository (no leading '/', no '..')."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Delivery: Eventarc subscription retry policy and dead-lettering
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "attach_dead_letter_policy" {
+  description = "After each deploy, attach the dead-letter topic and retry backoff to the Pub/Sub subscription that Eventarc creates for the trigger (the google provider cannot configure that subscription). Runs gcloud on the machine running terraform."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "max_delivery_attempts" {
+  description = "Delivery attempts before a finding is moved to the dead-letter topic (Pub/Sub allows 5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be a whole number between 5 and 100."
+  }
+}
+
+variable "retry_min_backoff_s" {
+  description = "Minimum delay before Pub/Sub redelivers a failed event (0-600 seconds)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.retry_min_backoff_s >= 0 && var.retry_min_backoff_s <= 600 && floor(var.retry_min_backoff_s) == var.retry_min_backoff_s
+    error_message = "retry_min_backoff_s must be a whole number between 0 and 600."
+  }
+}
+
+variable "retry_max_backoff_s" {
+  description = "Maximum delay before Pub/Sub redelivers a failed event (0-600 seconds, >= retry_min_backoff_s)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.retry_max_backoff_s >= var.retry_min_backoff_s && var.retry_max_backoff_s <= 600 && floor(var.retry_max_backoff_s) == var.retry_max_backoff_s
+    error_message = "retry_max_backoff_s must be a whole number between retry_min_backoff_s and 600."
+  }
+}
+
+variable "dead_letter_retention" {
+  description = "How long undeliverable findings stay in the dead-letter subscription for inspection and replay (Pub/Sub allows up to 7 days)."
+  type        = string
+  default     = "604800s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.dead_letter_retention)) && try(tonumber(trimsuffix(var.dead_letter_retention, "s")) >= 600 && tonumber(trimsuffix(var.dead_letter_retention, "s")) <= 604800, false)
+    error_message = "dead_letter_retention must be a duration in seconds such as \"604800s\", between 600s and 604800s."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "create_report_subscription" {
+  description = "Create a pull subscription on the report topic for the owners (security team, ticketing bridge)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "report_subscriber_members" {
+  description = "Principals allowed to read the report subscription, e.g. [\"group:secops@example.com\"]."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for m in var.report_subscriber_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+", m))])
+    error_message = "report_subscriber_members entries must be IAM principals such as group:secops@example.com (allUsers/allAuthenticatedUsers are refused)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Kubernetes RBAC (deploy/kubernetes/rbac.yaml)
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "manage_kubernetes_rbac" {
+  description = "Apply deploy/kubernetes/rbac.yaml (rendered for the function's service account) to rbac_cluster with the kubernetes provider. false: apply it yourself, see the rbac_apply_command output."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "rbac_cluster" {
+  description = "GKE cluster that receives the RBAC when manage_kubernetes_rbac = true. One cluster per Terraform run: for more clusters use the rbac_apply_command output per cluster."
+  type = object({
+    project  = string
+    location = string
+    name     = string
+  })
+  default = null
+
+  validation {
+    condition     = !var.manage_kubernetes_rbac || var.rbac_cluster != null
+    error_message = "rbac_cluster is required when manage_kubernetes_rbac = true."
+  }
+}

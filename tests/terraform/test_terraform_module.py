@@ -1,0 +1,721 @@
+"""Offline checks of the Terraform module in terraform/.
+
+`terraform validate` and `plan` need the google provider, which needs the network, so these tests read the module with
+python-hcl2 and prove what matters for this product: every operator setting of ``responder.config.Settings`` reaches
+the function, delivery retries and dead-letters, the function's identity holds exactly the least-privilege role set,
+and the Kubernetes RBAC is rendered from deploy/kubernetes/rbac.yaml rather than copied. Where a terraform binary is
+available, the provider-free part of the module (variables.tf + locals.tf) is also evaluated by real Terraform, so the
+validation rules and the derived values are exercised, not just read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from responder.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TF_DIR = ROOT / "terraform"
+RBAC_MANIFEST = ROOT / "deploy" / "kubernetes" / "rbac.yaml"
+
+# Settings that only make sense for local tests and must never be set by Terraform. `google_apis` defaults to
+# "auto", which turns the Google adapters on in Cloud Functions (K_SERVICE is set there).
+WIRING_ONLY = {
+    "scc_endpoint",
+    "logging_endpoint",
+    "container_endpoint",
+    "anonymous_google",
+    "kubeconfig",
+    "google_apis",
+}
+
+FUNCTION = ("google_cloudfunctions2_function", "responder")
+FUNCTION_SA_REF = "google_service_account.function."
+
+EXPECTED_FUNCTION_ROLES = {
+    "roles/container.clusterViewer",
+    "roles/logging.viewer",
+    "roles/securitycenter.findingsViewer",
+    "roles/securitycenter.findingSecurityMarksWriter",
+    "roles/securitycenter.findingsStateSetter",
+    "roles/pubsub.publisher",
+}
+PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
+ROLE = re.compile(r"roles/[A-Za-z0-9_.]+")
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Module:
+    """The merged top-level blocks of every .tf file of the module."""
+
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    with path.open() as f:
+        return hcl2.load(
+            f,
+            serialization_options=hcl2.SerializationOptions(
+                strip_string_quotes=True, explicit_blocks=False, with_comments=False
+            ),
+        )
+
+
+@cache
+def module() -> Module:
+    mod = Module()
+    for path in sorted(TF_DIR.glob("*.tf")):
+        doc = _load(path)
+        for block in doc.get("resource", []):
+            for rtype, named in block.items():
+                for name, body in named.items():
+                    assert (rtype, name) not in mod.resources, f"duplicate resource {rtype}.{name}"
+                    mod.resources[(rtype, name)] = body
+        for block in doc.get("data", []):
+            for dtype, named in block.items():
+                for name, body in named.items():
+                    mod.data[(dtype, name)] = body
+        for block in doc.get("variable", []):
+            mod.variables.update(block)
+        for block in doc.get("locals", []):
+            for key, value in block.items():
+                assert key not in mod.locals, f"local.{key} defined twice"
+                mod.locals[key] = value
+        for block in doc.get("output", []):
+            mod.outputs.update(block)
+        mod.terraform.extend(doc.get("terraform", []))
+        for block in doc.get("provider", []):
+            mod.providers.update(block)
+    return mod
+
+
+def tf_text() -> str:
+    return "\n".join(p.read_text() for p in sorted(TF_DIR.glob("*.tf")))
+
+
+def resource(rtype: str, name: str) -> dict[str, Any]:
+    mod = module()
+    assert (rtype, name) in mod.resources, f"missing resource {rtype}.{name}"
+    return mod.resources[(rtype, name)]
+
+
+def block(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The single nested block `name` (hcl2 serialises blocks as lists)."""
+    value = body[name]
+    assert isinstance(value, list), f"{name} is not a block"
+    assert len(value) == 1, f"expected one {name} block"
+    return value[0]
+
+
+def local_refs(expr: Any) -> set[str]:
+    return set(re.findall(r"\blocal\.([A-Za-z0-9_]+)", json.dumps(expr)))
+
+
+def expand_locals(expr: Any) -> str:
+    """`expr` and, recursively, the definitions of the locals it references, as one string."""
+    seen: set[str] = set()
+    parts = [json.dumps(expr)]
+    todo = list(local_refs(expr))
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in module().locals:
+            continue
+        seen.add(name)
+        value = module().locals[name]
+        parts.append(json.dumps(value))
+        todo.extend(local_refs(value))
+    return "\n".join(parts)
+
+
+def roles_of(body: dict[str, Any]) -> set[str]:
+    """Roles an IAM member resource can grant: a literal role, or the roles its for_each draws from."""
+    role = body["role"]
+    if ROLE.fullmatch(role):
+        return {role}
+    assert role.startswith("${each.value"), f"unresolvable role expression {role!r}"
+    return set(ROLE.findall(expand_locals(body["for_each"])))
+
+
+def iam_members() -> dict[tuple[str, str], dict[str, Any]]:
+    return {key: body for key, body in module().resources.items() if key[0].endswith("_iam_member")}
+
+
+# --- the function's environment --------------------------------------------------------------------------------------
+
+
+def operator_settings() -> set[str]:
+    return set(Settings.model_fields) - WIRING_ONLY
+
+
+def test_wiring_only_settings_still_exist() -> None:
+    # If one of these is renamed, the exclusion list above must follow, or a test knob could leak into production.
+    assert set(Settings.model_fields) >= WIRING_ONLY
+
+
+def test_every_operator_setting_is_wired_into_the_function_environment() -> None:
+    service = block(resource(*FUNCTION), "service_config")
+    assert service["environment_variables"] == "${local.responder_env}"
+
+    # Unset toggles are dropped rather than exported empty: null means "let the policy file decide".
+    assert re.fullmatch(
+        r"\$\{\{for (\w+), (\w+) in local\.responder_env_candidates : \1 => \2 if \2 != null\}\}",
+        module().locals["responder_env"],
+    ), module().locals["responder_env"]
+
+    candidates = module().locals["responder_env_candidates"]
+    expected = {f"RESPONDER_{name.upper()}" for name in operator_settings()}
+    assert set(candidates) == expected, (
+        f"missing: {sorted(expected - set(candidates))}, not operator settings: {sorted(set(candidates) - expected)}"
+    )
+
+
+def test_wiring_only_settings_are_never_set_by_terraform() -> None:
+    text = tf_text()
+    for name in WIRING_ONLY:
+        assert f"RESPONDER_{name.upper()}" not in text
+
+
+def test_optional_toggles_default_to_null_and_are_not_exported_when_unset() -> None:
+    candidates = module().locals["responder_env_candidates"]
+    variables = module().variables
+    optional = 0
+    for key, expr in candidates.items():
+        refs = re.findall(r"\bvar\.([a-z0-9_]+)", expr)
+        if not refs:
+            continue
+        var = variables[refs[0]]
+        if var.get("default", "absent") is None:
+            optional += 1
+            # Either the bare variable (null stays null) or an explicit null guard around a conversion.
+            assert expr == f"${{var.{refs[0]}}}" or expr.startswith(f"${{var.{refs[0]} == null ? null : "), (key, expr)
+    assert optional >= 10, "the policy toggles should mostly be optional"
+
+
+def test_safety_defaults() -> None:
+    variables = module().variables
+    assert variables["mode"]["default"] == "dry-run"
+    assert variables["mode"].get("nullable") is False
+    assert variables["action"]["default"] is None
+    assert variables["min_instances"]["default"] == 0
+    assert variables["manage_kubernetes_rbac"]["default"] is False
+    assert variables["set_inactive"]["default"] is False
+
+
+def test_report_topic_is_wired_to_the_report_topic() -> None:
+    candidates = module().locals["responder_env_candidates"]
+    assert candidates["RESPONDER_REPORT_TOPIC"] == "${local.report_topic_id}"
+    assert module().locals["report_topic_id"] == "projects/${var.project_id}/topics/${local.names.reports_topic}"
+    reports = resource("google_pubsub_topic", "reports")
+    assert reports["name"] == "${local.names.reports_topic}"
+    assert reports["project"] == "${var.project_id}"
+
+
+# --- build and trigger -----------------------------------------------------------------------------------------------
+
+
+def test_function_is_gen2_python_with_the_right_entry_point() -> None:
+    build = block(resource(*FUNCTION), "build_config")
+    assert build["entry_point"] == "handle_finding"
+    assert build["runtime"] == "${var.runtime}"
+    assert module().variables["runtime"]["default"] in {"python311", "python312"}
+    assert build["service_account"] == "${google_service_account.build.id}"
+    storage = block(block(build, "source"), "storage_source")
+    assert storage["bucket"] == "${google_storage_bucket.source.name}"
+    assert storage["object"] == "${google_storage_bucket_object.source.name}"
+
+
+def test_function_sizing_comes_from_variables() -> None:
+    service = block(resource(*FUNCTION), "service_config")
+    assert service["available_memory"] == "${var.memory}"
+    assert service["timeout_seconds"] == "${var.timeout_s}"
+    assert service["max_instance_count"] == "${var.max_instances}"
+    assert service["min_instance_count"] == "${var.min_instances}"
+    assert service["max_instance_request_concurrency"] == "${var.max_instance_request_concurrency}"
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["service_account_email"] == "${google_service_account.function.email}"
+
+
+def test_trigger_is_message_published_on_the_findings_topic_with_retries() -> None:
+    trigger = block(resource(*FUNCTION), "event_trigger")
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert trigger["pubsub_topic"] == "${google_pubsub_topic.findings.id}"
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert trigger["service_account_email"] == "${google_service_account.trigger.email}"
+
+
+def test_findings_delivery_has_a_dead_letter_topic_and_retry_backoff() -> None:
+    resource("google_pubsub_topic", "findings_dead_letter")
+    # A topic without subscription drops messages: the dead letters must be kept somewhere.
+    keep = resource("google_pubsub_subscription", "findings_dead_letter")
+    assert keep["topic"] == "${google_pubsub_topic.findings_dead_letter.id}"
+
+    # The Eventarc subscription is configured after each deploy (the provider has no argument for it).
+    attach = resource("terraform_data", "findings_dead_letter_policy")
+    assert attach["count"] == "${var.attach_dead_letter_policy ? 1 : 0}"
+    assert module().variables["attach_dead_letter_policy"]["default"] is True
+    assert "${google_cloudfunctions2_function.responder.event_trigger[0].trigger}" in attach["triggers_replace"]
+    assert "${google_cloudfunctions2_function.responder.update_time}" in attach["triggers_replace"]
+    exec_ = block(attach, "provisioner")["local-exec"]
+    env = exec_["environment"]
+    assert env["TRIGGER"] == "${google_cloudfunctions2_function.responder.event_trigger[0].trigger}"
+    assert env["DEAD_LETTER_TOPIC"] == "${google_pubsub_topic.findings_dead_letter.id}"
+    assert env["MAX_ATTEMPTS"] == "${tostring(var.max_delivery_attempts)}"
+    command = exec_["command"]
+    for flag in ("--dead-letter-topic=", "--max-delivery-attempts=", "--min-retry-delay=", "--max-retry-delay="):
+        assert flag in command
+    assert "roles/pubsub.subscriber" in command  # the Pub/Sub agent must ack on the source subscription
+
+    publisher = resource("google_pubsub_topic_iam_member", "dead_letter_publisher")
+    assert publisher["topic"] == "${google_pubsub_topic.findings_dead_letter.name}"
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert "local.pubsub_service_agent" in publisher["member"]
+
+
+def test_source_zip_is_an_allow_list_of_the_function_files() -> None:
+    files = module().locals["source_files"]
+    for required in ('"main.py"', '"requirements.txt"', '"policy.yaml"', '"responder/**"'):
+        assert required in files, required
+    assert "__pycache__" in files  # excluded
+
+    archive = module().data[("archive_file", "source")]
+    assert archive["type"] == "zip"
+    dynamic = block(archive, "dynamic")["source"]
+    assert dynamic["for_each"] == "${toset(local.source_files)}"
+    content = block(dynamic, "content")
+    assert content["filename"] == "${source.value}"
+    assert content["content"] == '${file("${local.repo_root}/${source.value}")}'
+    assert module().locals["repo_root"] == '${abspath("${path.module}/..")}'
+
+    obj = resource("google_storage_bucket_object", "source")
+    assert obj["source"] == "${data.archive_file.source.output_path}"
+    assert "data.archive_file.source.output_sha256" in obj["name"]  # new source, new object, redeploy
+
+
+def test_source_bucket_is_private_uniform_and_versioned() -> None:
+    bucket = resource("google_storage_bucket", "source")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert block(bucket, "versioning")["enabled"] is True
+
+
+# --- SCC -------------------------------------------------------------------------------------------------------------
+
+
+def test_scc_v2_notification_configs_filter_handled_active_findings() -> None:
+    org = resource("google_scc_v2_organization_notification_config", "findings")
+    project = resource("google_scc_v2_project_notification_config", "findings")
+    assert org["count"] == '${var.scc_scope == "organization" ? 1 : 0}'
+    assert project["count"] == '${var.scc_scope == "project" ? 1 : 0}'
+    for config in (org, project):
+        assert config["pubsub_topic"] == "${google_pubsub_topic.findings.id}"
+        assert block(config, "streaming_config")["filter"] == "${local.notification_filter}"
+    generated = module().locals["generated_filter"]
+    assert generated.endswith(') AND state = "ACTIVE"'), generated
+    assert "category = " in generated
+    assert "var.categories" in module().locals["filter_categories"]
+    assert module().locals["notification_filter"] == "${coalesce(var.notification_filter, local.generated_filter)}"
+
+
+def test_scc_service_account_may_publish_to_the_findings_topic() -> None:
+    grant = resource("google_pubsub_topic_iam_member", "scc_publisher")
+    assert grant["topic"] == "${google_pubsub_topic.findings.name}"
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert grant["member"] == "serviceAccount:${local.scc_publisher}"
+    publisher = module().locals["scc_publisher"]
+    assert "google_scc_v2_organization_notification_config.findings[*].service_account" in publisher
+    assert "google_scc_v2_project_notification_config.findings[*].service_account" in publisher
+
+
+# --- IAM -------------------------------------------------------------------------------------------------------------
+
+
+def test_function_service_account_roles_are_exactly_the_least_privilege_set() -> None:
+    granted: set[str] = set()
+    for (rtype, name), body in iam_members().items():
+        if FUNCTION_SA_REF in body["member"]:
+            granted |= roles_of(body)
+            if rtype == "google_pubsub_topic_iam_member":
+                # Publisher on the report topic only, never project-wide.
+                assert body["topic"] == "${google_pubsub_topic.reports.name}", name
+    assert granted == EXPECTED_FUNCTION_ROLES
+
+
+def test_conditional_scc_roles_follow_their_toggles() -> None:
+    scc_roles = module().locals["function_scc_roles"]
+    assert re.search(r"var\.write_marks \? \[\"roles/securitycenter\.findingSecurityMarksWriter\"\]", scc_roles)
+    assert re.search(r"var\.set_inactive \? \[\"roles/securitycenter\.findingsStateSetter\"\]", scc_roles)
+    # The always-granted part is the viewer role only.
+    unconditional = re.sub(r"var\.\w+ \? \[[^]]*\] : \[\]", "", scc_roles)
+    assert set(ROLE.findall(unconditional)) == {"roles/securitycenter.findingsViewer"}
+
+
+def test_function_roles_are_granted_at_the_right_scope() -> None:
+    org = resource("google_organization_iam_member", "function_scc")
+    assert org["org_id"] == "${var.organization_id}"
+    assert 'var.scc_scope == "organization"' in org["for_each"]
+    project = resource("google_project_iam_member", "function_scc")
+    assert 'var.scc_scope == "project"' in project["for_each"]
+    assert project["project"] == "${local.scc_project_id}"
+    cluster = resource("google_project_iam_member", "function_cluster")
+    assert cluster["project"] == "${each.value.project}"
+    assert "local.cluster_projects" in expand_locals(cluster["for_each"])
+
+
+def test_trigger_service_account_can_only_invoke_and_receive() -> None:
+    granted = {
+        role
+        for body in iam_members().values()
+        if "google_service_account.trigger." in body["member"]
+        for role in roles_of(body)
+    }
+    assert granted == {"roles/run.invoker", "roles/eventarc.eventReceiver"}
+    invoker = resource("google_cloud_run_v2_service_iam_member", "trigger_invoker")
+    assert invoker["name"] == "${google_cloudfunctions2_function.responder.service_config[0].service}"
+
+
+def test_no_primitive_roles_anywhere() -> None:
+    assert not PRIMITIVE_ROLE.search(tf_text())
+    for key, body in iam_members().items():
+        for role in roles_of(body):
+            assert not PRIMITIVE_ROLE.fullmatch(role), key
+
+
+# --- Kubernetes RBAC -------------------------------------------------------------------------------------------------
+
+
+def test_rbac_is_rendered_from_the_manifest_not_copied() -> None:
+    assert RBAC_MANIFEST.exists()
+    assert "${responder_identity}" in RBAC_MANIFEST.read_text()
+    locals_ = module().locals
+    assert locals_["rbac_manifest_path"] == "${path.module}/../deploy/kubernetes/rbac.yaml"
+    assert (TF_DIR / "../deploy/kubernetes/rbac.yaml").resolve() == RBAC_MANIFEST.resolve()
+    assert re.fullmatch(
+        r"\$\{templatefile\(local\.rbac_manifest_path, \{responder_identity = local\.function_sa_email\}\)\}",
+        locals_["rbac_rendered"],
+    ), locals_["rbac_rendered"]
+    assert "yamldecode" in locals_["rbac_documents"]
+    assert "split(" in locals_["rbac_documents"]
+    assert "local.rbac_rendered" in locals_["rbac_documents"]
+    # The identity in the manifest is the function's service account.
+    assert (
+        locals_["function_sa_email"] == "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
+    )
+    assert resource("google_service_account", "function")["account_id"] == "${local.service_accounts.function}"
+
+    for name, source in (
+        ("rbac_cluster_scoped", "local.rbac_cluster_scoped"),
+        ("rbac_namespaced", "local.rbac_namespaced"),
+    ):
+        manifest = resource("kubernetes_manifest", name)
+        assert source in manifest["for_each"]
+        assert "var.manage_kubernetes_rbac" in manifest["for_each"]
+        assert manifest["manifest"] == "${each.value}"
+
+    # No second copy of the RBAC objects anywhere in the module's code (comments may name them).
+    mod = module()
+    text = repr([mod.resources, mod.data, mod.locals, mod.outputs])
+    for marker in ("rbac.authorization.k8s.io", "ClusterRoleBinding", "coordination.k8s.io", "pods/exec"):
+        assert marker not in text, marker
+
+
+def test_rbac_alternative_is_documented_and_output() -> None:
+    readme = (TF_DIR / "README.md").read_text()
+    assert "sed 's/${responder_identity}/SA_EMAIL/' deploy/kubernetes/rbac.yaml | kubectl apply -f -" in readme
+    assert "sed 's/$${responder_identity}/" in module().outputs["rbac_apply_command"]["value"]
+
+
+# --- variables, versions, checkov hygiene ----------------------------------------------------------------------------
+
+
+def test_every_variable_has_a_description_and_a_type() -> None:
+    for name, var in module().variables.items():
+        assert var.get("description"), f"variable {name} has no description"
+        assert var.get("type"), f"variable {name} has no type"
+
+
+@pytest.mark.parametrize(
+    ("variable", "fragment"),
+    [
+        ("mode", '"dry-run", "enforce"'),
+        ("action", '"isolate", "delete", "none"'),
+        ("categories", "length(var.categories) > 0"),
+        ("budget_max", "var.budget_max >= 0"),
+        ("budget_window_s", "var.budget_window_s >= 60"),
+        ("log_window_min", "var.log_window_min >= 1 && var.log_window_min <= 1440"),
+        ("memory", '"256Mi", "512Mi"'),
+        ("project_id", "regex("),
+        ("organization_id", 'var.scc_scope != "organization"'),
+    ],
+)
+def test_validation_rules_exist(variable: str, fragment: str) -> None:
+    validations = module().variables[variable].get("validation", [])
+    assert validations, f"variable {variable} has no validation"
+    assert any(fragment in v["condition"] for v in validations), (variable, [v["condition"] for v in validations])
+
+
+def test_versions_are_pinned() -> None:
+    (terraform,) = module().terraform
+    assert terraform["required_version"].startswith(">= 1.9")
+    (providers,) = terraform["required_providers"]
+    assert {"google", "kubernetes", "archive"} <= set(providers)
+    for name, spec in providers.items():
+        assert spec["source"] == f"hashicorp/{name}"
+        assert re.search(r"[<~]", spec["version"]), f"{name} is not bounded: {spec['version']}"
+
+
+def test_every_checkov_skip_is_justified_inline() -> None:
+    skips = re.findall(r"#\s*checkov:skip=([^\n]*)", tf_text())
+    for skip in skips:
+        assert re.fullmatch(r"CKV2?_[A-Z]+_\d+:.{20,}", skip), f"unjustified skip: {skip!r}"
+
+
+# --- real Terraform, offline ------------------------------------------------------------------------------------------
+
+TERRAFORM = shutil.which("terraform")
+needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform binary not on PATH")
+
+
+def _tf_env(tmp_path: Path) -> dict[str, str]:
+    rc = tmp_path / "terraformrc"
+    rc.write_text("")
+    return {**os.environ, "TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+
+
+@needs_terraform
+def test_terraform_fmt_check(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [TERRAFORM, "fmt", "-check", "-recursive", "-diff", str(TF_DIR)],
+        capture_output=True,
+        text=True,
+        env=_tf_env(tmp_path),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """variables.tf + locals.tf (no providers needed) in a scratch root beside the real rbac.yaml and responder/."""
+    assert TERRAFORM is not None
+    root = tmp_path_factory.mktemp("tfpure")
+    work = root / "terraform"
+    work.mkdir()
+    for name in ("variables.tf", "locals.tf"):
+        shutil.copy(TF_DIR / name, work / name)
+    (root / "deploy").symlink_to(ROOT / "deploy")
+    (root / "responder").symlink_to(ROOT / "responder")
+    (work / "outputs.tf").write_text(
+        "\n".join(
+            f'output "{name}" {{\n  value = local.{name}\n}}'
+            for name in (
+                "responder_env",
+                "notification_filter",
+                "rbac_cluster_scoped",
+                "rbac_namespaced",
+                "rbac_lease_namespaces",
+                "function_scc_roles",
+                "function_cluster_grants",
+                "source_files",
+            )
+        )
+        + "\n"
+    )
+    init = subprocess.run(
+        [TERRAFORM, f"-chdir={work}", "init", "-input=false", "-no-color", "-backend=false"],
+        capture_output=True,
+        text=True,
+        env=_tf_env(root),
+        check=False,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    return work
+
+
+REQUIRED_VARS = ["-var=project_id=shop-sec-123", "-var=region=europe-west1", "-var=organization_id=123456789012"]
+
+
+def _evaluate(work: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`terraform apply` of the provider-free module: it only computes outputs, into a state file of its own."""
+    state = work / f"state-{uuid.uuid4().hex}.tfstate"
+    result = subprocess.run(
+        [TERRAFORM, f"-chdir={work}", "apply", "-auto-approve", "-input=false", "-no-color", f"-state={state}", *args],
+        capture_output=True,
+        text=True,
+        env=_tf_env(work.parent),
+        check=False,
+    )
+    return result, state
+
+
+def _outputs(work: Path, *args: str) -> dict[str, Any]:
+    applied, state = _evaluate(work, *args)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    shown = subprocess.run(
+        [TERRAFORM, f"-chdir={work}", "output", "-json", f"-state={state}"],
+        capture_output=True,
+        text=True,
+        env=_tf_env(work.parent),
+        check=True,
+    )
+    return {k: v["value"] for k, v in json.loads(shown.stdout).items()}
+
+
+@needs_terraform
+def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
+    out = _outputs(pure_module, *REQUIRED_VARS)
+    assert out["responder_env"] == {
+        "RESPONDER_MODE": "dry-run",
+        "RESPONDER_CATEGORIES": "Reverse Shell",
+        "RESPONDER_WRITE_MARKS": "true",
+        "RESPONDER_SET_INACTIVE": "false",
+        "RESPONDER_REPORT_TOPIC": "projects/shop-sec-123/topics/rs-responder-reports",
+    }
+    assert (
+        out["notification_filter"] == '(category = "Reverse Shell" OR category = "REVERSE_SHELL") AND state = "ACTIVE"'
+    )
+    assert out["function_scc_roles"] == [
+        "roles/securitycenter.findingsViewer",
+        "roles/securitycenter.findingSecurityMarksWriter",
+    ]
+    assert {g["role"] for g in out["function_cluster_grants"].values()} == {
+        "roles/container.clusterViewer",
+        "roles/logging.viewer",
+    }
+    assert {"main.py", "requirements.txt", "policy.yaml", "responder/config.py"} <= set(out["source_files"])
+    assert not [f for f in out["source_files"] if "__pycache__" in f or f.startswith(("tests/", "terraform/"))]
+
+
+@needs_terraform
+def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
+    out = _outputs(
+        pure_module,
+        *REQUIRED_VARS,
+        "-var=mode=enforce",
+        "-var=action=isolate",
+        '-var=categories=["Reverse Shell","Unexpected Child Shell"]',
+        '-var=protected_namespaces=["kube-system","gke-*"]',
+        "-var=exempt_label=security.example.com/exempt",
+        "-var=verify_finding=true",
+        "-var=write_marks=false",
+        "-var=set_inactive=true",
+        "-var=budget_max=3",
+        "-var=budget_window_s=3600",
+        "-var=log_window_min=30",
+        "-var=policy_file=policy.yaml",
+        "-var=budget_namespace=responder-system",
+        "-var=enrichment_timeout_s=12.5",
+    )
+    env = out["responder_env"]
+    assert set(env) == {f"RESPONDER_{name.upper()}" for name in operator_settings()}
+    assert env["RESPONDER_CATEGORIES"] == "Reverse Shell,Unexpected Child Shell"
+    assert env["RESPONDER_PROTECTED_NAMESPACES"] == "kube-system,gke-*"
+    assert env["RESPONDER_VERIFY_FINDING"] == "true"
+    assert env["RESPONDER_ENRICHMENT_TIMEOUT_S"] == "12.5"
+    assert out["function_scc_roles"] == [
+        "roles/securitycenter.findingsViewer",
+        "roles/securitycenter.findingsStateSetter",
+    ]
+    # The responder itself accepts what Terraform exports.
+    settings = Settings(**{k.removeprefix("RESPONDER_").lower(): v for k, v in env.items()})
+    assert settings.mode == "enforce"
+    assert settings.categories == ["Reverse Shell", "Unexpected Child Shell"]
+
+
+@needs_terraform
+def test_rbac_rendering_targets_the_function_identity(pure_module: Path) -> None:
+    out = _outputs(pure_module, *REQUIRED_VARS)
+    email = "rs-responder-fn@shop-sec-123.iam.gserviceaccount.com"
+    cluster_scoped, namespaced = out["rbac_cluster_scoped"], out["rbac_namespaced"]
+    kinds = {doc["kind"] for doc in [*cluster_scoped.values(), *namespaced.values()]}
+    assert kinds == {"Namespace", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    subjects = [s for doc in [*cluster_scoped.values(), *namespaced.values()] for s in doc.get("subjects", [])]
+    assert subjects
+    assert {s["name"] for s in subjects} == {email}
+    assert out["rbac_lease_namespaces"] == ["responder-system"]
+
+
+@needs_terraform
+def test_example_tfvars_is_valid(pure_module: Path) -> None:
+    tfvars = pure_module / "example.tfvars"
+    shutil.copy(TF_DIR / "terraform.tfvars.example", tfvars)
+    out = _outputs(pure_module, f"-var-file={tfvars}")
+    assert out["responder_env"]["RESPONDER_MODE"] == "dry-run"
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("args", "variable"),
+    [
+        (["-var=mode=on"], "mode"),
+        (["-var=action=kill"], "action"),
+        (["-var=categories=[]"], "categories"),
+        (["-var=budget_max=-1"], "budget_max"),
+        (["-var=budget_window_s=59"], "budget_window_s"),
+        (["-var=log_window_min=0"], "log_window_min"),
+        (["-var=log_window_min=1441"], "log_window_min"),
+        (["-var=memory=64Mi"], "memory"),
+        (["-var=project_id=My_Project"], "project_id"),
+        (["-var=organization_id=example.com"], "organization_id"),
+        (["-var=manage_kubernetes_rbac=true"], "rbac_cluster"),
+    ],
+)
+def test_invalid_values_are_rejected(pure_module: Path, args: list[str], variable: str) -> None:
+    result, _ = _evaluate(pure_module, *REQUIRED_VARS, *args)
+    assert result.returncode != 0
+    assert "Invalid value for variable" in result.stderr
+    assert f"var.{variable}" in result.stderr
+
+
+@needs_terraform
+def test_project_scope_needs_no_organization(pure_module: Path) -> None:
+    out = _outputs(pure_module, "-var=project_id=shop-sec-123", "-var=region=europe-west1", "-var=scc_scope=project")
+    assert out["responder_env"]["RESPONDER_MODE"] == "dry-run"
+
+
+# --- checkov (its own virtualenv) -------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_checkov_reports_no_failed_checks() -> None:
+    checkov = ROOT / ".venv-checkov" / "bin" / "checkov"
+    if not checkov.exists():
+        message = f"{checkov} is missing: run `make checkov` (it creates .venv-checkov)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [str(checkov), "-d", str(TF_DIR), "--framework", "terraform", "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    report = json.loads(result.stdout)
+    failed = report["results"]["failed_checks"]
+    assert report["summary"]["failed"] == 0, [(c["check_id"], c["resource"]) for c in failed]
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 0
+    for skipped in report["results"]["skipped_checks"]:
+        assert skipped["check_result"].get("suppress_comment"), f"unjustified skip {skipped['check_id']}"
+    assert result.returncode == 0, result.stderr
