@@ -1,0 +1,19 @@
+"""The README stays true: every setting is documented, and the first commands are the two make targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from responder.config import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    missing = [f"RESPONDER_{name.upper()}" for name in Settings.model_fields if f"`RESPONDER_{name.upper()}`" not in README]
+    assert missing == []
+
+
+def test_first_commands_are_demo_then_test() -> None:
+    first_block = README.split("```sh", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert [line.split()[1] for line in first_block[:2]] == ["demo", "test"]
