@@ -1,25 +1,33 @@
-"""Investigation: the cluster, node, pod and owner facts a responder would look up by hand (runbook steps 2–4).
+"""Investigation: the cluster, node, pod, owner and log facts a responder would look up by hand (runbook steps 2–4).
 
-Branches run concurrently with containment and never delay it; each has a timeout, and a failed or unavailable
-branch is recorded with its reason rather than failing the event.
+Branches run concurrently with containment and never delay it; they share one deadline (``timeout_s`` from the
+start), and a failed, slow or unavailable branch is recorded with its reason rather than failing the event.
+
+Log searches (step 4) need only the validated target, so they start at once, next to the Kubernetes reads; the node's
+serial console needs the numeric instance ID from the node's annotation, so that search starts as soon as the node
+branch answers. Each filter is kept verbatim in the investigation, also when the search failed or Logging is not
+configured here, so the report can always show the human what to run.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from responder import logfilters
 from responder.errors import NotFound, ResponderError, Unavailable
 from responder.findings import Finding
+from responder.logfilters import LogWindow
 from responder.ports import (
     ClusterInfo,
     Connection,
     KubePort,
+    LogEntry,
     LogsAPI,
     NamespaceView,
     NodeView,
@@ -31,7 +39,18 @@ from responder.triage import Target
 
 T = TypeVar("T")
 INSTANCE_ID_ANNOTATION = "container.googleapis.com/instance_id"
+NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
+ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 MAX_OWNER_DEPTH = 5
+DEFAULT_MAX_ENTRIES = 50
+
+LogKind = Literal["container", "audit", "serial_console"]
+LOG_KINDS: tuple[LogKind, ...] = ("container", "audit", "serial_console")
+LOG_TITLES: dict[LogKind, str] = {
+    "container": "Pod container logs",
+    "audit": "Cluster audit logs (Admin Activity) for the pod",
+    "serial_console": "Node serial console (port 1)",
+}
 
 
 class Branch(BaseModel):
@@ -44,6 +63,24 @@ class Branch(BaseModel):
     duration_ms: float = 0.0
 
 
+class LogSearch(BaseModel):
+    """One of the runbook's log searches: its filter (verbatim, also when not run) and the newest entries found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: LogKind
+    title: str
+    project: str
+    filter: str | None = None  # None only when it cannot be built (the serial console without an instance ID)
+    limit: int = DEFAULT_MAX_ENTRIES
+    entries: tuple[LogEntry, ...] = ()
+
+    @property
+    def branch(self) -> str:
+        """The key of this search in :attr:`Investigation.branches`."""
+        return f"logs.{self.kind}"
+
+
 class Investigation(BaseModel):
     """Everything gathered about the incident; fields are None when their branch did not succeed."""
 
@@ -52,85 +89,217 @@ class Investigation(BaseModel):
     cluster: ClusterInfo | None = None
     node: NodeView | None = None
     instance_id: str | None = None
+    node_pool: str | None = None
+    zone: str | None = None
     pod: PodView | None = None
     owner_chain: tuple[WorkloadView, ...] = ()
     namespace: NamespaceView | None = None
+    log_window: LogWindow | None = None
+    logs: tuple[LogSearch, ...] = ()
     branches: dict[str, Branch] = Field(default_factory=dict)
 
     def summary(self) -> dict[str, str]:
         """Branch → status (with reason), for the decision record."""
         return {k: b.status if not b.detail else f"{b.status}: {b.detail}" for k, b in self.branches.items()}
 
+    def log(self, kind: LogKind) -> LogSearch | None:
+        """The search of that kind, if it was planned."""
+        return next((s for s in self.logs if s.kind == kind), None)
+
 
 class Investigator:
-    """Runs the branches with a pool and a per-branch timeout."""
+    """Runs the branches on a pool, all bounded by one deadline of ``timeout_s``."""
 
-    def __init__(self, logs: LogsAPI | None, timeout_s: float, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        logs: LogsAPI | None,
+        timeout_s: float,
+        pool: ThreadPoolExecutor,
+        log_window_min: int = 30,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.logs = logs
         self.timeout_s = timeout_s
         self.pool = pool
+        self.log_window_min = log_window_min
+        self.max_entries = max(0, max_entries)
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def investigate(
         self, finding: Finding, target: Target, connection: Connection | None, unavailable_reason: str | None = None
     ) -> Investigation:
         """Gather facts; never raises for a dependency failure."""
-        kube: KubePort | None = connection.kube if connection else None
-        why = unavailable_reason or "no cluster access"
-        jobs: dict[str, Future[tuple[object, float]]] = {}
-        branches: dict[str, Branch] = {}
-        started = time.monotonic()
+        run = _Run(self, finding, target, connection, unavailable_reason)
+        return run.collect()
 
-        def submit(name: str, fn: Callable[[], object]) -> None:
-            jobs[name] = self.pool.submit(_timed, fn)
 
+class _Run:
+    """One investigation: its futures, their branch names, and the results so far."""
+
+    def __init__(
+        self,
+        owner: Investigator,
+        finding: Finding,
+        target: Target,
+        connection: Connection | None,
+        unavailable_reason: str | None,
+    ) -> None:
+        self.inv = owner
+        self.target = target
+        self.connection = connection
+        self.kube: KubePort | None = connection.kube if connection else None
+        self.why = unavailable_reason or "no cluster access"
+        self.started = time.monotonic()
+        self.deadline = self.started + owner.timeout_s
+        self.pending: dict[Future[tuple[object, float]], str] = {}
+        self.values: dict[str, object] = {}
+        self.branches: dict[str, Branch] = {}
+        self.window = logfilters.log_window(finding.event_time, owner.log_window_min, now=owner.clock())
+        self.searches: dict[LogKind, LogSearch] = {}
+        self.serial_decided = False
+
+    # ----------------------------------------------------------------------------------------------- scheduling
+    def submit(self, name: str, fn: Callable[[], object]) -> None:
+        self.pending[self.inv.pool.submit(_timed, fn)] = name
+
+    def start(self) -> None:
+        kube, target = self.kube, self.target
         if kube is not None:
+            self.submit("pod", lambda: _pod_facts(kube, target))
             node_name = target.node
-            submit("pod", lambda: _pod_facts(kube, target))
             if node_name:
-                submit("node", lambda: kube.get_node(node_name))
-            submit("namespace", lambda: kube.get_namespace(target.namespace))
+                self.submit("node", lambda: kube.get_node(node_name))
+            else:
+                self.branches["node"] = Branch(status="unavailable", detail="the finding names no node")
+            self.submit("namespace", lambda: kube.get_namespace(target.namespace))
         else:
             for name in ("pod", "node", "namespace"):
-                branches[name] = Branch(status="unavailable", detail=why)
-        cluster = connection.info if connection else None
-        branches["cluster"] = (
+                self.branches[name] = Branch(status="unavailable", detail=self.why)
+        cluster = self.connection.info if self.connection else None
+        self.branches["cluster"] = (
             Branch(status="ok")
             if cluster
-            else Branch(status="unavailable", detail=why if not connection else "not a GKE connection (kubeconfig)")
+            else Branch(
+                status="unavailable", detail=self.why if not self.connection else "not a GKE connection (kubeconfig)"
+            )
         )
+        self.plan_search("container", lambda: logfilters.container_filter(target, self.window))
+        self.plan_search("audit", lambda: logfilters.audit_filter(target, self.window))
+        if self.kube is None or not target.node:
+            # No node branch will answer, so the instance ID (and with it the serial-console filter) stays unknown.
+            reason = self.why if self.kube is None else "the finding names no node"
+            self.decide_serial(None, f"instance ID unknown: {reason}")
 
-        values: dict[str, object] = {}
-        for name, future in jobs.items():
-            remaining = max(0.0, self.timeout_s - (time.monotonic() - started))
-            try:
-                outcome = future.result(timeout=remaining)
-                assert isinstance(outcome, tuple)
-                values[name], elapsed = outcome
-                branches[name] = Branch(status="ok", duration_ms=elapsed)
-            except FutureTimeout:
-                branches[name] = Branch(status="timeout", detail=f"no answer within {self.timeout_s:g}s")
-            except Unavailable as exc:
-                branches[name] = Branch(status="unavailable", detail=clean(exc, 200))
-            except NotFound as exc:
-                branches[name] = Branch(status="failed", detail=f"not found: {clean(exc, 200)}")
-            except ResponderError as exc:
-                branches[name] = Branch(status="failed", detail=clean(exc, 200))
-            except Exception as exc:  # a bug in one branch must not cost the others or the containment
-                branches[name] = Branch(status="failed", detail=f"{type(exc).__name__}: {clean(exc, 200)}")
+    def plan_search(self, kind: LogKind, build: Callable[[], str]) -> None:
+        """Build the filter, record it, and run the search when Logging is available."""
+        branch = f"logs.{kind}"
+        project = self.target.cluster.project
+        try:
+            filter_ = build()
+        except ResponderError as exc:  # InvalidIdentifier: a value that must not reach a filter
+            self.searches[kind] = LogSearch(kind=kind, title=LOG_TITLES[kind], project=project)
+            self.branches[branch] = Branch(status="failed", detail=f"filter not built: {clean(exc, 200)}")
+            return
+        self.searches[kind] = LogSearch(
+            kind=kind, title=LOG_TITLES[kind], project=project, filter=filter_, limit=self.inv.max_entries
+        )
+        logs = self.inv.logs
+        if logs is None:
+            self.branches[branch] = Branch(
+                status="unavailable", detail="Cloud Logging is not configured here; run the filter by hand"
+            )
+            return
+        limit = self.inv.max_entries
+        self.submit(branch, lambda: _search(logs, project, filter_, limit))
 
-        pod_facts = values.get("pod")
+    def decide_serial(self, instance_id: str | None, reason: str | None) -> None:
+        """Plan the serial-console search once the instance ID is known (or known to be unknowable)."""
+        if self.serial_decided:
+            return
+        self.serial_decided = True
+        if instance_id is None:
+            self.searches["serial_console"] = LogSearch(
+                kind="serial_console", title=LOG_TITLES["serial_console"], project=self.target.cluster.project
+            )
+            self.branches["logs.serial_console"] = Branch(status="unavailable", detail=reason)
+            return
+        self.plan_search("serial_console", lambda: logfilters.serial_console_filter(instance_id, self.window))
+
+    # ------------------------------------------------------------------------------------------------- collecting
+    def collect(self) -> Investigation:
+        self.start()
+        while self.pending:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            done, _ = wait(list(self.pending), timeout=remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = self.pending.pop(future)
+                self.record(name, future)
+                if name == "node":
+                    self.after_node()
+        for future, name in self.pending.items():
+            future.cancel()  # not started yet: don't start it; running ones finish in the background
+            self.branches[name] = Branch(status="timeout", detail=f"no answer within {self.inv.timeout_s:g}s")
+        if not self.serial_decided:
+            node = self.branches.get("node")
+            self.decide_serial(None, f"instance ID unknown: node branch {node.status if node else 'did not run'}")
+        return self.result()
+
+    def record(self, name: str, future: Future[tuple[object, float]]) -> None:
+        try:
+            self.values[name], elapsed = future.result()
+            self.branches[name] = Branch(status="ok", duration_ms=elapsed)
+        except Unavailable as exc:
+            self.branches[name] = Branch(status="unavailable", detail=clean(exc, 200))
+        except NotFound as exc:
+            self.branches[name] = Branch(status="failed", detail=f"not found: {clean(exc, 200)}")
+        except ResponderError as exc:
+            self.branches[name] = Branch(status="failed", detail=clean(exc, 200))
+        except Exception as exc:  # a bug in one branch must not cost the others or the containment
+            self.branches[name] = Branch(status="failed", detail=f"{type(exc).__name__}: {clean(exc, 200)}")
+
+    def after_node(self) -> None:
+        node = self.values.get("node")
+        if not isinstance(node, NodeView):
+            status = self.branches["node"]
+            self.decide_serial(None, f"instance ID unknown: node branch {status.status}")
+            return
+        instance_id = node.annotations.get(INSTANCE_ID_ANNOTATION)
+        if not instance_id:
+            self.decide_serial(None, f"node {node.name} has no {INSTANCE_ID_ANNOTATION} annotation")
+            return
+        self.decide_serial(instance_id, None)
+
+    def result(self) -> Investigation:
+        pod_facts = self.values.get("pod")
         pod, owners = pod_facts if isinstance(pod_facts, tuple) else (None, ())
-        node = values.get("node")
+        node = self.values.get("node")
         node_view = node if isinstance(node, NodeView) else None
-        namespace = values.get("namespace")
+        namespace = self.values.get("namespace")
+        logs = []
+        for kind in LOG_KINDS:
+            search = self.searches.get(kind)
+            if search is None:
+                continue
+            entries = self.values.get(search.branch)
+            if isinstance(entries, tuple):
+                search = search.model_copy(update={"entries": entries})
+            logs.append(search)
+        labels = node_view.labels if node_view else {}
         return Investigation(
-            cluster=cluster,
+            cluster=self.connection.info if self.connection else None,
             node=node_view,
             instance_id=node_view.annotations.get(INSTANCE_ID_ANNOTATION) if node_view else None,
+            node_pool=labels.get(NODE_POOL_LABEL),
+            zone=next((labels[k] for k in ZONE_LABELS if labels.get(k)), None),
             pod=pod,
             owner_chain=tuple(owners),
             namespace=namespace if isinstance(namespace, NamespaceView) else None,
-            branches=branches,
+            log_window=self.window,
+            logs=tuple(logs),
+            branches=self.branches,
         )
 
 
@@ -138,6 +307,22 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     start = time.monotonic()
     value = fn()
     return value, round((time.monotonic() - start) * 1000, 1)
+
+
+def _search(logs: LogsAPI, project: str, filter_: str, limit: int) -> tuple[LogEntry, ...]:
+    """Newest first and at most ``limit``, whatever the adapter returned."""
+    if limit <= 0:
+        return ()
+    entries = logs.search(project, filter_, limit)
+    dated = sorted((e for e in entries if e.timestamp is not None), key=_sort_key, reverse=True)
+    undated = [e for e in entries if e.timestamp is None]
+    return tuple([*dated, *undated][:limit])
+
+
+def _sort_key(entry: LogEntry) -> datetime:
+    assert entry.timestamp is not None
+    ts = entry.timestamp
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _pod_facts(kube: KubePort, target: Target) -> tuple[PodView, list[WorkloadView]]:
