@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help setup test unit integration e2e lint typecheck run demo bench kube-up kube-down kube-build clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 setup: $(STAMP) ## create .venv and install runtime + dev dependencies
 
@@ -33,7 +33,7 @@ integration: $(STAMP) kube-build ## real clients against real/wire servers
 e2e: $(STAMP) kube-build ## functions-framework + Pub/Sub emulator + kube-apiserver
 	$(BIN)/pytest -q -m e2e
 
-test: lint typecheck kube-build ## everything CI runs: lint, types, unit, integration, e2e
+test: lint typecheck tf-check kube-build ## everything CI runs: lint, types, terraform checks, unit, integration, e2e
 	$(BIN)/pytest -q
 
 run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_MODE=enforce)

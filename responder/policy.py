@@ -181,8 +181,8 @@ def _steps_for(action: str, detach: bool) -> list[ActionParams]:
     if action == "none":
         return [CaptureStep(action="capture")]
     steps: list[ActionParams] = [
-        LabelStep(action="label"),
         IsolateStep(action="isolate", detach=detach),
+        LabelStep(action="label"),
         CaptureStep(action="capture"),
     ]
     if action == "delete":
@@ -250,6 +250,8 @@ class PolicyEngine:
             chosen = _steps_for(self.settings.action, detach)
             rule_name = f"RESPONDER_ACTION={self.settings.action}"
         steps = [PlannedStep(action=s.action, params=s, destructive=s.action == "delete") for s in chosen]
+        # Containment first: isolation cuts the attacker off; labelling and evidence can follow a moment later.
+        steps.sort(key=lambda s: 0 if s.action == "isolate" else 1)
         # Evidence first: move capture ahead of the first destructive step (stable otherwise).
         first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
         if first_destructive is not None:

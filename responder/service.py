@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,15 @@ from responder.errors import (
 )
 from responder.findings import Finding, parse_notification, to_finding
 from responder.policy import Plan, PlannedStep, PolicyEngine
-from responder.ports import ClusterConnector, Connection, FindingsAPI, LogsAPI, PodView, Publisher
+from responder.ports import (
+    ClusterConnector,
+    Connection,
+    FindingsAPI,
+    LogsAPI,
+    NetworkPolicyView,
+    PodView,
+    Publisher,
+)
 from responder.sanitize import clean
 from responder.triage import Target, Triage, Verdict, triage
 
@@ -72,11 +80,17 @@ class Outcome:
 class Responder:
     """Handles deliveries. One instance per process; thread-safe (no per-event state on self)."""
 
-    def __init__(self, deps: Dependencies, max_workers: int = 8) -> None:
+    def __init__(self, deps: Dependencies, max_workers: int = 32) -> None:
         self.deps = deps
-        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rsr")
+        # Two pools so nothing waits on work queued behind itself: `coordinators` run whole investigations (which
+        # wait on their branches); `workers` run leaf calls only (branches, prefetches, concurrent writes).
+        self.workers = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rsr-io")
+        self.coordinators = ThreadPoolExecutor(max_workers=max(4, max_workers // 2), thread_name_prefix="rsr-inv")
         self.investigator = Investigator(
-            deps.logs, deps.settings.enrichment_timeout_s, self.pool, log_window_min=deps.policy.defaults.log_window_min
+            deps.logs,
+            deps.settings.enrichment_timeout_s,
+            self.workers,
+            log_window_min=deps.policy.defaults.log_window_min,
         )
 
     # ------------------------------------------------------------------------------------------------- entry
@@ -131,12 +145,32 @@ class Responder:
             )
             return Outcome(record=record, finding=finding, triage=verdict)
 
+        try:
+            return self._act(finding, verdict, target, common)
+        except TransientError as exc:
+            record = make_record(
+                Verdict.ACT,
+                "transient",
+                f"transient failure before containment, will retry on redelivery: {clean(exc, 200)}",
+                outcome="retry",
+                **common,
+            )
+            return Outcome(record=record, finding=finding, triage=verdict)
+
+    def _act(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
+        engine = self.deps.policy
         connection, unavailable = self._connect(target)
+        policies_read = None
+        if connection is not None:
+            # Isolation needs the namespace's policies: read them alongside the pod rather than after it.
+            policies_read = self.workers.submit(connection.kube.list_network_policies, target.namespace)
         pod = self._read_pod(connection, target) if connection else None
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
-        investigation_future = self.pool.submit(self.investigator.investigate, finding, target, connection, unavailable)
-        results, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable)
+        investigation_future = self.coordinators.submit(
+            self.investigator.investigate, finding, target, connection, unavailable
+        )
+        results, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable, policies_read)
         investigation = investigation_future.result()
         outcome = Outcome(
             record=make_record(Verdict.ACT, verdict.code, verdict.reason),
@@ -245,6 +279,7 @@ class Responder:
         connection: Connection | None,
         pod: PodView | None,
         unavailable: str | None,
+        policies_read: Future[list[NetworkPolicyView]] | None = None,
     ) -> tuple[list[ActionResult], Evidence, bool]:
         evidence = Evidence()
         if not plan.steps:
@@ -272,6 +307,8 @@ class Responder:
             cluster_info=connection.info,
             evidence=evidence,
             now=self.deps.clock(),
+            pool=self.workers,
+            policies_read=policies_read,
         )
         results: list[ActionResult] = []
         retry = False

@@ -6,7 +6,8 @@ deterministically, and in dry-run computes the same decisions without writing an
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,8 +15,9 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from responder.errors import ResponderError
 from responder.findings import Finding
-from responder.ports import ClusterInfo, KubePort, PodView
+from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView
 from responder.triage import Target
 
 # Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
@@ -79,7 +81,35 @@ class ActionContext:
     cluster_info: ClusterInfo | None = None
     evidence: Evidence = field(default_factory=Evidence)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    pool: Executor | None = None
+    policies_read: Future[list[NetworkPolicyView]] | None = None
+
+    def prefetched_policies(self) -> list[NetworkPolicyView] | None:
+        """The namespace's NetworkPolicies as read alongside the pod, once; None when there is no such read.
+
+        A failed prefetch is not an error: the caller simply reads again.
+        """
+        future, self.policies_read = self.policies_read, None
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except ResponderError:
+            return None
+
+    def run_concurrently(self, calls: list[Callable[[], object]]) -> list[BaseException | None]:
+        """Run independent writes at once (sequentially without a pool); the error of each, or None."""
+
+        def attempt(call: Callable[[], object]) -> BaseException | None:
+            try:
+                call()
+            except ResponderError as exc:
+                return exc
+            return None
+
+        if self.pool is None or len(calls) < 2:
+            return [attempt(c) for c in calls]
+        return list(self.pool.map(attempt, calls))
 
     def record(self) -> dict[str, str]:
         """Annotations that tie the pod to the finding, for the humans who look at it later."""

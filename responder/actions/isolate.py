@@ -12,7 +12,10 @@ attacker's inbound path open, so both directions are always denied.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 from responder.actions.base import (
@@ -50,6 +53,11 @@ def deny_all_body() -> dict[str, object]:
     }
 
 
+def _create_deny_all(ctx: ActionContext) -> None:
+    with contextlib.suppress(Conflict):  # another instance created it first: the state we want
+        ctx.kube.create_network_policy(ctx.target.namespace, deny_all_body())
+
+
 def _excludes_quarantine(policy: NetworkPolicyView) -> bool:
     return _EXCLUDE in policy.pod_selector.match_expressions
 
@@ -70,8 +78,7 @@ class IsolateAction:
         assert isinstance(params, IsolateParams)
         changes: list[str] = []
         try:
-            self._ensure_deny_all(ctx, changes)
-            self._exclude_from_other_policies(ctx, changes)
+            self._prepare_policies(ctx, changes)
             changed, reason = apply_quarantine_label(ctx, self.name)
             if changed:
                 changes.append(reason)
@@ -108,43 +115,57 @@ class IsolateAction:
         return None
 
     @staticmethod
-    def _ensure_deny_all(ctx: ActionContext, changes: list[str]) -> None:
-        namespace = ctx.target.namespace
-        existing = {p.name for p in ctx.kube.list_network_policies(namespace)}
-        if DENY_ALL_POLICY in existing:
-            return
-        if ctx.dry_run:
-            changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
-            return
-        try:
-            ctx.kube.create_network_policy(namespace, deny_all_body())
-            changes.append(f"created NetworkPolicy {namespace}/{DENY_ALL_POLICY}")
-        except Conflict:
-            pass  # another instance created it first: the state we want
+    def _prepare_policies(ctx: ActionContext, changes: list[str]) -> None:
+        """Ensure the deny-all policy and exclude quarantined pods from every allowing policy that selects the pod.
 
-    @staticmethod
-    def _exclude_from_other_policies(ctx: ActionContext, changes: list[str]) -> None:
+        Time to containment is the product: the policy list comes from the read started alongside the pod read, and
+        the writes (one create, N patches) go out concurrently. A patch that loses a race re-reads and re-judges.
+        """
         namespace = ctx.target.namespace
         # Judge selection by the pod's own labels without ours: that is what the allowing policies see today.
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
+        listed = ctx.prefetched_policies()
         for _ in range(_CONFLICT_ATTEMPTS):
+            if listed is None:
+                listed = ctx.kube.list_network_policies(namespace)
+            need_deny_all = all(p.name != DENY_ALL_POLICY for p in listed)
             pending = [
                 p
-                for p in ctx.kube.list_network_policies(namespace)
+                for p in listed
                 if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and not _excludes_quarantine(p)
             ]
             if ctx.dry_run:
+                if need_deny_all:
+                    changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
                 changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
                 return
-            try:
-                for policy in pending:
-                    ctx.kube.set_network_policy_selector(
-                        namespace, policy.name, _with_exclusion(policy.pod_selector), policy.resource_version
-                    )
-                    changes.append(f"excluded quarantined pods from NetworkPolicy {namespace}/{policy.name}")
+            writes: list[tuple[str, Callable[[], object]]] = []
+            if need_deny_all:
+                writes.append((f"created NetworkPolicy {namespace}/{DENY_ALL_POLICY}", partial(_create_deny_all, ctx)))
+            writes.extend(
+                (
+                    f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
+                    partial(
+                        ctx.kube.set_network_policy_selector,
+                        namespace,
+                        p.name,
+                        _with_exclusion(p.pod_selector),
+                        p.resource_version,
+                    ),
+                )
+                for p in pending
+            )
+            retry = False
+            for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes]), strict=True):
+                if error is None:
+                    changes.append(done)
+                elif isinstance(error, Conflict | NotFound):
+                    retry = True  # changed under us (often by a concurrent instance doing the same)
+                else:
+                    raise error
+            if not retry:
                 return
-            except (Conflict, NotFound):
-                continue  # changed under us (often by a concurrent instance doing the same): re-read and re-judge
+            listed = None
         raise Conflict(f"NetworkPolicies in {namespace} kept changing; gave up after {_CONFLICT_ATTEMPTS} attempts")
 
     @staticmethod

@@ -511,7 +511,5 @@ def _expires_within(expiry: datetime | None, seconds: float) -> bool:
     return (
         expiry.timestamp() - time.time() < seconds
         if expiry.tzinfo
-        else (
-            (expiry - datetime.utcnow()).total_seconds() < seconds
-        )
+        else ((expiry - datetime.utcnow()).total_seconds() < seconds)
     )

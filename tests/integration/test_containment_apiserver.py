@@ -124,7 +124,7 @@ def test_dry_run_writes_nothing(kube_admin: client.ApiClient, kube_paths: Any, k
     pod_rv = shop[0].metadata.resource_version
     outcome = replay(responder_for(kube_paths.responder_kubeconfig, action="delete", mode="dry-run"),
                      kube_namespace, shop[0].metadata.name)
-    assert [a.action for a in outcome.record.actions] == ["label", "isolate", "capture", "delete"]
+    assert [a.action for a in outcome.record.actions] == ["isolate", "label", "capture", "delete"]
     assert all(a.dry_run for a in outcome.record.actions)
     after = {n: p.metadata.resource_version for n, p in w.policies(kube_admin, kube_namespace).items()}
     assert after == before

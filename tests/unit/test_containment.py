@@ -110,7 +110,7 @@ def test_detach_removes_workload_labels_and_keeps_them_in_an_annotation(kube: Fa
 
 def test_dry_run_plans_the_same_and_writes_nothing(kube: FakeKube) -> None:
     outcome = run(make(kube, mode="dry-run", action="delete"))
-    assert [a.action for a in outcome.record.actions] == ["label", "isolate", "capture", "delete"]
+    assert [a.action for a in outcome.record.actions] == ["isolate", "label", "capture", "delete"]
     assert kube.writes == []
     isolate = next(a for a in outcome.record.actions if a.action == "isolate")
     assert isolate.status.value == "skipped" and isolate.reason.startswith("dry-run: would")

@@ -170,7 +170,7 @@ def test_without_cluster_access_it_still_decides_and_plans_dry_run() -> None:
     outcome = respond(sample("reverse_shell_v1"))
     assert outcome.record.verdict.value == "act"
     assert outcome.record.mode == "dry-run"
-    assert [a.action for a in outcome.record.actions] == ["label", "isolate", "capture"]
+    assert [a.action for a in outcome.record.actions] == ["isolate", "label", "capture"]
     assert all(a.status.value == "skipped" and "no cluster credentials" in a.reason for a in outcome.record.actions)
     assert outcome.record.enrichment["pod"].startswith("unavailable")
 
