@@ -1,4 +1,4 @@
-"""Command line: replay | plan | validate-policy | schema.
+"""Command line: replay | plan | validate-policy | schema | publish-sample.
 
 ``replay`` is the function's body on a file: it auto-detects the envelope, prints the decision record as JSON and exits
 0 (act / ignore), 2 (reject) or 1 (error). Without a cluster or credentials it still decides and plans (dry-run).
@@ -52,7 +52,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.report:
         from responder.report import build_report, render_markdown
 
-        report = build_report(outcome)
+        report = build_report(outcome, owner_keys=responder.deps.policy.defaults.owner_keys)
         print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2))
     if outcome.retry:
         return EXIT_ERROR
@@ -138,6 +138,24 @@ def cmd_schema(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_publish_sample(args: argparse.Namespace) -> int:
+    """Publish a harmless test finding to the findings topic."""
+    import re
+
+    from responder.adapters.pubsub import PubSubPublisher
+    from responder.identifiers import parse_cluster_resource
+    from responder.sample import sample_notification
+
+    if not re.fullmatch(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}", args.topic):
+        print(f"error: --topic must be projects/PROJECT/topics/TOPIC, got {args.topic!r}", file=sys.stderr)
+        return EXIT_ERROR
+    cluster = parse_cluster_resource(f"//container.googleapis.com/{args.cluster}")
+    data = sample_notification(cluster, args.organization)
+    message_id = PubSubPublisher(_settings(None)).publish(args.topic, data, {"rsr-sample": "true"})
+    print(json.dumps({"published": message_id, "topic": args.topic, "finding": json.loads(data)["finding"]["name"]}))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="python -m responder", description=__doc__.split("\n", 1)[0])
@@ -155,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate-policy", help="check a policy file")
     p.add_argument("file")
     p.set_defaults(func=cmd_validate_policy)
+    p = sub.add_parser("publish-sample", help="publish a harmless test finding (reported, never acted on)")
+    p.add_argument("--topic", required=True, help="projects/P/topics/T (the findings topic)")
+    p.add_argument(
+        "--cluster",
+        default="projects/rsr-sample-project/locations/us-central1/clusters/rsr-sample",
+        help="projects/P/locations/L/clusters/C the sample names",
+    )
+    p.add_argument("--organization", default="0", help="organization ID for the sample's names")
+    p.set_defaults(func=cmd_publish_sample)
     p = sub.add_parser("schema", help="print the policy file's JSON Schema")
     p.set_defaults(func=cmd_schema)
     return parser

@@ -19,6 +19,7 @@ from responder.errors import InvalidFinding
 from responder.sanitize import clean
 
 _INT64_MAX = 2**63 - 1
+SAMPLE_PROPERTY = "Responder_Sample"
 
 
 def _int64(value: Any) -> Any:
@@ -238,6 +239,7 @@ class Finding(_Domain):
     local: Endpoint | None = None
     mitre: Mitre = Mitre()
     security_marks: dict[str, str] = Field(default_factory=dict)
+    sample: bool = False  # published by `python -m responder publish-sample`: reported, never acted on
     warnings: tuple[str, ...] = ()
 
     @property
@@ -381,5 +383,6 @@ def to_finding(message: NotificationMessage) -> Finding:
         local=_endpoint(props, "Src", warnings),
         mitre=mitre,
         security_marks=dict(raw.security_marks.marks) if raw.security_marks else {},
+        sample=str(props.get(SAMPLE_PROPERTY, "")).lower() == "true",
         warnings=tuple(warnings),
     )

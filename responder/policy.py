@@ -228,6 +228,8 @@ class PolicyEngine:
     def plan(self, finding: Finding, target: Target, labels: Mapping[str, str]) -> Plan:
         """Choose the steps for this finding and pod (``labels`` are the live pod's, or the finding's)."""
         mode = self.defaults.mode
+        if finding.sample:
+            return Plan(mode=mode, rule=None, skipped=("sample finding from publish-sample: report only",))
         if self.protected(target.namespace):
             return Plan(mode=mode, rule=None, skipped=(f"namespace {target.namespace} is protected: report only",))
         exempt = self.defaults.exempt_label

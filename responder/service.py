@@ -172,27 +172,34 @@ class Responder:
         )
         results, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable, policies_read)
         investigation = investigation_future.result()
+        results += self._write_back(finding, plan, results)
+
+        def record(actions: list[ActionResult]) -> DecisionRecord:
+            return make_record(
+                Verdict.ACT,
+                verdict.code,
+                verdict.reason,
+                actions=actions,
+                rule=plan.rule,
+                skipped=list(plan.skipped),
+                enrichment=investigation.summary(),
+                outcome="retry" if retry else "done",
+                **common,
+            )
+
         outcome = Outcome(
-            record=make_record(Verdict.ACT, verdict.code, verdict.reason),
+            record=record(results),
             finding=finding,
             triage=verdict,
             plan=plan,
             investigation=investigation,
             evidence=evidence,
         )
-        results += self._write_back(finding, plan, results)
-        results += self._notify(outcome, results)
-        outcome.record = make_record(
-            Verdict.ACT,
-            verdict.code,
-            verdict.reason,
-            actions=results,
-            rule=plan.rule,
-            skipped=list(plan.skipped),
-            enrichment=investigation.summary(),
-            outcome="retry" if retry else "done",
-            **common,
-        )
+        # The report is built from the complete outcome, so owners see every action; the publish result is then
+        # added to the decision record (the report cannot contain its own delivery).
+        notified = self._notify(outcome, results)
+        if notified:
+            outcome.record = record(results + notified)
         return outcome
 
     # ------------------------------------------------------------------------------------------------ report
@@ -236,7 +243,7 @@ class Responder:
             return []
         from responder.report import build_report
 
-        report = build_report(outcome)
+        report = build_report(outcome, owner_keys=self.deps.policy.defaults.owner_keys)
         target = outcome.triage.target if outcome.triage else None
         attributes = {
             "severity": (outcome.finding.severity if outcome.finding else None) or "UNKNOWN",
