@@ -42,8 +42,11 @@ def say(text: str = "", quiet: bool = False) -> None:
 
 def start_cluster(quiet: bool) -> dict[str, Any]:
     say("== 1. local cluster (etcd + kube-apiserver + controller-manager on 127.0.0.1)", quiet)
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "kubeenv.py"), "up", "--dir", str(TESTENV)],
-                            stdout=sys.stderr if quiet else None, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "kubeenv.py"), "up", "--dir", str(TESTENV)],
+        stdout=sys.stderr if quiet else None,
+        check=False,
+    )
     if result.returncode != 0:
         raise SystemExit("could not start the local cluster; see the output above")
     state: dict[str, Any] = json.loads((TESTENV / "state.json").read_text())
@@ -64,8 +67,9 @@ def apply_rbac(api: client.ApiClient, identity: str) -> None:
 
 
 def seed(api: client.ApiClient, namespace: str) -> list[Any]:
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace, "labels": {"rsr-demo": "true",
-                                                                                      "owner": "shop-team"}}})
+    client.CoreV1Api(api).create_namespace(
+        {"metadata": {"name": namespace, "labels": {"rsr-demo": "true", "owner": "shop-team"}}}
+    )
     w.create_deployment(api, namespace, "web", replicas=3)
     w.create_service(api, namespace, "web", {"app": "web"})
     w.create_policy(api, namespace, "allow-web", {"app": "web"})
@@ -87,16 +91,24 @@ def finding_for(namespace: str, pod: str, suffix: str) -> Path:
 
 def replay(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
-    env.update({
-        "RESPONDER_MODE": "enforce",
-        "RESPONDER_KUBECONFIG": state["responder_kubeconfig"],
-        # There is no Security Command Center on this machine to re-read the finding from; in production leave
-        # verification on (the default), so a forged Pub/Sub message cannot trigger a deletion.
-        "RESPONDER_VERIFY_FINDING": "false",
-        "RESPONDER_BUDGET_MAX": "100",
-    })
-    result = subprocess.run([sys.executable, "-m", "responder", "replay", str(path)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, check=False)
+    env.update(
+        {
+            "RESPONDER_MODE": "enforce",
+            "RESPONDER_KUBECONFIG": state["responder_kubeconfig"],
+            # There is no Security Command Center on this machine to re-read the finding from; in production leave
+            # verification on (the default), so a forged Pub/Sub message cannot trigger a deletion.
+            "RESPONDER_VERIFY_FINDING": "false",
+            "RESPONDER_BUDGET_MAX": "100",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "responder", "replay", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode not in (0, 2):
         raise SystemExit(f"replay failed ({result.returncode}):\n{result.stderr}")
     record: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -109,6 +121,8 @@ def show_record(record: dict[str, Any]) -> None:
     say(f"   pod      {pod.get('namespace')}/{pod.get('name')}   rule: {record.get('rule')}   mode: {record['mode']}")
     for a in record["actions"]:
         say(f"   - {a['action']:<8} {a['status']:<9} {a['reason']}")
+        for note in a.get("details", {}).get("notes", []):
+            say(f"       note: {note}")
     for s in record.get("skipped", []):
         say(f"   - skipped: {s}")
 
@@ -118,8 +132,10 @@ def show_cluster(api: client.ApiClient, namespace: str, suspect: Any) -> None:
     for name, p in sorted(w.policies(api, namespace).items()):
         sel = p.spec.pod_selector
         exprs = [f"{e.key} {e.operator} {e.values}" for e in (sel.match_expressions or [])]
-        say(f"     NetworkPolicy {name:<26} selects {sel.match_labels or '{all pods}'} {' AND '.join(exprs)}"
-            f"  types={p.spec.policy_types}")
+        say(
+            f"     NetworkPolicy {name:<26} selects {sel.match_labels or '{all pods}'} {' AND '.join(exprs)}"
+            f"  types={p.spec.policy_types}"
+        )
     core = client.CoreV1Api(api)
     for p in core.list_namespaced_pod(namespace).items:
         tag = "  <- the compromised pod" if p.metadata.uid == suspect.metadata.uid else ""
@@ -132,8 +148,11 @@ def scenario(api: client.ApiClient, state: dict[str, Any], namespace: str, title
     say(f"\n== {title}", quiet)
     pods = seed(api, namespace)
     suspect = pods[0]
-    say(f"   seeded Deployment web x3, Service web, NetworkPolicies allow-web + allow-all-egress; "
-        f"finding names {suspect.metadata.name}", quiet)
+    say(
+        f"   seeded Deployment web x3, Service web, NetworkPolicies allow-web + allow-all-egress; "
+        f"finding names {suspect.metadata.name}",
+        quiet,
+    )
     record = replay(finding_for(namespace, suspect.metadata.name, uuid.uuid4().hex), state)
     if json_out:
         print(json.dumps(record), flush=True)
@@ -161,8 +180,11 @@ def main() -> int:
     say(f"   responder identity: {state['responder_identity']} (rights: deploy/kubernetes/rbac.yaml only)", args.json)
     scenario(api, state, f"prod-shop-{run}", "2. production namespace: policy rule production-isolate", args.json)
     scenario(api, state, f"dev-shop-{run}", "3. development namespace: policy rule development-delete", args.json)
-    say("\nThe cluster keeps running: kubectl --kubeconfig .testenv/kubeconfig get pods,networkpolicies -A"
-        "\nStop it with: make kube-down", args.json)
+    say(
+        "\nThe cluster keeps running: kubectl --kubeconfig .testenv/kubeconfig get pods,networkpolicies -A"
+        "\nStop it with: make kube-down",
+        args.json,
+    )
     return 0
 
 

@@ -66,7 +66,7 @@ class CaptureAction:
                 ev.logs = kube.read_log(
                     pod.namespace, pod.name, container, params.log_tail_lines, params.log_limit_bytes
                 )
-                captured.append("logs")
+                captured.append("logs" if ev.logs else "logs (empty)")
             except ResponderError as exc:
                 ev.notes.append(f"logs not captured: {clean(exc, 200)}")
 

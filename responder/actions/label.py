@@ -36,11 +36,19 @@ def apply_quarantine_label(ctx: ActionContext, action: str) -> tuple[bool, str]:
     actions_value = _append_action(pod.annotations.get(ACTIONS_ANNOTATION), action)
     if pod.labels.get(QUARANTINE_LABEL) == "true" and pod.annotations.get(ACTIONS_ANNOTATION) == actions_value:
         return False, "pod already carries the quarantine label"
+    already = pod.labels.get(QUARANTINE_LABEL) == "true"
+    what = (
+        f"record the finding on pod {pod.name} (already quarantined)"
+        if already
+        else (f"label pod {pod.name} {QUARANTINE_LABEL}=true")
+    )
     if ctx.dry_run:
-        return True, f"label pod {pod.name} {QUARANTINE_LABEL}=true"
+        return True, what
     annotations = {**ctx.record(), ACTIONS_ANNOTATION: actions_value}
     ctx.pod = ctx.kube.patch_pod_metadata(pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true"}, annotations)
-    return True, f"labelled pod {pod.name} {QUARANTINE_LABEL}=true"
+    return True, f"recorded the finding on pod {pod.name} (already quarantined)" if already else (
+        f"labelled pod {pod.name} {QUARANTINE_LABEL}=true"
+    )
 
 
 class LabelAction:

@@ -43,19 +43,25 @@ def test_push_delivery_is_decided_and_acknowledged(pubsub_emulator: str, functio
 
 @pytest.mark.parametrize("action", ["isolate", "delete"])
 def test_finding_published_to_pubsub_contains_the_pod(
-    action: str, pubsub_emulator: str, function_server_factory: Any, kube_admin: client.ApiClient,
-    kube_paths: Any, kube_namespace: str,
+    action: str,
+    pubsub_emulator: str,
+    function_server_factory: Any,
+    kube_admin: client.ApiClient,
+    kube_paths: Any,
+    kube_namespace: str,
 ) -> None:
     w.create_deployment(kube_admin, kube_namespace, "web", replicas=2)
     w.create_policy(kube_admin, kube_namespace, "allow-all")
     target = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web")[0]
-    server = function_server_factory({
-        "RESPONDER_KUBECONFIG": str(kube_paths.responder_kubeconfig),
-        "RESPONDER_MODE": "enforce",
-        "RESPONDER_ACTION": action,
-        "RESPONDER_VERIFY_FINDING": "false",  # no SCC here; verification is covered against the SCC wire fake
-        "RESPONDER_BUDGET_MAX": "10000",
-    })
+    server = function_server_factory(
+        {
+            "RESPONDER_KUBECONFIG": str(kube_paths.responder_kubeconfig),
+            "RESPONDER_MODE": "enforce",
+            "RESPONDER_ACTION": action,
+            "RESPONDER_VERIFY_FINDING": "false",  # no SCC here; verification is covered against the SCC wire fake
+            "RESPONDER_BUDGET_MAX": "10000",
+        }
+    )
     topic = create_topic()
     create_push_subscription(topic, server.url + "/")
     doc = notification(namespace=kube_namespace, pod=target.metadata.name, container="api", name_suffix=action)
@@ -68,7 +74,9 @@ def test_finding_published_to_pubsub_contains_the_pod(
     assert DENY_ALL_POLICY in w.policies(kube_admin, kube_namespace)
     core = client.CoreV1Api(kube_admin)
     if action == "isolate":
-        assert core.read_namespaced_pod(target.metadata.name, kube_namespace).metadata.labels[QUARANTINE_LABEL] == "true"
+        assert (
+            core.read_namespaced_pod(target.metadata.name, kube_namespace).metadata.labels[QUARANTINE_LABEL] == "true"
+        )
     else:
         assert statuses["delete"] == "succeeded"
         live = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web", exclude_uids={target.metadata.uid})

@@ -28,11 +28,15 @@ pytestmark = pytest.mark.integration
 NO_SCC = Defaults(verify_finding=False, budget=Budget(max_actions=10_000, window_s=3600))
 
 
-def responder_for(kubeconfig: Path, action: str | None = "isolate", mode: str = "enforce",
-                  policy: Policy | None = None) -> Responder:
+def responder_for(
+    kubeconfig: Path, action: str | None = "isolate", mode: str = "enforce", policy: Policy | None = None
+) -> Responder:
     settings = Settings(mode=mode, action=action, kubeconfig=kubeconfig)  # type: ignore[arg-type]
-    deps = Dependencies(settings=settings, policy=PolicyEngine(policy or Policy(defaults=NO_SCC), settings),
-                        connector=KubeconfigConnector(kubeconfig))
+    deps = Dependencies(
+        settings=settings,
+        policy=PolicyEngine(policy or Policy(defaults=NO_SCC), settings),
+        connector=KubeconfigConnector(kubeconfig),
+    )
     return Responder(deps)
 
 
@@ -56,8 +60,9 @@ def shop(kube_admin: client.ApiClient, kube_namespace: str) -> list[Any]:
     return w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web")
 
 
-def test_isolate_on_real_apiserver(kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str,
-                                   shop: list[Any]) -> None:
+def test_isolate_on_real_apiserver(
+    kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str, shop: list[Any]
+) -> None:
     target, other = shop[0].metadata.name, shop[1].metadata.name
     outcome = replay(responder_for(kube_paths.responder_kubeconfig), kube_namespace, target)
     actions = by_action(outcome)
@@ -85,13 +90,17 @@ def test_detach_creates_a_clean_replacement_and_keeps_the_suspect(
     kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str, shop: list[Any]
 ) -> None:
     target = shop[0]
-    policy = parse_policy("defaults: {verify_finding: false, budget: {max_actions: 10000}}\n"
-                          "rules: [{name: iso, actions: [{action: isolate, detach: true}]}]")
-    outcome = replay(responder_for(kube_paths.responder_kubeconfig, action=None, policy=policy), kube_namespace,
-                     target.metadata.name)
+    policy = parse_policy(
+        "defaults: {verify_finding: false, budget: {max_actions: 10000}}\n"
+        "rules: [{name: iso, actions: [{action: isolate, detach: true}]}]"
+    )
+    outcome = replay(
+        responder_for(kube_paths.responder_kubeconfig, action=None, policy=policy), kube_namespace, target.metadata.name
+    )
     assert by_action(outcome)["isolate"].status.value == "succeeded"
-    replacement = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web",
-                                  exclude_uids={target.metadata.uid})  # the ReplicaSet made a new one
+    replacement = w.wait_for_pods(
+        kube_admin, kube_namespace, 2, "app=web", exclude_uids={target.metadata.uid}
+    )  # the ReplicaSet made a new one
     assert target.metadata.uid not in {p.metadata.uid for p in replacement}
     suspect = client.CoreV1Api(kube_admin).read_namespaced_pod(target.metadata.name, kube_namespace)
     assert suspect.metadata.labels == {QUARANTINE_LABEL: "true"}
@@ -107,7 +116,7 @@ def test_delete_with_replacement_and_ten_concurrent_deliveries(
         outcomes = list(pool.map(lambda _: replay(responder, kube_namespace, target.metadata.name), range(10)))
     assert not any(o.retry for o in outcomes), [o.record.actions for o in outcomes if o.retry]
     deleted = [o for o in outcomes if by_action(o).get("delete") and by_action(o)["delete"].status.value == "succeeded"]
-    assert 1 <= len(deleted)
+    assert len(deleted) >= 1
     live = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web", exclude_uids={target.metadata.uid})
     assert target.metadata.uid not in {p.metadata.uid for p in live}  # replaced by the ReplicaSet
     pols = w.policies(kube_admin, kube_namespace)
@@ -118,12 +127,16 @@ def test_delete_with_replacement_and_ten_concurrent_deliveries(
     assert all(QUARANTINE_LABEL not in (p.metadata.labels or {}) for p in w.pods(kube_admin, kube_namespace, "app=web"))
 
 
-def test_dry_run_writes_nothing(kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str,
-                                shop: list[Any]) -> None:
+def test_dry_run_writes_nothing(
+    kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str, shop: list[Any]
+) -> None:
     before = {n: p.metadata.resource_version for n, p in w.policies(kube_admin, kube_namespace).items()}
     pod_rv = shop[0].metadata.resource_version
-    outcome = replay(responder_for(kube_paths.responder_kubeconfig, action="delete", mode="dry-run"),
-                     kube_namespace, shop[0].metadata.name)
+    outcome = replay(
+        responder_for(kube_paths.responder_kubeconfig, action="delete", mode="dry-run"),
+        kube_namespace,
+        shop[0].metadata.name,
+    )
     assert [a.action for a in outcome.record.actions] == ["isolate", "label", "capture", "delete"]
     assert all(a.dry_run for a in outcome.record.actions)
     after = {n: p.metadata.resource_version for n, p in w.policies(kube_admin, kube_namespace).items()}
@@ -132,8 +145,9 @@ def test_dry_run_writes_nothing(kube_admin: client.ApiClient, kube_paths: Any, k
     assert current.metadata.resource_version == pod_rv
 
 
-def test_hostnetwork_isolation_is_reported_ineffective(kube_admin: client.ApiClient, kube_paths: Any,
-                                                       kube_namespace: str) -> None:
+def test_hostnetwork_isolation_is_reported_ineffective(
+    kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str
+) -> None:
     w.create_deployment(kube_admin, kube_namespace, "agent", replicas=1, host_network=True)
     [pod] = w.wait_for_pods(kube_admin, kube_namespace, 1, "app=agent")
     outcome = replay(responder_for(kube_paths.responder_kubeconfig), kube_namespace, pod.metadata.name)
@@ -146,20 +160,31 @@ def test_standalone_pod_is_not_deleted(kube_admin: client.ApiClient, kube_paths:
     w.create_pod(kube_admin, kube_namespace, "lonely")
     outcome = replay(responder_for(kube_paths.responder_kubeconfig, action="delete"), kube_namespace, "lonely")
     assert "standalone" in by_action(outcome)["delete"].reason
-    assert client.CoreV1Api(kube_admin).read_namespaced_pod("lonely", kube_namespace).metadata.deletion_timestamp is None
+    assert (
+        client.CoreV1Api(kube_admin).read_namespaced_pod("lonely", kube_namespace).metadata.deletion_timestamp is None
+    )
 
 
-def test_budget_lease_is_shared_through_the_cluster(kube_admin: client.ApiClient, kube_paths: Any,
-                                                    kube_namespace: str) -> None:
+def test_budget_lease_is_shared_through_the_cluster(
+    kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str
+) -> None:
     w.create_deployment(kube_admin, kube_namespace, "api", replicas=3)
     pods = w.wait_for_pods(kube_admin, kube_namespace, 3, "app=api")
     # A budget of 1 per window, shared by two independent responder instances (separate clients, same cluster).
     policy = Policy(defaults=Defaults(verify_finding=False, budget=Budget(max_actions=1, window_s=3600)))
     client.CoordinationV1Api(kube_admin).delete_collection_namespaced_lease("responder-system")
-    first = replay(responder_for(kube_paths.responder_kubeconfig, "delete", policy=policy), kube_namespace,
-                   pods[0].metadata.name, suffix="aaaa")
-    second = replay(responder_for(kube_paths.responder_kubeconfig, "delete", policy=policy), kube_namespace,
-                    pods[1].metadata.name, suffix="bbbb")
+    first = replay(
+        responder_for(kube_paths.responder_kubeconfig, "delete", policy=policy),
+        kube_namespace,
+        pods[0].metadata.name,
+        suffix="aaaa",
+    )
+    second = replay(
+        responder_for(kube_paths.responder_kubeconfig, "delete", policy=policy),
+        kube_namespace,
+        pods[1].metadata.name,
+        suffix="bbbb",
+    )
     assert by_action(first)["delete"].status.value == "succeeded"
     assert by_action(second)["delete"].status.value == "skipped"
     assert "OVER" in by_action(second)["delete"].reason

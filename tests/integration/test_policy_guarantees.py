@@ -36,8 +36,12 @@ rules:
 
 def build(kubeconfig: Path, google: Settings, policy_text: str = ENFORCE_DELETE, **overrides: Any) -> Responder:
     settings = google.model_copy(update={"kubeconfig": kubeconfig, **overrides})
-    deps = Dependencies(settings=settings, policy=PolicyEngine(parse_policy(policy_text), settings),
-                        connector=KubeconfigConnector(kubeconfig), findings_api=SccFindings(settings, deadline_s=2))
+    deps = Dependencies(
+        settings=settings,
+        policy=PolicyEngine(parse_policy(policy_text), settings),
+        connector=KubeconfigConnector(kubeconfig),
+        findings_api=SccFindings(settings, deadline_s=2),
+    )
     if settings.report_topic:
         deps.publisher = PubSubPublisher(settings)
     return Responder(deps)
@@ -57,8 +61,13 @@ def test_forged_finding_gets_no_deletion_and_a_real_one_does(
 ) -> None:
     w.create_deployment(kube_admin, kube_namespace, "web", replicas=2)
     pod = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web")[0]
-    doc = notification(version=version, namespace=kube_namespace, pod=pod.metadata.name, container="api",
-                       name_suffix=f"forged{version}")
+    doc = notification(
+        version=version,
+        namespace=kube_namespace,
+        pod=pod.metadata.name,
+        container="api",
+        name_suffix=f"forged{version}",
+    )
     name = doc["finding"]["name"]
     responder = build(kube_paths.responder_kubeconfig, google_fake.settings())
 
@@ -80,7 +89,11 @@ def test_forged_finding_gets_no_deletion_and_a_real_one_does(
     assert marks["rsr_event"]  # lets the responder recognise the notification its own write-back triggers
     patch = google_fake.requests_to("PATCH", "*")[-1]
     assert set(patch.param("updateMask").split(",")) == {
-        "marks.rsrStatus", "marks.rsrActions", "marks.rsrTime", "marks.rsrEvent"}
+        "marks.rsrStatus",
+        "marks.rsrActions",
+        "marks.rsrTime",
+        "marks.rsrEvent",
+    }
 
 
 def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
@@ -92,8 +105,9 @@ def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
     try:
         w.create_deployment(kube_admin, locked, "web", replicas=1)
         [protected_pod] = w.wait_for_pods(kube_admin, locked, 1, "app=web")
-        w.create_deployment(kube_admin, kube_namespace, "vip", replicas=1,
-                            labels={"app": "vip", "responder.rsr.dev/exempt": "true"})
+        w.create_deployment(
+            kube_admin, kube_namespace, "vip", replicas=1, labels={"app": "vip", "responder.rsr.dev/exempt": "true"}
+        )
         [exempt_pod] = w.wait_for_pods(kube_admin, kube_namespace, 1, "app=vip")
         responder = build(kube_paths.responder_kubeconfig, google_fake.settings())
         for ns, pod in ((locked, protected_pod), (kube_namespace, exempt_pod)):

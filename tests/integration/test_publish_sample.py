@@ -18,8 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")} | (env or {})
-    return subprocess.run([sys.executable, "-m", "responder", *args], cwd=ROOT, env=full, capture_output=True,
-                          text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "responder", *args],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def test_publish_sample_then_replay_it_reports_only(pubsub_emulator: str, tmp_path: Path) -> None:

@@ -8,18 +8,32 @@ from typing import Any
 from kubernetes import client
 
 
-def create_deployment(api: client.ApiClient, namespace: str, name: str, replicas: int = 2,
-                      labels: dict[str, str] | None = None, host_network: bool = False) -> None:
+def create_deployment(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    replicas: int = 2,
+    labels: dict[str, str] | None = None,
+    host_network: bool = False,
+) -> None:
     """A Deployment whose pods stay Pending (no scheduler): enough for every API-level behaviour."""
     labels = labels or {"app": name}
     body = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "hostNetwork": host_network,
-                "containers": [{"name": "api", "image": "registry.invalid/shop/web:1.0",
-                                "ports": [{"containerPort": 8080}]}]}},
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "hostNetwork": host_network,
+                    "containers": [
+                        {"name": "api", "image": "registry.invalid/shop/web:1.0", "ports": [{"containerPort": 8080}]}
+                    ],
+                },
+            },
         },
     }
     client.AppsV1Api(api).create_namespaced_deployment(namespace, body)
@@ -27,16 +41,27 @@ def create_deployment(api: client.ApiClient, namespace: str, name: str, replicas
 
 def create_service(api: client.ApiClient, namespace: str, name: str, selector: dict[str, str]) -> None:
     """A ClusterIP Service routing to ``selector``."""
-    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
     client.CoreV1Api(api).create_namespaced_service(namespace, body)
 
 
-def create_policy(api: client.ApiClient, namespace: str, name: str, match_labels: dict[str, str] | None = None,
-                  ingress_all: bool = True) -> None:
+def create_policy(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    match_labels: dict[str, str] | None = None,
+    ingress_all: bool = True,
+) -> None:
     """An allowing NetworkPolicy (the kind that, being additive, would defeat a lone deny-all)."""
-    spec: dict[str, Any] = {"podSelector": {"matchLabels": match_labels} if match_labels else {},
-                            "policyTypes": ["Ingress", "Egress"]}
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": match_labels} if match_labels else {},
+        "policyTypes": ["Ingress", "Egress"],
+    }
     if ingress_all:
         spec["ingress"] = [{}]
         spec["egress"] = [{}]
@@ -46,8 +71,12 @@ def create_policy(api: client.ApiClient, namespace: str, name: str, match_labels
 
 def create_pod(api: client.ApiClient, namespace: str, name: str, labels: dict[str, str] | None = None) -> Any:
     """A standalone pod."""
-    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": name}},
-            "spec": {"containers": [{"name": "api", "image": "registry.invalid/x:1"}]}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {"app": name}},
+        "spec": {"containers": [{"name": "api", "image": "registry.invalid/x:1"}]},
+    }
     return client.CoreV1Api(api).create_namespaced_pod(namespace, body)
 
 
@@ -57,8 +86,14 @@ def pods(api: client.ApiClient, namespace: str, label_selector: str | None = Non
     return [p for p in items if p.metadata.deletion_timestamp is None]
 
 
-def wait_for_pods(api: client.ApiClient, namespace: str, count: int, label_selector: str | None = None,
-                  timeout_s: float = 60.0, exclude_uids: set[str] | None = None) -> list[Any]:
+def wait_for_pods(
+    api: client.ApiClient,
+    namespace: str,
+    count: int,
+    label_selector: str | None = None,
+    timeout_s: float = 60.0,
+    exclude_uids: set[str] | None = None,
+) -> list[Any]:
     """Wait until ``count`` live pods exist (the controller-manager creates them asynchronously)."""
     deadline = time.monotonic() + timeout_s
     found: list[Any] = []

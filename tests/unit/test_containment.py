@@ -78,8 +78,12 @@ def kube() -> FakeKube:
 
 def test_isolate_denies_both_directions_and_excludes_from_allowing_policies(kube: FakeKube) -> None:
     outcome = run(make(kube))
-    assert statuses(outcome) == {"label": "succeeded", "isolate": "succeeded", "capture": "succeeded",
-                                 "mark": "succeeded"}
+    assert statuses(outcome) == {
+        "label": "succeeded",
+        "isolate": "succeeded",
+        "capture": "succeeded",
+        "mark": "succeeded",
+    }
     deny = kube.policies[(NS, DENY_ALL_POLICY)]
     assert deny.policy_types == ("Ingress", "Egress")
     assert deny.pod_selector.match_labels == {QUARANTINE_LABEL: "true"}
