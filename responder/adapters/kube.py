@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -455,11 +455,12 @@ class GkeConnector:
     SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
     REFRESH_MARGIN_S = 300
 
-    def __init__(self, cluster_api: ClusterAPI) -> None:
+    def __init__(self, cluster_api: ClusterAPI, credentials: Any = None) -> None:
+        """``credentials``: a google-auth Credentials object; default: Application Default Credentials."""
         self.cluster_api = cluster_api
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Connection, float]] = {}
-        self._credentials: Any = None
+        self._credentials: Any = credentials
         self._ca_dir = tempfile.mkdtemp(prefix="rsr-ca-")
 
     def _token(self) -> tuple[str, float]:
@@ -477,7 +478,7 @@ class GkeConnector:
             raise Unavailable(f"no Google credentials: {clean(exc, 200)}") from exc
         except RefreshError as exc:
             raise TransientError(f"token refresh failed: {clean(exc, 200)}") from exc
-        expiry = creds.expiry.timestamp() if creds.expiry else time.time() + 1800
+        expiry = _utc(creds.expiry).timestamp() if creds.expiry else time.time() + 1800
         return str(creds.token), expiry
 
     def connect(self, ref: ClusterRef) -> Connection:
@@ -504,12 +505,10 @@ class GkeConnector:
             return connection
 
 
+def _utc(moment: datetime) -> datetime:
+    # google-auth keeps expiry as a naive datetime in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _expires_within(expiry: datetime | None, seconds: float) -> bool:
-    if expiry is None:
-        return False
-    # google-auth keeps expiry as a naive UTC datetime.
-    return (
-        expiry.timestamp() - time.time() < seconds
-        if expiry.tzinfo
-        else ((expiry - datetime.utcnow()).total_seconds() < seconds)
-    )
+    return expiry is not None and _utc(expiry).timestamp() - time.time() < seconds
