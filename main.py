@@ -1,19 +1,15 @@
 """Cloud Functions entry point: ``handle_finding`` (signature type ``cloudevent``).
 
-The responder is built on the first event, not at import: a cold start pays only for functions-framework and this
-module until there is work to do, and a broken configuration is reported per event instead of crashing the instance.
+Importing this module costs functions-framework and nothing else: the responder (pydantic models, policy, SDK
+adapters) is imported and built on the first event, so an instance starts serving as early as possible, and a broken
+configuration is reported per event instead of crashing the instance at start.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import functions_framework
-
-from responder.handler import handle
-
-_lock = threading.Lock()
 
 
 @functions_framework.cloud_event
@@ -23,4 +19,6 @@ def handle_finding(cloud_event: Any) -> None:
     Returns normally for everything that must be acknowledged (including invalid input); raises only for transient
     failures, so Pub/Sub redelivers.
     """
-    handle(cloud_event, _lock)
+    from responder.handler import handle
+
+    handle(cloud_event)

@@ -18,13 +18,14 @@ from responder.service import Outcome, Responder
 from responder.triage import Verdict
 
 _responder: Responder | None = None
+_lock = threading.Lock()
 
 
-def get_responder(lock: threading.Lock) -> Responder:
+def get_responder() -> Responder:
     """Build the process-wide responder once (thread-safe)."""
     global _responder  # noqa: PLW0603 - one composition per process, built lazily for cold start
     if _responder is None:
-        with lock:
+        with _lock:
             if _responder is None:
                 from responder.bootstrap import build_responder
 
@@ -38,7 +39,7 @@ def reset() -> None:
     _responder = None
 
 
-def handle(cloud_event: Any, lock: threading.Lock) -> Outcome:
+def handle(cloud_event: Any) -> Outcome:
     """Decode, respond, emit exactly one record; raise TransientError when Pub/Sub must redeliver."""
     try:
         delivery: Delivery = from_cloud_event(
@@ -49,7 +50,7 @@ def handle(cloud_event: Any, lock: threading.Lock) -> Outcome:
         emit(outcome.record)
         return outcome
     try:
-        responder = get_responder(lock)
+        responder = get_responder()
     except ConfigError as exc:
         # Refuse to act on half a configuration, but keep the finding: raising makes Pub/Sub redeliver it (and
         # finally dead-letter it), so nothing is lost while an operator fixes the settings.
