@@ -1,0 +1,878 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) on loopback.
+
+Used by the integration/e2e tests and the demo. No registry ships a kube-apiserver binary that this project may use, so
+`build` compiles one from Debian's `kubernetes` *source* package with Debian's Go 1.19 (see
+docs "real-components.md"). Everything is fetched through apt with a private configuration: the system's apt sources
+and state are never modified.
+
+    python3 tools/kubeenv.py build                 # ~4 min the first time, then instant (cached)
+    python3 tools/kubeenv.py up [--dir .testenv]   # etcd + apiserver + controller-manager, ~10 s
+    python3 tools/kubeenv.py status [--dir .testenv]
+    python3 tools/kubeenv.py down [--dir .testenv]
+
+Standard library only: this runs before any virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+# The upstream version inside Debian bookworm's `kubernetes` source package ("1.20.5+really1.20.2-..."). It keys the
+# cache, so `build` can answer "already built" without touching the network. If Debian ever ships a different upstream
+# version, `build` stops with a message asking to bump this constant (rather than silently caching a different version
+# under the old name).
+KUBE_VERSION = "1.20.2"
+DEBIAN_SUITE = "bookworm"  # golang-1.19 and this kubernetes source only exist in bookworm
+GO_PACKAGES = ("golang-1.19-go", "golang-1.19-src")
+GOROOT_IN_DEB = "usr/lib/go-1.19"
+ETCD_PACKAGE = "etcd-server"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "etcd")
+
+RESPONDER_IDENTITY = "responder@rsr-test.iam.gserviceaccount.com"
+ADMIN_USER = "rsr-admin"
+KCM_USER = "system:kube-controller-manager"  # bootstrap RBAC already binds the controller-manager roles to this name
+SERVICE_CIDR = "10.96.0.0/24"
+SA_ISSUER = "https://kubernetes.default.svc"
+
+STATE_FILE = "state.json"
+PROCESS_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager")  # start order; stopped in reverse
+
+
+def log(msg: str) -> None:
+    print(f"[kubeenv] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg: str) -> NoReturn:
+    log(f"ERROR: {msg}")
+    raise SystemExit(1)
+
+
+def fmt_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+# --------------------------------------------------------------------------------------------------------------- build
+
+
+def cache_root() -> Path:
+    base = os.environ.get("RSR_CACHE_DIR") or str(Path.home() / ".cache" / "rsr")
+    return Path(base).expanduser().resolve()
+
+
+def bin_dir() -> Path:
+    return cache_root() / f"kube-{KUBE_VERSION}" / "bin"
+
+
+def binaries_present() -> bool:
+    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Serialises concurrent builds (two pytest sessions, `make -j`): the work directory has fixed paths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another build holds {path}; waiting for it to finish")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _system_debian_mirror() -> tuple[str, str | None]:
+    """The Debian archive URI (and its Signed-By keyring) the system already uses, read from its apt sources.
+
+    Reusing the machine's configured mirror keeps any site-local mirror or proxy working and keeps host names out of
+    this file. `RSR_DEBIAN_MIRROR` overrides it.
+    """
+    override = os.environ.get("RSR_DEBIAN_MIRROR")
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    default_keyring = keyring if Path(keyring).exists() else None
+    if override:
+        return override.rstrip("/"), default_keyring
+
+    candidates: list[tuple[str, str | None]] = []
+    sources_dir = Path("/etc/apt/sources.list.d")
+    for path in sorted(sources_dir.glob("*.sources")) if sources_dir.is_dir() else []:
+        # deb822 format: paragraphs of "Key: value" separated by blank lines.
+        for paragraph in re.split(r"\n\s*\n", path.read_text(errors="replace")):
+            fields: dict[str, str] = {}
+            for line in paragraph.splitlines():
+                if line.startswith("#") or ":" not in line or line[:1].isspace():
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if fields.get("enabled", "yes").lower() == "no" or "deb" not in fields.get("types", "").split():
+                continue
+            suites = fields.get("suites", "").split()
+            if DEBIAN_SUITE in suites and "main" in fields.get("components", "").split():
+                signed_by = fields.get("signed-by")
+                signed_by = signed_by if signed_by and signed_by.startswith("/") else default_keyring
+                candidates.extend((uri, signed_by) for uri in fields.get("uris", "").split())
+    list_files = [Path("/etc/apt/sources.list"), *sorted(sources_dir.glob("*.list"))] if sources_dir.is_dir() else []
+    for path in list_files:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            # one-line format: deb [options] uri suite component...
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 4 and words[0] == "deb" and words[2] == DEBIAN_SUITE and "main" in words[3:]:
+                candidates.append((words[1], default_keyring))
+    if not candidates:
+        die(
+            f"no apt source for Debian '{DEBIAN_SUITE} main' found in /etc/apt; "
+            "set RSR_DEBIAN_MIRROR to a Debian archive URI (the directory that holds dists/ and pool/)"
+        )
+    uri, signed_by = candidates[0]
+    return uri.rstrip("/"), signed_by
+
+
+class PrivateApt:
+    """apt-get with its own source list, index and cache directories, so the system's apt state is left alone."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lists = root / "lists"
+        self.cache = root / "cache"
+        self.source_list = root / "sources.list"
+
+    def options(self) -> list[str]:
+        opts = [
+            f"Dir::Etc::SourceList={self.source_list}",
+            "Dir::Etc::SourceParts=/dev/null",
+            f"Dir::State::Lists={self.lists}",
+            f"Dir::Cache={self.cache}",
+        ]
+        if os.geteuid() == 0:
+            # Downloads land in our root-owned directories, which apt's unprivileged `_apt` user cannot write;
+            # without this apt falls back to root anyway but prints a warning per file.
+            opts.append("APT::Sandbox::User=root")
+        return [arg for opt in opts for arg in ("-o", opt)]
+
+    def update(self) -> None:
+        uri, signed_by = _system_debian_mirror()
+        option = f" [signed-by={signed_by}]" if signed_by else ""
+        self.source_list.parent.mkdir(parents=True, exist_ok=True)
+        self.source_list.write_text(
+            f"deb{option} {uri} {DEBIAN_SUITE} main\ndeb-src{option} {uri} {DEBIAN_SUITE} main\n"
+        )
+        (self.lists / "partial").mkdir(parents=True, exist_ok=True)
+        (self.cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        log(f"apt index for {DEBIAN_SUITE} main (private apt state in {self.root})")
+        # --error-on=any: by default an unreachable archive is only a warning and `update` "succeeds".
+        self.run(["update", "-q", "--error-on=any"], cwd=self.root)
+
+    def run(self, args: list[str], cwd: Path) -> None:
+        cmd = ["apt-get", *self.options(), *args]
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+            die(
+                f"`apt-get {' '.join(args)}` failed (exit {proc.returncode}). The build needs the Debian archive; "
+                "is the network to the package registry reachable?"
+            )
+
+
+def run_quietly(cmd: list[str]) -> str:
+    """Runs a command, returning its stdout; on failure shows its output and stops."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        die(f"`{' '.join(cmd)}` failed (exit {proc.returncode})")
+    return proc.stdout.strip()
+
+
+def _ensure_rsync() -> None:
+    # Kubernetes' hack/lib/golang.sh copies the finished binaries with `rsync -pc`; without it `make` fails at the very
+    # end. It is a small, ordinary Debian package, so install it the normal way (allowed on these machines).
+    if shutil.which("rsync"):
+        return
+    if os.geteuid() != 0:
+        die("rsync is required by the Kubernetes build; install it (apt-get install rsync) and re-run")
+    log("installing rsync (needed by the Kubernetes makefiles)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    proc = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "rsync"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0 or not shutil.which("rsync"):
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-2000:])
+        die("could not install rsync")
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _run_make(src: Path, goroot: Path, gocache: Path, log_path: Path) -> None:
+    """Runs the upstream `make`, streaming its output, plus a heartbeat while the Go compiler is silent."""
+    # hack/lib/golang.sh forces GOPATH/GOCACHE to _output/local/go{,/cache}; a symlink puts that cache in our
+    # persistent work dir so a retry after an interrupted or failed build is much faster than a cold one.
+    gocache.mkdir(parents=True, exist_ok=True)
+    go_dir = src / "_output" / "local" / "go"
+    go_dir.mkdir(parents=True, exist_ok=True)
+    (go_dir / "cache").symlink_to(gocache, target_is_directory=True)
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GO", "KUBE_", "CGO_")) and key not in {"MAKEFLAGS", "MFLAGS"}
+    }
+    env.update(
+        {
+            "GOROOT": str(goroot),
+            "PATH": f"{goroot / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+            "CGO_ENABLED": "0",  # static binaries, and no C toolchain needed
+            "GOPATH": str(src / ".go"),
+            "GOFLAGS": "-mod=vendor",  # the tarball vendors everything; never reach for a module proxy
+            "HOME": env.get("HOME", str(src)),
+        }
+    )
+    cmd = ["make", "WHAT=cmd/kube-apiserver cmd/kube-controller-manager"]
+    log(f"make {cmd[1]!r} in {src} (full log: {log_path})")
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=60)
+    last_output = [time.monotonic()]
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        # Compiling kube-apiserver prints nothing for minutes; tell the human we are alive.
+        while not done.wait(20):
+            if time.monotonic() - last_output[0] >= 20:
+                log(f"  ... still compiling ({fmt_duration(time.monotonic() - started)} elapsed)")
+
+    with log_path.open("w") as log_file:
+        # Own process group, so that on interruption the whole tree (make, bash, go, compile) can be stopped at once.
+        proc = subprocess.Popen(
+            cmd,
+            cwd=src,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        thread = threading.Thread(target=heartbeat, daemon=True)
+        thread.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log_file.write(line)
+                tail.append(line)
+                last_output[0] = time.monotonic()
+                sys.stderr.write(f"  make| {line}")
+                sys.stderr.flush()
+            returncode = proc.wait()
+        except BaseException:
+            # Ctrl-C or SIGTERM: stop the compilers before the caller deletes the tree they are writing to.
+            _kill_group(proc)
+            raise
+        finally:
+            done.set()
+            thread.join()
+    if returncode != 0:
+        sys.stderr.write("".join(tail))
+        die(f"make failed (exit {returncode}) after {fmt_duration(time.monotonic() - started)}; see {log_path}")
+    log(f"make finished in {fmt_duration(time.monotonic() - started)}")
+
+
+def build() -> Path:
+    """Builds (once) and returns the directory holding kube-apiserver, kube-controller-manager and etcd."""
+    final = bin_dir().parent
+    if binaries_present():
+        return bin_dir()
+    root = cache_root()
+    with exclusive_lock(root / f"kube-{KUBE_VERSION}.lock"):
+        if binaries_present():  # another process finished it while we waited for the lock
+            return bin_dir()
+        started = time.monotonic()
+        log(f"building Kubernetes v{KUBE_VERSION} from Debian's source package into {final} (~4-5 min on 2 cores)")
+        # Fixed paths, not a fresh mkdtemp: Go's build cache keys include the package directory (the build does not
+        # use `go build -trimpath`), so only a rebuild in the same place hits it (measured: ~1m45s instead of ~5 min).
+        # The lock above makes fixed paths safe.
+        work = root / f"kube-{KUBE_VERSION}.work"
+        scratch = work / "scratch"  # downloads, extracted toolchain and source tree: deleted after every attempt
+        staging = root / f"kube-{KUBE_VERSION}.tmp"  # becomes `final` with one rename
+        for stale in (scratch, staging):
+            shutil.rmtree(stale, ignore_errors=True)
+        downloads, toolchain, src = scratch / "downloads", scratch / "root", scratch / "src"
+        for directory in (downloads, toolchain, staging / "bin"):
+            directory.mkdir(parents=True)
+        log_path = work / "build.log"
+        try:
+            log("phase 1/5: apt index")
+            apt = PrivateApt(work / "apt")
+            apt.update()
+
+            log(f"phase 2/5: download kubernetes (source), {', '.join(GO_PACKAGES)}, {ETCD_PACKAGE}")
+            apt.run(["source", "--download-only", "-q", "kubernetes"], cwd=downloads)
+            apt.run(["download", "-q", *GO_PACKAGES, ETCD_PACKAGE], cwd=downloads)
+            dscs = sorted(downloads.glob("kubernetes_*.dsc"))
+            if len(dscs) != 1:
+                die(f"expected one kubernetes .dsc in {downloads}, found {[p.name for p in dscs]}")
+            debian_version = dscs[0].name.removeprefix("kubernetes_").removesuffix(".dsc")
+            upstream = debian_version.split("-", 1)[0].split("really")[-1]
+            if upstream != KUBE_VERSION:
+                die(
+                    f"Debian now ships kubernetes {debian_version} (upstream {upstream}), "
+                    f"not {KUBE_VERSION}: update KUBE_VERSION in {__file__}"
+                )
+            debs = sorted(downloads.glob("*.deb"))
+            log(f"  kubernetes {debian_version}; {', '.join(p.name for p in debs)}")
+
+            log("phase 3/5: extract Go toolchain, etcd and the source tree (Debian patches applied)")
+            for deb in debs:
+                run_quietly(["dpkg-deb", "-x", str(deb), str(toolchain)])
+            if not shutil.which("dpkg-source"):
+                die("dpkg-source not found (package dpkg-dev)")
+            # dpkg-source checks the .dsc checksums and applies debian/patches (apt already verified the downloads
+            # against the archive's signed index).
+            run_quietly(["dpkg-source", "-x", str(dscs[0]), str(src)])
+
+            log("phase 4/5: compile cmd/kube-apiserver and cmd/kube-controller-manager")
+            _ensure_rsync()
+            _run_make(src, toolchain / GOROOT_IN_DEB, work / "gocache", log_path)
+
+            log("phase 5/5: install")
+            built = src / "_output" / "bin"
+            for name in ("kube-apiserver", "kube-controller-manager"):
+                shutil.copy2(built / name, staging / "bin" / name)  # copy2 follows the _output/bin symlink chain
+            shutil.copy2(toolchain / "usr" / "bin" / "etcd", staging / "bin" / "etcd")
+            versions = {
+                name: run_quietly([str(staging / "bin" / name), "--version"]).splitlines()[0] for name in BINARIES
+            }
+            info = {
+                "kube_version": KUBE_VERSION,
+                "debian_source_version": debian_version,
+                "debs": [p.name for p in debs],
+                "binaries": versions,
+                "build_seconds": round(time.monotonic() - started),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            (staging / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+            if final.exists():  # a cache dir without (all) binaries: someone deleted some by hand
+                shutil.rmtree(final)
+            staging.rename(final)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+        log(f"built in {fmt_duration(time.monotonic() - started)}: {', '.join(versions.values())}")
+        log(f"cached in {bin_dir()} (Go build cache kept in {work / 'gocache'})")
+    return bin_dir()
+
+
+# ------------------------------------------------------------------------------------------------------------ cluster
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path `up` writes below DIR."""
+
+    dir: Path
+
+    @property
+    def state(self) -> Path:
+        return self.dir / STATE_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.dir / "etcd"
+
+    @property
+    def pki(self) -> Path:
+        return self.dir / "pki"  # tokens and keys, mode 0700
+
+    @property
+    def apiserver_certs(self) -> Path:
+        return self.dir / "pki" / "apiserver"
+
+    @property
+    def kcm_certs(self) -> Path:
+        return self.dir / "pki" / "controller-manager"
+
+    @property
+    def ca_bundle(self) -> Path:
+        # kube-apiserver --cert-dir writes a self-signed CA plus a serving cert for 127.0.0.1 signed by it; the .crt
+        # file holds both certificates, so it serves as the CA bundle for clients (real verification, no
+        # insecure-skip-tls-verify).
+        return self.apiserver_certs / "apiserver.crt"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def responder_kubeconfig(self) -> Path:
+        return self.dir / "responder.kubeconfig"
+
+    @property
+    def kcm_kubeconfig(self) -> Path:
+        return self.pki / "controller-manager.kubeconfig"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all sockets are held open until every port is chosen, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+def process_alive(pid: int, binary: str | None = None) -> bool:
+    """True if `pid` runs (not a zombie) and, when given, runs `binary`: a recycled PID must never be signalled."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # Field 3 is the state; it follows the parenthesised command name, which may itself contain spaces.
+    if stat.rsplit(")", 1)[-1].split()[0] in {"Z", "X"}:
+        return False  # our detached children are reaped by init, which may be slow (or absent in a container)
+    return binary is None or (bool(cmdline) and cmdline[0].decode(errors="replace") == binary)
+
+
+def https_get(url: str, ca_file: Path, token: str | None = None, timeout: float = 3.0) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def kubeconfig_text(server: str, ca_file: Path, user: str, token: str) -> str:
+    # JSON-quoted strings are valid YAML scalars, so nothing here needs a YAML library.
+    q = json.dumps
+    return (
+        "apiVersion: v1\n"
+        "kind: Config\n"
+        "clusters:\n"
+        f"- name: rsr-local\n  cluster:\n    server: {q(server)}\n    certificate-authority: {q(str(ca_file))}\n"
+        "users:\n"
+        f"- name: {q(user)}\n  user:\n    token: {q(token)}\n"
+        "contexts:\n"
+        f"- name: rsr-local\n  context:\n    cluster: rsr-local\n    user: {q(user)}\n"
+        "current-context: rsr-local\n"
+    )
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def load_state(layout: Layout) -> dict[str, Any] | None:
+    try:
+        state = json.loads(layout.state.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def check_health(state: dict[str, Any]) -> list[str]:
+    """Problems with a recorded cluster; empty means healthy."""
+    problems = []
+    for name, pid in state.get("pids", {}).items():
+        if not process_alive(int(pid), state.get("binaries", {}).get(name)):
+            problems.append(f"{name} (pid {pid}) is not running")
+    if problems:
+        return problems
+    try:
+        status, body = https_get(f"{state['server']}/readyz", Path(state["ca_file"]), state["admin_token"])
+    except (OSError, KeyError, ssl.SSLError) as exc:
+        return [f"apiserver /readyz unreachable: {exc}"]
+    if status != 200:
+        problems.append(f"apiserver /readyz answered {status}: {body[:200]}")
+    return problems
+
+
+def start_process(name: str, args: list[str], layout: Layout) -> subprocess.Popen[bytes]:
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    with (layout.logs / f"{name}.log").open("ab") as log_file:
+        # No shell; own session, so the processes outlive `up` and a Ctrl-C in the user's terminal does not reach them.
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=layout.dir,
+        )
+
+
+def log_tail(layout: Layout, name: str, lines: int = 30) -> str:
+    try:
+        return "".join((layout.logs / f"{name}.log").read_text(errors="replace").splitlines(True)[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float, procs: dict[str, subprocess.Popen[bytes]]
+) -> float:
+    """Polls check() until it returns True; fails early (with the log tail) if a started process exits."""
+    started = time.monotonic()
+    last_error = ""
+    while time.monotonic() - started < timeout:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise StartupError(f"{name} exited with {proc.returncode} while waiting for {what}", name)
+        try:
+            if check():
+                return time.monotonic() - started
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            last_error = str(exc)
+        time.sleep(0.2)
+    raise StartupError(f"timed out after {timeout:.0f}s waiting for {what} {last_error}".rstrip(), None)
+
+
+class StartupError(Exception):
+    def __init__(self, message: str, process: str | None) -> None:
+        super().__init__(message)
+        self.process = process
+
+
+def stop_pids(pids: dict[str, int], binaries: dict[str, str], timeout: float = 10.0) -> None:
+    """SIGTERM in reverse start order, SIGKILL whatever is still alive after `timeout`."""
+    ordered = sorted(pids, key=lambda n: PROCESS_ORDER.index(n) if n in PROCESS_ORDER else -1, reverse=True)
+    for name in ordered:
+        pid = int(pids[name])
+        if not process_alive(pid, binaries.get(name)):
+            continue
+        log(f"stopping {name} (pid {pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while process_alive(pid, binaries.get(name)) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reaps it if it happens to be our own child
+            time.sleep(0.1)
+        if process_alive(pid, binaries.get(name)):
+            log(f"{name} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def print_summary(state: dict[str, Any], headline: str) -> None:
+    kubeconfig = os.path.relpath(state["kubeconfig"]) if state["kubeconfig"].startswith(os.getcwd()) else None
+    kubeconfig = kubeconfig or state["kubeconfig"]
+    print(
+        f"{headline}\n"
+        f"  server:               {state['server']}  (Kubernetes v{state['version']})\n"
+        f"  admin kubeconfig:     {state['kubeconfig']}\n"
+        f"  responder kubeconfig: {state['responder_kubeconfig']}  (user {state['responder_identity']})\n"
+        f"  logs:                 {Path(state['dir']) / 'logs'}\n"
+        f"  try:                  kubectl --kubeconfig {kubeconfig} get pods -A\n"
+        f"  stop:                 python3 tools/kubeenv.py down --dir {state['dir']}"
+    )
+
+
+def up(directory: Path, controller_manager: bool = True) -> int:
+    layout = Layout(directory.resolve())
+    state = load_state(layout)
+    if state is not None:
+        problems = check_health(state)
+        if not problems and bool(state.get("pids", {}).get("kube-controller-manager")) == controller_manager:
+            print_summary(state, "kubeenv: cluster already running")
+            return 0
+        log(f"replacing the cluster recorded in {layout.state}: {'; '.join(problems) or 'different options'}")
+        down(directory)
+
+    bins = build()
+    started = time.monotonic()
+    # A fresh start every time: new data dir, tokens and certificates, so nothing stale (or half-written by a crashed
+    # run) survives. Only paths this tool owns are removed.
+    layout.dir.mkdir(parents=True, exist_ok=True)
+    for path in (layout.etcd_data, layout.pki, layout.logs):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in (layout.admin_kubeconfig, layout.responder_kubeconfig):
+        path.unlink(missing_ok=True)
+    layout.pki.mkdir(mode=0o700)
+    layout.etcd_data.mkdir(mode=0o700)
+
+    tokens = {
+        "admin": secrets.token_hex(24),
+        "responder": secrets.token_hex(24),
+        "kcm": secrets.token_hex(24),
+    }
+    # Static token file: token,user,uid,"groups". The responder gets no group: system:authenticated is implicit, so
+    # its rights come only from deploy/kubernetes/rbac.yaml.
+    write_private(
+        layout.pki / "tokens.csv",
+        f'{tokens["admin"]},{ADMIN_USER},rsr-admin,"system:masters"\n'
+        f"{tokens['responder']},{RESPONDER_IDENTITY},rsr-responder\n"
+        f"{tokens['kcm']},{KCM_USER},rsr-kube-controller-manager\n",
+    )
+    # Service-account signing key: the apiserver issues/verifies tokens with it and the controller-manager mints the
+    # per-controller service-account tokens (--use-service-account-credentials). The stdlib has no RSA, so openssl.
+    sa_key, sa_pub = layout.pki / "sa.key", layout.pki / "sa.pub"
+    for cmd in (
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(sa_key)],
+        ["openssl", "pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub)],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True)
+    sa_key.chmod(0o600)
+
+    etcd_client, etcd_peer, api_port, kcm_port = free_ports(4)
+    server = f"https://127.0.0.1:{api_port}"
+    commands: dict[str, list[str]] = {
+        "etcd": [
+            str(bins / "etcd"),
+            "--name=rsr",
+            f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=rsr=http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster-state=new",
+            "--logger=zap",
+            "--log-level=warn",
+        ],
+        "kube-apiserver": [
+            str(bins / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",  # else it picks a NIC address and puts that in the serving cert
+            f"--secure-port={api_port}",
+            "--insecure-port=0",  # 1.20 still opens an unauthenticated :8080 unless told not to
+            f"--cert-dir={layout.apiserver_certs}",
+            f"--token-auth-file={layout.pki / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-account-key-file={sa_pub}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--service-account-issuer={SA_ISSUER}",
+            f"--api-audiences={SA_ISSUER}",
+            # No kubelet mounts tokens here, and pods must be creatable without a token controller race.
+            "--disable-admission-plugins=ServiceAccount",
+            # There is no real network endpoint for the `kubernetes` Service; don't let the apiserver manage one.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ],
+        "kube-controller-manager": [
+            str(bins / "kube-controller-manager"),
+            f"--kubeconfig={layout.kcm_kubeconfig}",
+            # No --authentication/authorization-kubeconfig: delegated authn would watch kube-system's
+            # extension-apiserver-authentication ConfigMap, which this apiserver (no client CA) never creates, and
+            # log an error every few seconds. Its HTTPS port then serves just the always-allowed /healthz we poll.
+            "--bind-address=127.0.0.1",
+            f"--secure-port={kcm_port}",
+            "--port=0",  # 1.20 also serves plain HTTP on :10252 by default
+            f"--cert-dir={layout.kcm_certs}",
+            "--leader-elect=false",
+            # Each controller runs as its own kube-system service account with its bootstrap role, as on a real
+            # cluster; the KCM identity itself only needs to mint those tokens.
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={layout.ca_bundle}",
+            "--controllers=*",
+            "--v=1",
+        ],
+    }
+    if not controller_manager:
+        del commands["kube-controller-manager"]
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        procs["etcd"] = start_process("etcd", commands["etcd"], layout)
+        took = wait_until(
+            "etcd /health",
+            lambda: (
+                b'"health":"true"'
+                in urllib.request.urlopen(f"http://127.0.0.1:{etcd_client}/health", timeout=2).read().replace(b" ", b"")
+            ),
+            30,
+            procs,
+        )
+        log(f"etcd ready on 127.0.0.1:{etcd_client} in {took:.1f}s")
+
+        procs["kube-apiserver"] = start_process("kube-apiserver", commands["kube-apiserver"], layout)
+
+        def apiserver_ready() -> bool:
+            if not layout.ca_bundle.exists():
+                return False
+            return https_get(f"{server}/readyz", layout.ca_bundle, tokens["admin"])[0] == 200
+
+        took = wait_until("kube-apiserver /readyz", apiserver_ready, 90, procs)
+        log(f"kube-apiserver ready on {server} in {took:.1f}s")
+
+        write_private(layout.admin_kubeconfig, kubeconfig_text(server, layout.ca_bundle, ADMIN_USER, tokens["admin"]))
+        write_private(
+            layout.responder_kubeconfig,
+            kubeconfig_text(server, layout.ca_bundle, RESPONDER_IDENTITY, tokens["responder"]),
+        )
+        write_private(layout.kcm_kubeconfig, kubeconfig_text(server, layout.ca_bundle, KCM_USER, tokens["kcm"]))
+
+        if controller_manager:
+            procs["kube-controller-manager"] = start_process(
+                "kube-controller-manager", commands["kube-controller-manager"], layout
+            )
+            kcm_cert = layout.kcm_certs / "kube-controller-manager.crt"
+            took = wait_until(
+                "kube-controller-manager /healthz",
+                lambda: kcm_cert.exists() and https_get(f"https://127.0.0.1:{kcm_port}/healthz", kcm_cert)[0] == 200,
+                60,
+                procs,
+            )
+            # Healthy is not yet working: the controllers first wait for their service-account tokens. The
+            # `default` ServiceAccount of `default` appears once the token and service-account controllers run.
+            sa_url = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
+            took += wait_until(
+                "the controllers to start (default/default ServiceAccount)",
+                lambda: https_get(sa_url, layout.ca_bundle, tokens["admin"])[0] == 200,
+                60,
+                procs,
+            )
+            log(f"kube-controller-manager working in {took:.1f}s")
+    except (StartupError, OSError, subprocess.SubprocessError) as exc:
+        log(f"startup failed: {exc}")
+        culprit = exc.process if isinstance(exc, StartupError) and exc.process else next(reversed(procs), None)
+        if culprit:
+            sys.stderr.write(f"--- last lines of {layout.logs / (culprit + '.log')}:\n{log_tail(layout, culprit)}\n")
+        stop_pids({n: p.pid for n, p in procs.items()}, {n: commands[n][0] for n in procs})
+        return 1
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): no state.json will record these processes, so stop them now.
+        stop_pids({n: p.pid for n, p in procs.items()}, {n: commands[n][0] for n in procs})
+        raise
+
+    state = {
+        "server": server,
+        "pids": {name: proc.pid for name, proc in procs.items()},
+        "binaries": {name: commands[name][0] for name in procs},
+        "ports": {"etcd": etcd_client, "etcd_peer": etcd_peer, "kube-apiserver": api_port, "kcm": kcm_port},
+        "kubeconfig": str(layout.admin_kubeconfig),
+        "responder_kubeconfig": str(layout.responder_kubeconfig),
+        "responder_identity": RESPONDER_IDENTITY,
+        "version": KUBE_VERSION,
+        "ca_file": str(layout.ca_bundle),
+        "admin_token": tokens["admin"],  # for `status`; the same secret is in the kubeconfig next to this file
+        "dir": str(layout.dir),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    # Written last and atomically: its presence means "a complete cluster was started".
+    with tempfile.NamedTemporaryFile("w", dir=layout.dir, prefix=".state.", delete=False) as tmp:
+        json.dump(state, tmp, indent=2)
+        tmp.write("\n")
+    os.chmod(tmp.name, 0o600)
+    os.replace(tmp.name, layout.state)
+    print_summary(state, f"kubeenv: cluster up in {fmt_duration(time.monotonic() - started)}")
+    return 0
+
+
+def down(directory: Path) -> int:
+    layout = Layout(directory.resolve())
+    state = load_state(layout)
+    if state is None:
+        if layout.state.exists():
+            log(f"{layout.state} is unreadable; removing it")
+            layout.state.unlink()
+        else:
+            log(f"nothing running ({layout.state} not found)")
+        return 0
+    stop_pids(state.get("pids", {}), state.get("binaries", {}))
+    layout.state.unlink(missing_ok=True)
+    log("stopped")
+    return 0
+
+
+def status(directory: Path) -> int:
+    layout = Layout(directory.resolve())
+    state = load_state(layout)
+    if state is None:
+        print(f"kubeenv: no cluster recorded in {layout.state}")
+        return 1
+    problems = check_health(state)
+    if problems:
+        print("kubeenv: unhealthy: " + "; ".join(problems))
+        return 1
+    print_summary(state, "kubeenv: healthy")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build and cache the binaries (no-op when cached)")
+    for name, help_text in (
+        ("up", "start etcd, kube-apiserver and kube-controller-manager"),
+        ("down", "stop the processes started by `up`"),
+        ("status", "exit 0 if the recorded cluster is healthy, 1 otherwise"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--dir", type=Path, default=Path(".testenv"), help="state directory (default: .testenv)")
+        if name == "up":
+            cmd.add_argument("--no-controller-manager", action="store_true", help="only etcd and kube-apiserver")
+    args = parser.parse_args(argv)
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # run the same cleanup as Ctrl-C (stop the compiler / half-started processes)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if args.command == "build":
+            print(build())
+            return 0
+        if args.command == "up":
+            return up(args.dir, controller_manager=not args.no_controller_manager)
+        if args.command == "down":
+            return down(args.dir)
+        return status(args.dir)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
