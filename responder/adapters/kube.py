@@ -305,7 +305,7 @@ class KubeAdapter:
             )
         except PermanentError as exc:
             raise Unavailable(f"container logs unavailable: {exc}") from exc
-        return str(text)
+        return str(text) if text else ""  # a pod that never ran answers 200 with no body
 
     def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
         """Run argv (no shell) over the exec websocket; collect stdout/stderr up to the timeout."""
