@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -48,12 +49,23 @@ class FakeKube:
         self.deleted: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.fail_next: dict[str, int] = {}  # method name -> transient failures to inject
+        self.raise_on: dict[str, Exception] = {}  # method name -> raised on every call
+        self.sleep_on: dict[str, float] = {}  # method name -> seconds slept first (timeouts)
+        self.calls: list[str] = []
         self.logs_text: str | None = None
+        self.ps_text = "  PPID   PID  PGID   SID TTY      TPGID STAT   UID   TIME COMMAND\n    0     1     1     1 ?  -1 Ss 0 0:00 sh\n"
 
     def _maybe_fail(self, method: str) -> None:
-        if self.fail_next.get(method, 0) > 0:
-            self.fail_next[method] -= 1
-            raise TransientError(f"injected 503 on {method}")
+        # Called before taking the lock, so a sleeping method does not stall the others.
+        with self.lock:
+            self.calls.append(method)
+            if self.fail_next.get(method, 0) > 0:
+                self.fail_next[method] -= 1
+                raise TransientError(f"injected 503 on {method}")
+        if self.sleep_on.get(method):
+            time.sleep(self.sleep_on[method])
+        if method in self.raise_on:
+            raise self.raise_on[method]
 
     def rv(self) -> str:
         return str(next(self._rv))
@@ -125,8 +137,8 @@ class FakeKube:
 
     # ------------------------------------------------------------------------------------------------ port
     def get_pod(self, namespace: str, name: str) -> PodView:
+        self._maybe_fail("get_pod")
         with self.lock:
-            self._maybe_fail("get_pod")
             try:
                 return self.pods[(namespace, name)]
             except KeyError:
@@ -140,8 +152,8 @@ class FakeKube:
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
     ) -> PodView:
+        self._maybe_fail("patch_pod_metadata")
         with self.lock:
-            self._maybe_fail("patch_pod_metadata")
             pod = self.get_pod(namespace, name)
             if pod.uid != uid:
                 raise Conflict("uid precondition")
@@ -160,8 +172,8 @@ class FakeKube:
             return pod
 
     def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
+        self._maybe_fail("delete_pod")
         with self.lock:
-            self._maybe_fail("delete_pod")
             pod = self.get_pod(namespace, name)
             if pod.uid != uid:
                 raise Conflict("uid precondition")
@@ -170,19 +182,20 @@ class FakeKube:
             self.writes.append(f"delete pod {name}")
 
     def get_workload(self, namespace: str, owner: OwnerRef) -> WorkloadView:
+        self._maybe_fail("get_workload")
         try:
             return self.workloads[(namespace, owner.kind, owner.name)]
         except KeyError:
             raise NotFound(f"{owner.kind} {owner.name}") from None
 
     def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
+        self._maybe_fail("list_network_policies")
         with self.lock:
-            self._maybe_fail("list_network_policies")
             return [p for (ns, _), p in sorted(self.policies.items()) if ns == namespace]
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
+        self._maybe_fail("create_network_policy")
         with self.lock:
-            self._maybe_fail("create_network_policy")
             name = body["metadata"]["name"]
             if (namespace, name) in self.policies:
                 raise Conflict(f"networkpolicy {name} exists")
@@ -205,8 +218,8 @@ class FakeKube:
     def set_network_policy_selector(
         self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
     ) -> NetworkPolicyView:
+        self._maybe_fail("set_network_policy_selector")
         with self.lock:
-            self._maybe_fail("set_network_policy_selector")
             try:
                 current = self.policies[(namespace, name)]
             except KeyError:
@@ -219,25 +232,30 @@ class FakeKube:
             return view
 
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
+        self._maybe_fail("read_log")
         if self.logs_text is None:
             raise Unavailable("no kubelet")
         return self.logs_text
 
     def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
+        self._maybe_fail("exec")
         if argv != ["ps", "axjf"]:
             raise AssertionError(f"unexpected exec {argv}")
-        return "  PPID   PID  PGID   SID TTY      TPGID STAT   UID   TIME COMMAND\n    0     1     1     1 ?  -1 Ss 0 0:00 sh\n"
+        return self.ps_text
 
     def get_node(self, name: str) -> NodeView:
+        self._maybe_fail("get_node")
         try:
             return self.nodes[name]
         except KeyError:
             raise NotFound(f"node {name}") from None
 
     def get_namespace(self, name: str) -> NamespaceView:
+        self._maybe_fail("get_namespace")
         return self.namespaces.get(name) or NamespaceView(name=name)
 
     def get_lease(self, namespace: str, name: str) -> LeaseView:
+        self._maybe_fail("get_lease")
         with self.lock:
             try:
                 return self.leases[(namespace, name)]
@@ -245,6 +263,7 @@ class FakeKube:
                 raise NotFound(name) from None
 
     def create_lease(self, namespace: str, name: str, annotations: Mapping[str, str]) -> LeaseView:
+        self._maybe_fail("create_lease")
         with self.lock:
             if (namespace, name) in self.leases:
                 raise Conflict("exists")
@@ -255,6 +274,7 @@ class FakeKube:
     def update_lease(
         self, namespace: str, name: str, annotations: Mapping[str, str], resource_version: str | None
     ) -> LeaseView:
+        self._maybe_fail("update_lease")
         with self.lock:
             current = self.get_lease(namespace, name)
             if current.resource_version != resource_version:

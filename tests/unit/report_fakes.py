@@ -8,28 +8,25 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from responder.errors import NotFound, Unavailable
+from responder.errors import Unavailable
 from responder.findings import Finding, parse_notification, to_finding
 from responder.identifiers import ClusterRef
 from responder.ports import (
     ClusterInfo,
     Connection,
     ContainerView,
-    LabelSelector,
-    LeaseView,
     LogEntry,
     NamespaceView,
-    NetworkPolicyView,
     NodeView,
     OwnerRef,
     PodView,
     WorkloadView,
 )
 from responder.triage import Target, triage
+from tests.unit.fakes import FakeKube
 
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "corpus"  # copies of the shared samples, inside the repo
 REGIONAL = ClusterRef(project="example-retail-prod", location="us-east1", name="retail-gke")
 ZONAL = ClusterRef(project="example-bank-prod", location="asia-northeast1-a", name="ledger-gke")
 EVENT_TIME = datetime(2026, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
@@ -79,137 +76,57 @@ class Switches:
             raise error
 
 
-class ReportKube(Switches):
-    """A one-pod cluster implementing ``KubePort``: a Deployment's pod on a node, in a namespace with an owner."""
-
-    def __init__(self, target: Target, *, instance_id: str | None = INSTANCE_ID, owner_label: str | None = "payments"):
-        super().__init__()
-        self.target = target
-        rs = OwnerRef(api_version="apps/v1", kind="ReplicaSet", name="cart-api-5c8d7b9f4", uid="rs-1", controller=True)
-        dep = OwnerRef(api_version="apps/v1", kind="Deployment", name="cart-api", uid="dep-1", controller=True)
-        self.pod = PodView(
-            namespace=target.namespace,
-            name=target.pod,
-            uid="pod-uid-1",
-            resource_version="7",
-            labels={"app": "cart-api", "pod-template-hash": "5c8d7b9f4"},
-            annotations={"kubectl.kubernetes.io/restartedAt": "2026-03-13T22:00:00Z"},
-            owners=(rs,),
-            node_name=target.node,
-            service_account="cart-api",
-            phase="Running",
-            start_time=datetime(2026, 3, 13, 22, 4, 11, tzinfo=UTC),
-            containers=(
-                ContainerView(
-                    name=target.container or "api",
-                    image="us-docker.pkg.dev/example-retail-prod/apps/cart-api:1.42.0",
-                    image_id="us-docker.pkg.dev/example-retail-prod/apps/cart-api@sha256:" + "3c" * 32,
-                    ready=True,
-                    running=True,
-                    restart_count=2,
-                    privileged=True,
-                    run_as_user=0,
-                ),
+def ReportKube(
+    target: Target, *, instance_id: str | None = INSTANCE_ID, owner_label: str | None = "payments"
+) -> FakeKube:
+    """The shared in-memory cluster, seeded as one Deployment's pod on a node, in a namespace with an owner."""
+    kube = FakeKube()
+    rs = OwnerRef(api_version="apps/v1", kind="ReplicaSet", name="cart-api-5c8d7b9f4", uid="rs-1", controller=True)
+    dep = OwnerRef(api_version="apps/v1", kind="Deployment", name="cart-api", uid="dep-1", controller=True)
+    kube.pods[(target.namespace, target.pod)] = PodView(
+        namespace=target.namespace,
+        name=target.pod,
+        uid="pod-uid-1",
+        resource_version="7",
+        labels={"app": "cart-api", "pod-template-hash": "5c8d7b9f4"},
+        annotations={"kubectl.kubernetes.io/restartedAt": "2026-03-13T22:00:00Z"},
+        owners=(rs,),
+        node_name=target.node,
+        service_account="cart-api",
+        phase="Running",
+        start_time=datetime(2026, 3, 13, 22, 4, 11, tzinfo=UTC),
+        containers=(
+            ContainerView(
+                name=target.container or "api",
+                image="us-docker.pkg.dev/example-retail-prod/apps/cart-api:1.42.0",
+                image_id="us-docker.pkg.dev/example-retail-prod/apps/cart-api@sha256:" + "3c" * 32,
+                ready=True,
+                running=True,
+                restart_count=2,
+                privileged=True,
+                run_as_user=0,
             ),
-            manifest={"kind": "Pod", "metadata": {"name": target.pod}},
-        )
-        self.workloads = {
-            "ReplicaSet": WorkloadView(
-                kind="ReplicaSet", namespace=target.namespace, name="cart-api-5c8d7b9f4", uid="rs-1", owners=(dep,)
-            ),
-            "Deployment": WorkloadView(
-                kind="Deployment",
-                namespace=target.namespace,
-                name="cart-api",
-                uid="dep-1",
-                replicas=3,
-                ready_replicas=3,
-            ),
-        }
-        annotations = {"container.googleapis.com/instance_id": instance_id} if instance_id else {}
-        self.node = NodeView(
-            name=target.node or "node-1",
-            labels={"cloud.google.com/gke-nodepool": "default-pool", "topology.kubernetes.io/zone": "us-east1-b"},
-            annotations=annotations,
-        )
-        self.namespace = NamespaceView(
-            name=target.namespace, labels={"team": owner_label} if owner_label else {}, annotations={}
-        )
-        self.log_text = "GET /cart 200\nPOST /cart 201\n"
-        self.ps_text = "  PID COMMAND\n    1 /app/server\n 4242  \\_ bash -i\n"
-
-    def get_pod(self, namespace: str, name: str) -> PodView:
-        self.hit("get_pod")
-        if (namespace, name) != (self.pod.namespace, self.pod.name):
-            raise NotFound(f"pod {namespace}/{name}")
-        return self.pod
-
-    def patch_pod_metadata(
-        self,
-        namespace: str,
-        name: str,
-        uid: str,
-        labels: Mapping[str, str | None],
-        annotations: Mapping[str, str | None],
-    ) -> PodView:
-        self.hit("patch_pod_metadata")
-        return self.pod
-
-    def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
-        self.hit("delete_pod")
-
-    def get_workload(self, namespace: str, owner: OwnerRef) -> WorkloadView:
-        self.hit("get_workload")
-        try:
-            return self.workloads[owner.kind]
-        except KeyError:
-            raise NotFound(f"{owner.kind} {owner.name}") from None
-
-    def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
-        self.hit("list_network_policies")
-        return []
-
-    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
-        self.hit("create_network_policy")
-        return NetworkPolicyView(namespace=namespace, name=str(body["metadata"]["name"]))
-
-    def set_network_policy_selector(
-        self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
-    ) -> NetworkPolicyView:
-        self.hit("set_network_policy_selector")
-        return NetworkPolicyView(namespace=namespace, name=name, pod_selector=selector)
-
-    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
-        self.hit("read_log")
-        return self.log_text
-
-    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
-        self.hit("exec")
-        return self.ps_text
-
-    def get_node(self, name: str) -> NodeView:
-        self.hit("get_node")
-        if name != self.node.name:
-            raise NotFound(f"node {name}")
-        return self.node
-
-    def get_namespace(self, name: str) -> NamespaceView:
-        self.hit("get_namespace")
-        return self.namespace
-
-    def get_lease(self, namespace: str, name: str) -> LeaseView:
-        self.hit("get_lease")
-        raise NotFound(f"lease {namespace}/{name}")
-
-    def create_lease(self, namespace: str, name: str, annotations: Mapping[str, str]) -> LeaseView:
-        self.hit("create_lease")
-        return LeaseView(namespace=namespace, name=name, resource_version="1", annotations=dict(annotations))
-
-    def update_lease(
-        self, namespace: str, name: str, annotations: Mapping[str, str], resource_version: str | None
-    ) -> LeaseView:
-        self.hit("update_lease")
-        return LeaseView(namespace=namespace, name=name, resource_version="2", annotations=dict(annotations))
+        ),
+        manifest={"kind": "Pod", "metadata": {"name": target.pod}},
+    )
+    kube.workloads[(target.namespace, "ReplicaSet", "cart-api-5c8d7b9f4")] = WorkloadView(
+        kind="ReplicaSet", namespace=target.namespace, name="cart-api-5c8d7b9f4", uid="rs-1", owners=(dep,)
+    )
+    kube.workloads[(target.namespace, "Deployment", "cart-api")] = WorkloadView(
+        kind="Deployment", namespace=target.namespace, name="cart-api", uid="dep-1", replicas=3, ready_replicas=3
+    )
+    node = target.node or "node-1"
+    kube.nodes[node] = NodeView(
+        name=node,
+        labels={"cloud.google.com/gke-nodepool": "default-pool", "topology.kubernetes.io/zone": "us-east1-b"},
+        annotations={"container.googleapis.com/instance_id": instance_id} if instance_id else {},
+    )
+    kube.namespaces[target.namespace] = NamespaceView(
+        name=target.namespace, labels={"team": owner_label} if owner_label else {}
+    )
+    kube.logs_text = "GET /cart 200\nPOST /cart 201\n"
+    kube.ps_text = "  PID COMMAND\n    1 /app/server\n 4242  \\_ bash -i\n"
+    return kube
 
 
 def cluster_info(ref: ClusterRef = REGIONAL, *, owner: str | None = None, netpol: bool = True) -> ClusterInfo:
@@ -224,7 +141,7 @@ def cluster_info(ref: ClusterRef = REGIONAL, *, owner: str | None = None, netpol
     )
 
 
-def connection(kube: ReportKube, info: ClusterInfo | None = None) -> Connection:
+def connection(kube: FakeKube, info: ClusterInfo | None = None) -> Connection:
     """A connection as the GKE connector returns it."""
     return Connection(kube=kube, info=info)
 

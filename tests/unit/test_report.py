@@ -33,6 +33,7 @@ from responder.report import (
 )
 from responder.service import Dependencies, Outcome, Responder
 from responder.triage import Verdict, triage
+from tests.unit.fakes import FakeKube
 from tests.unit.report_fakes import (
     INSTANCE_ID,
     SAMPLES,
@@ -54,14 +55,14 @@ HEADINGS = [f"## {t}" for t in STEP_TITLES]
 def respond(
     sample: str = "reverse_shell_v1.json",
     *,
-    kube: ReportKube | None = None,
+    kube: FakeKube | None = None,
     logs: ReportLogs | None = None,
     cluster_owner: str | None = None,
 ) -> Outcome:
     settings = Settings()
     deps = Dependencies(settings=settings, policy=PolicyEngine(Policy(), settings), logs=logs)
     if kube is not None:
-        deps.connector = ReportConnector(connection(kube, cluster_info(kube.target.cluster, owner=cluster_owner)))
+        deps.connector = ReportConnector(connection(kube, cluster_info(sample_target(sample).cluster, owner=cluster_owner)))
     responder = Responder(deps)
     try:
         return responder.respond(detect_bytes((SAMPLES / sample).read_bytes()))
