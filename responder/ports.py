@@ -64,6 +64,7 @@ class PodView(_View):
     service_account: str | None = None
     phase: str | None = None
     start_time: datetime | None = None
+    created: datetime | None = None
     deleting: bool = False
     containers: tuple[ContainerView, ...] = ()
     manifest: dict[str, Any] = Field(default_factory=dict)  # the API object as JSON, kept as evidence

@@ -16,6 +16,7 @@ from typing import Any
 from responder import budget as budget_mod
 from responder.actions import registry
 from responder.actions.base import ActionContext, ActionResult, Evidence, Status
+from responder.actions.isolate import ensure_deny_all
 from responder.config import Settings
 from responder.decision import DecisionRecord, DeliveryInfo, PodRef, make_record
 from responder.enrichment import Investigation, Investigator
@@ -160,19 +161,28 @@ class Responder:
     def _act(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
         engine = self.deps.policy
         connection, unavailable = self._connect(target)
-        policies_read = None
-        if connection is not None:
-            # Isolation needs the namespace's policies: read them alongside the pod rather than after it.
-            policies_read = self.workers.submit(connection.kube.list_network_policies, target.namespace)
-        pod = self._read_pod(connection, target) if connection else None
-        labels = pod.labels if pod else finding.pod_labels
-        plan = engine.plan(finding, target, labels)
+        # Investigation needs nothing from containment: start it first, so it overlaps everything below.
         investigation_future = self.coordinators.submit(
             self.investigator.investigate, finding, target, connection, unavailable
         )
-        results, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable, policies_read)
-        investigation = investigation_future.result()
+        policies_read = deny_all_ready = None
+        if connection is not None:
+            # Round one of isolation goes out with the pod read: the namespace's policies, and the deny-all policy
+            # when the finding's own labels already tell that this pod will be isolated in enforce mode. The deny-all
+            # selects only quarantine-labelled pods, so creating it early changes nothing for any other pod.
+            policies_read = self.workers.submit(connection.kube.list_network_policies, target.namespace)
+            early = engine.plan(finding, target, finding.pod_labels)
+            if not early.dry_run and any(s.action == "isolate" for s in early.steps):
+                deny_all_ready = self.workers.submit(ensure_deny_all, connection.kube, target.namespace)
+        pod = self._read_pod(connection, target) if connection else None
+        labels = pod.labels if pod else finding.pod_labels
+        plan = engine.plan(finding, target, labels)
+        results, evidence, retry = self._contain(
+            finding, target, plan, connection, pod, unavailable, policies_read, deny_all_ready
+        )
+        # Write back as soon as containment is done, while the investigation may still be running.
         results += self._write_back(finding, plan, results)
+        investigation = investigation_future.result()
 
         def record(actions: list[ActionResult]) -> DecisionRecord:
             return make_record(
@@ -287,15 +297,25 @@ class Responder:
         pod: PodView | None,
         unavailable: str | None,
         policies_read: Future[list[NetworkPolicyView]] | None = None,
+        deny_all_ready: Future[bool] | None = None,
     ) -> tuple[list[ActionResult], Evidence, bool]:
         evidence = Evidence()
         if not plan.steps:
             return [], evidence, False
         dry_run = plan.dry_run
-        if connection is None or pod is None:
+        why = None
+        if connection is None:
+            why = unavailable
+        elif pod is None:
+            why = f"pod {target.namespace}/{target.pod} not found (already gone?)"
+        elif finding.event_time and pod.created and pod.created > finding.event_time:
+            # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
+            # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
             why = (
-                unavailable if connection is None else f"pod {target.namespace}/{target.pod} not found (already gone?)"
+                f"pod {target.namespace}/{target.pod} was created after the finding's event "
+                f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone"
             )
+        if why is not None or connection is None or pod is None:
             status = Status.SKIPPED
             return (
                 [
@@ -316,6 +336,8 @@ class Responder:
             now=self.deps.clock(),
             pool=self.workers,
             policies_read=policies_read,
+            deny_all_ready=deny_all_ready,
+            planned=tuple(s.action for s in plan.steps),
         )
         results: list[ActionResult] = []
         retry = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ def notification(
     if resource is not None:
         f["resourceName"] = resource
         doc["resource"]["name"] = resource
+    # The event happens now: the pods a test creates before building the finding existed when it happened.
+    f["eventTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     for key, value in finding_overrides.items():
         if value is None:
             f.pop(key, None)

@@ -83,6 +83,8 @@ class ActionContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     pool: Executor | None = None
     policies_read: Future[list[NetworkPolicyView]] | None = None
+    deny_all_ready: Future[bool] | None = None
+    planned: tuple[str, ...] = ()
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
         """The namespace's NetworkPolicies as read alongside the pod, once; None when there is no such read.
@@ -96,6 +98,16 @@ class ActionContext:
             return future.result()
         except ResponderError:
             return None
+
+    def deny_all_exists(self) -> bool:
+        """True when the deny-all policy was ensured alongside the pod read (see ``Responder``)."""
+        future, self.deny_all_ready = self.deny_all_ready, None
+        if future is None:
+            return False
+        try:
+            return future.result()
+        except ResponderError:
+            return False
 
     def run_concurrently(self, calls: list[Callable[[], object]]) -> list[BaseException | None]:
         """Run independent writes at once (sequentially without a pool); the error of each, or None."""

@@ -9,6 +9,7 @@ be captured is recorded with the reason (no running container, no kubelet, forbi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import Field
@@ -39,51 +40,59 @@ class CaptureAction:
     Params: ClassVar[type[ActionParams]] = CaptureParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
-        """Capture what can be captured; never fails the event."""
+        """Capture what can be captured, the three reads at once; never fails the event."""
         assert isinstance(params, CaptureParams)
         ev, pod, kube = ctx.evidence, ctx.pod, ctx.kube
-        captured: list[str] = []
         ev.manifest = pod.manifest
-        captured.append("manifest")
-
-        owner = pod.controller
-        for _ in range(MAX_OWNER_DEPTH):
-            if owner is None:
-                break
-            try:
-                workload = kube.get_workload(pod.namespace, owner)
-            except ResponderError as exc:
-                ev.notes.append(f"owner {owner.kind}/{owner.name}: {clean(exc, 200)}")
-                break
-            ev.owner_chain.append({"kind": workload.kind, "name": workload.name, "uid": workload.uid})
-            owner = next((o for o in workload.owners if o.controller), None)
-        if ev.owner_chain:
-            captured.append("owner chain")
-
         container = ctx.target.container
-        if params.log_tail_lines:
+        parts: dict[str, bool] = {"manifest": True}  # part -> captured (set by each reader, read after all finish)
+
+        def owner_chain() -> None:
+            owner = pod.controller
+            for _ in range(MAX_OWNER_DEPTH):
+                if owner is None:
+                    break
+                try:
+                    workload = kube.get_workload(pod.namespace, owner)
+                except ResponderError as exc:
+                    ev.notes.append(f"owner {owner.kind}/{owner.name}: {clean(exc, 200)}")
+                    break
+                ev.owner_chain.append({"kind": workload.kind, "name": workload.name, "uid": workload.uid})
+                owner = next((o for o in workload.owners if o.controller), None)
+            parts["owner chain"] = bool(ev.owner_chain)
+
+        def logs() -> None:
             try:
                 ev.logs = kube.read_log(
                     pod.namespace, pod.name, container, params.log_tail_lines, params.log_limit_bytes
                 )
-                captured.append("logs" if ev.logs else "logs (empty)")
+                parts["logs" if ev.logs else "logs (empty)"] = True
             except ResponderError as exc:
                 ev.notes.append(f"logs not captured: {clean(exc, 200)}")
 
-        if params.process_tree:
-            running = any(c.running for c in pod.containers if container is None or c.name == container)
-            if not running:
+        def process_tree() -> None:
+            if not any(c.running for c in pod.containers if container is None or c.name == container):
                 ev.notes.append("process tree not captured: the container is not running")
-            else:
-                try:
-                    ev.process_tree = kube.exec(
-                        pod.namespace, pod.name, container, PROCESS_TREE_ARGV, params.exec_timeout_s
-                    )
-                    captured.append("process tree")
-                except NotFound:
-                    ev.notes.append("process tree not captured: pod no longer exists")
-                except ResponderError as exc:
-                    ev.notes.append(f"process tree not captured: {clean(exc, 200)}")
+                return
+            try:
+                ev.process_tree = kube.exec(
+                    pod.namespace, pod.name, container, PROCESS_TREE_ARGV, params.exec_timeout_s
+                )
+                parts["process tree"] = True
+            except NotFound:
+                ev.notes.append("process tree not captured: pod no longer exists")
+            except ResponderError as exc:
+                ev.notes.append(f"process tree not captured: {clean(exc, 200)}")
+
+        readers: list[Callable[[], object]] = [owner_chain]
+        if params.log_tail_lines:
+            readers.append(logs)
+        if params.process_tree:
+            readers.append(process_tree)
+        ctx.run_concurrently(readers)  # each reader records its own failures as notes
+        captured = [
+            name for name in ("manifest", "owner chain", "logs", "logs (empty)", "process tree") if parts.get(name)
+        ]
         reason = f"captured {', '.join(captured)}"
         if ev.notes:
             reason += f"; {len(ev.notes)} part(s) not captured"

@@ -29,9 +29,9 @@ from responder.actions.base import (
     Status,
     result,
 )
-from responder.actions.label import apply_quarantine_label
+from responder.actions.label import quarantine_pod
 from responder.errors import Conflict, NotFound
-from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView
+from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView
 
 _EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 _CONFLICT_ATTEMPTS = 5
@@ -53,9 +53,26 @@ def deny_all_body() -> dict[str, object]:
     }
 
 
+def _patch_pod_into(out: list[tuple[bool, str]], ctx: ActionContext, remove: list[str]) -> None:
+    out.append(quarantine_pod(ctx, remove, _detach_record(remove, ctx)))
+
+
+def _detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str] | None:
+    if not remove:
+        return None
+    original = {k: ctx.pod.labels[k] for k in remove if k in ctx.pod.labels}
+    return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
+
+
+def ensure_deny_all(kube: KubePort, namespace: str) -> bool:
+    """Create the deny-all policy unless it exists; True once it does (also when another instance made it)."""
+    with contextlib.suppress(Conflict):
+        kube.create_network_policy(namespace, deny_all_body())
+    return True
+
+
 def _create_deny_all(ctx: ActionContext) -> None:
-    with contextlib.suppress(Conflict):  # another instance created it first: the state we want
-        ctx.kube.create_network_policy(ctx.target.namespace, deny_all_body())
+    ensure_deny_all(ctx.kube, ctx.target.namespace)
 
 
 def _excludes_quarantine(policy: NetworkPolicyView) -> bool:
@@ -77,15 +94,14 @@ class IsolateAction:
         """Isolate the pod; report ``failed`` when isolation cannot be effective (the writes are still made)."""
         assert isinstance(params, IsolateParams)
         changes: list[str] = []
+        remove, notes = self._detach_plan(ctx) if params.detach else ([], [])
         try:
-            self._prepare_policies(ctx, changes)
-            changed, reason = apply_quarantine_label(ctx, self.name)
-            if changed:
-                changes.append(reason)
-            notes = self._detach(ctx, changes) if params.detach else []
+            self._isolate(ctx, changes, remove)
         except NotFound:
             return result(self.name, Status.SKIPPED, "pod no longer exists", ctx, changes)
-        except Conflict:
+        except Conflict as exc:
+            if "NetworkPolicies" in str(exc):
+                raise
             return result(self.name, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
 
         ineffective = self._ineffective(ctx)
@@ -115,20 +131,24 @@ class IsolateAction:
         return None
 
     @staticmethod
-    def _prepare_policies(ctx: ActionContext, changes: list[str]) -> None:
-        """Ensure the deny-all policy and exclude quarantined pods from every allowing policy that selects the pod.
+    def _isolate(ctx: ActionContext, changes: list[str], remove: list[str]) -> None:
+        """Deny-all first, then (concurrently) the exclusions from allowing policies and the one pod patch.
 
-        Time to containment is the product: the policy list comes from the read started alongside the pod read, and
-        the writes (one create, N patches) go out concurrently. A patch that loses a race re-reads and re-judges.
+        Time to containment is the product, so requests go out in as few rounds as is safe. The deny-all policy must
+        exist before the label lands (the label is what moves the pod into it); it is usually created alongside the
+        pod read (``ctx.deny_all_exists``). Once it exists, exclusion and label may land in either order: until the
+        label lands, ``NotIn`` still selects the pod, so it is never left unselected (which would allow everything).
         """
         namespace = ctx.target.namespace
         # Judge selection by the pod's own labels without ours: that is what the allowing policies see today.
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
+        deny_all_ready = ctx.deny_all_exists()
         listed = ctx.prefetched_policies()
+        pod_done = False
         for _ in range(_CONFLICT_ATTEMPTS):
             if listed is None:
                 listed = ctx.kube.list_network_policies(namespace)
-            need_deny_all = all(p.name != DENY_ALL_POLICY for p in listed)
+            need_deny_all = not deny_all_ready and all(p.name != DENY_ALL_POLICY for p in listed)
             pending = [
                 p
                 for p in listed
@@ -138,11 +158,14 @@ class IsolateAction:
                 if need_deny_all:
                     changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
                 changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
+                _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
+                changes.append(what)
                 return
-            writes: list[tuple[str, Callable[[], object]]] = []
             if need_deny_all:
-                writes.append((f"created NetworkPolicy {namespace}/{DENY_ALL_POLICY}", partial(_create_deny_all, ctx)))
-            writes.extend(
+                _create_deny_all(ctx)
+                changes.append(f"created NetworkPolicy {namespace}/{DENY_ALL_POLICY}")
+                deny_all_ready = True
+            writes: list[tuple[str | None, Callable[[], object]]] = [
                 (
                     f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
                     partial(
@@ -154,10 +177,22 @@ class IsolateAction:
                     ),
                 )
                 for p in pending
-            )
+            ]
+            pod_outcome: list[tuple[bool, str]] = []
+            if not pod_done:
+                writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
             retry = False
             for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes]), strict=True):
-                if error is None:
+                if done is None:  # the pod patch: its failure (gone, replaced) ends the action
+                    if error is not None:
+                        raise error
+                    pod_done = True
+                    changed, what = pod_outcome[0]
+                    if changed:
+                        changes.append(
+                            what + (f"; detached from its ReplicaSet ({', '.join(remove)} removed)" if remove else "")
+                        )
+                elif error is None:
                     changes.append(done)
                 elif isinstance(error, Conflict | NotFound):
                     retry = True  # changed under us (often by a concurrent instance doing the same)
@@ -169,26 +204,15 @@ class IsolateAction:
         raise Conflict(f"NetworkPolicies in {namespace} kept changing; gave up after {_CONFLICT_ATTEMPTS} attempts")
 
     @staticmethod
-    def _detach(ctx: ActionContext, changes: list[str]) -> list[str]:
+    def _detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:
+        """Which labels to remove so the ReplicaSet lets go of the pod (and Services stop routing to it)."""
         controller = ctx.pod.controller
         if controller is None:
-            return ["not detached: the pod has no controller to replace it"]
+            return [], ["not detached: the pod has no controller to replace it"]
         if controller.kind != "ReplicaSet":
             # A StatefulSet would try to recreate the same name; a DaemonSet/Job has its own identity rules.
-            return [f"not detached: {controller.kind} pods keep their identity; delete instead to replace"]
-        workload_labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
+            return [], [f"not detached: {controller.kind} pods keep their identity; delete instead to replace"]
+        workload_labels = sorted(k for k in ctx.pod.labels if k != QUARANTINE_LABEL)
         if not workload_labels:
-            return ["already detached"]
-        if ctx.dry_run:
-            changes.append(f"detach pod from ReplicaSet {controller.name} (remove labels {sorted(workload_labels)})")
-            return []
-        pod = ctx.pod
-        ctx.pod = ctx.kube.patch_pod_metadata(
-            pod.namespace,
-            pod.name,
-            pod.uid,
-            dict.fromkeys(workload_labels),
-            {ORIGINAL_LABELS_ANNOTATION: json.dumps(workload_labels, sort_keys=True)},
-        )
-        changes.append(f"detached pod from ReplicaSet {controller.name}: a replacement is created, Services drop it")
-        return []
+            return [], ["already detached"]
+        return workload_labels, [f"detached from ReplicaSet {controller.name}: it creates a clean replacement"]

@@ -7,10 +7,12 @@ it was touched. The patch carries the pod's UID as a precondition, so a same-nam
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from responder.actions.base import (
     ACTIONS_ANNOTATION,
+    FINDING_ANNOTATION,
     QUARANTINE_LABEL,
     ActionContext,
     ActionParams,
@@ -25,28 +27,33 @@ class LabelParams(ActionParams):
     """No parameters: the keys are fixed so that every instance and every policy agree on them."""
 
 
-def _append_action(existing: str | None, action: str) -> str:
-    names = [a for a in (existing or "").split(",") if a]
-    return ",".join(dict.fromkeys([*names, action]))
+def quarantine_pod(
+    ctx: ActionContext, remove_labels: Iterable[str] = (), annotations: Mapping[str, str] | None = None
+) -> tuple[bool, str]:
+    """One pod patch: quarantine label, the record annotations, and optionally labels removed (detach).
 
-
-def apply_quarantine_label(ctx: ActionContext, action: str) -> tuple[bool, str]:
-    """Ensure the quarantine label and the record annotations; returns (changed, reason). Shared with isolate."""
+    Shared by ``label`` and ``isolate`` so the pod is written once per finding, whichever runs first; a pod that
+    already carries the label and this finding's record is left alone. Returns (changed, what).
+    """
     pod = ctx.pod
-    actions_value = _append_action(pod.annotations.get(ACTIONS_ANNOTATION), action)
-    if pod.labels.get(QUARANTINE_LABEL) == "true" and pod.annotations.get(ACTIONS_ANNOTATION) == actions_value:
-        return False, "pod already carries the quarantine label"
-    already = pod.labels.get(QUARANTINE_LABEL) == "true"
+    removed = [k for k in remove_labels if k in pod.labels and k != QUARANTINE_LABEL]
+    labelled = pod.labels.get(QUARANTINE_LABEL) == "true"
+    recorded = pod.annotations.get(FINDING_ANNOTATION) == (ctx.finding.name or "")
+    if labelled and recorded and not removed and not annotations:
+        return False, "pod already carries the quarantine label and this finding's record"
     what = (
         f"record the finding on pod {pod.name} (already quarantined)"
-        if already
+        if labelled
         else (f"label pod {pod.name} {QUARANTINE_LABEL}=true")
     )
     if ctx.dry_run:
         return True, what
-    annotations = {**ctx.record(), ACTIONS_ANNOTATION: actions_value}
-    ctx.pod = ctx.kube.patch_pod_metadata(pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true"}, annotations)
-    return True, f"recorded the finding on pod {pod.name} (already quarantined)" if already else (
+    new_annotations: dict[str, str | None] = {**ctx.record(), ACTIONS_ANNOTATION: ",".join(ctx.planned) or "label"}
+    new_annotations.update(annotations or {})
+    ctx.pod = ctx.kube.patch_pod_metadata(
+        pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)}, new_annotations
+    )
+    return True, f"recorded the finding on pod {pod.name} (already quarantined)" if labelled else (
         f"labelled pod {pod.name} {QUARANTINE_LABEL}=true"
     )
 
@@ -61,7 +68,7 @@ class LabelAction:
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
         """Label and annotate the pod (idempotent)."""
         try:
-            changed, reason = apply_quarantine_label(ctx, self.name)
+            changed, reason = quarantine_pod(ctx)
         except NotFound:
             return result(self.name, Status.SKIPPED, "pod no longer exists", ctx)
         except Conflict:

@@ -158,6 +158,7 @@ class KubeAdapter:
             service_account=spec.service_account_name,
             phase=status.phase if status else None,
             start_time=status.start_time if status else None,
+            created=meta.creation_timestamp,
             deleting=meta.deletion_timestamp is not None,
             containers=tuple(containers),
             manifest=self._api.sanitize_for_serialization(pod),

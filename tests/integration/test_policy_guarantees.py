@@ -112,6 +112,10 @@ def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
         responder = build(kube_paths.responder_kubeconfig, google_fake.settings())
         for ns, pod in ((locked, protected_pod), (kube_namespace, exempt_pod)):
             doc = notification(namespace=ns, pod=pod.metadata.name, container="api", name_suffix=ns)
+            # CTD reports the pod's labels as they were at detection, so the finding shows the exemption too.
+            doc["finding"]["kubernetes"]["pods"][0]["labels"] = [
+                {"name": k, "value": v} for k, v in pod.metadata.labels.items()
+            ]
             google_fake.add_finding(doc["finding"]["name"], state="ACTIVE")
             outcome = replay(responder, doc)
             assert [a.action for a in outcome.record.actions if a.action != "mark"] == []

@@ -79,7 +79,7 @@ def kube() -> FakeKube:
 def test_isolate_denies_both_directions_and_excludes_from_allowing_policies(kube: FakeKube) -> None:
     outcome = run(make(kube))
     assert statuses(outcome) == {
-        "label": "succeeded",
+        "label": "skipped",
         "isolate": "succeeded",
         "capture": "succeeded",
         "mark": "succeeded",
@@ -181,20 +181,34 @@ def test_min_ready_replicas_guard(kube: FakeKube) -> None:
 def test_replaced_pod_is_never_touched(kube: FakeKube) -> None:
     responder = make(kube, action="delete")
     old = kube.pods[(NS, POD)]
-    # Between the read and the writes the pod was replaced by a same-named one (StatefulSet style).
-    original_get = kube.get_pod
+    # After the responder read the pod, and before its first write to it, a same-named replacement took its place.
+    original_patch = kube.patch_pod_metadata
 
-    def get_then_replace(namespace: str, name: str) -> Any:
-        pod = original_get(namespace, name)
-        kube.pods[(NS, POD)] = pod.model_copy(update={"uid": "new-uid"})
-        return pod
+    def replace_then_patch(*args: Any) -> Any:
+        with kube.lock:
+            if kube.pods[(NS, POD)].uid == old.uid:
+                kube.pods[(NS, POD)] = old.model_copy(update={"uid": "new-uid"})
+        return original_patch(*args)
 
-    kube.get_pod = get_then_replace  # type: ignore[method-assign]
+    kube.patch_pod_metadata = replace_then_patch  # type: ignore[method-assign]
     outcome = run(responder)
     assert kube.pods[(NS, POD)].uid == "new-uid"
     assert QUARANTINE_LABEL not in kube.pods[(NS, POD)].labels
-    assert all(a.status.value != "succeeded" or a.action in {"capture", "isolate"} for a in containment(outcome))
-    assert kube.deleted == [] and old.uid != "new-uid"
+    assert kube.deleted == []
+    results = {a.action: a for a in containment(outcome)}
+    assert "replaced" in results["isolate"].reason
+    assert "replaced" in results["delete"].reason
+
+
+def test_pod_created_after_the_event_is_a_replacement_and_is_left_alone(kube: FakeKube) -> None:
+    doc = notification(namespace=NS, pod=POD, container="api", eventTime="2026-01-01T00:00:00Z")
+    created_after = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    kube.pods[(NS, POD)] = kube.pods[(NS, POD)].model_copy(update={"created": created_after})
+    outcome = run(make(kube, action="delete"), doc)
+    assert all(a.status.value == "skipped" for a in containment(outcome))
+    assert "created after the finding's event" in containment(outcome)[0].reason
+    assert (NS, POD) in kube.pods
+    assert QUARANTINE_LABEL not in kube.pods[(NS, POD)].labels
 
 
 def test_forged_finding_gets_no_destructive_action(kube: FakeKube) -> None:

@@ -62,7 +62,9 @@ def respond(
     settings = Settings()
     deps = Dependencies(settings=settings, policy=PolicyEngine(Policy(), settings), logs=logs)
     if kube is not None:
-        deps.connector = ReportConnector(connection(kube, cluster_info(sample_target(sample).cluster, owner=cluster_owner)))
+        deps.connector = ReportConnector(
+            connection(kube, cluster_info(sample_target(sample).cluster, owner=cluster_owner))
+        )
     responder = Responder(deps)
     try:
         return responder.respond(detect_bytes((SAMPLES / sample).read_bytes()))
