@@ -368,27 +368,19 @@ class Responder:
 
     @staticmethod
     def _run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
+        """Run one action; a failure becomes its result. Returns (result, transient)."""
         action = registry.get(step.action)
         try:
             return action.run(ctx, step.params), False
-        except TransientError as exc:
-            return ActionResult(
-                action=step.action,
-                status=Status.FAILED,
-                dry_run=ctx.dry_run,
-                reason=f"transient failure, will retry on redelivery: {clean(exc, 200)}",
-            ), True
-        except Forbidden as exc:
-            return ActionResult(
-                action=step.action,
-                status=Status.FAILED,
-                dry_run=ctx.dry_run,
-                reason=f"forbidden (check RBAC): {clean(exc, 200)}",
-            ), False
         except ResponderError as exc:
-            return ActionResult(
-                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=clean(exc, 200)
-            ), False
+            transient = isinstance(exc, TransientError)
+            hint = "transient failure, will retry on redelivery: " if transient else ""
+            if isinstance(exc, Forbidden):
+                hint = "forbidden (check RBAC): "
+            failed = ActionResult(
+                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 200)
+            )
+            return failed, transient
 
     def _destructive_gate(self, ctx: ActionContext, finding: Finding) -> str | None:
         """Verification against SCC, then the blast-radius budget. Returns why not, or None to proceed."""
