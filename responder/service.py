@@ -341,20 +341,31 @@ class Responder:
         )
         results: list[ActionResult] = []
         retry = False
+        steps = list(plan.steps)
+        destructive = not dry_run and any(s.destructive for s in steps)
+        # SCC verification is a read: start it now so a destructive step does not wait for it later.
+        verified = self.workers.submit(self._verify, finding) if destructive else None
+        # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
+        # place in the plan, which the planner puts before any destructive step.
+        early = {
+            i: self.coordinators.submit(self._run_step, ctx, s)
+            for i, s in enumerate(steps)
+            if registry.get(s.action).read_only
+        }
         gate: str | None = None  # why destructive steps may not run, decided once, lazily
         gate_checked = False
-        steps = list(plan.steps)
         index = 0
         while index < len(steps):
             step = steps[index]
             index += 1
             if step.destructive and not dry_run:
                 if not gate_checked:
-                    gate, gate_checked = self._destructive_gate(ctx, finding), True
+                    gate, gate_checked = self._destructive_gate(ctx, finding, verified), True
                 if gate:
                     results.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=gate))
                     continue
-            result, transient = self._run_step(ctx, step)
+            running = early.get(index - 1)
+            result, transient = running.result() if running else self._run_step(ctx, step)
             retry = retry or transient
             results.append(result)
             if (
@@ -382,21 +393,31 @@ class Responder:
             )
             return failed, transient
 
-    def _destructive_gate(self, ctx: ActionContext, finding: Finding) -> str | None:
+    def _verify(self, finding: Finding) -> str | None:
+        """Re-read the finding from SCC; why a destructive action may not run, or None when verified."""
+        if not self.deps.policy.defaults.verify_finding:
+            return None
+        api = self.deps.findings_api
+        if api is None or not finding.name:
+            return "not verified: SCC is not reachable from here, so no destructive action (verify_finding)"
+        try:
+            current = api.get_finding(finding.name)
+        except ResponderError as exc:
+            return f"not verified: SCC lookup failed ({clean(exc, 160)}), so no destructive action"
+        if current is None:
+            return "not verified: SCC does not know this finding (forged?), so no destructive action"
+        if current.state != "ACTIVE":
+            return f"not verified: SCC says the finding is {clean(current.state, 20)}, so no destructive action"
+        return None
+
+    def _destructive_gate(
+        self, ctx: ActionContext, finding: Finding, verified: Future[str | None] | None
+    ) -> str | None:
         """Verification against SCC, then the blast-radius budget. Returns why not, or None to proceed."""
+        refusal = verified.result() if verified is not None else self._verify(finding)
+        if refusal:
+            return refusal
         defaults = self.deps.policy.defaults
-        if defaults.verify_finding:
-            api = self.deps.findings_api
-            if api is None or not finding.name:
-                return "not verified: SCC is not reachable from here, so no destructive action (verify_finding)"
-            try:
-                current = api.get_finding(finding.name)
-            except ResponderError as exc:
-                return f"not verified: SCC lookup failed ({clean(exc, 160)}), so no destructive action"
-            if current is None:
-                return "not verified: SCC does not know this finding (forged?), so no destructive action"
-            if current.state != "ACTIVE":
-                return f"not verified: SCC says the finding is {clean(current.state, 20)}, so no destructive action"
         decision = budget_mod.consume(
             ctx.kube,
             self.deps.settings.budget_namespace,

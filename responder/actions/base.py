@@ -132,6 +132,7 @@ class Action(Protocol):
     """An action module's entry point."""
 
     name: ClassVar[str]
+    read_only: ClassVar[bool]  # only reads: may run alongside containment
     destructive: ClassVar[bool]
     Params: ClassVar[type[ActionParams]]
 

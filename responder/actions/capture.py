@@ -36,6 +36,7 @@ class CaptureAction:
     """Collect volatile evidence into ``ctx.evidence``."""
 
     name: ClassVar[str] = "capture"
+    read_only: ClassVar[bool] = True
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = CaptureParams
 

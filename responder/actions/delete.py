@@ -32,6 +32,7 @@ class DeleteAction:
     """Delete with UID precondition, after guards."""
 
     name: ClassVar[str] = "delete"
+    read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = True
     Params: ClassVar[type[ActionParams]] = DeleteParams
 

@@ -87,6 +87,7 @@ class IsolateAction:
     """Deny-all NetworkPolicy + exclusion from allowing policies + quarantine label (+ optional detach)."""
 
     name: ClassVar[str] = "isolate"
+    read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = IsolateParams
 

@@ -62,6 +62,7 @@ class LabelAction:
     """Quarantine label plus annotations recording the finding and the action."""
 
     name: ClassVar[str] = "label"
+    read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = LabelParams
 
