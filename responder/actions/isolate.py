@@ -1,6 +1,6 @@
 """isolate: cut the pod off the network, both directions, and optionally detach it from its controller.
 
-Permissions: ``networkpolicies: get, list, create, patch``; ``pods: patch``.
+Permissions: ``networkpolicies: list, create, patch``; ``pods: patch``.
 Example (policy): ``- action: isolate\n  detach: true``.
 
 NetworkPolicies are additive: a deny-all policy does not override another policy that allows traffic to the same pod.

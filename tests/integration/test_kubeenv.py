@@ -151,9 +151,9 @@ def test_responder_reads_labels_and_deletes_pods(
     pod = core_admin.create_namespaced_pod(ns, make_pod("victim"))
 
     assert core_responder.read_namespaced_pod("victim", ns).metadata.uid == pod.metadata.uid
-    assert [p.metadata.name for p in core_responder.list_namespaced_pod(ns).items] == ["victim"]
-    everywhere = core_responder.list_pod_for_all_namespaces(label_selector="app=victim").items
-    assert pod.metadata.uid in {p.metadata.uid for p in everywhere}
+    # Only by name: listing would expose every pod spec (environment variables included) to the responder.
+    assert_forbidden(lambda: core_responder.list_namespaced_pod(ns))
+    assert_forbidden(lambda: core_responder.list_pod_for_all_namespaces(label_selector="app=victim"))
 
     patched = core_responder.patch_namespaced_pod(
         "victim",
@@ -188,7 +188,7 @@ def test_responder_creates_lists_and_patches_networkpolicies(
     created = net.create_namespaced_network_policy(ns, deny_all_policy("rsr-deny-all"))
     assert created.spec.policy_types == ["Ingress", "Egress"]
     assert [p.metadata.name for p in net.list_namespaced_network_policy(ns).items] == ["rsr-deny-all"]
-    assert net.read_namespaced_network_policy("rsr-deny-all", ns).metadata.uid == created.metadata.uid
+    assert_forbidden(lambda: net.read_namespaced_network_policy("rsr-deny-all", ns))  # list is all it needs
     patched = net.patch_namespaced_network_policy(
         "rsr-deny-all", ns, {"metadata": {"labels": {"rsr/managed": "true"}}}, _content_type=MERGE_PATCH
     )
@@ -355,7 +355,7 @@ def test_responder_cannot_delete_networkpolicies(
     net = client.NetworkingV1Api(kube_responder)
     assert_forbidden(lambda: net.delete_namespaced_network_policy("existing", ns))
     assert_forbidden(lambda: net.delete_collection_namespaced_network_policy(ns))
-    current = net.read_namespaced_network_policy("existing", ns)
+    current = client.NetworkingV1Api(kube_admin).read_namespaced_network_policy("existing", ns)
     assert_forbidden(lambda: net.replace_namespaced_network_policy("existing", ns, current))
 
 
@@ -441,7 +441,9 @@ ANY_NS = "some-namespace"  # SelfSubjectAccessReview needs no real namespace
     ("verb", "group", "resource", "subresource", "namespace", "expected"),
     [
         ("get", "", "pods", "", ANY_NS, ALLOWED),
-        ("list", "", "pods", "", None, ALLOWED),
+        ("list", "", "pods", "", None, DENIED),
+        ("watch", "", "pods", "", ANY_NS, DENIED),
+        ("get", "networking.k8s.io", "networkpolicies", "", ANY_NS, DENIED),
         ("patch", "", "pods", "", ANY_NS, ALLOWED),
         ("delete", "", "pods", "", ANY_NS, ALLOWED),
         ("get", "", "pods", "log", ANY_NS, ALLOWED),
