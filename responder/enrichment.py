@@ -38,6 +38,7 @@ from responder.sanitize import clean
 from responder.triage import Target
 
 T = TypeVar("T")
+PodFacts = Future[tuple[object, float]]  # (PodView, owner chain), elapsed ms: see Investigator.start_pod_facts
 INSTANCE_ID_ANNOTATION = "container.googleapis.com/instance_id"
 NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
@@ -127,11 +128,20 @@ class Investigator:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def investigate(
-        self, finding: Finding, target: Target, connection: Connection | None, unavailable_reason: str | None = None
+        self,
+        finding: Finding,
+        target: Target,
+        connection: Connection | None,
+        unavailable_reason: str | None = None,
+        pod_facts: PodFacts | None = None,
     ) -> Investigation:
-        """Gather facts; never raises for a dependency failure."""
-        run = _Run(self, finding, target, connection, unavailable_reason)
+        """Gather facts; never raises for a dependency failure. ``pod_facts``: see :meth:`start_pod_facts`."""
+        run = _Run(self, finding, target, connection, unavailable_reason, pod_facts)
         return run.collect()
+
+    def start_pod_facts(self, kube: KubePort, target: Target) -> PodFacts:
+        """Start reading the pod and its owner chain; the result is shared with evidence capture (read once)."""
+        return self.pool.submit(_timed, lambda: _pod_facts(kube, target))
 
 
 class _Run:
@@ -144,8 +154,10 @@ class _Run:
         target: Target,
         connection: Connection | None,
         unavailable_reason: str | None,
+        pod_facts: PodFacts | None = None,
     ) -> None:
         self.inv = owner
+        self.pod_facts = pod_facts
         self.target = target
         self.connection = connection
         self.kube: KubePort | None = connection.kube if connection else None
@@ -166,7 +178,10 @@ class _Run:
     def start(self) -> None:
         kube, target = self.kube, self.target
         if kube is not None:
-            self.submit("pod", lambda: _pod_facts(kube, target))
+            if self.pod_facts is not None:
+                self.pending[self.pod_facts] = "pod"
+            else:
+                self.submit("pod", lambda: _pod_facts(kube, target))
             node_name = target.node
             if node_name:
                 self.submit("node", lambda: kube.get_node(node_name))

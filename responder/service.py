@@ -19,7 +19,7 @@ from responder.actions.base import ActionContext, ActionResult, Evidence, Status
 from responder.actions.isolate import ensure_deny_all
 from responder.config import Settings
 from responder.decision import DecisionRecord, DeliveryInfo, PodRef, make_record
-from responder.enrichment import Investigation, Investigator
+from responder.enrichment import Investigation, Investigator, PodFacts
 from responder.envelope import Delivery
 from responder.errors import (
     Forbidden,
@@ -161,9 +161,11 @@ class Responder:
     def _act(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
         engine = self.deps.policy
         connection, unavailable = self._connect(target)
-        # Investigation needs nothing from containment: start it first, so it overlaps everything below.
+        # Investigation needs nothing from containment: start it first, so it overlaps everything below. The pod's
+        # owner chain is read once, for both the investigation and the evidence capture.
+        pod_facts = self.investigator.start_pod_facts(connection.kube, target) if connection else None
         investigation_future = self.coordinators.submit(
-            self.investigator.investigate, finding, target, connection, unavailable
+            self.investigator.investigate, finding, target, connection, unavailable, pod_facts
         )
         policies_read = deny_all_ready = None
         if connection is not None:
@@ -177,11 +179,22 @@ class Responder:
         pod = self._read_pod(connection, target) if connection else None
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
-        results, evidence, retry = self._contain(
-            finding, target, plan, connection, pod, unavailable, policies_read, deny_all_ready
+        slots, evidence, retry = self._contain(
+            finding, target, plan, connection, pod, unavailable, policies_read, deny_all_ready, pod_facts
         )
-        # Write back as soon as containment is done, while the investigation may still be running.
-        results += self._write_back(finding, plan, results)
+        # Write back as soon as the last write to the cluster is done: evidence capture and the investigation may
+        # still be reading meanwhile (the marks record what was done to the workload, which reads do not change).
+        written = [slot for slot in slots if isinstance(slot, ActionResult)]
+        write_back = self.workers.submit(self._write_back, finding, plan, written)
+        results: list[ActionResult] = []
+        for slot in slots:
+            if isinstance(slot, ActionResult):
+                results.append(slot)
+            else:
+                result, transient = slot.result()
+                results.append(result)
+                retry = retry or transient
+        results += write_back.result()
         investigation = investigation_future.result()
 
         def record(actions: list[ActionResult]) -> DecisionRecord:
@@ -298,7 +311,9 @@ class Responder:
         unavailable: str | None,
         policies_read: Future[list[NetworkPolicyView]] | None = None,
         deny_all_ready: Future[bool] | None = None,
-    ) -> tuple[list[ActionResult], Evidence, bool]:
+        pod_facts: PodFacts | None = None,
+    ) -> tuple[list[ActionResult | Future[tuple[ActionResult, bool]]], Evidence, bool]:
+        """Run the plan. Read-only steps still running after the last write are returned as futures, in order."""
         evidence = Evidence()
         if not plan.steps:
             return [], evidence, False
@@ -337,9 +352,10 @@ class Responder:
             pool=self.workers,
             policies_read=policies_read,
             deny_all_ready=deny_all_ready,
+            pod_facts=pod_facts,
             planned=tuple(s.action for s in plan.steps),
         )
-        results: list[ActionResult] = []
+        results: list[ActionResult | Future[tuple[ActionResult, bool]]] = []
         retry = False
         steps = list(plan.steps)
         destructive = not dry_run and any(s.destructive for s in steps)
@@ -365,6 +381,9 @@ class Responder:
                     results.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=gate))
                     continue
             running = early.get(index - 1)
+            if running is not None and not any(s.destructive for s in steps[index:]):
+                results.append(running)  # nothing destructive waits for this evidence: joined by the caller
+                continue
             result, transient = running.result() if running else self._run_step(ctx, step)
             retry = retry or transient
             results.append(result)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from responder.errors import ResponderError
 from responder.findings import Finding
-from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView
+from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
 from responder.triage import Target
 
 # Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
@@ -84,6 +84,7 @@ class ActionContext:
     pool: Executor | None = None
     policies_read: Future[list[NetworkPolicyView]] | None = None
     deny_all_ready: Future[bool] | None = None
+    pod_facts: Future[tuple[object, float]] | None = None  # the investigation's read of the pod and its owner chain
     planned: tuple[str, ...] = ()
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
@@ -108,6 +109,18 @@ class ActionContext:
             return future.result()
         except ResponderError:
             return False
+
+    def owner_chain(self) -> list[WorkloadView] | None:
+        """The owner chain the investigation read for this pod, or None (then the caller reads it itself)."""
+        if self.pod_facts is None:
+            return None
+        try:
+            value, _ = self.pod_facts.result()
+        except ResponderError:
+            return None
+        if not isinstance(value, tuple) or not isinstance(value[0], PodView) or value[0].uid != self.pod.uid:
+            return None  # read a different pod (replaced meanwhile): not evidence about this one
+        return list(value[1])
 
     def run_concurrently(self, calls: list[Callable[[], object]]) -> list[BaseException | None]:
         """Run independent writes at once (sequentially without a pool); the error of each, or None."""

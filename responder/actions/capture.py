@@ -49,6 +49,11 @@ class CaptureAction:
         parts: dict[str, bool] = {"manifest": True}  # part -> captured (set by each reader, read after all finish)
 
         def owner_chain() -> None:
+            shared = ctx.owner_chain()
+            if shared is not None:
+                ev.owner_chain.extend({"kind": w.kind, "name": w.name, "uid": w.uid} for w in shared)
+                parts["owner chain"] = bool(ev.owner_chain)
+                return
             owner = pod.controller
             for _ in range(MAX_OWNER_DEPTH):
                 if owner is None:

@@ -248,10 +248,27 @@ def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) ->
     kube.add_pod("kube-system", "dns-1", {"k8s-app": "dns"})
     kube.add_pod(NS, "exempt-1", {"app": "x", "responder.rsr.dev/exempt": "true"})
     for ns, pod in (("kube-system", "dns-1"), (NS, "exempt-1")):
-        outcome = run(make(kube, action="delete"), notification(namespace=ns, pod=pod, container="api"))
+        doc = notification(namespace=ns, pod=pod, container="api")
+        # CTD reports the pod's labels as they were at detection.
+        labels = kube.pods[(ns, pod)].labels
+        doc["finding"]["kubernetes"]["pods"][0]["labels"] = [{"name": k, "value": v} for k, v in labels.items()]
+        outcome = run(make(kube, action="delete"), doc)
         assert containment(outcome) == []
         assert outcome.record.skipped
     assert kube.writes == []
+
+
+def test_exemption_added_after_detection_still_protects_the_pod(kube: FakeKube) -> None:
+    # The finding shows no exemption (it was added later): the inert deny-all policy may be created ahead, but the
+    # pod itself is never touched and no allowing policy changes.
+    kube.add_pod(NS, "exempt-2", {"app": "x", "responder.rsr.dev/exempt": "true"})
+    before = {name: p.pod_selector for name, p in kube.policies.items()}
+    outcome = run(make(kube, action="delete"), notification(namespace=NS, pod="exempt-2", container="api"))
+    assert containment(outcome) == []
+    pod = kube.pods[(NS, "exempt-2")]
+    assert QUARANTINE_LABEL not in pod.labels
+    assert not any(w.startswith(("patch pod", "delete pod", "patch networkpolicy")) for w in kube.writes)
+    assert {name: p.pod_selector for name, p in kube.policies.items() if name in before} == before
 
 
 def test_blast_radius_budget_is_shared_and_per_finding_idempotent() -> None:
