@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ def finding_for(namespace: str, pod: str, suffix: str) -> Path:
     f["name"] = f["name"].rsplit("/", 1)[0] + "/" + suffix
     f["canonicalName"] = f["canonicalName"].rsplit("/", 1)[0] + "/" + suffix
     f["sourceProperties"].update({"Pod_Namespace": namespace, "Pod_Name": pod, "Container_Name": "api"})
+    # The reverse shell happens now, in the pod just seeded: a pod created after a finding's event is recognised as
+    # a same-named replacement and left alone, so the sample's own (past) event time would protect the pod.
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    f["eventTime"] = f["createTime"] = now
     f["kubernetes"]["pods"][0].update({"ns": namespace, "name": pod})
     path = Path(tempfile.mkdtemp(prefix="rsr-demo-")) / f"finding-{suffix}.json"
     path.write_text(json.dumps(doc))

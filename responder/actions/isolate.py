@@ -145,6 +145,8 @@ class IsolateAction:
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
         deny_all_ready = ctx.deny_all_exists()
         listed = ctx.prefetched_policies()
+        if deny_all_ready and not any(p.name == DENY_ALL_POLICY for p in listed or ()):
+            changes.append(f"ensured NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
         pod_done = False
         for _ in range(_CONFLICT_ATTEMPTS):
             if listed is None:
