@@ -15,13 +15,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from responder import identifiers
 from responder.actions.base import ActionParams
 from responder.actions.capture import CaptureParams
 from responder.actions.delete import DeleteParams
 from responder.actions.isolate import IsolateParams
 from responder.actions.label import LabelParams
 from responder.config import Mode, Settings
-from responder.errors import ConfigError
+from responder.errors import ConfigError, InvalidIdentifier
 from responder.findings import Finding
 from responder.sanitize import clean
 from responder.triage import DEFAULT_CATEGORIES, Target, normalise_category
@@ -89,6 +90,15 @@ class Defaults(_Strict):
     report_topic: str | None = None
     owner_keys: tuple[str, ...] = ("owner", "team", "contact")
     escalate_ineffective_isolation: bool = False
+
+    @field_validator("exempt_label")
+    @classmethod
+    def _label_key(cls, value: str) -> str:
+        # It is compared with pod label keys; a value that cannot be a label key would silently exempt nothing.
+        try:
+            return identifiers.label_key(value)
+        except InvalidIdentifier as exc:
+            raise ValueError(str(exc)) from None
 
 
 class Match(_Strict):
@@ -197,29 +207,30 @@ class PolicyEngine:
         self.policy = policy
         self.settings = settings
         d = policy.defaults
-        self.defaults = d.model_copy(
-            update={
-                k: v
-                for k, v in {
-                    "mode": settings.mode,
-                    "categories": tuple(settings.categories) if settings.categories else None,
-                    "protected_namespaces": (
-                        tuple(settings.protected_namespaces) if settings.protected_namespaces is not None else None
-                    ),
-                    "exempt_label": settings.exempt_label,
-                    "verify_finding": settings.verify_finding,
-                    "write_marks": settings.write_marks,
-                    "set_inactive": settings.set_inactive,
-                    "log_window_min": settings.log_window_min,
-                    "report_topic": settings.report_topic,
-                    "budget": Budget(
-                        max_actions=settings.budget_max if settings.budget_max is not None else d.budget.max_actions,
-                        window_s=settings.budget_window_s or d.budget.window_s,
-                    ),
-                }.items()
-                if v is not None
-            }
-        )
+        overrides = {
+            "mode": settings.mode,
+            "categories": tuple(settings.categories) if settings.categories else None,
+            "protected_namespaces": (
+                tuple(settings.protected_namespaces) if settings.protected_namespaces is not None else None
+            ),
+            "exempt_label": settings.exempt_label,
+            "verify_finding": settings.verify_finding,
+            "write_marks": settings.write_marks,
+            "set_inactive": settings.set_inactive,
+            "log_window_min": settings.log_window_min,
+            "report_topic": settings.report_topic,
+            "budget": {
+                "max_actions": settings.budget_max if settings.budget_max is not None else d.budget.max_actions,
+                "window_s": settings.budget_window_s or d.budget.window_s,
+            },
+        }
+        # Validated like the file itself: an env value is held to the same rules as the YAML it overrides.
+        try:
+            self.defaults = Defaults.model_validate(
+                {**d.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"RESPONDER_* overrides of the policy defaults:\n{_format_errors(exc)}") from exc
 
     def protected(self, namespace: str) -> bool:
         """Protected namespaces are never touched, whatever the rules say."""
@@ -246,7 +257,6 @@ class PolicyEngine:
         if not rule_names:
             chosen = _steps_for("isolate", detach=False)
         rule_name = "+".join(rule_names) if rule_names else "(built-in default: isolate)"
-        skipped: list[str] = []
         if self.settings.action is not None:
             detach = any(isinstance(s, IsolateStep) and s.detach for s in chosen)
             chosen = _steps_for(self.settings.action, detach)
@@ -260,7 +270,7 @@ class PolicyEngine:
             late = [s for s in steps[first_destructive:] if s.action == "capture"]
             steps = [s for s in steps if s not in late]
             steps[first_destructive:first_destructive] = late
-        return Plan(mode=mode, rule=rule_name, steps=tuple(steps), skipped=tuple(skipped))
+        return Plan(mode=mode, rule=rule_name, steps=tuple(steps))
 
 
 def _format_errors(exc: ValidationError) -> str:

@@ -236,3 +236,10 @@ def test_protected_and_exempt_are_never_touched(
     if exempt or any(fnmatch.fnmatchcase(namespace, p) for p in protected):
         assert plan.steps == ()
         assert plan.skipped
+
+
+def test_env_overrides_are_held_to_the_policy_rules() -> None:
+    with pytest.raises(ConfigError, match="RESPONDER_"):
+        PolicyEngine(parse_policy(""), Settings(exempt_label="not a label key!"))
+    with pytest.raises(ConfigError, match="exempt_label"):
+        parse_policy("defaults: {exempt_label: 'spaces are not allowed'}")
