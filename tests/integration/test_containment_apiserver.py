@@ -190,3 +190,22 @@ def test_budget_lease_is_shared_through_the_cluster(
     assert "OVER" in by_action(second)["delete"].reason
     assert by_action(second)["isolate"].status.value == "succeeded"  # reversible containment is not budgeted
     client.CoordinationV1Api(kube_admin).delete_collection_namespaced_lease("responder-system")
+
+
+def test_exec_and_logs_without_a_kubelet_degrade_to_unavailable(
+    kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str
+) -> None:
+    """The real exec (websocket) and log paths of the adapter, against a pod no kubelet runs: a clear reason, no crash."""
+    from responder.errors import Unavailable
+
+    w.create_pod(kube_admin, kube_namespace, "sleeper")
+    kube = KubeconfigConnector(kube_paths.responder_kubeconfig).connect(_ref()).kube
+    with pytest.raises(Unavailable):
+        kube.exec(kube_namespace, "sleeper", "api", ["ps", "axjf"], 5.0)
+    assert kube.read_log(kube_namespace, "sleeper", "api", 10, 4096) == ""  # 1.20 answers 200, empty, for no node
+
+
+def _ref() -> Any:
+    from responder.identifiers import ClusterRef
+
+    return ClusterRef(project="example-retail-prod", location="us-east1", name="retail-gke")
