@@ -6,8 +6,6 @@ event that needs a Google API pays for that API alone.
 
 from __future__ import annotations
 
-import os
-
 from responder.config import Settings, load_settings
 from responder.policy import PolicyEngine, load_policy
 from responder.service import Dependencies, Responder
@@ -18,7 +16,7 @@ def google_enabled(settings: Settings) -> bool:
     if settings.google_apis != "auto":
         return settings.google_apis == "on"
     overridden = settings.scc_endpoint or settings.logging_endpoint or settings.container_endpoint
-    return bool(os.environ.get("K_SERVICE") or overridden)
+    return bool(settings.k_service or overridden)
 
 
 def build_dependencies(settings: Settings | None = None) -> Dependencies:
@@ -42,7 +40,7 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
             deps.connector = GkeConnector(GkeClusterAPI(settings))
         deps.logs = CloudLogs(settings)
         deps.findings_api = SccFindings(settings)
-    if engine.defaults.report_topic and (google or os.environ.get("PUBSUB_EMULATOR_HOST")):
+    if engine.defaults.report_topic and (google or settings.pubsub_emulator_host):
         from responder.adapters.pubsub import PubSubPublisher
 
         deps.publisher = PubSubPublisher(settings)

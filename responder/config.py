@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         default="auto", description="auto: on in Cloud Functions/Run (K_SERVICE) or when an endpoint is overridden"
     )
 
+    # --- set by the platform, not by operators (read here so that this stays the one place env vars are read) ---
+    k_service: str | None = Field(
+        default=None, validation_alias="K_SERVICE", description="set by Cloud Functions/Run: we run in Google Cloud"
+    )
+    pubsub_emulator_host: str | None = Field(
+        default=None, validation_alias="PUBSUB_EMULATOR_HOST", description="the Pub/Sub client uses the emulator"
+    )
+
     @field_validator("categories", "protected_namespaces", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -39,6 +39,8 @@ WIRING_ONLY = {
     "anonymous_google",
     "kubeconfig",
     "google_apis",
+    "k_service",  # set by the platform
+    "pubsub_emulator_host",  # set by tests
 }
 
 FUNCTION = ("google_cloudfunctions2_function", "responder")

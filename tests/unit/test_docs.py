@@ -10,9 +10,8 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme_table() -> None:
-    missing = [
-        f"RESPONDER_{name.upper()}" for name in Settings.model_fields if f"`RESPONDER_{name.upper()}`" not in README
-    ]
+    names = [str(f.validation_alias or f"RESPONDER_{n.upper()}") for n, f in Settings.model_fields.items()]
+    missing = [name for name in names if f"`{name}`" not in README]
     assert missing == []
 
 
