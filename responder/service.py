@@ -15,11 +15,11 @@ from typing import Any
 
 from responder import budget as budget_mod
 from responder.actions import registry
-from responder.actions.base import ActionContext, ActionResult, Evidence, Status
+from responder.actions.base import ActionContext, ActionResult, Evidence, Prefetched, Status
 from responder.actions.isolate import ensure_deny_all
 from responder.config import Settings
 from responder.decision import DecisionRecord, DeliveryInfo, PodRef, make_record
-from responder.enrichment import Investigation, Investigator, PodFacts
+from responder.enrichment import Investigation, Investigator
 from responder.envelope import Delivery
 from responder.errors import (
     Forbidden,
@@ -38,7 +38,6 @@ from responder.ports import (
     Connection,
     FindingsAPI,
     LogsAPI,
-    NetworkPolicyView,
     PodView,
     Publisher,
 )
@@ -167,21 +166,22 @@ class Responder:
         investigation_future = self.coordinators.submit(
             self.investigator.investigate, finding, target, connection, unavailable, pod_facts
         )
-        policies_read = deny_all_ready = None
+        prefetched = Prefetched(pod_facts=pod_facts)
         if connection is not None:
             # Round one of isolation goes out with the pod read: the namespace's policies, and the deny-all policy
             # when the finding's own labels already tell that this pod will be isolated in enforce mode. The deny-all
             # selects only quarantine-labelled pods, so creating it early changes nothing for any other pod.
-            policies_read = self.workers.submit(connection.kube.list_network_policies, target.namespace)
             early = engine.plan(finding, target, finding.pod_labels)
-            if not early.dry_run and any(s.action == "isolate" for s in early.steps):
-                deny_all_ready = self.workers.submit(ensure_deny_all, connection.kube, target.namespace)
+            isolating = not early.dry_run and any(s.action == "isolate" for s in early.steps)
+            prefetched = Prefetched(
+                policies=self.workers.submit(connection.kube.list_network_policies, target.namespace),
+                deny_all=self.workers.submit(ensure_deny_all, connection.kube, target.namespace) if isolating else None,
+                pod_facts=pod_facts,
+            )
         pod = self._read_pod(connection, target) if connection else None
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
-        slots, evidence, retry = self._contain(
-            finding, target, plan, connection, pod, unavailable, policies_read, deny_all_ready, pod_facts
-        )
+        slots, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable, prefetched)
         # Write back as soon as the last write to the cluster is done: evidence capture and the investigation may
         # still be reading meanwhile (the marks record what was done to the workload, which reads do not change).
         written = [slot for slot in slots if isinstance(slot, ActionResult)]
@@ -309,9 +309,7 @@ class Responder:
         connection: Connection | None,
         pod: PodView | None,
         unavailable: str | None,
-        policies_read: Future[list[NetworkPolicyView]] | None = None,
-        deny_all_ready: Future[bool] | None = None,
-        pod_facts: PodFacts | None = None,
+        prefetched: Prefetched,
     ) -> tuple[list[ActionResult | Future[tuple[ActionResult, bool]]], Evidence, bool]:
         """Run the plan. Read-only steps still running after the last write are returned as futures, in order."""
         evidence = Evidence()
@@ -350,9 +348,7 @@ class Responder:
             evidence=evidence,
             now=self.deps.clock(),
             pool=self.workers,
-            policies_read=policies_read,
-            deny_all_ready=deny_all_ready,
-            pod_facts=pod_facts,
+            prefetched=prefetched,
             planned=tuple(s.action for s in plan.steps),
         )
         results: list[ActionResult | Future[tuple[ActionResult, bool]]] = []

@@ -11,7 +11,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,8 @@ from responder.errors import ResponderError
 from responder.findings import Finding
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
 from responder.triage import Target
+
+T = TypeVar("T")
 
 # Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
 PREFIX = "responder.rsr.dev"
@@ -69,6 +71,24 @@ class Evidence:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """Work started alongside the pod read, so that containment's first round is already done when it begins."""
+
+    policies: Future[list[NetworkPolicyView]] | None = None  # the namespace's NetworkPolicies
+    deny_all: Future[bool] | None = None  # the (inert) deny-all policy, ensured when isolation is certain
+    pod_facts: Future[tuple[object, float]] | None = None  # the investigation's read of the pod and its owner chain
+
+
+def _result(future: Future[T] | None) -> T | None:
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except ResponderError:
+        return None
+
+
 @dataclass
 class ActionContext:
     """Everything an action may use. ``pod`` is read once per event and refreshed by actions that write it."""
@@ -82,42 +102,25 @@ class ActionContext:
     evidence: Evidence = field(default_factory=Evidence)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     pool: Executor | None = None
-    policies_read: Future[list[NetworkPolicyView]] | None = None
-    deny_all_ready: Future[bool] | None = None
-    pod_facts: Future[tuple[object, float]] | None = None  # the investigation's read of the pod and its owner chain
+    prefetched: Prefetched = field(default_factory=Prefetched)
     planned: tuple[str, ...] = ()
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
-        """The namespace's NetworkPolicies as read alongside the pod, once; None when there is no such read.
-
-        A failed prefetch is not an error: the caller simply reads again.
-        """
-        future, self.policies_read = self.policies_read, None
-        if future is None:
-            return None
-        try:
-            return future.result()
-        except ResponderError:
-            return None
+        """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
+        (then the caller simply reads again)."""
+        return _result(self.prefetched.policies)
 
     def deny_all_exists(self) -> bool:
-        """True when the deny-all policy was ensured alongside the pod read (see ``Responder``)."""
-        future, self.deny_all_ready = self.deny_all_ready, None
-        if future is None:
-            return False
-        try:
-            return future.result()
-        except ResponderError:
-            return False
+        """True when the deny-all policy was ensured alongside the pod read."""
+        ready: bool | None = _result(self.prefetched.deny_all)
+        return ready is True
 
     def owner_chain(self) -> list[WorkloadView] | None:
         """The owner chain the investigation read for this pod, or None (then the caller reads it itself)."""
-        if self.pod_facts is None:
+        facts = _result(self.prefetched.pod_facts)
+        if facts is None:
             return None
-        try:
-            value, _ = self.pod_facts.result()
-        except ResponderError:
-            return None
+        value, _ = facts
         if not isinstance(value, tuple) or not isinstance(value[0], PodView) or value[0].uid != self.pod.uid:
             return None  # read a different pod (replaced meanwhile): not evidence about this one
         return list(value[1])
