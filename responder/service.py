@@ -238,9 +238,9 @@ class Responder:
                 "rsr_status": _status_word(results),
                 "rsr_actions": ",".join(f"{r.action}:{r.status.value}" for r in results)[:1000] or "none",
                 "rsr_time": self.deps.clock().isoformat(timespec="seconds"),
-                # The marks update makes SCC re-send the notification; this mark lets us recognise that echo.
-                HANDLED_MARK: finding.event_time.isoformat() if finding.event_time else "",
             }
+            if finding.event_time:  # SCC re-sends the notification after a marks update: this mark names the echo
+                marks[HANDLED_MARK] = finding.event_time.isoformat()
             out.append(
                 _attempt(
                     "mark",
