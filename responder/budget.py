@@ -35,10 +35,10 @@ class BudgetDecision:
         return f"blast-radius budget {verdict}: {self.used}/{self.limit} destructive actions in {self.window_s}s"
 
 
-def _entries(raw: str | None) -> list[tuple[str, str]]:
+def _entries(raw: str | None) -> list[tuple[datetime, str]]:
     try:
         data = json.loads(raw or "[]")
-        return [(str(ts), str(key)) for ts, key in data]
+        return [(datetime.fromisoformat(str(ts)), str(key)) for ts, key in data]
     except (ValueError, TypeError):
         return []  # a damaged counter is reset rather than blocking containment forever
 
@@ -53,13 +53,13 @@ def consume(kube: KubePort, namespace: str, key: str, limit: int, window_s: int,
             entries = _entries(lease.annotations.get(ENTRIES_ANNOTATION))
         except NotFound:
             lease, version, entries = None, None, []
-        live = [(ts, k) for ts, k in entries if datetime.fromisoformat(ts) > horizon]
+        live = [(ts, k) for ts, k in entries if ts > horizon]
         if any(k == key for _, k in live):
             return BudgetDecision(True, len(live), limit, window_s)
         if len(live) >= limit:
             return BudgetDecision(False, len(live), limit, window_s)
-        live.append((now.isoformat(), key))
-        annotations = {ENTRIES_ANNOTATION: json.dumps(live)}
+        live.append((now, key))
+        annotations = {ENTRIES_ANNOTATION: json.dumps([(ts.isoformat(), k) for ts, k in live])}
         try:
             if lease is None:
                 kube.create_lease(namespace, LEASE_NAME, annotations)

@@ -315,3 +315,11 @@ def test_dry_run_writes_nothing_to_scc_either(kube: FakeKube) -> None:
     run(make(kube, mode="dry-run", action="delete", findings=findings, set_inactive=True))
     assert findings.marks_updates == []
     assert findings.state_changes == []
+
+
+def test_a_damaged_budget_counter_is_reset_not_fatal() -> None:
+    kube = FakeKube()
+    kube.create_lease("responder-system", budget.LEASE_NAME, {budget.ENTRIES_ANNOTATION: '[["not-a-time", "f1"]]'})
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert budget.consume(kube, "responder-system", "f2", 1, 3600, now).allowed
+    assert not budget.consume(kube, "responder-system", "f3", 1, 3600, now).allowed
