@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from responder.errors import InvalidFinding
@@ -49,6 +49,14 @@ def _lenient_int64(value: Any) -> Any:
 
 
 Int64 = Annotated[int | None, BeforeValidator(_lenient_int64)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # proto3 Timestamps are UTC; a value without an offset is read as UTC so it compares with aware times.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+Timestamp = Annotated[datetime | None, AfterValidator(_utc)]
 
 
 class _Raw(BaseModel):
@@ -155,8 +163,8 @@ class RawFinding(_Raw):
     external_uri: str | None = None
     source_properties: dict[str, Any] = Field(default_factory=dict)
     security_marks: RawSecurityMarks | None = None
-    event_time: datetime | None = None
-    create_time: datetime | None = None
+    event_time: Timestamp = None
+    create_time: Timestamp = None
     severity: str | None = None
     mute: str | None = None
     finding_class: str | None = None

@@ -323,3 +323,11 @@ def test_a_damaged_budget_counter_is_reset_not_fatal() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert budget.consume(kube, "responder-system", "f2", 1, 3600, now).allowed
     assert not budget.consume(kube, "responder-system", "f3", 1, 3600, now).allowed
+
+
+def test_event_time_without_offset_is_utc_and_still_guards_replacements(kube: FakeKube) -> None:
+    doc = notification(namespace=NS, pod=POD, container="api", eventTime="2026-01-01T00:00:00")
+    kube.pods[(NS, POD)] = kube.pods[(NS, POD)].model_copy(update={"created": datetime(2026, 1, 1, 0, 1, tzinfo=UTC)})
+    outcome = run(make(kube, action="delete"), doc)
+    assert not outcome.retry
+    assert "created after the finding's event" in containment(outcome)[0].reason
