@@ -88,3 +88,48 @@ def test_any_identifier_text_is_either_valid_kubernetes_or_rejected(pod: str, na
 def test_envelope_detection_only_raises_invalid_envelope(value: Any) -> None:
     with contextlib.suppress(InvalidEnvelope):
         detect(value)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "eventTime",
+                "createTime",
+                "severity",
+                "mute",
+                "processes",
+                "containers",
+                "kubernetes",
+                "securityMarks",
+                "mitreAttack",
+                "sourceProperties",
+            ]
+        ),
+        json_values,
+        max_size=4,
+    ),
+    st.sampled_from(["isolate", "delete", "none"]),
+    st.sampled_from(["enforce", "dry-run"]),
+)
+def test_the_act_path_with_a_cluster_always_decides(overrides: dict[str, Any], action: str, mode: str) -> None:
+    from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
+
+    kube = FakeKube()
+    kube.add_pod("shop", "web-1", {"app": "web"})
+    findings = FakeFindings()
+    doc = notification(namespace="shop", pod="web-1")
+    findings.add(doc["finding"]["name"])
+    doc["finding"].update(overrides)
+    s = Settings(mode=mode, action=action)  # type: ignore[arg-type]
+    responder = Responder(
+        Dependencies(settings=s, policy=PolicyEngine(Policy(), s), connector=FakeConnector(kube), findings_api=findings)
+    )
+    try:
+        record = responder.respond(Delivery(payload=json.dumps(doc).encode(), shape="fuzz")).record
+    finally:
+        responder.workers.shutdown(wait=False)
+        responder.coordinators.shutdown(wait=False)
+    assert record.verdict.value in VERDICTS
+    assert record.outcome == "done"
