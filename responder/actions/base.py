@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder.errors import ResponderError
+from responder.errors import Conflict, NotFound, ResponderError
 from responder.findings import Finding
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
 from responder.triage import Target
@@ -169,3 +169,12 @@ def result(
     return ActionResult(
         action=action, status=status, reason=reason, dry_run=ctx.dry_run, changes=tuple(changes), details=details
     )
+
+
+def pod_gone(
+    action: str, ctx: ActionContext, exc: NotFound | Conflict, changes: list[str] | tuple[str, ...] = ()
+) -> ActionResult:
+    """The skipped result when the pod vanished, or was replaced under us (the new pod is never touched)."""
+    if isinstance(exc, NotFound):
+        return result(action, Status.SKIPPED, "pod no longer exists", ctx, changes)
+    return result(action, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from responder.actions.base import ActionContext, ActionParams, ActionResult, Status, result
+from responder.actions.base import ActionContext, ActionParams, ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 
@@ -50,10 +50,8 @@ class DeleteAction:
             return result(self.name, Status.SKIPPED, what, ctx, [what])
         try:
             ctx.kube.delete_pod(pod.namespace, pod.name, pod.uid, params.grace_period_s)
-        except NotFound:
-            return result(self.name, Status.SKIPPED, "pod no longer exists", ctx)
-        except Conflict:
-            return result(self.name, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
+        except (NotFound, Conflict) as exc:
+            return pod_gone(self.name, ctx, exc)
         controller = pod.controller
         replaced = f"; {controller.kind} {controller.name} will replace it" if controller else ""
         return result(self.name, Status.SUCCEEDED, f"deleted pod {pod.name}{replaced}", ctx, [what])

@@ -27,6 +27,7 @@ from responder.actions.base import (
     ActionParams,
     ActionResult,
     Status,
+    pod_gone,
     result,
 )
 from responder.actions.label import quarantine_pod
@@ -35,6 +36,10 @@ from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, N
 
 _EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 _CONFLICT_ATTEMPTS = 5
+
+
+class PoliciesKeptChanging(Conflict):
+    """Every re-read of the namespace's policies lost a race: unlike a UID conflict, nothing about the pod."""
 
 
 class IsolateParams(ActionParams):
@@ -98,12 +103,10 @@ class IsolateAction:
         remove, notes = self._detach_plan(ctx) if params.detach else ([], [])
         try:
             self._isolate(ctx, changes, remove)
-        except NotFound:
-            return result(self.name, Status.SKIPPED, "pod no longer exists", ctx, changes)
-        except Conflict as exc:
-            if "NetworkPolicies" in str(exc):
-                raise
-            return result(self.name, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
+        except PoliciesKeptChanging:
+            raise  # not about the pod: the action fails with the reason
+        except (NotFound, Conflict) as exc:
+            return pod_gone(self.name, ctx, exc, changes)
 
         ineffective = self._ineffective(ctx)
         details: dict[str, Any] = {"policy": DENY_ALL_POLICY, "notes": notes}
@@ -204,7 +207,9 @@ class IsolateAction:
             if not retry:
                 return
             listed = None
-        raise Conflict(f"NetworkPolicies in {namespace} kept changing; gave up after {_CONFLICT_ATTEMPTS} attempts")
+        raise PoliciesKeptChanging(
+            f"NetworkPolicies in {namespace} kept changing; gave up after {_CONFLICT_ATTEMPTS} attempts"
+        )
 
     @staticmethod
     def _detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:

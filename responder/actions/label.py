@@ -18,6 +18,7 @@ from responder.actions.base import (
     ActionParams,
     ActionResult,
     Status,
+    pod_gone,
     result,
 )
 from responder.errors import Conflict, NotFound
@@ -70,10 +71,8 @@ class LabelAction:
         """Label and annotate the pod (idempotent)."""
         try:
             changed, reason = quarantine_pod(ctx)
-        except NotFound:
-            return result(self.name, Status.SKIPPED, "pod no longer exists", ctx)
-        except Conflict:
-            return result(self.name, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
+        except (NotFound, Conflict) as exc:
+            return pod_gone(self.name, ctx, exc)
         if not changed:
             return result(self.name, Status.SKIPPED, reason, ctx)
         status = Status.SKIPPED if ctx.dry_run else Status.SUCCEEDED
