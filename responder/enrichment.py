@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder import logfilters
+from responder import logfilters, owners
 from responder.errors import NotFound, ResponderError, Unavailable
 from responder.findings import Finding
 from responder.logfilters import LogWindow
@@ -42,7 +42,6 @@ PodFacts = Future[tuple[object, float]]  # (PodView, owner chain), elapsed ms: s
 INSTANCE_ID_ANNOTATION = "container.googleapis.com/instance_id"
 NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
-MAX_OWNER_DEPTH = 5
 DEFAULT_MAX_ENTRIES = 50
 
 LogKind = Literal["container", "audit", "serial_console"]
@@ -342,12 +341,7 @@ def _sort_key(entry: LogEntry) -> datetime:
 
 def _pod_facts(kube: KubePort, target: Target) -> tuple[PodView, list[WorkloadView]]:
     pod = kube.get_pod(target.namespace, target.pod)
-    chain: list[WorkloadView] = []
-    owner = pod.controller
-    for _ in range(MAX_OWNER_DEPTH):
-        if owner is None:
-            break
-        workload = kube.get_workload(target.namespace, owner)
-        chain.append(workload)
-        owner = next((o for o in workload.owners if o.controller), None)
+    chain, error = owners.walk(kube, target.namespace, pod.controller)
+    if error is not None:
+        raise error
     return pod, chain

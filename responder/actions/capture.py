@@ -14,13 +14,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from responder import owners
 from responder.actions.base import ActionContext, ActionParams, ActionResult, Status
 from responder.errors import NotFound, ResponderError
 from responder.sanitize import clean
 
 # `ps axjf` is the runbook's command; argv without a shell, so nothing from the finding can be interpreted.
 PROCESS_TREE_ARGV = ["ps", "axjf"]
-MAX_OWNER_DEPTH = 5
 
 
 class CaptureParams(ActionParams):
@@ -49,22 +49,12 @@ class CaptureAction:
         parts: dict[str, bool] = {"manifest": True}  # part -> captured (set by each reader, read after all finish)
 
         def owner_chain() -> None:
-            shared = ctx.owner_chain()
-            if shared is not None:
-                ev.owner_chain.extend({"kind": w.kind, "name": w.name, "uid": w.uid} for w in shared)
-                parts["owner chain"] = bool(ev.owner_chain)
-                return
-            owner = pod.controller
-            for _ in range(MAX_OWNER_DEPTH):
-                if owner is None:
-                    break
-                try:
-                    workload = kube.get_workload(pod.namespace, owner)
-                except ResponderError as exc:
-                    ev.notes.append(f"owner {owner.kind}/{owner.name}: {clean(exc, 200)}")
-                    break
-                ev.owner_chain.append({"kind": workload.kind, "name": workload.name, "uid": workload.uid})
-                owner = next((o for o in workload.owners if o.controller), None)
+            chain = ctx.owner_chain()  # usually already read by the investigation
+            if chain is None:
+                chain, error = owners.walk(kube, pod.namespace, pod.controller)
+                if error is not None:
+                    ev.notes.append(f"owner chain incomplete: {clean(error, 200)}")
+            ev.owner_chain.extend({"kind": w.kind, "name": w.name, "uid": w.uid} for w in chain)
             parts["owner chain"] = bool(ev.owner_chain)
 
         def logs() -> None:
