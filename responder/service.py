@@ -296,10 +296,8 @@ class Responder:
         try:
             pod: PodView = connection.kube.get_pod(target.namespace, target.pod)
             return pod
-        except NotFound:
-            return None
-        except (Forbidden, Unavailable):
-            return None
+        except (NotFound, Forbidden, Unavailable):
+            return None  # every action is then skipped with the reason (pod not found)
 
     def _contain(
         self,

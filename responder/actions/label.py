@@ -42,21 +42,20 @@ def quarantine_pod(
     recorded = pod.annotations.get(FINDING_ANNOTATION) == (ctx.finding.name or "")
     if labelled and recorded and not removed and not annotations:
         return False, "pod already carries the quarantine label and this finding's record"
-    what = (
-        f"record the finding on pod {pod.name} (already quarantined)"
-        if labelled
-        else (f"label pod {pod.name} {QUARANTINE_LABEL}=true")
-    )
+
+    def describe(done: bool) -> str:
+        if labelled:
+            return f"{'recorded' if done else 'record'} the finding on pod {pod.name} (already quarantined)"
+        return f"{'labelled' if done else 'label'} pod {pod.name} {QUARANTINE_LABEL}=true"
+
     if ctx.dry_run:
-        return True, what
+        return True, describe(done=False)
     new_annotations: dict[str, str | None] = {**ctx.record(), ACTIONS_ANNOTATION: ",".join(ctx.planned) or "label"}
     new_annotations.update(annotations or {})
     ctx.pod = ctx.kube.patch_pod_metadata(
         pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)}, new_annotations
     )
-    return True, f"recorded the finding on pod {pod.name} (already quarantined)" if labelled else (
-        f"labelled pod {pod.name} {QUARANTINE_LABEL}=true"
-    )
+    return True, describe(done=True)
 
 
 class LabelAction:
