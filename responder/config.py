@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     budget_max: int | None = Field(default=None, ge=0, description="destructive actions per cluster per window")
     budget_window_s: int | None = Field(default=None, ge=60, description="blast-radius window in seconds")
     log_window_min: int | None = Field(default=None, ge=1, le=1440, description="log search window around eventTime")
+    process_capture: bool = Field(
+        default=True, description="exec `ps axjf` in the container (false when pods/exec is not granted)"
+    )
 
     # --- wiring (not policy) ---
     kubeconfig: Path | None = Field(default=None, description="use this kubeconfig for every cluster (non-GKE, local)")
@@ -51,6 +54,10 @@ class Settings(BaseSettings):
     scc_endpoint: str | None = Field(default=None, description="SCC API endpoint override (tests, private access)")
     logging_endpoint: str | None = Field(default=None, description="Cloud Logging API endpoint override")
     container_endpoint: str | None = Field(default=None, description="GKE API endpoint override")
+    gke_endpoint: Literal["auto", "dns", "private", "public"] = Field(
+        default="auto",
+        description="control-plane endpoint: auto = DNS-based when the cluster has one, else public; or dns|private|public",
+    )
     anonymous_google: bool = Field(default=False, description="use anonymous credentials (local wire fakes only)")
     google_apis: Literal["auto", "on", "off"] = Field(
         default="auto", description="auto: on in Cloud Functions/Run (K_SERVICE) or when an endpoint is overridden"

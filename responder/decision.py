@@ -37,6 +37,16 @@ class DeliveryInfo(BaseModel):
     delivery_attempt: int | None = None
 
 
+class VerificationInfo(BaseModel):
+    """What SCC's own record said about the message (see ``responder.verification``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: str
+    reason: str
+    mismatches: list[str] = Field(default_factory=list)
+
+
 class DecisionRecord(BaseModel):
     """One decision about one delivery."""
 
@@ -56,6 +66,7 @@ class DecisionRecord(BaseModel):
     rule: str | None = None
     skipped: list[str] = Field(default_factory=list)
     enrichment: dict[str, str] = Field(default_factory=dict)
+    verification: VerificationInfo | None = None
     outcome: Literal["done", "retry"] = "done"
     warnings: list[str] = Field(default_factory=list)
     delivery: DeliveryInfo = DeliveryInfo()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from responder import safejson
 from responder.errors import InvalidEnvelope
 from responder.sanitize import clean
 
@@ -74,9 +75,9 @@ def from_cloud_event(event_type: str | None, event_id: str | None, data: Any, sh
         raise InvalidEnvelope(f"event type {clean(event_type, 100)!r} is not {PUBSUB_EVENT_TYPE}")
     if isinstance(data, bytes | bytearray):
         try:
-            data = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidEnvelope("CloudEvent data is not JSON") from exc
+            data = safejson.loads(bytes(data).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise InvalidEnvelope(f"CloudEvent data is not JSON we accept: {clean(exc, 120)}") from exc
     if not isinstance(data, Mapping):
         raise InvalidEnvelope("CloudEvent data is not a MessagePublishedData object")
     # The subscription and a topic in `source` are optional: push bodies POSTed to `/` lose both.
@@ -106,9 +107,9 @@ def detect(document: Any) -> Delivery:
 def detect_bytes(raw: bytes) -> Delivery:
     """:func:`detect` for raw file contents."""
     try:
-        document = json.loads(raw.decode("utf-8"))
+        document = safejson.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InvalidEnvelope(f"input is not UTF-8 (byte {exc.start})") from exc
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidEnvelope(f"input is not JSON: {clean(exc, 120)}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEnvelope(f"input is not JSON we accept: {clean(exc, 120)}") from exc
     return detect(document)

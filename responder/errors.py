@@ -1,7 +1,12 @@
 """One exception tree for the whole responder.
 
-The split that matters is permanent versus transient: a permanent error is acknowledged (Pub/Sub must not redeliver
-a message that can never succeed), a transient one is raised out of the handler so Pub/Sub redelivers it.
+What a caller does with each:
+- invalid input (``InvalidEnvelope``, ``InvalidFinding``): recorded as ``reject`` and acknowledged; no redelivery
+  can make it valid;
+- everything that stops a containment once the input is valid (``TransientError``, ``Forbidden``, ``ConfigError``,
+  a ``PermanentError`` from a dependency): recorded as ``failed`` with what was already done, then raised so Pub/Sub
+  redelivers and, if it never heals, dead-letters the message. A finding is never acknowledged as handled while
+  its pod was not contained.
 SDK exceptions are translated into this tree in ``responder/adapters`` with ``raise ... from exc``.
 """
 
@@ -13,7 +18,7 @@ class ResponderError(Exception):
 
 
 class PermanentError(ResponderError):
-    """Retrying cannot help: acknowledge, record, move on."""
+    """Retrying the same request cannot help (bad input, a request the API refuses as invalid)."""
 
 
 class InvalidEnvelope(PermanentError):
@@ -28,8 +33,9 @@ class InvalidIdentifier(InvalidFinding):
     """An identifier from the finding breaks Kubernetes or GCP naming rules; it is rejected, never escaped."""
 
 
-class ConfigError(PermanentError):
-    """Settings or the policy file are invalid; the responder refuses to act rather than act on half a policy."""
+class ConfigError(ResponderError):
+    """Settings or the policy file are invalid; the responder refuses to act rather than act on half a policy, and
+    the message is redelivered (then dead-lettered) so it is not lost while an operator fixes the settings."""
 
 
 class TransientError(ResponderError):
@@ -44,8 +50,9 @@ class Conflict(ResponderError):
     """The object changed under us (UID precondition, resourceVersion) or already exists."""
 
 
-class Forbidden(PermanentError):
-    """The responder's identity lacks a permission; retrying will not grant it."""
+class Forbidden(ResponderError):
+    """The responder's identity lacks a permission (401/403). Never read as "not found": on the containment path it
+    is a failure that is redelivered until someone grants the right or the message dead-letters."""
 
 
 class Unavailable(ResponderError):

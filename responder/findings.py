@@ -8,13 +8,14 @@ that sees the raw shape: everything after it works with :class:`Finding`.
 from __future__ import annotations
 
 import ipaddress
-import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from responder import proto_enums, safejson
 from responder.errors import InvalidFinding
 from responder.sanitize import clean
 
@@ -57,6 +58,34 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 Timestamp = Annotated[datetime | None, AfterValidator(_utc)]
+
+
+def _enum(numbers: Any) -> Any:
+    def name(value: Any) -> str | None:
+        found = proto_enums.enum_name(value, numbers)
+        # The zero value means "not set" in proto3, whether it arrives as a name, a number or not at all.
+        return None if found is None or found.endswith("_UNSPECIFIED") else found
+
+    return BeforeValidator(name)
+
+
+def _enum_list(numbers: Any) -> Any:
+    def names(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [n for n in (proto_enums.enum_name(v, numbers) for v in value) if n and not n.endswith("_UNSPECIFIED")]
+
+    return BeforeValidator(names)
+
+
+# Every enum-like field goes through one normalisation (proto_enums): names in any case, or proto3 numbers.
+State = Annotated[str | None, _enum(proto_enums.STATE)]
+Mute = Annotated[str | None, _enum(proto_enums.MUTE)]
+Severity = Annotated[str | None, _enum(proto_enums.SEVERITY)]
+FindingClass = Annotated[str | None, _enum(proto_enums.FINDING_CLASS)]
+Tactic = Annotated[str | None, _enum(proto_enums.TACTIC)]
+Tactics = Annotated[list[str], _enum_list(proto_enums.TACTIC)]
+Techniques = Annotated[list[str], _enum_list(proto_enums.TECHNIQUE)]
 
 
 class _Raw(BaseModel):
@@ -117,10 +146,10 @@ class RawKubernetes(_Raw):
 
 
 class RawMitre(_Raw):
-    primary_tactic: str | None = None
-    primary_techniques: list[str] = Field(default_factory=list)
-    additional_tactics: list[str] = Field(default_factory=list)
-    additional_techniques: list[str] = Field(default_factory=list)
+    primary_tactic: Tactic = None
+    primary_techniques: Techniques = Field(default_factory=list)
+    additional_tactics: Tactics = Field(default_factory=list)
+    additional_techniques: Techniques = Field(default_factory=list)
     version: str | None = None
 
 
@@ -158,16 +187,16 @@ class RawFinding(_Raw):
     canonical_name: str | None = None
     parent: str | None = None
     resource_name: str | None = None
-    state: str | None = None
+    state: State = None
     category: str | None = None
     external_uri: str | None = None
     source_properties: dict[str, Any] = Field(default_factory=dict)
     security_marks: RawSecurityMarks | None = None
     event_time: Timestamp = None
     create_time: Timestamp = None
-    severity: str | None = None
-    mute: str | None = None
-    finding_class: str | None = None
+    severity: Severity = None
+    mute: Mute = None
+    finding_class: FindingClass = None
     mitre_attack: RawMitre | None = None
     processes: list[RawProcess] = Field(default_factory=list)
     parent_display_name: str | None = None
@@ -249,6 +278,7 @@ class Finding(_Domain):
     security_marks: dict[str, str] = Field(default_factory=dict)
     sample: bool = False  # published by `python -m responder publish-sample`: reported, never acted on
     warnings: tuple[str, ...] = ()
+    contradictions: tuple[str, ...] = ()  # fields that disagree with each other: triage rejects the finding
 
     @property
     def key(self) -> str | None:
@@ -263,9 +293,9 @@ def parse_notification(payload: bytes) -> NotificationMessage:
     except UnicodeDecodeError as exc:
         raise InvalidFinding(f"message data is not UTF-8 (byte {exc.start})") from exc
     try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidFinding(f"message data is not JSON: {clean(exc, 120)}") from exc
+        document = safejson.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidFinding(f"message data is not JSON we accept: {clean(exc, 120)}") from exc
     if not isinstance(document, dict):
         raise InvalidFinding(f"message data is JSON {type(document).__name__}, expected an object")
     try:
@@ -323,16 +353,10 @@ def to_finding(message: NotificationMessage) -> Finding:
         raise InvalidFinding("notification has no finding")
     props = raw.source_properties
     warnings: list[str] = []
+    contradictions: list[str] = []
     resource = message.resource or RawResource()
 
-    pod = raw.kubernetes.pods[0] if raw.kubernetes and raw.kubernetes.pods else None
-    prop_ns, prop_pod = _text(props.get("Pod_Namespace")), _text(props.get("Pod_Name"))
-    namespace = pod.ns if pod and pod.ns else prop_ns
-    pod_name = pod.name if pod and pod.name else prop_pod
-    # Both blocks come from CTD; when they disagree we cannot know which pod is compromised, so triage rejects it.
-    if pod and ((prop_ns and prop_ns != namespace) or (prop_pod and prop_pod != pod_name)):
-        warnings.append("pod identity differs between kubernetes.pods[] and sourceProperties")
-
+    pod, namespace, pod_name = _the_pod(raw, props, warnings, contradictions)
     containers = (pod.containers if pod else []) or raw.containers
     container = _text(props.get("Container_Name")) or (containers[0].name if containers else None)
     image_uri = _text(props.get("Container_Image_Uri")) or (containers[0].uri if containers else None)
@@ -341,6 +365,13 @@ def to_finding(message: NotificationMessage) -> Finding:
     if not node and raw.kubernetes and raw.kubernetes.nodes:
         node = _last_segment(raw.kubernetes.nodes[0].name)
     node_pool = raw.kubernetes.node_pools[0].name if raw.kubernetes and raw.kubernetes.node_pools else None
+    resource_name = raw.resource_name or resource.name
+    if raw.resource_name and resource.name and raw.resource_name != resource.name:
+        contradictions.append(
+            f"finding.resourceName {clean(raw.resource_name, 160)!r} and resource.name {clean(resource.name, 160)!r} "
+            "name different resources"
+        )
+    contradictions.extend(_node_contradictions(raw, resource_name, node))
 
     processes = tuple(
         Process(
@@ -376,7 +407,7 @@ def to_finding(message: NotificationMessage) -> Finding:
         finding_class=raw.finding_class,
         event_time=raw.event_time,
         create_time=raw.create_time,
-        resource_name=raw.resource_name or resource.name,
+        resource_name=resource_name,
         resource_type=resource.type,
         project_display_name=(gcp.project_display_name if gcp else None) or resource.project_display_name,
         pod_namespace=namespace,
@@ -393,4 +424,87 @@ def to_finding(message: NotificationMessage) -> Finding:
         security_marks=dict(raw.security_marks.marks) if raw.security_marks else {},
         sample=str(props.get(SAMPLE_PROPERTY, "")).lower() == "true",
         warnings=tuple(warnings),
+        contradictions=tuple(contradictions),
     )
+
+
+def _the_pod(
+    raw: RawFinding, props: dict[str, Any], warnings: list[str], contradictions: list[str]
+) -> tuple[RawPod | None, str | None, str | None]:
+    """The pod the reverse shell ran in: (its kubernetes.pods[] entry, namespace, name).
+
+    CTD names the pod twice (``kubernetes.pods[]`` and ``sourceProperties``). When they disagree, or several pods are
+    listed and nothing says which one ran the shell, no pod can be trusted: that is recorded as a contradiction and
+    triage rejects the finding. When several are listed and ``sourceProperties`` names one of them, that one is
+    acted on and the others are named in a warning (they are context, e.g. a pod sharing the process's network).
+    """
+    listed: dict[tuple[str | None, str | None], RawPod] = {}
+    for candidate in raw.kubernetes.pods if raw.kubernetes else []:
+        if candidate.ns or candidate.name:
+            listed.setdefault((candidate.ns, candidate.name), candidate)
+    prop_ns, prop_pod = _text(props.get("Pod_Namespace")), _text(props.get("Pod_Name"))
+    pod: RawPod | None = None
+    if prop_ns or prop_pod:
+        matching = [
+            p
+            for (ns, name), p in listed.items()
+            if (not prop_ns or ns == prop_ns) and (not prop_pod or name == prop_pod)
+        ]
+        if listed and not matching:
+            contradictions.append(
+                "kubernetes.pods[] and sourceProperties name different pods "
+                f"({_pods_text(listed)} vs {clean(prop_ns, 63)}/{clean(prop_pod, 253)})"
+            )
+        pod = matching[0] if matching else None
+    elif len(listed) > 1:
+        contradictions.append(
+            f"the finding lists {len(listed)} pods ({_pods_text(listed)}) and sourceProperties does not say which one "
+            "ran the reverse shell"
+        )
+    elif listed:
+        pod = next(iter(listed.values()))
+    namespace = prop_ns or (pod.ns if pod else None)
+    pod_name = prop_pod or (pod.name if pod else None)
+    others = {k: v for k, v in listed.items() if v is not pod}
+    if pod is not None and others:
+        warnings.append(
+            f"the finding also lists {_pods_text(others)}: not acted on, the reverse shell ran in "
+            f"{clean(namespace, 63)}/{clean(pod_name, 253)} (sourceProperties)"
+        )
+    return pod, namespace, pod_name
+
+
+def _pods_text(pods: dict[tuple[str | None, str | None], RawPod]) -> str:
+    shown = [f"{clean(ns or '?', 63)}/{clean(name or '?', 100)}" for ns, name in list(pods)[:5]]
+    return ", ".join(shown) + (f" and {len(pods) - 5} more" if len(pods) > 5 else "")
+
+
+_VM = re.compile(r"//compute\.googleapis\.com/projects/([^/]+)/zones/([^/]+)/instances/([^/]+)")
+_CLUSTER = re.compile(r"//container\.googleapis\.com/projects/([^/]+)/(?:locations|zones)/([^/]+)/clusters/[^/]+")
+
+
+def _region(location: str) -> str:
+    # us-central1-a -> us-central1; a region stays as it is.
+    head, _, tail = location.rpartition("-")
+    return head if len(tail) == 1 and tail.isalpha() else location
+
+
+def _node_contradictions(raw: RawFinding, resource_name: str | None, vm_name: str | None) -> list[str]:
+    """A node the finding names must belong to the cluster it names: same project, same region, same VM."""
+    cluster = _CLUSTER.match(resource_name or "")
+    nodes = [n.name for n in (raw.kubernetes.nodes if raw.kubernetes else []) if n.name]
+    out: list[str] = []
+    for node in nodes:
+        vm = _VM.fullmatch(node)
+        if vm is None or cluster is None:
+            continue
+        project, zone, _ = vm.groups()
+        # A project can be named by ID or by number; only two names of the same kind can be compared.
+        if project.isdigit() == cluster[1].isdigit() and project != cluster[1]:
+            out.append(f"node {clean(node, 200)!r} is in project {clean(project, 30)}, the cluster in {cluster[1]}")
+        elif _region(zone) != _region(cluster[2]):
+            out.append(f"node {clean(node, 200)!r} is in zone {clean(zone, 40)}, the cluster in {cluster[2]}")
+    names = {n.rsplit("/", 1)[-1] for n in nodes}
+    if vm_name and names and vm_name not in names:
+        out.append(f"sourceProperties.VM_Instance_Name {clean(vm_name, 63)!r} is not a node of kubernetes.nodes[]")
+    return out

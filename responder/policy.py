@@ -8,6 +8,7 @@ A plan is the same in dry-run and enforce; only execution differs.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,7 +29,20 @@ from responder.sanitize import clean
 from responder.triage import DEFAULT_CATEGORIES, Target, normalise_category
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
-DEFAULT_PROTECTED = ("kube-system", "kube-public", "kube-node-lease", "gke-*", "gmp-*", "responder-system")
+# Namespaces a GKE cluster runs its own machinery in, and the responder's own. Always protected: configuration can
+# only add to this floor (an empty or invalid list never leaves the cluster's system pods open to deletion).
+PROTECTED_FLOOR = (
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "gke-*",
+    "gmp-*",
+    "config-management-*",
+    "resource-group-system",
+    "responder-system",
+)
+DEFAULT_PROTECTED = PROTECTED_FLOOR
+_NAMESPACE_GLOB = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
 
 
 class _Strict(BaseModel):
@@ -90,6 +104,18 @@ class Defaults(_Strict):
     report_topic: str | None = None
     owner_keys: tuple[str, ...] = ("owner", "team", "contact")
     escalate_ineffective_isolation: bool = False
+    capture_before_destructive: bool = True  # evidence before every delete, escalations included; false opts out
+
+    @field_validator("protected_namespaces")
+    @classmethod
+    def _namespace_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Each entry must be able to match a namespace: a typo ("Kube-System", "prod_*") would silently protect nothing.
+        bad = [v for v in value if not isinstance(v, str) or not _NAMESPACE_GLOB.fullmatch(v)]
+        if bad:
+            raise ValueError(
+                f"protected_namespaces entries must be namespace names or globs ([a-z0-9-*?], <= 63): {bad[:5]!r}"
+            )
+        return value
 
     @field_validator("exempt_label")
     @classmethod
@@ -152,7 +178,11 @@ class PlannedStep(BaseModel):
 
 
 class Plan(BaseModel):
-    """What will run for one finding, and what was left out and why."""
+    """What will run for one finding, and what was left out and why.
+
+    ``hold`` is the machine code when the finding is deliberately left alone (``protected``, ``exempt``, ``sample``,
+    ``report_only``): the decision record is then ``ignore``, since nothing is done or attempted.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -160,6 +190,7 @@ class Plan(BaseModel):
     rule: str | None
     steps: tuple[PlannedStep, ...] = ()
     skipped: tuple[str, ...] = ()
+    hold: str | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -189,7 +220,8 @@ def rule_matches(rule: Rule, finding: Finding, target: Target, labels: Mapping[s
 def _steps_for(action: str, detach: bool) -> list[ActionParams]:
     """The containment an ``RESPONDER_ACTION`` override stands for."""
     if action == "none":
-        return [CaptureStep(action="capture")]
+        # No containment means nothing the attacker can notice either: no exec into the container.
+        return [CaptureStep(action="capture", process_tree=False)]
     steps: list[ActionParams] = [
         IsolateStep(action="isolate", detach=detach),
         LabelStep(action="label"),
@@ -232,20 +264,38 @@ class PolicyEngine:
         except ValidationError as exc:
             raise ConfigError(f"RESPONDER_* overrides of the policy defaults:\n{_format_errors(exc)}") from exc
 
+    @property
+    def protected_namespaces(self) -> tuple[str, ...]:
+        """The floor, the budget's namespace, then what the policy and RESPONDER_PROTECTED_NAMESPACES add."""
+        extra = (self.settings.budget_namespace, *self.defaults.protected_namespaces)
+        return tuple(dict.fromkeys((*PROTECTED_FLOOR, *extra)))
+
     def protected(self, namespace: str) -> bool:
-        """Protected namespaces are never touched, whatever the rules say."""
-        return any(fnmatch.fnmatchcase(namespace, p) for p in self.defaults.protected_namespaces)
+        """Protected namespaces are never touched, whatever the rules or settings say."""
+        return any(fnmatch.fnmatchcase(namespace, p) for p in self.protected_namespaces)
 
     def plan(self, finding: Finding, target: Target, labels: Mapping[str, str]) -> Plan:
         """Choose the steps for this finding and pod (``labels`` are the live pod's, or the finding's)."""
         mode = self.defaults.mode
         if finding.sample:
-            return Plan(mode=mode, rule=None, skipped=("sample finding from publish-sample: report only",))
+            return Plan(
+                mode=mode, rule=None, hold="sample", skipped=("sample finding from publish-sample: report only",)
+            )
         if self.protected(target.namespace):
-            return Plan(mode=mode, rule=None, skipped=(f"namespace {target.namespace} is protected: report only",))
+            return Plan(
+                mode=mode,
+                rule=None,
+                hold="protected",
+                skipped=(f"namespace {target.namespace} is protected: report only",),
+            )
         exempt = self.defaults.exempt_label
         if labels.get(exempt, "").lower() == "true":
-            return Plan(mode=mode, rule=None, skipped=(f"pod carries the exemption label {exempt}=true: report only",))
+            return Plan(
+                mode=mode,
+                rule=None,
+                hold="exempt",
+                skipped=(f"pod carries the exemption label {exempt}=true: report only",),
+            )
         chosen: list[Any] = []
         rule_names: list[str] = []
         for rule in self.policy.rules:
@@ -264,13 +314,29 @@ class PolicyEngine:
         steps = [PlannedStep(action=s.action, params=s, destructive=s.action == "delete") for s in chosen]
         # Containment first: isolation cuts the attacker off; labelling and evidence can follow a moment later.
         steps.sort(key=lambda s: 0 if s.action == "isolate" else 1)
-        # Evidence first: move capture ahead of the first destructive step (stable otherwise).
-        first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
-        if first_destructive is not None:
-            late = [s for s in steps[first_destructive:] if s.action == "capture"]
-            steps = [s for s in steps if s not in late]
-            steps[first_destructive:first_destructive] = late
+        steps = self.with_evidence_first(steps)
+        if not steps:
+            return Plan(
+                mode=mode,
+                rule=rule_name,
+                hold="report_only",
+                skipped=(f"rule {rule_name} has no actions: report only",),
+            )
         return Plan(mode=mode, rule=rule_name, steps=tuple(steps))
+
+    def with_evidence_first(self, steps: list[PlannedStep]) -> list[PlannedStep]:
+        """Capture ahead of the first destructive step: moved there when planned later, added when not planned at
+        all (unless the policy opts out with ``capture_before_destructive: false``)."""
+        first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
+        if first_destructive is None:
+            return steps
+        late = [s for s in steps[first_destructive:] if s.action == "capture"]
+        steps = [s for s in steps if s not in late]
+        planned = late or any(s.action == "capture" for s in steps[:first_destructive])
+        if not planned and self.defaults.capture_before_destructive:
+            late = [PlannedStep(action="capture", params=CaptureStep(action="capture"))]
+        steps[first_destructive:first_destructive] = late
+        return steps
 
 
 def _format_errors(exc: ValidationError) -> str:

@@ -131,6 +131,7 @@ class NetworkPolicyView(_View):
     policy_types: tuple[str, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    spec: dict[str, Any] = Field(default_factory=dict)  # the whole spec as API JSON (rules included), to judge content
 
 
 class NodeView(_View):
@@ -192,10 +193,25 @@ class KubePort(Protocol):
         """Replace spec.podSelector, optimistic on resourceVersion (Conflict if the policy changed)."""
         ...
 
+    def replace_network_policy(
+        self,
+        namespace: str,
+        name: str,
+        spec: dict[str, Any],
+        labels: Mapping[str, str],
+        resource_version: str | None,
+    ) -> NetworkPolicyView:
+        """Replace the whole spec and the labels (a patch: no ``update`` right needed), optimistic on
+        resourceVersion (Conflict if the policy changed)."""
+        ...
+
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str: ...
 
-    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
-        """Run argv in the container without a shell; raises Unavailable when exec cannot reach a container."""
+    def exec(
+        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
+    ) -> str:
+        """Run argv in the container without a shell; at most ``limit_bytes`` of output (then marked truncated) and
+        ``timeout_s`` seconds. Raises Unavailable when exec cannot reach a container, Forbidden without the right."""
         ...
 
     def get_node(self, name: str) -> NodeView: ...
@@ -279,13 +295,18 @@ class LogsAPI(Protocol):
 
 
 class SccFinding(_View):
-    """A finding as SCC reports it now (for verification and write-back)."""
+    """A finding as SCC reports it now (for verification and write-back).
+
+    ``pods`` are the (namespace, name) pairs SCC's own record names, from its ``kubernetes.pods[]`` and from its
+    ``sourceProperties`` (``Pod_Namespace``/``Pod_Name``): what the message's pod is checked against.
+    """
 
     name: str
     state: str | None = None
     mute: str | None = None
     category: str | None = None
     resource_name: str | None = None
+    pods: tuple[tuple[str, str], ...] = ()
     marks: dict[str, str] = Field(default_factory=dict)
 
 

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from responder import budget as budget_mod
 from responder.actions import registry
 from responder.actions.base import ActionContext, ActionResult, Evidence, Prefetched, Status
 from responder.actions.isolate import ensure_deny_all
+from responder.actions.undo import undo_quarantine
 from responder.config import Settings
-from responder.decision import DecisionRecord, DeliveryInfo, PodRef, make_record
+from responder.decision import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
 from responder.enrichment import Investigation, Investigator
 from responder.envelope import Delivery
 from responder.errors import (
@@ -43,6 +45,7 @@ from responder.ports import (
 )
 from responder.sanitize import clean
 from responder.triage import Target, Triage, Verdict, triage
+from responder.verification import Verification, Vouch, verify
 
 HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
@@ -159,7 +162,10 @@ class Responder:
 
     def _act(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
         engine = self.deps.policy
-        connection, unavailable = self._connect(target)
+        # SCC verification is a read that needs nothing else: it starts first and runs alongside containment, so
+        # isolation never waits for it; only destructive steps and the write-back do.
+        verifying = self.workers.submit(verify, self.deps.findings_api, finding, target, engine.defaults.verify_finding)
+        connection, unavailable, blocker = self._connect(target)
         # Investigation needs nothing from containment: start it first, so it overlaps everything below. The pod's
         # owner chain is read once, for both the investigation and the evidence capture.
         pod_facts = self.investigator.start_pod_facts(connection.kube, target) if connection else None
@@ -178,14 +184,25 @@ class Responder:
                 deny_all=self.workers.submit(ensure_deny_all, connection.kube, target.namespace) if isolating else None,
                 pod_facts=pod_facts,
             )
-        pod = self._read_pod(connection, target) if connection else None
+        pod: PodView | None = None
+        if connection is not None:
+            pod, blocker = self._read_pod(connection, target)
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
-        slots, evidence, retry = self._contain(finding, target, plan, connection, pod, unavailable, prefetched)
+        slots: list[ActionResult | Future[tuple[ActionResult, bool]]] = []
+        evidence = Evidence()
+        try:
+            retry = self._contain(
+                finding, target, plan, connection, pod, blocker, prefetched, verifying, slots, evidence
+            )
+        except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
+            slots.append(_crashed("contain", exc, plan.dry_run))
+            retry = True
+        verification = verifying.result()
+        written = [slot for slot in slots if isinstance(slot, ActionResult)]
         # Write back as soon as the last write to the cluster is done: evidence capture and the investigation may
         # still be reading meanwhile (the marks record what was done to the workload, which reads do not change).
-        written = [slot for slot in slots if isinstance(slot, ActionResult)]
-        write_back = self.workers.submit(self._write_back, finding, plan, written)
+        write_back = self.workers.submit(self._write_back, finding, plan, written, verification)
         results: list[ActionResult] = []
         for slot in slots:
             if isinstance(slot, ActionResult):
@@ -194,18 +211,37 @@ class Responder:
                 result, transient = slot.result()
                 results.append(result)
                 retry = retry or transient
+        if verification.vouch is Vouch.REFUTED and connection is not None and pod is not None and not plan.dry_run:
+            if any(r.action in ("isolate", "label") and r.status is Status.SUCCEEDED for r in results):
+                undone = undo_quarantine(connection.kube, pod, finding.name)
+                results.append(undone)
+                retry = retry or undone.status is Status.FAILED
+        elif verification.transient and any(r.reason.startswith(_UNVERIFIED) for r in results):
+            retry = True  # a destructive step waits for SCC: redelivery verifies again
         results += write_back.result()
         investigation = investigation_future.result()
 
+        if verification.vouch is Vouch.REFUTED:
+            decided, code, reason = Verdict.REJECT, "suspected_forgery", verification.reason
+        elif not plan.steps and plan.hold:
+            decided, code, reason = Verdict.IGNORE, plan.hold, plan.skipped[0] if plan.skipped else plan.hold
+        else:
+            decided, code, reason = Verdict.ACT, verdict.code, verdict.reason
+
         def record(actions: list[ActionResult]) -> DecisionRecord:
             return make_record(
-                Verdict.ACT,
-                verdict.code,
-                verdict.reason,
+                decided,
+                code,
+                reason,
                 actions=actions,
                 rule=plan.rule,
                 skipped=list(plan.skipped),
                 enrichment=investigation.summary(),
+                verification=VerificationInfo(
+                    status=verification.vouch.value,
+                    reason=verification.reason,
+                    mismatches=list(verification.mismatches),
+                ),
                 outcome="retry" if retry else "done",
                 **common,
             )
@@ -218,6 +254,8 @@ class Responder:
             investigation=investigation,
             evidence=evidence,
         )
+        if verification.vouch is Vouch.REFUTED:
+            return outcome  # owners are not paged with a forger's content; the ERROR record is the alert
         # The report is built from the complete outcome, so owners see every action; the publish result is then
         # added to the decision record (the report cannot contain its own delivery).
         notified = self._notify(outcome, results)
@@ -226,11 +264,22 @@ class Responder:
         return outcome
 
     # ------------------------------------------------------------------------------------------------ report
-    def _write_back(self, finding: Finding, plan: Plan, results: list[ActionResult]) -> list[ActionResult]:
-        """Security marks recording what was done, and INACTIVE after a successful delete (enforce only)."""
+    def _write_back(
+        self, finding: Finding, plan: Plan, results: list[ActionResult], verification: Verification
+    ) -> list[ActionResult]:
+        """Security marks recording what was done, and INACTIVE after a successful delete (enforce only).
+
+        Both write to the finding the message names, so only when SCC confirmed the message is about that finding:
+        a forged message reusing a real finding's name must not mark it, let alone set it INACTIVE.
+        """
         defaults, api = self.deps.policy.defaults, self.deps.findings_api
-        if plan.dry_run or api is None or not finding.name:
+        if plan.dry_run or api is None or not finding.name or verification.vouch is Vouch.REFUTED:
             return []
+        if not verification.allows_write_back:
+            if not defaults.write_marks:
+                return []
+            why = f"not written: SCC did not confirm the finding ({clean(verification.reason, 160)})"
+            return [ActionResult(action="mark", status=Status.SKIPPED, reason=why)]
         name = finding.name
         out: list[ActionResult] = []
         if defaults.write_marks:
@@ -249,7 +298,8 @@ class Responder:
                 )
             )
         deleted = any(r.action == "delete" and r.status is Status.SUCCEEDED for r in results)
-        if defaults.set_inactive and deleted:
+        # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
+        if defaults.set_inactive and deleted and verification.vouch is Vouch.VERIFIED:
             out.append(
                 _attempt(
                     "set_inactive",
@@ -283,21 +333,41 @@ class Responder:
             )
         ]
 
-    def _connect(self, target: Target) -> tuple[Connection | None, str | None]:
+    def _connect(self, target: Target) -> tuple[Connection | None, str | None, _Blocker | None]:
+        """The cluster, or why not: (connection, why enrichment is unavailable, what that means for containment)."""
         if self.deps.connector is None:
-            return None, "no cluster credentials configured (RESPONDER_KUBECONFIG or GKE access)"
+            why = "no cluster credentials configured (RESPONDER_KUBECONFIG or GKE access)"
+            return None, why, _Blocker(why, Status.SKIPPED, retry=False)
         try:
-            return self.deps.connector.connect(target.cluster), None
-        except (Unavailable, Forbidden, NotFound) as exc:
-            return None, f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
+            return self.deps.connector.connect(target.cluster), None, None
+        except (Unavailable, NotFound) as exc:
+            why = f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
+            return None, why, _Blocker(why, Status.SKIPPED, retry=False)
+        except Forbidden as exc:
+            why = f"forbidden (check IAM: container.clusters.get on {target.cluster.path}): {clean(exc, 200)}"
+            return None, why, _Blocker(why, Status.FAILED, retry=True)
+        except TransientError:
+            raise  # nothing was written yet: the whole delivery is retried
+        except ResponderError as exc:
+            why = f"cluster {target.cluster.path} could not be reached: {clean(exc, 200)}"
+            return None, why, _Blocker(why, Status.FAILED, retry=True)
 
     @staticmethod
-    def _read_pod(connection: Connection, target: Target) -> PodView | None:
+    def _read_pod(connection: Connection, target: Target) -> tuple[PodView | None, _Blocker | None]:
+        """The pod, or why containment cannot start. Only a 404 means the pod is gone; a 403 or any other failure
+        is a failure (retried), never "already gone"."""
+        where = f"{target.namespace}/{target.pod}"
         try:
             pod: PodView = connection.kube.get_pod(target.namespace, target.pod)
-            return pod
-        except (NotFound, Forbidden, Unavailable):
-            return None  # every action is then skipped with the reason (pod not found)
+            return pod, None
+        except NotFound:
+            return None, _Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False)
+        except Forbidden as exc:
+            why = f"forbidden (check RBAC: pods get in {target.namespace}): {clean(exc, 200)}"
+            return None, _Blocker(why, Status.FAILED, retry=True)
+        except ResponderError as exc:
+            kind = "transient failure, will retry on redelivery" if isinstance(exc, TransientError) else "failed"
+            return None, _Blocker(f"could not read pod {where} ({kind}): {clean(exc, 200)}", Status.FAILED, retry=True)
 
     def _contain(
         self,
@@ -306,36 +376,44 @@ class Responder:
         plan: Plan,
         connection: Connection | None,
         pod: PodView | None,
-        unavailable: str | None,
+        blocker: _Blocker | None,
         prefetched: Prefetched,
-    ) -> tuple[list[ActionResult | Future[tuple[ActionResult, bool]]], Evidence, bool]:
-        """Run the plan. Read-only steps still running after the last write are returned as futures, in order."""
-        evidence = Evidence()
+        verifying: Future[Verification],
+        slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
+        evidence: Evidence,
+    ) -> bool:
+        """Run the plan into ``slots`` (read-only steps still running after the last write stay futures, in order).
+
+        Returns whether Pub/Sub must redeliver. ``slots`` is the caller's, so whatever was done before a crash is
+        still recorded.
+        """
         if not plan.steps:
-            return [], evidence, False
+            return False
         dry_run = plan.dry_run
-        why = None
-        if connection is None:
-            why = unavailable
-        elif pod is None:
-            why = f"pod {target.namespace}/{target.pod} not found (already gone?)"
-        elif finding.event_time and pod.created and pod.created > finding.event_time:
+        if (
+            blocker is None
+            and pod is not None
+            and finding.event_time
+            and pod.created
+            and pod.created > finding.event_time
+        ):
             # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
             # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
-            why = (
+            blocker = _Blocker(
                 f"pod {target.namespace}/{target.pod} was created after the finding's event "
-                f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone"
+                f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone",
+                Status.SKIPPED,
+                retry=False,
             )
-        if why is not None or connection is None or pod is None:
-            status = Status.SKIPPED
-            return (
-                [
-                    ActionResult(action=s.action, status=status, reason=f"not run: {why}", dry_run=dry_run)
-                    for s in plan.steps
-                ],
-                evidence,
-                False,
+        if blocker is not None or connection is None or pod is None:
+            why = blocker or _Blocker("no pod to act on", Status.SKIPPED, retry=False)
+            prefix = "not run: " if why.status is Status.SKIPPED else ""
+            slots.extend(
+                ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=dry_run)
+                for s in plan.steps
             )
+            return why.retry
+        defaults = self.deps.policy.defaults
         ctx = ActionContext(
             kube=connection.kube,
             target=target,
@@ -348,13 +426,20 @@ class Responder:
             pool=self.workers,
             prefetched=prefetched,
             planned=tuple(s.action for s in plan.steps),
+            process_capture=self.deps.settings.process_capture,
         )
-        results: list[ActionResult | Future[tuple[ActionResult, bool]]] = []
+        if not dry_run:
+            ctx.charge_budget = partial(
+                budget_mod.consume,
+                connection.kube,
+                self.deps.settings.budget_namespace,
+                finding.key or "",
+                defaults.budget.max_actions,
+                defaults.budget.window_s,
+                ctx.now,
+            )
         retry = False
         steps = list(plan.steps)
-        destructive = not dry_run and any(s.destructive for s in steps)
-        # SCC verification is a read: start it now so a destructive step does not wait for it later.
-        verified = self.workers.submit(self._verify, finding) if destructive else None
         # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
         # place in the plan, which the planner puts before any destructive step.
         early = {
@@ -362,84 +447,73 @@ class Responder:
             for i, s in enumerate(steps)
             if registry.get(s.action).read_only
         }
-        gate: str | None = None  # why destructive steps may not run, decided once, lazily
-        gate_checked = False
         index = 0
         while index < len(steps):
             step = steps[index]
             index += 1
             if step.destructive and not dry_run:
-                if not gate_checked:
-                    gate, gate_checked = self._destructive_gate(ctx, finding, verified), True
-                if gate:
-                    results.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=gate))
+                verification = verifying.result()
+                if not verification.allows_destructive:
+                    reason = f"{_UNVERIFIED}{verification.reason}; no destructive action"
+                    slots.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=reason))
                     continue
             running = early.get(index - 1)
             if running is not None and not any(s.destructive for s in steps[index:]):
-                results.append(running)  # nothing destructive waits for this evidence: joined by the caller
+                slots.append(running)  # nothing destructive waits for this evidence: joined by the caller
                 continue
             result, transient = running.result() if running else self._run_step(ctx, step)
             retry = retry or transient
-            results.append(result)
+            slots.append(result)
             if (
                 result.action == "isolate"
                 and result.details.get("ineffective")
-                and self.deps.policy.defaults.escalate_ineffective_isolation
+                and defaults.escalate_ineffective_isolation
                 and not any(s.destructive for s in steps)
             ):
+                # Escalation is a destructive step like any other: evidence first (unless the policy opts out).
                 steps.append(PlannedStep(action="delete", params=registry.get("delete").Params(), destructive=True))
-        return results, evidence, retry
+                steps = steps[:index] + self.deps.policy.with_evidence_first(steps[index:])
+        return retry
 
     @staticmethod
     def _run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
-        """Run one action; a failure becomes its result. Returns (result, transient)."""
+        """Run one action; a failure becomes its result. Returns (result, retry).
+
+        Every failure raised by an action asks for redelivery: a 403 or a 5xx must not be acknowledged as handled
+        while the pod is not contained (repeated failures end in the dead-letter topic, visible, not lost).
+        """
         action = registry.get(step.action)
         try:
             return action.run(ctx, step.params), False
         except ResponderError as exc:
-            transient = isinstance(exc, TransientError)
-            hint = "transient failure, will retry on redelivery: " if transient else ""
-            if isinstance(exc, Forbidden):
+            hint = "failed, will retry on redelivery: "
+            if isinstance(exc, TransientError):
+                hint = "transient failure, will retry on redelivery: "
+            elif isinstance(exc, Forbidden):
                 hint = "forbidden (check RBAC): "
             failed = ActionResult(
-                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 200)
+                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 240)
             )
-            return failed, transient
+            return failed, True
+        except Exception as exc:  # a bug must not end the event silently, nor lose what other steps did
+            return _crashed(step.action, exc, ctx.dry_run), True
 
-    def _verify(self, finding: Finding) -> str | None:
-        """Re-read the finding from SCC; why a destructive action may not run, or None when verified."""
-        if not self.deps.policy.defaults.verify_finding:
-            return None
-        api = self.deps.findings_api
-        if api is None or not finding.name:
-            return "not verified: SCC is not reachable from here, so no destructive action (verify_finding)"
-        try:
-            current = api.get_finding(finding.name)
-        except ResponderError as exc:
-            return f"not verified: SCC lookup failed ({clean(exc, 160)}), so no destructive action"
-        if current is None:
-            return "not verified: SCC does not know this finding (forged?), so no destructive action"
-        if current.state != "ACTIVE":
-            return f"not verified: SCC says the finding is {clean(current.state, 20)}, so no destructive action"
-        return None
 
-    def _destructive_gate(
-        self, ctx: ActionContext, finding: Finding, verified: Future[str | None] | None
-    ) -> str | None:
-        """Verification against SCC, then the blast-radius budget. Returns why not, or None to proceed."""
-        refusal = verified.result() if verified is not None else self._verify(finding)
-        if refusal:
-            return refusal
-        defaults = self.deps.policy.defaults
-        decision = budget_mod.consume(
-            ctx.kube,
-            self.deps.settings.budget_namespace,
-            finding.key or "",
-            defaults.budget.max_actions,
-            defaults.budget.window_s,
-            ctx.now,
-        )
-        return None if decision.allowed else f"{decision.reason}: destructive action skipped"
+@dataclass(frozen=True, slots=True)
+class _Blocker:
+    """Why no step can run (cluster or pod unavailable), and whether that is a failure to redeliver."""
+
+    reason: str
+    status: Status
+    retry: bool
+
+
+_UNVERIFIED = "not verified: "
+
+
+def _crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
+    reason = f"internal error, will retry on redelivery: {type(exc).__name__}: {clean(exc, 200)}"
+    return ActionResult(action=action, status=Status.FAILED, dry_run=dry_run, reason=reason)
 
 
 def _status_word(results: list[ActionResult]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from responder import identifiers as ids
@@ -18,6 +19,10 @@ from responder.identifiers import ClusterRef
 from responder.sanitize import clean
 
 DEFAULT_CATEGORIES = ("Reverse Shell",)
+# CTD began in 2020; an event before that, or more than a day ahead of our clock, is not a real detection. Such times
+# would also decide wrongly whether a pod is the one that ran the shell or a later replacement.
+EARLIEST_EVENT = datetime(2020, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)
 
 
 class Verdict(StrEnum):
@@ -62,8 +67,20 @@ def _reject(code: str, reason: str) -> Triage:
     return Triage(Verdict.REJECT, code, reason)
 
 
-def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Triage:
-    """Classify one finding."""
+def _implausible_time(finding: Finding, now: datetime) -> str | None:
+    for label, moment in (("eventTime", finding.event_time), ("createTime", finding.create_time)):
+        if moment is None:
+            continue
+        if moment < EARLIEST_EVENT or moment > now + CLOCK_SKEW:
+            return (
+                f"{label} {moment.isoformat()} is outside the plausible window "
+                f"[{EARLIEST_EVENT.date().isoformat()}, now + {CLOCK_SKEW.days} day]"
+            )
+    return None
+
+
+def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES, now: datetime | None = None) -> Triage:
+    """Classify one finding (``now`` bounds the event time; default: the clock)."""
     handled = {normalise_category(c) for c in categories}
     if finding.finding_class and finding.finding_class != "THREAT":
         return _ignore("not_threat", f"finding class is {clean(finding.finding_class, 40)}, not THREAT")
@@ -77,8 +94,11 @@ def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES) -> 
         return _ignore("muted", "finding is muted")
     if not finding.name:
         return _reject("no_name", "finding has no name")
-    if any("pod identity differs" in w for w in finding.warnings):
-        return _reject("pod_mismatch", "kubernetes.pods[] and sourceProperties name different pods")
+    if finding.contradictions:
+        return _reject("inconsistent", "; ".join(finding.contradictions))
+    bad_time = _implausible_time(finding, now or datetime.now(UTC))
+    if bad_time:
+        return _reject("bad_time", bad_time)
     if not finding.pod_namespace or not finding.pod_name:
         return _reject("no_pod", "finding names no pod (no kubernetes.pods[] and no Pod_Namespace/Pod_Name)")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def notification(
     if resource is not None:
         f["resourceName"] = resource
         doc["resource"]["name"] = resource
+        _move_nodes(f, resource)
     # The event happens now: the pods a test creates before building the finding existed when it happened.
     f["eventTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     for key, value in finding_overrides.items():
@@ -53,6 +55,19 @@ def notification(
         else:
             f[key] = value
     return doc
+
+
+def _move_nodes(finding: dict[str, Any], resource: str) -> None:
+    """Keep the finding consistent: its nodes live in the cluster it names (else triage rejects a contradiction)."""
+    match = re.match(r"//container\.googleapis\.com/projects/([^/]+)/(?:locations|zones)/([^/]+)/", resource)
+    nodes = finding.get("kubernetes", {}).get("nodes") or []
+    if match is None:
+        return
+    project, location = match.groups()
+    zone = location if re.fullmatch(r".*[0-9]-[a-z]", location) else f"{location}-b"
+    for node in nodes:
+        vm = node.get("name", "").rsplit("/", 1)[-1]
+        node["name"] = f"//compute.googleapis.com/projects/{project}/zones/{zone}/instances/{vm}"
 
 
 def b64(doc: dict[str, Any] | bytes) -> str:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from responder.budget import BudgetDecision
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.findings import Finding
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
@@ -71,12 +72,20 @@ class Evidence:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class DenyAllState:
+    """The deny-all policy is in place with the intended content; ``changed`` when this call created or repaired it."""
+
+    changed: bool
+    what: str
+
+
 @dataclass(frozen=True)
 class Prefetched:
     """Work started alongside the pod read, so that containment's first round is already done when it begins."""
 
     policies: Future[list[NetworkPolicyView]] | None = None  # the namespace's NetworkPolicies
-    deny_all: Future[bool] | None = None  # the (inert) deny-all policy, ensured when isolation is certain
+    deny_all: Future[DenyAllState] | None = None  # the (inert) deny-all policy, ensured when isolation is certain
     pod_facts: Future[tuple[object, float]] | None = None  # the investigation's read of the pod and its owner chain
 
 
@@ -104,16 +113,20 @@ class ActionContext:
     pool: Executor | None = None
     prefetched: Prefetched = field(default_factory=Prefetched)
     planned: tuple[str, ...] = ()
+    # Takes one slot of the blast-radius budget, after an action's own guards passed; raises when the budget cannot
+    # be read (which refuses the action: the budget fails closed). None: no budget here (dry-run, tests).
+    charge_budget: Callable[[], BudgetDecision] | None = None
+    process_capture: bool = True  # False when the operator withheld pods/exec (RESPONDER_PROCESS_CAPTURE=false)
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
         """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
         (then the caller simply reads again)."""
         return _result(self.prefetched.policies)
 
-    def deny_all_exists(self) -> bool:
-        """True when the deny-all policy was ensured alongside the pod read."""
-        ready: bool | None = _result(self.prefetched.deny_all)
-        return ready is True
+    def deny_all_ensured(self) -> DenyAllState | None:
+        """What ensuring the deny-all alongside the pod read did (it is then in place, content checked), or None
+        when that was not tried or failed (the action then ensures it itself, and fails if it cannot)."""
+        return _result(self.prefetched.deny_all)
 
     def owner_chain(self) -> list[WorkloadView] | None:
         """The owner chain the investigation read for this pod, or None (then the caller reads it itself)."""

@@ -3,8 +3,11 @@
 Permissions: ``pods: get``; ``pods/log: get``; ``pods/exec: get, create``; workload kinds: ``get``.
 Example (policy): ``- action: capture\n  log_tail_lines: 500\n  process_tree: true``.
 
-Read-only, so it runs in dry-run too: evidence is worth having even when nothing else happens. Each part that cannot
-be captured is recorded with the reason (no running container, no kubelet, forbidden) and the rest carries on.
+Reads run in dry-run too: evidence is worth having even when nothing else happens. The process tree is the
+exception: ``exec`` starts a process inside the compromised container, which the attacker can see, so it runs only in
+enforce mode, only when the plan contains containment, and only when the operator granted ``pods/exec``
+(``RESPONDER_PROCESS_CAPTURE``). Its output is the attacker's to shape, so it is read with a byte cap and a deadline.
+Each part that cannot be captured is recorded with the reason and the rest carries on.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic import Field
 
 from responder import owners
 from responder.actions.base import ActionContext, ActionParams, ActionResult, Status
-from responder.errors import NotFound, ResponderError
+from responder.errors import Forbidden, NotFound, ResponderError
 from responder.sanitize import clean
 
 # `ps axjf` is the runbook's command; argv without a shell, so nothing from the finding can be interpreted.
@@ -30,6 +33,7 @@ class CaptureParams(ActionParams):
     log_limit_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     process_tree: bool = True
     exec_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    exec_limit_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
 
 
 class CaptureAction:
@@ -67,16 +71,32 @@ class CaptureAction:
                 ev.notes.append(f"logs not captured: {clean(exc, 200)}")
 
         def process_tree() -> None:
+            if ctx.dry_run:
+                ev.notes.append("process tree not captured: dry-run (exec runs a process the attacker can see)")
+                return
+            if not ctx.process_capture:
+                ev.notes.append("process tree not captured: process capture is disabled (RESPONDER_PROCESS_CAPTURE)")
+                return
             if not any(c.running for c in pod.containers if container is None or c.name == container):
                 ev.notes.append("process tree not captured: the container is not running")
                 return
             try:
                 ev.process_tree = kube.exec(
-                    pod.namespace, pod.name, container, PROCESS_TREE_ARGV, params.exec_timeout_s
+                    pod.namespace,
+                    pod.name,
+                    container,
+                    PROCESS_TREE_ARGV,
+                    params.exec_timeout_s,
+                    params.exec_limit_bytes,
                 )
                 parts["process tree"] = True
             except NotFound:
                 ev.notes.append("process tree not captured: pod no longer exists")
+            except Forbidden as exc:
+                ev.notes.append(
+                    "process tree not captured: not permitted (pods/exec is not granted; bind "
+                    f"deploy/kubernetes/rbac-capture.yaml to enable it): {clean(exc, 160)}"
+                )
             except ResponderError as exc:
                 ev.notes.append(f"process tree not captured: {clean(exc, 200)}")
 

@@ -1,11 +1,14 @@
 """delete: remove the compromised pod so its controller replaces it with a clean one.
 
-Permissions: ``pods: get, delete``; ``replicasets, deployments, statefulsets, daemonsets: get`` (guards).
+Permissions: ``pods: get, delete``; ``replicasets, deployments, statefulsets, daemonsets: get`` (guards);
+``leases: get, create, update`` in the budget namespace.
 Example (policy): ``- action: delete\n  grace_period_s: 1\n  allow_standalone: false``.
 
 The delete carries the pod's UID as a precondition, so a same-named replacement (StatefulSet) is never hit. Guards
-return ``skipped`` with the reason; each can be turned off in the policy. Evidence capture runs before this action
-when the plan has it (the planner orders ``capture`` ahead of every destructive action).
+return ``skipped`` with the reason; each can be turned off in the policy. Only a delete that passed its guards takes a
+slot of the blast-radius budget (a refused delete spends nothing); a budget that cannot be read refuses the delete.
+Evidence capture runs before this action (the planner puts ``capture`` ahead of every destructive action unless the
+policy sets ``capture_before_destructive: false``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class DeleteAction:
         what = f"delete pod {pod.namespace}/{pod.name} (uid {pod.uid}, grace {params.grace_period_s}s)"
         if ctx.dry_run:
             return result(self.name, Status.SKIPPED, what, ctx, [what])
+        if ctx.charge_budget is not None:
+            decision = ctx.charge_budget()  # BudgetUnavailable propagates: the delete fails, closed
+            if not decision.allowed:
+                return result(self.name, Status.SKIPPED, f"{decision.reason}: pod not deleted", ctx)
         try:
             ctx.kube.delete_pod(pod.namespace, pod.name, pod.uid, params.grace_period_s)
         except (NotFound, Conflict) as exc:

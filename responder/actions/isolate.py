@@ -8,6 +8,13 @@ So besides ensuring a deny-all (Ingress + Egress) policy on the quarantine label
 that selects the pod gets a ``NotIn`` term excluding quarantined pods. Only then is the label applied, so the pod
 leaves the allowing policies and enters the deny-all one in the same write. Egress-only isolation would leave the
 attacker's inbound path open, so both directions are always denied.
+
+The deny-all policy is trusted by content, never by name: anyone who can write NetworkPolicies in the namespace can
+create one called ``rsr-quarantine-deny-all`` that selects nothing. If the responder then excluded the pod from the
+allowing policies, the pod would be selected by no policy at all, i.e. fully open. So the policy is read back (the
+object the server returns, or the namespace's list) and must be exactly the intended one (selects the quarantine
+label, Ingress and Egress, no rules, the responder's label); a squatter is replaced before anything else is written,
+and isolation fails rather than proceed when that cannot be ensured.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ from responder.actions.base import (
     ActionContext,
     ActionParams,
     ActionResult,
+    DenyAllState,
     Status,
     pod_gone,
     result,
 )
 from responder.actions.label import quarantine_pod
-from responder.errors import Conflict, NotFound
+from responder.errors import Conflict, NotFound, ResponderError
 from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView
+from responder.sanitize import clean
 
 _EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 _CONFLICT_ATTEMPTS = 5
@@ -40,6 +49,32 @@ _CONFLICT_ATTEMPTS = 5
 
 class PoliciesKeptChanging(Conflict):
     """Every re-read of the namespace's policies lost a race: unlike a UID conflict, nothing about the pod."""
+
+
+class DenyAllNotEnsured(ResponderError):
+    """The deny-all policy could not be made exactly what isolation needs: nothing else may be written."""
+
+
+DENY_ALL_SPEC: dict[str, Any] = {
+    "podSelector": {"matchLabels": {QUARANTINE_LABEL: "true"}},
+    "policyTypes": ["Ingress", "Egress"],
+}
+
+
+def is_deny_all(policy: NetworkPolicyView) -> bool:
+    """True when ``policy`` is exactly the responder's deny-all: judged by its content, not its name."""
+    spec = policy.spec
+    selector = spec.get("podSelector") or {}
+    return (
+        set(spec) <= {"podSelector", "policyTypes", "ingress", "egress"}
+        and set(selector) <= {"matchLabels", "matchExpressions"}
+        and (selector.get("matchLabels") or {}) == {QUARANTINE_LABEL: "true"}
+        and not selector.get("matchExpressions")
+        and sorted(spec.get("policyTypes") or ()) == ["Egress", "Ingress"]
+        and not spec.get("ingress")
+        and not spec.get("egress")
+        and all(policy.labels.get(k) == v for k, v in MANAGED_BY.items())
+    )
 
 
 class IsolateParams(ActionParams):
@@ -54,7 +89,7 @@ def deny_all_body() -> dict[str, object]:
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": DENY_ALL_POLICY, "labels": dict(MANAGED_BY)},
-        "spec": {"podSelector": {"matchLabels": {QUARANTINE_LABEL: "true"}}, "policyTypes": ["Ingress", "Egress"]},
+        "spec": json.loads(json.dumps(DENY_ALL_SPEC)),
     }
 
 
@@ -69,15 +104,51 @@ def _detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str] | No
     return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
 
 
-def ensure_deny_all(kube: KubePort, namespace: str) -> bool:
-    """Create the deny-all policy unless it exists; True once it does (also when another instance made it)."""
-    with contextlib.suppress(Conflict):
-        kube.create_network_policy(namespace, deny_all_body())
-    return True
+def ensure_deny_all(kube: KubePort, namespace: str) -> DenyAllState:
+    """Make the deny-all policy exist with exactly the intended content; returns what was done.
+
+    Idempotent and safe against concurrent instances (create; on 409 read it and judge its content; replace a squatter
+    optimistically). Raises :class:`DenyAllNotEnsured` when the server keeps answering with something else.
+    """
+    where = f"{namespace}/{DENY_ALL_POLICY}"
+    for _ in range(_CONFLICT_ATTEMPTS):
+        try:
+            made = kube.create_network_policy(namespace, deny_all_body())
+        except Conflict:
+            existing = next((p for p in kube.list_network_policies(namespace) if p.name == DENY_ALL_POLICY), None)
+            if existing is None:
+                continue  # deleted between our create and our read: create again
+            if is_deny_all(existing):
+                return DenyAllState(False, f"NetworkPolicy {where} (deny all ingress and egress) in place")
+            with contextlib.suppress(Conflict, NotFound):  # changed or deleted under us: judge it again
+                fixed = kube.replace_network_policy(
+                    namespace,
+                    DENY_ALL_POLICY,
+                    DENY_ALL_SPEC,
+                    {**existing.labels, **MANAGED_BY},
+                    existing.resource_version,
+                )
+                if is_deny_all(fixed):
+                    return DenyAllState(
+                        True,
+                        f"replaced an impostor NetworkPolicy {where} (it was not the deny-all: "
+                        f"{_describe(existing)}) with the deny-all",
+                    )
+            continue
+        if is_deny_all(made):
+            return DenyAllState(True, f"created NetworkPolicy {where} (deny all ingress and egress)")
+        raise DenyAllNotEnsured(f"the server stored {where} as {_describe(made)}, not as a deny-all")
+    raise DenyAllNotEnsured(f"could not ensure the deny-all {where} after {_CONFLICT_ATTEMPTS} attempts")
 
 
-def _create_deny_all(ctx: ActionContext) -> None:
-    ensure_deny_all(ctx.kube, ctx.target.namespace)
+def _describe(policy: NetworkPolicyView) -> str:
+    spec = policy.spec
+    return clean(
+        f"podSelector={json.dumps(spec.get('podSelector') or {}, sort_keys=True)}, "
+        f"policyTypes={list(spec.get('policyTypes') or [])}, ingress rules={len(spec.get('ingress') or [])}, "
+        f"egress rules={len(spec.get('egress') or [])}, labels={json.dumps(policy.labels, sort_keys=True)}",
+        300,
+    )
 
 
 def _excludes_quarantine(policy: NetworkPolicyView) -> bool:
@@ -146,31 +217,37 @@ class IsolateAction:
         namespace = ctx.target.namespace
         # Judge selection by the pod's own labels without ours: that is what the allowing policies see today.
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
-        deny_all_ready = ctx.deny_all_exists()
+        ensured = ctx.deny_all_ensured()  # what ensuring it alongside the pod read did, or None
+        if ensured is not None and ensured.changed:
+            changes.append(ensured.what)
         listed = ctx.prefetched_policies()
-        if deny_all_ready and not any(p.name == DENY_ALL_POLICY for p in listed or ()):
-            changes.append(f"ensured NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
         pod_done = False
         for _ in range(_CONFLICT_ATTEMPTS):
             if listed is None:
                 listed = ctx.kube.list_network_policies(namespace)
-            need_deny_all = not deny_all_ready and all(p.name != DENY_ALL_POLICY for p in listed)
             pending = [
                 p
                 for p in listed
                 if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and not _excludes_quarantine(p)
             ]
             if ctx.dry_run:
-                if need_deny_all:
+                current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
+                if current is None:
                     changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
+                elif not is_deny_all(current):
+                    changes.append(
+                        f"replace the impostor NetworkPolicy {namespace}/{DENY_ALL_POLICY} ({_describe(current)}) "
+                        "with the deny-all"
+                    )
                 changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
                 _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
                 changes.append(what)
                 return
-            if need_deny_all:
-                _create_deny_all(ctx)
-                changes.append(f"created NetworkPolicy {namespace}/{DENY_ALL_POLICY}")
-                deny_all_ready = True
+            if ensured is None:
+                # Before any exclusion or label: without the deny-all in place they would open the pod, not close it.
+                ensured = ensure_deny_all(ctx.kube, namespace)
+                if ensured.changed:
+                    changes.append(ensured.what)
             writes: list[tuple[str | None, Callable[[], object]]] = [
                 (
                     f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",

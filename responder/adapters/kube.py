@@ -70,6 +70,17 @@ def _translate(exc: Exception, what: str) -> Exception:
     return exc
 
 
+def _is_uid_mismatch(exc: BaseException | None) -> bool:
+    """A 422 whose cause is ``metadata.uid`` (immutable): the object under that name is another one now."""
+    if getattr(exc, "status", None) != 422:
+        return False
+    try:
+        causes = json.loads(getattr(exc, "body", "") or "{}").get("details", {}).get("causes", [])
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("field") == "metadata.uid" for c in causes)
+
+
 def _api_message(exc: Any) -> str:
     try:
         return clean(json.loads(exc.body).get("message", exc.reason), 300)
@@ -180,18 +191,28 @@ class KubeAdapter:
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
     ) -> PodView:
-        """Strategic-merge patch of metadata; the UID in the patch is a precondition (409 when it differs)."""
+        """Strategic-merge patch of metadata; the UID in the patch is a precondition.
+
+        A real apiserver answers a patch whose ``metadata.uid`` differs from the stored pod's with 422 (the field is
+        immutable), not 409: that is the same-named replacement case, so it is reported as Conflict (replaced).
+        """
         body = {"metadata": {"uid": uid, "labels": dict(labels), "annotations": dict(annotations)}}
-        pod = _call(
-            f"patch pod {namespace}/{name}",
-            lambda: self.core.patch_namespaced_pod(
-                name,
-                namespace,
-                body,
-                _content_type="application/strategic-merge-patch+json",
-                _request_timeout=REQUEST_TIMEOUT,
-            ),
-        )
+        what = f"patch pod {namespace}/{name}"
+        try:
+            pod = _call(
+                what,
+                lambda: self.core.patch_namespaced_pod(
+                    name,
+                    namespace,
+                    body,
+                    _content_type="application/strategic-merge-patch+json",
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
+            )
+        except PermanentError as exc:
+            if _is_uid_mismatch(exc.__cause__):
+                raise Conflict(f"{what}: the pod was replaced (uid {uid} no longer matches)") from exc
+            raise
         return self._pod_view(pod)
 
     def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
@@ -230,8 +251,7 @@ class KubeAdapter:
         )
 
     # ---------------------------------------------------------------------------------------- network policy
-    @staticmethod
-    def _np_view(obj: Any) -> NetworkPolicyView:
+    def _np_view(self, obj: Any) -> NetworkPolicyView:
         return NetworkPolicyView(
             namespace=obj.metadata.namespace,
             name=obj.metadata.name,
@@ -240,6 +260,7 @@ class KubeAdapter:
             policy_types=tuple(obj.spec.policy_types or ()),
             labels=dict(obj.metadata.labels or {}),
             annotations=dict(obj.metadata.annotations or {}),
+            spec=self._api.sanitize_for_serialization(obj.spec) or {},
         )
 
     def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
@@ -288,6 +309,29 @@ class KubeAdapter:
 
         return self._np_view(_call(f"patch networkpolicy {namespace}/{name}", patch))
 
+    def replace_network_policy(
+        self,
+        namespace: str,
+        name: str,
+        spec: dict[str, Any],
+        labels: Mapping[str, str],
+        resource_version: str | None,
+    ) -> NetworkPolicyView:
+        """JSON patch replacing ``spec`` and ``metadata.labels`` wholesale; resourceVersion makes it optimistic."""
+        ops: list[dict[str, Any]] = [
+            {"op": "replace", "path": "/spec", "value": spec},
+            {"op": "add", "path": "/metadata/labels", "value": dict(labels)},
+        ]
+        if resource_version:
+            ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
+
+        def patch() -> Any:
+            return self.net.patch_namespaced_network_policy(
+                name, namespace, ops, _content_type="application/json-patch+json", _request_timeout=REQUEST_TIMEOUT
+            )
+
+        return self._np_view(_call(f"replace networkpolicy {namespace}/{name}", patch))
+
     # ------------------------------------------------------------------------------------------ logs and exec
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
         """Container log tail; Unavailable when no kubelet can serve it."""
@@ -308,8 +352,15 @@ class KubeAdapter:
             raise Unavailable(f"container logs unavailable: {exc}") from exc
         return str(text) if text else ""  # a pod that never ran answers 200 with no body
 
-    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
-        """Run argv (no shell) over the exec websocket; collect stdout/stderr up to the timeout."""
+    def exec(
+        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
+    ) -> str:
+        """Run argv (no shell) over the exec websocket; stream stdout/stderr until exit, the deadline or the cap.
+
+        The container is the attacker's: it decides how much ``ps`` prints and how slowly. So output is consumed
+        frame by frame and the stream is closed as soon as ``limit_bytes`` are held or ``timeout_s`` has passed;
+        memory stays at the cap plus one websocket frame whatever the container does.
+        """
         from kubernetes.stream import stream
 
         try:
@@ -324,6 +375,7 @@ class KubeAdapter:
                 stdout=True,
                 tty=False,
                 _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except Exception as exc:
             translated = _translate(exc, f"exec in {namespace}/{name}")
@@ -331,17 +383,30 @@ class KubeAdapter:
                 raise translated from exc
             raise Unavailable(f"exec unavailable: {clean(exc, 200)}") from exc
         output: list[str] = []
+        held = 0
+        ending = ""
         deadline = time.monotonic() + timeout_s
         try:
-            while resp.is_open() and time.monotonic() < deadline:
-                resp.update(timeout=1)
-                if resp.peek_stdout():
-                    output.append(resp.read_stdout())
-                if resp.peek_stderr():
-                    output.append(resp.read_stderr())
+            while resp.is_open():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    ending = f"\n[stopped after {timeout_s:g} s: deadline]"
+                    break
+                resp.update(timeout=min(remaining, 1.0))
+                for chunk in (
+                    resp.read_stdout() if resp.peek_stdout() else "",
+                    resp.read_stderr() if resp.peek_stderr() else "",
+                ):
+                    if chunk:
+                        take = chunk[: max(limit_bytes - held, 0)]
+                        output.append(take)
+                        held += len(take)
+                if held >= limit_bytes:
+                    ending = f"\n[truncated at {limit_bytes} bytes]"
+                    break
         finally:
             resp.close()
-        return "".join(output)[: 256 * 1024]
+        return "".join(output) + ending
 
     # ------------------------------------------------------------------------------------- nodes, namespaces
     def get_node(self, name: str) -> NodeView:

@@ -147,11 +147,20 @@ class SccFindings:
 
 def scc_finding(finding: Any) -> SccFinding:
     """Map a v1 or v2 ``Finding`` message to :class:`SccFinding`."""
+    # sourceProperties name the pod the process ran in; kubernetes.pods[] may list more (context). So the former,
+    # when SCC has it, is the only pod it vouches for.
+    props = finding.source_properties
+    namespace, name = props.get("Pod_Namespace"), props.get("Pod_Name")
+    if isinstance(namespace, str) and isinstance(name, str) and namespace and name:
+        pods = [(namespace, name)]
+    else:
+        pods = [(p.ns, p.name) for p in finding.kubernetes.pods if p.ns and p.name]
     return SccFinding(
         name=finding.name,
         state=enum_name(finding.state),
         mute=enum_name(finding.mute),
         category=finding.category or None,
         resource_name=finding.resource_name or None,
+        pods=tuple(pods),
         marks=dict(finding.security_marks.marks),
     )

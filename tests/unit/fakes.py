@@ -6,6 +6,7 @@ state ("the pod carries the label", "one policy exists") rather than calls.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
 import time
@@ -52,6 +53,7 @@ class FakeKube:
         self.raise_on: dict[str, Exception] = {}  # method name -> raised on every call
         self.sleep_on: dict[str, float] = {}  # method name -> seconds slept first (timeouts)
         self.calls: list[str] = []
+        self.execs: list[tuple[str, str]] = []
         self.logs_text: str | None = None
         self.ps_text = "  PPID   PID  PGID   SID TTY      TPGID STAT   UID   TIME COMMAND\n    0     1     1     1 ?  -1 Ss 0 0:00 sh\n"
 
@@ -108,13 +110,29 @@ class FakeKube:
         self.pods[(namespace, name)] = pod
         return pod
 
-    def add_policy(self, namespace: str, name: str, selector: LabelSelector | None = None) -> None:
+    def add_policy(
+        self,
+        namespace: str,
+        name: str,
+        selector: LabelSelector | None = None,
+        *,
+        policy_types: tuple[str, ...] = ("Ingress",),
+        rules: bool = True,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """An allowing policy (one open ingress rule) unless ``rules`` is False."""
+        selector = selector or LabelSelector()
+        spec: dict[str, Any] = {"podSelector": _selector_json(selector), "policyTypes": list(policy_types)}
+        if rules:
+            spec["ingress"] = [{}]
         self.policies[(namespace, name)] = NetworkPolicyView(
             namespace=namespace,
             name=name,
             resource_version=self.rv(),
-            pod_selector=selector or LabelSelector(),
-            policy_types=("Ingress",),
+            pod_selector=selector,
+            policy_types=policy_types,
+            labels=dict(labels or {}),
+            spec=spec,
         )
 
     def add_workload(
@@ -199,20 +217,29 @@ class FakeKube:
             name = body["metadata"]["name"]
             if (namespace, name) in self.policies:
                 raise Conflict(f"networkpolicy {name} exists")
-            sel = body["spec"]["podSelector"]
-            view = NetworkPolicyView(
-                namespace=namespace,
-                name=name,
-                resource_version=self.rv(),
-                pod_selector=LabelSelector(
-                    match_labels=sel.get("matchLabels", {}),
-                    match_expressions=tuple(LabelSelectorRequirement(**e) for e in sel.get("matchExpressions", [])),
-                ),
-                policy_types=tuple(body["spec"]["policyTypes"]),
-                labels=body["metadata"].get("labels", {}),
-            )
+            view = _policy_view(namespace, name, self.rv(), body["spec"], body["metadata"].get("labels", {}))
             self.policies[(namespace, name)] = view
             self.writes.append(f"create networkpolicy {name}")
+            return view
+
+    def replace_network_policy(
+        self,
+        namespace: str,
+        name: str,
+        spec: dict[str, Any],
+        labels: Mapping[str, str],
+        resource_version: str | None,
+    ) -> NetworkPolicyView:
+        self._maybe_fail("replace_network_policy")
+        with self.lock:
+            current = self.policies.get((namespace, name))
+            if current is None:
+                raise NotFound(name)
+            if resource_version and current.resource_version != resource_version:
+                raise Conflict("resourceVersion")
+            view = _policy_view(namespace, name, self.rv(), copy.deepcopy(spec), dict(labels))
+            self.policies[(namespace, name)] = view
+            self.writes.append(f"replace networkpolicy {name}")
             return view
 
     def set_network_policy_selector(
@@ -226,7 +253,8 @@ class FakeKube:
                 raise NotFound(name) from None
             if resource_version and current.resource_version != resource_version:
                 raise Conflict("resourceVersion")
-            view = current.model_copy(update={"pod_selector": selector, "resource_version": self.rv()})
+            spec = {**current.spec, "podSelector": _selector_json(selector)}
+            view = current.model_copy(update={"pod_selector": selector, "resource_version": self.rv(), "spec": spec})
             self.policies[(namespace, name)] = view
             self.writes.append(f"patch networkpolicy {name}")
             return view
@@ -237,10 +265,15 @@ class FakeKube:
             raise Unavailable("no kubelet")
         return self.logs_text
 
-    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float) -> str:
+    def exec(
+        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
+    ) -> str:
         self._maybe_fail("exec")
         if argv != ["ps", "axjf"]:
             raise AssertionError(f"unexpected exec {argv}")
+        self.execs.append((namespace, name))
+        if len(self.ps_text) > limit_bytes:
+            return self.ps_text[:limit_bytes] + f"\n[truncated at {limit_bytes} bytes]"
         return self.ps_text
 
     def get_node(self, name: str) -> NodeView:
@@ -284,6 +317,36 @@ class FakeKube:
             return lease
 
 
+def _selector_json(selector: LabelSelector) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if selector.match_labels:
+        out["matchLabels"] = dict(selector.match_labels)
+    if selector.match_expressions:
+        out["matchExpressions"] = [
+            {"key": e.key, "operator": e.operator, **({"values": list(e.values)} if e.values else {})}
+            for e in selector.match_expressions
+        ]
+    return out
+
+
+def _policy_view(
+    namespace: str, name: str, rv: str, spec: dict[str, Any], labels: Mapping[str, str]
+) -> NetworkPolicyView:
+    sel = spec.get("podSelector") or {}
+    return NetworkPolicyView(
+        namespace=namespace,
+        name=name,
+        resource_version=rv,
+        pod_selector=LabelSelector(
+            match_labels=sel.get("matchLabels") or {},
+            match_expressions=tuple(LabelSelectorRequirement(**e) for e in sel.get("matchExpressions") or []),
+        ),
+        policy_types=tuple(spec.get("policyTypes") or ()),
+        labels=dict(labels),
+        spec=copy.deepcopy(spec),
+    )
+
+
 class FakeConnector:
     """Hands out one FakeKube for every cluster."""
 
@@ -305,8 +368,33 @@ class FakeFindings:
         self.marks_updates: list[tuple[str, dict[str, str]]] = []
         self.state_changes: list[tuple[str, str]] = []
 
-    def add(self, name: str, state: str = "ACTIVE") -> None:
-        self.findings[name] = SccFinding(name=name, state=state, category="Reverse Shell")
+    def add(
+        self,
+        name: str,
+        state: str = "ACTIVE",
+        *,
+        category: str = "Reverse Shell",
+        resource_name: str | None = None,
+        pods: tuple[tuple[str, str], ...] = (),
+        mute: str | None = None,
+    ) -> None:
+        self.findings[name] = SccFinding(
+            name=name, state=state, category=category, resource_name=resource_name, pods=pods, mute=mute
+        )
+
+    def add_from(self, doc: dict[str, Any], state: str = "ACTIVE", **overrides: Any) -> None:
+        """Record what SCC holds for the finding of notification ``doc`` (its category, cluster and pod)."""
+        from responder.findings import NotificationMessage, to_finding
+
+        finding = to_finding(NotificationMessage.model_validate(doc))
+        assert finding.name and finding.pod_namespace and finding.pod_name
+        fields: dict[str, Any] = {
+            "category": finding.category,
+            "resource_name": finding.resource_name,
+            "pods": ((finding.pod_namespace, finding.pod_name),),
+            **overrides,
+        }
+        self.add(finding.name, state, **fields)
 
     def get_finding(self, name: str) -> SccFinding | None:
         return self.findings.get(name)

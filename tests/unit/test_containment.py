@@ -32,12 +32,14 @@ def make(
     policy: Policy | None = None,
     findings: FakeFindings | None = None,
     info: ClusterInfo | None = None,
+    vouch: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Responder:
+    """A responder on ``kube``; SCC knows the finding of ``vouch`` (default: FINDING) unless ``findings`` is given."""
     s = Settings(mode=mode, action=action, **settings)  # type: ignore[arg-type]
     if findings is None:
         findings = FakeFindings()
-        findings.add(NAME)
+        findings.add_from(vouch or FINDING)
     deps = Dependencies(
         settings=s,
         policy=PolicyEngine(policy or Policy(), s),
@@ -137,7 +139,8 @@ def test_ten_concurrent_deliveries_leave_one_policy_one_label_set_one_deletion(k
 
 def test_hostnetwork_pod_isolation_is_reported_ineffective(kube: FakeKube) -> None:
     kube.add_pod(NS, "hostnet-1", {"app": "agent"}, host_network=True)
-    outcome = run(make(kube), notification(namespace=NS, pod="hostnet-1", container="api"))
+    doc = notification(namespace=NS, pod="hostnet-1", container="api")
+    outcome = run(make(kube, vouch=doc), doc)
     isolate = next(a for a in outcome.record.actions if a.action == "isolate")
     assert isolate.status.value == "failed"
     assert "hostNetwork" in isolate.reason
@@ -164,7 +167,8 @@ def test_cluster_without_network_policy_enforcement_escalates_when_policy_says_s
 def test_delete_guards_skip_with_a_reason(kube: FakeKube, pod: str, controller: Any, reason: str) -> None:
     if (NS, pod) not in kube.pods:
         kube.add_pod(NS, pod, {"app": pod}, controller=controller)
-    outcome = run(make(kube, action="delete"), notification(namespace=NS, pod=pod, container="api"))
+    doc = notification(namespace=NS, pod=pod, container="api")
+    outcome = run(make(kube, action="delete", vouch=doc), doc)
     delete = next(a for a in outcome.record.actions if a.action == "delete")
     assert delete.status.value == "skipped" and reason in delete.reason
     assert (NS, pod) in kube.pods
@@ -174,7 +178,9 @@ def test_min_ready_replicas_guard(kube: FakeKube) -> None:
     kube.add_workload(NS, "ReplicaSet", "web-5d9c", ready=1)
     policy = parse_policy("rules: [{name: r, actions: [{action: delete, min_ready_replicas: 1}]}]")
     outcome = run(make(kube, action=None, policy=policy))
-    assert "min_ready_replicas" in outcome.record.actions[0].reason
+    # A rule with only [delete] still captures evidence first (capture_before_destructive defaults to true).
+    assert [a.action for a in containment(outcome)] == ["capture", "delete"]
+    assert "min_ready_replicas" in containment(outcome)[1].reason
     assert (NS, POD) in kube.pods
 
 
@@ -204,19 +210,25 @@ def test_pod_created_after_the_event_is_a_replacement_and_is_left_alone(kube: Fa
     doc = notification(namespace=NS, pod=POD, container="api", eventTime="2026-01-01T00:00:00Z")
     created_after = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
     kube.pods[(NS, POD)] = kube.pods[(NS, POD)].model_copy(update={"created": created_after})
-    outcome = run(make(kube, action="delete"), doc)
+    outcome = run(make(kube, action="delete", vouch=doc), doc)
     assert all(a.status.value == "skipped" for a in containment(outcome))
     assert "created after the finding's event" in containment(outcome)[0].reason
     assert (NS, POD) in kube.pods
     assert QUARANTINE_LABEL not in kube.pods[(NS, POD)].labels
 
 
-def test_forged_finding_gets_no_destructive_action(kube: FakeKube) -> None:
+def test_forged_finding_gets_no_destructive_action_and_isolation_is_undone(kube: FakeKube) -> None:
+    before = kube.pods[(NS, POD)]
     outcome = run(make(kube, action="delete", findings=FakeFindings()))  # SCC knows nothing about it
     delete = next(a for a in outcome.record.actions if a.action == "delete")
-    assert delete.status.value == "skipped" and "forged" in delete.reason
+    assert delete.status.value == "skipped" and "forgery" in delete.reason
     assert (NS, POD) in kube.pods
-    assert statuses(outcome)["isolate"] == "succeeded"  # reversible containment still happens
+    assert statuses(outcome)["isolate"] == "succeeded"  # isolation does not wait for SCC ...
+    assert statuses(outcome)["rollback"] == "succeeded"  # ... and is undone once SCC refutes the message
+    after = kube.pods[(NS, POD)]
+    assert after.labels == before.labels and after.annotations == before.annotations
+    assert (outcome.record.verdict.value, outcome.record.code) == ("reject", "suspected_forgery")
+    assert outcome.record.severity == "ERROR" and not outcome.retry
 
 
 def test_inactive_in_scc_gets_no_destructive_action(kube: FakeKube) -> None:
@@ -240,8 +252,10 @@ def test_transient_failure_requests_redelivery_and_the_retry_converges(kube: Fak
 
 
 def test_pod_already_gone_is_skipped_not_failed(kube: FakeKube) -> None:
-    outcome = run(make(kube), notification(namespace=NS, pod="ghost-1", container="api"))
-    assert all(a.status.value == "skipped" and "not found" in a.reason for a in containment(outcome))
+    doc = notification(namespace=NS, pod="ghost-1", container="api")
+    outcome = run(make(kube, vouch=doc), doc)
+    assert all(a.status.value == "skipped" and "not found (404)" in a.reason for a in containment(outcome))
+    assert not outcome.retry
 
 
 def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) -> None:
@@ -252,9 +266,10 @@ def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) ->
         # CTD reports the pod's labels as they were at detection.
         labels = kube.pods[(ns, pod)].labels
         doc["finding"]["kubernetes"]["pods"][0]["labels"] = [{"name": k, "value": v} for k, v in labels.items()]
-        outcome = run(make(kube, action="delete"), doc)
+        outcome = run(make(kube, action="delete", vouch=doc), doc)
         assert containment(outcome) == []
         assert outcome.record.skipped
+        assert outcome.record.verdict.value == "ignore"  # nothing done or attempted: not counted as "act"
     assert kube.writes == []
 
 
@@ -263,7 +278,8 @@ def test_exemption_added_after_detection_still_protects_the_pod(kube: FakeKube) 
     # pod itself is never touched and no allowing policy changes.
     kube.add_pod(NS, "exempt-2", {"app": "x", "responder.rsr.dev/exempt": "true"})
     before = {name: p.pod_selector for name, p in kube.policies.items()}
-    outcome = run(make(kube, action="delete"), notification(namespace=NS, pod="exempt-2", container="api"))
+    doc = notification(namespace=NS, pod="exempt-2", container="api")
+    outcome = run(make(kube, action="delete", vouch=doc), doc)
     assert containment(outcome) == []
     pod = kube.pods[(NS, "exempt-2")]
     assert QUARANTINE_LABEL not in pod.labels
@@ -291,7 +307,7 @@ def test_over_budget_destructive_actions_are_skipped_loudly(kube: FakeKube) -> N
 
 def test_write_back_marks_and_the_echo_is_ignored(kube: FakeKube) -> None:
     findings = FakeFindings()
-    findings.add(NAME)
+    findings.add_from(FINDING)
     responder = make(kube, action="delete", findings=findings, set_inactive=True)
     first = run(responder)
     assert statuses(first)["mark"] == "succeeded"
@@ -311,18 +327,23 @@ def test_write_back_marks_and_the_echo_is_ignored(kube: FakeKube) -> None:
 
 def test_dry_run_writes_nothing_to_scc_either(kube: FakeKube) -> None:
     findings = FakeFindings()
-    findings.add(NAME)
+    findings.add_from(FINDING)
     run(make(kube, mode="dry-run", action="delete", findings=findings, set_inactive=True))
     assert findings.marks_updates == []
     assert findings.state_changes == []
 
 
-def test_a_damaged_budget_counter_is_reset_not_fatal() -> None:
-    kube = FakeKube()
+def test_a_damaged_budget_counter_refuses_destructive_actions(kube: FakeKube) -> None:
+    # Resetting it would let whoever can write the Lease lift the limit: the budget fails closed.
     kube.create_lease("responder-system", budget.LEASE_NAME, {budget.ENTRIES_ANNOTATION: '[["not-a-time", "f1"]]'})
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert budget.consume(kube, "responder-system", "f2", 1, 3600, now).allowed
-    assert not budget.consume(kube, "responder-system", "f3", 1, 3600, now).allowed
+    with pytest.raises(budget.BudgetUnavailable, match="damaged"):
+        budget.consume(kube, "responder-system", "f2", 1, 3600, now)
+    outcome = run(make(kube, action="delete"))
+    delete = next(a for a in outcome.record.actions if a.action == "delete")
+    assert delete.status.value == "failed" and "damaged" in delete.reason
+    assert (NS, POD) in kube.pods and outcome.retry
+    assert statuses(outcome)["isolate"] == "succeeded"  # what was done before is kept and recorded
 
 
 def test_event_time_without_offset_is_utc_and_still_guards_replacements(kube: FakeKube) -> None:

@@ -90,7 +90,8 @@ def test_pod_named_twice_differently_is_rejected() -> None:
     doc = notification()
     doc["finding"]["sourceProperties"]["Pod_Name"] = "some-other-pod"
     record = respond(doc).record
-    assert (record.verdict.value, record.code) == ("reject", "pod_mismatch")
+    assert (record.verdict.value, record.code) == ("reject", "inconsistent")
+    assert "kubernetes.pods[] and sourceProperties name different pods" in record.reason
 
 
 def test_no_pod_anywhere_is_rejected() -> None:

@@ -58,8 +58,9 @@ def respond(
     kube: FakeKube | None = None,
     logs: ReportLogs | None = None,
     cluster_owner: str | None = None,
+    mode: str | None = None,
 ) -> Outcome:
-    settings = Settings()
+    settings = Settings(mode=mode)  # type: ignore[arg-type]
     deps = Dependencies(settings=settings, policy=PolicyEngine(Policy(), settings), logs=logs)
     if kube is not None:
         deps.connector = ReportConnector(
@@ -111,7 +112,8 @@ def full() -> tuple[Outcome, IncidentReport, str]:
             "serial_console": [],
         }
     )
-    outcome = respond(kube=kube, logs=logs)
+    # Enforce mode: the process tree is captured only then (exec is a side effect the attacker can see).
+    outcome = respond(kube=kube, logs=logs, mode="enforce")
     report = build_report(outcome, now=NOW)
     return outcome, report, render_markdown(report)
 
@@ -150,7 +152,7 @@ def test_full_report_model(full: tuple[Outcome, IncidentReport, str]) -> None:
     assert report.inspect.process_tree is not None
     assert "bash -i" in report.inspect.process_tree
     assert report.response is not None
-    assert report.response.dry_run
+    assert not report.response.dry_run
     assert {a.action for a in report.response.actions} >= {"label", "isolate", "capture"}
     assert any("payments" in t for t in report.response.todo)
     assert IncidentReport.model_validate_json(report.model_dump_json()) == report

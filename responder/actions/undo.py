@@ -1,0 +1,58 @@
+"""Undo what one delivery did to a pod, when SCC refutes the message that caused it.
+
+Isolation runs before SCC has answered (time to containment matters more than the round trip), so a forged message
+can isolate a pod for that moment. When SCC then refutes the message, the pod gets back the labels and responder
+annotations it had before this delivery touched it. The deny-all policy and the ``NotIn`` exclusions stay: both only
+concern pods carrying the quarantine label, so they change nothing for a pod without it.
+
+Permissions: ``pods: get, patch`` (already held for isolation).
+"""
+
+from __future__ import annotations
+
+from responder.actions.base import FINDING_ANNOTATION, PREFIX, QUARANTINE_LABEL, ActionResult, Status
+from responder.errors import Conflict, NotFound, ResponderError
+from responder.ports import KubePort, PodView
+from responder.sanitize import clean
+
+
+def undo_quarantine(kube: KubePort, before: PodView, finding_name: str | None) -> ActionResult:
+    """Restore the quarantine label, detached labels and responder annotations to their values in ``before``.
+
+    Nothing is undone when the pod now carries another finding's record (a genuine delivery wrote after us: its
+    quarantine stands) or when the pod under that name is another one. Errors are returned as a failed result.
+    """
+    try:
+        current = kube.get_pod(before.namespace, before.name)
+        if current.uid != before.uid:
+            return _result(Status.SKIPPED, "the pod was replaced meanwhile; the new pod was never touched")
+        if current.annotations.get(FINDING_ANNOTATION, "") != (finding_name or ""):
+            return _result(Status.SKIPPED, "the pod carries another finding's record now; its quarantine stands")
+        # Our own label, and every label the pod had before but lost since (detach removed them).
+        label_keys = {QUARANTINE_LABEL} | {k for k in before.labels if k not in current.labels}
+        labels = {k: before.labels.get(k) for k in label_keys if before.labels.get(k) != current.labels.get(k)}
+        annotation_keys = {k for k in {*before.annotations, *current.annotations} if k.startswith(f"{PREFIX}/")}
+        annotations = {
+            k: before.annotations.get(k)
+            for k in annotation_keys
+            if before.annotations.get(k) != current.annotations.get(k)
+        }
+        if not labels and not annotations:
+            return _result(Status.SKIPPED, "nothing to undo: the pod is as it was before this delivery")
+        kube.patch_pod_metadata(before.namespace, before.name, before.uid, labels, annotations)
+    except NotFound:
+        return _result(Status.SKIPPED, "the pod no longer exists")
+    except Conflict:
+        return _result(Status.SKIPPED, "the pod was replaced meanwhile; the new pod was never touched")
+    except ResponderError as exc:
+        return _result(Status.FAILED, f"could not undo the quarantine: {clean(exc, 200)}")
+    restored = sorted(k for k in labels if k != QUARANTINE_LABEL)
+    detail = f"; labels {', '.join(restored)} restored (its controller may adopt it again)" if restored else ""
+    return _result(
+        Status.SUCCEEDED,
+        f"undid this delivery's quarantine of pod {before.name}: label and annotations as before{detail}",
+    )
+
+
+def _result(status: Status, reason: str) -> ActionResult:
+    return ActionResult(action="rollback", status=status, reason=reason)
