@@ -1,5 +1,5 @@
-# The function: source zip -> bucket -> Cloud Functions gen2 (Cloud Build with its own service account) -> Eventarc
-# trigger on the findings topic.
+# The function: source zip -> bucket -> Cloud Functions gen2 (Cloud Build with its own service account). Findings reach
+# it through the push subscription in pubsub.tf, not through an Eventarc trigger.
 
 # --- Source -----------------------------------------------------------------------------------------------------------
 
@@ -22,6 +22,7 @@ data "archive_file" "source" {
 
 resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_62:Holds only build inputs reproducible from git; reads and writes are covered by Cloud Audit Logs, a usage-log bucket would add a second unlogged bucket.
+  #checkov:skip=CKV_GCP_78:Versioning is off on purpose: archives are named by content hash and only the current one is needed (at build time); with versioning every replaced archive would live on as a noncurrent version.
   project  = var.project_id
   name     = local.names.source_bucket
   location = var.region
@@ -29,22 +30,42 @@ resource "google_storage_bucket" "source" {
 
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  # Only artifacts reproducible from git live here; `terraform destroy` must not stall on old object versions.
+  # Only artifacts reproducible from git live here; `terraform destroy` must not stall on leftover objects.
   force_destroy = true
 
+  # Each source change uploads function-source-<sha256>.zip under a new name, so Terraform replaces the object and
+  # deletes the previous archive; without versioning that delete is final. The bucket holds the current archive only.
   versioning {
-    enabled = true
+    enabled = false
   }
 
+  # Noncurrent versions left from a deployment that had versioning on.
   lifecycle_rule {
     condition {
-      num_newer_versions = 5
-      with_state         = "ARCHIVED"
+      with_state                 = "ARCHIVED"
+      days_since_noncurrent_time = 1
     }
     action {
       type = "Delete"
     }
   }
+
+  # A sweep for archives no state tracks (an interrupted apply, another checkout). It may also take the current
+  # archive, which is only read at build time: the next apply uploads it again and the function is not rebuilt.
+  dynamic "lifecycle_rule" {
+    for_each = var.source_max_age_days == null ? [] : [var.source_max_age_days]
+    content {
+      condition {
+        age        = lifecycle_rule.value
+        with_state = "ANY"
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  depends_on = [time_sleep.services_ready]
 }
 
 resource "google_storage_bucket_object" "source" {
@@ -60,13 +81,17 @@ resource "google_service_account" "function" {
   account_id   = local.service_accounts.function
   display_name = "Reverse Shell Responder (function runtime)"
   description  = "Runs the responder: reads clusters, logs and SCC findings, acts on pods through Kubernetes RBAC."
+
+  depends_on = [time_sleep.services_ready]
 }
 
 resource "google_service_account" "trigger" {
   project      = var.project_id
   account_id   = local.service_accounts.trigger
-  display_name = "Reverse Shell Responder (Eventarc trigger)"
-  description  = "Identity Eventarc uses to deliver findings to the function; can only invoke it."
+  display_name = "Reverse Shell Responder (findings push)"
+  description  = "OIDC identity of the findings push subscription; can only invoke the function."
+
+  depends_on = [time_sleep.services_ready]
 }
 
 resource "google_service_account" "build" {
@@ -74,6 +99,8 @@ resource "google_service_account" "build" {
   account_id   = local.service_accounts.build
   display_name = "Reverse Shell Responder (Cloud Build)"
   description  = "Builds the function image, so builds never run as the default compute service account."
+
+  depends_on = [time_sleep.services_ready]
 }
 
 # --- Function ---------------------------------------------------------------------------------------------------------
@@ -106,18 +133,22 @@ resource "google_cloudfunctions2_function" "responder" {
     max_instance_count               = var.max_instances
     min_instance_count               = var.min_instances
     max_instance_request_concurrency = var.max_instance_request_concurrency
-    # Eventarc's push counts as internal traffic: nothing on the internet can reach the function.
+    # A push from a Pub/Sub subscription in the same project counts as internal traffic: nothing on the internet
+    # reaches the function, and what does reach it must still carry an OIDC token of an identity with run.invoker.
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     environment_variables          = local.responder_env
-  }
 
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.findings.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.trigger.email
+    # Direct VPC egress (private control-plane endpoints); off unless vpc_network or vpc_subnetwork is set.
+    direct_vpc_egress = local.vpc_egress_enabled ? "VPC_EGRESS_${var.vpc_egress}" : null
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.vpc_egress_enabled ? [1] : []
+      content {
+        network    = var.vpc_network
+        subnetwork = var.vpc_subnetwork
+        tags       = var.vpc_network_tags
+      }
+    }
   }
 
   lifecycle {
@@ -127,51 +158,17 @@ resource "google_cloudfunctions2_function" "responder" {
     }
   }
 
-  depends_on = [
-    google_project_iam_member.build,
-    google_project_iam_member.trigger_event_receiver,
-  ]
+  # The build identity's role must have propagated before Cloud Build starts, or the first build fails on a fresh
+  # project.
+  depends_on = [time_sleep.build_iam_propagation]
 }
 
+# IAM grants take up to a few minutes to be seen everywhere; a build started right after the roles/run.builder grant
+# is refused.
+resource "time_sleep" "build_iam_propagation" {
+  create_duration = "90s"
 
-# --- Dead-lettering and retry backoff on the Eventarc subscription ------------------------------------------------------
-# Eventarc creates and owns the push subscription behind the trigger, and the google provider exposes no argument for
-# its dead-letter or retry policy (hashicorp/terraform-provider-google#17697, #25069). This step sets both with gcloud
-# after every change of the function (a redeploy may recreate the trigger and its subscription), and lets the Pub/Sub
-# service agent acknowledge on it, which dead-lettering requires.
-resource "terraform_data" "findings_dead_letter_policy" {
-  count = var.attach_dead_letter_policy ? 1 : 0
-
-  triggers_replace = [
-    google_cloudfunctions2_function.responder.event_trigger[0].trigger,
-    google_cloudfunctions2_function.responder.update_time,
-    google_pubsub_topic.findings_dead_letter.id,
-    var.max_delivery_attempts,
-    var.retry_min_backoff_s,
-    var.retry_max_backoff_s,
-  ]
-
-  provisioner "local-exec" {
-    interpreter = ["/bin/bash", "-c"]
-    environment = {
-      TRIGGER           = google_cloudfunctions2_function.responder.event_trigger[0].trigger
-      DEAD_LETTER_TOPIC = google_pubsub_topic.findings_dead_letter.id
-      PUBSUB_AGENT      = local.pubsub_service_agent
-      MAX_ATTEMPTS      = tostring(var.max_delivery_attempts)
-      MIN_BACKOFF       = "${var.retry_min_backoff_s}s"
-      MAX_BACKOFF       = "${var.retry_max_backoff_s}s"
-    }
-    command = <<-EOT
-      set -euo pipefail
-      command -v gcloud >/dev/null || { echo "gcloud is required to attach the dead-letter policy (or set attach_dead_letter_policy = false)" >&2; exit 1; }
-      IFS=/ read -r _ project _ location _ trigger <<< "$TRIGGER"
-      sub="$(gcloud eventarc triggers describe "$trigger" --project="$project" --location="$location" --format='value(transport.pubsub.subscription)')"
-      [ -n "$sub" ] || { echo "Eventarc trigger $TRIGGER has no Pub/Sub subscription" >&2; exit 1; }
-      gcloud pubsub subscriptions add-iam-policy-binding "$sub" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --quiet >/dev/null
-      gcloud pubsub subscriptions update "$sub" --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts="$MAX_ATTEMPTS" --min-retry-delay="$MIN_BACKOFF" --max-retry-delay="$MAX_BACKOFF" --quiet
-      echo "dead-letter policy attached to $sub"
-    EOT
+  triggers = {
+    build_role = google_project_iam_member.build.id
   }
-
-  depends_on = [google_pubsub_topic_iam_member.dead_letter_publisher]
 }

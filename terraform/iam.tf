@@ -8,7 +8,11 @@
 #   SCC (org/project): roles/securitycenter.findingsViewer (verify the finding), + findingSecurityMarksWriter when
 #                      write_marks, + findingsStateSetter only when set_inactive
 #   report topic     : roles/pubsub.publisher on that topic only
-# Trigger service account: roles/run.invoker on the function's service only, roles/eventarc.eventReceiver.
+# Push service account (<name>-trigger): roles/run.invoker on the function's Cloud Run service only.
+# Pub/Sub service agent : roles/iam.serviceAccountTokenCreator on the push service account only (to sign its OIDC
+#                         tokens); publisher on the dead-letter topic and subscriber on the findings subscription
+#                         (pubsub.tf), only when dead-lettering is on.
+# SCC service account   : the only publisher on the findings topic (authoritative binding, scc.tf).
 # Build service account : roles/run.builder (the role made for building functions from source).
 #
 # The role lists are local.function_cluster_roles and local.function_scc_roles (locals.tf).
@@ -46,7 +50,7 @@ resource "google_pubsub_topic_iam_member" "function_reports" {
   member  = "serviceAccount:${google_service_account.function.email}"
 }
 
-# --- Eventarc trigger -------------------------------------------------------------------------------------------------
+# --- Findings push -----------------------------------------------------------------------------------------------------
 
 resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
   project  = var.project_id
@@ -56,10 +60,12 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
   member   = "serviceAccount:${google_service_account.trigger.email}"
 }
 
-resource "google_project_iam_member" "trigger_event_receiver" {
-  project = var.project_id
-  role    = "roles/eventarc.eventReceiver"
-  member  = "serviceAccount:${google_service_account.trigger.email}"
+# Pub/Sub signs the push requests' OIDC tokens as the push identity. Projects created since April 2021 let the Pub/Sub
+# service agent do this already; the grant, on this one service account, makes older projects work the same.
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${local.pubsub_service_agent}"
 }
 
 # --- Cloud Build ------------------------------------------------------------------------------------------------------

@@ -1,14 +1,21 @@
 # Kubernetes RBAC for the function's identity, rendered from deploy/kubernetes/rbac.yaml (the single source of truth;
-# see local.rbac_rendered). Off by default: the kubernetes provider needs network access to the cluster's control
+# see local.rbac_rendered), plus, each behind its toggle, the exec ClusterRole (rbac-capture.yaml) and the admission
+# guard (admission-guard.yaml). Off by default: the kubernetes provider needs network access to the cluster's control
 # plane at plan time and handles one cluster per run. The alternative, per cluster, is the rbac_apply_command output:
 #   sed 's/${responder_identity}/SA_EMAIL/' deploy/kubernetes/rbac.yaml | kubectl apply -f -
+#
+# The cluster is read whenever rbac_cluster is set, whatever manage_kubernetes_rbac says: after the toggle goes from on
+# to off, the objects are still in state and the provider needs the cluster to delete them.
 
 data "google_client_config" "current" {
-  count = var.manage_kubernetes_rbac ? 1 : 0
+  count = var.rbac_cluster != null ? 1 : 0
 }
 
+# Through the bootstrap provider (versions.tf): read at plan time, possibly before this module has enabled the
+# Kubernetes Engine API in project_id; the cluster's own project has it on.
 data "google_container_cluster" "rbac" {
-  count = var.manage_kubernetes_rbac ? 1 : 0
+  provider = google.bootstrap
+  count    = var.rbac_cluster != null ? 1 : 0
 
   project  = var.rbac_cluster.project
   location = var.rbac_cluster.location
@@ -35,4 +42,22 @@ resource "kubernetes_manifest" "rbac_namespaced" {
   manifest = each.value
 
   depends_on = [kubernetes_manifest.rbac_cluster_scoped]
+}
+
+# enable_process_capture: the exec rights, in their own ClusterRole so that they can be left out.
+resource "kubernetes_manifest" "process_capture" {
+  for_each = { for key, doc in local.capture_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_process_capture }
+
+  manifest = each.value
+
+  depends_on = [kubernetes_manifest.rbac_cluster_scoped, kubernetes_manifest.rbac_namespaced]
+}
+
+# enable_admission_guard: ValidatingAdmissionPolicy + binding (GKE 1.30+).
+resource "kubernetes_manifest" "admission_guard" {
+  for_each = { for key, doc in local.admission_guard_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_admission_guard }
+
+  manifest = each.value
+
+  depends_on = [kubernetes_manifest.rbac_cluster_scoped, kubernetes_manifest.rbac_namespaced]
 }

@@ -7,6 +7,7 @@ locals {
   names = {
     function          = var.name
     findings_topic    = "${var.name}-findings"
+    findings_sub      = "${var.name}-findings-push"
     dead_letter_topic = "${var.name}-findings-dead-letter"
     dead_letter_sub   = "${var.name}-findings-dead-letter"
     reports_topic     = "${var.name}-reports"
@@ -19,7 +20,7 @@ locals {
   # with it the for_each keys of kubernetes_manifest) is known at plan time.
   service_accounts = {
     function = "${var.name}-fn"
-    trigger  = "${var.name}-trigger"
+    trigger  = "${var.name}-trigger" # the push subscription's OIDC identity
     build    = "${var.name}-build"
   }
   function_sa_email = "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
@@ -27,6 +28,47 @@ locals {
   cluster_projects = toset(var.cluster_projects == null ? [var.project_id] : var.cluster_projects)
   scc_project_id   = coalesce(var.scc_project_id, var.project_id)
   report_topic_id  = "projects/${var.project_id}/topics/${local.names.reports_topic}"
+
+  # --- APIs enabled in project_id (apis.tf) ---------------------------------------------------------------------
+  # The function's own calls (SCC, Logging, GKE) are charged to the project of its service account, so the APIs it
+  # calls in other projects only need to be enabled here. Eventarc is not used: findings are pushed by a Pub/Sub
+  # subscription this module owns (pubsub.tf).
+  vpc_egress_enabled = var.vpc_network != null || var.vpc_subnetwork != null
+  required_services = toset(concat(
+    [
+      "serviceusage.googleapis.com",
+      "cloudresourcemanager.googleapis.com",
+      "iam.googleapis.com",
+      "storage.googleapis.com",
+      "pubsub.googleapis.com",
+      "cloudfunctions.googleapis.com",
+      "run.googleapis.com",
+      "cloudbuild.googleapis.com",
+      "artifactregistry.googleapis.com",
+      "securitycenter.googleapis.com",
+      "logging.googleapis.com",
+      "container.googleapis.com",
+    ],
+    # Direct VPC egress reads the network and subnetwork through the Compute Engine API.
+    local.vpc_egress_enabled ? ["compute.googleapis.com"] : [],
+  ))
+
+  # --- Protected namespaces: a floor the variable can only add to -------------------------------------------------
+  # The responder enforces the same floor itself; Terraform exports floor + extras so that the deployed value is
+  # visible in one place and never shorter than the floor.
+  protected_namespaces_floor = [
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "gke-*",
+    "gke-managed-*",
+    "gmp-*",
+    "config-management-system",
+    "config-management-*",
+    "resource-group-system",
+    "responder-system",
+  ]
+  protected_namespaces = distinct(concat(local.protected_namespaces_floor, var.protected_namespaces))
 
   # --- SCC notification filter -----------------------------------------------------------------------------------
   # The exact category string of CTD findings is documented as "Reverse Shell"; module names use REVERSE_SHELL. Both
@@ -43,7 +85,7 @@ locals {
     RESPONDER_MODE                 = var.mode
     RESPONDER_ACTION               = var.action
     RESPONDER_CATEGORIES           = join(",", var.categories)
-    RESPONDER_PROTECTED_NAMESPACES = var.protected_namespaces == null ? null : join(",", var.protected_namespaces)
+    RESPONDER_PROTECTED_NAMESPACES = join(",", local.protected_namespaces)
     RESPONDER_EXEMPT_LABEL         = var.exempt_label
     RESPONDER_VERIFY_FINDING       = var.verify_finding == null ? null : tostring(var.verify_finding)
     RESPONDER_WRITE_MARKS          = tostring(var.write_marks)
@@ -55,6 +97,11 @@ locals {
     RESPONDER_POLICY_FILE          = var.policy_file
     RESPONDER_BUDGET_NAMESPACE     = var.budget_namespace
     RESPONDER_ENRICHMENT_TIMEOUT_S = var.enrichment_timeout_s == null ? null : tostring(var.enrichment_timeout_s)
+    # Which control-plane endpoint to use: auto | dns | private | public (see README, "Private clusters").
+    RESPONDER_GKE_ENDPOINT = var.gke_endpoint
+    # Always exported: it follows the separate exec ClusterRole (rbac-capture.yaml), so the responder never plans a
+    # `kubectl exec` its identity is not allowed to make.
+    RESPONDER_PROCESS_CAPTURE = tostring(var.enable_process_capture)
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 
@@ -82,6 +129,36 @@ locals {
     for doc in local.rbac_documents : "${doc.kind}/${doc.metadata.namespace}/${doc.metadata.name}" => doc
     if try(doc.metadata.namespace, null) != null
   }
+  # Optional manifests, applied beside rbac.yaml when their toggle is on: the exec ClusterRole for process capture and
+  # the admission guard (ValidatingAdmissionPolicy + binding, GKE 1.30+). Each file is only read when Terraform
+  # applies it, so the module plans without them otherwise.
+  capture_manifest_path         = "${path.module}/../deploy/kubernetes/rbac-capture.yaml"
+  admission_guard_manifest_path = "${path.module}/../deploy/kubernetes/admission-guard.yaml"
+  capture_documents = flatten([
+    for path in(var.manage_kubernetes_rbac && var.enable_process_capture ? [local.capture_manifest_path] : []) : [
+      for chunk in split("\n---\n", "\n${templatefile(path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)
+    ]
+  ])
+  admission_guard_documents = flatten([
+    for path in(var.manage_kubernetes_rbac && var.enable_admission_guard ? [local.admission_guard_manifest_path] : []) : [
+      for chunk in split("\n---\n", "\n${templatefile(path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)
+    ]
+  ])
+  capture_manifests = {
+    for doc in local.capture_documents : "${doc.kind}/${try(doc.metadata.namespace, "")}/${doc.metadata.name}" => doc
+    if try(doc.kind, null) != null
+  }
+  admission_guard_manifests = {
+    for doc in local.admission_guard_documents : "${doc.kind}/${try(doc.metadata.namespace, "")}/${doc.metadata.name}" => doc
+    if try(doc.kind, null) != null
+  }
+  # The files applied by hand when Terraform does not manage the RBAC (the rbac_apply_command output).
+  kubernetes_manifest_files = concat(
+    ["deploy/kubernetes/rbac.yaml"],
+    var.enable_process_capture ? ["deploy/kubernetes/rbac-capture.yaml"] : [],
+    var.enable_admission_guard ? ["deploy/kubernetes/admission-guard.yaml"] : [],
+  )
+
   # The budget Leases live where rbac.yaml grants access to them.
   rbac_lease_namespaces = distinct([
     for doc in local.rbac_documents : doc.metadata.namespace

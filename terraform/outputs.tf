@@ -14,8 +14,13 @@ output "function_service_account_email" {
 }
 
 output "trigger_service_account_email" {
-  description = "Identity Eventarc uses to invoke the function."
+  description = "Identity of the findings push subscription's OIDC tokens: the only principal that may invoke the function."
   value       = google_service_account.trigger.email
+}
+
+output "findings_subscription" {
+  description = "Push subscription delivering findings to the function (retry backoff and dead-letter policy are on it)."
+  value       = google_pubsub_subscription.findings.id
 }
 
 output "findings_topic" {
@@ -24,13 +29,13 @@ output "findings_topic" {
 }
 
 output "findings_dead_letter_topic" {
-  description = "Topic receiving findings the function failed on max_delivery_attempts times."
-  value       = google_pubsub_topic.findings_dead_letter.id
+  description = "Topic receiving findings the function failed on max_delivery_attempts times, or null (enable_dead_letter = false)."
+  value       = one(google_pubsub_topic.findings_dead_letter[*].id)
 }
 
 output "findings_dead_letter_subscription" {
-  description = "Subscription holding the dead letters for inspection and replay."
-  value       = google_pubsub_subscription.findings_dead_letter.id
+  description = "Subscription holding the dead letters for inspection and replay, or null (enable_dead_letter = false)."
+  value       = one(google_pubsub_subscription.findings_dead_letter[*].id)
 }
 
 output "report_topic" {
@@ -59,6 +64,9 @@ output "source_bucket" {
 }
 
 output "rbac_apply_command" {
-  description = "Applies deploy/kubernetes/rbac.yaml for this deployment's identity to the current kubectl context (run from the repository root, once per cluster)."
-  value       = "sed 's/$${responder_identity}/${google_service_account.function.email}/' deploy/kubernetes/rbac.yaml | kubectl apply -f -"
+  description = "Applies deploy/kubernetes/rbac.yaml (and rbac-capture.yaml / admission-guard.yaml when their toggles are on) for this deployment's identity to the current kubectl context (run from the repository root, once per cluster)."
+  value = join(" && ", [
+    for file in local.kubernetes_manifest_files :
+    "sed 's/$${responder_identity}/${google_service_account.function.email}/' ${file} | kubectl apply -f -"
+  ])
 }

@@ -13,6 +13,8 @@ resource "google_scc_v2_organization_notification_config" "findings" {
   streaming_config {
     filter = local.notification_filter
   }
+
+  depends_on = [time_sleep.services_ready]
 }
 
 resource "google_scc_v2_project_notification_config" "findings" {
@@ -27,6 +29,8 @@ resource "google_scc_v2_project_notification_config" "findings" {
   streaming_config {
     filter = local.notification_filter
   }
+
+  depends_on = [time_sleep.services_ready]
 }
 
 locals {
@@ -41,9 +45,14 @@ locals {
   ))
 }
 
-resource "google_pubsub_topic_iam_member" "scc_publisher" {
+# Authoritative for roles/pubsub.publisher on the findings topic: SCC's service account is the only member, and any
+# other member added to the topic's policy for this role (by hand, by another tool) is removed on the next apply.
+# Principals holding publish through a project, folder or organization role (Owner, Editor, Pub/Sub Admin/Editor/
+# Publisher there) are not affected by a topic policy: that is why the responder re-reads every finding from SCC before
+# doing anything destructive (README, "What the findings topic does and does not guarantee").
+resource "google_pubsub_topic_iam_binding" "findings_publishers" {
   project = var.project_id
   topic   = google_pubsub_topic.findings.name
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${local.scc_publisher}"
+  members = ["serviceAccount:${local.scc_publisher}"]
 }

@@ -150,13 +150,15 @@ variable "categories" {
 }
 
 variable "protected_namespaces" {
-  description = "RESPONDER_PROTECTED_NAMESPACES: namespace globs never touched (e.g. [\"kube-system\", \"gke-*\"]). null lets the policy file decide."
+  description = "Namespace globs added to the protected floor (kube-system, kube-public, kube-node-lease, gke-*, gke-managed-*, gmp-*, config-management-system, config-management-*, resource-group-system, responder-system), which can never be removed. The function receives floor + these in RESPONDER_PROTECTED_NAMESPACES, which overrides the policy file's list: protect extra namespaces here."
   type        = list(string)
-  default     = null
+  default     = []
+  nullable    = false
 
   validation {
-    condition     = var.protected_namespaces == null || alltrue([for n in coalesce(var.protected_namespaces, []) : can(regex("^[a-z0-9*?\\[\\]-]{1,63}$", n))])
-    error_message = "Each protected namespace must be a namespace name or glob (lowercase letters, digits, '-', '*', '?', '[]')."
+    # A DNS-1123 label, with '*' as the only glob character: no empty entries, spaces, commas or other characters.
+    condition     = alltrue([for n in var.protected_namespaces : can(regex("^[a-z0-9*-]{1,63}$", n))])
+    error_message = "Each protected namespace must be 1-63 characters of lowercase letters, digits, '-' and '*' (a namespace name or glob such as \"istio-*\")."
   }
 }
 
@@ -338,6 +340,18 @@ variable "max_instance_request_concurrency" {
   }
 }
 
+variable "source_max_age_days" {
+  description = "Age after which any object in the source bucket is deleted by a lifecycle rule: a sweep for archives no Terraform state tracks any more (an interrupted apply, another checkout). Terraform itself deletes the previous archive whenever the source changes. The current archive is only read when the function is built; if the rule removes it, the next apply uploads it again without rebuilding the function. null: no sweep."
+  type        = number
+  default     = 30
+  nullable    = true
+
+  validation {
+    condition     = var.source_max_age_days == null || try(var.source_max_age_days >= 1 && floor(var.source_max_age_days) == var.source_max_age_days, false)
+    error_message = "source_max_age_days must be a whole number of days >= 1, or null."
+  }
+}
+
 variable "extra_source_files" {
   description = "Extra files (paths relative to the repository root) added to the function source, e.g. an alternative policy file named by policy_file."
   type        = list(string)
@@ -351,11 +365,11 @@ variable "extra_source_files" {
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Delivery: Eventarc subscription retry policy and dead-lettering
+# Delivery: the push subscription's retry policy and dead-lettering
 # ---------------------------------------------------------------------------------------------------------------------
 
-variable "attach_dead_letter_policy" {
-  description = "After each deploy, attach the dead-letter topic and retry backoff to the Pub/Sub subscription that Eventarc creates for the trigger (the google provider cannot configure that subscription). Runs gcloud on the machine running terraform."
+variable "enable_dead_letter" {
+  description = "Move findings the function failed on max_delivery_attempts times to a dead-letter topic (kept in its own subscription for dead_letter_retention). false: no dead-letter topic or subscription is created, and a failing finding is retried until the push subscription's 7-day retention expires."
   type        = bool
   default     = true
   nullable    = false
@@ -406,6 +420,57 @@ variable "dead_letter_retention" {
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Network: Direct VPC egress and the clusters' control-plane endpoint
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "vpc_network" {
+  description = "VPC network for Direct VPC egress of the function (name, or projects/HOST/global/networks/NAME for Shared VPC). Needed to reach a private control-plane endpoint. null (and vpc_subnetwork null): no VPC egress."
+  type        = string
+  default     = null
+}
+
+variable "vpc_subnetwork" {
+  description = "Subnetwork (in var.region) the function's instances take their addresses from (name, or projects/HOST/regions/REGION/subnetworks/NAME). Its primary range is what the clusters' authorized networks must allow. null: the subnetwork named like vpc_network."
+  type        = string
+  default     = null
+}
+
+variable "vpc_egress" {
+  description = "Which traffic leaves through the VPC when vpc_network/vpc_subnetwork is set: PRIVATE_RANGES_ONLY (RFC 1918 destinations, e.g. private control-plane endpoints; Google APIs go out directly) or ALL_TRAFFIC (everything, including Google APIs: the subnet then needs Private Google Access or Cloud NAT)."
+  type        = string
+  default     = "PRIVATE_RANGES_ONLY"
+  nullable    = false
+
+  validation {
+    condition     = contains(["PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"], var.vpc_egress)
+    error_message = "vpc_egress must be PRIVATE_RANGES_ONLY or ALL_TRAFFIC."
+  }
+}
+
+variable "vpc_network_tags" {
+  description = "Network tags on the function's Direct VPC interface, for firewall rules."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "gke_endpoint" {
+  description = "RESPONDER_GKE_ENDPOINT: which control-plane endpoint the responder uses. auto: the DNS-based endpoint when the cluster has one, else the private endpoint when VPC egress is configured, else the public one. dns | private | public force one (private needs vpc_network or vpc_subnetwork)."
+  type        = string
+  default     = "auto"
+  nullable    = false
+
+  validation {
+    condition     = contains(["auto", "dns", "private", "public"], var.gke_endpoint)
+    error_message = "gke_endpoint must be auto, dns, private or public."
+  }
+  validation {
+    condition     = var.gke_endpoint != "private" || var.vpc_network != null || var.vpc_subnetwork != null
+    error_message = "gke_endpoint = \"private\" needs Direct VPC egress: set vpc_network and/or vpc_subnetwork."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Reports
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -440,7 +505,7 @@ variable "manage_kubernetes_rbac" {
 }
 
 variable "rbac_cluster" {
-  description = "GKE cluster that receives the RBAC when manage_kubernetes_rbac = true. One cluster per Terraform run: for more clusters use the rbac_apply_command output per cluster."
+  description = "GKE cluster that receives the RBAC when manage_kubernetes_rbac = true. One cluster per Terraform run: for more clusters use the rbac_apply_command output per cluster. Keep it set for the apply that turns manage_kubernetes_rbac off: the kubernetes provider needs it to delete the objects."
   type = object({
     project  = string
     location = string
@@ -452,4 +517,18 @@ variable "rbac_cluster" {
     condition     = !var.manage_kubernetes_rbac || var.rbac_cluster != null
     error_message = "rbac_cluster is required when manage_kubernetes_rbac = true."
   }
+}
+
+variable "enable_process_capture" {
+  description = "Let the responder run `ps axjf` in a compromised container (kubectl exec). true applies deploy/kubernetes/rbac-capture.yaml (the exec ClusterRole) when manage_kubernetes_rbac is on; false leaves exec out and exports RESPONDER_PROCESS_CAPTURE=false so the responder does not try."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "enable_admission_guard" {
+  description = "Apply deploy/kubernetes/admission-guard.yaml (ValidatingAdmissionPolicy + binding: the cluster refuses what the responder must never do) when manage_kubernetes_rbac is on. Needs GKE 1.30+."
+  type        = bool
+  default     = true
+  nullable    = false
 }
