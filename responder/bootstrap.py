@@ -37,7 +37,7 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
         if deps.connector is None:
             from responder.adapters.kube import GkeConnector
 
-            deps.connector = GkeConnector(GkeClusterAPI(settings))
+            deps.connector = GkeConnector(GkeClusterAPI(settings), endpoint=settings.gke_endpoint)
         deps.logs = CloudLogs(settings)
         deps.findings_api = SccFindings(settings)
     if engine.defaults.report_topic and (google or settings.pubsub_emulator_host):

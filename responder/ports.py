@@ -240,6 +240,7 @@ class ClusterInfo(_View):
     endpoint: str | None = None
     private_endpoint: str | None = None
     dns_endpoint: str | None = None
+    dns_endpoint_external: bool = False  # the DNS-based endpoint accepts traffic from outside the VPC
     ca_certificate: str | None = None  # base64 PEM, as the API returns it
     labels: dict[str, str] = Field(default_factory=dict)
     network_policy_enabled: bool = False

@@ -60,6 +60,7 @@ def cluster_info(cluster: Any) -> ClusterInfo:
         endpoint=cluster.endpoint or None,
         private_endpoint=private_endpoint or None,
         dns_endpoint=endpoints.dns_endpoint_config.endpoint or None,
+        dns_endpoint_external=bool(endpoints.dns_endpoint_config.allow_external_traffic),
         ca_certificate=cluster.master_auth.cluster_ca_certificate or None,
         labels=dict(cluster.resource_labels),
         network_policy_enabled=bool(cluster.network_policy.enabled),

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from responder.errors import Conflict, Forbidden, NotFound, PermanentError, TransientError, Unavailable
 from responder.identifiers import ClusterRef
 from responder.ports import (
     ClusterAPI,
+    ClusterInfo,
     Connection,
     ContainerView,
     LabelSelector,
@@ -512,6 +513,30 @@ class KubeconfigConnector:
             return self._connection
 
 
+EndpointChoice = Literal["auto", "dns", "private", "public"]
+
+
+def choose_endpoint(info: ClusterInfo, preference: EndpointChoice) -> tuple[str, str] | None:
+    """(kind, host) of the control-plane endpoint to dial, or None when the cluster has none of that kind.
+
+    ``auto`` prefers GKE's DNS-based endpoint when it accepts traffic from outside the VPC: it is authorised by IAM
+    and reachable from a Cloud Function without VPC plumbing, even for clusters whose IP endpoints are private or
+    restricted by authorised networks. Otherwise the public IP endpoint, and the private one last (it needs VPC
+    egress, which the operator states by choosing ``private``).
+    """
+    candidates = {
+        "dns": info.dns_endpoint if (info.dns_endpoint_external or preference == "dns") else None,
+        "public": info.endpoint,
+        "private": info.private_endpoint,
+    }
+    order = ["dns", "public", "private"] if preference == "auto" else [preference]
+    for kind in order:
+        host = candidates.get(kind)
+        if host:
+            return kind, host
+    return None
+
+
 class GkeConnector:
     """GKE: endpoint and CA from the container API, a google-auth token with the cloud-platform scope.
 
@@ -521,9 +546,11 @@ class GkeConnector:
     SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
     REFRESH_MARGIN_S = 300
 
-    def __init__(self, cluster_api: ClusterAPI, credentials: Any = None) -> None:
-        """``credentials``: a google-auth Credentials object; default: Application Default Credentials."""
+    def __init__(self, cluster_api: ClusterAPI, credentials: Any = None, endpoint: EndpointChoice = "auto") -> None:
+        """``credentials``: a google-auth Credentials object; default: Application Default Credentials.
+        ``endpoint``: which control-plane endpoint to dial (:func:`choose_endpoint`)."""
         self.cluster_api = cluster_api
+        self.endpoint = endpoint
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Connection, float]] = {}
         self._credentials: Any = credentials
@@ -554,14 +581,24 @@ class GkeConnector:
             if cached and cached[1] - time.time() > self.REFRESH_MARGIN_S:
                 return cached[0]
             info = self.cluster_api.get_cluster(ref)
-            endpoint = info.endpoint or info.private_endpoint or info.dns_endpoint
-            if not endpoint or not info.ca_certificate:
-                raise Unavailable(f"cluster {ref.path} has no reachable endpoint or CA in the container API")
+            chosen = choose_endpoint(info, self.endpoint)
+            if chosen is None or not info.ca_certificate:
+                raise Unavailable(
+                    f"cluster {ref.path} has no {'' if self.endpoint == 'auto' else self.endpoint + ' '}endpoint "
+                    "(or no CA) in the container API"
+                )
+            kind, endpoint = chosen
             token, expiry = self._token()
             from kubernetes import client
 
             ca_path = Path(self._ca_dir) / f"{ref.project}_{ref.location}_{ref.name}.crt"
-            ca_path.write_bytes(base64.b64decode(info.ca_certificate))  # the client wants a file path, not PEM text
+            ca = base64.b64decode(info.ca_certificate)  # the client wants a file path, not PEM text
+            if kind == "dns":
+                # The DNS-based endpoint presents a publicly trusted certificate, not one from the cluster CA.
+                import certifi
+
+                ca = Path(certifi.where()).read_bytes() + b"\n" + ca
+            ca_path.write_bytes(ca)
             cfg = client.Configuration()
             cfg.host = f"https://{endpoint}"
             cfg.ssl_ca_cert = str(ca_path)

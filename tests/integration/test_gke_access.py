@@ -91,3 +91,43 @@ def test_responder_contains_a_pod_through_gke_access(
     assert {a.action: a.status.value for a in outcome.record.actions}["isolate"] == "succeeded"
     live = client.CoreV1Api(kube_admin).read_namespaced_pod(pod.metadata.name, kube_namespace)
     assert live.metadata.labels[QUARANTINE_LABEL] == "true"
+
+
+UNREACHABLE = "127.0.0.1:9"  # discard port: nothing listens, a connection is refused at once
+
+
+@pytest.mark.parametrize(
+    ("preference", "where"),
+    [
+        ("auto", "dns_endpoint"),  # the DNS-based endpoint wins when it accepts external traffic
+        ("dns", "dns_endpoint"),
+        ("private", "private_endpoint"),  # the operator states that the function has VPC egress
+        ("auto", "endpoint"),  # no DNS endpoint: the public one
+    ],
+)
+def test_connector_reaches_the_endpoint_it_chooses(
+    google_fake: Any, kube_paths: Any, kube_admin: client.ApiClient, kube_namespace: str, preference: str, where: str
+) -> None:
+    endpoint, ca, token = cluster_access(kube_paths.responder_kubeconfig)
+    # Only the endpoint the connector should choose leads to the apiserver; every other one is a dead end.
+    fields: dict[str, str | None] = {"endpoint": UNREACHABLE, "private_endpoint": UNREACHABLE}
+    fields["dns_endpoint"] = None if (preference, where) == ("auto", "endpoint") else UNREACHABLE
+    fields[where] = endpoint
+    google_fake.add_cluster(REF.path, ca_certificate=ca, **fields)
+    connector = GkeConnector(
+        GkeClusterAPI(google_fake.settings()),
+        credentials=Credentials(token=token),
+        endpoint=preference,  # type: ignore[arg-type]
+    )
+    w.create_pod(kube_admin, kube_namespace, "probe")
+    assert connector.connect(REF).kube.get_pod(kube_namespace, "probe").name == "probe"
+
+
+def test_dns_endpoint_closed_to_external_traffic_is_not_chosen_by_auto(google_fake: Any, kube_paths: Any) -> None:
+    endpoint, ca, token = cluster_access(kube_paths.responder_kubeconfig)
+    google_fake.add_cluster(
+        REF.path, ca_certificate=ca, endpoint=endpoint, dns_endpoint=UNREACHABLE, dns_external=False
+    )
+    connector = GkeConnector(GkeClusterAPI(google_fake.settings()), credentials=Credentials(token=token))
+    connection = connector.connect(REF)
+    assert connection.kube.get_namespace("default").name == "default"  # went to the public endpoint

@@ -458,6 +458,7 @@ def gke_cluster(
     private_endpoint: str | None = None,
     legacy_private_endpoint: str | None = None,
     dns_endpoint: str | None = None,
+    dns_external: bool = True,
     ca_certificate: str | None = None,
     labels: dict[str, str] | None = None,
     network_policy: bool = False,
@@ -489,7 +490,10 @@ def gke_cluster(
     if legacy_private_endpoint:
         body["privateClusterConfig"] = {"enablePrivateNodes": True, "privateEndpoint": legacy_private_endpoint}
     if dns_endpoint:
-        body["controlPlaneEndpointsConfig"]["dnsEndpointConfig"] = {"endpoint": dns_endpoint}
+        body["controlPlaneEndpointsConfig"]["dnsEndpointConfig"] = {
+            "endpoint": dns_endpoint,
+            "allowExternalTraffic": dns_external,
+        }
     if network_policy:
         body["networkPolicy"] = {"provider": "CALICO", "enabled": True}
         body["addonsConfig"] = {"networkPolicyConfig": {}}

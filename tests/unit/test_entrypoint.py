@@ -100,3 +100,24 @@ def test_invalid_settings_refuse_to_act_and_keep_the_message(
     assert record["code"] == "config_error"
     assert "RESPONDER_MODE" in record["reason"]
     assert record["outcome"] == "retry"
+
+
+def test_endpoint_choice_prefers_dns_then_public_then_what_the_operator_names() -> None:
+    from responder.adapters.kube import choose_endpoint
+    from responder.ports import ClusterInfo
+
+    full = ClusterInfo(
+        name="c",
+        location="l",
+        endpoint="1.2.3.4",
+        private_endpoint="10.0.0.2",
+        dns_endpoint="gke-x.goog",
+        dns_endpoint_external=True,
+    )
+    assert choose_endpoint(full, "auto") == ("dns", "gke-x.goog")
+    assert choose_endpoint(full.model_copy(update={"dns_endpoint_external": False}), "auto") == ("public", "1.2.3.4")
+    assert choose_endpoint(full, "private") == ("private", "10.0.0.2")
+    assert choose_endpoint(full, "public") == ("public", "1.2.3.4")
+    private_only = ClusterInfo(name="c", location="l", private_endpoint="10.0.0.2")
+    assert choose_endpoint(private_only, "auto") == ("private", "10.0.0.2")
+    assert choose_endpoint(private_only, "dns") is None
