@@ -45,7 +45,7 @@ demo: $(STAMP) ## real local cluster + findings replayed in enforce mode (see RE
 kube-build: ## build kube-apiserver/controller-manager from Debian source (cached in ~/.cache/rsr)
 	$(PY) tools/kubeenv.py build
 
-kube-up: ## start etcd + kube-apiserver + controller-manager; kubeconfig in .testenv/kubeconfig
+kube-up: ## start etcd + kube-apiserver + controller-manager and apply the responder's RBAC; kubeconfigs in .testenv/
 	$(PY) tools/kubeenv.py up --dir .testenv
 
 kube-down: ## stop the local cluster

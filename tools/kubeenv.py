@@ -7,7 +7,8 @@ docs "real-components.md"). Everything is fetched through apt with a private con
 and state are never modified.
 
     python3 tools/kubeenv.py build                 # ~4 min the first time, then instant (cached)
-    python3 tools/kubeenv.py up [--dir .testenv]   # etcd + apiserver + controller-manager, ~10 s
+    python3 tools/kubeenv.py up [--dir .testenv]   # etcd + apiserver + controller-manager + RBAC, ~10 s
+    python3 tools/kubeenv.py rbac [--dir .testenv] # (re)apply deploy/kubernetes RBAC to a running cluster
     python3 tools/kubeenv.py status [--dir .testenv]
     python3 tools/kubeenv.py down [--dir .testenv]
 
@@ -52,12 +53,21 @@ ETCD_PACKAGE = "etcd-server"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "etcd")
 
 RESPONDER_IDENTITY = "responder@rsr-test.iam.gserviceaccount.com"
+# A second responder identity bound to rbac.yaml's roles only (no rbac-capture.yaml): what a deployment without
+# process capture holds, so tests can prove exec is refused without the capture role.
+NOCAPTURE_IDENTITY = "responder-nocapture@rsr-test.iam.gserviceaccount.com"
 ADMIN_USER = "rsr-admin"
 KCM_USER = "system:kube-controller-manager"  # bootstrap RBAC already binds the controller-manager roles to this name
 SERVICE_CIDR = "10.96.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc"
 
 STATE_FILE = "state.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MANIFEST_DIR = REPO_ROOT / "deploy" / "kubernetes"
+CORE_RBAC = "rbac.yaml"  # the responder's core rights
+CAPTURE_RBAC = "rbac-capture.yaml"  # pods/exec, applied where process capture is enabled (here: always)
+RBAC_NAMESPACE = "responder-system"  # the budget Lease's namespace; rbac.yaml creates it
+KUBECTL = os.environ.get("RSR_KUBECTL", "/usr/bin/kubectl")
 PROCESS_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager")  # start order; stopped in reverse
 
 
@@ -446,6 +456,10 @@ class Layout:
         return self.dir / "responder.kubeconfig"
 
     @property
+    def responder_nocapture_kubeconfig(self) -> Path:
+        return self.dir / "responder-nocapture.kubeconfig"
+
+    @property
     def kcm_kubeconfig(self) -> Path:
         return self.pki / "controller-manager.kubeconfig"
 
@@ -602,6 +616,104 @@ def stop_pids(pids: dict[str, int], binaries: dict[str, str], timeout: float = 1
                 os.kill(pid, signal.SIGKILL)
 
 
+# ---------------------------------------------------------------------------------------------------------------- rbac
+
+
+def render_manifest(name: str, identity: str) -> str:
+    """A deploy/kubernetes manifest with `${responder_identity}` filled in, as Terraform's templatefile() does."""
+    path = MANIFEST_DIR / name
+    text = path.read_text().replace("${responder_identity}", identity)
+    if "${" in text:
+        die(f"{path} has a template variable other than responder_identity")
+    return text
+
+
+def kubectl(
+    kubeconfig: Path, args: list[str], stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Runs kubectl (argv, never a shell) against the cluster of `kubeconfig`."""
+    if not os.access(KUBECTL, os.X_OK):
+        die(f"{KUBECTL} not found; install kubectl or point RSR_KUBECTL at it")
+    proc = subprocess.run(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", "--request-timeout=30s", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=90,
+    )
+    if check and proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-2000:])
+        die(f"`kubectl {' '.join(args)}` failed (exit {proc.returncode})")
+    return proc
+
+
+def nocapture_bindings(admin_kubeconfig: Path, core_rbac: str) -> str:
+    """rbac.yaml's bindings, renamed and bound to NOCAPTURE_IDENTITY: the same roles, and nothing from rbac-capture."""
+    # kubectl turns the YAML into JSON locally, so this file keeps to the standard library.
+    rendered = kubectl(admin_kubeconfig, ["create", "--dry-run=client", "-o", "json", "-f", "-"], stdin=core_rbac)
+    items: list[dict[str, Any]] = []
+    decoder, text, at = json.JSONDecoder(), rendered.stdout, 0
+    while text[at:].strip():  # one JSON object per document, one after the other
+        at += len(text[at:]) - len(text[at:].lstrip())
+        item, at = decoder.raw_decode(text, at)
+        items.extend(item["items"] if item.get("kind") == "List" else [item])
+    bindings = []
+    for item in items:
+        if item.get("kind") not in {"ClusterRoleBinding", "RoleBinding"}:
+            continue
+        item["metadata"]["name"] += "-nocapture"
+        item["subjects"] = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": NOCAPTURE_IDENTITY}]
+        bindings.append(item)
+    if not bindings:
+        die(f"{MANIFEST_DIR / CORE_RBAC} has no bindings to copy for {NOCAPTURE_IDENTITY}")
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": bindings})
+
+
+def can_i(admin_kubeconfig: Path, user: str, verb: str, resource: str, namespace: str, subresource: str = "") -> bool:
+    """The authorizer's answer for `user` (the admin is in system:masters, so it may impersonate)."""
+    args = ["auth", "can-i", verb, resource, f"--namespace={namespace}", f"--as={user}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    return kubectl(admin_kubeconfig, args, check=False).stdout.strip() == "yes"
+
+
+def apply_rbac(layout: Layout, timeout: float = 20.0) -> None:
+    """Gives the local identities their real rights: rbac.yaml + rbac-capture.yaml for the responder, rbac.yaml's
+    roles alone for the no-capture identity. Idempotent (server-side apply), so an edited manifest replaces what a
+    long-lived cluster stored; waits until the authorizer answers with the new bindings."""
+    admin = layout.admin_kubeconfig
+    core = render_manifest(CORE_RBAC, RESPONDER_IDENTITY)
+    capture = render_manifest(CAPTURE_RBAC, RESPONDER_IDENTITY)
+    if f"name: {RBAC_NAMESPACE}" not in core:
+        die(f"{MANIFEST_DIR / CORE_RBAC} no longer creates the {RBAC_NAMESPACE} namespace")
+    apply = ["apply", "--server-side", "--field-manager=rsr-kubeenv", "--force-conflicts", "-f", "-"]
+    # The Namespace is the first object of rbac.yaml, so its Role lands after it in the same apply.
+    kubectl(admin, apply, stdin=f"{core}\n---\n{capture}")
+    kubectl(admin, apply, stdin=nocapture_bindings(admin, core))
+
+    # The RBAC authorizer reads bindings through informers: for a moment after the apply they are unseen.
+    expected = [
+        (RESPONDER_IDENTITY, "delete", "pods", "default", "", True),
+        (RESPONDER_IDENTITY, "update", "leases", RBAC_NAMESPACE, "", True),
+        (RESPONDER_IDENTITY, "create", "pods", "default", "exec", True),
+        (NOCAPTURE_IDENTITY, "delete", "pods", "default", "", True),
+        (NOCAPTURE_IDENTITY, "update", "leases", RBAC_NAMESPACE, "", True),
+    ]
+    deadline = time.monotonic() + timeout
+    while expected and time.monotonic() < deadline:
+        user, verb, resource, namespace, sub, want = expected[0]
+        if can_i(admin, user, verb, resource, namespace, sub) == want:
+            expected.pop(0)
+        else:
+            time.sleep(0.2)
+    if expected:
+        die(f"the RBAC bindings were not in effect within {timeout:.0f}s: {expected[0]}")
+    if can_i(admin, NOCAPTURE_IDENTITY, "create", "pods", "default", "exec"):
+        die(f"{NOCAPTURE_IDENTITY} may exec: something besides {CAPTURE_RBAC} grants pods/exec")
+    log(f"RBAC applied: {RESPONDER_IDENTITY} ({CORE_RBAC} + {CAPTURE_RBAC}), {NOCAPTURE_IDENTITY} ({CORE_RBAC} only)")
+
+
 def print_summary(state: dict[str, Any], headline: str) -> None:
     kubeconfig = os.path.relpath(state["kubeconfig"]) if state["kubeconfig"].startswith(os.getcwd()) else None
     kubeconfig = kubeconfig or state["kubeconfig"]
@@ -610,6 +722,7 @@ def print_summary(state: dict[str, Any], headline: str) -> None:
         f"  server:               {state['server']}  (Kubernetes v{state['version']})\n"
         f"  admin kubeconfig:     {state['kubeconfig']}\n"
         f"  responder kubeconfig: {state['responder_kubeconfig']}  (user {state['responder_identity']})\n"
+        f"  without capture:      {state['responder_nocapture_kubeconfig']}  (no pods/exec)\n"
         f"  logs:                 {Path(state['dir']) / 'logs'}\n"
         f"  try:                  kubectl --kubeconfig {kubeconfig} get pods -A\n"
         f"  stop:                 python3 tools/kubeenv.py down --dir {state['dir']}"
@@ -621,7 +734,10 @@ def up(directory: Path, controller_manager: bool = True) -> int:
     state = load_state(layout)
     if state is not None:
         problems = check_health(state)
+        if "responder_nocapture_kubeconfig" not in state:
+            problems.append("started by an older kubeenv (no no-capture identity)")
         if not problems and bool(state.get("pids", {}).get("kube-controller-manager")) == controller_manager:
+            apply_rbac(layout)  # the manifests may have changed since it started
             print_summary(state, "kubeenv: cluster already running")
             return 0
         log(f"replacing the cluster recorded in {layout.state}: {'; '.join(problems) or 'different options'}")
@@ -634,7 +750,7 @@ def up(directory: Path, controller_manager: bool = True) -> int:
     layout.dir.mkdir(parents=True, exist_ok=True)
     for path in (layout.etcd_data, layout.pki, layout.logs):
         shutil.rmtree(path, ignore_errors=True)
-    for path in (layout.admin_kubeconfig, layout.responder_kubeconfig):
+    for path in (layout.admin_kubeconfig, layout.responder_kubeconfig, layout.responder_nocapture_kubeconfig):
         path.unlink(missing_ok=True)
     layout.pki.mkdir(mode=0o700)
     layout.etcd_data.mkdir(mode=0o700)
@@ -642,14 +758,16 @@ def up(directory: Path, controller_manager: bool = True) -> int:
     tokens = {
         "admin": secrets.token_hex(24),
         "responder": secrets.token_hex(24),
+        "nocapture": secrets.token_hex(24),
         "kcm": secrets.token_hex(24),
     }
-    # Static token file: token,user,uid,"groups". The responder gets no group: system:authenticated is implicit, so
-    # its rights come only from deploy/kubernetes/rbac.yaml.
+    # Static token file: token,user,uid,"groups". The responder identities get no group: system:authenticated is
+    # implicit, so their rights come only from deploy/kubernetes (applied below by apply_rbac).
     write_private(
         layout.pki / "tokens.csv",
         f'{tokens["admin"]},{ADMIN_USER},rsr-admin,"system:masters"\n'
         f"{tokens['responder']},{RESPONDER_IDENTITY},rsr-responder\n"
+        f"{tokens['nocapture']},{NOCAPTURE_IDENTITY},rsr-responder-nocapture\n"
         f"{tokens['kcm']},{KCM_USER},rsr-kube-controller-manager\n",
     )
     # Service-account signing key: the apiserver issues/verifies tokens with it and the controller-manager mints the
@@ -752,6 +870,10 @@ def up(directory: Path, controller_manager: bool = True) -> int:
             layout.responder_kubeconfig,
             kubeconfig_text(server, layout.ca_bundle, RESPONDER_IDENTITY, tokens["responder"]),
         )
+        write_private(
+            layout.responder_nocapture_kubeconfig,
+            kubeconfig_text(server, layout.ca_bundle, NOCAPTURE_IDENTITY, tokens["nocapture"]),
+        )
         write_private(layout.kcm_kubeconfig, kubeconfig_text(server, layout.ca_bundle, KCM_USER, tokens["kcm"]))
 
         if controller_manager:
@@ -775,6 +897,7 @@ def up(directory: Path, controller_manager: bool = True) -> int:
                 procs,
             )
             log(f"kube-controller-manager working in {took:.1f}s")
+        apply_rbac(layout)
     except (StartupError, OSError, subprocess.SubprocessError) as exc:
         log(f"startup failed: {exc}")
         culprit = exc.process if isinstance(exc, StartupError) and exc.process else next(reversed(procs), None)
@@ -795,6 +918,8 @@ def up(directory: Path, controller_manager: bool = True) -> int:
         "kubeconfig": str(layout.admin_kubeconfig),
         "responder_kubeconfig": str(layout.responder_kubeconfig),
         "responder_identity": RESPONDER_IDENTITY,
+        "responder_nocapture_kubeconfig": str(layout.responder_nocapture_kubeconfig),
+        "responder_nocapture_identity": NOCAPTURE_IDENTITY,
         "version": KUBE_VERSION,
         "ca_file": str(layout.ca_bundle),
         "admin_token": tokens["admin"],  # for `status`; the same secret is in the kubeconfig next to this file
@@ -841,14 +966,26 @@ def status(directory: Path) -> int:
     return 0
 
 
+def rbac(directory: Path) -> int:
+    layout = Layout(directory.resolve())
+    state = load_state(layout)
+    problems = check_health(state) if state is not None else [f"no cluster recorded in {layout.state}"]
+    if problems:
+        print("kubeenv: cannot apply RBAC: " + "; ".join(problems))
+        return 1
+    apply_rbac(layout)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build and cache the binaries (no-op when cached)")
     for name, help_text in (
-        ("up", "start etcd, kube-apiserver and kube-controller-manager"),
+        ("up", "start etcd, kube-apiserver and kube-controller-manager; apply the responder's RBAC"),
         ("down", "stop the processes started by `up`"),
         ("status", "exit 0 if the recorded cluster is healthy, 1 otherwise"),
+        ("rbac", "apply deploy/kubernetes/rbac.yaml + rbac-capture.yaml to the running cluster (idempotent)"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--dir", type=Path, default=Path(".testenv"), help="state directory (default: .testenv)")
@@ -868,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
             return up(args.dir, controller_manager=not args.no_controller_manager)
         if args.command == "down":
             return down(args.dir)
+        if args.command == "rbac":
+            return rbac(args.dir)
         return status(args.dir)
     except KeyboardInterrupt:
         log("interrupted")

@@ -4,8 +4,9 @@ Loaded from tests/conftest.py with `pytest_plugins = ["tests.support.kube"]`.
 
 The cluster comes from tools/kubeenv.py. A cluster already started with `make kube-up` (`.testenv/state.json` at the
 repository root) is reused when healthy, which makes repeated test runs fast; otherwise the session starts a private
-one in a pytest temp dir and stops it at the end. deploy/kubernetes/rbac.yaml is applied to it, so the responder's
-identity has exactly the rights that manifest grants.
+one in a pytest temp dir and stops it at the end. `tools/kubeenv.py rbac` applies deploy/kubernetes/rbac.yaml and
+rbac-capture.yaml to it, exactly as `make kube-up` does: the responder's identity has the rights those manifests grant,
+and a second identity (`kube_responder_nocapture`) has rbac.yaml's alone, as a deployment without process capture.
 
 If the cluster cannot be provided (e.g. the binaries cannot be built because the package registry is unreachable) the
 tests that need it FAIL. `RSR_KUBE_REQUIRED=0` turns that into a skip, for a developer's local run only.
@@ -18,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -27,13 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config, dynamic
+from kubernetes import client, config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBEENV = REPO_ROOT / "tools" / "kubeenv.py"
 SHARED_ENV_DIR = REPO_ROOT / ".testenv"  # what `make kube-up` starts
-RBAC_MANIFEST = REPO_ROOT / "deploy" / "kubernetes" / "rbac.yaml"
+RBAC_MANIFESTS = (
+    REPO_ROOT / "deploy" / "kubernetes" / "rbac.yaml",
+    REPO_ROOT / "deploy" / "kubernetes" / "rbac-capture.yaml",
+)
 RESPONDER_NAMESPACE = "responder-system"
 TEST_NAMESPACE_LABEL = "rsr-test"  # leftovers of killed runs on a reused cluster: kubectl delete ns -l rsr-test
 
@@ -48,6 +50,8 @@ class KubeEnv:
     kubeconfig: Path  # admin: a static token user in system:masters
     responder_kubeconfig: Path  # the responder's identity; the code under test reads it from RESPONDER_KUBECONFIG
     responder_identity: str
+    responder_nocapture_kubeconfig: Path  # bound to rbac.yaml's roles only: no pods/exec
+    responder_nocapture_identity: str
     version: str
     directory: Path
     reused: bool  # True when it is the long-lived `make kube-up` cluster (other objects may exist on it)
@@ -94,6 +98,8 @@ def _shared_cluster_healthy() -> bool:
         return False
     if "kube-controller-manager" not in state.get("pids", {}):
         return False  # started with --no-controller-manager: the tests need ReplicaSets and GC to work
+    if "responder_nocapture_kubeconfig" not in state:
+        return False  # started by an older kubeenv, without the no-capture identity
     result = subprocess.run(
         [sys.executable, str(KUBEENV), "status", "--dir", str(SHARED_ENV_DIR)],
         capture_output=True,
@@ -119,51 +125,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.config.stash[_BUILD_FAILURE_KEY] = f"`tools/kubeenv.py build` failed (exit {returncode}):\n{tail}"
 
 
-def _apply_rbac(api: client.ApiClient, identity: str) -> None:
-    """Applies deploy/kubernetes/rbac.yaml with the responder identity filled in.
+def _apply_rbac(pytestconfig: pytest.Config, directory: Path) -> None:
+    """deploy/kubernetes/rbac.yaml + rbac-capture.yaml, applied by the same code as `make kube-up`.
 
-    Server-side apply rather than create-and-ignore-409: on a reused long-lived cluster an edited manifest (a rule
-    removed, say) must replace what is stored, or the least-privilege tests would check yesterday's rules.
+    Server-side apply, so on a reused long-lived cluster an edited manifest (a rule removed, say) replaces what is
+    stored, or the least-privilege tests would check yesterday's rules. It returns once the authorizer sees the
+    bindings (its informers lag the apply by a moment).
     """
-    text = RBAC_MANIFEST.read_text().replace("${responder_identity}", identity)
-    if "${" in text:
-        pytest.fail(f"{RBAC_MANIFEST} has a template variable the tests do not fill in")
-    dynamic_client = dynamic.DynamicClient(api)
-    for document in yaml.safe_load_all(text):
-        if not document:
-            continue
-        # The dynamic client directly: kubernetes.utils' apply=True path sends namespaced objects to the `default`
-        # namespace whatever their metadata.namespace says.
-        resource = dynamic_client.resources.get(api_version=document["apiVersion"], kind=document["kind"])
-        dynamic_client.server_side_apply(resource, body=document, field_manager="rsr-tests", force_conflicts=True)
-
-
-def _wait_for_rbac(api: client.ApiClient, timeout: float = 15.0) -> None:
-    # The RBAC authorizer reads roles and bindings through informers: for a moment after the apply the new bindings
-    # are unseen. Probe one permission from the ClusterRoleBinding and one from the namespaced RoleBinding.
-    probes = [
-        client.V1ResourceAttributes(verb="delete", group="", resource="pods", namespace="default"),
-        client.V1ResourceAttributes(
-            verb="create", group="coordination.k8s.io", resource="leases", namespace=RESPONDER_NAMESPACE
-        ),
-    ]
-    authz = client.AuthorizationV1Api(api)
-    deadline = time.monotonic() + timeout
-    while probes and time.monotonic() < deadline:
-        review = client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=probes[0])
-        )
-        if authz.create_self_subject_access_review(review).status.allowed:
-            probes.pop(0)
-        else:
-            time.sleep(0.2)
-    if probes:
-        pytest.fail(f"the responder identity was not granted its RBAC rules within {timeout:.0f}s")
+    for manifest in RBAC_MANIFESTS:
+        if "${responder_identity}" not in manifest.read_text():
+            pytest.fail(f"{manifest} does not bind ${{responder_identity}}")
+    returncode, tail = _run_kubeenv(pytestconfig, "rbac", "--dir", str(directory))
+    if returncode != 0:
+        pytest.fail(f"`tools/kubeenv.py rbac` failed (exit {returncode}):\n{tail}")
 
 
 @pytest.fixture(scope="session")
 def kube_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEnv]:
-    """A healthy cluster with deploy/kubernetes/rbac.yaml applied (reused from `make kube-up`, or started here)."""
+    """A healthy cluster with the responder's RBAC applied (reused from `make kube-up`, or started here)."""
     build_failure = pytestconfig.stash.get(_BUILD_FAILURE_KEY, None)
     if build_failure:
         _unavailable(build_failure)
@@ -185,18 +164,14 @@ def kube_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
             kubeconfig=Path(state["kubeconfig"]),
             responder_kubeconfig=Path(state["responder_kubeconfig"]),
             responder_identity=state["responder_identity"],
+            responder_nocapture_kubeconfig=Path(state["responder_nocapture_kubeconfig"]),
+            responder_nocapture_identity=state["responder_nocapture_identity"],
             version=state["version"],
             directory=directory,
             reused=started_dir is None,
         )
-        admin = config.new_client_from_config(config_file=str(env.kubeconfig))
-        responder = config.new_client_from_config(config_file=str(env.responder_kubeconfig))
-        try:
-            _apply_rbac(admin, env.responder_identity)
-            _wait_for_rbac(responder)
-        finally:
-            admin.close()
-            responder.close()
+        if started_dir is None:  # a cluster started here got it from `up`; a reused one may hold older rules
+            _apply_rbac(pytestconfig, directory)
         yield env
     finally:
         if started_dir is not None:
@@ -219,8 +194,16 @@ def kube_admin(kube_env: KubeEnv) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="session")
 def kube_responder(kube_env: KubeEnv) -> Iterator[client.ApiClient]:
-    """ApiClient authenticated as the responder identity: only what deploy/kubernetes/rbac.yaml grants."""
+    """ApiClient authenticated as the responder identity: only what rbac.yaml and rbac-capture.yaml grant."""
     api = config.new_client_from_config(config_file=str(kube_env.responder_kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def kube_responder_nocapture(kube_env: KubeEnv) -> Iterator[client.ApiClient]:
+    """ApiClient of the identity bound to rbac.yaml only: the responder where process capture is not enabled."""
+    api = config.new_client_from_config(config_file=str(kube_env.responder_nocapture_kubeconfig))
     yield api
     api.close()
 
