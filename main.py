@@ -10,15 +10,27 @@ from __future__ import annotations
 from typing import Any
 
 import functions_framework
+from cloudevents.exceptions import DataUnmarshallerError  # already loaded by functions-framework: costs nothing
 
 
 @functions_framework.cloud_event
 def handle_finding(cloud_event: Any) -> None:
-    """Handle one SCC notification delivered by Pub/Sub through Eventarc.
+    """Handle one SCC notification delivered by Pub/Sub (push subscription or Eventarc).
 
-    Returns normally for everything that must be acknowledged (including invalid input); raises only for transient
-    failures, so Pub/Sub redelivers.
+    Returns normally for everything that must be acknowledged (including invalid input); raises for failures that
+    must not be acknowledged (transient errors, a 403, a crash mid-containment), so Pub/Sub redelivers.
     """
     from responder.handler import handle
 
     handle(cloud_event)
+
+
+@functions_framework.errorhandler(DataUnmarshallerError)  # type: ignore[untyped-decorator]
+def reject_undecodable_event(error: DataUnmarshallerError) -> tuple[str, int]:
+    """A binary CloudEvent whose body functions-framework cannot decode (not JSON, or numbers beyond any field)
+    never reaches ``handle_finding``: it still gets its one decision record, and is acknowledged (no redelivery can
+    make it decodable)."""
+    from responder.handler import reject_undecodable
+
+    reject_undecodable(error)
+    return "rejected: undecodable CloudEvent data", 200

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from responder.config import Settings
 from responder.errors import ConfigError, InvalidEnvelope, ResponderError
+from responder.sanitize import clean
 from responder.triage import Verdict
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECT = 0, 1, 2
@@ -46,7 +47,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except InvalidEnvelope as exc:
         outcome = Responder.reject_envelope(exc)
     else:
-        outcome = responder.respond(delivery)
+        try:
+            outcome = responder.respond(delivery)
+        except Exception as exc:  # a bug: still one record and exit 1, never a traceback for any input
+            from responder.decision import make_record
+
+            record = make_record(
+                Verdict.REJECT, "internal_error", f"{type(exc).__name__}: {clean(exc, 300)}", outcome="retry"
+            )
+            emit(record)
+            return EXIT_ERROR
     record_stream = sys.stderr if args.report else sys.stdout
     emit(outcome.record, record_stream)
     if args.report:
@@ -184,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_publish_sample)
     p = sub.add_parser("schema", help="print the policy file's JSON Schema")
     p.set_defaults(func=cmd_schema)
+    from responder.aftercare.commands import add_commands  # status, release: the operator's side
+
+    add_commands(sub)
     return parser
 
 

@@ -1,8 +1,8 @@
 """The function's body, independent of functions-framework so it can be called from the CLI and tests.
 
-One :class:`Responder` per process, built on first use. A configuration error is reported as a reject record for
-every event (acknowledged: retrying cannot fix a bad policy, and the dead-letter topic would only fill up) and the
-responder refuses to act.
+One :class:`Responder` per process, built on first use. A configuration error is recorded for every event and then
+raised: the responder refuses to act on half a configuration, and Pub/Sub redelivers (finally dead-letters) the
+message so nothing is lost while an operator fixes the settings.
 """
 
 from __future__ import annotations
@@ -69,6 +69,15 @@ def handle(cloud_event: Any) -> Outcome:
     emit(outcome.record)
     if outcome.retry:
         raise TransientError(f"transient failure handling {outcome.record.finding}; redelivery requested")
+    return outcome
+
+
+def reject_undecodable(error: BaseException) -> Outcome:
+    """The record for a delivery functions-framework could not decode into a CloudEvent at all."""
+    outcome = Responder.reject_envelope(
+        InvalidEnvelope(f"CloudEvent data is not JSON we accept: {clean(error, 200)}"), "cloudevent"
+    )
+    emit(outcome.record)
     return outcome
 
 
