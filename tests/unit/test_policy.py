@@ -243,3 +243,41 @@ def test_env_overrides_are_held_to_the_policy_rules() -> None:
         PolicyEngine(parse_policy(""), Settings(exempt_label="not a label key!"))
     with pytest.raises(ConfigError, match="exempt_label"):
         parse_policy("defaults: {exempt_label: 'spaces are not allowed'}")
+
+
+@pytest.mark.parametrize("configured", ["", " , ", "prod-*", "team-a,team-b"])
+@pytest.mark.parametrize("system", ["kube-system", "kube-public", "kube-node-lease", "gke-managed-x", "gmp-system"])
+def test_the_protected_floor_holds_under_every_environment(
+    monkeypatch: pytest.MonkeyPatch, configured: str, system: str
+) -> None:
+    monkeypatch.setenv("RESPONDER_PROTECTED_NAMESPACES", configured)
+    monkeypatch.setenv("RESPONDER_ACTION", "delete")
+    monkeypatch.setenv("RESPONDER_MODE", "enforce")
+    from responder.config import load_settings
+
+    engine = PolicyEngine(Policy(), load_settings())
+    assert engine.protected(system)
+    assert engine.protected("responder-system")
+    finding = to_finding(parse_notification(json.dumps(notification(namespace=system, pod="p")).encode()))
+    target = triage(finding).target
+    assert target is not None
+    plan = engine.plan(finding, target, {})
+    assert (plan.steps, plan.hold) == ((), "protected")
+    if configured == "prod-*":
+        assert engine.protected("prod-shop")  # configuration adds to the floor
+
+
+@pytest.mark.parametrize("configured", [[], ["Kube-System"], ["prod_*"], ["a" * 64], [" "]])
+def test_protected_namespaces_in_the_file_only_add_and_invalid_entries_are_refused(configured: list[str]) -> None:
+    text = json.dumps({"defaults": {"protected_namespaces": configured}})
+    if configured:
+        with pytest.raises(ConfigError, match="protected_namespaces"):
+            parse_policy(text)
+        return
+    engine = PolicyEngine(parse_policy(text), Settings())
+    assert engine.protected("kube-system") and engine.protected("gke-connect")
+
+
+def test_the_budget_namespace_is_protected_wherever_it_is() -> None:
+    engine = PolicyEngine(Policy(), Settings(budget_namespace="secops-responder"))
+    assert engine.protected("secops-responder")
