@@ -205,6 +205,15 @@ class KubePort(Protocol):
         resourceVersion (Conflict if the policy changed)."""
         ...
 
+    def list_pods(self, namespace: str | None, label_selector: str) -> list[PodView]:
+        """Pods matching ``label_selector`` in ``namespace`` (every namespace when None). Only the operator commands
+        (``status``, ``release``) call it, with the operator's rights: the function's RBAC has no ``pods: list``."""
+        ...
+
+    def delete_network_policy(self, namespace: str, name: str, resource_version: str | None) -> None:
+        """Delete, with resourceVersion as precondition (Conflict if the policy changed since it was judged)."""
+        ...
+
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str: ...
 
     def exec(

@@ -333,6 +333,36 @@ class KubeAdapter:
 
         return self._np_view(_call(f"replace networkpolicy {namespace}/{name}", patch))
 
+    def delete_network_policy(self, namespace: str, name: str, resource_version: str | None) -> None:
+        """Delete with preconditions.resourceVersion: only the version that was judged is removed."""
+        from kubernetes import client
+
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=resource_version))
+        _call(
+            f"delete networkpolicy {namespace}/{name}",
+            lambda: self.net.delete_namespaced_network_policy(
+                name, namespace, body=options, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> list[PodView]:
+        """Pods by label selector, in one namespace or all (operator commands only; see KubePort)."""
+        if namespace is None:
+            items = _call(
+                f"list pods ({label_selector})",
+                lambda: self.core.list_pod_for_all_namespaces(
+                    label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT
+                ),
+            ).items
+        else:
+            items = _call(
+                f"list pods in {namespace} ({label_selector})",
+                lambda: self.core.list_namespaced_pod(
+                    namespace, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT
+                ),
+            ).items
+        return [self._pod_view(p) for p in items]
+
     # ------------------------------------------------------------------------------------------ logs and exec
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
         """Container log tail; Unavailable when no kubelet can serve it."""

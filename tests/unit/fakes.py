@@ -259,6 +259,28 @@ class FakeKube:
             self.writes.append(f"patch networkpolicy {name}")
             return view
 
+    def list_pods(self, namespace: str | None, label_selector: str) -> list[PodView]:
+        """Equality selectors only (``k=v,k2=v2``): all the operator commands use."""
+        self._maybe_fail("list_pods")
+        wanted = dict(term.split("=", 1) for term in label_selector.split(",") if term)
+        with self.lock:
+            return [
+                p
+                for (ns, _), p in sorted(self.pods.items())
+                if (namespace is None or ns == namespace) and all(p.labels.get(k) == v for k, v in wanted.items())
+            ]
+
+    def delete_network_policy(self, namespace: str, name: str, resource_version: str | None) -> None:
+        self._maybe_fail("delete_network_policy")
+        with self.lock:
+            current = self.policies.get((namespace, name))
+            if current is None:
+                raise NotFound(name)
+            if resource_version and current.resource_version != resource_version:
+                raise Conflict("resourceVersion")
+            del self.policies[(namespace, name)]
+            self.writes.append(f"delete networkpolicy {name}")
+
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
         self._maybe_fail("read_log")
         if self.logs_text is None:
