@@ -1,0 +1,87 @@
+"""``status``: every quarantined pod, what quarantined it, and whether its isolation still holds.
+
+Isolation can decay after the fact: someone deletes the deny-all, edits it, or adds a policy that selects the pod
+without the exclusion. ``policy_intact`` re-judges all of that from the namespace's policies as they are now.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from responder.actions.base import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION
+from responder.aftercare.facts import QUARANTINE_SELECTOR, is_detached, original_labels, policy_problems
+from responder.ports import KubePort, NetworkPolicyView, PodView
+from responder.sanitize import clean
+
+
+class QuarantinedPod(BaseModel):
+    """One line of ``status`` (and one object of ``status --json``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    pod: str
+    uid: str
+    finding: str | None = None
+    quarantined_at: str | None = None
+    actions: list[str] = Field(default_factory=list)
+    detached: bool
+    original_labels: dict[str, str] = Field(default_factory=dict)
+    phase: str | None = None
+    terminating: bool = False
+    policy_intact: bool
+    policy_problems: list[str] = Field(default_factory=list)
+
+
+def describe(pod: PodView, policies: list[NetworkPolicyView]) -> QuarantinedPod:
+    """The status of one quarantined pod; annotation values are free text anyone with pods: patch can write, so they
+    are cleaned before they reach a terminal."""
+    problems = policy_problems(pod, policies)
+    ann = pod.annotations
+    actions = [clean(a, 40) for a in (ann.get(ACTIONS_ANNOTATION) or "").split(",") if a]
+    return QuarantinedPod(
+        namespace=pod.namespace,
+        pod=pod.name,
+        uid=pod.uid,
+        finding=clean(ann[FINDING_ANNOTATION], 300) if ann.get(FINDING_ANNOTATION) else None,
+        quarantined_at=clean(ann[AT_ANNOTATION], 40) if ann.get(AT_ANNOTATION) else None,
+        actions=actions,
+        detached=is_detached(pod),
+        original_labels=original_labels(pod),
+        phase=pod.phase,
+        terminating=pod.deleting,
+        policy_intact=not problems,
+        policy_problems=problems,
+    )
+
+
+def collect_status(kube: KubePort, namespace: str | None = None) -> list[QuarantinedPod]:
+    """Every pod carrying the quarantine label (in ``namespace``, or everywhere), one policy list per namespace."""
+    pods = sorted(kube.list_pods(namespace, QUARANTINE_SELECTOR), key=lambda p: (p.namespace, p.name))
+    policies = {ns: kube.list_network_policies(ns) for ns in dict.fromkeys(p.namespace for p in pods)}
+    return [describe(p, policies[p.namespace]) for p in pods]
+
+
+def render_table(entries: list[QuarantinedPod]) -> str:
+    """The human view: one line per pod, then the reasons an isolation is not intact."""
+    if not entries:
+        return "no quarantined pods"
+    rows = [("NAMESPACE", "POD", "QUARANTINED", "ACTIONS", "DETACHED", "PHASE", "ISOLATION")]
+    rows.extend(
+        (
+            e.namespace,
+            e.pod,
+            e.quarantined_at or "?",
+            ",".join(e.actions) or "?",
+            "yes" if e.detached else "no",
+            (e.phase or "?") + (" (terminating)" if e.terminating else ""),
+            "intact" if e.policy_intact else "BROKEN",
+        )
+        for e in entries
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for e in entries:
+        lines.append(f"{e.namespace}/{e.pod}: finding {e.finding or '(not recorded)'}")
+        lines.extend(f"  ! {problem}" for problem in e.policy_problems)
+    return "\n".join(lines)
