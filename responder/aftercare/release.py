@@ -168,7 +168,10 @@ class Releaser:
         what = f"remove {QUARANTINE_LABEL} and the annotations {', '.join(keys) or '(none)'} from pod {name}"
         kept = original_labels(pod)
         if is_detached(pod) and kept:
-            what += f" (its original labels {', '.join(sorted(kept))} are not restored: it was detached and replaced)"
+            what += (
+                f" (its original labels {', '.join(sorted(kept))} are not restored: it was detached, so its "
+                "controller makes or made a replacement)"
+            )
         if run.dry_run:
             run.add("release", Status.SKIPPED, what, [what])
             return True
