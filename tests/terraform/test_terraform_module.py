@@ -423,7 +423,10 @@ def test_only_the_scc_service_account_may_publish_to_the_findings_topic() -> Non
     findings_topic = re.compile(r"google_pubsub_topic\.findings\.(name|id)\b")
     for (rtype, name), body in module().resources.items():
         # No additive grant, and no other policy resource, on the findings topic.
-        if rtype.startswith("google_pubsub_topic_iam") and (rtype, name) != ("google_pubsub_topic_iam_binding", "findings_publishers"):
+        if rtype.startswith("google_pubsub_topic_iam") and (rtype, name) != (
+            "google_pubsub_topic_iam_binding",
+            "findings_publishers",
+        ):
             assert not findings_topic.search(json.dumps(body.get("topic", ""))), (rtype, name)
     # Nor a publish right that reaches the topic from above: no Pub/Sub role at project, folder or organization level.
     for (rtype, name), body in iam_members().items():
@@ -614,7 +617,10 @@ def test_protected_namespaces_floor_is_always_exported() -> None:
     assert locals_["protected_namespaces"] == (
         "${distinct(concat(local.protected_namespaces_floor, var.protected_namespaces))}"
     )
-    assert locals_["responder_env_candidates"]["RESPONDER_PROTECTED_NAMESPACES"] == '${join(",", local.protected_namespaces)}'
+    assert (
+        locals_["responder_env_candidates"]["RESPONDER_PROTECTED_NAMESPACES"]
+        == '${join(",", local.protected_namespaces)}'
+    )
     variable = module().variables["protected_namespaces"]
     assert variable["nullable"] is False
     # Terraform never exports less than the floor the responder enforces itself.
@@ -999,9 +1005,7 @@ def test_protected_namespace_globs_at_the_limits_are_accepted(pure_module: Path)
 
 @needs_terraform
 def test_vpc_egress_enables_compute_and_allows_the_private_endpoint(pure_module: Path) -> None:
-    out = _outputs(
-        pure_module, *REQUIRED_VARS, "-var=vpc_subnetwork=responder-egress", "-var=gke_endpoint=private"
-    )
+    out = _outputs(pure_module, *REQUIRED_VARS, "-var=vpc_subnetwork=responder-egress", "-var=gke_endpoint=private")
     assert "compute.googleapis.com" in out["required_services"]
     assert out["responder_env"]["RESPONDER_GKE_ENDPOINT"] == "private"
 
