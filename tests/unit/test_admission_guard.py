@@ -26,7 +26,7 @@ from responder.budget import LEASE_NAME
 from responder.config import Settings
 from responder.envelope import Delivery
 from responder.errors import Conflict, Forbidden, NotFound
-from responder.policy import PolicyEngine, parse_policy
+from responder.policy import PROTECTED_FLOOR, PolicyEngine, parse_policy
 from responder.ports import LabelSelector, LabelSelectorRequirement, LeaseView, NetworkPolicyView, PodView
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
@@ -427,3 +427,14 @@ def test_the_guard_knows_the_code_s_names() -> None:
     assert "['" + "', '".join(PROCESS_TREE_ARGV) + "']" in text
     for key, value in MANAGED_BY.items():
         assert f"'{key}'" in text and f"'{value}'" in text
+
+
+@pytest.mark.parametrize("pattern", PROTECTED_FLOOR)
+def test_the_guard_protects_the_code_s_protected_floor(guard: Guard, pattern: str) -> None:
+    """Every namespace the responder's policy can never act in is one the cluster refuses it to write in."""
+    namespace = pattern.replace("*", "managed-x").replace("?", "x")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace}, "spec": {}}
+    request = admission_request("DELETE", PODS, namespace=namespace, name="p")
+    decision = guard.review(request, None, pod)
+    expected = "in responder-system" if namespace == Settings().budget_namespace else "protected namespace"
+    assert any(expected in message for message in decision.refusals), (namespace, decision.refusals)
