@@ -52,16 +52,7 @@ def deliver(r: Responder, doc: dict[str, Any]) -> Outcome:
 
 def vouch(google_fake: Any, doc: dict[str, Any], **overrides: Any) -> None:
     """Seed SCC with its own record of the finding ``doc`` describes (what a genuine notification mirrors)."""
-    f = doc["finding"]
-    props = f["sourceProperties"]
-    fields: dict[str, Any] = {
-        "category": f["category"],
-        "resource_name": f["resourceName"],
-        "kubernetes": {"pods": [{"ns": props["Pod_Namespace"], "name": props["Pod_Name"]}]},
-        "sourceProperties": {"Pod_Namespace": props["Pod_Namespace"], "Pod_Name": props["Pod_Name"]},
-    }
-    fields.update(overrides)
-    google_fake.add_finding(f["name"], **fields)
+    google_fake.vouch_for(doc, **overrides)
 
 
 def acts(outcome: Outcome) -> dict[str, Any]:

@@ -73,14 +73,15 @@ def test_forged_finding_gets_no_deletion_and_a_real_one_does(
 
     forged = replay(responder, doc)  # SCC has never heard of this finding
     assert action(forged, "delete").status.value == "skipped"
-    assert "forged" in action(forged, "delete").reason
+    assert "forgery" in action(forged, "delete").reason
+    assert (forged.record.verdict.value, forged.record.code) == ("reject", "suspected_forgery")
     assert client.CoreV1Api(kube_admin).read_namespaced_pod(pod.metadata.name, kube_namespace)
     [lookup] = [r for r in google_fake.requests_to("GET", "*") if "findings" in r.path]
     assert lookup.param("filter") == f'name="{name}"'
     assert f"/{version}/" in lookup.path
     assert ("/locations/global/" in lookup.path) == (version == "v2")
 
-    google_fake.add_finding(name, state="ACTIVE", category="Reverse Shell")
+    google_fake.vouch_for(doc)
     real = replay(responder, doc)
     assert action(real, "delete").status.value == "succeeded"
     assert action(real, "mark").status.value == "succeeded"
@@ -116,7 +117,7 @@ def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
             doc["finding"]["kubernetes"]["pods"][0]["labels"] = [
                 {"name": k, "value": v} for k, v in pod.metadata.labels.items()
             ]
-            google_fake.add_finding(doc["finding"]["name"], state="ACTIVE")
+            google_fake.vouch_for(doc)
             outcome = replay(responder, doc)
             assert [a.action for a in outcome.record.actions if a.action != "mark"] == []
             assert outcome.record.skipped
@@ -139,7 +140,7 @@ def test_incident_report_reaches_the_owners_topic(
     topic = create_topic(project="rsr-test")
     subscription = create_pull_subscription(topic)
     doc = notification(namespace=kube_namespace, pod=pod.metadata.name, container="api", name_suffix="notify")
-    google_fake.add_finding(doc["finding"]["name"], state="ACTIVE")
+    google_fake.vouch_for(doc)
     responder = build(kube_paths.responder_kubeconfig, google_fake.settings(), report_topic=topic)
     outcome = replay(responder, doc)
     assert action(outcome, "notify").status.value == "succeeded"

@@ -44,7 +44,7 @@ def test_publish_sample_then_replay_it_reports_only(pubsub_emulator: str, tmp_pa
     replay = cli("replay", str(path), env={"RESPONDER_MODE": "enforce", "RESPONDER_ACTION": "delete"})
     assert replay.returncode == 0, replay.stderr
     record = json.loads(replay.stdout)
-    assert record["verdict"] == "act"
+    assert (record["verdict"], record["code"]) == ("ignore", "sample")  # nothing done or attempted
     assert record["actions"] == []
     assert record["skipped"] == ["sample finding from publish-sample: report only"]
     assert record["pod"] == {"namespace": "rsr-sample", "name": "rsr-sample-pod"}

@@ -105,7 +105,7 @@ def seed(fake: GoogleFake, namespace: str, pods: list[Any], tag: str) -> list[Fi
     findings = []
     for i, pod in enumerate(sorted(pods, key=lambda p: p.metadata.name)):
         doc = notification(namespace=namespace, pod=pod.metadata.name, container="api", name_suffix=f"{tag}{i:04d}")
-        fake.add_finding(doc["finding"]["name"], resource_name=doc["finding"]["resourceName"])
+        fake.vouch_for(doc)
         findings.append(Finding(doc, namespace, pod.metadata.name, pod.metadata.uid))
     return findings
 
@@ -350,6 +350,7 @@ def test_poison_corpus_is_acknowledged_with_one_record_each(
             "RESPONDER_ANONYMOUS_GOOGLE": "true",
         }
     )
+    google_fake.vouch_for(notification())  # the huge-but-valid ones name a real finding (about a pod not here)
     corpus = poison_corpus()
     statuses: dict[str, int] = {}
     for name, (body, headers, _) in corpus.items():  # one at a time, so record i belongs to delivery i

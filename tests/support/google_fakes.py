@@ -818,6 +818,24 @@ class GoogleFake:
         return result
 
     # ---- SCC
+    def vouch_for(self, doc: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+        """Seed SCC's own record of the finding notification ``doc`` describes (category, cluster, pod), as a
+        genuine notification mirrors it; ``overrides`` change fields (an unrelated finding under the same name)."""
+        f = doc["finding"]
+        props = f.get("sourceProperties") or {}
+        pods = (f.get("kubernetes") or {}).get("pods") or []
+        ns = props.get("Pod_Namespace") or (pods[0].get("ns") if pods else None)
+        pod = props.get("Pod_Name") or (pods[0].get("name") if pods else None)
+        fields: dict[str, Any] = {
+            "state": f.get("state", "ACTIVE"),
+            "category": f.get("category", "Reverse Shell"),
+            "resource_name": f.get("resourceName") or doc.get("resource", {}).get("name"),
+            "kubernetes": {"pods": [{"ns": ns, "name": pod}]},
+            "sourceProperties": {"Pod_Namespace": ns, "Pod_Name": pod},
+        }
+        fields.update(overrides)
+        return self.add_finding(f["name"], **fields)
+
     def _finding_or_404(self, name: str) -> dict[str, Any]:
         finding = self.findings.get(name)
         if finding is None:
