@@ -1,9 +1,13 @@
 """Undo what one delivery did to a pod, when SCC refutes the message that caused it.
 
 Isolation runs before SCC has answered (time to containment matters more than the round trip), so a forged message
-can isolate a pod for that moment. When SCC then refutes the message, the pod gets back the labels and responder
-annotations it had before this delivery touched it. The deny-all policy and the ``NotIn`` exclusions stay: both only
-concern pods carrying the quarantine label, so they change nothing for a pod without it.
+can isolate a pod for that moment. When SCC then refutes the message, the quarantine label and the responder
+annotations go back to what they were before this delivery touched it. The deny-all policy and the ``NotIn``
+exclusions stay: both only concern pods carrying the quarantine label, so they change nothing for a pod without it.
+
+Workload labels removed by a detach are not put back: the controller has already started a replacement, and adding
+labels to a pod is exactly what the admission guard refuses the responder's identity (a label can select a pod into
+a policy or a Service). The record names them, so an operator can re-attach the pod if that is wanted.
 
 Permissions: ``pods: get, patch`` (already held for isolation).
 """
@@ -28,9 +32,10 @@ def undo_quarantine(kube: KubePort, before: PodView, finding_name: str | None) -
             return _result(Status.SKIPPED, "the pod was replaced meanwhile; the new pod was never touched")
         if current.annotations.get(FINDING_ANNOTATION, "") != (finding_name or ""):
             return _result(Status.SKIPPED, "the pod carries another finding's record now; its quarantine stands")
-        # Our own label, and every label the pod had before but lost since (detach removed them).
-        label_keys = {QUARANTINE_LABEL} | {k for k in before.labels if k not in current.labels}
-        labels = {k: before.labels.get(k) for k in label_keys if before.labels.get(k) != current.labels.get(k)}
+        labels = {QUARANTINE_LABEL: before.labels.get(QUARANTINE_LABEL)}
+        if labels[QUARANTINE_LABEL] == current.labels.get(QUARANTINE_LABEL):
+            labels = {}
+        detached = sorted(k for k in before.labels if k not in current.labels and k != QUARANTINE_LABEL)
         annotation_keys = {k for k in {*before.annotations, *current.annotations} if k.startswith(f"{PREFIX}/")}
         annotations = {
             k: before.annotations.get(k)
@@ -46,8 +51,12 @@ def undo_quarantine(kube: KubePort, before: PodView, finding_name: str | None) -
         return _result(Status.SKIPPED, "the pod was replaced meanwhile; the new pod was never touched")
     except ResponderError as exc:
         return _result(Status.FAILED, f"could not undo the quarantine: {clean(exc, 200)}")
-    restored = sorted(k for k in labels if k != QUARANTINE_LABEL)
-    detail = f"; labels {', '.join(restored)} restored (its controller may adopt it again)" if restored else ""
+    detail = (
+        f"; it stays detached from its controller (labels {', '.join(detached)} were removed and a replacement "
+        "started; re-add them to re-attach it)"
+        if detached
+        else ""
+    )
     return _result(
         Status.SUCCEEDED,
         f"undid this delivery's quarantine of pod {before.name}: label and annotations as before{detail}",

@@ -438,3 +438,33 @@ def test_the_guard_protects_the_code_s_protected_floor(guard: Guard, pattern: st
     decision = guard.review(request, None, pod)
     expected = "in responder-system" if namespace == Settings().budget_namespace else "protected namespace"
     assert any(expected in message for message in decision.refusals), (namespace, decision.refusals)
+
+
+def test_the_rollback_of_a_refuted_delivery_and_the_repair_of_an_impostor_pass_the_guard(guard: Guard) -> None:
+    """The writes that only happen under attack: replacing a squatting 'deny-all' and undoing a forged quarantine."""
+    kube = GuardedKube(guard)
+    kube.add_workload("shop", "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
+    kube.add_policy("shop", "allow-web", LabelSelector(match_labels={"app": "web"}))
+    kube.add_policy("shop", DENY_ALL_POLICY, LabelSelector(match_labels={"selects": "nothing"}))  # the squatter
+    before = kube.add_pod("shop", "web-5d9c-ccccc", {"app": "web", "pod-template-hash": "5d9c"})
+    settings = Settings(mode="enforce")
+    responder = Responder(
+        Dependencies(
+            settings=settings,
+            policy=PolicyEngine(
+                parse_policy(EVERYTHING.replace("verify_finding: false", "verify_finding: true")), settings
+            ),
+            connector=FakeConnector(kube),
+            findings_api=FakeFindings(),  # SCC knows nothing: the message is refuted
+        )
+    )
+    doc = notification(namespace="shop", pod="web-5d9c-ccccc", container="api", name_suffix="forgedguard")
+    outcome = responder.respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
+    statuses = {a.action: (a.status.value, a.reason) for a in outcome.record.actions}
+    assert statuses["isolate"][0] == "succeeded" and "impostor" in statuses["isolate"][1], statuses
+    assert statuses["rollback"][0] == "succeeded" and "stays detached" in statuses["rollback"][1], statuses
+    assert [(what, d) for what, d in kube.reviewed if not d.allowed] == []
+    after = kube.pods[("shop", "web-5d9c-ccccc")]
+    assert QUARANTINE_LABEL not in after.labels
+    assert not any(k.startswith("responder.rsr.dev/") for k in after.annotations)
+    assert after.uid == before.uid
