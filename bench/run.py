@@ -320,7 +320,7 @@ def seed_finding(fake: Any, doc: dict[str, Any]) -> None:
 
 def echo_doc(doc: dict[str, Any]) -> dict[str, Any]:
     """The notification SCC sends after our own marks write-back: ``rsr_event`` = the occurrence's eventTime."""
-    from responder.findings import parse_notification, to_finding
+    from responder.intake.findings import parse_notification, to_finding
     from responder.service import HANDLED_MARK
 
     finding = to_finding(parse_notification(json.dumps(doc).encode()))
@@ -423,7 +423,7 @@ class TimedKube:
 
 
 def _classify(method: str, arguments: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+    from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 
     namespace = arguments.get("namespace")
     if method == "create_network_policy":
@@ -477,7 +477,7 @@ class NaiveSequential:
     def __init__(self, deps: Any) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        from responder.enrichment import Investigator
+        from responder.investigation.investigator import Investigator
 
         self.deps = deps
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="naive")
@@ -486,10 +486,10 @@ class NaiveSequential:
         )
 
     def respond(self, payload: bytes) -> dict[str, Any]:
-        from responder.actions import registry
-        from responder.actions.base import ActionContext, Evidence
-        from responder.findings import parse_notification, to_finding
-        from responder.triage import triage
+        from responder.containment import registry
+        from responder.containment.base import ActionContext, Evidence
+        from responder.intake.findings import parse_notification, to_finding
+        from responder.intake.triage import triage
 
         engine = self.deps.policy
         finding = to_finding(parse_notification(payload))
@@ -528,7 +528,7 @@ def _deps(spec: dict[str, Any]) -> Any:
 
 
 def _payload(doc: dict[str, Any]) -> Any:
-    from responder.envelope import Delivery
+    from responder.intake.envelope import Delivery
 
     return Delivery(payload=json.dumps(doc).encode(), shape="bench")
 
@@ -868,7 +868,7 @@ def verify_isolated(admin: Any, events: list[dict[str, Any]]) -> None:
     """Read back with the admin client: every pod labelled, deny-all present, its allowing policies excluded."""
     from kubernetes import client
 
-    from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+    from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 
     core, net = client.CoreV1Api(admin), client.NetworkingV1Api(admin)
     problems = []

@@ -7,7 +7,7 @@ event that needs a Google API pays for that API alone.
 from __future__ import annotations
 
 from responder.config import Settings, load_settings
-from responder.policy import PolicyEngine, load_policy
+from responder.policy.rules import PolicyEngine, load_policy
 from responder.service import Dependencies, Responder
 
 

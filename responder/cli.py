@@ -14,8 +14,8 @@ from pathlib import Path
 
 from responder.config import Settings
 from responder.errors import ConfigError, InvalidEnvelope, ResponderError
-from responder.sanitize import clean
-from responder.triage import Verdict
+from responder.intake.sanitize import clean
+from responder.intake.triage import Verdict
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECT = 0, 1, 2
 
@@ -32,8 +32,8 @@ def _settings(policy: Path | None) -> Settings:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay one file through the responder."""
     from responder.bootstrap import build_responder
-    from responder.decision import emit
-    from responder.envelope import detect_bytes
+    from responder.intake.envelope import detect_bytes
+    from responder.report.record import emit
     from responder.service import Responder
 
     try:
@@ -50,7 +50,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         try:
             outcome = responder.respond(delivery)
         except Exception as exc:  # a bug: still one record and exit 1, never a traceback for any input
-            from responder.decision import make_record
+            from responder.report.record import make_record
 
             record = make_record(
                 Verdict.REJECT, "internal_error", f"{type(exc).__name__}: {clean(exc, 300)}", outcome="retry"
@@ -60,7 +60,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     record_stream = sys.stderr if args.report else sys.stdout
     emit(outcome.record, record_stream)
     if args.report:
-        from responder.report import build_report, render_markdown
+        from responder.report.builder import build_report, render_markdown
 
         report = build_report(outcome, owner_keys=responder.deps.policy.defaults.owner_keys)
         print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2))
@@ -71,10 +71,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show the plan for a finding without touching anything."""
-    from responder.envelope import detect_bytes
-    from responder.findings import parse_notification, to_finding
-    from responder.policy import PolicyEngine, load_policy
-    from responder.triage import triage
+    from responder.intake.envelope import detect_bytes
+    from responder.intake.findings import parse_notification, to_finding
+    from responder.intake.triage import triage
+    from responder.policy.rules import PolicyEngine, load_policy
 
     settings = _settings(args.policy)
     engine = PolicyEngine(load_policy(settings.policy_file), settings)
@@ -129,7 +129,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_validate_policy(args: argparse.Namespace) -> int:
     """Validate a policy file."""
-    from responder.policy import load_policy
+    from responder.policy.rules import load_policy
 
     try:
         policy = load_policy(Path(args.file))
@@ -142,7 +142,7 @@ def cmd_validate_policy(args: argparse.Namespace) -> int:
 
 def cmd_schema(_: argparse.Namespace) -> int:
     """Print the policy JSON Schema."""
-    from responder.policy import json_schema
+    from responder.policy.rules import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
@@ -153,8 +153,8 @@ def cmd_publish_sample(args: argparse.Namespace) -> int:
     import re
 
     from responder.adapters.pubsub import PubSubPublisher
-    from responder.identifiers import parse_cluster_resource
-    from responder.sample import sample_notification
+    from responder.intake.identifiers import parse_cluster_resource
+    from responder.intake.sample import sample_notification
 
     if not re.fullmatch(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}", args.topic):
         print(f"error: --topic must be projects/PROJECT/topics/TOPIC, got {args.topic!r}", file=sys.stderr)

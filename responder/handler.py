@@ -10,12 +10,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from responder.decision import emit, make_record
-from responder.envelope import Delivery, from_cloud_event
 from responder.errors import ConfigError, InvalidEnvelope, TransientError
-from responder.sanitize import clean
+from responder.intake.envelope import Delivery, from_cloud_event
+from responder.intake.sanitize import clean
+from responder.intake.triage import Verdict
+from responder.report.record import emit, make_record
 from responder.service import Outcome, Responder
-from responder.triage import Verdict
 
 _responder: Responder | None = None
 _lock = threading.Lock()

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder.identifiers import ClusterRef
+from responder.intake.identifiers import ClusterRef
 
 
 class _View(BaseModel):

@@ -14,15 +14,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from responder import budget as budget_mod
-from responder.actions import registry
-from responder.actions.base import ActionContext, ActionResult, Evidence, Prefetched, Status
-from responder.actions.isolate import ensure_deny_all
-from responder.actions.undo import undo_quarantine
 from responder.config import Settings
-from responder.decision import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
-from responder.enrichment import Investigation, Investigator
-from responder.envelope import Delivery
+from responder.containment import budget as budget_mod
+from responder.containment import registry
+from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status
+from responder.containment.isolate import ensure_deny_all
+from responder.containment.undo import undo_quarantine
+from responder.containment.verification import Verification, Vouch, verify
 from responder.errors import (
     Forbidden,
     InvalidEnvelope,
@@ -33,8 +31,12 @@ from responder.errors import (
     TransientError,
     Unavailable,
 )
-from responder.findings import Finding, parse_notification, to_finding
-from responder.policy import Plan, PlannedStep, PolicyEngine
+from responder.intake.envelope import Delivery
+from responder.intake.findings import Finding, parse_notification, to_finding
+from responder.intake.sanitize import clean
+from responder.intake.triage import Target, Triage, Verdict, triage
+from responder.investigation.investigator import Investigation, Investigator
+from responder.policy.rules import Plan, PlannedStep, PolicyEngine
 from responder.ports import (
     ClusterConnector,
     Connection,
@@ -43,9 +45,7 @@ from responder.ports import (
     PodView,
     Publisher,
 )
-from responder.sanitize import clean
-from responder.triage import Target, Triage, Verdict, triage
-from responder.verification import Verification, Vouch, verify
+from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
 
 HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
@@ -314,7 +314,7 @@ class Responder:
         topic, publisher = self.deps.policy.defaults.report_topic, self.deps.publisher
         if not topic or publisher is None:
             return []
-        from responder.report import build_report
+        from responder.report.builder import build_report
 
         report = build_report(outcome, owner_keys=self.deps.policy.defaults.owner_keys)
         target = outcome.triage.target if outcome.triage else None

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from responder import identifiers
 from responder.adapters.google_errors import LazyClient, client_kwargs, enum_name, google_call, retry_policy, sdk
 from responder.config import Settings
-from responder.identifiers import ClusterRef
+from responder.intake import identifiers
+from responder.intake.identifiers import ClusterRef
 from responder.ports import ClusterInfo
 
 

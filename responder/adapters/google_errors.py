@@ -24,7 +24,7 @@ from responder.errors import (
     TransientError,
     Unavailable,
 )
-from responder.sanitize import clean
+from responder.intake.sanitize import clean
 
 T = TypeVar("T")
 

@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from responder.adapters.retrying import transient_retry
 from responder.errors import Conflict, Forbidden, NotFound, PermanentError, TransientError, Unavailable
-from responder.identifiers import ClusterRef
+from responder.intake.identifiers import ClusterRef
+from responder.intake.sanitize import clean
 from responder.ports import (
     ClusterAPI,
     ClusterInfo,
@@ -34,8 +36,6 @@ from responder.ports import (
     PodView,
     WorkloadView,
 )
-from responder.retrying import transient_retry
-from responder.sanitize import clean
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from responder import identifiers
 from responder.adapters.google_errors import LazyClient, client_kwargs, google_call, retry_policy, sdk
 from responder.config import Settings
 from responder.errors import PermanentError
+from responder.intake import identifiers
+from responder.intake.sanitize import clean
 from responder.ports import LogEntry
-from responder.sanitize import clean
 
 MAX_FILTER_CHARS = 20_000  # the API's limit
 MAX_PAGE_SIZE = 1_000  # the API's limit

@@ -13,10 +13,10 @@ import json
 import sys
 from typing import Any
 
-from responder import identifiers
 from responder.config import Settings, load_settings
 from responder.errors import ConfigError, InvalidIdentifier
-from responder.identifiers import ClusterRef
+from responder.intake import identifiers
+from responder.intake.identifiers import ClusterRef
 from responder.ports import FindingsAPI, KubePort
 
 EXIT_OK, EXIT_ERROR, EXIT_REFUSED = 0, 1, 2
@@ -88,8 +88,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     """Plan (default) or carry out (``--yes``) the release of one pod; one decision record."""
     from responder.aftercare.release import Releaser, ReleaseRequest
-    from responder.decision import emit
-    from responder.policy import PolicyEngine, load_policy
+    from responder.policy.rules import PolicyEngine, load_policy
+    from responder.report.record import emit
 
     settings = load_settings()
     engine = PolicyEngine(load_policy(settings.policy_file), settings)

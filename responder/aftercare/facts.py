@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from responder.actions.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
-from responder.actions.isolate import is_deny_all
+from responder.containment.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
+from responder.containment.isolate import is_deny_all
+from responder.intake.sanitize import clean
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
-from responder.sanitize import clean
 
 QUARANTINE_SELECTOR = f"{QUARANTINE_LABEL}=true"
 # Left on a released pod, so that a second release can tell "already released" (no change) from a same-named

@@ -27,9 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from responder import identifiers
-from responder.actions.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
-from responder.actions.isolate import ensure_deny_all, is_deny_all
 from responder.aftercare.facts import (
     QUARANTINE_SELECTOR,
     RELEASED_ANNOTATION,
@@ -42,11 +39,14 @@ from responder.aftercare.facts import (
     with_exclusion,
     without_exclusion,
 )
-from responder.decision import DecisionRecord, PodRef, make_record
+from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
+from responder.containment.isolate import ensure_deny_all, is_deny_all
 from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError
+from responder.intake import identifiers
+from responder.intake.sanitize import clean
+from responder.intake.triage import Verdict
 from responder.ports import FindingsAPI, KubePort, NetworkPolicyView, PodView
-from responder.sanitize import clean
-from responder.triage import Verdict
+from responder.report.record import DecisionRecord, PodRef, make_record
 
 _ATTEMPTS = 5  # re-reads of the namespace's policies when one changed under a write
 

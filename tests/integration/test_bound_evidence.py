@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.actions.base import DENY_ALL_POLICY, PREFIX, QUARANTINE_LABEL
 from responder.adapters.kube import KubeAdapter, KubeconfigConnector
 from responder.adapters.scc import SccFindings
-from responder.envelope import Delivery
+from responder.containment.base import DENY_ALL_POLICY, PREFIX, QUARANTINE_LABEL
 from responder.errors import Conflict
-from responder.identifiers import ClusterRef
-from responder.policy import Budget, Defaults, Policy, PolicyEngine
+from responder.intake.envelope import Delivery
+from responder.intake.identifiers import ClusterRef
+from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine
 from responder.ports import Connection
 from responder.service import Dependencies, Outcome, Responder
 from tests.notifications import notification

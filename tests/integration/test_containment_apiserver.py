@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.adapters.kube import KubeconfigConnector
 from responder.config import Settings
-from responder.envelope import Delivery
-from responder.policy import Budget, Defaults, Policy, PolicyEngine, parse_policy
+from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.intake.envelope import Delivery
+from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.service import Dependencies, Outcome, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
@@ -206,6 +206,6 @@ def test_exec_and_logs_without_a_kubelet_degrade_to_unavailable(
 
 
 def _ref() -> Any:
-    from responder.identifiers import ClusterRef
+    from responder.intake.identifiers import ClusterRef
 
     return ClusterRef(project="example-retail-prod", location="us-east1", name="retail-gke")

@@ -14,13 +14,13 @@ import yaml
 from google.oauth2.credentials import Credentials
 from kubernetes import client
 
-from responder.actions.base import QUARANTINE_LABEL
 from responder.adapters.gke import GkeClusterAPI
 from responder.adapters.kube import GkeConnector
-from responder.envelope import Delivery
+from responder.containment.base import QUARANTINE_LABEL
 from responder.errors import TransientError
-from responder.identifiers import ClusterRef
-from responder.policy import Budget, Defaults, Policy, PolicyEngine
+from responder.intake.envelope import Delivery
+from responder.intake.identifiers import ClusterRef
+from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w

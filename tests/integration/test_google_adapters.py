@@ -29,7 +29,7 @@ from responder.errors import (
     TransientError,
     Unavailable,
 )
-from responder.identifiers import ClusterRef
+from responder.intake.identifiers import ClusterRef
 from tests.support.google_fakes import GoogleFake, parse_log_filter
 from tests.support.pubsub_emulator import create_pull_subscription, create_topic, free_port, pull
 
@@ -318,8 +318,8 @@ def test_filter_without_time_window_is_refused_before_the_wire(google_fake: Goog
 
 
 def test_the_responders_own_filters_parse_and_match(google_fake: GoogleFake) -> None:
-    logfilters = pytest.importorskip("responder.logfilters")
-    triage = pytest.importorskip("responder.triage")
+    logfilters = pytest.importorskip("responder.investigation.logfilters")
+    triage = pytest.importorskip("responder.intake.triage")
     target = triage.Target(cluster=REGIONAL, namespace="shop", pod="web-7d9f-abcde", container="web", node=None)
     win = logfilters.log_window(EVENT, 30)
     audit_log = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"

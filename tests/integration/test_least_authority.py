@@ -27,15 +27,15 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from kubernetes.stream import stream
 
-from responder.actions.base import (
+from responder.containment.base import (
     ACTIONS_ANNOTATION,
     AT_ANNOTATION,
     FINDING_ANNOTATION,
     ORIGINAL_LABELS_ANNOTATION,
     QUARANTINE_LABEL,
 )
-from responder.actions.capture import PROCESS_TREE_ARGV
-from responder.actions.isolate import deny_all_body
+from responder.containment.capture import PROCESS_TREE_ARGV
+from responder.containment.isolate import deny_all_body
 from tests.support import workloads as w
 from tests.support.admission_guard import PODS, POLICIES, Decision, Guard, admission_request, load_guard
 from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv

@@ -14,8 +14,8 @@ from responder.adapters.kube import KubeconfigConnector
 from responder.adapters.pubsub import PubSubPublisher
 from responder.adapters.scc import SccFindings
 from responder.config import Settings
-from responder.envelope import Delivery
-from responder.policy import PolicyEngine, parse_policy
+from responder.intake.envelope import Delivery
+from responder.policy.rules import PolicyEngine, parse_policy
 from responder.service import Dependencies, Outcome, Responder
 from tests.notifications import notification
 from tests.support import workloads as w

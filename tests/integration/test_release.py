@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.adapters.kube import KubeconfigConnector
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
-from responder.envelope import Delivery
-from responder.identifiers import ClusterRef
-from responder.policy import Budget, Defaults, Policy, PolicyEngine, parse_policy
+from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.intake.envelope import Delivery
+from responder.intake.identifiers import ClusterRef
+from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w

@@ -28,9 +28,9 @@ import pytest
 from kubernetes import client
 
 from bench.latency_proxy import FAULT_MODES, LatencyProxy
-from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.bootstrap import build_dependencies
-from responder.envelope import Delivery
+from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.intake.envelope import Delivery
 from responder.service import Outcome, Responder
 from tests.notifications import PUBSUB_TYPE, b64, message_published, notification, structured_cloudevent
 from tests.support import workloads as w

@@ -624,9 +624,9 @@ def test_protected_namespaces_floor_is_always_exported() -> None:
     variable = module().variables["protected_namespaces"]
     assert variable["nullable"] is False
     # Terraform never exports less than the floor the responder enforces itself.
-    import responder.policy
+    import responder.policy.rules
 
-    app_floor = getattr(responder.policy, "PROTECTED_FLOOR", None) or responder.policy.DEFAULT_PROTECTED
+    app_floor = getattr(responder.policy.rules, "PROTECTED_FLOOR", None) or responder.policy.rules.DEFAULT_PROTECTED
     assert set(app_floor) <= PROTECTED_FLOOR
 
 

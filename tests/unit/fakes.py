@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from responder.errors import Conflict, NotFound, TransientError, Unavailable
-from responder.identifiers import ClusterRef
+from responder.intake.identifiers import ClusterRef
 from responder.ports import (
     ClusterInfo,
     Connection,
@@ -406,7 +406,7 @@ class FakeFindings:
 
     def add_from(self, doc: dict[str, Any], state: str = "ACTIVE", **overrides: Any) -> None:
         """Record what SCC holds for the finding of notification ``doc`` (its category, cluster and pod)."""
-        from responder.findings import NotificationMessage, to_finding
+        from responder.intake.findings import NotificationMessage, to_finding
 
         finding = to_finding(NotificationMessage.model_validate(doc))
         assert finding.name and finding.pod_namespace and finding.pod_name

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from responder.errors import Unavailable
-from responder.findings import Finding, parse_notification, to_finding
-from responder.identifiers import ClusterRef
+from responder.intake.findings import Finding, parse_notification, to_finding
+from responder.intake.identifiers import ClusterRef
+from responder.intake.triage import Target, triage
 from responder.ports import (
     ClusterInfo,
     Connection,
@@ -23,7 +24,6 @@ from responder.ports import (
     PodView,
     WorkloadView,
 )
-from responder.triage import Target, triage
 from tests.unit.fakes import FakeKube
 
 SAMPLES = Path(__file__).resolve().parents[1] / "corpus"  # copies of the shared samples, inside the repo

@@ -19,14 +19,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from responder.actions.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
-from responder.actions.capture import PROCESS_TREE_ARGV
-from responder.actions.isolate import deny_all_body
-from responder.budget import LEASE_NAME
 from responder.config import Settings
-from responder.envelope import Delivery
+from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
+from responder.containment.budget import LEASE_NAME
+from responder.containment.capture import PROCESS_TREE_ARGV
+from responder.containment.isolate import deny_all_body
 from responder.errors import Conflict, Forbidden, NotFound
-from responder.policy import PROTECTED_FLOOR, PolicyEngine, parse_policy
+from responder.intake.envelope import Delivery
+from responder.policy.rules import PROTECTED_FLOOR, PolicyEngine, parse_policy
 from responder.ports import LabelSelector, LabelSelectorRequirement, LeaseView, NetworkPolicyView, PodView
 from responder.service import Dependencies, Responder
 from tests.notifications import notification

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from responder import budget
-from responder.actions.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.config import Settings
-from responder.envelope import Delivery
-from responder.policy import Budget, Defaults, Policy, PolicyEngine, parse_policy
+from responder.containment import budget
+from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.intake.envelope import Delivery
+from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.ports import ClusterInfo, LabelSelector, LabelSelectorRequirement
 from responder.service import Dependencies, Outcome, Responder
 from tests.notifications import notification

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from responder import logfilters
-from responder.enrichment import Investigation, Investigator
 from responder.errors import TransientError
+from responder.investigation import logfilters
+from responder.investigation.investigator import Investigation, Investigator
 from responder.ports import LogEntry
 from tests.unit.report_fakes import (
     INSTANCE_ID,

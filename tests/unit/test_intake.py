@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from responder.config import Settings
-from responder.envelope import Delivery, detect, detect_bytes, from_cloud_event
 from responder.errors import InvalidEnvelope
-from responder.policy import Policy, PolicyEngine
+from responder.intake.envelope import Delivery, detect, detect_bytes, from_cloud_event
+from responder.policy.rules import Policy, PolicyEngine
 from responder.service import Dependencies, Outcome, Responder
 from tests.notifications import (
     PUBSUB_TYPE,

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from responder import logfilters
 from responder.errors import InvalidIdentifier
-from responder.identifiers import ClusterRef
-from responder.triage import Target, triage
+from responder.intake.identifiers import ClusterRef
+from responder.intake.triage import Target, triage
+from responder.investigation import logfilters
 from tests.unit.report_fakes import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_finding, sample_target
 
 WINDOW = logfilters.log_window(EVENT_TIME, 30)
@@ -193,7 +193,7 @@ def test_valid_but_tricky_identifiers_cannot_change_a_filters_meaning(target: Ta
 
 def test_tricky_identifiers_pass_triage_validation() -> None:
     # The point of the test above: these names are *valid*, so triage lets them through to the filter builder.
-    from responder import identifiers
+    from responder.intake import identifiers
 
     for target in TRICKY:
         assert identifiers.namespace(target.namespace) == target.namespace

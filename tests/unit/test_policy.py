@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from responder.config import Settings
 from responder.errors import ConfigError
-from responder.findings import parse_notification, to_finding
-from responder.policy import Policy, PolicyEngine, json_schema, load_policy, parse_policy
-from responder.triage import triage
+from responder.intake.findings import parse_notification, to_finding
+from responder.intake.triage import triage
+from responder.policy.rules import Policy, PolicyEngine, json_schema, load_policy, parse_policy
 from tests.notifications import notification
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responder.config import Settings
-from responder.envelope import Delivery, detect
 from responder.errors import InvalidEnvelope
-from responder.policy import Policy, PolicyEngine
+from responder.intake.envelope import Delivery, detect
+from responder.policy.rules import Policy, PolicyEngine
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 

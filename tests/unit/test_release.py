@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from responder import cli
-from responder.actions.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.aftercare import commands
 from responder.aftercare.facts import RELEASED_ANNOTATION
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
-from responder.envelope import Delivery
-from responder.policy import Budget, Defaults, Policy, PolicyEngine, parse_policy
+from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.intake.envelope import Delivery
+from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.ports import LabelSelector
 from responder.service import Dependencies, Responder
 from tests.notifications import notification

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from responder import links, logfilters
-from responder.actions.base import ActionResult, Evidence, Status
 from responder.config import Settings
-from responder.decision import make_record
-from responder.enrichment import LOG_TITLES
-from responder.envelope import detect_bytes
-from responder.findings import Process
-from responder.policy import Policy, PolicyEngine
+from responder.containment.base import ActionResult, Evidence, Status
+from responder.intake.envelope import detect_bytes
+from responder.intake.findings import Process
+from responder.intake.triage import Verdict, triage
+from responder.investigation import links, logfilters
+from responder.investigation.investigator import LOG_TITLES
+from responder.policy.rules import Policy, PolicyEngine
 from responder.ports import NamespaceView
-from responder.report import (
+from responder.report.builder import (
     STEP_TITLES,
     IncidentReport,
     build_report,
@@ -31,8 +31,8 @@ from responder.report import (
     md_text,
     render_markdown,
 )
+from responder.report.record import make_record
 from responder.service import Dependencies, Outcome, Responder
-from responder.triage import Verdict, triage
 from tests.unit.fakes import FakeKube
 from tests.unit.report_fakes import (
     INSTANCE_ID,

@@ -17,10 +17,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from responder import owners
-from responder.actions.base import ActionContext, ActionParams, ActionResult, Status
+from responder.containment.base import ActionContext, ActionParams, ActionResult, Status
 from responder.errors import Forbidden, NotFound, ResponderError
-from responder.sanitize import clean
+from responder.intake.sanitize import clean
+from responder.investigation import owner_chain as owners
 
 # `ps axjf` is the runbook's command; argv without a shell, so nothing from the finding can be interpreted.
 PROCESS_TREE_ARGV = ["ps", "axjf"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from responder import identifiers as ids
 from responder.errors import InvalidIdentifier, ResponderError, TransientError
-from responder.findings import Finding
+from responder.intake import identifiers as ids
+from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
+from responder.intake.triage import Target, normalise_category
 from responder.ports import FindingsAPI, SccFinding
-from responder.sanitize import clean
-from responder.triage import Target, normalise_category
 
 
 class Vouch(StrEnum):

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from responder import identifiers as ids
 from responder.errors import InvalidIdentifier
-from responder.findings import Finding
-from responder.identifiers import ClusterRef
-from responder.sanitize import clean
+from responder.intake import identifiers as ids
+from responder.intake.findings import Finding
+from responder.intake.identifiers import ClusterRef
+from responder.intake.sanitize import clean
 
 DEFAULT_CATEGORIES = ("Reverse Shell",)
 # CTD began in 2020; an event before that, or more than a day ahead of our clock, is not a real detection. Such times

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder import identifiers, links, logfilters
-from responder.enrichment import LOG_KINDS, LOG_TITLES, Investigation, LogKind
 from responder.errors import ResponderError
-from responder.findings import Endpoint, Finding
-from responder.policy import Defaults
+from responder.intake import identifiers
+from responder.intake.findings import Endpoint, Finding
+from responder.intake.sanitize import clean
+from responder.intake.triage import Target
+from responder.investigation import links, logfilters
+from responder.investigation.investigator import LOG_KINDS, LOG_TITLES, Investigation, LogKind
+from responder.policy.rules import Defaults
 from responder.ports import ClusterInfo, NamespaceView
-from responder.sanitize import clean
-from responder.triage import Target
 
 if TYPE_CHECKING:
     from responder.service import Outcome

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from responder.actions.base import ActionContext, ActionParams, ActionResult, Status, pod_gone, result
+from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 

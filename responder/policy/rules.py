@@ -16,17 +16,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from responder import identifiers
-from responder.actions.base import ActionParams
-from responder.actions.capture import CaptureParams
-from responder.actions.delete import DeleteParams
-from responder.actions.isolate import IsolateParams
-from responder.actions.label import LabelParams
 from responder.config import Mode, Settings
+from responder.containment.base import ActionParams
+from responder.containment.capture import CaptureParams
+from responder.containment.delete import DeleteParams
+from responder.containment.isolate import IsolateParams
+from responder.containment.label import LabelParams
 from responder.errors import ConfigError, InvalidIdentifier
-from responder.findings import Finding
-from responder.sanitize import clean
-from responder.triage import DEFAULT_CATEGORIES, Target, normalise_category
+from responder.intake import identifiers
+from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
+from responder.intake.triage import DEFAULT_CATEGORIES, Target, normalise_category
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
 # Namespaces a GKE cluster runs its own machinery in, and the responder's own. Always protected: configuration can

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
-from responder.actions.base import (
+from responder.containment.base import (
     DENY_ALL_POLICY,
     MANAGED_BY,
     ORIGINAL_LABELS_ANNOTATION,
@@ -38,10 +38,10 @@ from responder.actions.base import (
     pod_gone,
     result,
 )
-from responder.actions.label import quarantine_pod
+from responder.containment.label import quarantine_pod
 from responder.errors import Conflict, NotFound, ResponderError
+from responder.intake.sanitize import clean
 from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView
-from responder.sanitize import clean
 
 _EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 _CONFLICT_ATTEMPTS = 5

@@ -12,9 +12,9 @@ from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder.actions.base import ActionResult, Status
-from responder.sanitize import clean
-from responder.triage import Verdict
+from responder.containment.base import ActionResult, Status
+from responder.intake.sanitize import clean
+from responder.intake.triage import Verdict
 
 
 class PodRef(BaseModel):
@@ -38,7 +38,7 @@ class DeliveryInfo(BaseModel):
 
 
 class VerificationInfo(BaseModel):
-    """What SCC's own record said about the message (see ``responder.verification``)."""
+    """What SCC's own record said about the message (see ``responder.containment.verification``)."""
 
     model_config = ConfigDict(frozen=True)
 

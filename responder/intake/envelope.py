@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from responder import safejson
 from responder.errors import InvalidEnvelope
-from responder.sanitize import clean
+from responder.intake import safejson
+from responder.intake.sanitize import clean
 
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 _LEGACY_TYPES = {"google.pubsub.topic.publish", "providers/cloud.pubsub/eventTypes/topic.publish"}

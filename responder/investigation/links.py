@@ -1,8 +1,9 @@
 """Links and commands for the incident report (runbook steps 1, 4, 5 and 6).
 
-Everything here is derived from the finding and the validated :class:`~responder.triage.Target`, so it is available
-without any cloud access. URL path segments and query values are percent-encoded even though they were validated, and
-commands are built argument by argument with :func:`shlex.quote`: they are shown to humans, who copy and paste them.
+Everything here is derived from the finding and the validated :class:`~responder.intake.triage.Target`, so it is
+available without any cloud access. URL path segments and query values are percent-encoded even though they were
+validated, and commands are built argument by argument with :func:`shlex.quote`: they are shown to humans, who copy
+and paste them.
 The responder never runs them.
 """
 
@@ -15,11 +16,11 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-from responder import identifiers
 from responder.errors import InvalidIdentifier
-from responder.findings import Mitre, Process
-from responder.identifiers import ClusterRef
-from responder.triage import Target
+from responder.intake import identifiers
+from responder.intake.findings import Mitre, Process
+from responder.intake.identifiers import ClusterRef
+from responder.intake.triage import Target
 
 CONSOLE = "https://console.cloud.google.com"
 VIRUSTOTAL = "https://www.virustotal.com/gui/file/"

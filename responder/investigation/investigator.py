@@ -19,10 +19,13 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder import logfilters, owners
 from responder.errors import NotFound, ResponderError, Unavailable
-from responder.findings import Finding
-from responder.logfilters import LogWindow
+from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
+from responder.intake.triage import Target
+from responder.investigation import logfilters
+from responder.investigation import owner_chain as owners
+from responder.investigation.logfilters import LogWindow
 from responder.ports import (
     ClusterInfo,
     Connection,
@@ -34,8 +37,6 @@ from responder.ports import (
     PodView,
     WorkloadView,
 )
-from responder.sanitize import clean
-from responder.triage import Target
 
 T = TypeVar("T")
 PodFacts = Future[tuple[object, float]]  # (PodView, owner chain), elapsed ms: see Investigator.start_pod_facts

@@ -12,8 +12,8 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from responder.findings import SAMPLE_PROPERTY
-from responder.identifiers import ClusterRef
+from responder.intake.findings import SAMPLE_PROPERTY
+from responder.intake.identifiers import ClusterRef
 
 SAMPLE_NAMESPACE = "rsr-sample"
 SAMPLE_POD = "rsr-sample-pod"

@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from responder import proto_enums, safejson
 from responder.errors import InvalidFinding
-from responder.sanitize import clean
+from responder.intake import proto_enums, safejson
+from responder.intake.sanitize import clean
 
 _INT64_MAX = 2**63 - 1
 SAMPLE_PROPERTY = "Responder_Sample"

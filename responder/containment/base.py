@@ -15,11 +15,11 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from responder.budget import BudgetDecision
+from responder.containment.budget import BudgetDecision
 from responder.errors import Conflict, NotFound, ResponderError
-from responder.findings import Finding
+from responder.intake.findings import Finding
+from responder.intake.triage import Target
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
-from responder.triage import Target
 
 T = TypeVar("T")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from responder.actions.base import Action
-from responder.actions.capture import CaptureAction
-from responder.actions.delete import DeleteAction
-from responder.actions.isolate import IsolateAction
-from responder.actions.label import LabelAction
+from responder.containment.base import Action
+from responder.containment.capture import CaptureAction
+from responder.containment.delete import DeleteAction
+from responder.containment.isolate import IsolateAction
+from responder.containment.label import LabelAction
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (LabelAction(), IsolateAction(), CaptureAction(), DeleteAction())}
 

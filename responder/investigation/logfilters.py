@@ -1,9 +1,9 @@
-"""The runbook's three Cloud Logging filters (step 4), built from a validated :class:`~responder.triage.Target`.
+"""The runbook's three Cloud Logging filters (step 4), built from a validated :class:`~responder.intake.triage.Target`.
 
 Pure functions: no I/O, so the report can show the exact filters even when Logging was never reached.
 
-Safety: every value that lands in a filter went through ``responder.identifiers`` (DNS-1123, GCP naming rules) when
-triage built the ``Target``, and is quoted here with ``"…"``. A quoted string in the Logging query language is a
+Safety: every value that lands in a filter went through ``responder.intake.identifiers`` (DNS-1123, GCP naming rules)
+when triage built the ``Target``, and is quoted here with ``"…"``. A quoted string in the Logging query language is a
 literal: ``AND``, ``OR``, ``timestamp``, ``:`` or ``.`` inside the quotes are characters, not syntax. The only ways out
 of a quoted string are ``"`` and ``\\`` (and line breaks confuse humans reading the filter), so those are re-checked
 here and rejected with :class:`InvalidIdentifier`, never escaped.
@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from responder.errors import InvalidIdentifier
-from responder.triage import Target
+from responder.intake.triage import Target
 
 AUDIT_LOG = "cloudaudit.googleapis.com/activity"
 SERIAL_CONSOLE_LOG = "serialconsole.googleapis.com/serial_port_1_output"

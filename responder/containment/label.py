@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-from responder.actions.base import (
+from responder.containment.base import (
     ACTIONS_ANNOTATION,
     FINDING_ANNOTATION,
     QUARANTINE_LABEL,

@@ -14,10 +14,10 @@ Permissions: ``pods: get, patch`` (already held for isolation).
 
 from __future__ import annotations
 
-from responder.actions.base import FINDING_ANNOTATION, PREFIX, QUARANTINE_LABEL, ActionResult, Status
+from responder.containment.base import FINDING_ANNOTATION, PREFIX, QUARANTINE_LABEL, ActionResult, Status
 from responder.errors import Conflict, NotFound, ResponderError
+from responder.intake.sanitize import clean
 from responder.ports import KubePort, PodView
-from responder.sanitize import clean
 
 
 def undo_quarantine(kube: KubePort, before: PodView, finding_name: str | None) -> ActionResult:
