@@ -60,7 +60,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     record_stream = sys.stderr if args.report else sys.stdout
     emit(outcome.record, record_stream)
     if args.report:
-        from responder.report.builder import build_report, render_markdown
+        from responder.report.builder import build_report
+        from responder.report.markdown import render_markdown
 
         report = build_report(outcome, owner_keys=responder.deps.policy.defaults.owner_keys)
         print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2))

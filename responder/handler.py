@@ -14,8 +14,9 @@ from responder.errors import ConfigError, InvalidEnvelope, TransientError
 from responder.intake.envelope import Delivery, from_cloud_event
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
+from responder.report.outcome import Outcome
 from responder.report.record import emit, make_record
-from responder.service import Outcome, Responder
+from responder.service import Responder
 
 _responder: Responder | None = None
 _lock = threading.Lock()

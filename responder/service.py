@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from responder.config import Settings
-from responder.containment import budget as budget_mod
-from responder.containment import registry
-from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status
+from responder.containment.base import ActionResult, Evidence, Prefetched, Status
 from responder.containment.isolate import ensure_deny_all
+from responder.containment.plan import Plan
+from responder.containment.runner import UNVERIFIED, Blocker, Runner, RunRules, Slot, crashed, read_pod
 from responder.containment.undo import undo_quarantine
 from responder.containment.verification import Verification, Vouch, verify
 from responder.errors import (
@@ -35,8 +34,8 @@ from responder.intake.envelope import Delivery
 from responder.intake.findings import Finding, parse_notification, to_finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target, Triage, Verdict, triage
-from responder.investigation.investigator import Investigation, Investigator
-from responder.policy.rules import Plan, PlannedStep, PolicyEngine
+from responder.investigation.investigator import Investigator
+from responder.policy.rules import PolicyEngine
 from responder.ports import (
     ClusterConnector,
     Connection,
@@ -45,6 +44,7 @@ from responder.ports import (
     PodView,
     Publisher,
 )
+from responder.report.outcome import Outcome
 from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
 
 HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
@@ -63,23 +63,6 @@ class Dependencies:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
-@dataclass
-class Outcome:
-    """What handling one delivery produced."""
-
-    record: DecisionRecord
-    finding: Finding | None = None
-    triage: Triage | None = None
-    plan: Plan | None = None
-    investigation: Investigation | None = None
-    evidence: Evidence | None = None
-
-    @property
-    def retry(self) -> bool:
-        """True when the handler must raise so Pub/Sub redelivers."""
-        return self.record.outcome == "retry"
-
-
 class Responder:
     """Handles deliveries. One instance per process; thread-safe (no per-event state on self)."""
 
@@ -95,6 +78,16 @@ class Responder:
             self.workers,
             log_window_min=deps.policy.defaults.log_window_min,
         )
+        defaults = deps.policy.defaults
+        rules = RunRules(
+            budget_namespace=deps.settings.budget_namespace,
+            budget_max=defaults.budget.max_actions,
+            budget_window_s=defaults.budget.window_s,
+            escalate_ineffective_isolation=defaults.escalate_ineffective_isolation,
+            capture_before_destructive=defaults.capture_before_destructive,
+            process_capture=deps.settings.process_capture,
+        )
+        self.runner = Runner(self.workers, self.coordinators, rules, deps.clock)
 
     # ------------------------------------------------------------------------------------------------- entry
     def respond(self, delivery: Delivery) -> Outcome:
@@ -186,17 +179,17 @@ class Responder:
             )
         pod: PodView | None = None
         if connection is not None:
-            pod, blocker = self._read_pod(connection, target)
+            pod, blocker = read_pod(connection, target)
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
-        slots: list[ActionResult | Future[tuple[ActionResult, bool]]] = []
+        slots: list[Slot] = []
         evidence = Evidence()
         try:
-            retry = self._contain(
+            retry = self.runner.contain(
                 finding, target, plan, connection, pod, blocker, prefetched, verifying, slots, evidence
             )
         except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
-            slots.append(_crashed("contain", exc, plan.dry_run))
+            slots.append(crashed("contain", exc, plan.dry_run))
             retry = True
         verification = verifying.result()
         written = [slot for slot in slots if isinstance(slot, ActionResult)]
@@ -216,7 +209,7 @@ class Responder:
                 undone = undo_quarantine(connection.kube, pod, finding.name)
                 results.append(undone)
                 retry = retry or undone.status is Status.FAILED
-        elif verification.transient and any(r.reason.startswith(_UNVERIFIED) for r in results):
+        elif verification.transient and any(r.reason.startswith(UNVERIFIED) for r in results):
             retry = True  # a destructive step waits for SCC: redelivery verifies again
         results += write_back.result()
         investigation = investigation_future.result()
@@ -333,187 +326,24 @@ class Responder:
             )
         ]
 
-    def _connect(self, target: Target) -> tuple[Connection | None, str | None, _Blocker | None]:
+    def _connect(self, target: Target) -> tuple[Connection | None, str | None, Blocker | None]:
         """The cluster, or why not: (connection, why enrichment is unavailable, what that means for containment)."""
         if self.deps.connector is None:
             why = "no cluster credentials configured (RESPONDER_KUBECONFIG or GKE access)"
-            return None, why, _Blocker(why, Status.SKIPPED, retry=False)
+            return None, why, Blocker(why, Status.SKIPPED, retry=False)
         try:
             return self.deps.connector.connect(target.cluster), None, None
         except (Unavailable, NotFound) as exc:
             why = f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
-            return None, why, _Blocker(why, Status.SKIPPED, retry=False)
+            return None, why, Blocker(why, Status.SKIPPED, retry=False)
         except Forbidden as exc:
             why = f"forbidden (check IAM: container.clusters.get on {target.cluster.path}): {clean(exc, 200)}"
-            return None, why, _Blocker(why, Status.FAILED, retry=True)
+            return None, why, Blocker(why, Status.FAILED, retry=True)
         except TransientError:
             raise  # nothing was written yet: the whole delivery is retried
         except ResponderError as exc:
             why = f"cluster {target.cluster.path} could not be reached: {clean(exc, 200)}"
-            return None, why, _Blocker(why, Status.FAILED, retry=True)
-
-    @staticmethod
-    def _read_pod(connection: Connection, target: Target) -> tuple[PodView | None, _Blocker | None]:
-        """The pod, or why containment cannot start. Only a 404 means the pod is gone; a 403 or any other failure
-        is a failure (retried), never "already gone"."""
-        where = f"{target.namespace}/{target.pod}"
-        try:
-            pod: PodView = connection.kube.get_pod(target.namespace, target.pod)
-            return pod, None
-        except NotFound:
-            return None, _Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False)
-        except Forbidden as exc:
-            why = f"forbidden (check RBAC: pods get in {target.namespace}): {clean(exc, 200)}"
-            return None, _Blocker(why, Status.FAILED, retry=True)
-        except ResponderError as exc:
-            kind = "transient failure, will retry on redelivery" if isinstance(exc, TransientError) else "failed"
-            return None, _Blocker(f"could not read pod {where} ({kind}): {clean(exc, 200)}", Status.FAILED, retry=True)
-
-    def _contain(
-        self,
-        finding: Finding,
-        target: Target,
-        plan: Plan,
-        connection: Connection | None,
-        pod: PodView | None,
-        blocker: _Blocker | None,
-        prefetched: Prefetched,
-        verifying: Future[Verification],
-        slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
-        evidence: Evidence,
-    ) -> bool:
-        """Run the plan into ``slots`` (read-only steps still running after the last write stay futures, in order).
-
-        Returns whether Pub/Sub must redeliver. ``slots`` is the caller's, so whatever was done before a crash is
-        still recorded.
-        """
-        if not plan.steps:
-            return False
-        dry_run = plan.dry_run
-        if (
-            blocker is None
-            and pod is not None
-            and finding.event_time
-            and pod.created
-            and pod.created > finding.event_time
-        ):
-            # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
-            # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
-            blocker = _Blocker(
-                f"pod {target.namespace}/{target.pod} was created after the finding's event "
-                f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone",
-                Status.SKIPPED,
-                retry=False,
-            )
-        if blocker is not None or connection is None or pod is None:
-            why = blocker or _Blocker("no pod to act on", Status.SKIPPED, retry=False)
-            prefix = "not run: " if why.status is Status.SKIPPED else ""
-            slots.extend(
-                ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=dry_run)
-                for s in plan.steps
-            )
-            return why.retry
-        defaults = self.deps.policy.defaults
-        ctx = ActionContext(
-            kube=connection.kube,
-            target=target,
-            finding=finding,
-            dry_run=dry_run,
-            pod=pod,
-            cluster_info=connection.info,
-            evidence=evidence,
-            now=self.deps.clock(),
-            pool=self.workers,
-            prefetched=prefetched,
-            planned=tuple(s.action for s in plan.steps),
-            process_capture=self.deps.settings.process_capture,
-        )
-        if not dry_run:
-            ctx.charge_budget = partial(
-                budget_mod.consume,
-                connection.kube,
-                self.deps.settings.budget_namespace,
-                finding.key or "",
-                defaults.budget.max_actions,
-                defaults.budget.window_s,
-                ctx.now,
-            )
-        retry = False
-        steps = list(plan.steps)
-        # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
-        # place in the plan, which the planner puts before any destructive step.
-        early = {
-            i: self.coordinators.submit(self._run_step, ctx, s)
-            for i, s in enumerate(steps)
-            if registry.get(s.action).read_only
-        }
-        index = 0
-        while index < len(steps):
-            step = steps[index]
-            index += 1
-            if step.destructive and not dry_run:
-                verification = verifying.result()
-                if not verification.allows_destructive:
-                    reason = f"{_UNVERIFIED}{verification.reason}; no destructive action"
-                    slots.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=reason))
-                    continue
-            running = early.get(index - 1)
-            if running is not None and not any(s.destructive for s in steps[index:]):
-                slots.append(running)  # nothing destructive waits for this evidence: joined by the caller
-                continue
-            result, transient = running.result() if running else self._run_step(ctx, step)
-            retry = retry or transient
-            slots.append(result)
-            if (
-                result.action == "isolate"
-                and result.details.get("ineffective")
-                and defaults.escalate_ineffective_isolation
-                and not any(s.destructive for s in steps)
-            ):
-                # Escalation is a destructive step like any other: evidence first (unless the policy opts out).
-                steps.append(PlannedStep(action="delete", params=registry.get("delete").Params(), destructive=True))
-                steps = steps[:index] + self.deps.policy.with_evidence_first(steps[index:])
-        return retry
-
-    @staticmethod
-    def _run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
-        """Run one action; a failure becomes its result. Returns (result, retry).
-
-        Every failure raised by an action asks for redelivery: a 403 or a 5xx must not be acknowledged as handled
-        while the pod is not contained (repeated failures end in the dead-letter topic, visible, not lost).
-        """
-        action = registry.get(step.action)
-        try:
-            return action.run(ctx, step.params), False
-        except ResponderError as exc:
-            hint = "failed, will retry on redelivery: "
-            if isinstance(exc, TransientError):
-                hint = "transient failure, will retry on redelivery: "
-            elif isinstance(exc, Forbidden):
-                hint = "forbidden (check RBAC): "
-            failed = ActionResult(
-                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 240)
-            )
-            return failed, True
-        except Exception as exc:  # a bug must not end the event silently, nor lose what other steps did
-            return _crashed(step.action, exc, ctx.dry_run), True
-
-
-@dataclass(frozen=True, slots=True)
-class _Blocker:
-    """Why no step can run (cluster or pod unavailable), and whether that is a failure to redeliver."""
-
-    reason: str
-    status: Status
-    retry: bool
-
-
-_UNVERIFIED = "not verified: "
-
-
-def _crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
-    reason = f"internal error, will retry on redelivery: {type(exc).__name__}: {clean(exc, 200)}"
-    return ActionResult(action=action, status=Status.FAILED, dry_run=dry_run, reason=reason)
+            return None, why, Blocker(why, Status.FAILED, retry=True)
 
 
 def _status_word(results: list[ActionResult]) -> str:

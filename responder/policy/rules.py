@@ -11,17 +11,16 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from responder.config import Mode, Settings
-from responder.containment.base import ActionParams
-from responder.containment.capture import CaptureParams
-from responder.containment.delete import DeleteParams
+from responder.containment import registry
+from responder.containment.base import Action, ActionParams
 from responder.containment.isolate import IsolateParams
-from responder.containment.label import LabelParams
+from responder.containment.plan import Plan, ordered, step
 from responder.errors import ConfigError, InvalidIdentifier
 from responder.intake import identifiers
 from responder.intake.findings import Finding
@@ -49,37 +48,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LabelStep(LabelParams):
-    """``- action: label``"""
-
-    action: Literal["label"]
-
-
-class IsolateStep(IsolateParams):
-    """``- action: isolate`` (``detach``)"""
-
-    action: Literal["isolate"]
-
-
-class CaptureStep(CaptureParams):
-    """``- action: capture`` (``log_tail_lines``, ``log_limit_bytes``, ``process_tree``, ``exec_timeout_s``)"""
-
-    action: Literal["capture"]
+def _step_model(action: Action) -> type[ActionParams]:
+    # The policy file's vocabulary is the registry: one model per action, its parameters plus the discriminator.
+    discriminator: Any = Literal[action.name]  # a Literal built from the registry: known at run time only
+    model = create_model(
+        f"{action.name.capitalize()}Step",
+        __base__=action.Params,
+        __doc__=f"``- action: {action.name}`` ({', '.join(action.Params.model_fields) or 'no parameters'})",
+        action=(discriminator, ...),
+    )
+    return cast("type[ActionParams]", model)
 
 
-class DeleteStep(DeleteParams):
-    """``- action: delete`` (``grace_period_s``, ``allow_standalone``, ``allow_statefulset``, ...)"""
+STEP_TYPES: dict[str, type[ActionParams]] = {name: _step_model(a) for name, a in registry.ACTIONS.items()}
+if TYPE_CHECKING:
+    Step = ActionParams
+else:
+    Step = Annotated[Union[tuple(STEP_TYPES.values())], Field(discriminator="action")]  # noqa: UP007
 
-    action: Literal["delete"]
 
-
-Step = Annotated[LabelStep | IsolateStep | CaptureStep | DeleteStep, Field(discriminator="action")]
-STEP_TYPES: dict[str, type[ActionParams]] = {
-    "label": LabelStep,
-    "isolate": IsolateStep,
-    "capture": CaptureStep,
-    "delete": DeleteStep,
-}
+def _step(action: str, **params: Any) -> ActionParams:
+    return STEP_TYPES[action].model_validate({"action": action, **params})
 
 
 class Budget(_Strict):
@@ -167,37 +156,6 @@ class Policy(_Strict):
         return rules
 
 
-class PlannedStep(BaseModel):
-    """One action to run, with its typed parameters."""
-
-    model_config = ConfigDict(frozen=True)
-
-    action: str
-    params: ActionParams
-    destructive: bool = False
-
-
-class Plan(BaseModel):
-    """What will run for one finding, and what was left out and why.
-
-    ``hold`` is the machine code when the finding is deliberately left alone (``protected``, ``exempt``, ``sample``,
-    ``report_only``): the decision record is then ``ignore``, since nothing is done or attempted.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    mode: Mode
-    rule: str | None
-    steps: tuple[PlannedStep, ...] = ()
-    skipped: tuple[str, ...] = ()
-    hold: str | None = None
-
-    @property
-    def dry_run(self) -> bool:
-        """True unless the mode is enforce."""
-        return self.mode != "enforce"
-
-
 def _matches_any(value: str | None, patterns: tuple[str, ...]) -> bool:
     return not patterns or (value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns))
 
@@ -221,14 +179,10 @@ def _steps_for(action: str, detach: bool) -> list[ActionParams]:
     """The containment an ``RESPONDER_ACTION`` override stands for."""
     if action == "none":
         # No containment means nothing the attacker can notice either: no exec into the container.
-        return [CaptureStep(action="capture", process_tree=False)]
-    steps: list[ActionParams] = [
-        IsolateStep(action="isolate", detach=detach),
-        LabelStep(action="label"),
-        CaptureStep(action="capture"),
-    ]
+        return [_step("capture", process_tree=False)]
+    steps = [_step("isolate", detach=detach), _step("label"), _step("capture")]
     if action == "delete":
-        steps.append(DeleteStep(action="delete"))
+        steps.append(_step("delete"))
     return steps
 
 
@@ -308,13 +262,13 @@ class PolicyEngine:
             chosen = _steps_for("isolate", detach=False)
         rule_name = "+".join(rule_names) if rule_names else "(built-in default: isolate)"
         if self.settings.action is not None:
-            detach = any(isinstance(s, IsolateStep) and s.detach for s in chosen)
+            detach = any(isinstance(s, IsolateParams) and s.detach for s in chosen)
             chosen = _steps_for(self.settings.action, detach)
             rule_name = f"RESPONDER_ACTION={self.settings.action}"
-        steps = [PlannedStep(action=s.action, params=s, destructive=s.action == "delete") for s in chosen]
-        # Containment first: isolation cuts the attacker off; labelling and evidence can follow a moment later.
-        steps.sort(key=lambda s: 0 if s.action == "isolate" else 1)
-        steps = self.with_evidence_first(steps)
+        steps = ordered(
+            [step(s, getattr(s, "action")) for s in chosen],  # noqa: B009 - the field every step model adds
+            self.defaults.capture_before_destructive,
+        )
         if not steps:
             return Plan(
                 mode=mode,
@@ -323,20 +277,6 @@ class PolicyEngine:
                 skipped=(f"rule {rule_name} has no actions: report only",),
             )
         return Plan(mode=mode, rule=rule_name, steps=tuple(steps))
-
-    def with_evidence_first(self, steps: list[PlannedStep]) -> list[PlannedStep]:
-        """Capture ahead of the first destructive step: moved there when planned later, added when not planned at
-        all (unless the policy opts out with ``capture_before_destructive: false``)."""
-        first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
-        if first_destructive is None:
-            return steps
-        late = [s for s in steps[first_destructive:] if s.action == "capture"]
-        steps = [s for s in steps if s not in late]
-        planned = late or any(s.action == "capture" for s in steps[:first_destructive])
-        if not planned and self.defaults.capture_before_destructive:
-            late = [PlannedStep(action="capture", params=CaptureStep(action="capture"))]
-        steps[first_destructive:first_destructive] = late
-        return steps
 
 
 def _format_errors(exc: ValidationError) -> str:

@@ -25,7 +25,8 @@ from responder.intake.envelope import Delivery
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine
 from responder.ports import Connection
-from responder.service import Dependencies, Outcome, Responder
+from responder.report.outcome import Outcome
+from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
 

@@ -18,7 +18,8 @@ from responder.config import Settings
 from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
-from responder.service import Dependencies, Outcome, Responder
+from responder.report.outcome import Outcome
+from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
 

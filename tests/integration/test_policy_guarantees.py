@@ -16,7 +16,8 @@ from responder.adapters.scc import SccFindings
 from responder.config import Settings
 from responder.intake.envelope import Delivery
 from responder.policy.rules import PolicyEngine, parse_policy
-from responder.service import Dependencies, Outcome, Responder
+from responder.report.outcome import Outcome
+from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
 from tests.support.pubsub_emulator import create_pull_subscription, create_topic, pull

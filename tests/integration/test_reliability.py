@@ -31,7 +31,8 @@ from bench.latency_proxy import FAULT_MODES, LatencyProxy
 from responder.bootstrap import build_dependencies
 from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
-from responder.service import Outcome, Responder
+from responder.report.outcome import Outcome
+from responder.service import Responder
 from tests.notifications import PUBSUB_TYPE, b64, message_published, notification, structured_cloudevent
 from tests.support import workloads as w
 from tests.support.google_fakes import GoogleFake

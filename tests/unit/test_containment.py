@@ -15,7 +15,8 @@ from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.ports import ClusterInfo, LabelSelector, LabelSelectorRequirement
-from responder.service import Dependencies, Outcome, Responder
+from responder.report.outcome import Outcome
+from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
 

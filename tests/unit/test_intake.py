@@ -11,7 +11,8 @@ from responder.config import Settings
 from responder.errors import InvalidEnvelope
 from responder.intake.envelope import Delivery, detect, detect_bytes, from_cloud_event
 from responder.policy.rules import Policy, PolicyEngine
-from responder.service import Dependencies, Outcome, Responder
+from responder.report.outcome import Outcome
+from responder.service import Dependencies, Responder
 from tests.notifications import (
     PUBSUB_TYPE,
     b64,

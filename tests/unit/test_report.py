@@ -21,18 +21,13 @@ from responder.investigation import links, logfilters
 from responder.investigation.investigator import LOG_TITLES
 from responder.policy.rules import Policy, PolicyEngine
 from responder.ports import NamespaceView
-from responder.report.builder import (
-    STEP_TITLES,
-    IncidentReport,
-    build_report,
-    find_owner,
-    md_block,
-    md_code,
-    md_text,
-    render_markdown,
-)
+from responder.report.builder import build_report
+from responder.report.markdown import md_block, md_code, md_text, render_markdown
+from responder.report.models import STEP_TITLES, IncidentReport
+from responder.report.outcome import Outcome
+from responder.report.owning_team import find_owning_team
 from responder.report.record import make_record
-from responder.service import Dependencies, Outcome, Responder
+from responder.service import Dependencies, Responder
 from tests.unit.fakes import FakeKube
 from tests.unit.report_fakes import (
     INSTANCE_ID,
@@ -301,17 +296,17 @@ def test_reject_report_without_a_finding() -> None:
 def test_owner_order_namespace_labels_then_annotations_then_cluster() -> None:
     ns = NamespaceView(name="n", labels={"contact": "lab-contact"}, annotations={"owner": "ann-owner"})
     info = cluster_info(owner="cluster-owner")
-    found = find_owner(("owner", "team", "contact"), ns, info)
+    found = find_owning_team(("owner", "team", "contact"), ns, info)
     assert found is not None
     assert (found.value, found.key, found.source) == ("ann-owner", "owner", "namespace annotation")
-    found = find_owner(("team", "contact", "owner"), ns, info)
+    found = find_owning_team(("team", "contact", "owner"), ns, info)
     assert found is not None
     assert (found.value, found.source) == ("lab-contact", "namespace label")
-    found = find_owner(("owner",), NamespaceView(name="n"), info)
+    found = find_owning_team(("owner",), NamespaceView(name="n"), info)
     assert found is not None
     assert (found.value, found.source) == ("cluster-owner", "cluster label")
-    assert find_owner(("owner",), None, None) is None
-    assert find_owner(("owner",), NamespaceView(name="n", labels={"owner": "  "}), None) is None
+    assert find_owning_team(("owner",), None, None) is None
+    assert find_owning_team(("owner",), NamespaceView(name="n", labels={"owner": "  "}), None) is None
 
 
 def test_owner_from_cluster_label_through_the_pipeline() -> None:

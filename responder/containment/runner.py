@@ -1,0 +1,217 @@
+"""The runner: executes a plan's actions in order against one pod, gated and accounted.
+
+It owns what no single action can decide: when containment cannot start at all (cluster or pod unavailable, a
+same-named replacement), running read-only evidence alongside the writes, holding destructive steps until SCC's
+verification allows them, escalating an ineffective isolation (evidence first), and turning every failure, a crash
+included, into a result in the record with a request for redelivery. Results land in the caller's ``slots`` as they
+happen, so what was done before a crash is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from responder.containment import budget as budget_mod
+from responder.containment import registry
+from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status
+from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
+from responder.containment.verification import Verification
+from responder.errors import Forbidden, NotFound, ResponderError, TransientError
+from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
+from responder.intake.triage import Target
+from responder.ports import Connection, PodView
+
+Slot = ActionResult | Future[tuple[ActionResult, bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRules:
+    """The policy and settings the runner obeys (handed down, so containment does not depend on the policy stage)."""
+
+    budget_namespace: str
+    budget_max: int
+    budget_window_s: int
+    escalate_ineffective_isolation: bool
+    capture_before_destructive: bool
+    process_capture: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """Why no step can run (cluster or pod unavailable), and whether that is a failure to redeliver."""
+
+    reason: str
+    status: Status
+    retry: bool
+
+
+UNVERIFIED = "not verified: "
+
+
+def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
+    reason = f"internal error, will retry on redelivery: {type(exc).__name__}: {clean(exc, 200)}"
+    return ActionResult(action=action, status=Status.FAILED, dry_run=dry_run, reason=reason)
+
+
+def read_pod(connection: Connection, target: Target) -> tuple[PodView | None, Blocker | None]:
+    """The pod, or why containment cannot start. Only a 404 means the pod is gone; a 403 or any other failure
+    is a failure (retried), never "already gone"."""
+    where = f"{target.namespace}/{target.pod}"
+    try:
+        pod: PodView = connection.kube.get_pod(target.namespace, target.pod)
+        return pod, None
+    except NotFound:
+        return None, Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False)
+    except Forbidden as exc:
+        why = f"forbidden (check RBAC: pods get in {target.namespace}): {clean(exc, 200)}"
+        return None, Blocker(why, Status.FAILED, retry=True)
+    except ResponderError as exc:
+        kind = "transient failure, will retry on redelivery" if isinstance(exc, TransientError) else "failed"
+        return None, Blocker(f"could not read pod {where} ({kind}): {clean(exc, 200)}", Status.FAILED, retry=True)
+
+
+class Runner:
+    """Runs plans; thread-safe (no per-event state on self). ``workers`` run leaf calls, ``coordinators`` run steps
+    that wait on their own leaf calls (evidence capture), so nothing waits on work queued behind itself."""
+
+    def __init__(
+        self, workers: Executor, coordinators: Executor, rules: RunRules, clock: Callable[[], datetime]
+    ) -> None:
+        self.workers = workers
+        self.coordinators = coordinators
+        self.rules = rules
+        self.clock = clock
+
+    def contain(
+        self,
+        finding: Finding,
+        target: Target,
+        plan: Plan,
+        connection: Connection | None,
+        pod: PodView | None,
+        blocker: Blocker | None,
+        prefetched: Prefetched,
+        verifying: Future[Verification],
+        slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
+        evidence: Evidence,
+    ) -> bool:
+        """Run the plan into ``slots`` (read-only steps still running after the last write stay futures, in order).
+
+        Returns whether Pub/Sub must redeliver. ``slots`` is the caller's, so whatever was done before a crash is
+        still recorded.
+        """
+        if not plan.steps:
+            return False
+        dry_run = plan.dry_run
+        if (
+            blocker is None
+            and pod is not None
+            and finding.event_time
+            and pod.created
+            and pod.created > finding.event_time
+        ):
+            # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
+            # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
+            blocker = Blocker(
+                f"pod {target.namespace}/{target.pod} was created after the finding's event "
+                f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone",
+                Status.SKIPPED,
+                retry=False,
+            )
+        if blocker is not None or connection is None or pod is None:
+            why = blocker or Blocker("no pod to act on", Status.SKIPPED, retry=False)
+            prefix = "not run: " if why.status is Status.SKIPPED else ""
+            slots.extend(
+                ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=dry_run)
+                for s in plan.steps
+            )
+            return why.retry
+        rules = self.rules
+        ctx = ActionContext(
+            kube=connection.kube,
+            target=target,
+            finding=finding,
+            dry_run=dry_run,
+            pod=pod,
+            cluster_info=connection.info,
+            evidence=evidence,
+            now=self.clock(),
+            pool=self.workers,
+            prefetched=prefetched,
+            planned=tuple(s.action for s in plan.steps),
+            process_capture=rules.process_capture,
+        )
+        if not dry_run:
+            ctx.charge_budget = partial(
+                budget_mod.consume,
+                connection.kube,
+                rules.budget_namespace,
+                finding.key or "",
+                rules.budget_max,
+                rules.budget_window_s,
+                ctx.now,
+            )
+        retry = False
+        steps = list(plan.steps)
+        # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
+        # place in the plan, which the planner puts before any destructive step.
+        early = {
+            i: self.coordinators.submit(self.run_step, ctx, s)
+            for i, s in enumerate(steps)
+            if registry.get(s.action).read_only
+        }
+        index = 0
+        while index < len(steps):
+            step = steps[index]
+            index += 1
+            if step.destructive and not dry_run:
+                verification = verifying.result()
+                if not verification.allows_destructive:
+                    reason = f"{UNVERIFIED}{verification.reason}; no destructive action"
+                    slots.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=reason))
+                    continue
+            running = early.get(index - 1)
+            if running is not None and not any(s.destructive for s in steps[index:]):
+                slots.append(running)  # nothing destructive waits for this evidence: joined by the caller
+                continue
+            result, transient = running.result() if running else self.run_step(ctx, step)
+            retry = retry or transient
+            slots.append(result)
+            if (
+                result.action == "isolate"
+                and result.details.get("ineffective")
+                and rules.escalate_ineffective_isolation
+                and not any(s.destructive for s in steps)
+            ):
+                # Escalation is a destructive step like any other: evidence first (unless the policy opts out).
+                steps.append(default_step("delete"))
+                steps = steps[:index] + with_evidence_first(steps[index:], rules.capture_before_destructive)
+        return retry
+
+    @staticmethod
+    def run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
+        """Run one action; a failure becomes its result. Returns (result, retry).
+
+        Every failure raised by an action asks for redelivery: a 403 or a 5xx must not be acknowledged as handled
+        while the pod is not contained (repeated failures end in the dead-letter topic, visible, not lost).
+        """
+        action = registry.get(step.action)
+        try:
+            return action.run(ctx, step.params), False
+        except ResponderError as exc:
+            hint = "failed, will retry on redelivery: "
+            if isinstance(exc, TransientError):
+                hint = "transient failure, will retry on redelivery: "
+            elif isinstance(exc, Forbidden):
+                hint = "forbidden (check RBAC): "
+            failed = ActionResult(
+                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 240)
+            )
+            return failed, True
+        except Exception as exc:  # a bug must not end the event silently, nor lose what other steps did
+            return crashed(step.action, exc, ctx.dry_run), True

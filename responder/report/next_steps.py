@@ -1,0 +1,61 @@
+"""What is left for a human after the responder acted: the report's next steps, in runbook order."""
+
+from __future__ import annotations
+
+from responder.intake.sanitize import clean
+from responder.intake.triage import Target
+from responder.report.models import IncidentReport
+from responder.report.outcome import Outcome
+
+
+def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
+    todo: list[str] = []
+    owner = report.owner_info
+    if owner:
+        todo.append(f"Contact the owner: {owner.value} ({owner.source} {owner.key}).")
+    else:
+        project = report.finding.project if report.finding else target.cluster.project
+        todo.append(
+            f"Find and contact the owner of project {project}: no owner label was found on the namespace or "
+            "cluster (or they could not be read)."
+        )
+    results = {a.action: a for a in outcome.record.actions}
+    deleted = results.get("delete")
+    pod_ref = f"{target.namespace}/{target.pod}"
+    if dry_run:
+        todo.append("The responder ran in dry-run: nothing in the cluster was changed. Contain the pod by hand.")
+    if deleted is not None and deleted.status.value == "succeeded" and not deleted.dry_run:
+        controller = report.pod.owner_chain[-1] if report.pod and report.pod.owner_chain else None
+        owner_text = f" by {controller.kind} {controller.name}" if controller else ""
+        todo.append(
+            f"Confirm the replacement of {pod_ref}{owner_text} is running, healthy, and built from a trusted image "
+            "(the compromised image may still be the one deployed)."
+        )
+    else:
+        todo.append(
+            f"Stop or delete the compromised container ({pod_ref}) and confirm it is replaced by a clean one "
+            "(step 5 lists the delete command)."
+        )
+    isolate = results.get("isolate")
+    if isolate is not None and (
+        isolate.status.value == "failed"
+        or isolate.details.get("ineffective")
+        or (isolate.status.value == "skipped" and not dry_run)
+    ):
+        todo.append(f"Isolation did not take effect ({clean(isolate.reason, 200)}): delete the pod or cordon the node.")
+    remote = report.finding.remote if report.finding else None
+    if remote:
+        todo.append(f"Block egress to {remote} and look for other workloads that connected to it.")
+    if report.pod and report.pod.service_account:
+        todo.append(
+            f"Review what service account {report.pod.service_account} can reach and rotate the credentials the "
+            "pod could read (secrets, tokens)."
+        )
+    unavailable = sorted(k for k, v in report.enrichment.items() if not v.startswith("ok"))
+    if unavailable:
+        todo.append(f"Enrichment incomplete ({', '.join(unavailable)}): run the step 4 and 5 filters and commands.")
+    todo.append("Set the finding to INACTIVE in Security Command Center once the incident is resolved.")
+    return todo
+
+
+# -------------------------------------------------------------------------------------------------------- helpers
