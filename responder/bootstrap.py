@@ -26,7 +26,7 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
     deps = Dependencies(settings=settings, policy=engine)
     google = google_enabled(settings)
     if settings.kubeconfig is not None:
-        from responder.adapters.kube import KubeconfigConnector
+        from responder.adapters.kube_connect import KubeconfigConnector
 
         deps.connector = KubeconfigConnector(settings.kubeconfig)
     if google:
@@ -35,7 +35,7 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
         from responder.adapters.scc import SccFindings
 
         if deps.connector is None:
-            from responder.adapters.kube import GkeConnector
+            from responder.adapters.kube_connect import GkeConnector
 
             deps.connector = GkeConnector(GkeClusterAPI(settings), endpoint=settings.gke_endpoint)
         deps.logs = CloudLogs(settings)

@@ -73,7 +73,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show the plan for a finding without touching anything."""
     from responder.intake.envelope import detect_bytes
-    from responder.intake.findings import parse_notification, to_finding
+    from responder.intake.findings import to_finding
+    from responder.intake.notification import parse_notification
     from responder.intake.triage import triage
     from responder.policy.rules import PolicyEngine, load_policy
 

@@ -31,7 +31,8 @@ from responder.errors import (
     Unavailable,
 )
 from responder.intake.envelope import Delivery
-from responder.intake.findings import Finding, parse_notification, to_finding
+from responder.intake.findings import Finding, to_finding
+from responder.intake.notification import parse_notification
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target, Triage, Verdict, triage
 from responder.investigation.investigator import Investigator

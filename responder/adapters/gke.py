@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from responder.adapters.google_errors import LazyClient, client_kwargs, enum_name, google_call, retry_policy, sdk
+from responder.adapters.google_clients import LazyClient, client_kwargs, enum_name, retry_policy, sdk
+from responder.adapters.google_errors import google_call
 from responder.config import Settings
 from responder.intake import identifiers
 from responder.intake.identifiers import ClusterRef

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from responder.adapters.google_errors import LazyClient, client_kwargs, google_call, retry_policy, sdk
+from responder.adapters.google_clients import LazyClient, client_kwargs, retry_policy, sdk
+from responder.adapters.google_errors import google_call
 from responder.config import Settings
 from responder.errors import PermanentError
 from responder.intake import identifiers

@@ -10,7 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from responder.adapters.google_errors import LazyClient, client_kwargs, google_call, sdk
+from responder.adapters.google_clients import LazyClient, client_kwargs, sdk
+from responder.adapters.google_errors import google_call
 from responder.config import Settings
 from responder.errors import ConfigError, PermanentError
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from responder.adapters.google_errors import LazyClient, client_kwargs, enum_name, google_call, retry_policy, sdk
+from responder.adapters.google_clients import LazyClient, client_kwargs, enum_name, retry_policy, sdk
+from responder.adapters.google_errors import google_call
 from responder.config import Settings
 from responder.errors import InvalidFinding, PermanentError
 from responder.ports import SccFinding

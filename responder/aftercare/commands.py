@@ -42,14 +42,14 @@ def _namespace_arg(value: str) -> str:
 def connect(settings: Settings, cluster: ClusterRef | None) -> KubePort:
     """The operator's client: the kubeconfig when set, else GKE with Application Default Credentials."""
     if settings.kubeconfig is not None:
-        from responder.adapters.kube import KubeconfigConnector
+        from responder.adapters.kube_connect import KubeconfigConnector
 
         kube: KubePort = KubeconfigConnector(settings.kubeconfig).connect(cluster or _KUBECONFIG_CLUSTER).kube
         return kube
     if cluster is None:
         raise ConfigError("set RESPONDER_KUBECONFIG, or pass --cluster projects/P/locations/L/clusters/C")
     from responder.adapters.gke import GkeClusterAPI
-    from responder.adapters.kube import GkeConnector
+    from responder.adapters.kube_connect import GkeConnector
 
     gke: KubePort = GkeConnector(GkeClusterAPI(settings), endpoint=settings.gke_endpoint).connect(cluster).kube
     return gke

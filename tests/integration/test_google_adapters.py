@@ -318,8 +318,9 @@ def test_filter_without_time_window_is_refused_before_the_wire(google_fake: Goog
 
 
 def test_the_responders_own_filters_parse_and_match(google_fake: GoogleFake) -> None:
-    logfilters = pytest.importorskip("responder.investigation.logfilters")
-    triage = pytest.importorskip("responder.intake.triage")
+    from responder.intake import triage
+    from responder.investigation import logfilters
+
     target = triage.Target(cluster=REGIONAL, namespace="shop", pod="web-7d9f-abcde", container="web", node=None)
     win = logfilters.log_window(EVENT, 30)
     audit_log = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"

@@ -406,7 +406,8 @@ class FakeFindings:
 
     def add_from(self, doc: dict[str, Any], state: str = "ACTIVE", **overrides: Any) -> None:
         """Record what SCC holds for the finding of notification ``doc`` (its category, cluster and pod)."""
-        from responder.intake.findings import NotificationMessage, to_finding
+        from responder.intake.findings import to_finding
+        from responder.intake.notification import NotificationMessage
 
         finding = to_finding(NotificationMessage.model_validate(doc))
         assert finding.name and finding.pod_namespace and finding.pod_name
@@ -434,16 +435,57 @@ class FakeFindings:
         self.findings[name] = f.model_copy(update={"state": state})
 
 
-class FakeLogs:
-    """Logging: returns canned entries and remembers the filters asked for."""
+class Switches:
+    """Per-method failure injection: ``raise_on[m]`` is raised, ``sleep_on[m]`` seconds are slept first."""
 
-    def __init__(self, entries: list[LogEntry] | None = None) -> None:
-        self.entries = entries or []
-        self.queries: list[tuple[str, str, int]] = []
+    def __init__(self) -> None:
+        self.raise_on: dict[str, Exception] = {}
+        self.sleep_on: dict[str, float] = {}
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def hit(self, method: str) -> None:
+        with self.lock:
+            self.calls.append(method)
+        delay = self.sleep_on.get(method)
+        if delay:
+            time.sleep(delay)
+        error = self.raise_on.get(method)
+        if error is not None:
+            raise error
+
+
+class FakeLogs(Switches):
+    """``LogsAPI``: answers by log kind, recognised from the filter, and records every filter it was given."""
+
+    def __init__(self, by_kind: Mapping[str, list[LogEntry]] | None = None) -> None:
+        super().__init__()
+        self.by_kind = dict(by_kind or {})
+        self.filters: list[tuple[str, str, int]] = []
+
+    @staticmethod
+    def kind_of(filter_: str) -> str:
+        if 'resource.type="k8s_container"' in filter_:
+            return "container"
+        if 'resource.type="k8s_cluster"' in filter_:
+            return "audit"
+        if 'resource.type="gce_instance"' in filter_:
+            return "serial_console"
+        return "unknown"
 
     def search(self, project: str, filter_: str, limit: int) -> list[LogEntry]:
-        self.queries.append((project, filter_, limit))
-        return self.entries[:limit]
+        kind = self.kind_of(filter_)
+        with self.lock:
+            self.filters.append((project, filter_, limit))
+        self.hit(f"search:{kind}")
+        return list(self.by_kind.get(kind, []))
+
+
+class UnavailableLogs:
+    """A Logging adapter whose every call says the service cannot be reached."""
+
+    def search(self, project: str, filter_: str, limit: int) -> list[LogEntry]:
+        raise Unavailable("Cloud Logging: no credentials")
 
 
 class FakePublisher:

@@ -13,11 +13,10 @@ from responder.errors import TransientError
 from responder.investigation import logfilters
 from responder.investigation.investigator import Investigation, Investigator
 from responder.ports import LogEntry
-from tests.unit.report_fakes import (
+from tests.unit.fakes import FakeLogs, UnavailableLogs
+from tests.unit.sample_world import (
     INSTANCE_ID,
     ReportKube,
-    ReportLogs,
-    UnavailableLogs,
     cluster_info,
     connection,
     entry,
@@ -41,8 +40,8 @@ def investigator(pool: ThreadPoolExecutor, logs: object, timeout_s: float = 5.0,
     return Investigator(logs, timeout_s, pool, clock=lambda: NOW, **kw)  # type: ignore[arg-type]
 
 
-def logs_with_entries() -> ReportLogs:
-    return ReportLogs(
+def logs_with_entries() -> FakeLogs:
+    return FakeLogs(
         {
             "container": [entry(20, "older"), entry(25, "newest"), entry(22, "middle")],
             "audit": [entry(24, "io.k8s.core.v1.pods.exec.create core/v1/namespaces/storefront/pods/x/exec")],
@@ -201,7 +200,7 @@ def test_missing_node_name_in_finding(pool: ThreadPoolExecutor) -> None:
 def test_entries_are_bounded_and_newest_first(pool: ThreadPoolExecutor) -> None:
     many = [entry(i % 60, f"line {i}") for i in range(120)]
     many.append(LogEntry(timestamp=None, text="undated"))
-    logs = ReportLogs({"container": many})
+    logs = FakeLogs({"container": many})
     inv = investigator(pool, logs, max_entries=5).investigate(FINDING, TARGET, None)
     container = inv.log("container")
     assert container is not None
@@ -212,7 +211,7 @@ def test_entries_are_bounded_and_newest_first(pool: ThreadPoolExecutor) -> None:
 
 
 def test_default_limit_is_fifty(pool: ThreadPoolExecutor) -> None:
-    logs = ReportLogs({"container": [entry(i % 60, "x") for i in range(200)]})
+    logs = FakeLogs({"container": [entry(i % 60, "x") for i in range(200)]})
     inv = investigator(pool, logs).investigate(FINDING, TARGET, None)
     assert len(inv.log("container").entries) == 50  # type: ignore[union-attr]
 

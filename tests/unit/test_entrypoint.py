@@ -103,7 +103,7 @@ def test_invalid_settings_refuse_to_act_and_keep_the_message(
 
 
 def test_endpoint_choice_prefers_dns_then_public_then_what_the_operator_names() -> None:
-    from responder.adapters.kube import choose_endpoint
+    from responder.adapters.kube_connect import choose_endpoint
     from responder.ports import ClusterInfo
 
     full = ClusterInfo(

@@ -10,7 +10,7 @@ import pytest
 from responder.errors import InvalidIdentifier
 from responder.intake.findings import Mitre, Process
 from responder.investigation import links, logfilters
-from tests.unit.report_fakes import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_target
+from tests.unit.sample_world import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_target
 
 SHA = "9f2c4b7a1e0d3c5b8a6f4e2d1c0b9a8f7e6d5c4b3a29180f1e2d3c4b5a697881"
 

@@ -11,7 +11,7 @@ from responder.errors import InvalidIdentifier
 from responder.intake.identifiers import ClusterRef
 from responder.intake.triage import Target, triage
 from responder.investigation import logfilters
-from tests.unit.report_fakes import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_finding, sample_target
+from tests.unit.sample_world import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_finding, sample_target
 
 WINDOW = logfilters.log_window(EVENT_TIME, 30)
 BOUNDS = 'timestamp>="2026-03-14T08:56:53Z" AND timestamp<="2026-03-14T09:56:54Z"'

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from responder.config import Settings
 from responder.errors import ConfigError
-from responder.intake.findings import parse_notification, to_finding
+from responder.intake.findings import to_finding
+from responder.intake.notification import parse_notification
 from responder.intake.triage import triage
 from responder.policy.rules import Policy, PolicyEngine, json_schema, load_policy, parse_policy
 from tests.notifications import notification

@@ -28,15 +28,12 @@ from responder.report.outcome import Outcome
 from responder.report.owning_team import find_owning_team
 from responder.report.record import make_record
 from responder.service import Dependencies, Responder
-from tests.unit.fakes import FakeKube
-from tests.unit.report_fakes import (
+from tests.unit.fakes import FakeConnector, FakeKube, FakeLogs
+from tests.unit.sample_world import (
     INSTANCE_ID,
     SAMPLES,
-    ReportConnector,
     ReportKube,
-    ReportLogs,
     cluster_info,
-    connection,
     entry,
     sample_finding,
     sample_target,
@@ -51,16 +48,14 @@ def respond(
     sample: str = "reverse_shell_v1.json",
     *,
     kube: FakeKube | None = None,
-    logs: ReportLogs | None = None,
+    logs: FakeLogs | None = None,
     cluster_owner: str | None = None,
     mode: str | None = None,
 ) -> Outcome:
     settings = Settings(mode=mode)  # type: ignore[arg-type]
     deps = Dependencies(settings=settings, policy=PolicyEngine(Policy(), settings), logs=logs)
     if kube is not None:
-        deps.connector = ReportConnector(
-            connection(kube, cluster_info(sample_target(sample).cluster, owner=cluster_owner))
-        )
+        deps.connector = FakeConnector(kube, cluster_info(sample_target(sample).cluster, owner=cluster_owner))
     responder = Responder(deps)
     try:
         return responder.respond(detect_bytes((SAMPLES / sample).read_bytes()))
@@ -100,7 +95,7 @@ def split_markdown(md: str) -> tuple[list[str], list[str]]:
 def full() -> tuple[Outcome, IncidentReport, str]:
     target = sample_target()
     kube = ReportKube(target)
-    logs = ReportLogs(
+    logs = FakeLogs(
         {
             "container": [entry(25, "connecting to 198.51.100.77:9001"), entry(20, "GET /cart 200")],
             "audit": [entry(24, "io.k8s.core.v1.pods.exec.create core/v1/namespaces/storefront/pods/x/exec")],

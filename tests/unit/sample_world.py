@@ -1,17 +1,14 @@
-"""Hand-written fakes for the investigation and report tests: a small cluster and a Cloud Logging that answer from
-memory, with switches for the failures that matter (an exception, or a sleep past the investigator's deadline)."""
+"""The sample world of the investigation and report tests: the shared samples' finding and target, and the cluster
+they describe (a Deployment's pod on a node, in a namespace with an owner), seeded into the one in-memory fake."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from responder.errors import Unavailable
-from responder.intake.findings import Finding, parse_notification, to_finding
+from responder.intake.findings import Finding, to_finding
 from responder.intake.identifiers import ClusterRef
+from responder.intake.notification import parse_notification
 from responder.intake.triage import Target, triage
 from responder.ports import (
     ClusterInfo,
@@ -54,26 +51,6 @@ def make_target(
 ) -> Target:
     """A target built directly (tests of the defensive checks pass values triage would have rejected)."""
     return Target(cluster=cluster, namespace=namespace, pod=pod, container=container, node=node)
-
-
-class Switches:
-    """Per-method failure injection: ``raise_on[m]`` is raised, ``sleep_on[m]`` seconds are slept first."""
-
-    def __init__(self) -> None:
-        self.raise_on: dict[str, Exception] = {}
-        self.sleep_on: dict[str, float] = {}
-        self.calls: list[str] = []
-        self.lock = threading.Lock()
-
-    def hit(self, method: str) -> None:
-        with self.lock:
-            self.calls.append(method)
-        delay = self.sleep_on.get(method)
-        if delay:
-            time.sleep(delay)
-        error = self.raise_on.get(method)
-        if error is not None:
-            raise error
 
 
 def ReportKube(
@@ -144,49 +121,6 @@ def cluster_info(ref: ClusterRef = REGIONAL, *, owner: str | None = None, netpol
 def connection(kube: FakeKube, info: ClusterInfo | None = None) -> Connection:
     """A connection as the GKE connector returns it."""
     return Connection(kube=kube, info=info)
-
-
-class ReportConnector:
-    """``ClusterConnector`` handing out one connection."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def connect(self, ref: ClusterRef) -> Connection:
-        return self.conn
-
-
-class ReportLogs(Switches):
-    """``LogsAPI``: answers by log kind, recognised from the filter, and records every filter it was given."""
-
-    def __init__(self, by_kind: Mapping[str, list[LogEntry]] | None = None) -> None:
-        super().__init__()
-        self.by_kind = dict(by_kind or {})
-        self.filters: list[tuple[str, str, int]] = []
-
-    @staticmethod
-    def kind_of(filter_: str) -> str:
-        if 'resource.type="k8s_container"' in filter_:
-            return "container"
-        if 'resource.type="k8s_cluster"' in filter_:
-            return "audit"
-        if 'resource.type="gce_instance"' in filter_:
-            return "serial_console"
-        return "unknown"
-
-    def search(self, project: str, filter_: str, limit: int) -> list[LogEntry]:
-        kind = self.kind_of(filter_)
-        with self.lock:
-            self.filters.append((project, filter_, limit))
-        self.hit(f"search:{kind}")
-        return list(self.by_kind.get(kind, []))
-
-
-class UnavailableLogs:
-    """A Logging adapter whose every call says the service cannot be reached."""
-
-    def search(self, project: str, filter_: str, limit: int) -> list[LogEntry]:
-        raise Unavailable("Cloud Logging: no credentials")
 
 
 def entry(minute: int, text: str, severity: str = "INFO") -> LogEntry:

@@ -1,0 +1,150 @@
+"""Cluster connections: one kubeconfig for every cluster (local, non-GKE), or GKE's endpoint, CA and a google-auth
+token per cluster, with the control-plane endpoint chosen for reachability (DNS-based, public, private)."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from responder.adapters.kube import KubeAdapter
+from responder.errors import TransientError, Unavailable
+from responder.intake.identifiers import ClusterRef
+from responder.intake.sanitize import clean
+from responder.ports import (
+    ClusterAPI,
+    ClusterInfo,
+    Connection,
+)
+
+
+class KubeconfigConnector:
+    """Every cluster reached through one kubeconfig (local clusters, tests, non-GKE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        """The same client for every cluster reference."""
+        with self._lock:
+            if self._connection is None:
+                from kubernetes import config
+
+                if not self.path.is_file():
+                    raise Unavailable(f"kubeconfig {self.path} does not exist")
+                try:
+                    api_client = config.new_client_from_config(config_file=str(self.path))
+                except Exception as exc:
+                    raise Unavailable(f"kubeconfig {self.path} is unusable: {clean(exc, 200)}") from exc
+                self._connection = Connection(kube=KubeAdapter(api_client))
+            return self._connection
+
+
+EndpointChoice = Literal["auto", "dns", "private", "public"]
+
+
+def choose_endpoint(info: ClusterInfo, preference: EndpointChoice) -> tuple[str, str] | None:
+    """(kind, host) of the control-plane endpoint to dial, or None when the cluster has none of that kind.
+
+    ``auto`` prefers GKE's DNS-based endpoint when it accepts traffic from outside the VPC: it is authorised by IAM
+    and reachable from a Cloud Function without VPC plumbing, even for clusters whose IP endpoints are private or
+    restricted by authorised networks. Otherwise the public IP endpoint, and the private one last (it needs VPC
+    egress, which the operator states by choosing ``private``).
+    """
+    candidates = {
+        "dns": info.dns_endpoint if (info.dns_endpoint_external or preference == "dns") else None,
+        "public": info.endpoint,
+        "private": info.private_endpoint,
+    }
+    order = ["dns", "public", "private"] if preference == "auto" else [preference]
+    for kind in order:
+        host = candidates.get(kind)
+        if host:
+            return kind, host
+    return None
+
+
+class GkeConnector:
+    """GKE: endpoint and CA from the container API, a google-auth token with the cloud-platform scope.
+
+    Clients are cached per cluster and rebuilt when the token nears expiry (tokens live about an hour).
+    """
+
+    SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+    REFRESH_MARGIN_S = 300
+
+    def __init__(self, cluster_api: ClusterAPI, credentials: Any = None, endpoint: EndpointChoice = "auto") -> None:
+        """``credentials``: a google-auth Credentials object; default: Application Default Credentials.
+        ``endpoint``: which control-plane endpoint to dial (:func:`choose_endpoint`)."""
+        self.cluster_api = cluster_api
+        self.endpoint = endpoint
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[Connection, float]] = {}
+        self._credentials: Any = credentials
+        self._ca_dir = tempfile.mkdtemp(prefix="rsr-ca-")
+
+    def _token(self) -> tuple[str, float]:
+        import google.auth
+        import google.auth.transport.requests
+        from google.auth.exceptions import DefaultCredentialsError, RefreshError
+
+        try:
+            if self._credentials is None:
+                self._credentials, _ = google.auth.default(scopes=list(self.SCOPES))
+            creds = self._credentials
+            if not creds.valid or _expires_within(creds.expiry, self.REFRESH_MARGIN_S):
+                creds.refresh(google.auth.transport.requests.Request())
+        except DefaultCredentialsError as exc:
+            raise Unavailable(f"no Google credentials: {clean(exc, 200)}") from exc
+        except RefreshError as exc:
+            raise TransientError(f"token refresh failed: {clean(exc, 200)}") from exc
+        expiry = _utc(creds.expiry).timestamp() if creds.expiry else time.time() + 1800
+        return str(creds.token), expiry
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        """A client for this GKE cluster."""
+        with self._lock:
+            cached = self._cache.get(ref.path)
+            if cached and cached[1] - time.time() > self.REFRESH_MARGIN_S:
+                return cached[0]
+            info = self.cluster_api.get_cluster(ref)
+            chosen = choose_endpoint(info, self.endpoint)
+            if chosen is None or not info.ca_certificate:
+                raise Unavailable(
+                    f"cluster {ref.path} has no {'' if self.endpoint == 'auto' else self.endpoint + ' '}endpoint "
+                    "(or no CA) in the container API"
+                )
+            kind, endpoint = chosen
+            token, expiry = self._token()
+            from kubernetes import client
+
+            ca_path = Path(self._ca_dir) / f"{ref.project}_{ref.location}_{ref.name}.crt"
+            ca = base64.b64decode(info.ca_certificate)  # the client wants a file path, not PEM text
+            if kind == "dns":
+                # The DNS-based endpoint presents a publicly trusted certificate, not one from the cluster CA.
+                import certifi
+
+                ca = Path(certifi.where()).read_bytes() + b"\n" + ca
+            ca_path.write_bytes(ca)
+            cfg = client.Configuration()
+            cfg.host = f"https://{endpoint}"
+            cfg.ssl_ca_cert = str(ca_path)
+            cfg.api_key = {"authorization": f"Bearer {token}"}
+            connection = Connection(kube=KubeAdapter(client.ApiClient(cfg)), info=info)
+            self._cache[ref.path] = (connection, expiry)
+            return connection
+
+
+def _utc(moment: datetime) -> datetime:
+    # google-auth keeps expiry as a naive datetime in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _expires_within(expiry: datetime | None, seconds: float) -> bool:
+    return expiry is not None and _utc(expiry).timestamp() - time.time() < seconds

@@ -1,0 +1,71 @@
+"""Kubernetes client errors translated into ``responder.errors``, and the one retried call every request goes through.
+
+404 is NotFound, 409 Conflict, 401/403 Forbidden (never "not found"), 429/5xx/connection failures transient (retried
+here within a deadline, then redelivered by Pub/Sub); any other status is permanent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from responder.adapters.retrying import transient_retry
+from responder.errors import Conflict, Forbidden, NotFound, PermanentError, TransientError
+from responder.intake.sanitize import clean
+
+T = TypeVar("T")
+
+
+def translate(exc: Exception, what: str) -> Exception:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        reason = _api_message(exc)
+        text = f"{what}: {status} {reason}"
+        if status == 404:
+            return NotFound(text)
+        if status == 409:
+            return Conflict(text)
+        if status in (401, 403):
+            return Forbidden(text)
+        if status == 429 or status >= 500 or status == 0:
+            return TransientError(text)
+        return PermanentError(text)
+    if isinstance(exc, HTTPError | TimeoutError | ConnectionError | OSError):
+        return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 200)}")
+    return exc
+
+
+def is_uid_mismatch(exc: BaseException | None) -> bool:
+    """A 422 whose cause is ``metadata.uid`` (immutable): the object under that name is another one now."""
+    if getattr(exc, "status", None) != 422:
+        return False
+    try:
+        causes = json.loads(getattr(exc, "body", "") or "{}").get("details", {}).get("causes", [])
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("field") == "metadata.uid" for c in causes)
+
+
+def _api_message(exc: Any) -> str:
+    try:
+        return clean(json.loads(exc.body).get("message", exc.reason), 300)
+    except (TypeError, ValueError, AttributeError):
+        return clean(exc.reason, 200)
+
+
+def call(what: str, fn: Callable[[], T]) -> T:
+    @transient_retry()
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            translated = translate(exc, what)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return attempt()
