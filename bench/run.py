@@ -320,7 +320,8 @@ def seed_finding(fake: Any, doc: dict[str, Any]) -> None:
 
 def echo_doc(doc: dict[str, Any]) -> dict[str, Any]:
     """The notification SCC sends after our own marks write-back: ``rsr_event`` = the occurrence's eventTime."""
-    from responder.intake.findings import parse_notification, to_finding
+    from responder.intake.findings import to_finding
+    from responder.intake.notification import parse_notification
     from responder.service import HANDLED_MARK
 
     finding = to_finding(parse_notification(json.dumps(doc).encode()))
@@ -488,7 +489,8 @@ class NaiveSequential:
     def respond(self, payload: bytes) -> dict[str, Any]:
         from responder.containment import registry
         from responder.containment.base import ActionContext, Evidence
-        from responder.intake.findings import parse_notification, to_finding
+        from responder.intake.findings import to_finding
+        from responder.intake.notification import parse_notification
         from responder.intake.triage import triage
 
         engine = self.deps.policy

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.adapters.kube import KubeAdapter, KubeconfigConnector
+from responder.adapters.kube import KubeAdapter
+from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.scc import SccFindings
 from responder.containment.base import DENY_ALL_POLICY, PREFIX, QUARANTINE_LABEL
 from responder.errors import Conflict

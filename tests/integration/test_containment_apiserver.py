@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.adapters.kube import KubeconfigConnector
+from responder.adapters.kube_connect import KubeconfigConnector
 from responder.config import Settings
 from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery

@@ -15,7 +15,7 @@ from google.oauth2.credentials import Credentials
 from kubernetes import client
 
 from responder.adapters.gke import GkeClusterAPI
-from responder.adapters.kube import GkeConnector
+from responder.adapters.kube_connect import GkeConnector
 from responder.containment.base import QUARANTINE_LABEL
 from responder.errors import TransientError
 from responder.intake.envelope import Delivery

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.adapters.kube import KubeconfigConnector
+from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.pubsub import PubSubPublisher
 from responder.adapters.scc import SccFindings
 from responder.config import Settings

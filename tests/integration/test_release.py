@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from responder.adapters.kube import KubeconfigConnector
+from responder.adapters.kube_connect import KubeconfigConnector
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
