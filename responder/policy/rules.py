@@ -27,7 +27,7 @@ from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import DEFAULT_CATEGORIES, Target, normalise_category
 
-DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "policy.yaml"  # beside main.py
 # Namespaces a GKE cluster runs its own machinery in, and the responder's own. Always protected: configuration can
 # only add to this floor (an empty or invalid list never leaves the cluster's system pods open to deletion).
 PROTECTED_FLOOR = (

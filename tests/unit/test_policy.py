@@ -282,3 +282,13 @@ def test_protected_namespaces_in_the_file_only_add_and_invalid_entries_are_refus
 def test_the_budget_namespace_is_protected_wherever_it_is() -> None:
     engine = PolicyEngine(Policy(), Settings(budget_namespace="secops-responder"))
     assert engine.protected("secops-responder")
+
+
+def test_the_shipped_policy_is_what_a_default_deployment_loads() -> None:
+    from pathlib import Path
+
+    from responder.policy.rules import DEFAULT_POLICY_FILE, load_policy
+
+    assert DEFAULT_POLICY_FILE == Path(__file__).resolve().parents[2] / "policy.yaml"
+    names = [rule.name for rule in load_policy(None).rules]
+    assert names == ["production-isolate", "development-delete", "default-isolate"]
