@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from responder.config import Settings, load_settings
 from responder.policy.rules import PolicyEngine, load_policy
+from responder.ports import ImportGate
 from responder.service import Dependencies, Responder
 
 
@@ -23,7 +24,9 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
     """Read settings and the policy, and wire the adapters that this environment can use."""
     settings = settings or load_settings()
     engine = PolicyEngine(load_policy(settings.policy_file), settings)
-    deps = Dependencies(settings=settings, policy=engine)
+    # Closed until the first containment's writes are done: see ImportGate. Every adapter that loads an SDK waits on it.
+    gate = ImportGate(closed=True)
+    deps = Dependencies(settings=settings, policy=engine, gate=gate)
     google = google_enabled(settings)
     if settings.kubeconfig is not None:
         from responder.adapters.kube_connect import KubeconfigConnector
@@ -37,9 +40,9 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
         if deps.connector is None:
             from responder.adapters.kube_connect import GkeConnector
 
-            deps.connector = GkeConnector(GkeClusterAPI(settings), endpoint=settings.gke_endpoint)
-        deps.logs = CloudLogs(settings)
-        deps.findings_api = SccFindings(settings)
+            deps.connector = GkeConnector(GkeClusterAPI(settings), endpoint=settings.gke_endpoint, gate=gate)
+        deps.logs = CloudLogs(settings, gate=gate)
+        deps.findings_api = SccFindings(settings, gate=gate)
     if engine.defaults.report_topic and (google or settings.pubsub_emulator_host):
         from responder.adapters.pubsub import PubSubPublisher
 

@@ -6,15 +6,18 @@ raised so Pub/Sub redelivers; every step is idempotent because delivery is at-le
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from responder.config import Settings
 from responder.containment.base import ActionResult, Evidence, Prefetched, Status
+from responder.containment.duplicate import already_contained
 from responder.containment.isolate import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.runner import UNVERIFIED, Blocker, Runner, RunRules, Slot, crashed, read_pod
@@ -41,13 +44,16 @@ from responder.ports import (
     ClusterConnector,
     Connection,
     FindingsAPI,
+    ImportGate,
     LogsAPI,
+    NetworkPolicyView,
     PodView,
     Publisher,
 )
 from responder.report.outcome import Outcome
 from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
 
+HANDLED_MEMORY = 4096  # finding names remembered per instance (a few hundred KiB at most)
 HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
 
@@ -61,6 +67,7 @@ class Dependencies:
     logs: LogsAPI | None = None
     findings_api: FindingsAPI | None = None
     publisher: Publisher | None = None
+    gate: ImportGate | None = None  # a cold instance's SDK loads wait for its first containment's writes
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -88,7 +95,9 @@ class Responder:
             capture_before_destructive=defaults.capture_before_destructive,
             process_capture=deps.settings.process_capture,
         )
-        self.runner = Runner(self.workers, self.coordinators, rules, deps.clock)
+        self.runner = Runner(self.workers, self.coordinators, rules, deps.clock, settle=self._warm)
+        self._handled: OrderedDict[str, None] = OrderedDict()
+        self._handled_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------------- entry
     def respond(self, delivery: Delivery) -> Outcome:
@@ -155,11 +164,37 @@ class Responder:
             return Outcome(record=record, finding=finding, triage=verdict)
 
     def _act(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
+        try:
+            return self._handle(finding, verdict, target, common)
+        finally:
+            self._warm()  # whatever happened, this instance's containment no longer needs the CPU to itself
+
+    def _warm(self) -> None:
+        """Let the SDK loads that a cold instance held back go ahead (see :class:`responder.ports.ImportGate`)."""
+        if self.deps.gate is not None:
+            self.deps.gate.open()
+
+    def _handle(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
         engine = self.deps.policy
-        # SCC verification is a read that needs nothing else: it starts first and runs alongside containment, so
-        # isolation never waits for it; only destructive steps and the write-back do.
-        verifying = self.workers.submit(verify, self.deps.findings_api, finding, target, engine.defaults.verify_finding)
+        info: DeliveryInfo = common["delivery"]
+        # A redelivery (or a finding this instance already handled) is checked against the cluster before anything
+        # else starts: when its containment still holds, that check is the whole event. Anything else is presumed new,
+        # and the investigation and verification start at once, alongside the pod read (time to containment).
+        suspect = self._seen(finding.name) or (info.delivery_attempt or 0) > 1
+        verifying = None if suspect else self._verify(finding, target)
         connection, unavailable, blocker = self._connect(target)
+        if connection is None:
+            self._warm()  # nothing to write here: the investigation may load what it needs now
+        pod: PodView | None = None
+        listed: Future[list[NetworkPolicyView]] | None = None
+        if suspect and connection is not None:
+            listed = self.workers.submit(connection.kube.list_network_policies, target.namespace)
+            pod, blocker = read_pod(connection, target)
+            duplicate = self._duplicate(finding, verdict, target, pod, listed, common)
+            if duplicate is not None:
+                return duplicate
+        if verifying is None:
+            verifying = self._verify(finding, target)
         # Investigation needs nothing from containment: start it first, so it overlaps everything below. The pod's
         # owner chain is read once, for both the investigation and the evidence capture.
         pod_facts = self.investigator.start_pod_facts(connection.kube, target) if connection else None
@@ -171,16 +206,21 @@ class Responder:
             # Round one of isolation goes out with the pod read: the namespace's policies, and the deny-all policy
             # when the finding's own labels already tell that this pod will be isolated in enforce mode. The deny-all
             # selects only quarantine-labelled pods, so creating it early changes nothing for any other pod.
-            early = engine.plan(finding, target, finding.pod_labels)
+            early = engine.plan(finding, target, pod.labels if pod else finding.pod_labels)
             isolating = not early.dry_run and any(s.action == "isolate" for s in early.steps)
+            if early.dry_run:
+                self._warm()  # a dry run writes nothing: no write to keep the CPU for
             prefetched = Prefetched(
-                policies=self.workers.submit(connection.kube.list_network_policies, target.namespace),
+                policies=listed or self.workers.submit(connection.kube.list_network_policies, target.namespace),
                 deny_all=self.workers.submit(ensure_deny_all, connection.kube, target.namespace) if isolating else None,
                 pod_facts=pod_facts,
             )
-        pod: PodView | None = None
-        if connection is not None:
-            pod, blocker = read_pod(connection, target)
+            if pod is None and blocker is None:
+                pod, blocker = read_pod(connection, target)
+                duplicate = self._duplicate(finding, verdict, target, pod, prefetched.policies, common)
+                if duplicate is not None:
+                    # Recognised only now: what was started for a new finding is abandoned (it only reads).
+                    return duplicate
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
         slots: list[Slot] = []
@@ -192,6 +232,7 @@ class Responder:
         except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
             slots.append(crashed("contain", exc, plan.dry_run))
             retry = True
+        self._warm()  # the writes are done: the verification and the investigation may load their SDKs now
         verification = verifying.result()
         written = [slot for slot in slots if isinstance(slot, ActionResult)]
         # Write back as soon as the last write to the cluster is done: evidence capture and the investigation may
@@ -240,6 +281,8 @@ class Responder:
                 **common,
             )
 
+        if decided is Verdict.ACT and not retry and not plan.dry_run:
+            self._remember(finding.name)
         outcome = Outcome(
             record=record(results),
             finding=finding,
@@ -256,6 +299,51 @@ class Responder:
         if notified:
             outcome.record = record(results + notified)
         return outcome
+
+    def _verify(self, finding: Finding, target: Target) -> Future[Verification]:
+        enabled = self.deps.policy.defaults.verify_finding
+        return self.workers.submit(verify, self.deps.findings_api, finding, target, enabled)
+
+    # ---------------------------------------------------------------------------------------------- duplicates
+    def _seen(self, name: str | None) -> bool:
+        with self._handled_lock:
+            return bool(name) and name in self._handled
+
+    def _remember(self, name: str | None) -> None:
+        """Findings this instance contained, newest last (bounded): their redeliveries are checked first."""
+        if not name:
+            return
+        with self._handled_lock:
+            self._handled[name] = None
+            self._handled.move_to_end(name)
+            while len(self._handled) > HANDLED_MEMORY:
+                self._handled.popitem(last=False)
+
+    def _duplicate(
+        self,
+        finding: Finding,
+        verdict: Triage,
+        target: Target,
+        pod: PodView | None,
+        policies: Future[list[NetworkPolicyView]] | None,
+        common: dict[str, Any],
+    ) -> Outcome | None:
+        """The outcome of a delivery whose containment already holds (one record, nothing else), or None."""
+        if pod is None or policies is None:
+            return None
+        plan = self.deps.policy.plan(finding, target, pod.labels)
+        if plan.dry_run or not plan.steps:
+            return None
+        try:
+            listed = policies.result()
+        except ResponderError:
+            return None  # cannot tell: handle it in full, which reads (and retries) again
+        reason = already_contained(finding.name, plan, pod, listed)
+        if reason is None:
+            return None
+        self._remember(finding.name)
+        record = make_record(Verdict.IGNORE, "duplicate", reason, rule=plan.rule, **common)
+        return Outcome(record=record, finding=finding, triage=verdict, plan=plan)
 
     # ------------------------------------------------------------------------------------------------ report
     def _write_back(

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from responder.adapters.google_errors import google_call, is_transient
 from responder.config import Settings
+from responder.ports import ImportGate
 
 T = TypeVar("T")
 
@@ -61,9 +62,11 @@ class LazyClient(Generic[T]):
     it is deferred until an event actually needs that API. A failed build is not cached: the next call tries again.
     """
 
-    def __init__(self, factory: Callable[[], T], what: str) -> None:
+    def __init__(self, factory: Callable[[], T], what: str, gate: ImportGate | None = None) -> None:
+        """``gate``: on a cold instance, the build (an SDK import) waits until containment's writes are done."""
         self._factory = factory
         self._what = what
+        self._gate = gate
         self._value: T | None = None
         self._lock = threading.Lock()
 
@@ -72,6 +75,8 @@ class LazyClient(Generic[T]):
         value = self._value
         if value is not None:
             return value
+        if self._gate is not None:
+            self._gate.wait()
         with self._lock:
             if self._value is None:
                 with google_call(f"{self._what}: building the client"):

@@ -1,25 +1,29 @@
-"""KubePort on the official ``kubernetes`` client (connections to clusters: ``kube_connect``).
+"""KubePort over the Kubernetes API as raw JSON (``kube_http``), with the official client for the exec websocket.
 
-Every call goes through ``kube_errors.call``: SDK errors become ``responder.errors``, and 5xx, 429 and timeouts are
-retried with backoff inside a deadline, then surface as :class:`TransientError` so Pub/Sub redelivers. The SDK is
-imported lazily: a cold start that only ignores a finding never pays for it.
+Every call goes through ``kube_errors.call``: HTTP errors become ``responder.errors``, and 5xx, 429 and timeouts are
+retried with backoff inside a deadline, then surface as :class:`TransientError` so Pub/Sub redelivers. The
+``kubernetes`` package is imported only for exec (and by ``kube_connect`` to read a kubeconfig): the pod read and the
+isolating writes, the cold path of the function, never wait for it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from responder.adapters import kube_json as js
 from responder.adapters.kube_errors import call as _call
 from responder.adapters.kube_errors import is_uid_mismatch as _is_uid_mismatch
 from responder.adapters.kube_errors import translate as _translate
+from responder.adapters.kube_http import REQUEST_TIMEOUT, KubeHttp
+from responder.adapters.kube_http import segment as _seg
 from responder.errors import Conflict, Forbidden, NotFound, PermanentError, Unavailable
 from responder.intake.sanitize import clean
 from responder.ports import (
-    ContainerView,
+    ImportGate,
     LabelSelector,
-    LabelSelectorRequirement,
     LeaseView,
     NamespaceView,
     NetworkPolicyView,
@@ -30,97 +34,86 @@ from responder.ports import (
 )
 
 T = TypeVar("T")
-REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
-_WORKLOAD_READERS = {
-    "ReplicaSet": ("apps", "read_namespaced_replica_set"),
-    "Deployment": ("apps", "read_namespaced_deployment"),
-    "StatefulSet": ("apps", "read_namespaced_stateful_set"),
-    "DaemonSet": ("apps", "read_namespaced_daemon_set"),
-    "Job": ("batch", "read_namespaced_job"),
-    "CronJob": ("batch", "read_namespaced_cron_job"),
+_WORKLOAD_PATHS = {
+    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets/{name}",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}",
+    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+    "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
 }
+_MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
 
 
-def _selector(raw: Any) -> LabelSelector:
-    if raw is None:
-        return LabelSelector()
-    return LabelSelector(
-        match_labels=dict(raw.match_labels or {}),
-        match_expressions=tuple(
-            LabelSelectorRequirement(key=e.key, operator=e.operator, values=tuple(e.values or ()))
-            for e in raw.match_expressions or ()
-        ),
-    )
+def _pod_path(namespace: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{_seg(namespace)}/pods"
+    return f"{base}/{_seg(name)}" if name else base
 
 
-def _owners(meta: Any) -> tuple[OwnerRef, ...]:
-    return tuple(
-        OwnerRef(api_version=o.api_version, kind=o.kind, name=o.name, uid=o.uid, controller=bool(o.controller))
-        for o in meta.owner_references or ()
-    )
+def _np_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/networking.k8s.io/v1/namespaces/{_seg(namespace)}/networkpolicies"
+    return f"{base}/{_seg(name)}" if name else base
+
+
+def _lease_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/coordination.k8s.io/v1/namespaces/{_seg(namespace)}/leases"
+    return f"{base}/{_seg(name)}" if name else base
 
 
 class KubeAdapter:
-    """:class:`responder.ports.KubePort` over one ``kubernetes.client.ApiClient``."""
+    """:class:`responder.ports.KubePort` over one apiserver.
 
-    def __init__(self, api_client: Any) -> None:
+    Built from a :class:`KubeHttp` (GKE: endpoint, CA, token) or from a ``kubernetes.client.ApiClient`` (a loaded
+    kubeconfig). ``api_client`` builds the official client on demand, for exec and for callers that want typed APIs.
+    """
+
+    def __init__(
+        self,
+        api_client: Any = None,
+        *,
+        http: KubeHttp | None = None,
+        api_client_factory: Callable[[], Any] | None = None,
+        gate: ImportGate | None = None,
+    ) -> None:
+        if http is None:
+            if api_client is None:
+                raise ValueError("KubeAdapter needs an ApiClient or a KubeHttp")
+            http = KubeHttp.from_configuration(api_client.configuration)
+        self.http = http
+        self._api_client = api_client
+        self._api_client_factory = api_client_factory
+        self._gate = gate
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------- the official client, lazily
+    @property
+    def api_client(self) -> Any:
+        """The ``kubernetes`` ApiClient for this apiserver (imported and built on first use)."""
+        if self._api_client is None:
+            with self._lock:
+                if self._api_client is None:
+                    if self._api_client_factory is None:
+                        raise Unavailable("no Kubernetes client configuration for this connection")
+                    if self._gate is not None:
+                        self._gate.wait()  # a cold instance loads the client after its isolating writes
+                    self._api_client = self._api_client_factory()
+        return self._api_client
+
+    @property
+    def core(self) -> Any:
+        """``CoreV1Api`` of the official client (exec, and callers that want typed objects)."""
+        api_client = self.api_client  # first: on a cold instance this waits before anything is imported
         from kubernetes import client
 
-        self._api = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.net = client.NetworkingV1Api(api_client)
-        self.coord = client.CoordinationV1Api(api_client)
+        return client.CoreV1Api(api_client)
+
+    def _get(self, what: str, path: str, **query: Any) -> Any:
+        return _call(what, lambda: self.http.request("GET", path, query=query))
 
     # -------------------------------------------------------------------------------------------------- pods
-    def _pod_view(self, pod: Any) -> PodView:
-        meta, spec, status = pod.metadata, pod.spec, pod.status
-        statuses = {s.name: s for s in (status.container_statuses or [])} if status else {}
-        containers = []
-        for c in spec.containers or []:
-            st = statuses.get(c.name)
-            sc = c.security_context
-            containers.append(
-                ContainerView(
-                    name=c.name,
-                    image=c.image,
-                    image_id=st.image_id if st else None,
-                    ready=st.ready if st else None,
-                    running=bool(st and st.state and st.state.running),
-                    restart_count=st.restart_count if st else 0,
-                    privileged=bool(sc and sc.privileged),
-                    run_as_user=sc.run_as_user if sc else None,
-                    allow_privilege_escalation=sc.allow_privilege_escalation if sc else None,
-                )
-            )
-        return PodView(
-            namespace=meta.namespace,
-            name=meta.name,
-            uid=meta.uid,
-            resource_version=meta.resource_version,
-            labels=dict(meta.labels or {}),
-            annotations=dict(meta.annotations or {}),
-            owners=_owners(meta),
-            node_name=spec.node_name,
-            host_network=bool(spec.host_network),
-            host_pid=bool(spec.host_pid),
-            service_account=spec.service_account_name,
-            phase=status.phase if status else None,
-            start_time=status.start_time if status else None,
-            created=meta.creation_timestamp,
-            deleting=meta.deletion_timestamp is not None,
-            containers=tuple(containers),
-            manifest=self._api.sanitize_for_serialization(pod),
-        )
-
     def get_pod(self, namespace: str, name: str) -> PodView:
         """Read a pod."""
-        pod = _call(
-            f"get pod {namespace}/{name}",
-            lambda: self.core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT),
-        )
-        return self._pod_view(pod)
+        return js.pod_view(self._get(f"get pod {namespace}/{name}", _pod_path(namespace, name)))
 
     def patch_pod_metadata(
         self,
@@ -140,83 +133,55 @@ class KubeAdapter:
         try:
             pod = _call(
                 what,
-                lambda: self.core.patch_namespaced_pod(
-                    name,
-                    namespace,
-                    body,
-                    _content_type="application/strategic-merge-patch+json",
-                    _request_timeout=REQUEST_TIMEOUT,
+                lambda: self.http.request(
+                    "PATCH",
+                    _pod_path(namespace, name),
+                    body=body,
+                    content_type="application/strategic-merge-patch+json",
                 ),
             )
         except PermanentError as exc:
             if _is_uid_mismatch(exc.__cause__):
                 raise Conflict(f"{what}: the pod was replaced (uid {uid} no longer matches)") from exc
             raise
-        return self._pod_view(pod)
+        return js.pod_view(pod)
 
     def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
         """Delete with preconditions.uid."""
-        from kubernetes import client
-
-        options = client.V1DeleteOptions(
-            grace_period_seconds=grace_period_s, preconditions=client.V1Preconditions(uid=uid)
-        )
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        if grace_period_s is not None:
+            options["gracePeriodSeconds"] = grace_period_s
         _call(
             f"delete pod {namespace}/{name}",
-            lambda: self.core.delete_namespaced_pod(name, namespace, body=options, _request_timeout=REQUEST_TIMEOUT),
+            lambda: self.http.request("DELETE", _pod_path(namespace, name), body=options),
         )
 
     def get_workload(self, namespace: str, owner: OwnerRef) -> WorkloadView:
         """Read an owner (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob)."""
-        reader = _WORKLOAD_READERS.get(owner.kind)
-        if reader is None:
+        template = _WORKLOAD_PATHS.get(owner.kind)
+        if template is None:
             raise NotFound(f"owner kind {clean(owner.kind, 40)} is not followed")
-        api = self.apps if reader[0] == "apps" else self.batch
-        obj = _call(
-            f"get {owner.kind} {namespace}/{owner.name}",
-            lambda: getattr(api, reader[1])(owner.name, namespace, _request_timeout=REQUEST_TIMEOUT),
-        )
-        spec, status = getattr(obj, "spec", None), getattr(obj, "status", None)
-        return WorkloadView(
-            kind=owner.kind,
-            namespace=namespace,
-            name=obj.metadata.name,
-            uid=obj.metadata.uid,
-            owners=_owners(obj.metadata),
-            labels=dict(obj.metadata.labels or {}),
-            annotations=dict(obj.metadata.annotations or {}),
-            replicas=getattr(spec, "replicas", None),
-            ready_replicas=getattr(status, "ready_replicas", None) or getattr(status, "number_ready", None),
-        )
+        path = template.format(ns=_seg(namespace), name=_seg(owner.name))
+        return js.workload_view(owner.kind, namespace, self._get(f"get {owner.kind} {namespace}/{owner.name}", path))
 
     # ---------------------------------------------------------------------------------------- network policy
-    def _np_view(self, obj: Any) -> NetworkPolicyView:
-        return NetworkPolicyView(
-            namespace=obj.metadata.namespace,
-            name=obj.metadata.name,
-            resource_version=obj.metadata.resource_version,
-            pod_selector=_selector(obj.spec.pod_selector),
-            policy_types=tuple(obj.spec.policy_types or ()),
-            labels=dict(obj.metadata.labels or {}),
-            annotations=dict(obj.metadata.annotations or {}),
-            spec=self._api.sanitize_for_serialization(obj.spec) or {},
-        )
+    @staticmethod
+    def _np_view(obj: dict[str, Any], namespace: str) -> NetworkPolicyView:
+        obj.setdefault("metadata", {}).setdefault("namespace", namespace)  # list items may omit it
+        return js.network_policy_view(obj)
 
     def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
         """All policies in the namespace."""
-        items = _call(
-            f"list networkpolicies in {namespace}",
-            lambda: self.net.list_namespaced_network_policy(namespace, _request_timeout=REQUEST_TIMEOUT),
-        ).items
-        return [self._np_view(p) for p in items]
+        listed = self._get(f"list networkpolicies in {namespace}", _np_path(namespace))
+        return [self._np_view(p, namespace) for p in listed.get("items") or ()]
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
         """Create; Conflict when it exists."""
         obj = _call(
             f"create networkpolicy in {namespace}",
-            lambda: self.net.create_namespaced_network_policy(namespace, body, _request_timeout=REQUEST_TIMEOUT),
+            lambda: self.http.request("POST", _np_path(namespace), body=body),
         )
-        return self._np_view(obj)
+        return self._np_view(obj, namespace)
 
     def set_network_policy_selector(
         self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
@@ -235,18 +200,14 @@ class KubeAdapter:
                 }
             },
         }
-
-        def patch() -> Any:
-            # A JSON merge patch replaces lists wholesale, which is what we want for matchExpressions.
-            return self.net.patch_namespaced_network_policy(
-                name,
-                namespace,
-                body,
-                _content_type="application/merge-patch+json",
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-
-        return self._np_view(_call(f"patch networkpolicy {namespace}/{name}", patch))
+        # A JSON merge patch replaces lists wholesale, which is what we want for matchExpressions.
+        obj = _call(
+            f"patch networkpolicy {namespace}/{name}",
+            lambda: self.http.request(
+                "PATCH", _np_path(namespace, name), body=body, content_type="application/merge-patch+json"
+            ),
+        )
+        return self._np_view(obj, namespace)
 
     def replace_network_policy(
         self,
@@ -263,43 +224,29 @@ class KubeAdapter:
         ]
         if resource_version:
             ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
-
-        def patch() -> Any:
-            return self.net.patch_namespaced_network_policy(
-                name, namespace, ops, _content_type="application/json-patch+json", _request_timeout=REQUEST_TIMEOUT
-            )
-
-        return self._np_view(_call(f"replace networkpolicy {namespace}/{name}", patch))
+        obj = _call(
+            f"replace networkpolicy {namespace}/{name}",
+            lambda: self.http.request(
+                "PATCH", _np_path(namespace, name), body=ops, content_type="application/json-patch+json"
+            ),
+        )
+        return self._np_view(obj, namespace)
 
     def delete_network_policy(self, namespace: str, name: str, resource_version: str | None) -> None:
         """Delete with preconditions.resourceVersion: only the version that was judged is removed."""
-        from kubernetes import client
-
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=resource_version))
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": resource_version}}
         _call(
             f"delete networkpolicy {namespace}/{name}",
-            lambda: self.net.delete_namespaced_network_policy(
-                name, namespace, body=options, _request_timeout=REQUEST_TIMEOUT
-            ),
+            lambda: self.http.request("DELETE", _np_path(namespace, name), body=options),
         )
 
     def list_pods(self, namespace: str | None, label_selector: str) -> list[PodView]:
         """Pods by label selector, in one namespace or all (operator commands only; see KubePort)."""
-        if namespace is None:
-            items = _call(
-                f"list pods ({label_selector})",
-                lambda: self.core.list_pod_for_all_namespaces(
-                    label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT
-                ),
-            ).items
-        else:
-            items = _call(
-                f"list pods in {namespace} ({label_selector})",
-                lambda: self.core.list_namespaced_pod(
-                    namespace, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT
-                ),
-            ).items
-        return [self._pod_view(p) for p in items]
+        where = "/api/v1/pods" if namespace is None else _pod_path(namespace)
+        listed = self._get(
+            f"list pods in {namespace or 'all namespaces'} ({label_selector})", where, labelSelector=label_selector
+        )
+        return [js.pod_view(p) for p in listed.get("items") or ()]
 
     # ------------------------------------------------------------------------------------------ logs and exec
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
@@ -307,14 +254,16 @@ class KubeAdapter:
         try:
             text = _call(
                 f"logs of {namespace}/{name}",
-                lambda: self.core.read_namespaced_pod_log(
-                    name,
-                    namespace,
-                    container=container,
-                    tail_lines=tail_lines,
-                    limit_bytes=limit_bytes,
-                    timestamps=True,
-                    _request_timeout=REQUEST_TIMEOUT,
+                lambda: self.http.request(
+                    "GET",
+                    _pod_path(namespace, name) + "/log",
+                    query={
+                        "container": container,
+                        "tailLines": tail_lines,
+                        "limitBytes": limit_bytes,
+                        "timestamps": True,
+                    },
+                    raw=True,
                 ),
             )
         except PermanentError as exc:
@@ -330,11 +279,12 @@ class KubeAdapter:
         frame by frame and the stream is closed as soon as ``limit_bytes`` are held or ``timeout_s`` has passed;
         memory stays at the cap plus one websocket frame whatever the container does.
         """
+        core = self.core  # first: on a cold instance this waits until the isolating writes are done
         from kubernetes.stream import stream
 
         try:
             resp = stream(
-                self.core.connect_get_namespaced_pod_exec,
+                core.connect_get_namespaced_pod_exec,
                 name,
                 namespace,
                 command=argv,
@@ -380,55 +330,33 @@ class KubeAdapter:
     # ------------------------------------------------------------------------------------- nodes, namespaces
     def get_node(self, name: str) -> NodeView:
         """Read a node."""
-        obj = _call(f"get node {name}", lambda: self.core.read_node(name, _request_timeout=REQUEST_TIMEOUT))
-        return NodeView(
-            name=obj.metadata.name,
-            labels=dict(obj.metadata.labels or {}),
-            annotations=dict(obj.metadata.annotations or {}),
-        )
+        meta = self._get(f"get node {name}", f"/api/v1/nodes/{_seg(name)}").get("metadata") or {}
+        return NodeView(name=meta["name"], labels=meta.get("labels") or {}, annotations=meta.get("annotations") or {})
 
     def get_namespace(self, name: str) -> NamespaceView:
         """Read a namespace."""
-        obj = _call(f"get namespace {name}", lambda: self.core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT))
+        meta = self._get(f"get namespace {name}", f"/api/v1/namespaces/{_seg(name)}").get("metadata") or {}
         return NamespaceView(
-            name=obj.metadata.name,
-            labels=dict(obj.metadata.labels or {}),
-            annotations=dict(obj.metadata.annotations or {}),
+            name=meta["name"], labels=meta.get("labels") or {}, annotations=meta.get("annotations") or {}
         )
 
     # ------------------------------------------------------------------------------------------------ leases
-    @staticmethod
-    def _lease_view(obj: Any) -> LeaseView:
-        return LeaseView(
-            namespace=obj.metadata.namespace,
-            name=obj.metadata.name,
-            resource_version=obj.metadata.resource_version,
-            annotations=dict(obj.metadata.annotations or {}),
-        )
-
     def get_lease(self, namespace: str, name: str) -> LeaseView:
         """Read a Lease."""
-        return self._lease_view(
-            _call(
-                f"get lease {namespace}/{name}",
-                lambda: self.coord.read_namespaced_lease(name, namespace, _request_timeout=REQUEST_TIMEOUT),
-            )
-        )
+        return js.lease_view(self._get(f"get lease {namespace}/{name}", _lease_path(namespace, name)))
 
     def create_lease(self, namespace: str, name: str, annotations: Mapping[str, str]) -> LeaseView:
         """Create a Lease; Conflict when another instance did first."""
         body = {
-            "metadata": {
-                "name": name,
-                "annotations": dict(annotations),
-                "labels": {"app.kubernetes.io/managed-by": "reverse-shell-responder"},
-            },
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "annotations": dict(annotations), "labels": dict(_MANAGED_BY)},
             "spec": {},
         }
-        return self._lease_view(
+        return js.lease_view(
             _call(
                 f"create lease {namespace}/{name}",
-                lambda: self.coord.create_namespaced_lease(namespace, body, _request_timeout=REQUEST_TIMEOUT),
+                lambda: self.http.request("POST", _lease_path(namespace), body=body),
             )
         )
 
@@ -437,21 +365,20 @@ class KubeAdapter:
     ) -> LeaseView:
         """Replace the Lease's annotations; resourceVersion makes it optimistic (Conflict if it moved)."""
         body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
             "metadata": {
                 "name": name,
                 "namespace": namespace,
                 "resourceVersion": resource_version,
                 "annotations": dict(annotations),
-                "labels": {"app.kubernetes.io/managed-by": "reverse-shell-responder"},
+                "labels": dict(_MANAGED_BY),
             },
             "spec": {},
         }
-        return self._lease_view(
+        return js.lease_view(
             _call(
                 f"update lease {namespace}/{name}",
-                lambda: self.coord.replace_namespaced_lease(name, namespace, body, _request_timeout=REQUEST_TIMEOUT),
+                lambda: self.http.request("PUT", _lease_path(namespace, name), body=body),
             )
         )
-
-
-# ---------------------------------------------------------------------------------------------------- connectors

@@ -7,11 +7,13 @@ import base64
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from responder.adapters.kube import KubeAdapter
+from responder.adapters.kube_http import KubeHttp
 from responder.errors import TransientError, Unavailable
 from responder.intake.identifiers import ClusterRef
 from responder.intake.sanitize import clean
@@ -19,6 +21,7 @@ from responder.ports import (
     ClusterAPI,
     ClusterInfo,
     Connection,
+    ImportGate,
 )
 
 
@@ -79,11 +82,19 @@ class GkeConnector:
     SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
     REFRESH_MARGIN_S = 300
 
-    def __init__(self, cluster_api: ClusterAPI, credentials: Any = None, endpoint: EndpointChoice = "auto") -> None:
+    def __init__(
+        self,
+        cluster_api: ClusterAPI,
+        credentials: Any = None,
+        endpoint: EndpointChoice = "auto",
+        gate: ImportGate | None = None,
+    ) -> None:
         """``credentials``: a google-auth Credentials object; default: Application Default Credentials.
-        ``endpoint``: which control-plane endpoint to dial (:func:`choose_endpoint`)."""
+        ``endpoint``: which control-plane endpoint to dial (:func:`choose_endpoint`). ``gate``: handed to the
+        Kubernetes adapters, whose official client (exec) waits for it on a cold instance."""
         self.cluster_api = cluster_api
         self.endpoint = endpoint
+        self.gate = gate
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Connection, float]] = {}
         self._credentials: Any = credentials
@@ -113,7 +124,11 @@ class GkeConnector:
             cached = self._cache.get(ref.path)
             if cached and cached[1] - time.time() > self.REFRESH_MARGIN_S:
                 return cached[0]
-            info = self.cluster_api.get_cluster(ref)
+            # The cluster lookup and the token are independent remote calls: one round, not two, before the pod read.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsr-token") as pool:
+                token_future = pool.submit(self._token)
+                info = self.cluster_api.get_cluster(ref)
+                token, expiry = token_future.result()
             chosen = choose_endpoint(info, self.endpoint)
             if chosen is None or not info.ca_certificate:
                 raise Unavailable(
@@ -121,22 +136,29 @@ class GkeConnector:
                     "(or no CA) in the container API"
                 )
             kind, endpoint = chosen
-            token, expiry = self._token()
-            from kubernetes import client
-
             ca_path = Path(self._ca_dir) / f"{ref.project}_{ref.location}_{ref.name}.crt"
-            ca = base64.b64decode(info.ca_certificate)  # the client wants a file path, not PEM text
+            ca = base64.b64decode(info.ca_certificate)  # the TLS libraries want a file path, not PEM text
             if kind == "dns":
                 # The DNS-based endpoint presents a publicly trusted certificate, not one from the cluster CA.
                 import certifi
 
                 ca = Path(certifi.where()).read_bytes() + b"\n" + ca
             ca_path.write_bytes(ca)
-            cfg = client.Configuration()
-            cfg.host = f"https://{endpoint}"
-            cfg.ssl_ca_cert = str(ca_path)
-            cfg.api_key = {"authorization": f"Bearer {token}"}
-            connection = Connection(kube=KubeAdapter(client.ApiClient(cfg)), info=info)
+            host = f"https://{endpoint}"
+            bearer = f"Bearer {token}"
+            http = KubeHttp(host, ca_file=str(ca_path), authorization=lambda: bearer)
+
+            def official_client() -> Any:
+                from kubernetes import client
+
+                cfg = client.Configuration()
+                cfg.host = host
+                cfg.ssl_ca_cert = str(ca_path)
+                cfg.api_key = {"authorization": bearer}
+                return client.ApiClient(cfg)
+
+            kube = KubeAdapter(http=http, api_client_factory=official_client, gate=self.gate)
+            connection = Connection(kube=kube, info=info)
             self._cache[ref.path] = (connection, expiry)
             return connection
 

@@ -7,9 +7,11 @@ here within a deadline, then redelivered by Pub/Sub); any other status is perman
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from responder.adapters.kube_http import KubeHttpError
 from responder.adapters.retrying import transient_retry
 from responder.errors import Conflict, Forbidden, NotFound, PermanentError, TransientError
 from responder.intake.sanitize import clean
@@ -17,13 +19,25 @@ from responder.intake.sanitize import clean
 T = TypeVar("T")
 
 
-def translate(exc: Exception, what: str) -> Exception:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+def _is_api_error(exc: Exception) -> bool:
+    """An HTTP answer from the apiserver: ours (raw JSON transport) or the official client's ApiException (looked
+    up in ``sys.modules``: an exception of a module never imported cannot have been raised, and importing the
+    ``kubernetes`` package just to compare classes would cost the cold path what the raw transport saves)."""
+    if isinstance(exc, KubeHttpError):
+        return True
+    client_exceptions = sys.modules.get("kubernetes.client.exceptions")
+    return client_exceptions is not None and isinstance(exc, client_exceptions.ApiException)
 
-    if isinstance(exc, ApiException):
-        status = exc.status or 0
-        reason = _api_message(exc)
+
+def translate(exc: Exception, what: str) -> Exception:
+    urllib3_exceptions = sys.modules.get("urllib3.exceptions")
+    transport_errors: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, OSError)
+    if urllib3_exceptions is not None:
+        transport_errors += (urllib3_exceptions.HTTPError,)
+    if _is_api_error(exc):
+        exc_any: Any = exc
+        status = exc_any.status or 0
+        reason = _api_message(exc_any)
         text = f"{what}: {status} {reason}"
         if status == 404:
             return NotFound(text)
@@ -34,7 +48,7 @@ def translate(exc: Exception, what: str) -> Exception:
         if status == 429 or status >= 500 or status == 0:
             return TransientError(text)
         return PermanentError(text)
-    if isinstance(exc, HTTPError | TimeoutError | ConnectionError | OSError):
+    if isinstance(exc, transport_errors):
         return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 200)}")
     return exc
 

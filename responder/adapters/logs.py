@@ -23,7 +23,7 @@ from responder.config import Settings
 from responder.errors import PermanentError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
-from responder.ports import LogEntry
+from responder.ports import ImportGate, LogEntry
 
 MAX_FILTER_CHARS = 20_000  # the API's limit
 MAX_PAGE_SIZE = 1_000  # the API's limit
@@ -34,13 +34,20 @@ _WINDOW = re.compile(r"\btimestamp\s*>=?\s*\"", re.IGNORECASE)
 class CloudLogs:
     """Searches one project's logs, newest first, with the caller's filter."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float = 10.0, deadline_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout_s: float = 10.0,
+        deadline_s: float = 20.0,
+        gate: ImportGate | None = None,
+    ) -> None:
         """``timeout_s`` bounds one HTTP request; ``deadline_s`` bounds retries of a whole search (0: none)."""
         self._settings = settings
         self._timeout_s = timeout_s
         self._deadline_s = deadline_s
         self._project: str | None = None
-        self._client: LazyClient[Any] = LazyClient(self._build, "Cloud Logging")
+        self._client: LazyClient[Any] = LazyClient(self._build, "Cloud Logging", gate)
 
     def _build(self) -> Any:
         # The client wants a project (else it asks ADC for one); resource names are always explicit, so the first

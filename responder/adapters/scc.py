@@ -19,7 +19,7 @@ from responder.adapters.google_clients import LazyClient, client_kwargs, enum_na
 from responder.adapters.google_errors import google_call
 from responder.config import Settings
 from responder.errors import InvalidFinding, PermanentError
-from responder.ports import SccFinding
+from responder.ports import ImportGate, SccFinding
 
 # Only these characters ever reach a URL path or the ListFindings filter string, so no quoting is needed there.
 _FINDING_NAME = re.compile(
@@ -82,14 +82,21 @@ def validate_marks(marks: Mapping[str, str]) -> dict[str, str]:
 class SccFindings:
     """Reads a finding, writes security marks, sets its state."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float = 10.0, deadline_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout_s: float = 10.0,
+        deadline_s: float = 20.0,
+        gate: ImportGate | None = None,
+    ) -> None:
         """``timeout_s`` bounds one HTTP attempt; ``deadline_s`` bounds retries of transient failures (0: none)."""
         self._settings = settings
         self._timeout_s = timeout_s
         self._deadline_s = deadline_s
         # Each version is its own SDK package (~0.4 s to import): a deployment that only sees v2 names never loads v1.
-        self._v1: LazyClient[Any] = LazyClient(lambda: self._build("securitycenter_v1"), "SCC v1")
-        self._v2: LazyClient[Any] = LazyClient(lambda: self._build("securitycenter_v2"), "SCC v2")
+        self._v1: LazyClient[Any] = LazyClient(lambda: self._build("securitycenter_v1"), "SCC v1", gate)
+        self._v2: LazyClient[Any] = LazyClient(lambda: self._build("securitycenter_v2"), "SCC v2", gate)
         self._retry: Any = None
 
     def _build(self, module_name: str) -> Any:

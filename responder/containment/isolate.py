@@ -151,7 +151,8 @@ def _describe(policy: NetworkPolicyView) -> str:
     )
 
 
-def _excludes_quarantine(policy: NetworkPolicyView) -> bool:
+def excludes_quarantine(policy: NetworkPolicyView) -> bool:
+    """The policy carries the `NotIn` term that keeps quarantined pods out of it."""
     return _EXCLUDE in policy.pod_selector.match_expressions
 
 
@@ -228,7 +229,7 @@ class IsolateAction:
             pending = [
                 p
                 for p in listed
-                if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and not _excludes_quarantine(p)
+                if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and not excludes_quarantine(p)
             ]
             if ctx.dry_run:
                 current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)

@@ -80,8 +80,16 @@ class Runner:
     that wait on their own leaf calls (evidence capture), so nothing waits on work queued behind itself."""
 
     def __init__(
-        self, workers: Executor, coordinators: Executor, rules: RunRules, clock: Callable[[], datetime]
+        self,
+        workers: Executor,
+        coordinators: Executor,
+        rules: RunRules,
+        clock: Callable[[], datetime],
+        settle: Callable[[], None] = lambda: None,
     ) -> None:
+        """``settle``: called before the runner waits on anything but its own writes (the verification, evidence
+        running alongside), since those may need the SDK loads that a cold instance holds back until then."""
+        self.settle = settle
         self.workers = workers
         self.coordinators = coordinators
         self.rules = rules
@@ -170,6 +178,7 @@ class Runner:
             step = steps[index]
             index += 1
             if step.destructive and not dry_run:
+                self.settle()
                 verification = verifying.result()
                 if not verification.allows_destructive:
                     reason = f"{UNVERIFIED}{verification.reason}; no destructive action"
@@ -179,6 +188,8 @@ class Runner:
             if running is not None and not any(s.destructive for s in steps[index:]):
                 slots.append(running)  # nothing destructive waits for this evidence: joined by the caller
                 continue
+            if running is not None:
+                self.settle()
             result, transient = running.result() if running else self.run_step(ctx, step)
             retry = retry or transient
             slots.append(result)

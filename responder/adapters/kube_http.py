@@ -1,0 +1,149 @@
+"""The Kubernetes API as raw JSON over urllib3: what containment needs, without the ``kubernetes`` package.
+
+Why not the official client here: importing ``kubernetes.client`` loads every API and model class (≈0.3 s of CPU and
+≈25 MiB on a cold instance), and each read is then turned into model objects only to be turned back into JSON. The
+pod read and the isolating writes are the cold path of the whole function, so they go out as JSON over one urllib3
+pool; the ``kubernetes`` package is still used for what it is good at (kubeconfig loading, the exec websocket), and is
+imported only when one of those is needed.
+
+Failures are raised as :class:`KubeHttpError`, which carries ``status``, ``reason`` and ``body`` like the official
+client's ``ApiException``, so ``kube_errors`` translates both the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
+
+
+class KubeHttpError(Exception):
+    """A non-2xx answer from the apiserver (``status`` 0: no answer at all)."""
+
+    def __init__(self, status: int, reason: str, body: str) -> None:
+        super().__init__(f"({status}) {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+class KubeHttp:
+    """One apiserver: base URL, TLS trust, and how to authenticate. Thread-safe (urllib3's pool is)."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        ca_file: str | None,
+        authorization: Callable[[], str | None] = lambda: None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        verify: bool = True,
+        proxy: str | None = None,
+    ) -> None:
+        """``authorization``: the ``Authorization`` header value, asked for on every request (tokens rotate)."""
+        self.host = host.rstrip("/")
+        self.ca_file = ca_file
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.verify = verify
+        self.proxy = proxy
+        self._authorization = authorization
+        self._lock = threading.Lock()
+        self._pool: Any = None
+
+    @classmethod
+    def from_configuration(cls, cfg: Any) -> KubeHttp:
+        """From a ``kubernetes.client.Configuration`` (what a kubeconfig loads into); tokens refreshed through it."""
+        return cls(
+            cfg.host,
+            ca_file=cfg.ssl_ca_cert,
+            authorization=lambda: cfg.get_api_key_with_prefix("authorization"),
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            verify=bool(cfg.verify_ssl),
+            proxy=cfg.proxy,
+        )
+
+    def _manager(self) -> Any:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._lock:
+            if self._pool is None:
+                import urllib3
+
+                options: dict[str, Any] = {
+                    "num_pools": 4,
+                    "maxsize": 32,  # one connection per worker thread: concurrent writes do not queue
+                    "cert_reqs": "CERT_REQUIRED" if self.verify else "CERT_NONE",
+                    "ca_certs": self.ca_file,
+                    "cert_file": self.cert_file,
+                    "key_file": self.key_file,
+                    "retries": False,  # retries are kube_errors.call's, on translated errors only
+                }
+                self._pool = (
+                    urllib3.ProxyManager(self.proxy, **options) if self.proxy else urllib3.PoolManager(**options)
+                )
+            return self._pool
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool | None] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        raw: bool = False,
+    ) -> Any:
+        """Send one request; the decoded JSON answer (``raw``: the text). Raises :class:`KubeHttpError` for non-2xx
+        and lets urllib3's transport errors (connection refused, timeouts) through for ``kube_errors`` to translate."""
+        import urllib3
+
+        url = self.host + path
+        params = {k: _param(v) for k, v in (query or {}).items() if v is not None}
+        if params:
+            url += "?" + urlencode(params)
+        headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder"}
+        authorization = self._authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = content_type
+        response = self._manager().request(
+            method,
+            url,
+            body=data,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]),
+            redirect=False,
+        )
+        text = response.data.decode("utf-8", errors="replace")
+        if not 200 <= response.status < 300:
+            raise KubeHttpError(response.status, response.reason or "", text)
+        if raw:
+            return text
+        return json.loads(text) if text else {}
+
+    def close(self) -> None:
+        """Drop pooled connections."""
+        if self._pool is not None:
+            self._pool.clear()
+
+
+def _param(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def segment(value: str) -> str:
+    """A path segment: names reach URLs only after validation, but are quoted all the same."""
+    return quote(value, safe="")
