@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""A real, local Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) on loopback.
+"""A real, local Kubernetes cluster: etcd + kube-apiserver + kube-controller-manager and, as root, a node (containerd,
+kubelet, kube-scheduler), all sealed in a network namespace with only loopback (tools/node/host.py); the host reaches
+the apiserver through a bridge over a Unix socket (tools/node/bridge.py). Without root: the control plane alone, on
+the host's loopback (and under CI=true that is an error: the node tests need the node).
 
 Used by the integration/e2e tests and the demo. No registry ships a kube-apiserver binary that this project may use, so
 `build` compiles one from Debian's `kubernetes` *source* package with Debian's Go 1.19 (see
@@ -7,10 +10,10 @@ docs "real-components.md"). Everything is fetched through apt with a private con
 and state are never modified.
 
     python3 tools/kubeenv.py build                 # ~4 min the first time, then instant (cached)
-    python3 tools/kubeenv.py up [--dir .testenv]   # etcd + apiserver + controller-manager + RBAC, ~10 s
+    python3 tools/kubeenv.py up [--dir .testenv]   # the cluster + RBAC: ~10 s, ~30 s with the node
     python3 tools/kubeenv.py rbac [--dir .testenv] # (re)apply deploy/kubernetes RBAC to a running cluster
     python3 tools/kubeenv.py status [--dir .testenv]
-    python3 tools/kubeenv.py down [--dir .testenv]
+    python3 tools/kubeenv.py down [--dir .testenv]  # stops it and removes everything it created
 
 Standard library only: this runs before any virtualenv exists.
 """
@@ -41,6 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from node import host, images
+
 # The upstream version inside Debian bookworm's `kubernetes` source package ("1.20.5+really1.20.2-..."). It keys the
 # cache, so `build` can answer "already built" without touching the network. If Debian ever ships a different upstream
 # version, `build` stops with a message asking to bump this constant (rather than silently caching a different version
@@ -50,7 +56,11 @@ DEBIAN_SUITE = "bookworm"  # golang-1.19 and this kubernetes source only exist i
 GO_PACKAGES = ("golang-1.19-go", "golang-1.19-src")
 GOROOT_IN_DEB = "usr/lib/go-1.19"
 ETCD_PACKAGE = "etcd-server"
-BINARIES = ("kube-apiserver", "kube-controller-manager", "etcd")
+# The control plane, plus the node's kubelet and scheduler (the same `make`: ~3.5 min cold for all four).
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+BINARIES = (*KUBE_COMMANDS, "etcd")
+# build/pause/linux/pause.c from the same source tree: the node's sandbox ("pause") image is compiled from it.
+PAUSE_SOURCE = "pause.c"
 
 RESPONDER_IDENTITY = "responder@rsr-test.iam.gserviceaccount.com"
 # A second responder identity bound to rbac.yaml's roles only (no rbac-capture.yaml): what a deployment without
@@ -63,12 +73,49 @@ SA_ISSUER = "https://kubernetes.default.svc"
 
 STATE_FILE = "state.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BRIDGE = REPO_ROOT / "tools" / "node" / "bridge.py"
 MANIFEST_DIR = REPO_ROOT / "deploy" / "kubernetes"
 CORE_RBAC = "rbac.yaml"  # the responder's core rights
 CAPTURE_RBAC = "rbac-capture.yaml"  # pods/exec, applied where process capture is enabled (here: always)
 RBAC_NAMESPACE = "responder-system"  # the budget Lease's namespace; rbac.yaml creates it
 KUBECTL = os.environ.get("RSR_KUBECTL", "/usr/bin/kubectl")
-PROCESS_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager")  # start order; stopped in reverse
+# Start order; stopped in reverse.
+PROCESS_ORDER = (
+    "bridge-inner",
+    "bridge-outer",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "containerd",
+    "kubelet",
+    "kube-scheduler",
+)
+NODE_USER = "system:node:127.0.0.1"  # the Node authorizer and NodeRestriction expect this of node 127.0.0.1
+SCHEDULER_USER = "system:kube-scheduler"  # bootstrap RBAC binds the scheduler's roles to this name
+# Debian packages the node needs, by a file each provides.
+NODE_PACKAGES = {
+    "containerd": "/usr/bin/containerd",
+    "runc": "/usr/sbin/runc",
+    "containernetworking-plugins": "/usr/lib/cni/bridge",
+    "busybox-static": "/bin/busybox",
+    "procps": "/usr/bin/ps",
+    "gcc": "/usr/bin/gcc",
+    "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a",
+    "iproute2": "/usr/sbin/ip",
+    "util-linux": "/usr/bin/nsenter",
+    "openssl": "/usr/bin/openssl",
+    "binutils": "/usr/bin/strip",
+}
+# Nothing in the node may resolve or dial anything off this machine: a proxy that refuses, and no cloud metadata.
+SEALED_ENV = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+    "no_proxy": "",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def log(msg: str) -> None:
@@ -98,7 +145,7 @@ def bin_dir() -> Path:
 
 
 def binaries_present() -> bool:
-    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES)
+    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES) and (bin_dir() / PAUSE_SOURCE).is_file()
 
 
 @contextlib.contextmanager
@@ -273,7 +320,7 @@ def _run_make(src: Path, goroot: Path, gocache: Path, log_path: Path) -> None:
             "HOME": env.get("HOME", str(src)),
         }
     )
-    cmd = ["make", "WHAT=cmd/kube-apiserver cmd/kube-controller-manager"]
+    cmd = ["make", "WHAT=" + " ".join(f"cmd/{name}" for name in KUBE_COMMANDS)]
     log(f"make {cmd[1]!r} in {src} (full log: {log_path})")
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=60)
@@ -375,14 +422,15 @@ def build() -> Path:
             # against the archive's signed index).
             run_quietly(["dpkg-source", "-x", str(dscs[0]), str(src)])
 
-            log("phase 4/5: compile cmd/kube-apiserver and cmd/kube-controller-manager")
+            log(f"phase 4/5: compile {', '.join(KUBE_COMMANDS)}")
             _ensure_rsync()
             _run_make(src, toolchain / GOROOT_IN_DEB, work / "gocache", log_path)
 
             log("phase 5/5: install")
             built = src / "_output" / "bin"
-            for name in ("kube-apiserver", "kube-controller-manager"):
+            for name in KUBE_COMMANDS:
                 shutil.copy2(built / name, staging / "bin" / name)  # copy2 follows the _output/bin symlink chain
+            shutil.copy2(src / "build" / "pause" / "linux" / "pause.c", staging / "bin" / PAUSE_SOURCE)
             shutil.copy2(toolchain / "usr" / "bin" / "etcd", staging / "bin" / "etcd")
             versions = {
                 name: run_quietly([str(staging / "bin" / name), "--version"]).splitlines()[0] for name in BINARIES
@@ -396,9 +444,15 @@ def build() -> Path:
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             (staging / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
-            if final.exists():  # a cache dir without (all) binaries: someone deleted some by hand
-                shutil.rmtree(final)
-            staging.rename(final)
+            if final.exists():
+                # An older cache (the control plane only) or binaries deleted by hand: replace file by file. Each
+                # rename is atomic, so a cluster running the old binaries keeps running (it holds the old inodes).
+                (final / "bin").mkdir(exist_ok=True)
+                for item in sorted((staging / "bin").iterdir()):
+                    os.replace(item, final / "bin" / item.name)
+                os.replace(staging / "build-info.json", final / "build-info.json")
+            else:
+                staging.rename(final)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(staging, ignore_errors=True)
@@ -442,10 +496,30 @@ class Layout:
 
     @property
     def ca_bundle(self) -> Path:
-        # kube-apiserver --cert-dir writes a self-signed CA plus a serving cert for 127.0.0.1 signed by it; the .crt
-        # file holds both certificates, so it serves as the CA bundle for clients (real verification, no
-        # insecure-skip-tls-verify).
-        return self.apiserver_certs / "apiserver.crt"
+        # One local CA (openssl) signs the apiserver's serving certificate (IP 127.0.0.1: the same address on the host
+        # side of the bridge and inside the node's namespace), the kubelet's serving certificate and the apiserver's
+        # client certificate for the kubelet. Clients verify against it (no insecure-skip-tls-verify anywhere).
+        return self.pki / "ca.crt"
+
+    @property
+    def node(self) -> Path:
+        return self.dir / "node"  # containerd, kubelet, CNI and image files; removed by `down`
+
+    @property
+    def pids(self) -> Path:
+        return self.dir / "pids.json"  # every process started so far, written as they start (for `down` after a crash)
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.node / "containerd" / "containerd.sock"
+
+    @property
+    def bridge_socket(self) -> Path:
+        return self.dir / "apiserver.sock"
+
+    @property
+    def host_route_marker(self) -> Path:
+        return self.dir / "host-route"  # present when `up` added the pod subnet's unreachable route on the host
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -545,14 +619,23 @@ def check_health(state: dict[str, Any]) -> list[str]:
         return [f"apiserver /readyz unreachable: {exc}"]
     if status != 200:
         problems.append(f"apiserver /readyz answered {status}: {body[:200]}")
+    elif state.get("mode") == "node":
+        try:
+            ready, reason = node_status(state["server"], Path(state["ca_file"]), state["admin_token"])
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            ready, reason = False, str(exc)
+        if not ready:
+            problems.append(f"node {host.NODE_NAME} not Ready: {reason[:200]}")
     return problems
 
 
-def start_process(name: str, args: list[str], layout: Layout) -> subprocess.Popen[bytes]:
+def start_process(
+    name: str, args: list[str], layout: Layout, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     layout.logs.mkdir(parents=True, exist_ok=True)
     with (layout.logs / f"{name}.log").open("ab") as log_file:
         # No shell; own session, so the processes outlive `up` and a Ctrl-C in the user's terminal does not reach them.
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -560,7 +643,15 @@ def start_process(name: str, args: list[str], layout: Layout) -> subprocess.Pope
             start_new_session=True,
             close_fds=True,
             cwd=layout.dir,
+            env={**os.environ, **env} if env else None,
         )
+    # Recorded at once, so `down` can stop it even if `up` dies before writing state.json.
+    pids = json.loads(layout.pids.read_text()) if layout.pids.exists() else {"pids": {}, "binaries": {}}
+    pids["pids"][name] = proc.pid
+    # nsenter execs the program: once running, the process is the binary itself (the identity `down` checks).
+    pids["binaries"][name] = args[args.index("--") + 1] if args[0] == "nsenter" else args[0]
+    write_private(layout.pids, json.dumps(pids))
+    return proc
 
 
 def log_tail(layout: Layout, name: str, lines: int = 30) -> str:
@@ -714,6 +805,16 @@ def apply_rbac(layout: Layout, timeout: float = 20.0) -> None:
     log(f"RBAC applied: {RESPONDER_IDENTITY} ({CORE_RBAC} + {CAPTURE_RBAC}), {NOCAPTURE_IDENTITY} ({CORE_RBAC} only)")
 
 
+def node_line(state: dict[str, Any]) -> str:
+    node = state.get("node")
+    if state.get("mode") != "node" or not node:
+        return "none (control plane only: pods stay Pending)"
+    return (
+        f"{node['node_name']} (containerd + kubelet + scheduler) in network namespace {node['netns']}; "
+        f"pods tolerating {node['taint']} run; images {', '.join(node.get('images', []))}"
+    )
+
+
 def print_summary(state: dict[str, Any], headline: str) -> None:
     kubeconfig = os.path.relpath(state["kubeconfig"]) if state["kubeconfig"].startswith(os.getcwd()) else None
     kubeconfig = kubeconfig or state["kubeconfig"]
@@ -723,52 +824,142 @@ def print_summary(state: dict[str, Any], headline: str) -> None:
         f"  admin kubeconfig:     {state['kubeconfig']}\n"
         f"  responder kubeconfig: {state['responder_kubeconfig']}  (user {state['responder_identity']})\n"
         f"  without capture:      {state['responder_nocapture_kubeconfig']}  (no pods/exec)\n"
+        f"  node:                 {node_line(state)}\n"
         f"  logs:                 {Path(state['dir']) / 'logs'}\n"
         f"  try:                  kubectl --kubeconfig {kubeconfig} get pods -A\n"
         f"  stop:                 python3 tools/kubeenv.py down --dir {state['dir']}"
     )
 
 
-def up(directory: Path, controller_manager: bool = True) -> int:
+def ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def node_possible(requested: bool) -> bool:
+    """Whether this `up` runs the node; says why not, and under CI refuses to go on without it."""
+    if not requested:
+        return False
+    if os.geteuid() == 0:
+        return True
+    message = (
+        "the node (containerd, kubelet, its own network namespace and cgroups) needs root; run `sudo make kube-up` "
+        "to get pods that run"
+    )
+    if ci():
+        die(f"{message}. CI=true: failing instead of starting a cluster where no pod can run")
+    log(f"WARNING: {message}. Starting the control plane only: pods stay Pending, exec and logs are impossible.")
+    return False
+
+
+def ensure_node_packages() -> None:
+    """Installs the node's Debian packages when missing (the ordinary apt client, as `make test` does on CI)."""
+    missing = [name for name, path in NODE_PACKAGES.items() if not Path(path).exists()]
+    if not missing:
+        return
+    log(f"installing Debian packages for the node: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:  # a fresh machine may have no package index yet
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, check=False)
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0 or any(not Path(NODE_PACKAGES[name]).exists() for name in missing):
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-2000:])
+        die(f"could not install {' '.join(missing)}")
+
+
+def node_status(server: str, ca_file: Path, token: str) -> tuple[bool, str]:
+    """(Ready, a short reason) for the node named 127.0.0.1."""
+    code, body = https_get(f"{server}/api/v1/nodes/{host.NODE_NAME}", ca_file, token)
+    if code != 200:
+        return False, f"node {host.NODE_NAME}: HTTP {code}"
+    for condition in json.loads(body).get("status", {}).get("conditions", []):
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True", condition.get("message", "")
+    return False, "no Ready condition yet"
+
+
+def ctr(layout: Layout, *args: str, check: bool = True) -> str:
+    """containerd's own client, on the node's socket (a Unix socket: it works from the host's namespace)."""
+    cmd = ["ctr", f"--address={layout.containerd_socket}", "--namespace=k8s.io", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    if check and proc.returncode != 0:
+        raise StartupError(f"`{' '.join(cmd[3:])}` failed: {proc.stderr.strip()[-500:]}", "containerd")
+    return proc.stdout
+
+
+def write_node_files(layout: Layout, names: host.NodeNames, ports: dict[str, int], kubeconfigs: dict[str, str]) -> None:
+    node = layout.node
+    for sub in ("containerd", "cni", "cni-ipam", "kubelet", "images", "scheduler-certs"):
+        (node / sub).mkdir(parents=True, exist_ok=True)
+    (node / "containerd" / "config.toml").write_text(host.containerd_config(node))
+    (node / "cni" / "10-rsr.conflist").write_text(host.cni_conflist(node, names))
+    (node / "kubelet-config.yaml").write_text(host.kubelet_config(layout.pki, names, ports["kubelet"]))
+    for name, text in kubeconfigs.items():
+        write_private(node / f"{name}.kubeconfig", text)
+
+
+def import_images(layout: Layout, pause_c: Path) -> list[str]:
+    """Builds the pause and tools images from Debian's files and imports them into containerd (no registry)."""
+    archives = [
+        images.build_pause(pause_c, layout.node / "images"),
+        images.build_tools(layout.node / "images"),
+    ]
+    for archive in archives:
+        ctr(layout, "images", "import", str(archive))
+    listed = ctr(layout, "images", "ls", "-q").split()
+    wanted = [images.PAUSE_IMAGE, images.TOOLS_IMAGE]
+    if not all(name in listed for name in wanted):
+        raise StartupError(f"images not in containerd after import: {wanted} vs {listed}", "containerd")
+    return wanted
+
+
+def up(directory: Path, controller_manager: bool = True, node: bool = True) -> int:
     layout = Layout(directory.resolve())
     state = load_state(layout)
+    with_node = node_possible(node and controller_manager)
     if state is not None:
         problems = check_health(state)
         if "responder_nocapture_kubeconfig" not in state:
             problems.append("started by an older kubeenv (no no-capture identity)")
-        if not problems and bool(state.get("pids", {}).get("kube-controller-manager")) == controller_manager:
+        same = (
+            bool(state.get("pids", {}).get("kube-controller-manager")) == controller_manager
+            and (state.get("mode") == "node") == with_node
+        )
+        if not problems and same:
             apply_rbac(layout)  # the manifests may have changed since it started
             print_summary(state, "kubeenv: cluster already running")
             return 0
         log(f"replacing the cluster recorded in {layout.state}: {'; '.join(problems) or 'different options'}")
-        down(directory)
+    if state is not None or layout.pids.exists() or layout.node.exists():
+        down(directory)  # also what a crashed `up` left behind
 
     bins = build()
+    if with_node:
+        ensure_node_packages()
     started = time.monotonic()
     # A fresh start every time: new data dir, tokens and certificates, so nothing stale (or half-written by a crashed
     # run) survives. Only paths this tool owns are removed.
     layout.dir.mkdir(parents=True, exist_ok=True)
-    for path in (layout.etcd_data, layout.pki, layout.logs):
+    for path in (layout.etcd_data, layout.pki, layout.logs, layout.node):
         shutil.rmtree(path, ignore_errors=True)
     for path in (layout.admin_kubeconfig, layout.responder_kubeconfig, layout.responder_nocapture_kubeconfig):
         path.unlink(missing_ok=True)
     layout.pki.mkdir(mode=0o700)
     layout.etcd_data.mkdir(mode=0o700)
 
-    tokens = {
-        "admin": secrets.token_hex(24),
-        "responder": secrets.token_hex(24),
-        "nocapture": secrets.token_hex(24),
-        "kcm": secrets.token_hex(24),
-    }
+    tokens = {name: secrets.token_hex(24) for name in ("admin", "responder", "nocapture", "kcm", "node", "scheduler")}
     # Static token file: token,user,uid,"groups". The responder identities get no group: system:authenticated is
-    # implicit, so their rights come only from deploy/kubernetes (applied below by apply_rbac).
+    # implicit, so their rights come only from deploy/kubernetes (applied below by apply_rbac). Each component has its
+    # own token, as on a real cluster; the kubelet's is in system:nodes, for the Node authorizer and NodeRestriction.
     write_private(
         layout.pki / "tokens.csv",
         f'{tokens["admin"]},{ADMIN_USER},rsr-admin,"system:masters"\n'
         f"{tokens['responder']},{RESPONDER_IDENTITY},rsr-responder\n"
         f"{tokens['nocapture']},{NOCAPTURE_IDENTITY},rsr-responder-nocapture\n"
-        f"{tokens['kcm']},{KCM_USER},rsr-kube-controller-manager\n",
+        f"{tokens['kcm']},{KCM_USER},rsr-kube-controller-manager\n"
+        f"{tokens['scheduler']},{SCHEDULER_USER},rsr-kube-scheduler\n"
+        f'{tokens["node"]},{NODE_USER},rsr-node,"system:nodes"\n',
     )
     # Service-account signing key: the apiserver issues/verifies tokens with it and the controller-manager mints the
     # per-controller service-account tokens (--use-service-account-credentials). The stdlib has no RSA, so openssl.
@@ -779,118 +970,179 @@ def up(directory: Path, controller_manager: bool = True) -> int:
     ):
         subprocess.run(cmd, check=True, capture_output=True)
     sa_key.chmod(0o600)
+    host.make_ca(layout.pki)
+    api_key, api_crt = host.issue_cert(
+        layout.pki,
+        "apiserver",
+        "/CN=kube-apiserver",
+        "serverAuth",
+        ["IP:127.0.0.1", "IP:10.96.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default.svc"],
+    )
+    # The apiserver proves itself to the kubelet with this (system:masters: exec, logs), and checks the kubelet's
+    # serving certificate (IP 127.0.0.1) against the same CA: TLS verified both ways.
+    client_key, client_crt = host.issue_cert(
+        layout.pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "clientAuth"
+    )
+    if with_node:
+        host.issue_cert(layout.pki, "kubelet", f"/O=system:nodes/CN={NODE_USER}", "serverAuth", ["IP:127.0.0.1"])
 
-    etcd_client, etcd_peer, api_port, kcm_port = free_ports(4)
+    names = host.NodeNames.for_dir(layout.dir)
+
+    def wrap(argv: list[str]) -> list[str]:
+        return host.in_netns(names, argv) if with_node else argv
+
+    etcd_client, etcd_peer, api_port, kcm_port, sched_port, kubelet_port = free_ports(6)
     server = f"https://127.0.0.1:{api_port}"
     commands: dict[str, list[str]] = {
-        "etcd": [
-            str(bins / "etcd"),
-            "--name=rsr",
-            f"--data-dir={layout.etcd_data}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=rsr=http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster-state=new",
-            "--logger=zap",
-            "--log-level=warn",
-        ],
-        "kube-apiserver": [
-            str(bins / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",  # else it picks a NIC address and puts that in the serving cert
-            f"--secure-port={api_port}",
-            "--insecure-port=0",  # 1.20 still opens an unauthenticated :8080 unless told not to
-            f"--cert-dir={layout.apiserver_certs}",
-            f"--token-auth-file={layout.pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--service-account-key-file={sa_pub}",
-            f"--service-account-signing-key-file={sa_key}",
-            f"--service-account-issuer={SA_ISSUER}",
-            f"--api-audiences={SA_ISSUER}",
-            # No kubelet mounts tokens here, and pods must be creatable without a token controller race.
-            "--disable-admission-plugins=ServiceAccount",
-            # There is no real network endpoint for the `kubernetes` Service; don't let the apiserver manage one.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-            "--v=1",
-        ],
-        "kube-controller-manager": [
-            str(bins / "kube-controller-manager"),
-            f"--kubeconfig={layout.kcm_kubeconfig}",
-            # No --authentication/authorization-kubeconfig: delegated authn would watch kube-system's
-            # extension-apiserver-authentication ConfigMap, which this apiserver (no client CA) never creates, and
-            # log an error every few seconds. Its HTTPS port then serves just the always-allowed /healthz we poll.
-            "--bind-address=127.0.0.1",
-            f"--secure-port={kcm_port}",
-            "--port=0",  # 1.20 also serves plain HTTP on :10252 by default
-            f"--cert-dir={layout.kcm_certs}",
-            "--leader-elect=false",
-            # Each controller runs as its own kube-system service account with its bootstrap role, as on a real
-            # cluster; the KCM identity itself only needs to mint those tokens.
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={sa_key}",
-            f"--root-ca-file={layout.ca_bundle}",
-            "--controllers=*",
-            "--v=1",
-        ],
+        "bridge-inner": wrap([sys.executable, str(BRIDGE), "inner", str(layout.bridge_socket), str(api_port)]),
+        "bridge-outer": [sys.executable, str(BRIDGE), "outer", str(api_port), str(layout.bridge_socket)],
+        "etcd": wrap(
+            [
+                str(bins / "etcd"),
+                "--name=rsr",
+                f"--data-dir={layout.etcd_data}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=rsr=http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster-state=new",
+                "--logger=zap",
+                "--log-level=warn",
+            ]
+        ),
+        "kube-apiserver": wrap(
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                "--insecure-port=0",  # 1.20 still opens an unauthenticated :8080 unless told not to
+                f"--tls-cert-file={api_crt}",
+                f"--tls-private-key-file={api_key}",
+                f"--token-auth-file={layout.pki / 'tokens.csv'}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                # No kubelet mounts tokens here, and pods must be creatable without a token controller race.
+                "--disable-admission-plugins=ServiceAccount",
+                f"--kubelet-certificate-authority={layout.ca_bundle}",
+                f"--kubelet-client-certificate={client_crt}",
+                f"--kubelet-client-key={client_key}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--service-account-issuer={SA_ISSUER}",
+                f"--api-audiences={SA_ISSUER}",
+                # There is no real network endpoint for the `kubernetes` Service; don't let the apiserver manage one.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                "--v=1",
+            ]
+        ),
+        "kube-controller-manager": wrap(
+            [
+                str(bins / "kube-controller-manager"),
+                f"--kubeconfig={layout.kcm_kubeconfig}",
+                # No --authentication/authorization-kubeconfig: delegated authn would watch kube-system's
+                # extension-apiserver-authentication ConfigMap, which this apiserver (no client CA) never creates,
+                # and log an error every few seconds.
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                "--port=0",  # 1.20 also serves plain HTTP on :10252 by default
+                f"--cert-dir={layout.kcm_certs}",
+                "--leader-elect=false",
+                # Each controller runs as its own kube-system service account with its bootstrap role, as on a real
+                # cluster; the KCM identity itself only needs to mint those tokens.
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={layout.ca_bundle}",
+                "--controllers=*",
+                "--v=1",
+            ]
+        ),
+        "containerd": wrap(["/usr/bin/containerd", f"--config={layout.node / 'containerd' / 'config.toml'}"]),
+        "kubelet": wrap(
+            [
+                str(bins / "kubelet"),
+                f"--config={layout.node / 'kubelet-config.yaml'}",
+                f"--kubeconfig={layout.node / 'kubelet.kubeconfig'}",
+                "--container-runtime=remote",
+                f"--container-runtime-endpoint=unix://{layout.containerd_socket}",
+                f"--root-dir={layout.node / 'kubelet'}",
+                # 1.20 refuses a loopback --node-ip and would then publish no address (no exec, no logs).
+                f"--hostname-override={host.NODE_NAME}",
+                f"--register-with-taints={host.TAINT_KEY}=true:NoSchedule",
+                f"--pod-infra-container-image={images.PAUSE_IMAGE}",
+                "--v=1",
+            ]
+        ),
+        "kube-scheduler": wrap(
+            [
+                str(bins / "kube-scheduler"),
+                f"--kubeconfig={layout.node / 'scheduler.kubeconfig'}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sched_port}",
+                "--port=0",
+                f"--cert-dir={layout.node / 'scheduler-certs'}",
+                "--v=1",
+            ]
+        ),
     }
+    if not with_node:
+        for name in ("bridge-inner", "bridge-outer", "containerd", "kubelet", "kube-scheduler"):
+            del commands[name]
     if not controller_manager:
         del commands["kube-controller-manager"]
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    node_info: dict[str, Any] = {}
     try:
+        if with_node:
+            host.record_host_paths(names)
+            if host.create_netns(names):
+                layout.host_route_marker.write_text(names.pod_subnet + "\n")
+            host.create_cgroups(names)
+            node_info = {
+                "netns": names.netns,
+                "netns_inode": names.netns_path.stat().st_ino,
+                "pod_subnet": names.pod_subnet,
+                "cgroup_parent": names.cgroup_parent,
+                "containerd_socket": str(layout.containerd_socket),
+                "taint": f"{host.TAINT_KEY}=true:NoSchedule",
+                "node_name": host.NODE_NAME,
+            }
+            log(f"network namespace {names.netns}: loopback only; pod subnet {names.pod_subnet} unreachable")
+            procs["bridge-inner"] = start_process("bridge-inner", commands["bridge-inner"], layout)
+            procs["bridge-outer"] = start_process("bridge-outer", commands["bridge-outer"], layout)
         procs["etcd"] = start_process("etcd", commands["etcd"], layout)
-        took = wait_until(
-            "etcd /health",
-            lambda: (
-                b'"health":"true"'
-                in urllib.request.urlopen(f"http://127.0.0.1:{etcd_client}/health", timeout=2).read().replace(b" ", b"")
-            ),
-            30,
-            procs,
-        )
-        log(f"etcd ready on 127.0.0.1:{etcd_client} in {took:.1f}s")
-
         procs["kube-apiserver"] = start_process("kube-apiserver", commands["kube-apiserver"], layout)
 
         def apiserver_ready() -> bool:
-            if not layout.ca_bundle.exists():
-                return False
             return https_get(f"{server}/readyz", layout.ca_bundle, tokens["admin"])[0] == 200
 
         took = wait_until("kube-apiserver /readyz", apiserver_ready, 90, procs)
-        log(f"kube-apiserver ready on {server} in {took:.1f}s")
+        where = f" in network namespace {names.netns}, reached from the host over {layout.bridge_socket}"
+        log(f"kube-apiserver ready on {server}{where if with_node else ''} in {took:.1f}s")
 
-        write_private(layout.admin_kubeconfig, kubeconfig_text(server, layout.ca_bundle, ADMIN_USER, tokens["admin"]))
-        write_private(
-            layout.responder_kubeconfig,
-            kubeconfig_text(server, layout.ca_bundle, RESPONDER_IDENTITY, tokens["responder"]),
-        )
-        write_private(
-            layout.responder_nocapture_kubeconfig,
-            kubeconfig_text(server, layout.ca_bundle, NOCAPTURE_IDENTITY, tokens["nocapture"]),
-        )
-        write_private(layout.kcm_kubeconfig, kubeconfig_text(server, layout.ca_bundle, KCM_USER, tokens["kcm"]))
+        for path, user, token in (
+            (layout.admin_kubeconfig, ADMIN_USER, tokens["admin"]),
+            (layout.responder_kubeconfig, RESPONDER_IDENTITY, tokens["responder"]),
+            (layout.responder_nocapture_kubeconfig, NOCAPTURE_IDENTITY, tokens["nocapture"]),
+            (layout.kcm_kubeconfig, KCM_USER, tokens["kcm"]),
+        ):
+            write_private(path, kubeconfig_text(server, layout.ca_bundle, user, token))
 
         if controller_manager:
             procs["kube-controller-manager"] = start_process(
                 "kube-controller-manager", commands["kube-controller-manager"], layout
             )
-            kcm_cert = layout.kcm_certs / "kube-controller-manager.crt"
-            took = wait_until(
-                "kube-controller-manager /healthz",
-                lambda: kcm_cert.exists() and https_get(f"https://127.0.0.1:{kcm_port}/healthz", kcm_cert)[0] == 200,
-                60,
-                procs,
-            )
-            # Healthy is not yet working: the controllers first wait for their service-account tokens. The
-            # `default` ServiceAccount of `default` appears once the token and service-account controllers run.
+            # The controllers first wait for their service-account tokens. The `default` ServiceAccount of `default`
+            # appears once the token and service-account controllers run.
             sa_url = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
-            took += wait_until(
+            took = wait_until(
                 "the controllers to start (default/default ServiceAccount)",
                 lambda: https_get(sa_url, layout.ca_bundle, tokens["admin"])[0] == 200,
                 60,
@@ -898,23 +1150,61 @@ def up(directory: Path, controller_manager: bool = True) -> int:
             )
             log(f"kube-controller-manager working in {took:.1f}s")
         apply_rbac(layout)
-    except (StartupError, OSError, subprocess.SubprocessError) as exc:
+
+        if with_node:
+            node_started = time.monotonic()
+            write_node_files(
+                layout,
+                names,
+                {"kubelet": kubelet_port},
+                {
+                    "kubelet": kubeconfig_text(server, layout.ca_bundle, NODE_USER, tokens["node"]),
+                    "scheduler": kubeconfig_text(server, layout.ca_bundle, SCHEDULER_USER, tokens["scheduler"]),
+                },
+            )
+            procs["containerd"] = start_process("containerd", commands["containerd"], layout, SEALED_ENV)
+            wait_until(
+                "containerd",
+                lambda: layout.containerd_socket.exists() and bool(ctr(layout, "version", check=False)),
+                30,
+                procs,
+            )
+            node_info["images"] = import_images(layout, bins / PAUSE_SOURCE)
+            procs["kubelet"] = start_process("kubelet", commands["kubelet"], layout, SEALED_ENV)
+            procs["kube-scheduler"] = start_process("kube-scheduler", commands["kube-scheduler"], layout, SEALED_ENV)
+            took = wait_until(
+                f"node {host.NODE_NAME} Ready",
+                lambda: node_status(server, layout.ca_bundle, tokens["admin"])[0],
+                120,
+                procs,
+            )
+            log(f"node {host.NODE_NAME} Ready {time.monotonic() - node_started:.1f}s after containerd started")
+    except (StartupError, OSError, subprocess.SubprocessError, RuntimeError) as exc:
         log(f"startup failed: {exc}")
         culprit = exc.process if isinstance(exc, StartupError) and exc.process else next(reversed(procs), None)
         if culprit:
             sys.stderr.write(f"--- last lines of {layout.logs / (culprit + '.log')}:\n{log_tail(layout, culprit)}\n")
-        stop_pids({n: p.pid for n, p in procs.items()}, {n: commands[n][0] for n in procs})
+        down(directory)
         return 1
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): no state.json will record these processes, so stop them now.
-        stop_pids({n: p.pid for n, p in procs.items()}, {n: commands[n][0] for n in procs})
+        down(directory)
         raise
 
     state = {
         "server": server,
+        "mode": "node" if with_node else "control-plane",
         "pids": {name: proc.pid for name, proc in procs.items()},
-        "binaries": {name: commands[name][0] for name in procs},
-        "ports": {"etcd": etcd_client, "etcd_peer": etcd_peer, "kube-apiserver": api_port, "kcm": kcm_port},
+        "binaries": json.loads(layout.pids.read_text())["binaries"],
+        "ports": {
+            "etcd": etcd_client,
+            "etcd_peer": etcd_peer,
+            "kube-apiserver": api_port,
+            "kcm": kcm_port,
+            "kube-scheduler": sched_port,
+            "kubelet": kubelet_port,
+        },
+        "node": node_info or None,
         "kubeconfig": str(layout.admin_kubeconfig),
         "responder_kubeconfig": str(layout.responder_kubeconfig),
         "responder_identity": RESPONDER_IDENTITY,
@@ -936,20 +1226,113 @@ def up(directory: Path, controller_manager: bool = True) -> int:
     return 0
 
 
+def remove_containers(layout: Layout) -> list[str]:
+    """Kills and deletes every container of the node's containerd (pods may still run; the apiserver may be gone)."""
+    if not layout.containerd_socket.exists():
+        return []
+    try:
+        ids = ctr(layout, "containers", "ls", "-q", check=False).split()
+        for task in ctr(layout, "tasks", "ls", "-q", check=False).split():
+            ctr(layout, "tasks", "delete", "--force", task, check=False)
+        for container in ids:
+            ctr(layout, "containers", "delete", container, check=False)
+    except subprocess.TimeoutExpired:
+        return []
+    return ids
+
+
+def kill_pids(pids: list[int], what: str) -> None:
+    for pid in pids:
+        log(f"stopping {what} (pid {pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def cgroup_pids(names: host.NodeNames) -> list[int]:
+    """Every process in the node's cgroup parent: the pods' processes, nothing else (the kubelet put them there)."""
+    pids: set[int] = set()
+    for top in host.cgroup_dirs(names):
+        for dirpath, _dirs, files in os.walk(top):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError):
+                    pids.update(int(x) for x in Path(dirpath, "cgroup.procs").read_text().split())
+    return sorted(pids)
+
+
 def down(directory: Path) -> int:
+    """Stops everything `up` started and removes what it created, even after a crash (from pids.json)."""
     layout = Layout(directory.resolve())
     state = load_state(layout)
-    if state is None:
-        if layout.state.exists():
-            log(f"{layout.state} is unreadable; removing it")
-            layout.state.unlink()
-        else:
-            log(f"nothing running ({layout.state} not found)")
+    if state is None and layout.state.exists():
+        log(f"{layout.state} is unreadable; removing it")
+    recorded: dict[str, Any] = {"pids": {}, "binaries": {}}
+    for source in (layout.pids, layout.state):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(source.read_text())
+            recorded["pids"].update(data.get("pids", {}))
+            recorded["binaries"].update(data.get("binaries", {}))
+    names = host.NodeNames.for_dir(layout.dir)
+    has_node = layout.node.exists() or names.netns_path.exists()
+    if not recorded["pids"] and not has_node:
+        log(f"nothing running ({layout.state} not found)")
+        layout.state.unlink(missing_ok=True)
         return 0
-    stop_pids(state.get("pids", {}), state.get("binaries", {}))
+    pids, binaries = recorded["pids"], recorded["binaries"]
+
+    def stop(group: tuple[str, ...]) -> None:
+        stop_pids({n: p for n, p in pids.items() if n in group}, binaries)
+
+    stop(("kube-scheduler", "kubelet"))
+    container_ids = remove_containers(layout)
+    stop(("containerd",))
+    if has_node:
+        kill_pids(host.shims_of(layout.containerd_socket), "containerd shim")
+        kill_pids(cgroup_pids(names), "pod process")
+    stop(("kube-controller-manager", "kube-apiserver", "etcd", "bridge-outer", "bridge-inner"))
+    if has_node:
+        kill_pids(host.processes_in_netns(names), "process left in the node's namespace")
+        left = host.unmount_all(layout.dir)
+        host.remove_pod_files(layout.node / "kubelet", names.cni_network, container_ids)
+        host.delete_netns(names, layout.host_route_marker.exists())
+        layout.host_route_marker.unlink(missing_ok=True)
+        left += host.remove_cgroups(names)
+        left += host.remove_host_paths(names)
+        if not host.mounts_under(layout.dir):
+            shutil.rmtree(layout.node, ignore_errors=True)
+        for item in left:
+            log(f"WARNING: could not remove {item}")
+    layout.bridge_socket.unlink(missing_ok=True)
+    layout.pids.unlink(missing_ok=True)
     layout.state.unlink(missing_ok=True)
     log("stopped")
     return 0
+
+
+def footprint(directory: Path) -> list[str]:
+    """What of this cluster is still on the machine (empty after a clean `down`): for tests and `status`."""
+    layout = Layout(directory.resolve())
+    names = host.NodeNames.for_dir(layout.dir)
+    found = []
+    if names.netns_path.exists():
+        found.append(f"network namespace {names.netns}")
+    found += [f"process {pid} in {names.netns}" for pid in host.processes_in_netns(names)]
+    found += [f"mount {point}" for point in host.mounts_under(layout.dir)]
+    found += [f"containerd shim {pid}" for pid in host.shims_of(layout.containerd_socket)]
+    found += [f"cgroup {path}" for path in host.cgroup_dirs(names) if path.exists()]
+    if layout.host_route_marker.exists():
+        found.append(f"host route marker {layout.host_route_marker}")
+    route = subprocess.run(["ip", "route", "show", names.pod_subnet], capture_output=True, text=True, check=False)
+    if route.stdout.strip():
+        found.append(f"host route {route.stdout.strip()}")
+    if layout.node.exists():
+        found.append(f"directory {layout.node}")
+    for path in (layout.pids, layout.state, layout.bridge_socket):
+        if path.exists():
+            found.append(f"file {path}")
+    return found
 
 
 def status(directory: Path) -> int:
@@ -983,7 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="build and cache the binaries (no-op when cached)")
     for name, help_text in (
         ("up", "start etcd, kube-apiserver and kube-controller-manager; apply the responder's RBAC"),
-        ("down", "stop the processes started by `up`"),
+        ("down", "stop the processes started by `up` and remove everything it created"),
         ("status", "exit 0 if the recorded cluster is healthy, 1 otherwise"),
         ("rbac", "apply deploy/kubernetes/rbac.yaml + rbac-capture.yaml to the running cluster (idempotent)"),
     ):
@@ -991,6 +1374,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--dir", type=Path, default=Path(".testenv"), help="state directory (default: .testenv)")
         if name == "up":
             cmd.add_argument("--no-controller-manager", action="store_true", help="only etcd and kube-apiserver")
+            cmd.add_argument(
+                "--no-node", action="store_true", help="control plane only on the host's loopback (no root needed)"
+            )
     args = parser.parse_args(argv)
 
     def on_sigterm(_signum: int, _frame: object) -> None:
@@ -1000,9 +1386,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             print(build())
+            if os.geteuid() == 0:
+                ensure_node_packages()  # so that `make kube-build` (and so `make test` on CI) prepares the node too
             return 0
         if args.command == "up":
-            return up(args.dir, controller_manager=not args.no_controller_manager)
+            return up(args.dir, controller_manager=not args.no_controller_manager, node=not args.no_node)
         if args.command == "down":
             return down(args.dir)
         if args.command == "rbac":
