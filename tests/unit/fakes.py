@@ -122,7 +122,7 @@ class FakeKube:
     ) -> None:
         """An allowing policy (one open ingress rule) unless ``rules`` is False."""
         selector = selector or LabelSelector()
-        spec: dict[str, Any] = {"podSelector": _selector_json(selector), "policyTypes": list(policy_types)}
+        spec: dict[str, Any] = {"podSelector": selector_json(selector), "policyTypes": list(policy_types)}
         if rules:
             spec["ingress"] = [{}]
         self.policies[(namespace, name)] = NetworkPolicyView(
@@ -253,7 +253,7 @@ class FakeKube:
                 raise NotFound(name) from None
             if resource_version and current.resource_version != resource_version:
                 raise Conflict("resourceVersion")
-            spec = {**current.spec, "podSelector": _selector_json(selector)}
+            spec = {**current.spec, "podSelector": selector_json(selector)}
             view = current.model_copy(update={"pod_selector": selector, "resource_version": self.rv(), "spec": spec})
             self.policies[(namespace, name)] = view
             self.writes.append(f"patch networkpolicy {name}")
@@ -339,7 +339,8 @@ class FakeKube:
             return lease
 
 
-def _selector_json(selector: LabelSelector) -> dict[str, Any]:
+def selector_json(selector: LabelSelector) -> dict[str, Any]:
+    """A selector as the API writes it (empty parts left out)."""
     out: dict[str, Any] = {}
     if selector.match_labels:
         out["matchLabels"] = dict(selector.match_labels)

@@ -43,7 +43,7 @@ from tests.support.admission_guard import (
     load_guard,
     manifest_documents,
 )
-from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
+from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube, selector_json
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "admission"
 OLDEST_SUPPORTED = "1.30"  # ValidatingAdmissionPolicy went GA (admissionregistration.k8s.io/v1) in Kubernetes 1.30
@@ -185,24 +185,12 @@ def _pod_object(pod: PodView) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": containers}}
 
 
-def _selector(selector: LabelSelector) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if selector.match_labels:
-        out["matchLabels"] = dict(selector.match_labels)
-    if selector.match_expressions:
-        out["matchExpressions"] = [
-            {"key": e.key, "operator": e.operator, **({"values": list(e.values)} if e.values else {})}
-            for e in selector.match_expressions
-        ]
-    return out
-
-
 def _policy_object(view: NetworkPolicyView) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": view.name, "namespace": view.namespace}
     if view.labels:
         metadata["labels"] = dict(view.labels)
     spec = dict(getattr(view, "spec", None) or {})  # the whole spec, where the view carries it
-    spec["podSelector"] = _selector(view.pod_selector)
+    spec["podSelector"] = selector_json(view.pod_selector)
     spec["policyTypes"] = list(view.policy_types)
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata, "spec": spec}
 
@@ -316,7 +304,7 @@ class GuardedKube(FakeKube):
             "patch",
             namespace,
             name,
-            lambda old: {**old, "spec": {**old["spec"], "podSelector": _selector(selector)}},
+            lambda old: {**old, "spec": {**old["spec"], "podSelector": selector_json(selector)}},
             resource_version,
         )
 

@@ -289,6 +289,6 @@ def test_the_shipped_policy_is_what_a_default_deployment_loads() -> None:
 
     from responder.policy.rules import DEFAULT_POLICY_FILE, load_policy
 
-    assert DEFAULT_POLICY_FILE == Path(__file__).resolve().parents[2] / "policy.yaml"
+    assert Path(__file__).resolve().parents[2] / "policy.yaml" == DEFAULT_POLICY_FILE
     names = [rule.name for rule in load_policy(None).rules]
     assert names == ["production-isolate", "development-delete", "default-isolate"]
