@@ -353,3 +353,42 @@ def test_event_time_without_offset_is_utc_and_still_guards_replacements(kube: Fa
     outcome = run(make(kube, action="delete"), doc)
     assert not outcome.retry
     assert "created after the finding's event" in containment(outcome)[0].reason
+
+
+def test_dry_run_and_action_none_never_exec_into_the_container(kube: FakeKube) -> None:
+    # exec starts a process inside the compromised container: a side effect the attacker can see.
+    dry = run(make(kube, mode="dry-run", action="delete"))
+    assert "dry-run" in " ".join(next(a for a in dry.record.actions if a.action == "capture").details["notes"])
+    run(make(kube, action="none"))
+    assert kube.execs == []
+    run(make(kube, action="isolate"))
+    assert kube.execs == [(NS, POD)]  # enforce with containment: the process tree is taken
+
+
+def test_a_delete_refused_by_its_guards_spends_no_budget(kube: FakeKube) -> None:
+    kube.add_pod(NS, "lonely-1", {"app": "lonely"}, controller=None)
+    doc = notification(namespace=NS, pod="lonely-1", container="api")
+    outcome = run(make(kube, action="delete", vouch=doc), doc)
+    assert "standalone pod" in next(a for a in outcome.record.actions if a.action == "delete").reason
+    assert (("responder-system", budget.LEASE_NAME)) not in kube.leases  # no slot taken
+
+
+def test_escalation_of_an_ineffective_isolation_captures_evidence_first(kube: FakeKube) -> None:
+    kube.add_pod(NS, "hostnet-2", {"app": "agent"}, host_network=True)
+    doc = notification(namespace=NS, pod="hostnet-2", container="api")
+    policy = parse_policy(
+        "defaults: {escalate_ineffective_isolation: true}\nrules: [{name: r, actions: [{action: isolate}]}]"
+    )
+    outcome = run(make(kube, action=None, policy=policy, vouch=doc), doc)
+    assert [a.action for a in containment(outcome)] == ["isolate", "capture", "delete"]
+    assert statuses(outcome)["capture"] == "succeeded" and statuses(outcome)["delete"] == "succeeded"
+    assert kube.execs == [(NS, "hostnet-2")]  # the process tree was taken before the pod was deleted
+
+
+def test_exec_output_is_capped(kube: FakeKube) -> None:
+    kube.ps_text = "x" * (2 * 1024 * 1024)
+    policy = parse_policy("rules: [{name: r, actions: [{action: isolate}, {action: capture, exec_limit_bytes: 4096}]}]")
+    outcome = run(make(kube, action=None, policy=policy))
+    assert outcome.evidence is not None and outcome.evidence.process_tree is not None
+    assert len(outcome.evidence.process_tree) < 4096 + 100
+    assert "truncated at 4096 bytes" in outcome.evidence.process_tree
