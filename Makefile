@@ -33,7 +33,7 @@ integration: $(STAMP) kube-build ## real clients against real/wire servers
 e2e: $(STAMP) kube-build ## functions-framework + Pub/Sub emulator + kube-apiserver
 	$(BIN)/pytest -q -m e2e
 
-test: lint typecheck tf-check kube-build ## everything CI runs: lint, types, terraform checks, unit, integration, e2e
+test: lint typecheck tf-check kube-build ## everything CI runs: lint, types, terraform checks, unit, integration (incl. the real node), e2e
 	$(BIN)/pytest -q
 
 run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_MODE=enforce)
@@ -42,13 +42,13 @@ run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_M
 demo: $(STAMP) ## real local cluster + findings replayed in enforce mode (see README)
 	$(BIN)/python tools/demo.py $(DEMO_ARGS)
 
-kube-build: ## build kube-apiserver/controller-manager from Debian source (cached in ~/.cache/rsr)
+kube-build: ## build kube-apiserver/controller-manager/scheduler/kubelet from Debian source (cached in ~/.cache/rsr); as root, install the node's packages
 	$(PY) tools/kubeenv.py build
 
-kube-up: ## start etcd + kube-apiserver + controller-manager and apply the responder's RBAC; kubeconfigs in .testenv/
+kube-up: ## start the local cluster (as root with a real node, sealed in its own network namespace) and apply the responder's RBAC; kubeconfigs in .testenv/
 	$(PY) tools/kubeenv.py up --dir .testenv
 
-kube-down: ## stop the local cluster
+kube-down: ## stop the local cluster and remove everything it created
 	$(PY) tools/kubeenv.py down --dir .testenv
 
 clean:

@@ -1,12 +1,18 @@
-"""`make demo`: the responder against a real local kube-apiserver, explained in a responder's terms.
+"""`make demo`: the responder against a real local cluster, explained in a responder's terms.
 
-1. start the local cluster (built from Debian's kubernetes source on first use: ~4 min once, cached),
-2. seed two namespaces like a real shop: a Deployment with a Service and allowing NetworkPolicies,
-3. replay a Reverse Shell finding aimed at one pod per namespace through `python -m responder replay`, in enforce
-   mode, as the responder's least-privilege identity, with the shipped policy.yaml:
-   prod-* namespaces → isolate + detach (the suspect stays for forensics, its ReplicaSet starts a clean pod),
+1. start the local cluster (built from Debian's kubernetes source on first use: ~4 min once, cached): etcd,
+   kube-apiserver, controller-manager and, as root, a real node (containerd + kubelet + scheduler) sealed in its own
+   network namespace,
+2. seed two namespaces like a real shop: a Deployment with a Service and allowing NetworkPolicies, whose pods run an
+   actual reverse shell confined to the pod's own loopback (a listener `nc -l -p 4444` playing the attacker, and
+   `nc 127.0.0.1 4444 -e /bin/sh` handing it a shell),
+3. replay a Reverse Shell finding built from one live pod per namespace through `python -m responder replay`, in
+   enforce mode, as the responder's least-privilege identity, with the shipped policy.yaml:
+   prod-* namespaces → isolate + detach + capture (the suspect keeps running for forensics; its ReplicaSet starts a
+   clean pod),
    dev-*  namespaces → isolate, capture, delete (the ReplicaSet replaces it),
-4. show what happened: policies, labels, replacement pods, skipped steps and why.
+4. show what happened: the real `ps axjf` tree and log tail captured from the container, policies, labels, the
+   Running replacement pods, skipped steps and why.
 
 `--json` prints only the decision records (one JSON line per finding).
 """
@@ -42,7 +48,7 @@ def say(text: str = "", quiet: bool = False) -> None:
 
 
 def start_cluster(quiet: bool) -> dict[str, Any]:
-    say("== 1. local cluster (etcd + kube-apiserver + controller-manager on 127.0.0.1)", quiet)
+    say("== 1. local cluster (etcd, kube-apiserver, controller-manager; as root a node: containerd + kubelet)", quiet)
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "kubeenv.py"), "up", "--dir", str(TESTENV)],
         stdout=sys.stderr if quiet else None,
@@ -67,18 +73,26 @@ def apply_rbac(api: client.ApiClient, identity: str) -> None:
                 raise
 
 
-def seed(api: client.ApiClient, namespace: str) -> list[Any]:
+def seed(api: client.ApiClient, namespace: str, node: bool) -> list[Any]:
     client.CoreV1Api(api).create_namespace(
         {"metadata": {"name": namespace, "labels": {"rsr-demo": "true", "owner": "shop-team"}}}
     )
-    w.create_deployment(api, namespace, "web", replicas=3)
+    if node:
+        w.create_running_deployment(api, namespace, "web", replicas=3)  # the in-pod reverse shell
+    else:
+        w.create_deployment(api, namespace, "web", replicas=3)  # no node: the pods stay Pending
     w.create_service(api, namespace, "web", {"app": "web"})
     w.create_policy(api, namespace, "allow-web", {"app": "web"})
     w.create_policy(api, namespace, "allow-all-egress")
+    if node:
+        running = w.wait_for_running(api, namespace, 3, "app=web", timeout_s=120)
+        time.sleep(1.5)  # the in-pod "attacker" has connected and sent its first commands
+        return running
     return w.wait_for_pods(api, namespace, 3, "app=web")
 
 
 def finding_for(namespace: str, pod: str, suffix: str) -> Path:
+    """A Reverse Shell finding about the live pod: SCC's shape (the repository's sample), this pod's identity, now."""
     doc = json.loads((ROOT / "tests" / "corpus" / "reverse_shell_v1.json").read_text())
     f = doc["finding"]
     f["name"] = f["name"].rsplit("/", 1)[0] + "/" + suffix
@@ -94,7 +108,8 @@ def finding_for(namespace: str, pod: str, suffix: str) -> Path:
     return path
 
 
-def replay(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+def replay(path: Path, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(decision record, incident report) of `python -m responder replay FILE --report json`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
     env.update(
         {
@@ -107,7 +122,7 @@ def replay(path: Path, state: dict[str, Any]) -> dict[str, Any]:
         }
     )
     result = subprocess.run(
-        [sys.executable, "-m", "responder", "replay", str(path)],
+        [sys.executable, "-m", "responder", "replay", str(path), "--report", "json"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -116,8 +131,27 @@ def replay(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     )
     if result.returncode not in (0, 2):
         raise SystemExit(f"replay failed ({result.returncode}):\n{result.stderr}")
-    record: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return record
+    # With --report the decision record goes to stderr (one JSON line) and the incident report to stdout.
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith('{"')]
+    record: dict[str, Any] = next(r for r in reversed(records) if "verdict" in r)
+    report = json.loads(result.stdout) if result.stdout.strip() else None
+    return record, report
+
+
+def show_evidence(report: dict[str, Any] | None) -> None:
+    inspect = (report or {}).get("inspect") or {}
+    tree = inspect.get("process_tree")
+    if tree:
+        say(f"   process tree ({inspect.get('process_tree_note')}):")
+        for line in tree.rstrip().splitlines():
+            say(f"     | {line}")
+    else:
+        say(f"   process tree: {inspect.get('process_tree_note', 'not captured')}")
+    tail = ((report or {}).get("logs") or {}).get("captured_tail")
+    if tail:
+        say("   container log tail captured before containment:")
+        for line in tail.rstrip().splitlines()[-6:]:
+            say(f"     | {line}")
 
 
 def show_record(record: dict[str, Any]) -> None:
@@ -150,24 +184,31 @@ def show_cluster(api: client.ApiClient, namespace: str, suspect: Any) -> None:
 
 def scenario(api: client.ApiClient, state: dict[str, Any], namespace: str, title: str, json_out: bool) -> None:
     quiet = json_out
+    node = state.get("mode") == "node"
     say(f"\n== {title}", quiet)
-    pods = seed(api, namespace)
+    pods = seed(api, namespace, node)
     suspect = pods[0]
     say(
-        f"   seeded Deployment web x3, Service web, NetworkPolicies allow-web + allow-all-egress; "
-        f"finding names {suspect.metadata.name}",
+        f"   seeded Deployment web x3 ({'Running an in-pod reverse shell' if node else 'Pending: no node'}), "
+        f"Service web, NetworkPolicies allow-web + allow-all-egress; finding built from {suspect.metadata.name}",
         quiet,
     )
-    record = replay(finding_for(namespace, suspect.metadata.name, uuid.uuid4().hex), state)
+    record, report = replay(finding_for(namespace, suspect.metadata.name, uuid.uuid4().hex), state)
     if json_out:
         print(json.dumps(record), flush=True)
         return
     show_record(record)
+    show_evidence(report)
     # The controller-manager reacts asynchronously: give the ReplicaSet a moment to create the replacement.
+    started = time.monotonic()
     try:
-        w.wait_for_pods(api, namespace, 3, "app=web", timeout_s=30, exclude_uids={suspect.metadata.uid})
+        if node:
+            w.wait_for_running(api, namespace, 3, "app=web", timeout_s=60, exclude_uids={suspect.metadata.uid})
+            say(f"   replacement Running {time.monotonic() - started:.1f}s after the responder finished")
+        else:
+            w.wait_for_pods(api, namespace, 3, "app=web", timeout_s=30, exclude_uids={suspect.metadata.uid})
     except AssertionError:
-        say("   (no replacement pod within 30 s)")
+        say("   (no replacement pod within the wait)")
     time.sleep(0.5)
     show_cluster(api, namespace, suspect)
 
@@ -177,6 +218,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print only the decision records")
     args = parser.parse_args()
     state = start_cluster(args.json)
+    if state.get("mode") != "node":
+        say(
+            "   NOTE: no node (it needs root): pods stay Pending, so no process tree can be captured and replacements "
+            "stay Pending. Run `sudo make demo` for the real thing.",
+            args.json,
+        )
     api = config.new_client_from_config(config_file=state["kubeconfig"])
     apply_rbac(api, state["responder_identity"])
     for ns in client.CoreV1Api(api).list_namespace(label_selector="rsr-demo=true").items:
