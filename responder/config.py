@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from responder.errors import ConfigError
@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     )
     pubsub_emulator_host: str | None = Field(
         default=None, validation_alias="PUBSUB_EMULATOR_HOST", description="the Pub/Sub client uses the emulator"
+    )
+    login_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOGNAME", "USER"),
+        description="set by the operator's shell: who runs `release`, for the SCC mark (`--by` overrides)",
     )
 
     @field_validator("categories", "protected_namespaces", mode="before")

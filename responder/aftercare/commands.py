@@ -8,8 +8,9 @@ are on (``RESPONDER_GOOGLE_APIS=on``, or in Cloud Run / an endpoint override).
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
+import os
+import pwd
 import sys
 from typing import Any
 
@@ -65,11 +66,13 @@ def _findings(settings: Settings) -> FindingsAPI | None:
     return SccFindings(settings)
 
 
-def _operator() -> str | None:
-    """Who releases, for the SCC mark: the login name, when the system knows it (``--by`` overrides)."""
+def _operator(settings: Settings) -> str | None:
+    """Who releases, for the SCC mark: the shell's login name, else the account's (``--by`` overrides)."""
+    if settings.login_name:
+        return settings.login_name
     try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (some containers)
         return None
 
 
@@ -100,7 +103,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         cluster=args.cluster.path if args.cluster else None,
     )
     request = ReleaseRequest(
-        target=args.target, reason=args.reason, delete=args.delete, apply=args.yes, by=args.by or _operator()
+        target=args.target, reason=args.reason, delete=args.delete, apply=args.yes, by=args.by or _operator(settings)
     )
     outcome = releaser.release(request)
     if args.json:

@@ -45,10 +45,11 @@ WIRING_ONLY = {
     "google_apis",
     "k_service",  # set by the platform
     "pubsub_emulator_host",  # set by tests
+    "login_name",  # set by the operator's shell, read by `release` only
 }
 
-# Exported by Terraform ahead of the application side (another change adds them to Settings). Settings ignores
-# unknown RESPONDER_* variables, so exporting them first is harmless; once they exist there, nothing here changes.
+# Settings Terraform exports that the application reads (they were exported ahead of it once; kept as a check that
+# they stay operator settings).
 PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture"}
 
 PROTECTED_FLOOR = {
