@@ -62,7 +62,7 @@ class KubeHttp:
         return cls(
             cfg.host,
             ca_file=cfg.ssl_ca_cert,
-            authorization=lambda: cfg.get_api_key_with_prefix("authorization"),
+            authorization=lambda: cfg.get_api_key_with_prefix("BearerToken", alias="authorization"),
             cert_file=cfg.cert_file,
             key_file=cfg.key_file,
             verify=bool(cfg.verify_ssl),
