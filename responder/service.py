@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from responder.config import Settings
 from responder.containment.base import ActionResult, Evidence, Prefetched, Status
@@ -53,6 +53,7 @@ from responder.ports import (
 from responder.report.outcome import Outcome
 from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
 
+T = TypeVar("T")
 HANDLED_MEMORY = 4096  # finding names remembered per instance (a few hundred KiB at most)
 HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
@@ -95,7 +96,9 @@ class Responder:
             capture_before_destructive=defaults.capture_before_destructive,
             process_capture=deps.settings.process_capture,
         )
-        self.runner = Runner(self.workers, self.coordinators, rules, deps.clock, settle=self._warm)
+        self.runner = Runner(
+            self.workers, self.coordinators, rules, deps.clock, settle=self._warm, when_warm=self._when_warm
+        )
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._handled_lock = threading.Lock()
 
@@ -174,6 +177,12 @@ class Responder:
         if self.deps.gate is not None:
             self.deps.gate.open()
 
+    def _when_warm(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` once the instance is warm (at once, unless this is a cold instance's first containment)."""
+        if self.deps.gate is not None:
+            self.deps.gate.wait()
+        return fn(*args)
+
     def _handle(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
         engine = self.deps.policy
         info: DeliveryInfo = common["delivery"]
@@ -197,9 +206,12 @@ class Responder:
             verifying = self._verify(finding, target)
         # Investigation needs nothing from containment: start it first, so it overlaps everything below. The pod's
         # owner chain is read once, for both the investigation and the evidence capture.
-        pod_facts = self.investigator.start_pod_facts(connection.kube, target) if connection else None
+        # On a cold instance the investigation waits until the isolating writes are done: its reads and its SDK
+        # loads would otherwise compete with them for the one interpreter (see ImportGate); warm, it starts now.
+        cold = self.deps.gate is not None and not self.deps.gate.is_open
+        pod_facts = self.investigator.start_pod_facts(connection.kube, target) if connection and not cold else None
         investigation_future = self.coordinators.submit(
-            self.investigator.investigate, finding, target, connection, unavailable, pod_facts
+            self._when_warm, self.investigator.investigate, finding, target, connection, unavailable, pod_facts
         )
         prefetched = Prefetched(pod_facts=pod_facts)
         if connection is not None:

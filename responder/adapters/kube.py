@@ -78,7 +78,7 @@ class KubeAdapter:
         if http is None:
             if api_client is None:
                 raise ValueError("KubeAdapter needs an ApiClient or a KubeHttp")
-            http = KubeHttp.from_configuration(api_client.configuration)
+            http = KubeHttp.from_configuration(api_client.configuration, dict(api_client.default_headers))
         self.http = http
         self._api_client = api_client
         self._api_client_factory = api_client_factory

@@ -44,6 +44,8 @@ class KubeHttp:
         key_file: str | None = None,
         verify: bool = True,
         proxy: str | None = None,
+        server_hostname: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """``authorization``: the ``Authorization`` header value, asked for on every request (tokens rotate)."""
         self.host = host.rstrip("/")
@@ -52,13 +54,16 @@ class KubeHttp:
         self.key_file = key_file
         self.verify = verify
         self.proxy = proxy
+        self.server_hostname = server_hostname  # kubeconfig's tls-server-name: the name the certificate carries
         self._authorization = authorization
+        self._headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder", **(headers or {})}
         self._lock = threading.Lock()
         self._pool: Any = None
 
     @classmethod
-    def from_configuration(cls, cfg: Any) -> KubeHttp:
-        """From a ``kubernetes.client.Configuration`` (what a kubeconfig loads into); tokens refreshed through it."""
+    def from_configuration(cls, cfg: Any, headers: Mapping[str, str] | None = None) -> KubeHttp:
+        """From a ``kubernetes.client.Configuration`` (what a kubeconfig loads into); tokens refreshed through it.
+        ``headers``: an ApiClient's default headers (impersonation, for instance) go along on every request."""
         return cls(
             cfg.host,
             ca_file=cfg.ssl_ca_cert,
@@ -67,6 +72,8 @@ class KubeHttp:
             key_file=cfg.key_file,
             verify=bool(cfg.verify_ssl),
             proxy=cfg.proxy,
+            server_hostname=getattr(cfg, "tls_server_name", None),
+            headers=headers,
         )
 
     def _manager(self) -> Any:
@@ -79,13 +86,17 @@ class KubeHttp:
 
                 options: dict[str, Any] = {
                     "num_pools": 4,
-                    "maxsize": 32,  # one connection per worker thread: concurrent writes do not queue
+                    # One connection per thread that may call (32 workers, 16 coordinators): none is discarded and
+                    # set up again (a TLS handshake is CPU that concurrent events would share).
+                    "maxsize": 48,
                     "cert_reqs": "CERT_REQUIRED" if self.verify else "CERT_NONE",
                     "ca_certs": self.ca_file,
                     "cert_file": self.cert_file,
                     "key_file": self.key_file,
                     "retries": False,  # retries are kube_errors.call's, on translated errors only
                 }
+                if self.server_hostname:
+                    options["server_hostname"] = self.server_hostname
                 self._pool = (
                     urllib3.ProxyManager(self.proxy, **options) if self.proxy else urllib3.PoolManager(**options)
                 )
@@ -109,7 +120,7 @@ class KubeHttp:
         params = {k: _param(v) for k, v in (query or {}).items() if v is not None}
         if params:
             url += "?" + urlencode(params)
-        headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder"}
+        headers = dict(self._headers)
         authorization = self._authorization()
         if authorization:
             headers["Authorization"] = authorization

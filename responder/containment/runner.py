@@ -14,6 +14,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
@@ -86,10 +87,13 @@ class Runner:
         rules: RunRules,
         clock: Callable[[], datetime],
         settle: Callable[[], None] = lambda: None,
+        when_warm: Callable[..., Any] | None = None,
     ) -> None:
         """``settle``: called before the runner waits on anything but its own writes (the verification, evidence
-        running alongside), since those may need the SDK loads that a cold instance holds back until then."""
+        running alongside), since those may need the SDK loads that a cold instance holds back until then.
+        ``when_warm(fn, *args)``: runs evidence steps, which on a cold instance start after the isolating writes."""
         self.settle = settle
+        self.when_warm = when_warm
         self.workers = workers
         self.coordinators = coordinators
         self.rules = rules
@@ -169,7 +173,9 @@ class Runner:
         # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
         # place in the plan, which the planner puts before any destructive step.
         early = {
-            i: self.coordinators.submit(self.run_step, ctx, s)
+            i: self.coordinators.submit(self.when_warm, self.run_step, ctx, s)
+            if self.when_warm
+            else self.coordinators.submit(self.run_step, ctx, s)
             for i, s in enumerate(steps)
             if registry.get(s.action).read_only
         }
