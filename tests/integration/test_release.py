@@ -56,8 +56,14 @@ def policy_specs(api: client.ApiClient, namespace: str) -> dict[str, Any]:
 
 
 def versions(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    """resourceVersions of every pod and policy: any write moves one."""
-    pods = {f"pod/{p.metadata.name}": p.metadata.resource_version for p in w.pods(api, namespace)}
+    """What a release could write: each policy's resourceVersion (any write moves it), and each pod's UID, labels
+    and annotations (a pod's resourceVersion also moves when the scheduler or the kubelet updates its status)."""
+    pods = {
+        f"pod/{p.metadata.name}": json.dumps(
+            [p.metadata.uid, p.metadata.labels or {}, p.metadata.annotations or {}], sort_keys=True
+        )
+        for p in w.pods(api, namespace)
+    }
     pols = {f"np/{n}": p.metadata.resource_version for n, p in w.policies(api, namespace).items()}
     return pods | pols
 

@@ -59,7 +59,7 @@ def test_down_leaves_nothing_behind(kube_node: dict[str, Any], tmp_path: Path) -
     print("\n" + stopped.stderr)
 
     assert footprint(directory) == []
-    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert not [pid for pid in pids if _alive(pid)]
     assert not Path(f"/run/netns/{node['netns']}").exists()
     route = subprocess.run(["ip", "route", "show", node["pod_subnet"]], capture_output=True, text=True, check=True)
     assert route.stdout.strip() == ""
@@ -71,3 +71,13 @@ def test_down_leaves_nothing_behind(kube_node: dict[str, Any], tmp_path: Path) -
     assert not results.exists() or not [p for p in results.iterdir() if p.name.startswith(f"rsr-{node['netns'][4:]}")]
     assert "apiserver.sock" not in os.listdir(directory)
     assert "node" not in os.listdir(directory)
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie: a stopped daemon's entry lingers as a zombie until its parent (init,
+    which in a container may reap late) collects it, and a zombie holds no resource the node needs cleaned up."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
