@@ -209,7 +209,13 @@ class Responder:
         # On a cold instance the investigation waits until the isolating writes are done: its reads and its SDK
         # loads would otherwise compete with them for the one interpreter (see ImportGate); warm, it starts now.
         cold = self.deps.gate is not None and not self.deps.gate.is_open
-        pod_facts = self.investigator.start_pod_facts(connection.kube, target) if connection and not cold else None
+        pod_read: Future[PodView] | None = None
+        pod_facts = None
+        if connection is not None and pod is None and blocker is None:
+            # One read of the pod serves containment and the investigation's owner chain (and so evidence capture).
+            pod_read = self.workers.submit(connection.kube.get_pod, target.namespace, target.pod)
+        if connection is not None and not cold:
+            pod_facts = self.investigator.start_pod_facts(connection.kube, target, pod_read)
         investigation_future = self.coordinators.submit(
             self._when_warm, self.investigator.investigate, finding, target, connection, unavailable, pod_facts
         )
@@ -222,13 +228,13 @@ class Responder:
             isolating = not early.dry_run and any(s.action == "isolate" for s in early.steps)
             if early.dry_run:
                 self._warm()  # a dry run writes nothing: no write to keep the CPU for
-            prefetched = Prefetched(
-                policies=listed or self.workers.submit(connection.kube.list_network_policies, target.namespace),
-                deny_all=self.workers.submit(ensure_deny_all, connection.kube, target.namespace) if isolating else None,
-                pod_facts=pod_facts,
+            listed = listed or self.workers.submit(connection.kube.list_network_policies, target.namespace)
+            ensuring = (
+                self.workers.submit(ensure_deny_all, connection.kube, target.namespace, listed) if isolating else None
             )
+            prefetched = Prefetched(policies=listed, deny_all=ensuring, pod_facts=pod_facts)
             if pod is None and blocker is None:
-                pod, blocker = read_pod(connection, target)
+                pod, blocker = read_pod(connection, target, pod_read)
                 duplicate = self._duplicate(finding, verdict, target, pod, prefetched.policies, common)
                 if duplicate is not None:
                     # Recognised only now: what was started for a new finding is abandoned (it only reads).

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, ClassVar
 
@@ -104,17 +105,26 @@ def _detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str] | No
     return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
 
 
-def ensure_deny_all(kube: KubePort, namespace: str) -> DenyAllState:
+def ensure_deny_all(
+    kube: KubePort, namespace: str, listed: Future[list[NetworkPolicyView]] | None = None
+) -> DenyAllState:
     """Make the deny-all policy exist with exactly the intended content; returns what was done.
 
     Idempotent and safe against concurrent instances (create; on 409 read it and judge its content; replace a squatter
     optimistically). Raises :class:`DenyAllNotEnsured` when the server keeps answering with something else.
+    ``listed``: the namespace's policies, read in the same round as the create. When the create finds the policy
+    already there (a second incident in the namespace) and that read shows it intact, its content is judged from that
+    read, which saves a round; anything else is judged from a fresh read, as before.
     """
     where = f"{namespace}/{DENY_ALL_POLICY}"
     for _ in range(_CONFLICT_ATTEMPTS):
         try:
             made = kube.create_network_policy(namespace, deny_all_body())
         except Conflict:
+            seen = _listed_deny_all(listed)
+            listed = None  # used once: a second conflict is judged on a fresh read
+            if seen is not None and is_deny_all(seen):
+                return DenyAllState(False, f"NetworkPolicy {where} (deny all ingress and egress) in place")
             existing = next((p for p in kube.list_network_policies(namespace) if p.name == DENY_ALL_POLICY), None)
             if existing is None:
                 continue  # deleted between our create and our read: create again
@@ -139,6 +149,15 @@ def ensure_deny_all(kube: KubePort, namespace: str) -> DenyAllState:
             return DenyAllState(True, f"created NetworkPolicy {where} (deny all ingress and egress)")
         raise DenyAllNotEnsured(f"the server stored {where} as {_describe(made)}, not as a deny-all")
     raise DenyAllNotEnsured(f"could not ensure the deny-all {where} after {_CONFLICT_ATTEMPTS} attempts")
+
+
+def _listed_deny_all(listed: Future[list[NetworkPolicyView]] | None) -> NetworkPolicyView | None:
+    if listed is None:
+        return None
+    try:
+        return next((p for p in listed.result() if p.name == DENY_ALL_POLICY), None)
+    except ResponderError:
+        return None
 
 
 def _describe(policy: NetworkPolicyView) -> str:

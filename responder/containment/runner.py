@@ -59,12 +59,16 @@ def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
     return ActionResult(action=action, status=Status.FAILED, dry_run=dry_run, reason=reason)
 
 
-def read_pod(connection: Connection, target: Target) -> tuple[PodView | None, Blocker | None]:
+def read_pod(
+    connection: Connection, target: Target, started: Future[PodView] | None = None
+) -> tuple[PodView | None, Blocker | None]:
     """The pod, or why containment cannot start. Only a 404 means the pod is gone; a 403 or any other failure
-    is a failure (retried), never "already gone"."""
+    is a failure (retried), never "already gone". ``started``: that read, already under way (shared)."""
     where = f"{target.namespace}/{target.pod}"
     try:
-        pod: PodView = connection.kube.get_pod(target.namespace, target.pod)
+        pod: PodView = (
+            started.result() if started is not None else connection.kube.get_pod(target.namespace, target.pod)
+        )
         return pod, None
     except NotFound:
         return None, Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False)

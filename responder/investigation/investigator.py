@@ -139,9 +139,10 @@ class Investigator:
         run = _Run(self, finding, target, connection, unavailable_reason, pod_facts)
         return run.collect()
 
-    def start_pod_facts(self, kube: KubePort, target: Target) -> PodFacts:
-        """Start reading the pod and its owner chain; the result is shared with evidence capture (read once)."""
-        return self.pool.submit(_timed, lambda: _pod_facts(kube, target))
+    def start_pod_facts(self, kube: KubePort, target: Target, pod_read: Future[PodView] | None = None) -> PodFacts:
+        """Start reading the pod and its owner chain; the result is shared with evidence capture (read once).
+        ``pod_read``: containment's own read of the pod, already under way: the chain follows it, not a second read."""
+        return self.pool.submit(_timed, lambda: _pod_facts(kube, target, pod_read))
 
 
 class _Run:
@@ -340,8 +341,10 @@ def _sort_key(entry: LogEntry) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
-def _pod_facts(kube: KubePort, target: Target) -> tuple[PodView, list[WorkloadView]]:
-    pod = kube.get_pod(target.namespace, target.pod)
+def _pod_facts(
+    kube: KubePort, target: Target, pod_read: Future[PodView] | None = None
+) -> tuple[PodView, list[WorkloadView]]:
+    pod = pod_read.result() if pod_read is not None else kube.get_pod(target.namespace, target.pod)
     chain, error = owners.walk(kube, target.namespace, pod.controller)
     if error is not None:
         raise error
