@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
+# How long a kubeconfig's bearer token is reused before its refresh hook is asked again. The hook re-reads an
+# expiring token (exec plugins, OIDC) and costs a Configuration object per call; tokens live minutes to hours.
+AUTH_RECHECK_S = 30.0
 
 
 class KubeHttpError(Exception):
@@ -67,7 +71,9 @@ class KubeHttp:
         return cls(
             cfg.host,
             ca_file=cfg.ssl_ca_cert,
-            authorization=lambda: cfg.get_api_key_with_prefix("BearerToken", alias="authorization"),
+            authorization=_ttl_cached(
+                lambda: cfg.get_api_key_with_prefix("BearerToken", alias="authorization"), AUTH_RECHECK_S
+            ),
             cert_file=cfg.cert_file,
             key_file=cfg.key_file,
             verify=bool(cfg.verify_ssl),
@@ -149,6 +155,20 @@ class KubeHttp:
         """Drop pooled connections."""
         if self._pool is not None:
             self._pool.clear()
+
+
+def _ttl_cached(fn: Callable[[], str | None], ttl_s: float) -> Callable[[], str | None]:
+    state: list[Any] = [None, float("-inf")]  # value, when it was read
+    lock = threading.Lock()
+
+    def cached() -> str | None:
+        with lock:
+            if time.monotonic() - state[1] > ttl_s:
+                state[0], state[1] = fn(), time.monotonic()
+            value: str | None = state[0]
+            return value
+
+    return cached
 
 
 def _one_write_pools() -> dict[str, Any]:
