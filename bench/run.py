@@ -6,11 +6,20 @@ What is measured, and how (L = 50 ms, the injected latency of every remote call)
   up front), ``python_startup_s`` (``python -c pass``): median wall time of ``python -c "import ..."`` in fresh
   processes, cwd = repository root, runs interleaved, bytecode cached (one warm-up run each first).
   ``import_main_nocache_s``: the same for a copy of main.py + responder/ without cached bytecode.
-- ``rss_mib``: peak RSS of a fresh process that imported ``main`` and handled its first event through
-  ``main.handle_finding`` (enforce, isolate) against the local cluster and the Google wire fakes, no latency
-  (``bench/probe.py first-event``). Peak RSS is ``VmHWM``; ``ru_maxrss`` is recorded next to it but on Linux it
-  survives ``execve``, so a process forked from this ~100 MiB one would report at least that (see bench/probe.py).
-  ``first_event_s`` is that event's wall time (lazy SDK imports and first connections included).
+- ``cold_to_isolated_s``: a fresh process (``bench/probe.py first-event``), from just before ``import main`` to the
+  moment the apiserver has accepted the isolating writes (deny-all, every exclusion, the quarantine label: seen by a
+  watch on the apiserver, bench/cold.py), for one event through ``main.handle_finding`` on the GKE path: the cluster
+  looked up through the GKE wire fake (anonymous credentials), the bearer token from Application Default Credentials
+  (a local metadata server, as on Cloud Functions), pods on the local apiserver, no added latency. Median of
+  ``COLD_SAMPLES`` after one warm-up process (which writes the bytecode a deployed instance has).
+  ``cold_to_isolated_L``: the same with L on every remote call (the apiserver through the latency proxy), in L.
+- ``peer_import_s``: Cloud Custodian's ``import c7n_gcp.handler`` in its own virtual environment (``.venv-peer``,
+  created by the bench on first use), median of fresh interpreters, bytecode cached: the import alone of what a user
+  would otherwise deploy.
+- ``rss_mib``: peak RSS (``VmHWM``) of those cold processes after their first full event (isolate, capture,
+  investigation, verification, marks), the highest of the samples; ``first_event_s`` is that event's wall time.
+  ``ru_maxrss`` is recorded next to it but on Linux it survives ``execve``, so a process forked from this ~100 MiB one
+  would report at least that (see bench/probe.py).
 - ``rss_100_concurrent_mib``: the same, with 100 distinct events in flight at once (one thread each, as
   functions-framework's threaded server would run them), at latency L so that they really overlap.
 - ``containment_L``: from the call into ``Responder.respond`` to the moment the pod is isolated, in multiples of L.
@@ -32,9 +41,13 @@ What is measured, and how (L = 50 ms, the injected latency of every remote call)
   enrichment branch (``Outcome.investigation.branches[*].duration_ms``), at latency L; median of the samples.
 - ``ignore_per_s``: events/s through ``Responder.respond`` in one process, with a thread pool the size of
   functions-framework's gunicorn default (4 threads per CPU), for the ignore path: INACTIVE findings and the echo SCC
-  sends after our own security-marks write-back. ``duplicate_per_s``: a redelivery of an already-contained finding
-  (the full path again, idempotent: reads, no writes). ``full_per_s``: 100 distinct findings on 100 fresh pods, full
-  handling (isolate + capture + investigation + marks), no latency.
+  sends after our own security-marks write-back. ``full_per_s``: 100 distinct findings on 100 fresh pods, full
+  handling (isolate + capture + investigation + marks), no latency. ``duplicate_per_s``: the same 100 findings
+  delivered again to the instance that handled them.
+- ``duplicate_cost_ratio``: CPU seconds (``time.process_time``, every thread) of those 100 redeliveries over those of
+  the 100 first deliveries. ``duplicate_other_instance_cost_ratio``: the redeliveries reaching another warm instance
+  that never saw the findings, which presumes them new and recognises them after the pod read (its pools are drained
+  before CPU is read, so the work it abandons is counted).
 
 The responder-driving measurements run in a worker process of their own (``python -m bench.run worker ...``) so that
 the proxy's and the fakes' threads in this process do not share its interpreter lock.
@@ -61,6 +74,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.cold import peer_import
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 KUBEENV = ROOT / "tools" / "kubeenv.py"
@@ -72,6 +87,7 @@ TEST_NAMESPACE_LABEL = "rsr-test"  # what tests/support/kube.py labels its names
 L_S = 0.050
 IMPORT_RUNS = 9
 CONTAINMENT_SAMPLES = 5
+COLD_SAMPLES = 3
 IGNORE_EVENTS = 2000
 WORKERS = (os.cpu_count() or 1) * 4  # functions-framework's gunicorn: THREADS defaults to 4 per CPU
 EAGER_IMPORTS = (
@@ -87,11 +103,16 @@ defaults:
 """
 TARGETS: dict[str, tuple[str, float]] = {
     "import_main_s": ("<=", 0.25),
+    "cold_to_isolated_s": ("<=", 0.6),  # and below peer_import_s: see ratios()
     "rss_mib": ("<=", 120.0),
-    "containment_L": ("<=", 3.0),
+    "containment_L": ("<=", 2.2),
     "full_over_slowest_branch": ("<=", 1.1),
+    "duplicate_cost_ratio": ("<=", 0.1),
 }
 UNITS = {
+    "cold_to_isolated_s": "s",
+    "peer_import_s": "s",
+    "cold_to_isolated_L": "L",
     "python_startup_s": "s",
     "import_floor_s": "s",
     "import_main_s": "s",
@@ -107,6 +128,8 @@ UNITS = {
     "ignore_per_s": "/s",
     "duplicate_per_s": "/s",
     "full_per_s": "/s",
+    "duplicate_cost_ratio": "x",
+    "duplicate_other_instance_cost_ratio": "x",
 }
 
 
@@ -199,10 +222,16 @@ def _kubeenv(*args: str, quiet: bool = False) -> int:
 
 @contextlib.contextmanager
 def local_cluster() -> Iterator[dict[str, Any]]:
-    """The `make kube-up` cluster when healthy, else one started in .testenv-bench (and stopped afterwards)."""
+    """The `make kube-up` cluster (or a bench cluster left running) when healthy, else one started in .testenv-bench
+    and stopped afterwards."""
     started: Path | None = None
-    if (SHARED_ENV / "state.json").exists() and _kubeenv("status", "--dir", str(SHARED_ENV), quiet=True) == 0:
-        directory = SHARED_ENV
+    healthy = [
+        d
+        for d in (SHARED_ENV, BENCH_ENV)
+        if (d / "state.json").exists() and _kubeenv("status", "--dir", str(d), quiet=True) == 0
+    ]
+    if healthy:
+        directory = healthy[0]
         log(f"reusing the healthy cluster in {directory.name}")
     else:
         directory = BENCH_ENV
@@ -314,8 +343,8 @@ def finding_doc(namespace: str, pod: str, suffix: str, **overrides: Any) -> dict
 
 
 def seed_finding(fake: Any, doc: dict[str, Any]) -> None:
-    """SCC knows the finding (verification and the marks write-back find it)."""
-    fake.add_finding(doc["finding"]["name"], resource_name=doc["finding"]["resourceName"])
+    """SCC knows the finding as the message describes it: verification vouches for it, the write-back finds it."""
+    fake.vouch_for(doc)
 
 
 def echo_doc(doc: dict[str, Any]) -> dict[str, Any]:
@@ -641,22 +670,51 @@ def worker_throughput(spec: dict[str, Any]) -> dict[str, Any]:
         verdicts: dict[str, int] = {}
         isolate: dict[str, int] = {}
         for o in outcomes:
-            verdicts[o.record.verdict.value] = verdicts.get(o.record.verdict.value, 0) + 1
+            key = f"{o.record.verdict.value}/{o.record.code}"
+            verdicts[key] = verdicts.get(key, 0) + 1
             for a in o.record.actions:
                 if a.action == "isolate":
                     isolate[a.status.value] = isolate.get(a.status.value, 0) + 1
         return {"verdicts": verdicts, "isolate": isolate, "retry": sum(1 for o in outcomes if o.retry)}
 
+    def cpu(docs: list[dict[str, Any]], who: Any = None) -> tuple[float, float, list[Any]]:
+        """(wall s, CPU s of the whole process, outcomes); ``who``'s pools are drained before CPU is read, so work
+        an event left running in the background (an abandoned investigation) is counted too."""
+        before = time.process_time()
+        wall, outcomes = run(docs) if who is None else run_with(who, docs)
+        if who is not None:
+            who.workers.shutdown(wait=True)
+            who.coordinators.shutdown(wait=True)
+        return wall, time.process_time() - before, outcomes
+
+    def run_with(who: Any, docs: list[dict[str, Any]]) -> tuple[float, list[Any]]:
+        deliveries = [_payload(d) for d in docs]
+        with ThreadPoolExecutor(workers, thread_name_prefix="ff") as pool:
+            started = time.perf_counter()
+            outcomes = list(pool.map(who.respond, deliveries))
+            return time.perf_counter() - started, outcomes
+
     run(spec["warmup"])  # SDK imports, connections, the namespace's deny-all: not part of the steady state
     run(spec["ignore"][:50])
     ignore_s, ignore_out = run(spec["ignore"])
-    full_s, full_out = run(spec["full"])
-    dup_s, dup_out = run(spec["full"])
+    full_s, full_cpu, full_out = cpu(spec["full"])
+    dup_s, dup_cpu, dup_out = cpu(spec["full"])  # redelivered to the instance that handled them
+    # The same redeliveries reaching another (warm) instance, which has not seen these findings: recognised after
+    # the pod read, with the investigation it had already started abandoned.
+    other = Responder(_deps(spec))
+    run_with(other, spec["warmup"])
+    other_s, other_cpu, other_out = cpu(spec["full"], other)
     return {
         "workers": workers,
         "ignore": {"events": len(ignore_out), "wall_s": ignore_s, **summary(ignore_out)},
-        "full": {"events": len(full_out), "wall_s": full_s, **summary(full_out)},
-        "duplicate": {"events": len(dup_out), "wall_s": dup_s, **summary(dup_out)},
+        "full": {"events": len(full_out), "wall_s": full_s, "cpu_s": full_cpu, **summary(full_out)},
+        "duplicate": {"events": len(dup_out), "wall_s": dup_s, "cpu_s": dup_cpu, **summary(dup_out)},
+        "duplicate_other_instance": {
+            "events": len(other_out),
+            "wall_s": other_s,
+            "cpu_s": other_cpu,
+            **summary(other_out),
+        },
     }
 
 
@@ -681,14 +739,19 @@ def run_worker(name: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     return result
 
 
-def run_probe(mode: str, env: dict[str, str], events: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
-    """bench/probe.py in a fresh process configured only through RESPONDER_* variables."""
-    events_path, out_path = tmp / f"probe-{mode}.jsonl", tmp / f"probe-{mode}.json"
+def run_probe(
+    tag: str, env: dict[str, str], events: list[dict[str, Any]], tmp: Path, mode: str | None = None
+) -> dict[str, Any]:
+    """bench/probe.py in a fresh process configured only through RESPONDER_* variables (``mode``: default ``tag``)."""
+    mode = mode or tag
+    events_path, out_path = tmp / f"probe-{tag}.jsonl", tmp / f"probe-{tag}.json"
     events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    probe_env = clean_env(**env)
+    probe_env.pop("PYTHONDONTWRITEBYTECODE", None)  # a deployed instance has its bytecode
     subprocess.run(
         [sys.executable, "-m", "bench.probe", mode, "--events", str(events_path), "--out", str(out_path)],
         cwd=ROOT,
-        env=clean_env(**env),
+        env=probe_env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -717,6 +780,10 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     log("imports: fresh interpreters")
     imports, details["imports"] = measure_imports()
     figures.update(imports)
+    log("the peer: Cloud Custodian's `import c7n_gcp.handler` in its own environment")
+    peer, details["peer_import"] = peer_import(log, IMPORT_RUNS)
+    if peer is not None:
+        figures["peer_import_s"] = peer
 
     with local_cluster() as state, contextlib.ExitStack() as stack:
         admin = config.new_client_from_config(config_file=state["kubeconfig"])
@@ -738,8 +805,9 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         log("seeding namespaces, deployments and policies")
         samples = [seeder.shop("c", 1, 2) for _ in range(2 * CONTAINMENT_SAMPLES + 2)]
         tput, tput_warm = seeder.shop("tput", 10, 10), seeder.shop("tputw", 1, 1)
-        first, concurrent_shop = seeder.shop("rss", 1, 1), seeder.shop("rss100", 10, 10)
-        seeder.wait([*samples, first, tput_warm], 1)
+        concurrent_shop = seeder.shop("rss100", 10, 10)
+        cold_shops = [seeder.shop("cold", 1, 1) for _ in range(1 + 2 * COLD_SAMPLES)]
+        seeder.wait([*samples, *cold_shops, tput_warm], 1)
         seeder.wait(samples, 2)
         seeder.wait([tput, concurrent_shop], 10)
 
@@ -808,9 +876,24 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         }
         verify_isolated(admin, [*spec["responder"], *spec["baseline"], *spec["warm_namespace"]])
 
-        # ---------------------------------------------------------------------------- memory, fresh processes
-        log("memory: first event in a fresh process (no latency)")
-        fake.latency_s = 0.0
+        # ------------------------------------------------------------- the cold path and memory, fresh processes
+        kube_host, ca_b64, token = kube_access(direct_kc)
+        cold_args = (fake, kube_host, ca_b64, token)
+        log("cold path: a fresh process per event, GKE path, no latency (one warm-up writes the bytecode)")
+        measure_cold(admin, *cold_args, 0.0, policy_file, tmp, event, cold_shops[:1])
+        cold = measure_cold(admin, *cold_args, 0.0, policy_file, tmp, event, cold_shops[1 : 1 + COLD_SAMPLES])
+        log(f"cold path at L = {L_S * 1000:.0f} ms (apiserver through the latency proxy)")
+        proxied = (fake, f"127.0.0.1:{proxy.port}", ca_b64, token)
+        cold_l = measure_cold(admin, *proxied, L_S, policy_file, tmp, event, cold_shops[1 + COLD_SAMPLES :])
+        details["cold"] = cold
+        details["cold_latency"] = cold_l
+        figures["cold_to_isolated_s"] = _median3([c["cold_to_isolated_s"] for c in cold])
+        figures["cold_to_isolated_L"] = _median(
+            [c["cold_to_isolated_s"] / L_S for c in cold_l if c["cold_to_isolated_s"]]
+        )
+        figures["rss_mib"] = round(max(c["rss_mib"] for c in cold), 1)
+        figures["first_event_s"] = _median3([c["first_event_s"] for c in cold])
+        details["first_event_probe"] = cold[0]
         probe_env = {
             "RESPONDER_KUBECONFIG": str(direct_kc),
             "RESPONDER_MODE": "enforce",
@@ -821,12 +904,6 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "RESPONDER_CONTAINER_ENDPOINT": fake.url,
             "RESPONDER_ANONYMOUS_GOOGLE": "true",
         }
-        first_event = event(first, "web0", 0, "rf")
-        probe = run_probe("first-event", probe_env, [message_published(first_event["doc"])], tmp)
-        details["first_event_probe"] = probe
-        figures["rss_mib"] = round(probe["rss_mib"], 1)
-        figures["first_event_s"] = round(probe["first_event_s"], 3)
-        verify_isolated(admin, [first_event])
 
         log(f"memory: 100 events in flight in a fresh process (L = {L_S * 1000:.0f} ms)")
         fake.latency_s = L_S
@@ -861,9 +938,98 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         for name in ("ignore", "full", "duplicate"):
             part = throughput[name]
             figures[f"{name}_per_s"] = round(part["events"] / part["wall_s"], 1)
+        full_cpu = throughput["full"]["cpu_s"]
+        figures["duplicate_cost_ratio"] = round(throughput["duplicate"]["cpu_s"] / full_cpu, 3)
+        figures["duplicate_other_instance_cost_ratio"] = round(
+            throughput["duplicate_other_instance"]["cpu_s"] / full_cpu, 3
+        )
         verify_isolated(admin, full)
     details["throughput_workers"] = WORKERS
     return figures, details
+
+
+def measure_cold(
+    admin: Any,
+    fake: Any,
+    kube_host: str,
+    ca_b64: str,
+    token: str,
+    latency_s: float,
+    policy_file: Path,
+    tmp: Path,
+    event: Callable[[Shop, str, int, str], dict[str, Any]],
+    shops: list[Shop],
+) -> list[dict[str, Any]]:
+    """One fresh process per shop: ``import main`` and one event on the GKE path, timed until the pod is isolated.
+
+    The GKE wire fake describes the cluster (endpoint ``kube_host``: the apiserver, or the latency proxy in front of
+    it; its CA), Application Default Credentials hand out the responder's apiserver token through a local metadata
+    server (bench/cold.py), every Google call waits ``latency_s``. No RESPONDER_KUBECONFIG: the production wiring.
+    """
+    from bench.cold import IsolationWatch, MetadataServer
+    from tests.notifications import message_published
+
+    metadata = MetadataServer(token).start()
+    out = []
+    try:
+        fake.latency_s = latency_s
+        for i, shop in enumerate(shops):
+            sample = event(shop, "web0", 0, f"k{int(latency_s * 1000)}")
+            cluster = sample["doc"]["finding"]["resourceName"].removeprefix("//container.googleapis.com/")
+            fake.add_cluster(cluster, endpoint=kube_host, ca_certificate=ca_b64, network_policy=True)
+            env = {
+                "RESPONDER_MODE": "enforce",
+                "RESPONDER_ACTION": "isolate",
+                "RESPONDER_POLICY_FILE": str(policy_file),
+                "RESPONDER_SCC_ENDPOINT": fake.url,
+                "RESPONDER_LOGGING_ENDPOINT": fake.url,
+                "RESPONDER_CONTAINER_ENDPOINT": fake.url,
+                "RESPONDER_ANONYMOUS_GOOGLE": "true",
+                **metadata.env(tmp / "gcloud"),
+            }
+            watch = IsolationWatch(admin, shop.namespace, sample["pod"], sample["policies"]).start()
+            try:
+                spawned = time.monotonic()
+                probe = run_probe(f"cold-{i}", env, [message_published(sample["doc"])], tmp, mode="first-event")
+                isolated = watch.isolated_at()
+            finally:
+                watch.stop()
+            t0 = probe["t0_monotonic"]
+            out.append(
+                {
+                    "namespace": shop.namespace,
+                    "status": probe["status"],
+                    "cold_to_isolated_s": None if isolated is None else isolated - t0,
+                    "spawn_to_isolated_s": None if isolated is None else isolated - spawned,
+                    "seen_s": {k: None if v is None else round(v - t0, 3) for k, v in watch.seen.items()},
+                    **{k: v for k, v in probe.items() if k not in ("t0_monotonic",)},
+                }
+            )
+            verify_isolated(admin, [sample])
+    finally:
+        metadata.stop()
+        fake.latency_s = 0.0
+    return out
+
+
+def kube_access(kubeconfig: Path) -> tuple[str, str, str]:
+    """(host:port, base64 CA PEM, bearer token) of the apiserver, as GKE's API would describe the cluster."""
+    import base64
+
+    import yaml
+
+    doc = yaml.safe_load(kubeconfig.read_text())
+    cluster = doc["clusters"][0]["cluster"]
+    ca = (
+        cluster.get("certificate-authority-data")
+        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    )
+    return cluster["server"].removeprefix("https://"), ca, doc["users"][0]["user"]["token"]
+
+
+def _median3(values: list[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else float("nan")
 
 
 def verify_isolated(admin: Any, events: list[dict[str, Any]]) -> None:
@@ -903,6 +1069,7 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
         return round(x / y, 2) if isinstance(x, int | float) and isinstance(y, int | float) and y else None
 
     pairs = {
+        "cold_to_isolated_s / peer_import_s": ("cold_to_isolated_s", "peer_import_s"),
         "containment_L / baseline_containment_L": ("containment_L", "baseline_containment_L"),
         "import_main_s / import_floor_s": ("import_main_s", "import_floor_s"),
         "import_main_s / import_eager_s": ("import_main_s", "import_eager_s"),
