@@ -273,12 +273,20 @@ class KubeAdapter:
     def exec(
         self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
     ) -> str:
-        """Run argv (no shell) over the exec websocket; stream stdout/stderr until exit, the deadline or the cap.
+        """Run argv (no shell) over the exec websocket, capped at ``limit_bytes`` and ``timeout_s`` (``kube_exec``).
+        Through an HTTP proxy (a kubeconfig's proxy-url) the official client's stream is used instead."""
+        if self._gate is not None:
+            self._gate.wait()  # a cold instance captures after its isolating writes
+        if self.http.proxy:
+            return self._exec_via_client(namespace, name, container, argv, timeout_s, limit_bytes)
+        from responder.adapters import kube_exec
 
-        The container is the attacker's: it decides how much ``ps`` prints and how slowly. So output is consumed
-        frame by frame and the stream is closed as soon as ``limit_bytes`` are held or ``timeout_s`` has passed;
-        memory stays at the cap plus one websocket frame whatever the container does.
-        """
+        return kube_exec.run(self.http, namespace, name, container, argv, timeout_s, limit_bytes)
+
+    def _exec_via_client(
+        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
+    ) -> str:
+        """``kubernetes.stream``, consumed frame by frame under the same cap and deadline as ``kube_exec``."""
         core = self.core  # first: on a cold instance this waits until the isolating writes are done
         from kubernetes.stream import stream
 

@@ -110,6 +110,14 @@ class KubeHttp:
                     self._pool.pool_classes_by_scheme = _one_write_pools()
             return self._pool
 
+    def headers(self) -> dict[str, str]:
+        """The headers every request carries (authorization included), for calls made outside the pool (exec)."""
+        headers = dict(self._headers)
+        authorization = self._authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        return headers
+
     def request(
         self,
         method: str,
