@@ -91,6 +91,14 @@ class _Run:
         return out
 
 
+def _planned(done: str) -> str:
+    """A write's description as a plan ("remove ..."), from how it reads once done ("removed ...")."""
+    for past, plan in (("removed ", "remove "), ("deleted ", "delete ")):
+        if done.startswith(past):
+            return plan + done[len(past) :]
+    return done
+
+
 def parse_target(target: str) -> tuple[str, str]:
     """``NAMESPACE/POD`` → (namespace, pod), each checked against Kubernetes naming rules (never escaped)."""
     namespace, sep, pod = target.partition("/")
@@ -259,7 +267,8 @@ class Releaser:
                     run.add("policies", Status.SKIPPED, f"nothing to remove: {namespace} has no exclusion or deny-all")
                     return
                 if run.dry_run:
-                    run.add("policies", Status.SKIPPED, "; ".join(w for w, _ in writes), [w for w, _ in writes])
+                    planned = [_planned(w) for w, _ in writes]
+                    run.add("policies", Status.SKIPPED, "; ".join(planned), planned)
                     return
                 for what, write in writes:
                     write()
