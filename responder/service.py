@@ -269,8 +269,18 @@ class Responder:
                 undone = undo_quarantine(connection.kube, pod, finding.name)
                 results.append(undone)
                 retry = retry or undone.status is Status.FAILED
-        elif verification.transient and any(r.reason.startswith(UNVERIFIED) for r in results):
-            retry = True  # a destructive step waits for SCC: redelivery verifies again
+        elif verification.vouch is Vouch.UNREACHABLE and not plan.dry_run:
+            wrote = any(r.status is Status.SUCCEEDED for r in results)
+            held = any(r.reason.startswith(UNVERIFIED) for r in results)
+            if wrote:  # fail safe: the isolation stays, and the record says it rests on an unconfirmed message
+                common["warnings"] = [
+                    *common["warnings"],
+                    f"SCC could not confirm the message ({clean(verification.reason, 200)}): the isolation is kept "
+                    "(fail safe); nothing destructive ran and nothing was written back",
+                ]
+            # Redelivery verifies again: it then finishes the job (a delete that waited) or, if SCC refutes the
+            # message, undoes the isolation. A failure that will not heal (403 on SCC) still ends in the dead letter.
+            retry = retry or ((wrote or held) and verification.transient)
         results += write_back.result()
         investigation = investigation_future.result()
 

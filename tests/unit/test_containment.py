@@ -392,3 +392,23 @@ def test_exec_output_is_capped(kube: FakeKube) -> None:
     assert outcome.evidence is not None and outcome.evidence.process_tree is not None
     assert len(outcome.evidence.process_tree) < 4096 + 100
     assert "truncated at 4096 bytes" in outcome.evidence.process_tree
+
+
+class _SccDown(FakeFindings):
+    def get_finding(self, name: str) -> Any:
+        from responder.errors import TransientError
+
+        raise TransientError("SCC list_findings: HTTP 503")
+
+
+def test_scc_unreachable_keeps_the_isolation_says_so_and_asks_for_redelivery(kube: FakeKube) -> None:
+    outcome = run(make(kube, action="delete", findings=_SccDown()))
+    assert statuses(outcome)["isolate"] == "succeeded"  # fail safe: the pod stays cut off
+    assert QUARANTINE_LABEL in kube.pods[(NS, POD)].labels
+    delete = next(a for a in outcome.record.actions if a.action == "delete")
+    assert delete.status.value == "skipped" and delete.reason.startswith("not verified")
+    assert (NS, POD) in kube.pods
+    assert any("isolation is kept" in w for w in outcome.record.warnings)
+    assert outcome.retry and outcome.record.verification is not None
+    assert outcome.record.verification.status == "unreachable"
+    assert "mark" not in statuses(outcome) or statuses(outcome)["mark"] == "skipped"
