@@ -91,6 +91,23 @@ class _Run:
         return out
 
 
+def _pod_write(run: _Run, step: str, name: str, write: Callable[[], object]) -> bool | None:
+    """One write to the pod under its UID precondition: True when done; False (recorded as skipped) when the pod is
+    gone or was replaced; None (recorded as failed) on any other error."""
+    try:
+        write()
+    except NotFound:
+        run.add(step, Status.SKIPPED, f"pod {name} no longer exists")
+        return False
+    except Conflict:
+        run.add(step, Status.SKIPPED, f"pod {name} was replaced (UID changed); the new pod is not touched")
+        return False
+    except ResponderError as exc:
+        run.add(step, Status.FAILED, f"could not {step} pod {name}: {clean(exc, 300)}")
+        return None
+    return True
+
+
 def _planned(done: str) -> str:
     """A write's description as a plan ("remove ..."), from how it reads once done ("removed ...")."""
     for past, plan in (("removed ", "remove "), ("deleted ", "delete ")):
@@ -185,17 +202,16 @@ class Releaser:
             return True
         annotations: dict[str, str | None] = dict.fromkeys(keys)
         annotations[RELEASED_ANNOTATION] = self.clock().isoformat(timespec="seconds")
-        try:
-            self.kube.patch_pod_metadata(pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: None}, annotations)
-        except NotFound:
-            run.add("release", Status.SKIPPED, f"pod {name} no longer exists")
-            return False
-        except Conflict:
-            run.add("release", Status.SKIPPED, f"pod {name} was replaced (UID changed); the new pod is not touched")
-            return False
-        except ResponderError as exc:
-            run.add("release", Status.FAILED, f"could not release pod {name}: {clean(exc, 300)}")
-            return None
+        written = _pod_write(
+            run,
+            "release",
+            name,
+            lambda: self.kube.patch_pod_metadata(
+                pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: None}, annotations
+            ),
+        )
+        if written is not True:
+            return written
         run.add("release", Status.SUCCEEDED, f"released: {what.removeprefix('remove ')} removed", [what])
         return True
 
@@ -206,17 +222,11 @@ class Releaser:
         if run.dry_run:
             run.add("delete", Status.SKIPPED, what, [what])
             return True
-        try:
-            self.kube.delete_pod(pod.namespace, pod.name, pod.uid, None)
-        except NotFound:
-            run.add("delete", Status.SKIPPED, f"pod {pod.name} no longer exists")
-            return False
-        except Conflict:
-            run.add("delete", Status.SKIPPED, f"pod {pod.name} was replaced (UID changed); the new pod is not touched")
-            return False
-        except ResponderError as exc:
-            run.add("delete", Status.FAILED, f"could not delete pod {pod.name}: {clean(exc, 300)}")
-            return None
+        written = _pod_write(
+            run, "delete", pod.name, lambda: self.kube.delete_pod(pod.namespace, pod.name, pod.uid, None)
+        )
+        if written is not True:
+            return written
         if not self._gone(pod):
             run.add(
                 "delete",

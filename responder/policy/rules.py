@@ -40,7 +40,6 @@ PROTECTED_FLOOR = (
     "resource-group-system",
     "responder-system",
 )
-DEFAULT_PROTECTED = PROTECTED_FLOOR
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
 
 
@@ -83,7 +82,7 @@ class Defaults(_Strict):
 
     mode: Mode = "dry-run"
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
-    protected_namespaces: tuple[str, ...] = DEFAULT_PROTECTED
+    protected_namespaces: tuple[str, ...] = PROTECTED_FLOOR
     exempt_label: str = "responder.rsr.dev/exempt"
     budget: Budget = Budget()
     verify_finding: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -95,14 +96,32 @@ def wait_for_pods(
     exclude_uids: set[str] | None = None,
 ) -> list[Any]:
     """Wait until ``count`` live pods exist (the controller-manager creates them asynchronously)."""
+    return _wait(api, namespace, count, label_selector, timeout_s, exclude_uids, "", lambda _: True)
+
+
+def _wait(
+    api: client.ApiClient,
+    namespace: str,
+    count: int,
+    label_selector: str | None,
+    timeout_s: float,
+    exclude_uids: set[str] | None,
+    what: str,
+    wanted: Callable[[Any], bool],
+) -> list[Any]:
+    """Poll until ``count`` live pods (not in ``exclude_uids``) satisfy ``wanted``."""
     deadline = time.monotonic() + timeout_s
     found: list[Any] = []
     while time.monotonic() < deadline:
-        found = [p for p in pods(api, namespace, label_selector) if p.metadata.uid not in (exclude_uids or set())]
+        found = [
+            p
+            for p in pods(api, namespace, label_selector)
+            if p.metadata.uid not in (exclude_uids or set()) and wanted(p)
+        ]
         if len(found) >= count:
             return found
         time.sleep(0.3)
-    raise AssertionError(f"expected {count} pods in {namespace}, found {len(found)} after {timeout_s}s")
+    raise AssertionError(f"expected {count} {what}pods in {namespace}, found {len(found)} after {timeout_s}s")
 
 
 def policies(api: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -179,15 +198,4 @@ def wait_for_running(
     exclude_uids: set[str] | None = None,
 ) -> list[Any]:
     """Wait until ``count`` live pods are Running with every container ready (on the real node)."""
-    deadline = time.monotonic() + timeout_s
-    found: list[Any] = []
-    while time.monotonic() < deadline:
-        found = [
-            p
-            for p in pods(api, namespace, label_selector)
-            if p.metadata.uid not in (exclude_uids or set()) and is_running(p)
-        ]
-        if len(found) >= count:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"expected {count} Running pods in {namespace}, found {len(found)} after {timeout_s}s")
+    return _wait(api, namespace, count, label_selector, timeout_s, exclude_uids, "Running ", is_running)

@@ -627,7 +627,7 @@ def test_protected_namespaces_floor_is_always_exported() -> None:
     # Terraform never exports less than the floor the responder enforces itself.
     import responder.policy.rules
 
-    app_floor = getattr(responder.policy.rules, "PROTECTED_FLOOR", None) or responder.policy.rules.DEFAULT_PROTECTED
+    app_floor = responder.policy.rules.PROTECTED_FLOOR
     assert set(app_floor) <= PROTECTED_FLOOR
 
 
