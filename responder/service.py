@@ -447,12 +447,15 @@ class Responder:
         """The cluster, or why not: (connection, why enrichment is unavailable, what that means for containment)."""
         if self.deps.connector is None:
             why = "no cluster credentials configured (RESPONDER_KUBECONFIG or GKE access)"
-            return None, why, Blocker(why, Status.SKIPPED, retry=False)
+            return None, why, Blocker(why, Status.SKIPPED, retry=False, fails_when_enforcing=True)
         try:
             return self.deps.connector.connect(target.cluster), None, None
-        except (Unavailable, NotFound) as exc:
-            why = f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
+        except NotFound as exc:  # the cluster is gone: nothing left to contain
+            why = f"cluster {target.cluster.path} not found: {clean(exc, 200)}"
             return None, why, Blocker(why, Status.SKIPPED, retry=False)
+        except Unavailable as exc:  # credentials or kubeconfig missing or unusable: an operator must look
+            why = f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
+            return None, why, Blocker(why, Status.SKIPPED, retry=False, fails_when_enforcing=True)
         except Forbidden as exc:
             why = f"forbidden (check IAM: container.clusters.get on {target.cluster.path}): {clean(exc, 200)}"
             return None, why, Blocker(why, Status.FAILED, retry=True)

@@ -44,11 +44,16 @@ class RunRules:
 
 @dataclass(frozen=True, slots=True)
 class Blocker:
-    """Why no step can run (cluster or pod unavailable), and whether that is a failure to redeliver."""
+    """Why no step can run (cluster or pod unavailable), and whether that is a failure to redeliver.
+
+    ``fails_when_enforcing``: harmless for a plan (dry-run replays decide without a cluster), but when the plan was
+    to act it means the pod was never contained, so it is a failure and the delivery is redelivered.
+    """
 
     reason: str
     status: Status
     retry: bool
+    fails_when_enforcing: bool = False
 
 
 UNVERIFIED = "not verified: "
@@ -141,6 +146,8 @@ class Runner:
             )
         if blocker is not None or connection is None or pod is None:
             why = blocker or Blocker("no pod to act on", Status.SKIPPED, retry=False)
+            if why.fails_when_enforcing and not dry_run:
+                why = Blocker(f"cannot contain: {why.reason}", Status.FAILED, retry=True)
             prefix = "not run: " if why.status is Status.SKIPPED else ""
             slots.extend(
                 ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=dry_run)

@@ -412,3 +412,15 @@ def test_scc_unreachable_keeps_the_isolation_says_so_and_asks_for_redelivery(kub
     assert outcome.retry and outcome.record.verification is not None
     assert outcome.record.verification.status == "unreachable"
     assert "mark" not in statuses(outcome) or statuses(outcome)["mark"] == "skipped"
+
+
+def test_enforcing_without_a_usable_cluster_connection_is_a_failure_not_a_skip(tmp_path: Any) -> None:
+    from responder.adapters.kube_connect import KubeconfigConnector
+
+    for connector in (None, KubeconfigConnector(tmp_path / "missing.kubeconfig")):  # not configured / mistyped
+        for mode, status, retry in (("enforce", "failed", True), ("dry-run", "skipped", False)):
+            s = Settings(mode=mode, action="isolate")  # type: ignore[arg-type]
+            deps = Dependencies(settings=s, policy=PolicyEngine(Policy(), s), connector=connector)
+            outcome = run(Responder(deps))
+            assert {a.status.value for a in containment(outcome)} == {status}, outcome.record.actions
+            assert outcome.retry is retry
