@@ -12,7 +12,7 @@ import json
 import os
 import pwd
 import sys
-from typing import Any
+from typing import Any, cast
 
 from responder.config import Settings, load_settings
 from responder.errors import ConfigError, InvalidIdentifier
@@ -56,6 +56,20 @@ def connect(settings: Settings, cluster: ClusterRef | None) -> KubePort:
     return gke
 
 
+class _ConnectOnFirstUse:
+    """A KubePort that connects when first used, so that what needs no cluster (an invalid name, a protected
+    namespace) is refused before a missing kubeconfig or credential could be reported instead."""
+
+    def __init__(self, settings: Settings, cluster: ClusterRef | None) -> None:
+        self._settings, self._cluster = settings, cluster
+        self._kube: KubePort | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._kube is None:
+            self._kube = connect(self._settings, self._cluster)
+        return getattr(self._kube, name)
+
+
 def _findings(settings: Settings) -> FindingsAPI | None:
     from responder.bootstrap import google_enabled
 
@@ -97,7 +111,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     settings = load_settings()
     engine = PolicyEngine(load_policy(settings.policy_file), settings)
     releaser = Releaser(
-        connect(settings, args.cluster),
+        cast(KubePort, _ConnectOnFirstUse(settings, args.cluster)),
         protected=engine.protected,
         findings=_findings(settings),
         cluster=args.cluster.path if args.cluster else None,
