@@ -12,6 +12,11 @@ bytes are relayed at once. Over a keep-alive TLS connection one HTTP request is 
 headers and a small body in one write), so each request costs one extra ``latency_s`` - per-request latency, as seen
 by the client. A new connection pays it once more per client handshake flight (TLS 1.3: two).
 
+Timers (``precise_timers``): asyncio's default loop waits in ``epoll``, whose timeout is rounded up to a whole
+millisecond, so each delayed chunk leaves up to 1 ms late (0.5 ms on average: 1 % of L = 50 ms, on every request).
+With ``precise_timers`` the loop waits in ``select``, whose timeout has microsecond resolution; ``select`` only takes
+descriptors below 1024, which the benchmark's few dozen connections are, and the fault tests' hundreds may not be.
+
 Faults (``fault_ratio``, decided per client→server chunk with a seeded RNG, among ``fault_modes``):
 
 - ``reset``:      the chunk is dropped and both sides are reset (RST): the request never reached the server.
@@ -36,8 +41,12 @@ import contextlib
 import json
 import os
 import random
+import selectors
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -164,6 +173,7 @@ class LatencyProxy:
         seed: int = 0,
         listen_host: str = "127.0.0.1",
         listen_port: int = 0,
+        precise_timers: bool = False,
     ) -> None:
         unknown = set(fault_modes) - set(FAULT_MODES)
         if unknown:
@@ -176,6 +186,7 @@ class LatencyProxy:
         self.stats = ProxyStats()
         self._rng = random.Random(seed)
         self._listen = (listen_host, listen_port)
+        self.precise_timers = precise_timers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -193,7 +204,9 @@ class LatencyProxy:
     # ---------------------------------------------------------------------------------------------- lifecycle
     def start(self) -> LatencyProxy:
         """Listen (on a free port unless one was given) and serve in a background thread."""
-        loop = asyncio.new_event_loop()
+        loop = (
+            asyncio.SelectorEventLoop(selectors.SelectSelector()) if self.precise_timers else asyncio.new_event_loop()
+        )
         self._loop = loop
         ready = threading.Event()
 
@@ -363,6 +376,58 @@ class LatencyProxy:
             _close_gracefully(conn)
 
 
+class ProxyProcess:
+    """:class:`LatencyProxy` in a process of its own (``python -m bench.latency_proxy``), for measurements: relaying
+    in the measuring process would share its interpreter lock with whatever else runs there (the Google fakes)."""
+
+    def __init__(self, kubeconfig: Path, dest: Path, latency_s: float, precise_timers: bool = True) -> None:
+        self.kubeconfig = dest  # the copy of ``kubeconfig`` that points at the proxy
+        self._command = [
+            sys.executable,
+            "-m",
+            "bench.latency_proxy",
+            str(kubeconfig),
+            str(dest),
+            "--latency-ms",
+            str(latency_s * 1000),
+            *(["--precise-timers"] if precise_timers else []),
+        ]
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> ProxyProcess:
+        """Start it and wait until it listens."""
+        root = Path(__file__).resolve().parents[1]
+        self._proc = subprocess.Popen(self._command, cwd=root, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait(10)
+            raise RuntimeError(f"latency proxy did not start (exit {self._proc.returncode})")
+        port = urlsplit(json.loads(line)["url"]).port
+        assert port is not None
+        self.port = port
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop it; what went through it (:meth:`ProxyStats.as_dict`), or {} if it ended otherwise."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return {}
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        lines = [line for line in (out or "").splitlines() if line.strip()]
+        try:
+            stats: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            stats = {}
+        return stats
+
+
 def _close_gracefully(conn: _Connection) -> None:
     """The server closed: close the client with a FIN (its buffered bytes are flushed first)."""
     if not conn.dead.is_set():
@@ -391,9 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--fault-ratio", type=float, default=0.0)
     parser.add_argument("--stall-s", type=float, default=2.0)
+    parser.add_argument("--precise-timers", action="store_true", help="microsecond timers (fewer than 1024 fds)")
     args = parser.parse_args(argv)
     proxy = LatencyProxy.for_kubeconfig(
-        args.kubeconfig, latency_s=args.latency_ms / 1000, fault_ratio=args.fault_ratio, stall_s=args.stall_s
+        args.kubeconfig,
+        latency_s=args.latency_ms / 1000,
+        fault_ratio=args.fault_ratio,
+        stall_s=args.stall_s,
+        precise_timers=args.precise_timers,
     ).start()
     proxy.write_kubeconfig(args.kubeconfig, args.out)
     print(json.dumps({"url": proxy.url, "kubeconfig": str(args.out)}), flush=True)

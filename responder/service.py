@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from responder.config import Settings
-from responder.containment.base import ActionResult, Evidence, Prefetched, Status
-from responder.containment.duplicate import already_contained
+from responder.containment.base import ActionResult, Evidence, Prefetched, Status, WritesOut
+from responder.containment.duplicate import already_contained, carries_quarantine
 from responder.containment.isolate import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.runner import UNVERIFIED, Blocker, Runner, RunRules, Slot, crashed, read_pod
@@ -52,10 +52,10 @@ from responder.ports import (
 )
 from responder.report.outcome import Outcome
 from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
+from responder.report.writeback import HANDLED_MARK, notify, write_back
 
 T = TypeVar("T")
 HANDLED_MEMORY = 4096  # finding names remembered per instance (a few hundred KiB at most)
-HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
 
 @dataclass
@@ -70,6 +70,20 @@ class Dependencies:
     publisher: Publisher | None = None
     gate: ImportGate | None = None  # a cold instance's SDK loads wait for its first containment's writes
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class RoundOne:
+    """What an event has once round one is back: the cluster (or why not), the pod (or what blocks containment),
+    and the reads and writes that went out with the pod read."""
+
+    connection: Connection | None
+    unavailable: str | None  # why the investigation has no cluster, when it has none
+    blocker: Blocker | None
+    pod: PodView | None
+    pod_read: Future[PodView] | None  # the pod read itself, when it went out in round one
+    pod_read_at: float | None  # when it went out (time.monotonic), for the pod branch's duration
+    prefetched: Prefetched
 
 
 class Responder:
@@ -188,42 +202,33 @@ class Responder:
         info: DeliveryInfo = common["delivery"]
         # A redelivery (or a finding this instance already handled) is checked against the cluster before anything
         # else starts: when its containment still holds, that check is the whole event. Anything else is presumed new,
-        # and the investigation and verification start at once, alongside the pod read (time to containment).
+        # and round one of isolation goes out with the pod read.
         suspect = self._seen(finding.name) or (info.delivery_attempt or 0) > 1
-        verifying = None if suspect else self._verify(finding, target)
         connection, unavailable, blocker = self._connect(target)
         if connection is None:
             self._warm()  # nothing to write here: the investigation may load what it needs now
         pod: PodView | None = None
+        pod_read: Future[PodView] | None = None
+        pod_read_at: float | None = None
         listed: Future[list[NetworkPolicyView]] | None = None
         if suspect and connection is not None:
-            listed = self.workers.submit(connection.kube.list_network_policies, target.namespace)
+            # One read at a time, in this thread: the pod first, and the policies only if the pod still carries this
+            # finding's quarantine. A duplicate then costs two plain reads and no thread hand-off; anything else
+            # costs no more rounds than before (round one still goes out next, with the policies in it).
             pod, blocker = read_pod(connection, target)
-            duplicate = self._duplicate(finding, verdict, target, pod, listed, common)
-            if duplicate is not None:
-                return duplicate
-        if verifying is None:
-            verifying = self._verify(finding, target)
-        # Investigation needs nothing from containment: start it first, so it overlaps everything below. The pod's
-        # owner chain is read once, for both the investigation and the evidence capture.
-        # On a cold instance the investigation waits until the isolating writes are done: its reads and its SDK
-        # loads would otherwise compete with them for the one interpreter (see ImportGate); warm, it starts now.
-        cold = self.deps.gate is not None and not self.deps.gate.is_open
-        pod_read: Future[PodView] | None = None
-        pod_facts = None
-        if connection is not None and pod is None and blocker is None:
-            # One read of the pod serves containment and the investigation's owner chain (and so evidence capture).
-            pod_read = self.workers.submit(connection.kube.get_pod, target.namespace, target.pod)
-        if connection is not None and not cold:
-            pod_facts = self.investigator.start_pod_facts(connection.kube, target, pod_read)
-        investigation_future = self.coordinators.submit(
-            self._when_warm, self.investigator.investigate, finding, target, connection, unavailable, pod_facts
-        )
-        prefetched = Prefetched(pod_facts=pod_facts)
+            if pod is not None and carries_quarantine(finding.name, pod):
+                listed = _now(connection.kube.list_network_policies, target.namespace)
+                duplicate = self._duplicate(finding, verdict, target, pod, listed, common)
+                if duplicate is not None:
+                    return duplicate
+        prefetched = Prefetched()
         if connection is not None:
-            # Round one of isolation goes out with the pod read: the namespace's policies, and the deny-all policy
-            # when the finding's own labels already tell that this pod will be isolated in enforce mode. The deny-all
-            # selects only quarantine-labelled pods, so creating it early changes nothing for any other pod.
+            # Round one of isolation: the pod read, the namespace's policies, and the deny-all policy when the
+            # finding's own labels already tell that this pod will be isolated in enforce mode. The deny-all selects
+            # only quarantine-labelled pods, so creating it early changes nothing for any other pod.
+            if pod is None and blocker is None:
+                pod_read_at = time.monotonic()
+                pod_read = self.workers.submit(connection.kube.get_pod, target.namespace, target.pod)
             early = engine.plan(finding, target, pod.labels if pod else finding.pod_labels)
             isolating = not early.dry_run and any(s.action == "isolate" for s in early.steps)
             if early.dry_run:
@@ -232,20 +237,61 @@ class Responder:
             ensuring = (
                 self.workers.submit(ensure_deny_all, connection.kube, target.namespace, listed) if isolating else None
             )
-            prefetched = Prefetched(policies=listed, deny_all=ensuring, pod_facts=pod_facts)
-            if pod is None and blocker is None:
+            prefetched = Prefetched(policies=listed, deny_all=ensuring)
+            if pod_read is not None:
                 pod, blocker = read_pod(connection, target, pod_read)
                 duplicate = self._duplicate(finding, verdict, target, pod, prefetched.policies, common)
                 if duplicate is not None:
-                    # Recognised only now: what was started for a new finding is abandoned (it only reads).
-                    return duplicate
+                    return duplicate  # recognised by the pod read: no investigation, capture or log search started
+        # Not a duplicate. SCC is asked whether it vouches for the message (destructive steps and write-backs wait for
+        # its answer, the isolation does not). The investigation starts, but its reads (and, on a cold instance, its
+        # SDK loads) go out behind the isolating writes, not ahead of or alongside them (ActionContext.writes_out).
+        # The pod's owner chain is read once, for both the investigation and the evidence capture.
+        start = RoundOne(connection, unavailable, blocker, pod, pod_read, pod_read_at, prefetched)
+        writes_out = WritesOut()
+        try:
+            return self._contain(finding, verdict, target, common, start, writes_out)
+        finally:
+            writes_out.open()  # whatever happened, what was queued behind the writes must not wait forever
+
+    def _contain(
+        self,
+        finding: Finding,
+        verdict: Triage,
+        target: Target,
+        common: dict[str, Any],
+        start: RoundOne,
+        writes_out: WritesOut,
+    ) -> Outcome:
+        connection, pod, blocker, prefetched = start.connection, start.pod, start.blocker, start.prefetched
+        engine = self.deps.policy
+        enabled = engine.defaults.verify_finding
+        verifying = writes_out.later(self.workers, verify, self.deps.findings_api, finding, target, enabled)
+        cold = self.deps.gate is not None and not self.deps.gate.is_open
+        pod_facts = None
+        if connection is not None and pod is not None and not cold:
+            read = start.pod_read if start.pod_read is not None else _done(pod)
+            pod_facts = writes_out.later(
+                self.workers, self.investigator.pod_facts, connection.kube, target, read, start.pod_read_at
+            )
+            prefetched = Prefetched(policies=prefetched.policies, deny_all=prefetched.deny_all, pod_facts=pod_facts)
+        investigation_future = writes_out.later(
+            self.coordinators,
+            self._when_warm,
+            self.investigator.investigate,
+            finding,
+            target,
+            connection,
+            start.unavailable,
+            pod_facts,
+        )
         labels = pod.labels if pod else finding.pod_labels
         plan = engine.plan(finding, target, labels)
         slots: list[Slot] = []
         evidence = Evidence()
         try:
             retry = self.runner.contain(
-                finding, target, plan, connection, pod, blocker, prefetched, verifying, slots, evidence
+                finding, target, plan, connection, pod, blocker, prefetched, verifying, slots, evidence, writes_out
             )
         except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
             slots.append(crashed("contain", exc, plan.dry_run))
@@ -328,10 +374,6 @@ class Responder:
             outcome.record = record(results + notified)
         return outcome
 
-    def _verify(self, finding: Finding, target: Target) -> Future[Verification]:
-        enabled = self.deps.policy.defaults.verify_finding
-        return self.workers.submit(verify, self.deps.findings_api, finding, target, enabled)
-
     # ---------------------------------------------------------------------------------------------- duplicates
     def _seen(self, name: str | None) -> bool:
         with self._handled_lock:
@@ -377,71 +419,11 @@ class Responder:
     def _write_back(
         self, finding: Finding, plan: Plan, results: list[ActionResult], verification: Verification
     ) -> list[ActionResult]:
-        """Security marks recording what was done, and INACTIVE after a successful delete (enforce only).
-
-        Both write to the finding the message names, so only when SCC confirmed the message is about that finding:
-        a forged message reusing a real finding's name must not mark it, let alone set it INACTIVE.
-        """
-        defaults, api = self.deps.policy.defaults, self.deps.findings_api
-        if plan.dry_run or api is None or not finding.name or verification.vouch is Vouch.REFUTED:
-            return []
-        if not verification.allows_write_back:
-            if not defaults.write_marks:
-                return []
-            why = f"not written: SCC did not confirm the finding ({clean(verification.reason, 160)})"
-            return [ActionResult(action="mark", status=Status.SKIPPED, reason=why)]
-        name = finding.name
-        out: list[ActionResult] = []
-        if defaults.write_marks:
-            marks = {
-                "rsr_status": _status_word(results),
-                "rsr_actions": ",".join(f"{r.action}:{r.status.value}" for r in results)[:1000] or "none",
-                "rsr_time": self.deps.clock().isoformat(timespec="seconds"),
-            }
-            if finding.event_time:  # SCC re-sends the notification after a marks update: this mark names the echo
-                marks[HANDLED_MARK] = finding.event_time.isoformat()
-            out.append(
-                _attempt(
-                    "mark",
-                    lambda: api.update_marks(name, marks),
-                    f"security marks set: rsr_status={marks['rsr_status']}",
-                )
-            )
-        deleted = any(r.action == "delete" and r.status is Status.SUCCEEDED for r in results)
-        # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
-        if defaults.set_inactive and deleted and verification.vouch is Vouch.VERIFIED:
-            out.append(
-                _attempt(
-                    "set_inactive",
-                    lambda: api.set_state(name, "INACTIVE", self.deps.clock()),
-                    "finding set INACTIVE after the pod was deleted",
-                )
-            )
-        return out
+        deps = self.deps
+        return write_back(deps.findings_api, deps.policy.defaults, deps.clock, finding, plan, results, verification)
 
     def _notify(self, outcome: Outcome, results: list[ActionResult]) -> list[ActionResult]:
-        """Publish the incident report for owners (routing attributes: severity, project, cluster, verdict, owner)."""
-        topic, publisher = self.deps.policy.defaults.report_topic, self.deps.publisher
-        if not topic or publisher is None:
-            return []
-        from responder.report.builder import build_report
-
-        report = build_report(outcome, owner_keys=self.deps.policy.defaults.owner_keys)
-        target = outcome.triage.target if outcome.triage else None
-        attributes = {
-            "severity": (outcome.finding.severity if outcome.finding else None) or "UNKNOWN",
-            "project": target.cluster.project if target else "",
-            "cluster": target.cluster.path if target else "",
-            "verdict": outcome.record.verdict.value,
-            "status": _status_word(results),
-            "owner": report.owner or "",
-        }
-        data = report.model_dump_json().encode("utf-8")
-        return [
-            _attempt(
-                "notify", lambda: publisher.publish(topic, data, attributes), f"incident report published to {topic}"
-            )
-        ]
+        return notify(self.deps.publisher, self.deps.policy.defaults, outcome, results)
 
     def _connect(self, target: Target) -> tuple[Connection | None, str | None, Blocker | None]:
         """The cluster, or why not: (connection, why enrichment is unavailable, what that means for containment)."""
@@ -466,26 +448,6 @@ class Responder:
             return None, why, Blocker(why, Status.FAILED, retry=True)
 
 
-def _status_word(results: list[ActionResult]) -> str:
-    done = {r.action for r in results if r.status is Status.SUCCEEDED}
-    if "delete" in done:
-        return "deleted"
-    if "isolate" in done:
-        return "isolated"
-    if any(r.status is Status.FAILED for r in results):
-        return "failed"
-    return "reported"
-
-
-def _attempt(action: str, fn: Callable[[], object], success: str) -> ActionResult:
-    """Run a write-back; its failure is recorded, never fatal (containment already happened)."""
-    try:
-        fn()
-    except ResponderError as exc:
-        return ActionResult(action=action, status=Status.FAILED, reason=clean(exc, 200))
-    return ActionResult(action=action, status=Status.SUCCEEDED, reason=success)
-
-
 def _code(exc: Exception) -> str:
     if isinstance(exc, InvalidEnvelope):
         return "bad_envelope"
@@ -496,3 +458,20 @@ def _code(exc: Exception) -> str:
 
 def _timed(record: DecisionRecord, started: float) -> DecisionRecord:
     return record.model_copy(update={"duration_ms": round((time.monotonic() - started) * 1000, 1)})
+
+
+def _done(value: T) -> Future[T]:
+    """A future that already holds ``value`` (a read made synchronously, handed where a read under way would go)."""
+    future: Future[T] = Future()
+    future.set_result(value)
+    return future
+
+
+def _now(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` called here and now, its result or its error in a future (for code that takes reads under way)."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(fn(*args))
+    except ResponderError as exc:
+        future.set_exception(exc)
+    return future

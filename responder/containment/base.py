@@ -6,6 +6,7 @@ deterministically, and in dry-run computes the same decisions without writing an
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -22,6 +23,65 @@ from responder.intake.triage import Target
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
 
 T = TypeVar("T")
+
+
+class WritesOut:
+    """Opens once: when an event's isolating writes are on the wire, or when it turns out there are none to make.
+
+    Work that is not containment's own (evidence, the investigation, SCC's verification) is queued here with
+    :meth:`later` and submitted to its pool when this opens, so its requests go out behind the isolating writes
+    instead of ahead of or alongside them, competing for the same round trip and the same interpreter. Nothing waits
+    in a thread meanwhile (no pool can fill up with waiters); whoever runs an event opens it when done, whatever
+    happened, so queued work always starts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = False
+        self._queued: list[Callable[[], None]] = []
+
+    @property
+    def is_open(self) -> bool:
+        """Whether queued work has been released (and new work starts at once)."""
+        return self._open
+
+    def open(self) -> None:
+        """Release the queued work (idempotent)."""
+        with self._lock:
+            if self._open:
+                return
+            self._open = True
+            queued, self._queued = self._queued, []
+        for start in queued:
+            start()
+
+    def later(self, pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """``pool.submit(fn, *args)`` once open (at once if it is); the returned future stands for it meanwhile."""
+        out: Future[T] = Future()
+
+        def start() -> None:
+            try:
+                inner = pool.submit(fn, *args)
+            except RuntimeError as exc:  # the pool was shut down meanwhile (the process is ending)
+                out.set_exception(exc)
+                return
+            inner.add_done_callback(lambda done: _settle_from(out, done))
+
+        with self._lock:
+            if not self._open:
+                self._queued.append(start)
+                return out
+        start()
+        return out
+
+
+def _settle_from(out: Future[T], done: Future[T]) -> None:
+    error = done.exception()
+    if error is not None:
+        out.set_exception(error)
+    else:
+        out.set_result(done.result())
+
 
 # Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
 PREFIX = "responder.rsr.dev"
@@ -117,6 +177,8 @@ class ActionContext:
     # be read (which refuses the action: the budget fails closed). None: no budget here (dry-run, tests).
     charge_budget: Callable[[], BudgetDecision] | None = None
     process_capture: bool = True  # False when the operator withheld pods/exec (RESPONDER_PROCESS_CAPTURE=false)
+    # Opened once the isolating writes are on the wire (see WritesOut): evidence and the investigation start then.
+    writes_out: WritesOut = field(default_factory=WritesOut)
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
         """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
@@ -138,8 +200,11 @@ class ActionContext:
             return None  # read a different pod (replaced meanwhile): not evidence about this one
         return list(value[1])
 
-    def run_concurrently(self, calls: list[Callable[[], object]]) -> list[BaseException | None]:
-        """Run independent writes at once (sequentially without a pool); the error of each, or None."""
+    def run_concurrently(self, calls: list[Callable[[], object]], announce: bool = False) -> list[BaseException | None]:
+        """Run independent calls at once (sequentially without a pool); the error of each, or None.
+
+        ``announce``: these are the isolating writes; :attr:`writes_out` opens as soon as they are all submitted.
+        """
 
         def attempt(call: Callable[[], object]) -> BaseException | None:
             try:
@@ -148,9 +213,14 @@ class ActionContext:
                 return exc
             return None
 
-        if self.pool is None or len(calls) < 2:
+        if self.pool is None or (len(calls) < 2 and not announce):
+            if announce:
+                self.writes_out.open()  # nothing runs alongside without a pool: no one to hold back
             return [attempt(c) for c in calls]
-        return list(self.pool.map(attempt, calls))
+        futures = [self.pool.submit(attempt, c) for c in calls]
+        if announce:
+            self.writes_out.open()
+        return [f.result() for f in futures]
 
     def record(self) -> dict[str, str]:
         """Annotations that tie the pod to the finding, for the humans who look at it later."""

@@ -19,6 +19,16 @@ from responder.ports import NetworkPolicyView, PodView
 _ISOLATION_ONLY = frozenset({"isolate", "label", "capture"})
 
 
+def carries_quarantine(finding_name: str | None, pod: PodView) -> bool:
+    """The pod carries the quarantine label and this finding's record: the first condition of a duplicate, and
+    the only one the pod read alone can judge (no need to read the policies when it fails)."""
+    return (
+        bool(finding_name)
+        and pod.labels.get(QUARANTINE_LABEL) == "true"
+        and pod.annotations.get(FINDING_ANNOTATION) == finding_name
+    )
+
+
 def already_contained(
     finding_name: str | None, plan: Plan, pod: PodView, policies: list[NetworkPolicyView]
 ) -> str | None:
@@ -26,7 +36,7 @@ def already_contained(
     actions = {s.action for s in plan.steps}
     if plan.dry_run or not finding_name or "isolate" not in actions or not actions <= _ISOLATION_ONLY:
         return None
-    if pod.labels.get(QUARANTINE_LABEL) != "true" or pod.annotations.get(FINDING_ANNOTATION) != finding_name:
+    if not carries_quarantine(finding_name, pod):
         return None
     if pod.deleting:
         return None

@@ -285,7 +285,9 @@ class IsolateAction:
             if not pod_done:
                 writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
             retry = False
-            for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes]), strict=True):
+            for (done, _), error in zip(
+                writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True
+            ):
                 if done is None:  # the pod patch: its failure (gone, replaced) ends the action
                     if error is not None:
                         raise error

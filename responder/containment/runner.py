@@ -18,7 +18,7 @@ from typing import Any
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
-from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status
+from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status, WritesOut
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
 from responder.containment.verification import Verification
 from responder.errors import Forbidden, NotFound, ResponderError, TransientError
@@ -120,12 +120,38 @@ class Runner:
         verifying: Future[Verification],
         slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
         evidence: Evidence,
+        writes_out: WritesOut | None = None,
     ) -> bool:
         """Run the plan into ``slots`` (read-only steps still running after the last write stay futures, in order).
 
         Returns whether Pub/Sub must redeliver. ``slots`` is the caller's, so whatever was done before a crash is
-        still recorded.
+        still recorded. ``writes_out``: set once the isolating writes are on the wire, or once there are none to
+        make (see :class:`WritesOut`); always open when this returns.
         """
+        out = writes_out if writes_out is not None else WritesOut()
+        try:
+            return self._contain(
+                finding, target, plan, connection, pod, blocker, prefetched, verifying, slots, evidence, out
+            )
+        finally:
+            out.open()
+
+    def _contain(
+        self,
+        finding: Finding,
+        target: Target,
+        plan: Plan,
+        connection: Connection | None,
+        pod: PodView | None,
+        blocker: Blocker | None,
+        prefetched: Prefetched,
+        verifying: Future[Verification],
+        slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
+        evidence: Evidence,
+        writes_out: WritesOut,
+    ) -> bool:
+        if plan.dry_run or not any(s.action == "isolate" for s in plan.steps):
+            writes_out.open()  # no isolating writes to keep the wire and the CPU for
         if not plan.steps:
             return False
         dry_run = plan.dry_run
@@ -168,6 +194,7 @@ class Runner:
             prefetched=prefetched,
             planned=tuple(s.action for s in plan.steps),
             process_capture=rules.process_capture,
+            writes_out=writes_out,
         )
         if not dry_run:
             ctx.charge_budget = partial(
@@ -184,9 +211,7 @@ class Runner:
         # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
         # place in the plan, which the planner puts before any destructive step.
         early = {
-            i: self.coordinators.submit(self.when_warm, self.run_step, ctx, s)
-            if self.when_warm
-            else self.coordinators.submit(self.run_step, ctx, s)
+            i: ctx.writes_out.later(self.coordinators, self._evidence, ctx, s)
             for i, s in enumerate(steps)
             if registry.get(s.action).read_only
         }
@@ -195,7 +220,7 @@ class Runner:
             step = steps[index]
             index += 1
             if step.destructive and not dry_run:
-                self.settle()
+                self._settle(ctx)
                 verification = verifying.result()
                 if not verification.allows_destructive:
                     reason = f"{UNVERIFIED}{verification.reason}; no destructive action"
@@ -206,7 +231,7 @@ class Runner:
                 slots.append(running)  # nothing destructive waits for this evidence: joined by the caller
                 continue
             if running is not None:
-                self.settle()
+                self._settle(ctx)
             result, transient = running.result() if running else self.run_step(ctx, step)
             retry = retry or transient
             slots.append(result)
@@ -220,6 +245,18 @@ class Runner:
                 steps.append(default_step("delete"))
                 steps = steps[:index] + with_evidence_first(steps[index:], rules.capture_before_destructive)
         return retry
+
+    def _settle(self, ctx: ActionContext) -> None:
+        """About to wait on something other than its own writes: let what was held back for them go ahead."""
+        ctx.writes_out.open()
+        self.settle()
+
+    def _evidence(self, ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
+        """An evidence step, started behind the isolating writes (and, on a cold instance, run after them)."""
+        if self.when_warm is not None:
+            result: tuple[ActionResult, bool] = self.when_warm(self.run_step, ctx, step)
+            return result
+        return self.run_step(ctx, step)
 
     @staticmethod
     def run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:

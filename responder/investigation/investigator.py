@@ -39,7 +39,7 @@ from responder.ports import (
 )
 
 T = TypeVar("T")
-PodFacts = Future[tuple[object, float]]  # (PodView, owner chain), elapsed ms: see Investigator.start_pod_facts
+PodFacts = Future[tuple[object, float]]  # (PodView, owner chain), elapsed ms: see Investigator.pod_facts
 INSTANCE_ID_ANNOTATION = "container.googleapis.com/instance_id"
 NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
@@ -139,10 +139,17 @@ class Investigator:
         run = _Run(self, finding, target, connection, unavailable_reason, pod_facts)
         return run.collect()
 
-    def start_pod_facts(self, kube: KubePort, target: Target, pod_read: Future[PodView] | None = None) -> PodFacts:
-        """Start reading the pod and its owner chain; the result is shared with evidence capture (read once).
-        ``pod_read``: containment's own read of the pod, already under way: the chain follows it, not a second read."""
-        return self.pool.submit(_timed, lambda: _pod_facts(kube, target, pod_read))
+    @staticmethod
+    def pod_facts(
+        kube: KubePort, target: Target, pod_read: Future[PodView], since: float | None = None
+    ) -> tuple[object, float]:
+        """The pod and its owner chain, timed: the ``pod`` branch, run by the caller so that its result is shared
+        with evidence capture (read once). ``pod_read``: containment's own read of the pod, not a second read;
+        ``since``: when that read started (``time.monotonic``), so that the branch's duration includes it."""
+        value, elapsed_ms = _timed(lambda: _pod_facts(kube, target, pod_read))
+        if since is not None:
+            elapsed_ms = round((time.monotonic() - since) * 1000, 1)
+        return value, elapsed_ms
 
 
 class _Run:

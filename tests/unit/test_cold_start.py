@@ -1,5 +1,6 @@
 """A cold instance keeps the interpreter for its first containment: what containment does not need (the investigation,
-evidence capture, the SDK loads behind them) starts once the isolating writes are done. A warm one holds nothing."""
+evidence capture, the SDK loads behind them) starts once the isolating writes are done. A warm one holds them only
+until those writes are on the wire, so that they go out behind the writes, not ahead of or alongside them."""
 
 from __future__ import annotations
 
@@ -74,6 +75,17 @@ def test_a_cold_instance_investigates_after_its_isolating_writes(kube: FakeKube)
     assert outcome.record.enrichment["logs.container"] == "ok"
     assert ORDER.index("pod patched") < ORDER.index("log search")
     assert kube.pods[(NS, POD)].labels["responder.rsr.dev/quarantine"] == "true"
+
+
+def test_a_warm_instance_investigates_once_its_isolating_writes_are_out(kube: FakeKube) -> None:
+    ORDER.clear()
+    kube.sleep_on["patch_pod_metadata"] = 0.5  # the label write is slow to be acknowledged
+    outcome = run(responder(kube, ImportGate()))
+    assert {a.action: a.status.value for a in outcome.record.actions}["isolate"] == "succeeded"
+    calls = kube.calls
+    investigation = [i for i, c in enumerate(calls) if c in ("get_namespace", "get_node", "get_workload", "read_log")]
+    assert investigation and min(investigation) > max(calls.index("get_pod"), calls.index("list_network_policies"))
+    assert ORDER.index("log search") < ORDER.index("pod patched")  # held until the writes were out, not done
 
 
 def test_a_dry_run_or_a_warm_instance_holds_nothing(kube: FakeKube) -> None:

@@ -68,15 +68,22 @@ def test_a_redelivery_to_the_same_instance_is_one_record_and_two_reads(kube: Fak
 
 def test_a_redelivery_to_another_instance_is_recognised_after_the_pod_read(kube: FakeKube) -> None:
     deliver(make(kube))  # handled by one instance
-    other = make(kube)  # another instance: it has never seen the finding
+    other = make(kube)  # another instance: it has never seen the finding, and Pub/Sub gave no attempt count
+    logs = with_logs(other)
     kube.calls.clear()
     writes_before, execs_before = list(kube.writes), list(kube.execs)
 
     again = deliver(other)
+    other.coordinators.shutdown(wait=True)  # anything it had started would have run by now
+    other.workers.shutdown(wait=True)
 
     assert (again.record.verdict.value, again.record.code) == ("ignore", "duplicate")
+    assert again.investigation is None and again.evidence is None
+    # Round one of isolation went out (the deny-all create found the policy in place: no change), and nothing else:
+    # no investigation (node, namespace, owner chain), no capture, no log search.
+    assert set(kube.calls) <= CHECK_CALLS | {"create_network_policy"}, kube.calls
+    assert logs.filters == []
     assert kube.writes == writes_before and kube.execs == execs_before
-    assert "exec" not in kube.calls and "read_log" not in kube.calls  # no capture (searches started are dropped)
 
 
 def test_a_pubsub_redelivery_attempt_is_checked_before_anything_starts(kube: FakeKube) -> None:

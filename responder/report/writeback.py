@@ -1,0 +1,117 @@
+"""What the responder tells the outside after containment: SCC's security marks, INACTIVE, the incident report.
+
+Each of these runs after the cluster writes are done and can only fail on its own: its failure becomes an action
+result in the record (``failed``, with the reason), never an exception that would lose what containment did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from responder.containment.base import ActionResult, Status
+from responder.containment.plan import Plan
+from responder.containment.verification import Verification, Vouch
+from responder.errors import ResponderError
+from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
+from responder.policy.rules import Defaults
+from responder.ports import FindingsAPI, Publisher
+from responder.report.outcome import Outcome
+
+HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
+
+
+def write_back(
+    api: FindingsAPI | None,
+    defaults: Defaults,
+    clock: Callable[[], datetime],
+    finding: Finding,
+    plan: Plan,
+    results: list[ActionResult],
+    verification: Verification,
+) -> list[ActionResult]:
+    """Security marks recording what was done, and INACTIVE after a successful delete (enforce only).
+
+    Both write to the finding the message names, so only when SCC confirmed the message is about that finding:
+    a forged message reusing a real finding's name must not mark it, let alone set it INACTIVE.
+    """
+    if plan.dry_run or api is None or not finding.name or verification.vouch is Vouch.REFUTED:
+        return []
+    if not verification.allows_write_back:
+        if not defaults.write_marks:
+            return []
+        why = f"not written: SCC did not confirm the finding ({clean(verification.reason, 160)})"
+        return [ActionResult(action="mark", status=Status.SKIPPED, reason=why)]
+    name = finding.name
+    out: list[ActionResult] = []
+    if defaults.write_marks:
+        marks = {
+            "rsr_status": status_word(results),
+            "rsr_actions": ",".join(f"{r.action}:{r.status.value}" for r in results)[:1000] or "none",
+            "rsr_time": clock().isoformat(timespec="seconds"),
+        }
+        if finding.event_time:  # SCC re-sends the notification after a marks update: this mark names the echo
+            marks[HANDLED_MARK] = finding.event_time.isoformat()
+        out.append(
+            _attempt(
+                "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks['rsr_status']}"
+            )
+        )
+    deleted = any(r.action == "delete" and r.status is Status.SUCCEEDED for r in results)
+    # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
+    if defaults.set_inactive and deleted and verification.vouch is Vouch.VERIFIED:
+        out.append(
+            _attempt(
+                "set_inactive",
+                lambda: api.set_state(name, "INACTIVE", clock()),
+                "finding set INACTIVE after the pod was deleted",
+            )
+        )
+    return out
+
+
+def notify(
+    publisher: Publisher | None, defaults: Defaults, outcome: Outcome, results: list[ActionResult]
+) -> list[ActionResult]:
+    """Publish the incident report for owners (routing attributes: severity, project, cluster, verdict, owner)."""
+    topic = defaults.report_topic
+    if not topic or publisher is None:
+        return []
+    from responder.report.builder import build_report
+
+    report = build_report(outcome, owner_keys=defaults.owner_keys)
+    target = outcome.triage.target if outcome.triage else None
+    attributes = {
+        "severity": (outcome.finding.severity if outcome.finding else None) or "UNKNOWN",
+        "project": target.cluster.project if target else "",
+        "cluster": target.cluster.path if target else "",
+        "verdict": outcome.record.verdict.value,
+        "status": status_word(results),
+        "owner": report.owner or "",
+    }
+    data = report.model_dump_json().encode("utf-8")
+    return [
+        _attempt("notify", lambda: publisher.publish(topic, data, attributes), f"incident report published to {topic}")
+    ]
+
+
+def status_word(results: list[ActionResult]) -> str:
+    """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute)."""
+    done = {r.action for r in results if r.status is Status.SUCCEEDED}
+    if "delete" in done:
+        return "deleted"
+    if "isolate" in done:
+        return "isolated"
+    if any(r.status is Status.FAILED for r in results):
+        return "failed"
+    return "reported"
+
+
+def _attempt(action: str, fn: Callable[[], object], success: str) -> ActionResult:
+    """Run a write-back; its failure is recorded, never fatal (containment already happened)."""
+    try:
+        fn()
+    except ResponderError as exc:
+        return ActionResult(action=action, status=Status.FAILED, reason=clean(exc, 200))
+    return ActionResult(action=action, status=Status.SUCCEEDED, reason=success)
