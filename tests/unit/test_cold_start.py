@@ -103,3 +103,29 @@ def test_a_gate_nobody_opens_costs_its_bound_not_a_deadlock() -> None:
     gate.open()
     gate.wait()
     assert gate.is_open
+
+
+def test_work_queued_behind_the_writes_starts_when_they_are_out_and_never_parks_a_thread() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from responder.containment.base import WritesOut
+
+    out = WritesOut()
+    ran: list[str] = []
+    with ThreadPoolExecutor(1) as pool:  # one thread: a parked waiter would block everything behind it
+        queued = out.later(pool, lambda: ran.append("queued") or "done")
+        other = pool.submit(lambda: ran.append("other") or "other")
+        assert other.result(timeout=5) == "other" and ran == ["other"]  # nothing of it ran, nothing was parked
+        out.open()
+        assert queued.result(timeout=5) == "done"
+        assert out.later(pool, lambda: "at once").result(timeout=5) == "at once"
+        failing = WritesOut()
+        boom = failing.later(pool, lambda: 1 / 0)
+        failing.open()
+        with pytest.raises(ZeroDivisionError):
+            boom.result(timeout=5)
+    late = WritesOut()
+    after_shutdown = late.later(pool, lambda: "never")
+    late.open()  # the pool is gone: the future says so instead of hanging
+    with pytest.raises(RuntimeError):
+        after_shutdown.result(timeout=5)
