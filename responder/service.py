@@ -296,7 +296,8 @@ class Responder:
         except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
             slots.append(crashed("contain", exc, plan.dry_run))
             retry = True
-        self._warm()  # the writes are done: the verification and the investigation may load their SDKs now
+        writes_out.open()  # the writes are done, or never came: what was queued behind them starts now
+        self._warm()  # and on a cold instance, the verification and the investigation may load their SDKs now
         verification = verifying.result()
         written = [slot for slot in slots if isinstance(slot, ActionResult)]
         # Write back as soon as the last write to the cluster is done: evidence capture and the investigation may

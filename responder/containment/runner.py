@@ -120,36 +120,14 @@ class Runner:
         verifying: Future[Verification],
         slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
         evidence: Evidence,
-        writes_out: WritesOut | None = None,
+        writes_out: WritesOut,
     ) -> bool:
         """Run the plan into ``slots`` (read-only steps still running after the last write stay futures, in order).
 
         Returns whether Pub/Sub must redeliver. ``slots`` is the caller's, so whatever was done before a crash is
-        still recorded. ``writes_out``: set once the isolating writes are on the wire, or once there are none to
-        make (see :class:`WritesOut`); always open when this returns.
+        still recorded. ``writes_out`` opens once the isolating writes are on the wire, or at once when there are none
+        to make (see :class:`WritesOut`); the caller opens it when this returns, whatever happened.
         """
-        out = writes_out if writes_out is not None else WritesOut()
-        try:
-            return self._contain(
-                finding, target, plan, connection, pod, blocker, prefetched, verifying, slots, evidence, out
-            )
-        finally:
-            out.open()
-
-    def _contain(
-        self,
-        finding: Finding,
-        target: Target,
-        plan: Plan,
-        connection: Connection | None,
-        pod: PodView | None,
-        blocker: Blocker | None,
-        prefetched: Prefetched,
-        verifying: Future[Verification],
-        slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
-        evidence: Evidence,
-        writes_out: WritesOut,
-    ) -> bool:
         if plan.dry_run or not any(s.action == "isolate" for s in plan.steps):
             writes_out.open()  # no isolating writes to keep the wire and the CPU for
         if not plan.steps:

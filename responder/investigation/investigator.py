@@ -146,10 +146,9 @@ class Investigator:
         """The pod and its owner chain, timed: the ``pod`` branch, run by the caller so that its result is shared
         with evidence capture (read once). ``pod_read``: containment's own read of the pod, not a second read;
         ``since``: when that read started (``time.monotonic``), so that the branch's duration includes it."""
-        value, elapsed_ms = _timed(lambda: _pod_facts(kube, target, pod_read))
-        if since is not None:
-            elapsed_ms = round((time.monotonic() - since) * 1000, 1)
-        return value, elapsed_ms
+        start = time.monotonic() if since is None else since
+        value = _pod_facts(kube, target, pod_read)
+        return value, round((time.monotonic() - start) * 1000, 1)
 
 
 class _Run:
