@@ -81,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cold import peer_import
+from bench.cut import worker_cut
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -94,6 +95,7 @@ L_S = 0.050
 IMPORT_RUNS = 9
 CONTAINMENT_SAMPLES = 5
 COLD_SAMPLES = 3
+CUT_SAMPLES = 3  # live reverse shells per side and latency (each is two pods on the node)
 IGNORE_EVENTS = 2000
 WORKERS = (os.cpu_count() or 1) * 4  # functions-framework's gunicorn: THREADS defaults to 4 per CPU
 EAGER_IMPORTS = (
@@ -137,6 +139,10 @@ UNITS = {
     "full_per_s": "/s",
     "duplicate_cost_ratio": "x",
     "duplicate_other_instance_cost_ratio": "x",
+    "time_to_cut_ms": "ms",
+    "time_to_cut_floor_ms": "ms",
+    "time_to_cut_L_ms": "ms",
+    "time_to_cut_floor_L_ms": "ms",
 }
 
 
@@ -796,6 +802,7 @@ def worker_throughput(spec: dict[str, Any]) -> dict[str, Any]:
 WORKER_FUNCTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "containment": worker_containment,
     "throughput": worker_throughput,
+    "cut": worker_cut,
 }
 
 
@@ -1030,6 +1037,13 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             throughput["duplicate_other_instance"]["cpu_s"] / full_cpu, 3
         )
         verify_isolated(admin, full)
+
+        # ------------------------------------------------------ time to cut a live reverse shell, at the socket
+        if state.get("mode") == "node":
+            cut, details["time_to_cut"] = measure_time_to_cut(admin, settings, direct_kc, proxy_kc, fake, tmp, state)
+            figures.update(cut)
+        else:
+            details["time_to_cut"] = "not measured: no node (needs root)"
     details["throughput_workers"] = WORKERS
     return figures, details
 
@@ -1098,6 +1112,62 @@ def measure_cold(
     return out
 
 
+def measure_time_to_cut(
+    admin: Any,
+    settings: Callable[[Path], dict[str, Any]],
+    direct_kc: Path,
+    proxy_kc: Path,
+    fake: Any,
+    tmp: Path,
+    state: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """time_to_cut (bench/cut.py) with and without L, beside its floor; one live shell per sample."""
+    from kubernetes.client import CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    from bench import cut
+    from tests.support import reverse_shell as rs
+
+    if _kubeenv("netpol", "--dir", state["dir"], "--mode", "established") != 0:
+        raise SystemExit("bench: could not switch the node's dataplane to `established`")
+    figures: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    for label, kubeconfig, latency in (("", direct_kc, 0.0), ("_L", proxy_kc, L_S)):
+        log(f"time to cut: {CUT_SAMPLES} live reverse shells each, responder vs floor, latency {latency * 1000:g} ms")
+        fake.latency_s = latency
+        shells = {}
+        events = []
+        for i in range(1 + 2 * CUT_SAMPLES):
+            victims, attackers = rs.create_namespace(admin, "cut"), rs.create_namespace(admin, "cutc2")
+            shell = rs.open_shell(admin, victims, attackers, interval_s=cut.INTERVAL_S)
+            doc = shell.finding()
+            seed_finding(fake, doc)
+            shells[str(i)] = shell
+            events.append({"id": str(i), "doc": doc, "namespace": victims, "pod": shell.victim_pod.metadata.name})
+        spec = {
+            "settings": {**settings(kubeconfig), "netpol_enforcement": "established"},
+            "warmup": events[0],
+            "responder": events[1 : 1 + CUT_SAMPLES],
+            "floor": events[1 + CUT_SAMPLES :],
+        }
+        ran = run_worker("cut", spec, tmp)["samples"]
+        for sample in ran:
+            sample["cut_s"] = cut.cut_after(shells[sample["id"]], sample["receipt"])
+        details[f"samples{label}"] = ran
+        for who in ("responder", "floor"):
+            values = [s["cut_s"] for s in ran if s["who"] == who and s["cut_s"] is not None]
+            if len([s for s in ran if s["who"] == who]) != len(values):
+                log(f"WARNING: {who}: a shell was not cut within the wait")
+            name = f"time_to_cut{'_floor' if who == 'floor' else ''}{label}_ms"
+            figures[name] = round(_median(values) * 1000) if values else None
+        for shell in shells.values():
+            for namespace in (shell.victim_namespace, shell.attacker_namespace):
+                with contextlib.suppress(ApiException):
+                    CoreV1Api(admin).delete_namespace(namespace)
+    details["resolution_ms"] = cut.INTERVAL_S * 1000
+    return figures, details
+
+
 def kube_access(kubeconfig: Path) -> tuple[str, str, str]:
     """(host:port, base64 CA PEM, bearer token) of the apiserver, as GKE's API would describe the cluster."""
     import base64
@@ -1158,6 +1228,8 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
         "cold_to_isolated_s / peer_import_s": ("cold_to_isolated_s", "peer_import_s"),
         "containment_L / baseline_containment_L": ("containment_L", "baseline_containment_L"),
         "containment_L / containment_floor_L": ("containment_L", "containment_floor_L"),
+        "time_to_cut_ms / time_to_cut_floor_ms": ("time_to_cut_ms", "time_to_cut_floor_ms"),
+        "time_to_cut_L_ms / time_to_cut_floor_L_ms": ("time_to_cut_L_ms", "time_to_cut_floor_L_ms"),
         "import_main_s / import_floor_s": ("import_main_s", "import_floor_s"),
         "import_main_s / import_eager_s": ("import_main_s", "import_eager_s"),
         "rss_100_concurrent_mib / rss_mib": ("rss_100_concurrent_mib", "rss_mib"),

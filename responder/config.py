@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     budget_max: int | None = Field(default=None, ge=0, description="destructive actions per cluster per window")
     budget_window_s: int | None = Field(default=None, ge=60, description="blast-radius window in seconds")
     log_window_min: int | None = Field(default=None, ge=1, le=1440, description="log search window around eventTime")
+    live_session: Literal["escalate", "report"] | None = Field(
+        default=None,
+        description="when isolation cannot cut an established reverse shell: escalate (capture, delete) or report",
+    )
+    netpol_enforcement: Literal["auto", "established", "new-only", "none"] = Field(
+        default="auto",
+        description="what NetworkPolicy does to established connections: auto (from GKE; new-only with a "
+        "kubeconfig), established (Dataplane V2), new-only (Calico), none",
+    )
     process_capture: bool = Field(
         default=True, description="exec `ps axjf` in the container (false when pods/exec is not granted)"
     )

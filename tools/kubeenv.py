@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from node import host, images
+from node import host, images, netpol
 
 # The upstream version inside Debian bookworm's `kubernetes` source package ("1.20.5+really1.20.2-..."). It keys the
 # cache, so `build` can answer "already built" without touching the network. If Debian ever ships a different upstream
@@ -89,6 +89,7 @@ PROCESS_ORDER = (
     "containerd",
     "kubelet",
     "kube-scheduler",
+    "netpol",
 )
 NODE_USER = "system:node:127.0.0.1"  # the Node authorizer and NodeRestriction expect this of node 127.0.0.1
 SCHEDULER_USER = "system:kube-scheduler"  # bootstrap RBAC binds the scheduler's roles to this name
@@ -96,7 +97,10 @@ SCHEDULER_USER = "system:kube-scheduler"  # bootstrap RBAC binds the scheduler's
 NODE_PACKAGES = {
     "containerd": "/usr/bin/containerd",
     "runc": "/usr/sbin/runc",
-    "containernetworking-plugins": "/usr/lib/cni/bridge",
+    "containernetworking-plugins": "/usr/lib/cni/ptp",
+    "iptables": "/usr/sbin/iptables-nft",
+    "nftables": "/usr/sbin/nft",
+    "conntrack": "/usr/sbin/conntrack",
     "busybox-static": "/bin/busybox",
     "procps": "/usr/bin/ps",
     "gcc": "/usr/bin/gcc",
@@ -811,7 +815,8 @@ def node_line(state: dict[str, Any]) -> str:
         return "none (control plane only: pods stay Pending)"
     return (
         f"{node['node_name']} (containerd + kubelet + scheduler) in network namespace {node['netns']}; "
-        f"pods tolerating {node['taint']} run; images {', '.join(node.get('images', []))}"
+        f"pods tolerating {node['taint']} run; images {', '.join(node.get('images', []))}; "
+        f"NetworkPolicy dataplane: {(node.get('netpol') or {}).get('mode', 'none')}"
     )
 
 
@@ -914,6 +919,67 @@ def import_images(layout: Layout, pause_c: Path) -> list[str]:
     return wanted
 
 
+def start_netpol(
+    layout: Layout,
+    names: host.NodeNames,
+    binary: Path,
+    port: int,
+    mode: str,
+    procs: dict[str, subprocess.Popen[bytes]],
+) -> subprocess.Popen[bytes]:
+    """The NetworkPolicy dataplane, in the node's namespace, as its own identity; ready once its queue is open."""
+    argv = host.in_netns(names, netpol.command(binary, layout.node / "netpol.kubeconfig", port, mode))
+    proc = start_process("netpol", argv, layout, SEALED_ENV)
+
+    def healthy() -> bool:
+        try:
+            return netpol.metrics(names, port, "/healthz").strip() == "ok"
+        except RuntimeError:
+            return False
+
+    took = wait_until("the NetworkPolicy dataplane", healthy, 60, {**procs, "netpol": proc})
+    log(f"NetworkPolicy dataplane ({mode}) ready in {took:.1f}s; metrics on 127.0.0.1:{port} in {names.netns}")
+    return proc
+
+
+def switch_netpol(directory: Path, mode: str) -> int:
+    """Replaces the running cluster's dataplane with one in `mode` (rules and conntrack state start afresh)."""
+    if mode not in netpol.MODES:
+        die(f"mode must be one of {', '.join(netpol.MODES)}, got {mode!r}")
+    layout = Layout(directory.resolve())
+    state = load_state(layout)
+    if state is None or state.get("mode") != "node":
+        die(f"no cluster with a node recorded in {layout.state}")
+    names = host.NodeNames.for_dir(layout.dir)
+    info = state["node"].get("netpol") or {}
+    if info.get("mode") == mode and (mode == "none" or not check_health(state)):
+        log(f"NetworkPolicy dataplane already {mode}")
+        return 0
+    binary = netpol.build(cache_root(), log) if mode != "none" else None
+    stop_pids({k: v for k, v in state["pids"].items() if k == "netpol"}, state["binaries"])
+    state["pids"].pop("netpol", None)
+    netpol.remove_rules(names)
+    netpol.install_rules(names)
+    port = int(state["ports"].get("netpol") or free_ports(1)[0])
+    if binary is not None:
+        try:
+            proc = start_netpol(layout, names, binary, port, mode, {})
+        except StartupError as exc:
+            sys.stderr.write(f"--- last lines of the dataplane's log:\n{log_tail(layout, 'netpol')}\n")
+            die(str(exc))
+        state["pids"]["netpol"] = proc.pid
+        state["binaries"]["netpol"] = str(binary)
+    state["node"]["netpol"] = {"mode": mode, "metrics_port": port}
+    state["ports"]["netpol"] = port
+    with tempfile.NamedTemporaryFile("w", dir=layout.dir, prefix=".state.", delete=False) as tmp:
+        json.dump(state, tmp, indent=2)
+        tmp.write("\n")
+    os.chmod(tmp.name, 0o600)
+    os.replace(tmp.name, layout.state)
+    log(f"NetworkPolicy dataplane: {mode}")
+    return 0
+
+
 def up(directory: Path, controller_manager: bool = True, node: bool = True) -> int:
     layout = Layout(directory.resolve())
     state = load_state(layout)
@@ -928,6 +994,9 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
         )
         if not problems and same:
             apply_rbac(layout)  # the manifests may have changed since it started
+            if with_node and (state["node"].get("netpol") or {}).get("mode") != netpol.mode_from_env():
+                switch_netpol(directory, netpol.mode_from_env())
+                state = load_state(layout) or state
             print_summary(state, "kubeenv: cluster already running")
             return 0
         log(f"replacing the cluster recorded in {layout.state}: {'; '.join(problems) or 'different options'}")
@@ -935,8 +1004,12 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
         down(directory)  # also what a crashed `up` left behind
 
     bins = build()
+    netpol_mode = netpol.mode_from_env() if with_node else "none"
+    netpol_bin = None
     if with_node:
         ensure_node_packages()
+        if netpol_mode != "none":
+            netpol_bin = netpol.build(cache_root(), log)
     started = time.monotonic()
     # A fresh start every time: new data dir, tokens and certificates, so nothing stale (or half-written by a crashed
     # run) survives. Only paths this tool owns are removed.
@@ -948,7 +1021,8 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
     layout.pki.mkdir(mode=0o700)
     layout.etcd_data.mkdir(mode=0o700)
 
-    tokens = {name: secrets.token_hex(24) for name in ("admin", "responder", "nocapture", "kcm", "node", "scheduler")}
+    identities = ("admin", "responder", "nocapture", "kcm", "node", "scheduler", "netpol")
+    tokens = {name: secrets.token_hex(24) for name in identities}
     # Static token file: token,user,uid,"groups". The responder identities get no group: system:authenticated is
     # implicit, so their rights come only from deploy/kubernetes (applied below by apply_rbac). Each component has its
     # own token, as on a real cluster; the kubelet's is in system:nodes, for the Node authorizer and NodeRestriction.
@@ -959,7 +1033,8 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
         f"{tokens['nocapture']},{NOCAPTURE_IDENTITY},rsr-responder-nocapture\n"
         f"{tokens['kcm']},{KCM_USER},rsr-kube-controller-manager\n"
         f"{tokens['scheduler']},{SCHEDULER_USER},rsr-kube-scheduler\n"
-        f'{tokens["node"]},{NODE_USER},rsr-node,"system:nodes"\n',
+        f'{tokens["node"]},{NODE_USER},rsr-node,"system:nodes"\n'
+        f"{tokens['netpol']},{netpol.USER},rsr-netpol\n",
     )
     # Service-account signing key: the apiserver issues/verifies tokens with it and the controller-manager mints the
     # per-controller service-account tokens (--use-service-account-credentials). The stdlib has no RSA, so openssl.
@@ -991,7 +1066,7 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
     def wrap(argv: list[str]) -> list[str]:
         return host.in_netns(names, argv) if with_node else argv
 
-    etcd_client, etcd_peer, api_port, kcm_port, sched_port, kubelet_port = free_ports(6)
+    etcd_client, etcd_peer, api_port, kcm_port, sched_port, kubelet_port, netpol_port = free_ports(7)
     server = f"https://127.0.0.1:{api_port}"
     commands: dict[str, list[str]] = {
         "bridge-inner": wrap([sys.executable, str(BRIDGE), "inner", str(layout.bridge_socket), str(api_port)]),
@@ -1160,8 +1235,11 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
                 {
                     "kubelet": kubeconfig_text(server, layout.ca_bundle, NODE_USER, tokens["node"]),
                     "scheduler": kubeconfig_text(server, layout.ca_bundle, SCHEDULER_USER, tokens["scheduler"]),
+                    "netpol": kubeconfig_text(server, layout.ca_bundle, netpol.USER, tokens["netpol"]),
                 },
             )
+            kubectl(layout.admin_kubeconfig, ["apply", "-f", "-"], stdin=netpol.rbac_manifest())
+            netpol.install_rules(names)
             procs["containerd"] = start_process("containerd", commands["containerd"], layout, SEALED_ENV)
             wait_until(
                 "containerd",
@@ -1179,6 +1257,9 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
                 procs,
             )
             log(f"node {host.NODE_NAME} Ready {time.monotonic() - node_started:.1f}s after containerd started")
+            node_info["netpol"] = {"mode": netpol_mode, "metrics_port": netpol_port}
+            if netpol_bin is not None:
+                procs["netpol"] = start_netpol(layout, names, netpol_bin, netpol_port, netpol_mode, procs)
     except (StartupError, OSError, subprocess.SubprocessError, RuntimeError) as exc:
         log(f"startup failed: {exc}")
         culprit = exc.process if isinstance(exc, StartupError) and exc.process else next(reversed(procs), None)
@@ -1203,6 +1284,7 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
             "kcm": kcm_port,
             "kube-scheduler": sched_port,
             "kubelet": kubelet_port,
+            "netpol": netpol_port,
         },
         "node": node_info or None,
         "kubeconfig": str(layout.admin_kubeconfig),
@@ -1285,7 +1367,7 @@ def down(directory: Path) -> int:
     def stop(group: tuple[str, ...]) -> None:
         stop_pids({n: p for n, p in pids.items() if n in group}, binaries)
 
-    stop(("kube-scheduler", "kubelet"))
+    stop(("netpol", "kube-scheduler", "kubelet"))
     container_ids = remove_containers(layout)
     stop(("containerd",))
     if has_node:
@@ -1294,7 +1376,9 @@ def down(directory: Path) -> int:
     stop(("kube-controller-manager", "kube-apiserver", "etcd", "bridge-outer", "bridge-inner"))
     if has_node:
         kill_pids(host.processes_in_netns(names), "process left in the node's namespace")
-        left = host.unmount_all(layout.dir)
+        netpol.remove_rules(names)  # its nftables table and conntrack state, before the namespace goes
+        left = netpol.leftovers(names)
+        left += host.unmount_all(layout.dir)
         host.remove_pod_files(layout.node / "kubelet", names.cni_network, container_ids)
         host.delete_netns(names, layout.host_route_marker.exists())
         layout.host_route_marker.unlink(missing_ok=True)
@@ -1369,6 +1453,7 @@ def main(argv: list[str] | None = None) -> int:
         ("down", "stop the processes started by `up` and remove everything it created"),
         ("status", "exit 0 if the recorded cluster is healthy, 1 otherwise"),
         ("rbac", "apply deploy/kubernetes/rbac.yaml + rbac-capture.yaml to the running cluster (idempotent)"),
+        ("netpol", "switch the running node's NetworkPolicy dataplane: --mode established|new-only|none"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--dir", type=Path, default=Path(".testenv"), help="state directory (default: .testenv)")
@@ -1377,6 +1462,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument(
                 "--no-node", action="store_true", help="control plane only on the host's loopback (no root needed)"
             )
+        if name == "netpol":
+            cmd.add_argument("--mode", required=True, choices=netpol.MODES)
     args = parser.parse_args(argv)
 
     def on_sigterm(_signum: int, _frame: object) -> None:
@@ -1390,11 +1477,17 @@ def main(argv: list[str] | None = None) -> int:
                 ensure_node_packages()  # so that `make kube-build` (and so `make test` on CI) prepares the node too
             return 0
         if args.command == "up":
+            try:
+                netpol.mode_from_env()
+            except ValueError as exc:
+                die(str(exc))
             return up(args.dir, controller_manager=not args.no_controller_manager, node=not args.no_node)
         if args.command == "down":
             return down(args.dir)
         if args.command == "rbac":
             return rbac(args.dir)
+        if args.command == "netpol":
+            return switch_netpol(args.dir, args.mode)
         return status(args.dir)
     except KeyboardInterrupt:
         log("interrupted")

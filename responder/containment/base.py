@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.containment.budget import BudgetDecision
+from responder.containment.enforcement import Enforcement, resolve
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.findings import Finding
 from responder.intake.triage import Target
@@ -129,6 +130,8 @@ class Evidence:
     owner_chain: list[dict[str, Any]] = field(default_factory=list)
     logs: str | None = None
     process_tree: str | None = None
+    sockets: list[dict[str, str | int]] | None = None  # the container's TCP sockets (/proc/net/tcp, tcp6)
+    connection: dict[str, object] | None = None  # the finding's connection among them, and whether it was open
     notes: list[str] = field(default_factory=list)
 
 
@@ -179,6 +182,13 @@ class ActionContext:
     process_capture: bool = True  # False when the operator withheld pods/exec (RESPONDER_PROCESS_CAPTURE=false)
     # Opened once the isolating writes are on the wire (see WritesOut): evidence and the investigation start then.
     writes_out: WritesOut = field(default_factory=WritesOut)
+    # What the cluster's NetworkPolicy dataplane does to established connections (RESPONDER_NETPOL_ENFORCEMENT);
+    # None: read from the cluster (``auto``).
+    enforcement: Enforcement | None = None
+
+    def netpol(self) -> Enforcement:
+        """The enforcement in force: as configured, else from the GKE metadata (new-only when there is none)."""
+        return self.enforcement or resolve("auto", self.cluster_info)
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
         """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed

@@ -1,13 +1,15 @@
-"""capture: pod manifest, owner chain, log tail and process tree, before anything destructive.
+"""capture: pod manifest, owner chain, log tail, process tree and sockets, before anything destructive.
 
 Permissions: ``pods: get``; ``pods/log: get``; ``pods/exec: get, create``; workload kinds: ``get``.
-Example (policy): ``- action: capture\n  log_tail_lines: 500\n  process_tree: true``.
+Example (policy): ``- action: capture\n  log_tail_lines: 500\n  process_tree: true\n  sockets: true``.
 
-Reads run in dry-run too: evidence is worth having even when nothing else happens. The process tree is the
-exception: ``exec`` starts a process inside the compromised container, which the attacker can see, so it runs only in
-enforce mode, only when the plan contains containment, and only when the operator granted ``pods/exec``
-(``RESPONDER_PROCESS_CAPTURE``). Its output is the attacker's to shape, so it is read with a byte cap and a deadline.
-Each part that cannot be captured is recorded with the reason and the rest carries on.
+Reads run in dry-run too: evidence is worth having even when nothing else happens. The process tree and the sockets
+are the exception: ``exec`` starts a process inside the compromised container, which the attacker can see, so they
+run only in enforce mode, only when the plan contains containment, and only when the operator granted ``pods/exec``
+(``RESPONDER_PROCESS_CAPTURE``). Two read-only commands, never a shell: ``ps axjf`` and ``cat /proc/net/tcp
+/proc/net/tcp6`` (the container's own network namespace: the reverse shell's connection is there, matched against the
+finding's Src/Dst). Their output is the attacker's to shape, so it is read with a byte cap and a deadline, and parsed
+strictly. Each part that cannot be captured is recorded with the reason and the rest carries on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from responder.containment import sockets as tcp
 from responder.containment.base import ActionContext, ActionParams, ActionResult, Status
 from responder.errors import Forbidden, NotFound, ResponderError
 from responder.intake.sanitize import clean
@@ -32,6 +35,7 @@ class CaptureParams(ActionParams):
     log_tail_lines: int = Field(default=200, ge=0, le=10_000)
     log_limit_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     process_tree: bool = True
+    sockets: bool = True
     exec_timeout_s: float = Field(default=10.0, gt=0, le=60)
     exec_limit_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
 
@@ -70,44 +74,59 @@ class CaptureAction:
             except ResponderError as exc:
                 ev.notes.append(f"logs not captured: {clean(exc, 200)}")
 
-        def process_tree() -> None:
+        def run_in_container(part: str, argv: list[str]) -> str | None:
+            """One read-only command in the container (never a shell); None, with a note, when it cannot run."""
             if ctx.dry_run:
-                ev.notes.append("process tree not captured: dry-run (exec runs a process the attacker can see)")
-                return
+                ev.notes.append(f"{part} not captured: dry-run (exec runs a process the attacker can see)")
+                return None
             if not ctx.process_capture:
-                ev.notes.append("process tree not captured: process capture is disabled (RESPONDER_PROCESS_CAPTURE)")
-                return
+                ev.notes.append(f"{part} not captured: process capture is disabled (RESPONDER_PROCESS_CAPTURE)")
+                return None
             if not any(c.running for c in pod.containers if container is None or c.name == container):
-                ev.notes.append("process tree not captured: the container is not running")
-                return
+                ev.notes.append(f"{part} not captured: the container is not running")
+                return None
             try:
-                ev.process_tree = kube.exec(
-                    pod.namespace,
-                    pod.name,
-                    container,
-                    PROCESS_TREE_ARGV,
-                    params.exec_timeout_s,
-                    params.exec_limit_bytes,
+                return kube.exec(
+                    pod.namespace, pod.name, container, argv, params.exec_timeout_s, params.exec_limit_bytes
                 )
-                parts["process tree"] = True
             except NotFound:
-                ev.notes.append("process tree not captured: pod no longer exists")
+                ev.notes.append(f"{part} not captured: pod no longer exists")
             except Forbidden as exc:
                 ev.notes.append(
-                    "process tree not captured: not permitted (pods/exec is not granted; bind "
+                    f"{part} not captured: not permitted (pods/exec is not granted; bind "
                     f"deploy/kubernetes/rbac-capture.yaml to enable it): {clean(exc, 160)}"
                 )
             except ResponderError as exc:
-                ev.notes.append(f"process tree not captured: {clean(exc, 200)}")
+                ev.notes.append(f"{part} not captured: {clean(exc, 200)}")
+            return None
+
+        def process_tree() -> None:
+            ev.process_tree = run_in_container("process tree", PROCESS_TREE_ARGV)
+            parts["process tree"] = ev.process_tree is not None
+
+        def open_sockets() -> None:
+            text = run_in_container("sockets", tcp.SOCKETS_ARGV)
+            if text is None:
+                return
+            found, odd = tcp.parse(text)
+            ev.sockets = [s.as_dict() for s in found]
+            ev.connection = tcp.the_connection(found, ctx.finding.remote, ctx.finding.local)
+            parts["sockets"] = True
+            if odd:
+                ev.notes.append(f"sockets: {odd} line(s) that are not socket entries were ignored")
 
         readers: list[Callable[[], object]] = [owner_chain]
         if params.log_tail_lines:
             readers.append(logs)
         if params.process_tree:
             readers.append(process_tree)
+        if params.sockets:
+            readers.append(open_sockets)
         ctx.run_concurrently(readers)  # each reader records its own failures as notes
         captured = [
-            name for name in ("manifest", "owner chain", "logs", "logs (empty)", "process tree") if parts.get(name)
+            name
+            for name in ("manifest", "owner chain", "logs", "logs (empty)", "process tree", "sockets")
+            if parts.get(name)
         ]
         reason = f"captured {', '.join(captured)}"
         if ev.notes:
@@ -117,5 +136,5 @@ class CaptureAction:
             status=Status.SUCCEEDED,
             reason=reason,
             dry_run=ctx.dry_run,
-            details={"captured": captured, "notes": list(ev.notes)},
+            details={"captured": captured, "notes": list(ev.notes), "connection": ev.connection},
         )

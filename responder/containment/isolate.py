@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from responder.containment.base import (
     DENY_ALL_POLICY,
@@ -39,6 +39,7 @@ from responder.containment.base import (
     pod_gone,
     result,
 )
+from responder.containment.enforcement import CUT, established_connections
 from responder.containment.label import quarantine_pod
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.sanitize import clean
@@ -78,10 +79,17 @@ def is_deny_all(policy: NetworkPolicyView) -> bool:
     )
 
 
+LiveSession = Literal["escalate", "report"]
+
+
 class IsolateParams(ActionParams):
-    """``detach``: also remove the workload labels so the ReplicaSet replaces the pod and Services drop it."""
+    """``detach``: also remove the workload labels so the ReplicaSet replaces the pod and Services drop it (only where
+    isolation cuts established connections: a detached pod that keeps its shell would run on, unmanaged).
+    ``live_session``: when isolation cannot cut an established reverse shell, ``escalate`` (capture, then delete) or
+    ``report`` (stay isolated for new connections, say so at WARNING); unset takes the policy's default."""
 
     detach: bool = False
+    live_session: LiveSession | None = None
 
 
 def deny_all_body() -> dict[str, object]:
@@ -200,29 +208,41 @@ class IsolateAction:
             return pod_gone(self.name, ctx, exc, changes)
 
         ineffective = self._ineffective(ctx)
-        details: dict[str, Any] = {"policy": DENY_ALL_POLICY, "notes": notes}
+        enforcement = ctx.netpol()
+        session = established_connections(enforcement, ctx.pod.host_network)
+        details: dict[str, Any] = {
+            "policy": DENY_ALL_POLICY,
+            "notes": notes,
+            # The record never claims a cut the dataplane cannot make: this is what happens to the live shell.
+            "established_connections": session,
+            "dataplane": enforcement.dataplane,
+            "session_survives": session != CUT,
+        }
+        sessions = f"established connections: {session} ({enforcement.dataplane})"
+        if session != CUT:
+            sessions += "; a reverse shell connected before the isolation may still be alive"
         if ineffective:
             return result(
                 self.name,
                 Status.FAILED,
-                f"isolation ineffective: {ineffective}",
+                f"isolation ineffective: {ineffective}; {sessions}",
                 ctx,
                 changes,
                 ineffective=True,
                 **details,
             )
         if not changes:
-            return result(self.name, Status.SKIPPED, "pod already isolated", ctx, **details)
+            return result(self.name, Status.SKIPPED, f"pod already isolated; {sessions}", ctx, **details)
         status = Status.SKIPPED if ctx.dry_run else Status.SUCCEEDED
-        summary = "; ".join(changes)
+        summary = f"{'; '.join(changes)}; {sessions}"
         return result(self.name, status, summary if ctx.dry_run else f"isolated: {summary}", ctx, changes, **details)
 
     @staticmethod
     def _ineffective(ctx: ActionContext) -> str | None:
         if ctx.pod.host_network:
             return "the pod uses hostNetwork, which NetworkPolicy does not apply to"
-        if ctx.cluster_info is not None and not ctx.cluster_info.network_policy_enforced:
-            return "the cluster does not enforce NetworkPolicy (no Calico add-on, no Dataplane V2)"
+        if ctx.netpol().mode == "none":
+            return f"the cluster does not enforce NetworkPolicy ({ctx.netpol().dataplane})"
         return None
 
     @staticmethod
@@ -312,7 +332,13 @@ class IsolateAction:
 
     @staticmethod
     def _detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:
-        """Which labels to remove so the ReplicaSet lets go of the pod (and Services stop routing to it)."""
+        """Which labels to remove so the ReplicaSet lets go of the pod (and Services stop routing to it).
+
+        Never where isolation cannot cut the pod's established connections: the controller would start a
+        replacement while the detached pod ran on, unmanaged, with the attacker's shell still connected."""
+        session = established_connections(ctx.netpol(), ctx.pod.host_network)
+        if session != CUT:
+            return [], [f"not detached: isolation leaves established connections {session} ({ctx.netpol().dataplane})"]
         controller = ctx.pod.controller
         if controller is None:
             return [], ["not detached: the pod has no controller to replace it"]

@@ -19,6 +19,8 @@ from typing import Any
 from responder.containment import budget as budget_mod
 from responder.containment import registry
 from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status, WritesOut
+from responder.containment.enforcement import EnforcementSetting, resolve
+from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
 from responder.containment.verification import Verification
 from responder.errors import Forbidden, NotFound, ResponderError, TransientError
@@ -37,7 +39,7 @@ class RunRules:
     budget_namespace: str
     budget_max: int
     budget_window_s: int
-    escalate_ineffective_isolation: bool
+    netpol_enforcement: EnforcementSetting
     capture_before_destructive: bool
     process_capture: bool
 
@@ -173,6 +175,7 @@ class Runner:
             planned=tuple(s.action for s in plan.steps),
             process_capture=rules.process_capture,
             writes_out=writes_out,
+            enforcement=resolve(rules.netpol_enforcement, connection.info),
         )
         if not dry_run:
             ctx.charge_budget = partial(
@@ -215,11 +218,14 @@ class Runner:
             slots.append(result)
             if (
                 result.action == "isolate"
-                and result.details.get("ineffective")
-                and rules.escalate_ineffective_isolation
+                and result.details.get("session_survives")
+                and isinstance(step.params, IsolateParams)
+                and step.params.live_session == "escalate"
                 and not any(s.destructive for s in steps)
             ):
-                # Escalation is a destructive step like any other: evidence first (unless the policy opts out).
+                # Isolation cannot end a shell that is already connected (new-only dataplane, no enforcement,
+                # hostNetwork): the process has to go. A destructive step like any other: evidence first (unless the
+                # policy opts out), verified first, budgeted.
                 steps.append(default_step("delete"))
                 steps = steps[:index] + with_evidence_first(steps[index:], rules.capture_before_destructive)
         return retry

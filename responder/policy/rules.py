@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from responder.config import Mode, Settings
 from responder.containment import registry
 from responder.containment.base import Action, ActionParams
-from responder.containment.isolate import IsolateParams
+from responder.containment.isolate import IsolateParams, LiveSession
 from responder.containment.plan import Plan, ordered, step
 from responder.errors import ConfigError, InvalidIdentifier
 from responder.intake import identifiers
@@ -91,7 +91,9 @@ class Defaults(_Strict):
     log_window_min: int = Field(default=30, ge=1, le=1440)
     report_topic: str | None = None
     owner_keys: tuple[str, ...] = ("owner", "team", "contact")
-    escalate_ineffective_isolation: bool = False
+    # Isolation cannot cut an established reverse shell (Calico, no enforcement, hostNetwork): escalate captures
+    # evidence, then deletes the pod so its controller replaces it; report leaves it isolated for new connections.
+    live_session: LiveSession = "escalate"
     capture_before_destructive: bool = True  # evidence before every delete, escalations included; false opts out
 
     @field_validator("protected_namespaces")
@@ -178,7 +180,7 @@ def _steps_for(action: str, detach: bool) -> list[ActionParams]:
     """The containment an ``RESPONDER_ACTION`` override stands for."""
     if action == "none":
         # No containment means nothing the attacker can notice either: no exec into the container.
-        return [_step("capture", process_tree=False)]
+        return [_step("capture", process_tree=False, sockets=False)]
     steps = [_step("isolate", detach=detach), _step("label"), _step("capture")]
     if action == "delete":
         steps.append(_step("delete"))
@@ -203,6 +205,7 @@ class PolicyEngine:
             "write_marks": settings.write_marks,
             "set_inactive": settings.set_inactive,
             "log_window_min": settings.log_window_min,
+            "live_session": settings.live_session,
             "report_topic": settings.report_topic,
             "budget": {
                 "max_actions": settings.budget_max if settings.budget_max is not None else d.budget.max_actions,
@@ -265,7 +268,7 @@ class PolicyEngine:
             chosen = _steps_for(self.settings.action, detach)
             rule_name = f"RESPONDER_ACTION={self.settings.action}"
         steps = ordered(
-            [step(s, getattr(s, "action")) for s in chosen],  # noqa: B009 - the field every step model adds
+            [step(self._resolved(s), getattr(s, "action")) for s in chosen],  # noqa: B009 - every step model's field
             self.defaults.capture_before_destructive,
         )
         if not steps:
@@ -276,6 +279,12 @@ class PolicyEngine:
                 skipped=(f"rule {rule_name} has no actions: report only",),
             )
         return Plan(mode=mode, rule=rule_name, steps=tuple(steps))
+
+    def _resolved(self, params: Any) -> Any:
+        """An isolate step without its own ``live_session`` takes the policy's (so the plan says what will happen)."""
+        if isinstance(params, IsolateParams) and params.live_session is None:
+            return params.model_copy(update={"live_session": self.defaults.live_session})
+        return params
 
 
 def _format_errors(exc: ValidationError) -> str:

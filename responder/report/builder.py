@@ -380,6 +380,8 @@ def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> Ins
         commands=tuple(CommandInfo(purpose=c.purpose, text=c.text) for c in commands),
         process_tree=tree,
         process_tree_note=note,
+        sockets=tuple(evidence.sockets) if evidence and evidence.sockets is not None else None,
+        connection=evidence.connection if evidence else None,
         evidence_notes=notes,
     )
 

@@ -261,6 +261,11 @@ def _step5(r: IncidentReport) -> list[str]:
         out += [f"Process tree, {md_text(i.process_tree_note)}:", "", md_block(i.process_tree), ""]
     else:
         out.append(f"Process tree: {md_text(i.process_tree_note)}.")
+    if i.connection is not None:
+        out.append(f"Reverse shell connection: {md_text(str(i.connection.get('why', '')))}.")
+    if i.sockets:
+        rows = [f"{s['local']} -> {s['remote']} {s['state']}" for s in i.sockets]
+        out += ["", "TCP sockets of the container at capture time:", "", md_block("\n".join(rows)), ""]
     for note in i.evidence_notes:
         out.append(f"- Evidence: {md_text(note)}")
     return out

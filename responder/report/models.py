@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -207,6 +207,8 @@ class InspectSection(_Model):
     commands: tuple[CommandInfo, ...] = ()
     process_tree: str | None = None
     process_tree_note: str
+    sockets: tuple[dict[str, str | int], ...] | None = None  # the container's TCP sockets at capture time
+    connection: dict[str, Any] | None = None  # the finding's connection among them: matched, open, why
     evidence_notes: tuple[str, ...] = ()
 
 

@@ -6,10 +6,21 @@ from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.report.models import IncidentReport
 from responder.report.outcome import Outcome
+from responder.report.record import session_left_alive
 
 
 def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
     todo: list[str] = []
+    alive = session_left_alive(list(outcome.record.actions))
+    if alive:
+        alive_isolate = next(a for a in outcome.record.actions if a.action == "isolate")
+        what = clean(alive_isolate.details.get("established_connections", ""), 80)
+        todo.append(
+            f"The reverse shell may still be connected: isolation left established connections {what} "
+            f"({clean(alive_isolate.details.get('dataplane', ''), 120)}). End it now: delete the pod "
+            f"{target.namespace}/{target.pod} after saving what you need (step 5), or kill the shell's process; "
+            "new connections are already blocked."
+        )
     owner = report.owner_info
     if owner:
         todo.append(f"Contact the owner: {owner.value} ({owner.source} {owner.key}).")

@@ -77,11 +77,19 @@ class DecisionRecord(BaseModel):
         return self.model_dump_json()
 
 
+def session_left_alive(actions: list[ActionResult]) -> bool:
+    """Isolation was enforced but cannot cut an established connection, and no delete ended the pod: the reverse
+    shell may still be connected (``live_session: report``, or an escalation the guards or budget refused)."""
+    isolated = any(a.action == "isolate" and not a.dry_run and a.details.get("session_survives") for a in actions)
+    deleted = any(a.action == "delete" and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
+    return isolated and not deleted
+
+
 def severity_for(verdict: Verdict, actions: list[ActionResult], outcome: str) -> str:
     """Cloud Logging severity: a reject or failed action needs eyes; acting is a NOTICE; ignoring is INFO."""
     if outcome == "retry" or verdict is Verdict.REJECT:
         return "ERROR"
-    if any(a.status is Status.FAILED for a in actions):
+    if any(a.status is Status.FAILED for a in actions) or session_left_alive(actions):
         return "WARNING"
     if verdict is Verdict.ACT:
         return "NOTICE"

@@ -60,6 +60,9 @@ def replay(
             "RESPONDER_VERIFY_FINDING": "false",
             "RESPONDER_BUDGET_MAX": "1000",
             "RESPONDER_GOOGLE_APIS": "off",
+            # The node's dataplane cuts established connections (tools/node/netpol.py, `established` unless a test
+            # switches it): stated, as an operator of a Dataplane V2 cluster would. "auto" reads it as new-only.
+            "RESPONDER_NETPOL_ENFORCEMENT": "established",
             **env_overrides,
         }
     )
@@ -284,7 +287,7 @@ def test_host_network_pod_is_not_isolatable_and_escalates_per_policy(
     policy.write_text(
         "version: 1\n"
         "defaults:\n"
-        "  escalate_ineffective_isolation: true\n"
+        "  live_session: escalate\n"
         "rules:\n"
         "  - name: isolate-everything\n"
         "    actions:\n"

@@ -60,6 +60,7 @@ def start_function_server(tmp: Path, env: Mapping[str, str]) -> FunctionServer:
     port = free_port()
     log_path = tmp / f"function-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    full_env["RESPONDER_NETPOL_ENFORCEMENT"] = "established"  # the test clusters' behaviour (tests/conftest.py)
     full_env.update(env)
     full_env["PYTHONUNBUFFERED"] = "1"
     exe = Path(sys.executable).parent / "functions-framework"

@@ -1,4 +1,5 @@
-"""Unit tests see a clean environment: no RESPONDER_* variable from the developer's shell leaks in."""
+"""Unit tests see a clean environment: no RESPONDER_* variable from the developer's shell leaks in, except the
+dataplane behaviour every test cluster is taken to have (see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,3 +13,4 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("RESPONDER_") or key in {"K_SERVICE", "PUBSUB_EMULATOR_HOST"}:
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RESPONDER_NETPOL_ENFORCEMENT", "established")

@@ -33,6 +33,13 @@ from responder.ports import (
     WorkloadView,
 )
 
+TCP_TEXT = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0 100 0 0 10 0\n"
+    "   1: 1102300A:CA16 4D6433C6:2329 01 00000000:00000000 00:00000000 00000000     0        0 1002 1 0 20 4 30 10 -1\n"
+    "  sl  local_address                         remote_address                        st tx_queue rx_queue\n"
+)
+
 
 class FakeKube:
     """An in-memory cluster implementing ``KubePort``."""
@@ -53,7 +60,10 @@ class FakeKube:
         self.raise_on: dict[str, Exception] = {}  # method name -> raised on every call
         self.sleep_on: dict[str, float] = {}  # method name -> seconds slept first (timeouts)
         self.calls: list[str] = []
-        self.execs: list[tuple[str, str]] = []
+        self.execs: list[tuple[str, str]] = []  # ps axjf
+        self.socket_reads: list[tuple[str, str]] = []  # cat /proc/net/tcp /proc/net/tcp6
+        # The container's sockets: a listener on 8080 and the sample finding's shell, 10.48.2.17:51734 -> 198.51.100.77:9001
+        self.tcp_text = TCP_TEXT
         self.logs_text: str | None = None
         self.ps_text = "  PPID   PID  PGID   SID TTY      TPGID STAT   UID   TIME COMMAND\n    0     1     1     1 ?  -1 Ss 0 0:00 sh\n"
 
@@ -291,6 +301,9 @@ class FakeKube:
         self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
     ) -> str:
         self._maybe_fail("exec")
+        if argv == ["cat", "/proc/net/tcp", "/proc/net/tcp6"]:
+            self.socket_reads.append((namespace, name))
+            return self.tcp_text[:limit_bytes]
         if argv != ["ps", "axjf"]:
             raise AssertionError(f"unexpected exec {argv}")
         self.execs.append((namespace, name))

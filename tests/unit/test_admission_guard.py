@@ -397,6 +397,7 @@ def test_every_write_the_responder_makes_passes_the_guard(guard: Guard) -> None:
         "patch networkpolicy",
         "patch pod",
         "exec ps",
+        "exec cat",
         "create lease",
         "update lease",
         "delete pod",

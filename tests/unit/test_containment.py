@@ -141,17 +141,19 @@ def test_ten_concurrent_deliveries_leave_one_policy_one_label_set_one_deletion(k
 def test_hostnetwork_pod_isolation_is_reported_ineffective(kube: FakeKube) -> None:
     kube.add_pod(NS, "hostnet-1", {"app": "agent"}, host_network=True)
     doc = notification(namespace=NS, pod="hostnet-1", container="api")
-    outcome = run(make(kube, vouch=doc), doc)
+    outcome = run(make(kube, vouch=doc, live_session="report"), doc)
     isolate = next(a for a in outcome.record.actions if a.action == "isolate")
     assert isolate.status.value == "failed"
     assert "hostNetwork" in isolate.reason
+    assert isolate.details["established_connections"] == "no enforcement"
+    assert outcome.record.severity == "WARNING"
     assert kube.pods[(NS, "hostnet-1")].labels[QUARANTINE_LABEL] == "true"  # still applied: defence in depth
 
 
 def test_cluster_without_network_policy_enforcement_escalates_when_policy_says_so(kube: FakeKube) -> None:
     info = ClusterInfo(name="c", location="us-east1", network_policy_enabled=False)
-    policy = Policy(defaults=Defaults(escalate_ineffective_isolation=True))
-    outcome = run(make(kube, info=info, policy=policy))
+    policy = Policy(defaults=Defaults(live_session="escalate"))
+    outcome = run(make(kube, info=info, policy=policy, netpol_enforcement="auto"))
     assert statuses(outcome)["isolate"] == "failed"
     assert statuses(outcome)["delete"] == "succeeded"
     assert (NS, POD) not in kube.pods
@@ -376,9 +378,7 @@ def test_a_delete_refused_by_its_guards_spends_no_budget(kube: FakeKube) -> None
 def test_escalation_of_an_ineffective_isolation_captures_evidence_first(kube: FakeKube) -> None:
     kube.add_pod(NS, "hostnet-2", {"app": "agent"}, host_network=True)
     doc = notification(namespace=NS, pod="hostnet-2", container="api")
-    policy = parse_policy(
-        "defaults: {escalate_ineffective_isolation: true}\nrules: [{name: r, actions: [{action: isolate}]}]"
-    )
+    policy = parse_policy("defaults: {live_session: escalate}\nrules: [{name: r, actions: [{action: isolate}]}]")
     outcome = run(make(kube, action=None, policy=policy, vouch=doc), doc)
     assert [a.action for a in containment(outcome)] == ["isolate", "capture", "delete"]
     assert statuses(outcome)["capture"] == "succeeded" and statuses(outcome)["delete"] == "succeeded"

@@ -356,19 +356,19 @@ state = "{c / "state"}"
 
 
 def cni_conflist(node: Path, names: NodeNames) -> str:
-    """bridge without a gateway address, masquerade or routes: pods reach their subnet and nothing else."""
+    """ptp without masquerade or routes: each pod has a veth into the node's namespace and a route to its subnet only.
+
+    Pod-to-pod packets are routed through the node's namespace (not bridged), so they cross netfilter's FORWARD hook,
+    where the NetworkPolicy dataplane (tools/node/netpol.py) judges them. The gateway address the plugin puts on the
+    node side of each veth belongs to the node's namespace, where nothing listens but on 127.0.0.1."""
     return json.dumps(
         {
             "cniVersion": "0.4.0",
             "name": names.cni_network,
             "plugins": [
                 {
-                    "type": "bridge",
-                    "bridge": "rsr0",
-                    "isGateway": False,
-                    "isDefaultGateway": False,
+                    "type": "ptp",
                     "ipMasq": False,
-                    "hairpinMode": False,
                     "ipam": {
                         "type": "host-local",
                         "dataDir": str(node / "cni-ipam"),

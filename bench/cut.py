@@ -1,0 +1,80 @@
+"""``time_to_cut``: from the responder's receipt of a finding to the last answer that reaches the attacker.
+
+Measured on the local node with the NetworkPolicy dataplane in ``established`` mode (tools/node/netpol.py): real
+reverse shells (tests/support/reverse_shell.py), one per sample, each to its own attacker pod sending a command every
+:data:`INTERVAL_S`. The attacker's container log stamps every answer it gets (CRI timestamps), so "the last answer"
+is read where the attacker sits, to within one interval.
+
+Beside it, in the same run and interleaved, the floor: a client that only writes the deny-all NetworkPolicy and the
+quarantine label, both at once, through the same adapter (what the dataplane itself takes to react: its informers
+see the writes, its conntrack sweep cuts the flow). Both with no added latency and with L on every apiserver call.
+The responder and the floor run in a worker process of their own (as the other containment figures do); receipt is
+the wall-clock time just before ``Responder.respond`` (the floor: just before its first write).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+INTERVAL_S = 0.02  # the attacker's command rate: the figure's resolution
+QUIET_S = 2.0  # no answer for this long (while the attacker keeps sending) means the shell is cut
+
+
+def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs the responder's and the floor's events, alternating; returns each one's receipt time (epoch seconds)."""
+    from bench.run import TimedConnector, Timeline, _deps, _payload
+    from responder.containment.base import QUARANTINE_LABEL
+    from responder.containment.isolate import deny_all_body
+    from responder.service import Responder
+
+    responder = Responder(_deps(spec))
+    floor_kube = TimedConnector(_deps(spec).connector, Timeline()).connect(None).kube
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="floor")
+
+    def floor(sample: dict[str, Any]) -> dict[str, Any]:
+        pod = floor_kube.get_pod(sample["namespace"], sample["pod"])  # the UID precondition, read before receipt
+        t0 = time.time()
+        writes = [
+            pool.submit(floor_kube.create_network_policy, sample["namespace"], deny_all_body()),
+            pool.submit(
+                floor_kube.patch_pod_metadata, sample["namespace"], pod.name, pod.uid, {QUARANTINE_LABEL: "true"}, {}
+            ),
+        ]
+        for write in writes:
+            write.result()
+        return {"who": "floor", "id": sample["id"], "receipt": t0, "done": time.time()}
+
+    def respond(sample: dict[str, Any]) -> dict[str, Any]:
+        delivery = _payload(sample["doc"])
+        t0 = time.time()
+        outcome = responder.respond(delivery)
+        isolate = next((a for a in outcome.record.actions if a.action == "isolate"), None)
+        return {
+            "who": "responder",
+            "id": sample["id"],
+            "receipt": t0,
+            "done": time.time(),
+            "isolate": None if isolate is None else isolate.details.get("established_connections"),
+        }
+
+    respond(spec["warmup"])
+    out = []
+    for i, pair in enumerate(zip(spec["responder"], spec["floor"], strict=True)):
+        runs = [(respond, pair[0]), (floor, pair[1])]
+        for fn, sample in runs if i % 2 == 0 else runs[::-1]:
+            out.append(fn(sample))
+            time.sleep(1.0)  # the dataplane settles; the next shell is untouched meanwhile
+    return {"samples": out}
+
+
+def cut_after(shell: Any, receipt: float) -> float | None:
+    """Seconds from ``receipt`` to the last answer the attacker got, once it has stopped getting any; None if the
+    shell still answered after the wait (not cut)."""
+    last = shell.wait_for_silence(quiet_s=QUIET_S, timeout_s=60.0)
+    if last is None:
+        return None
+    return (last - datetime.fromtimestamp(receipt, UTC)).total_seconds()
