@@ -81,11 +81,11 @@ def handle(cloud_event: Any) -> Outcome:
     return outcome
 
 
-def reject_undecodable(error: BaseException) -> Outcome:
-    """The record for a delivery functions-framework could not decode into a CloudEvent at all."""
-    outcome = Responder.reject_envelope(
-        InvalidEnvelope(f"CloudEvent data is not JSON we accept: {clean(error, 200)}"), "cloudevent"
-    )
+def reject_undecodable(error: BaseException, reason: str | None = None) -> Outcome:
+    """The record for a delivery functions-framework could not decode into a CloudEvent at all (``reason`` replaces
+    the error's own text when that text quotes the request)."""
+    text = reason or f"CloudEvent data is not JSON we accept: {clean(error, 200)}"
+    outcome = Responder.reject_envelope(InvalidEnvelope(text), "cloudevent")
     emit(outcome.record)
     return outcome
 
