@@ -2,6 +2,9 @@
 
 ``replay`` is the function's body on a file: it auto-detects the envelope, prints the decision record as JSON and exits
 0 (act / ignore), 2 (reject) or 1 (error). Without a cluster or credentials it still decides and plans (dry-run).
+
+Whatever a finding, a file name or an error message holds, the terminal sees it through ``clean`` (the same cleaning
+the records and reports get): one line per value, no escapes, no carriage returns, no bidi overrides.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from responder.config import Settings
 from responder.errors import ConfigError, InvalidEnvelope, ResponderError
@@ -18,6 +22,11 @@ from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECT = 0, 1, 2
+
+
+def say(*values: object, stream: TextIO | None = None, limit: int = 2000) -> None:
+    """Print ``values`` space-separated on one line, each cleaned: nothing in them can reach the terminal raw."""
+    print(" ".join(clean(v, limit) for v in values), file=stream or sys.stdout)
 
 
 def _settings(policy: Path | None) -> Settings:
@@ -39,7 +48,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         raw = Path(args.file).read_bytes()
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        say("error: cannot read", args.file, ":", exc.strerror, stream=sys.stderr)
         return EXIT_ERROR
     responder = build_responder(_settings(args.policy))
     try:
@@ -64,7 +73,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from responder.report.markdown import render_markdown
 
         report = build_report(outcome, owner_keys=responder.deps.policy.defaults.owner_keys)
-        print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2))
+        # The Markdown cleans every value it holds; the JSON escapes everything outside ASCII.
+        print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2, ensure_ascii=True))
     if outcome.retry:
         return EXIT_ERROR
     return EXIT_REJECT if outcome.record.verdict is Verdict.REJECT else EXIT_OK
@@ -81,17 +91,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     settings = _settings(args.policy)
     engine = PolicyEngine(load_policy(settings.policy_file), settings)
     try:
-        finding = to_finding(parse_notification(detect_bytes(Path(args.file).read_bytes()).payload))
+        raw = Path(args.file).read_bytes()
+    except OSError as exc:
+        say("error: cannot read", args.file, ":", exc.strerror, stream=sys.stderr)
+        return EXIT_ERROR
+    try:
+        finding = to_finding(parse_notification(detect_bytes(raw).payload))
     except ResponderError as exc:
-        print(f"reject: {exc}", file=sys.stderr)
+        say("reject:", exc, stream=sys.stderr)
         return EXIT_REJECT
     verdict = triage(finding, engine.defaults.categories)
     if verdict.target is None:
-        print(
-            json.dumps({"verdict": verdict.verdict.value, "reason": verdict.reason})
-            if args.json
-            else f"{verdict.verdict.value}: {verdict.reason}"
-        )
+        if args.json:
+            print(json.dumps({"verdict": verdict.verdict.value, "reason": clean(verdict.reason, 600)}))
+        else:
+            say(f"{verdict.verdict.value}:", verdict.reason)
         return EXIT_REJECT if verdict.verdict is Verdict.REJECT else EXIT_OK
     plan = engine.plan(finding, verdict.target, finding.pod_labels)
     if args.json:
@@ -116,16 +130,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     t = verdict.target
-    print(f"finding  {finding.name}\npod      {t.namespace}/{t.pod} in {t.cluster.path}")
-    print(f"mode     {plan.mode}{' (nothing will be written)' if plan.dry_run else ''}")
-    print(f"rule     {plan.rule or '(none: report only)'}")
+    say("finding ", finding.name)
+    say("pod     ", f"{t.namespace}/{t.pod}", "in", t.cluster.path)
+    say("mode    ", f"{plan.mode}{' (nothing will be written)' if plan.dry_run else ''}")
+    say("rule    ", plan.rule or "(none: report only)")
     for i, step in enumerate(plan.steps, 1):
         params = step.params.model_dump(exclude={"action"})
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         gate = "  [destructive: SCC verification + blast-radius budget apply]" if step.destructive else ""
-        print(f"  {i}. {step.action}({shown}){gate}")
+        say(f"  {i}.", f"{step.action}({shown}){gate}")
     for reason in plan.skipped:
-        print(f"skipped  {reason}")
+        say("skipped ", reason)
     return EXIT_OK
 
 
@@ -136,9 +151,9 @@ def cmd_validate_policy(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(Path(args.file))
     except ConfigError as exc:
-        print(f"invalid: {exc}", file=sys.stderr)
+        say("invalid:", exc, stream=sys.stderr)
         return EXIT_ERROR
-    print(f"ok: {args.file}: {len(policy.rules)} rule(s), mode {policy.defaults.mode}")
+    say(f"ok: {args.file}: {len(policy.rules)} rule(s), mode {policy.defaults.mode}")
     return EXIT_OK
 
 
@@ -159,7 +174,7 @@ def cmd_publish_sample(args: argparse.Namespace) -> int:
     from responder.intake.sample import sample_notification
 
     if not re.fullmatch(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}", args.topic):
-        print(f"error: --topic must be projects/PROJECT/topics/TOPIC, got {args.topic!r}", file=sys.stderr)
+        say(f"error: --topic must be projects/PROJECT/topics/TOPIC, got {args.topic!r}", stream=sys.stderr)
         return EXIT_ERROR
     cluster = parse_cluster_resource(f"//container.googleapis.com/{args.cluster}")
     data = sample_notification(cluster, args.organization)
@@ -207,10 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except ResponderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ResponderError as exc:  # ConfigError included
+        say("error:", exc, stream=sys.stderr)
         return EXIT_ERROR
     return code

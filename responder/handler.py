@@ -15,7 +15,7 @@ from responder.intake.envelope import Delivery, from_cloud_event
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
 from responder.report.outcome import Outcome
-from responder.report.record import emit, make_record
+from responder.report.record import DecisionRecord, emit, make_record
 from responder.service import Responder
 
 _responder: Responder | None = None
@@ -41,43 +41,51 @@ def reset() -> None:
 
 
 def handle(cloud_event: Any) -> Outcome:
-    """Decode, respond, emit exactly one record; raise TransientError when Pub/Sub must redeliver."""
+    """Decode, respond, emit exactly one record; raise TransientError when Pub/Sub must redeliver.
+
+    The record is written inside the error handling, and :func:`emit` never raises for what a record holds, so
+    whatever goes wrong (a bug in a stage, a record that cannot be serialised) the event still gets its one line.
+    """
+    emitted = False
+
+    def emit_once(record: DecisionRecord) -> None:
+        nonlocal emitted
+        if not emitted:
+            emitted = True
+            emit(record)
+
     try:
-        delivery: Delivery = from_cloud_event(
-            _attr(cloud_event, "type"), _attr(cloud_event, "id"), getattr(cloud_event, "data", None)
-        )
-    except InvalidEnvelope as exc:
-        outcome = Responder.reject_envelope(exc, "cloudevent")
-        emit(outcome.record)
-        return outcome
-    try:
-        responder = get_responder()
+        try:
+            delivery: Delivery = from_cloud_event(
+                _attr(cloud_event, "type"), _attr(cloud_event, "id"), getattr(cloud_event, "data", None)
+            )
+        except InvalidEnvelope as exc:
+            outcome = Responder.reject_envelope(exc, "cloudevent")
+            emit_once(outcome.record)
+            return outcome
+        outcome = get_responder().respond(delivery)
+        emit_once(outcome.record)
     except ConfigError as exc:
         # Refuse to act on half a configuration, but keep the finding: raising makes Pub/Sub redeliver it (and
         # finally dead-letter it), so nothing is lost while an operator fixes the settings.
-        record = make_record(Verdict.REJECT, "config_error", f"refusing to act: {clean(exc, 400)}", outcome="retry")
-        emit(record)
+        emit_once(make_record(Verdict.REJECT, "config_error", f"refusing to act: {clean(exc, 400)}", outcome="retry"))
         raise
-    try:
-        outcome = responder.respond(delivery)
     except Exception as exc:
         # A bug must not lose the finding either: record it, then let Pub/Sub redeliver / dead-letter it.
-        record = make_record(
-            Verdict.REJECT, "internal_error", f"{type(exc).__name__}: {clean(exc, 300)}", outcome="retry"
+        emit_once(
+            make_record(Verdict.REJECT, "internal_error", f"{type(exc).__name__}: {clean(exc, 300)}", outcome="retry")
         )
-        emit(record)
         raise
-    emit(outcome.record)
     if outcome.retry:
-        raise TransientError(f"transient failure handling {outcome.record.finding}; redelivery requested")
+        raise TransientError(f"transient failure handling {clean(outcome.record.finding, 300)}; redelivery requested")
     return outcome
 
 
-def reject_undecodable(error: BaseException) -> Outcome:
-    """The record for a delivery functions-framework could not decode into a CloudEvent at all."""
-    outcome = Responder.reject_envelope(
-        InvalidEnvelope(f"CloudEvent data is not JSON we accept: {clean(error, 200)}"), "cloudevent"
-    )
+def reject_undecodable(error: BaseException, reason: str | None = None) -> Outcome:
+    """The record for a delivery functions-framework could not decode into a CloudEvent at all (``reason`` replaces
+    the error's own text when that text quotes the request)."""
+    text = reason or f"CloudEvent data is not JSON we accept: {clean(error, 200)}"
+    outcome = Responder.reject_envelope(InvalidEnvelope(text), "cloudevent")
     emit(outcome.record)
     return outcome
 

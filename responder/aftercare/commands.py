@@ -18,6 +18,7 @@ from responder.config import Settings, load_settings
 from responder.errors import ConfigError, InvalidIdentifier
 from responder.intake import identifiers
 from responder.intake.identifiers import ClusterRef
+from responder.intake.sanitize import clean
 from responder.ports import FindingsAPI, KubePort
 
 EXIT_OK, EXIT_ERROR, EXIT_REFUSED = 0, 1, 2
@@ -30,14 +31,14 @@ def _cluster_arg(value: str) -> ClusterRef:
     try:
         return identifiers.parse_cluster_resource(f"//container.googleapis.com/{value}")
     except InvalidIdentifier as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+        raise argparse.ArgumentTypeError(clean(exc)) from exc
 
 
 def _namespace_arg(value: str) -> str:
     try:
         return identifiers.namespace(value)
     except InvalidIdentifier as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+        raise argparse.ArgumentTypeError(clean(exc)) from exc
 
 
 def connect(settings: Settings, cluster: ClusterRef | None) -> KubePort:
@@ -96,7 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     entries = collect_status(connect(load_settings(), args.cluster), args.namespace)
     if args.json:
-        print(json.dumps([e.model_dump() for e in entries], indent=2))
+        print(json.dumps([e.model_dump() for e in entries], indent=2))  # ASCII: non-ASCII is escaped
     else:
         print(render_table(entries))
     return EXIT_OK
@@ -131,9 +132,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _print_human(record: dict[str, Any]) -> None:
-    print(f"{record['verdict']}: {record['reason']}")
+    # Reasons quote what the pod and SCC hold (annotations, marks): cleaned like every other terminal line.
+    print(clean(f"{record['verdict']}: {record['reason']}", 2000))
     for action in record["actions"]:
-        print(f"  {action['action']:<10} {action['status']:<9} {action['reason']}")
+        print(clean(f"  {action['action']:<10} {action['status']:<9} {action['reason']}", 2000))
 
 
 def add_commands(sub: Any) -> None:

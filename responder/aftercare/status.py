@@ -79,9 +79,12 @@ def render_table(entries: list[QuarantinedPod]) -> str:
         )
         for e in entries
     )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    # Every cell and line is cleaned: the cluster's names are validated, but annotations and policy problems quote
+    # what anyone allowed to patch a pod wrote, and this goes straight to a terminal.
+    cells = [[clean(cell, 300) for cell in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     for e in entries:
-        lines.append(f"{e.namespace}/{e.pod}: finding {e.finding or '(not recorded)'}")
-        lines.extend(f"  ! {problem}" for problem in e.policy_problems)
+        lines.append(clean(f"{e.namespace}/{e.pod}: finding {e.finding or '(not recorded)'}", 600))
+        lines.extend(clean(f"  ! {problem}", 600) for problem in e.policy_problems)
     return "\n".join(lines)

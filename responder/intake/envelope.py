@@ -16,7 +16,7 @@ from typing import Any
 
 from responder.errors import InvalidEnvelope
 from responder.intake import safejson
-from responder.intake.sanitize import clean
+from responder.intake.sanitize import clean, untrusted_text
 
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 _LEGACY_TYPES = {"google.pubsub.topic.publish", "providers/cloud.pubsub/eventTypes/topic.publish"}
@@ -80,6 +80,10 @@ def from_cloud_event(event_type: str | None, event_id: str | None, data: Any, sh
             raise InvalidEnvelope(f"CloudEvent data is not JSON we accept: {clean(exc, 120)}") from exc
     if not isinstance(data, Mapping):
         raise InvalidEnvelope("CloudEvent data is not a MessagePublishedData object")
+    # functions-framework decoded a structured event's JSON itself, so safejson never saw it: check it here.
+    problem = untrusted_text({"id": event_id, "data": data})
+    if problem is not None:
+        raise InvalidEnvelope(f"CloudEvent {problem}")
     # The subscription and a topic in `source` are optional: push bodies POSTed to `/` lose both.
     return _message(data.get("message"), shape, _str(event_id))
 

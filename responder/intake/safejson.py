@@ -3,13 +3,17 @@
 A delivery is attacker-shaped input: Python's ``json`` turns a number with thousands of digits into an int (and
 refuses past 4,300 digits with a bare ``ValueError``), ``1e999`` into infinity and ``NaN`` into a float that compares
 with nothing. No field of a notification or an envelope needs any of that (int64 has 19 digits), so such values are
-refused here with a reason, once, for every caller.
+refused here with a reason, once, for every caller. So is text no Google service writes: a lone surrogate (not
+Unicode, and fatal to the first log line that holds it) and nesting deeper than any notification
+(:func:`responder.intake.sanitize.untrusted_text`).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from responder.intake.sanitize import untrusted_text
 
 MAX_INT_DIGITS = 24  # int64 has at most 19 digits (+ sign); some headroom, nothing more
 MAX_FLOAT_CHARS = 64
@@ -39,6 +43,10 @@ def _constant(name: str) -> Any:
 
 
 def loads(text: str | bytes) -> Any:
-    """``json.loads`` with bounded numbers; raises ``ValueError`` (``JSONDecodeError`` or :class:`JsonLimit`) or
-    ``RecursionError`` for input nested too deeply."""
-    return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    """``json.loads`` with bounded numbers, depth and text; raises ``ValueError`` (``JSONDecodeError`` or
+    :class:`JsonLimit`) or ``RecursionError`` for input nested deeper than the parser goes."""
+    value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    problem = untrusted_text(value)
+    if problem is not None:
+        raise JsonLimit(problem)
+    return value

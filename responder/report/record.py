@@ -3,10 +3,15 @@
 Cloud Logging parses a JSON line on stdout into a structured entry (``severity`` and ``message`` are special); the
 other fields land in ``jsonPayload`` where alerting and dashboards can query them. The contract fields (``verdict``,
 ``reason``, ``finding``, ``cluster``, ``pod``, ``actions``) are always present, null when unknown.
+
+The line is ASCII (everything else JSON-escaped): Cloud Logging reads the escapes, and an operator's terminal
+running ``replay`` cannot be steered by a C1 control or a bidi override in any field. A record that cannot be
+serialised at all (a bug that let unencodable text in) still becomes one line: :func:`fallback_line`.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Literal, TextIO
 
@@ -73,8 +78,8 @@ class DecisionRecord(BaseModel):
     duration_ms: float | None = None
 
     def to_json(self) -> str:
-        """The log line (no newline)."""
-        return self.model_dump_json()
+        """The log line (no newline, ASCII only)."""
+        return self.model_dump_json(ensure_ascii=True)
 
 
 def session_left_alive(actions: list[ActionResult]) -> bool:
@@ -131,7 +136,55 @@ def make_record(
 
 
 def emit(record: DecisionRecord, stream: TextIO | None = None) -> None:
-    """Write the record as one line; flushed, because the instance may be frozen right after the response."""
+    """Write the record as one line; flushed, because the instance may be frozen right after the response.
+
+    Never raises for what the record holds: a record that cannot be serialised is written as :func:`fallback_line`.
+    """
+    try:
+        line = record.to_json()
+    except Exception as exc:  # any serialisation failure: the event still gets its one line
+        line = fallback_line(record, exc)
     out = stream or sys.stdout
-    out.write(record.to_json() + "\n")
+    out.write(line + "\n")
     out.flush()
+
+
+def fallback_line(record: DecisionRecord, error: BaseException) -> str:
+    """The contract fields of ``record``, each cleaned, as one JSON line, plus why the full record could not be
+    written. Used when serialising the record itself failed; says so at ERROR, so the bug is seen."""
+    try:
+        pod = (
+            {"namespace": clean(record.pod.namespace, 80), "name": clean(record.pod.name, 300)} if record.pod else None
+        )
+        document: dict[str, object] = {
+            "severity": "ERROR",
+            "message": clean(f"{record.verdict.value}: {record.reason} [record written in fallback form]", 600),
+            "verdict": clean(record.verdict.value, 10),
+            "code": clean(record.code, 60),
+            "reason": clean(record.reason, 600),
+            "finding": clean(record.finding, 300) if record.finding else None,
+            "category": clean(record.category, 100) if record.category else None,
+            "cluster": clean(record.cluster, 300) if record.cluster else None,
+            "pod": pod,
+            "actions": [
+                {"action": clean(a.action, 40), "status": clean(a.status.value, 20), "reason": clean(a.reason, 300)}
+                for a in record.actions
+            ],
+            "outcome": record.outcome,
+        }
+    except Exception:  # a record broken beyond reading: keep the contract with nulls rather than lose the line
+        document = {
+            "severity": "ERROR",
+            "message": "reject: decision record unreadable [record written in fallback form]",
+            "verdict": "reject",
+            "code": "record_error",
+            "reason": "decision record unreadable",
+            "finding": None,
+            "category": None,
+            "cluster": None,
+            "pod": None,
+            "actions": [],
+            "outcome": "retry",
+        }
+    document["record_error"] = clean(f"{type(error).__name__}: {error}", 300)
+    return json.dumps(document, ensure_ascii=True)

@@ -20,9 +20,13 @@ SETTINGS = Settings()
 RESPONDER = Responder(Dependencies(settings=SETTINGS, policy=PolicyEngine(Policy(), SETTINGS)))
 VERDICTS = {"act", "ignore", "reject"}
 
+# Text includes lone surrogates and terminal controls, which hypothesis' default alphabet leaves out.
+text_chars = st.characters(codec=None) | st.characters(categories=["Cs"]) | st.sampled_from(["\x1b", "\r", "\x9b"])
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=15), children, max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(text_chars, max_size=40),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(text_chars, max_size=15), children, max_size=5)
+    ),
     max_leaves=30,
 )
 FINDING_KEYS = [
