@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 
 from responder.containment.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
+from responder.containment.base import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
 from responder.containment.isolate import is_deny_all
 from responder.intake.sanitize import clean
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
@@ -17,7 +18,7 @@ from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPoli
 QUARANTINE_SELECTOR = f"{QUARANTINE_LABEL}=true"
 # Left on a released pod, so that a second release can tell "already released" (no change) from a same-named
 # replacement that was never quarantined (refused). It is the only responder key a released pod keeps.
-RELEASED_ANNOTATION = f"{PREFIX}/released-at"
+RELEASED_ANNOTATION = BASE_RELEASED_ANNOTATION
 # The term isolation appends to allowing policies; equal by value to the one isolate.py writes.
 EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 
