@@ -35,12 +35,11 @@ from responder.aftercare.facts import (
     is_quarantined,
     original_labels,
     responder_annotations,
-    selects_unquarantined,
     with_exclusion,
     without_exclusion,
 )
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
-from responder.containment.isolate import ensure_deny_all, is_deny_all
+from responder.containment.isolate import ensure_deny_all, is_deny_all, reopens
 from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
@@ -324,7 +323,7 @@ class Releaser:
             for _ in range(_ATTEMPTS):
                 try:
                     for p in self.kube.list_network_policies(namespace):
-                        if any(selects_unquarantined(p, pod) for pod in pods) and not has_exclusion(p):
+                        if p.name != DENY_ALL_POLICY and any(reopens(p, pod.labels) for pod in pods):
                             self.kube.set_network_policy_selector(
                                 namespace, p.name, with_exclusion(p.pod_selector), p.resource_version
                             )

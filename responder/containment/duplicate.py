@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, RELEASED_ANNOTATION
-from responder.containment.isolate import excludes_quarantine, is_deny_all
+from responder.containment.isolate import is_deny_all, reopens
 from responder.containment.plan import Plan
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
@@ -50,18 +50,18 @@ def already_contained(
     deny_all = next((p for p in policies if p.name == DENY_ALL_POLICY), None)
     if deny_all is None or not is_deny_all(deny_all):
         return None
-    # Selection is judged by the pod's labels without ours: that is what an allowing policy without its exclusion
-    # would see, so a policy that selects the pod and does not exclude quarantined pods reopens it.
+    # The same judgement as isolation's, by content: any policy that would let traffic past the deny-all to or from
+    # the quarantined pod means the containment does not hold, whatever its selector is made of.
+    if any(reopens(p, pod.labels) for p in policies):
+        return None
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     allowing = [p for p in policies if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels)]
-    if any(not excludes_quarantine(p) for p in allowing):
-        return None
     where = f"{pod.namespace}/{pod.name}"
     return (
         f"duplicate delivery, nothing to do: pod {where} (uid {pod.uid}) carries this finding's record and "
         f"{QUARANTINE_LABEL}=true; the deny-all NetworkPolicy {pod.namespace}/{DENY_ALL_POLICY} is intact (by "
         f"content); {len(allowing)} allowing polic{'y' if len(allowing) == 1 else 'ies'} selecting the pod "
-        "exclude quarantined pods"
+        "exclude quarantined pods, and no other policy allows traffic to or from it"
     )
 
 
