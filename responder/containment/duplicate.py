@@ -21,6 +21,7 @@ from responder.ports import NetworkPolicyView, PodView
 
 RELEASED_MARK, RELEASED_AT_MARK = "rsr_status", "rsr_time"  # the security marks `release` writes
 _SKEW = timedelta(minutes=5)
+_STAMP_PRECISION = timedelta(seconds=1)  # `release` stamps whole seconds
 
 # A plan made only of these is complete once the pod is isolated: nothing of it is left for a redelivery to do.
 _ISOLATION_ONLY = frozenset({"isolate", "label", "capture"})
@@ -81,7 +82,7 @@ def released(finding: Finding, pod: PodView, now: datetime) -> str | None:
             at = datetime.fromisoformat(raw or "")
         except ValueError:
             continue
-        if at.tzinfo is None or at > now + _SKEW or at < finding.event_time:
+        if at.tzinfo is None or at > now + _SKEW or at < finding.event_time - _STAMP_PRECISION:
             continue
         return (
             f"pod {pod.namespace}/{pod.name} was released at {at.isoformat()} ({where}), after this finding's event "
