@@ -309,13 +309,16 @@ class SccFinding(_View):
     """A finding as SCC reports it now (for verification and write-back).
 
     ``pods`` are the (namespace, name) pairs SCC's own record names, from its ``kubernetes.pods[]`` and from its
-    ``sourceProperties`` (``Pod_Namespace``/``Pod_Name``): what the message's pod is checked against.
+    ``sourceProperties`` (``Pod_Namespace``/``Pod_Name``): what the message's pod is checked against. ``severity``
+    and ``event_time`` are what the message's are compared with, or taken from when the message lacks them.
     """
 
     name: str
     state: str | None = None
     mute: str | None = None
     category: str | None = None
+    severity: str | None = None
+    event_time: datetime | None = None
     resource_name: str | None = None
     pods: tuple[tuple[str, str], ...] = ()
     marks: dict[str, str] = Field(default_factory=dict)

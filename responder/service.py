@@ -17,21 +17,19 @@ from typing import Any, TypeVar
 
 from responder.config import Settings
 from responder.containment.base import ActionResult, Evidence, Prefetched, Status, WritesOut
-from responder.containment.duplicate import already_contained, carries_quarantine
+from responder.containment.connect import connect
+from responder.containment.duplicate import already_contained, carries_quarantine, released
 from responder.containment.isolate import ensure_deny_all
 from responder.containment.plan import Plan
-from responder.containment.runner import UNVERIFIED, Blocker, Runner, RunRules, Slot, crashed, read_pod
+from responder.containment.runner import Blocker, Runner, RunRules, Slot, crashed, read_pod
 from responder.containment.undo import undo_quarantine
-from responder.containment.verification import Verification, Vouch, verify
+from responder.containment.verification import Verification, Vouch, fill_gaps, verify
 from responder.errors import (
-    Forbidden,
     InvalidEnvelope,
     InvalidFinding,
-    NotFound,
     PermanentError,
     ResponderError,
     TransientError,
-    Unavailable,
 )
 from responder.intake.envelope import Delivery
 from responder.intake.findings import Finding, to_finding
@@ -182,7 +180,21 @@ class Responder:
 
     def _act(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
         try:
-            return self._handle(finding, verdict, target, common)
+            filled = fill_gaps(self.deps.findings_api, finding, target, self.deps.policy.defaults.verify_finding)
+            if filled.warning:
+                common["warnings"] = [*common["warnings"], filled.warning]
+            if filled.stop and filled.answer is not None:  # refuted, or SCC could not supply what the message lacks
+                forged = filled.answer.vouch is Vouch.REFUTED
+                record = make_record(
+                    Verdict.REJECT if forged else Verdict.ACT,
+                    "suspected_forgery" if forged else "unverified",
+                    filled.answer.reason,
+                    verification=_verification_info(filled.answer),
+                    outcome="done" if forged else "retry",
+                    **common,
+                )
+                return Outcome(record=record, finding=finding, triage=verdict)
+            return self._handle(filled.finding, verdict, target, common, filled.answer)
         finally:
             self._warm()  # whatever happened, this instance's containment no longer needs the CPU to itself
 
@@ -197,14 +209,21 @@ class Responder:
             self.deps.gate.wait()
         return fn(*args)
 
-    def _handle(self, finding: Finding, verdict: Triage, target: Target, common: dict[str, Any]) -> Outcome:
+    def _handle(
+        self,
+        finding: Finding,
+        verdict: Triage,
+        target: Target,
+        common: dict[str, Any],
+        asked: Verification | None = None,
+    ) -> Outcome:
         engine = self.deps.policy
         info: DeliveryInfo = common["delivery"]
         # A redelivery (or a finding this instance already handled) is checked against the cluster before anything
         # else starts: when its containment still holds, that check is the whole event. Anything else is presumed new,
         # and round one of isolation goes out with the pod read.
         suspect = self._seen(finding.name) or (info.delivery_attempt or 0) > 1
-        connection, unavailable, blocker = self._connect(target)
+        connection, unavailable, blocker = connect(self.deps.connector, target)
         if connection is None:
             self._warm()  # nothing to write here: the investigation may load what it needs now
         pod: PodView | None = None
@@ -216,6 +235,8 @@ class Responder:
             # finding's quarantine. A duplicate then costs two plain reads and no thread hand-off; anything else
             # costs no more rounds than before (round one still goes out next, with the policies in it).
             pod, blocker = read_pod(connection, target)
+            if pod is not None and (gone := self._released(finding, verdict, pod, common)) is not None:
+                return gone
             if pod is not None and carries_quarantine(finding.name, pod):
                 listed = _now(connection.kube.list_network_policies, target.namespace)
                 duplicate = self._duplicate(finding, verdict, target, pod, listed, common)
@@ -240,6 +261,8 @@ class Responder:
             prefetched = Prefetched(policies=listed, deny_all=ensuring)
             if pod_read is not None:
                 pod, blocker = read_pod(connection, target, pod_read)
+                if pod is not None and (gone := self._released(finding, verdict, pod, common)) is not None:
+                    return gone  # the deny-all ensured meanwhile selects only quarantined pods: nothing changed
                 duplicate = self._duplicate(finding, verdict, target, pod, prefetched.policies, common)
                 if duplicate is not None:
                     return duplicate  # recognised by the pod read: no investigation, capture or log search started
@@ -250,7 +273,7 @@ class Responder:
         start = RoundOne(connection, unavailable, blocker, pod, pod_read, pod_read_at, prefetched)
         writes_out = WritesOut()
         try:
-            return self._contain(finding, verdict, target, common, start, writes_out)
+            return self._contain(finding, verdict, target, common, start, writes_out, asked)
         finally:
             writes_out.open()  # whatever happened, what was queued behind the writes must not wait forever
 
@@ -262,11 +285,16 @@ class Responder:
         common: dict[str, Any],
         start: RoundOne,
         writes_out: WritesOut,
+        asked: Verification | None = None,
     ) -> Outcome:
         connection, pod, blocker, prefetched = start.connection, start.pod, start.blocker, start.prefetched
         engine = self.deps.policy
         enabled = engine.defaults.verify_finding
-        verifying = writes_out.later(self.workers, verify, self.deps.findings_api, finding, target, enabled)
+        verifying = (
+            _done(asked)
+            if asked is not None
+            else writes_out.later(self.workers, verify, self.deps.findings_api, finding, target, enabled)
+        )
         cold = self.deps.gate is not None and not self.deps.gate.is_open
         pod_facts = None
         if connection is not None and pod is not None and not cold:
@@ -316,18 +344,19 @@ class Responder:
                 undone = undo_quarantine(connection.kube, pod, finding.name)
                 results.append(undone)
                 retry = retry or undone.status is Status.FAILED
-        elif verification.vouch is Vouch.UNREACHABLE and not plan.dry_run:
+        elif verification.vouch is Vouch.UNREACHABLE and not plan.dry_run and plan.steps:
             wrote = any(r.status is Status.SUCCEEDED for r in results)
-            held = any(r.reason.startswith(UNVERIFIED) for r in results)
             if wrote:  # fail safe: the isolation stays, and the record says it rests on an unconfirmed message
                 common["warnings"] = [
                     *common["warnings"],
                     f"SCC could not confirm the message ({clean(verification.reason, 200)}): the isolation is kept "
                     "(fail safe); nothing destructive ran and nothing was written back",
                 ]
-            # Redelivery verifies again: it then finishes the job (a delete that waited) or, if SCC refutes the
-            # message, undoes the isolation. A failure that will not heal (403 on SCC) still ends in the dead letter.
-            retry = retry or ((wrote or held) and verification.transient)
+            # Only "vouches" and "refutes" are answers: anything else (a 403, a 5xx, a timeout, a name the adapter
+            # refuses) is a failure. Redelivery verifies again: it then finishes the job (what waited for SCC) or, if
+            # SCC refutes the message, undoes the isolation. A failure that will not heal (403 on SCC) ends in the
+            # dead letter, visible, never acknowledged as handled.
+            retry = True
         results += write_back.result()
         investigation = investigation_future.result()
 
@@ -347,11 +376,7 @@ class Responder:
                 rule=plan.rule,
                 skipped=list(plan.skipped),
                 enrichment=investigation.summary(),
-                verification=VerificationInfo(
-                    status=verification.vouch.value,
-                    reason=verification.reason,
-                    mismatches=list(verification.mismatches),
-                ),
+                verification=_verification_info(verification),
                 outcome="retry" if retry else "done",
                 **common,
             )
@@ -416,6 +441,14 @@ class Responder:
         record = make_record(Verdict.IGNORE, "duplicate", reason, rule=plan.rule, **common)
         return Outcome(record=record, finding=finding, triage=verdict, plan=plan)
 
+    def _released(self, finding: Finding, verdict: Triage, pod: PodView, common: dict[str, Any]) -> Outcome | None:
+        """The outcome of a delivery for a pod released after the finding's event (see :func:`released`), or None."""
+        reason = released(finding, pod, self.deps.clock())
+        if reason is None:
+            return None
+        record = make_record(Verdict.IGNORE, "released", reason, **common)
+        return Outcome(record=record, finding=finding, triage=verdict)
+
     # ------------------------------------------------------------------------------------------------ report
     def _write_back(
         self, finding: Finding, plan: Plan, results: list[ActionResult], verification: Verification
@@ -426,27 +459,11 @@ class Responder:
     def _notify(self, outcome: Outcome, results: list[ActionResult]) -> list[ActionResult]:
         return notify(self.deps.publisher, self.deps.policy.defaults, outcome, results)
 
-    def _connect(self, target: Target) -> tuple[Connection | None, str | None, Blocker | None]:
-        """The cluster, or why not: (connection, why enrichment is unavailable, what that means for containment)."""
-        if self.deps.connector is None:
-            why = "no cluster credentials configured (RESPONDER_KUBECONFIG or GKE access)"
-            return None, why, Blocker(why, Status.SKIPPED, retry=False, fails_when_enforcing=True)
-        try:
-            return self.deps.connector.connect(target.cluster), None, None
-        except NotFound as exc:  # the cluster is gone: nothing left to contain
-            why = f"cluster {target.cluster.path} not found: {clean(exc, 200)}"
-            return None, why, Blocker(why, Status.SKIPPED, retry=False)
-        except Unavailable as exc:  # credentials or kubeconfig missing or unusable: an operator must look
-            why = f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
-            return None, why, Blocker(why, Status.SKIPPED, retry=False, fails_when_enforcing=True)
-        except Forbidden as exc:
-            why = f"forbidden (check IAM: container.clusters.get on {target.cluster.path}): {clean(exc, 200)}"
-            return None, why, Blocker(why, Status.FAILED, retry=True)
-        except TransientError:
-            raise  # nothing was written yet: the whole delivery is retried
-        except ResponderError as exc:
-            why = f"cluster {target.cluster.path} could not be reached: {clean(exc, 200)}"
-            return None, why, Blocker(why, Status.FAILED, retry=True)
+
+def _verification_info(verification: Verification) -> VerificationInfo:
+    return VerificationInfo(
+        status=verification.vouch.value, reason=verification.reason, mismatches=list(verification.mismatches)
+    )
 
 
 def _code(exc: Exception) -> str:

@@ -1406,6 +1406,7 @@ def footprint(directory: Path) -> list[str]:
     found += [f"mount {point}" for point in host.mounts_under(layout.dir)]
     found += [f"containerd shim {pid}" for pid in host.shims_of(layout.containerd_socket)]
     found += [f"cgroup {path}" for path in host.cgroup_dirs(names) if path.exists()]
+    found += netpol.leftovers(names)  # nftables tables, conntrack entries (while the namespace exists)
     if layout.host_route_marker.exists():
         found.append(f"host route marker {layout.host_route_marker}")
     route = subprocess.run(["ip", "route", "show", names.pod_subnet], capture_output=True, text=True, check=False)

@@ -19,15 +19,10 @@ from responder.adapters.google_clients import LazyClient, client_kwargs, enum_na
 from responder.adapters.google_errors import google_call
 from responder.config import Settings
 from responder.errors import InvalidFinding, PermanentError
+from responder.intake import identifiers as ids
 from responder.ports import ImportGate, SccFinding
 
-# Only these characters ever reach a URL path or the ListFindings filter string, so no quoting is needed there.
-_FINDING_NAME = re.compile(
-    r"(?P<scope>(?:organizations|folders|projects)/[A-Za-z0-9_-]{1,128})"
-    r"/sources/(?P<source>[A-Za-z0-9_-]{1,128})"
-    r"(?:/locations/(?P<location>[A-Za-z0-9_-]{1,64}))?"
-    r"/findings/(?P<finding>[A-Za-z0-9_-]{1,128})"
-)
+_FINDING_NAME = ids.FINDING_NAME  # shared with intake, which rejects any other name before acting on it
 # SCC allows mark keys of 1-256 letters, digits, "_" and "-" (keys are case-insensitive). Over REST the update mask
 # travels as a proto3-JSON FieldMask, whose paths are camelCased on the way out and snake_cased on the way in: an
 # upper-case letter, "_" before a non-letter or a trailing "_" cannot make that round trip (protobuf refuses to encode
@@ -60,7 +55,7 @@ class FindingName:
 
 def parse_finding_name(name: str) -> FindingName:
     """Validate ``name`` strictly; :class:`InvalidFinding` when it is not an SCC finding name."""
-    match = _FINDING_NAME.fullmatch(name) if isinstance(name, str) and len(name) <= 512 else None
+    match = _FINDING_NAME.fullmatch(name) if isinstance(name, str) and len(name) <= ids.MAX_FINDING_NAME else None
     if match is None:
         shown = name[:120] if isinstance(name, str) else type(name).__name__
         raise InvalidFinding(f"{shown!r} is not a Security Command Center finding name")
@@ -168,7 +163,16 @@ def scc_finding(finding: Any) -> SccFinding:
         state=enum_name(finding.state),
         mute=enum_name(finding.mute),
         category=finding.category or None,
+        severity=enum_name(finding.severity),
+        event_time=_when(finding.event_time),
         resource_name=finding.resource_name or None,
         pods=tuple(pods),
         marks=dict(finding.security_marks.marks),
     )
+
+
+def _when(value: Any) -> datetime | None:
+    """A proto Timestamp (proto-plus hands a ``DatetimeWithNanoseconds``) as an aware datetime; None when unset."""
+    if not isinstance(value, datetime) or value.timestamp() <= 0:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

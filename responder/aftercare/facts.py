@@ -10,14 +10,15 @@ import json
 from collections.abc import Iterable
 
 from responder.containment.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
-from responder.containment.isolate import is_deny_all
+from responder.containment.base import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
+from responder.containment.isolate import is_deny_all, reopens
 from responder.intake.sanitize import clean
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
 
 QUARANTINE_SELECTOR = f"{QUARANTINE_LABEL}=true"
 # Left on a released pod, so that a second release can tell "already released" (no change) from a same-named
 # replacement that was never quarantined (refused). It is the only responder key a released pod keeps.
-RELEASED_ANNOTATION = f"{PREFIX}/released-at"
+RELEASED_ANNOTATION = BASE_RELEASED_ANNOTATION
 # The term isolation appends to allowing policies; equal by value to the one isolate.py writes.
 EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 
@@ -64,13 +65,6 @@ def with_exclusion(selector: LabelSelector) -> LabelSelector:
     return selector.model_copy(update={"match_expressions": (*selector.match_expressions, EXCLUDE)})
 
 
-def selects_unquarantined(policy: NetworkPolicyView, pod: PodView) -> bool:
-    """Whether the policy would select the pod if it were not quarantined: those are the policies that need the
-    exclusion, because NetworkPolicies are additive and any of them would let traffic past the deny-all."""
-    labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
-    return policy.name != DENY_ALL_POLICY and policy.pod_selector.matches(labels)
-
-
 def policy_problems(pod: PodView, policies: Iterable[NetworkPolicyView]) -> list[str]:
     """Why the pod's isolation is not intact ([] when it is): the deny-all missing or not what it should be, or an
     allowing policy that still selects the pod."""
@@ -81,9 +75,11 @@ def policy_problems(pod: PodView, policies: Iterable[NetworkPolicyView]) -> list
         problems.append(f"no NetworkPolicy {DENY_ALL_POLICY} in the namespace")
     elif not is_deny_all(deny):
         problems.append(f"NetworkPolicy {DENY_ALL_POLICY} is not the deny-all (its content was changed)")
+    # The judgement isolation makes, by content (see ``reopens``): a policy on the quarantine label itself, or any
+    # other that selects the quarantined pod and allows something, breaks the isolation.
     problems.extend(
         f"NetworkPolicy {p.name} selects the pod and does not exclude quarantined pods"
         for p in listed
-        if selects_unquarantined(p, pod) and not has_exclusion(p)
+        if p.name != DENY_ALL_POLICY and reopens(p, pod.labels)
     )
     return problems

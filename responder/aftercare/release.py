@@ -35,12 +35,11 @@ from responder.aftercare.facts import (
     is_quarantined,
     original_labels,
     responder_annotations,
-    selects_unquarantined,
     with_exclusion,
     without_exclusion,
 )
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
-from responder.containment.isolate import ensure_deny_all, is_deny_all
+from responder.containment.isolate import ensure_deny_all, is_deny_all, reopens
 from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
@@ -172,7 +171,7 @@ class Releaser:
         released = self._pod_step(run, pod, namespace, name, request)
         if released is not None:  # None: the pod step failed, so the namespace keeps its isolation
             self._namespace_step(run, namespace, ignore_uid=pod.uid if (run.dry_run and pod) else None)
-        self._marks_step(run, finding, bool(released), request)
+        self._marks_step(run, finding, bool(released), request, (namespace, name))
         return ReleaseOutcome(record=self._record(run, ref, finding, pod))
 
     # ---------------------------------------------------------------------------------------------- the pod
@@ -324,7 +323,7 @@ class Releaser:
             for _ in range(_ATTEMPTS):
                 try:
                     for p in self.kube.list_network_policies(namespace):
-                        if any(selects_unquarantined(p, pod) for pod in pods) and not has_exclusion(p):
+                        if p.name != DENY_ALL_POLICY and any(reopens(p, pod.labels) for pod in pods):
                             self.kube.set_network_policy_selector(
                                 namespace, p.name, with_exclusion(p.pod_selector), p.resource_version
                             )
@@ -346,9 +345,11 @@ class Releaser:
         run.add("reisolate", Status.SUCCEEDED, f"{names} quarantined meanwhile: isolation restored", changes)
 
     # ------------------------------------------------------------------------------------------------- SCC
-    def _marks_step(self, run: _Run, finding: str | None, released: bool, request: ReleaseRequest) -> None:
+    def _marks_step(
+        self, run: _Run, finding: str | None, released: bool, request: ReleaseRequest, pod: tuple[str, str]
+    ) -> None:
         """Security marks on the finding: released, by whom, why. Only when this run released the pod, so that a
-        second release changes nothing anywhere."""
+        second release changes nothing anywhere, and only on a finding whose SCC record names this pod."""
         if self.findings is None:
             run.add("mark", Status.SKIPPED, "Google APIs are off (RESPONDER_GOOGLE_APIS): no security marks written")
             return
@@ -357,6 +358,10 @@ class Releaser:
             return
         if not released:
             run.add("mark", Status.SKIPPED, "nothing was released by this run: security marks left as they are")
+            return
+        unbound = self._names_this_pod(finding, pod)
+        if unbound is not None:
+            run.add("mark", *unbound)
             return
         marks = {"rsr_status": "released", "rsr_time": self.clock().isoformat(timespec="seconds")}
         if request.by:
@@ -373,6 +378,35 @@ class Releaser:
             run.add("mark", Status.FAILED, f"security marks not written: {clean(exc, 300)}")
             return
         run.add("mark", Status.SUCCEEDED, f"security marks set: rsr_status=released on {clean(finding, 300)}", [what])
+
+    def _names_this_pod(self, finding: str, pod: tuple[str, str]) -> tuple[Status, str] | None:
+        """Why the marks must not go to ``finding`` (None: SCC's record of it names this pod, in this cluster); a
+        failed lookup is a failure (exit 1), anything else a refusal.
+
+        The finding comes from the pod's annotation, which anyone with ``pods: patch`` can point at an unrelated
+        finding; SCC's own record is what binds the two."""
+        shown = clean(finding, 300)
+        try:
+            identifiers.finding_name(finding)
+            assert self.findings is not None
+            record = self.findings.get_finding(finding)
+        except InvalidIdentifier:
+            return Status.SKIPPED, f"the pod's annotation {shown!r} is not a finding name: no security marks written"
+        except ResponderError as exc:
+            return Status.FAILED, f"could not read {shown} from SCC to check that it names this pod: {clean(exc, 200)}"
+        where = f"{pod[0]}/{pod[1]}"
+        if record is None:
+            return Status.SKIPPED, f"SCC does not know {shown}, which the pod's annotation names: no marks written"
+        if pod not in record.pods:
+            return Status.SKIPPED, f"SCC's record of {shown} does not name pod {where}: no security marks written"
+        if self.cluster is not None:
+            try:
+                cluster = identifiers.parse_cluster_resource(record.resource_name or "").path
+            except InvalidIdentifier:
+                cluster = None
+            if cluster != self.cluster:
+                return Status.SKIPPED, f"SCC's record of {shown} is about another cluster: no security marks written"
+        return None
 
     # ----------------------------------------------------------------------------------------------- record
     def _record(self, run: _Run, ref: PodRef, finding: str | None, pod: PodView | None) -> DecisionRecord:

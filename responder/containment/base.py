@@ -91,6 +91,8 @@ FINDING_ANNOTATION = f"{PREFIX}/finding"
 ACTIONS_ANNOTATION = f"{PREFIX}/actions"
 AT_ANNOTATION = f"{PREFIX}/at"
 ORIGINAL_LABELS_ANNOTATION = f"{PREFIX}/original-labels"
+# Left on a released pod (``release``): when, so that a redelivery of the finding it was released from is not acted on.
+RELEASED_ANNOTATION = f"{PREFIX}/released-at"
 DENY_ALL_POLICY = "rsr-quarantine-deny-all"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
 

@@ -10,10 +10,18 @@ as a delete that has not happened) is not a duplicate, and the delivery is handl
 
 from __future__ import annotations
 
-from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
-from responder.containment.isolate import excludes_quarantine, is_deny_all
+from datetime import datetime, timedelta
+
+from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, RELEASED_ANNOTATION
+from responder.containment.isolate import is_deny_all, reopens
 from responder.containment.plan import Plan
+from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
 from responder.ports import NetworkPolicyView, PodView
+
+RELEASED_MARK, RELEASED_AT_MARK = "rsr_status", "rsr_time"  # the security marks `release` writes
+_SKEW = timedelta(minutes=5)
+_STAMP_PRECISION = timedelta(seconds=1)  # `release` stamps whole seconds
 
 # A plan made only of these is complete once the pod is isolated: nothing of it is left for a redelivery to do.
 _ISOLATION_ONLY = frozenset({"isolate", "label", "capture"})
@@ -43,16 +51,42 @@ def already_contained(
     deny_all = next((p for p in policies if p.name == DENY_ALL_POLICY), None)
     if deny_all is None or not is_deny_all(deny_all):
         return None
-    # Selection is judged by the pod's labels without ours: that is what an allowing policy without its exclusion
-    # would see, so a policy that selects the pod and does not exclude quarantined pods reopens it.
+    # The same judgement as isolation's, by content: any policy that would let traffic past the deny-all to or from
+    # the quarantined pod means the containment does not hold, whatever its selector is made of.
+    if any(reopens(p, pod.labels) for p in policies):
+        return None
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     allowing = [p for p in policies if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels)]
-    if any(not excludes_quarantine(p) for p in allowing):
-        return None
     where = f"{pod.namespace}/{pod.name}"
     return (
         f"duplicate delivery, nothing to do: pod {where} (uid {pod.uid}) carries this finding's record and "
         f"{QUARANTINE_LABEL}=true; the deny-all NetworkPolicy {pod.namespace}/{DENY_ALL_POLICY} is intact (by "
         f"content); {len(allowing)} allowing polic{'y' if len(allowing) == 1 else 'ies'} selecting the pod "
-        "exclude quarantined pods"
+        "exclude quarantined pods, and no other policy allows traffic to or from it"
     )
+
+
+def released(finding: Finding, pod: PodView, now: datetime) -> str | None:
+    """Why a delivery is not acted on because an operator released this pod after the finding's event (the reason for
+    the record), or None. A release lasts: a redelivery of the original message (a seek on the findings topic, a
+    retry) must not isolate the pod again. A finding updated after the release (SCC moved its event time forward: the
+    shell came back) is acted on. A release time in the future is not believed, so a planted annotation cannot hold
+    the responder off for good."""
+    if finding.event_time is None:
+        return None
+    stamps = [("the pod's annotation", pod.annotations.get(RELEASED_ANNOTATION))]
+    if finding.security_marks.get(RELEASED_MARK) == "released":
+        stamps.append(("the finding's security marks", finding.security_marks.get(RELEASED_AT_MARK)))
+    for where, raw in stamps:
+        try:
+            at = datetime.fromisoformat(raw or "")
+        except ValueError:
+            continue
+        if at.tzinfo is None or at > now + _SKEW or at < finding.event_time - _STAMP_PRECISION:
+            continue
+        return (
+            f"pod {pod.namespace}/{pod.name} was released at {at.isoformat()} ({where}), after this finding's event "
+            f"({finding.event_time.isoformat()}), and the finding was not updated since: not contained again "
+            f"({clean(finding.name, 200)})"
+        )
+    return None

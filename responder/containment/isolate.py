@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from functools import partial
 from typing import Any, ClassVar, Literal
@@ -183,6 +183,47 @@ def excludes_quarantine(policy: NetworkPolicyView) -> bool:
     return _EXCLUDE in policy.pod_selector.match_expressions
 
 
+def allows_anything(policy: NetworkPolicyView) -> bool:
+    """The policy has a rule in either direction (an empty rule allows everything). A policy without rules allows
+    nothing to the pods it selects, so it cannot reopen a quarantined pod; every other one can."""
+    return bool(policy.spec.get("ingress")) or bool(policy.spec.get("egress"))
+
+
+def quarantined_views(labels: Mapping[str, str]) -> list[dict[str, str]]:
+    """The label sets a quarantined pod is judged by: its own labels with the quarantine label, and the quarantine
+    label alone (what is left once detach, or anyone, removes the others)."""
+    return [{**labels, QUARANTINE_LABEL: "true"}, {QUARANTINE_LABEL: "true"}]
+
+
+def reopens(policy: NetworkPolicyView, labels: Mapping[str, str]) -> bool:
+    """Whether ``policy`` would let traffic reach or leave the pod with ``labels`` once (or while) it is quarantined.
+
+    Judged by content alone: any policy other than the responder's deny-all that allows something and whose selector
+    matches the quarantined pod, whatever the selector is made of (``matchLabels`` on the quarantine label itself,
+    ``Exists``, ``In``, ``DoesNotExist`` on a label detach removes, the empty selector). NetworkPolicies are additive,
+    so any such policy would open a hole in the deny-all. Its ``NotIn`` exclusion makes it match no quarantined pod.
+    """
+    if policy.name == DENY_ALL_POLICY and is_deny_all(policy):
+        return False
+    return allows_anything(policy) and any(policy.pod_selector.matches(v) for v in quarantined_views(labels))
+
+
+class IsolationNotEnsured(ResponderError):
+    """A policy that reopens the quarantined pod is still there after its exclusion was written."""
+
+
+def _exclude(kube: KubePort, namespace: str, policy: NetworkPolicyView, labels: Mapping[str, str]) -> None:
+    """Append the exclusion and judge what the server stored: isolation fails loudly rather than trust the write."""
+    stored = kube.set_network_policy_selector(
+        namespace, policy.name, _with_exclusion(policy.pod_selector), policy.resource_version
+    )
+    if reopens(stored, labels):
+        raise IsolationNotEnsured(
+            f"NetworkPolicy {namespace}/{policy.name} still selects the quarantined pod after its exclusion was "
+            f"written ({_describe(stored)})"
+        )
+
+
 def _with_exclusion(selector: LabelSelector) -> LabelSelector:
     return selector.model_copy(update={"match_expressions": (*selector.match_expressions, _EXCLUDE)})
 
@@ -255,7 +296,7 @@ class IsolateAction:
         label lands, ``NotIn`` still selects the pod, so it is never left unselected (which would allow everything).
         """
         namespace = ctx.target.namespace
-        # Judge selection by the pod's own labels without ours: that is what the allowing policies see today.
+        # The pod's own labels without ours; `reopens` judges them as they will be, quarantined (and detached).
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
         ensured = ctx.deny_all_ensured()  # what ensuring it alongside the pod read did, or None
         if ensured is not None and ensured.changed:
@@ -265,11 +306,8 @@ class IsolateAction:
         for _ in range(_CONFLICT_ATTEMPTS):
             if listed is None:
                 listed = ctx.kube.list_network_policies(namespace)
-            pending = [
-                p
-                for p in listed
-                if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and not excludes_quarantine(p)
-            ]
+            # Every policy that would let traffic past the deny-all once the pod is quarantined, judged by content.
+            pending = [p for p in listed if p.name != DENY_ALL_POLICY and reopens(p, labels)]
             if ctx.dry_run:
                 current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
                 if current is None:
@@ -291,13 +329,7 @@ class IsolateAction:
             writes: list[tuple[str | None, Callable[[], object]]] = [
                 (
                     f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
-                    partial(
-                        ctx.kube.set_network_policy_selector,
-                        namespace,
-                        p.name,
-                        _with_exclusion(p.pod_selector),
-                        p.resource_version,
-                    ),
+                    partial(_exclude, ctx.kube, namespace, p, labels),
                 )
                 for p in pending
             ]

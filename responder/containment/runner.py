@@ -18,7 +18,8 @@ from typing import Any
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
-from responder.containment.base import ActionContext, ActionResult, Evidence, Prefetched, Status, WritesOut
+from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status, WritesOut
+from responder.containment.detach import DetachAction, DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
 from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
@@ -59,6 +60,33 @@ class Blocker:
 
 
 UNVERIFIED = "not verified: "
+# Run by the runner, never named in a policy: the second half of `isolate` with `detach: true` (see detach.py).
+_DETACH = DetachAction()
+
+
+def _action(name: str) -> Action:
+    return _DETACH if name == _DETACH.name else registry.get(name)
+
+
+def waits_for_scc(step: PlannedStep) -> bool:
+    """Before SCC vouches, only what a refuted message's rollback takes back exactly may run: the inert deny-all,
+    the exclusions and the quarantine label. A detach (its controller replaces the pod at once), evidence capture
+    (exec and log reads in the container the message names) and anything destructive wait for the verification."""
+    return step.destructive or step.action == _DETACH.name or _action(step.action).read_only
+
+
+def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
+    """``isolate`` with ``detach: true`` becomes ``isolate`` now and ``detach`` once SCC vouched: right after the
+    isolation and labelling, ahead of evidence and anything destructive."""
+    if not any(s.action == "isolate" and isinstance(s.params, IsolateParams) and s.params.detach for s in steps):
+        return steps
+    out = [
+        s.model_copy(update={"params": s.params.model_copy(update={"detach": False})}) if s.action == "isolate" else s
+        for s in steps
+    ]
+    at = next((i for i, s in enumerate(out) if waits_for_scc(s)), len(out))
+    out.insert(at, PlannedStep(action=_DETACH.name, params=DetachParams()))
+    return out
 
 
 def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
@@ -85,6 +113,12 @@ def read_pod(
     except ResponderError as exc:
         kind = "transient failure, will retry on redelivery" if isinstance(exc, TransientError) else "failed"
         return None, Blocker(f"could not read pod {where} ({kind}): {clean(exc, 200)}", Status.FAILED, retry=True)
+
+
+def _done(value: tuple[ActionResult, bool]) -> Future[tuple[ActionResult, bool]]:
+    future: Future[tuple[ActionResult, bool]] = Future()
+    future.set_result(value)
+    return future
 
 
 class Runner:
@@ -135,6 +169,15 @@ class Runner:
         if not plan.steps:
             return False
         dry_run = plan.dry_run
+        if blocker is None and pod is not None and finding.event_time is None and not dry_run:
+            # Without the event's time (the message lacked it and SCC did not supply it) this pod cannot be told
+            # from a later same-named replacement; no time is ever assumed.
+            blocker = Blocker(
+                "the finding has no event time (the message lacks eventTime and SCC did not supply it): pod "
+                f"{target.namespace}/{target.pod} cannot be told from a later replacement, left alone",
+                Status.SKIPPED,
+                retry=False,
+            )
         if (
             blocker is None
             and pod is not None
@@ -188,23 +231,24 @@ class Runner:
                 ctx.now,
             )
         retry = False
-        steps = list(plan.steps)
-        # Read-only steps (evidence) need nothing from containment: they run alongside it and are joined at their
-        # place in the plan, which the planner puts before any destructive step.
+        steps = split_detach(list(plan.steps))
+        # Read-only steps (evidence) need nothing from containment: they run alongside it (once SCC vouched) and are
+        # joined at their place in the plan, which the planner puts before any destructive step.
         early = {
-            i: ctx.writes_out.later(self.coordinators, self._evidence, ctx, s)
+            i: ctx.writes_out.later(self.coordinators, self._evidence, ctx, s, verifying)
             for i, s in enumerate(steps)
-            if registry.get(s.action).read_only
+            if _action(s.action).read_only
         }
         index = 0
         while index < len(steps):
             step = steps[index]
             index += 1
-            if step.destructive and not dry_run:
+            if (step.destructive or step.action == _DETACH.name) and not dry_run:
                 self._settle(ctx)
                 verification = verifying.result()
                 if not verification.allows_destructive:
-                    reason = f"{UNVERIFIED}{verification.reason}; no destructive action"
+                    what = "not detached" if step.action == _DETACH.name else "no destructive action"
+                    reason = f"{UNVERIFIED}{verification.reason}; {what}"
                     slots.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=reason))
                     continue
             running = early.get(index - 1)
@@ -213,6 +257,8 @@ class Runner:
                 continue
             if running is not None:
                 self._settle(ctx)
+            if running is None and _action(step.action).read_only:
+                running = _done(self._evidence(ctx, step, verifying))  # added late (escalation): still gated
             result, transient = running.result() if running else self.run_step(ctx, step)
             retry = retry or transient
             slots.append(result)
@@ -235,8 +281,17 @@ class Runner:
         ctx.writes_out.open()
         self.settle()
 
-    def _evidence(self, ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
-        """An evidence step, started behind the isolating writes (and, on a cold instance, run after them)."""
+    def _evidence(
+        self, ctx: ActionContext, step: PlannedStep, verifying: Future[Verification]
+    ) -> tuple[ActionResult, bool]:
+        """An evidence step, started behind the isolating writes (and, on a cold instance, run after them), once SCC
+        vouched for the message: never exec or read logs in a container a forger chose."""
+        self.settle()
+        verification = verifying.result()
+        if not verification.allows_evidence(ctx.dry_run):
+            reason = f"{UNVERIFIED}{verification.reason}; no exec and no log read in the container"
+            ctx.evidence.notes.append(f"evidence not captured: {reason}")
+            return ActionResult(action=step.action, status=Status.SKIPPED, reason=reason, dry_run=ctx.dry_run), False
         if self.when_warm is not None:
             result: tuple[ActionResult, bool] = self.when_warm(self.run_step, ctx, step)
             return result
@@ -249,7 +304,7 @@ class Runner:
         Every failure raised by an action asks for redelivery: a 403 or a 5xx must not be acknowledged as handled
         while the pod is not contained (repeated failures end in the dead-letter topic, visible, not lost).
         """
-        action = registry.get(step.action)
+        action = _action(step.action)
         try:
             return action.run(ctx, step.params), False
         except ResponderError as exc:

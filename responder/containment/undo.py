@@ -5,9 +5,11 @@ can isolate a pod for that moment. When SCC then refutes the message, the quaran
 annotations go back to what they were before this delivery touched it. The deny-all policy and the ``NotIn``
 exclusions stay: both only concern pods carrying the quarantine label, so they change nothing for a pod without it.
 
-Workload labels removed by a detach are not put back: the controller has already started a replacement, and adding
-labels to a pod is exactly what the admission guard refuses the responder's identity (a label can select a pod into
-a policy or a Service). The record names them, so an operator can re-attach the pod if that is wanted.
+A detach never runs before SCC vouches (see ``runner.waits_for_scc``): removing a pod's workload labels starts a
+replacement at once and cannot be taken back. So a refuted message's pod still has every label it had, and this
+rollback returns it exactly to its state before the delivery. Should a pod nonetheless lack labels it had (a detach
+by a verified delivery of another finding), they are named in the record, never re-added: adding labels is what the
+admission guard refuses the responder's identity (a label can select a pod into a policy or a Service).
 
 Permissions: ``pods: get, patch`` (already held for isolation).
 """

@@ -5,11 +5,20 @@ of the finding, read by name, agrees with it: the same category, the same cluste
 ACTIVE and not muted. A message that reuses a real finding's name for another pod, cluster or category, or names a
 finding SCC does not know, is a suspected forgery: nothing destructive runs, nothing is written back to that finding,
 and what this delivery did to the pod is undone.
+
+Only "SCC vouches" and "SCC refutes" are answers. A lookup that ends any other way (a 403, a 5xx, a timeout, a name
+the adapter cannot parse, a bug) is ``unreachable``: the isolation stays (it is reversible and fail-safe), nothing that
+waits for SCC runs, and the delivery is redelivered until SCC answers or it reaches the dead letter.
+
+Fields that steer the response are the vouched ones: SCC's severity and event time are compared with the message's (a
+lowered severity, or an event SCC has not recorded yet, is a mismatch), and when the message lacks one, SCC's is used
+(:func:`vouched`), never a default.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from responder.errors import InvalidIdentifier, ResponderError, TransientError
@@ -37,17 +46,26 @@ class Verification:
     vouch: Vouch
     reason: str
     mismatches: tuple[str, ...] = ()
-    transient: bool = False  # UNREACHABLE because of a failure that may heal: redelivery can verify later
+    transient: bool = False  # UNREACHABLE because of a failure that may heal (any UNREACHABLE is redelivered)
+    record: SccFinding | None = None  # SCC's record, when it vouched: the source of the fields that steer
 
     @property
     def allows_destructive(self) -> bool:
         """Only a verified message (or an operator who turned verification off) may delete anything."""
         return self.vouch in (Vouch.VERIFIED, Vouch.DISABLED)
 
+    def allows_evidence(self, dry_run: bool) -> bool:
+        """Exec and log reads run in the container the message names: only once SCC vouched for it (or an operator
+        turned verification off). A dry run without SCC (a local replay) still reads logs; it never execs."""
+        return self.allows_destructive or (dry_run and self.vouch is Vouch.UNAVAILABLE)
+
     @property
     def allows_write_back(self) -> bool:
         """Marks and state changes go to the finding named by the message: only when SCC confirmed it is this one."""
         return self.vouch in (Vouch.VERIFIED, Vouch.DISABLED)
+
+
+_TIMESTAMP_ROUNDING = timedelta(milliseconds=1)  # SCC keeps nanoseconds; the message's time may be rounded
 
 
 def mismatches(record: SccFinding, finding: Finding, target: Target) -> list[str]:
@@ -64,6 +82,14 @@ def mismatches(record: SccFinding, finding: Finding, target: Target) -> list[str
     if (target.namespace, target.pod) not in record.pods:
         scc_pods = ", ".join(f"{clean(ns, 63)}/{clean(name, 100)}" for ns, name in record.pods[:5]) or "none"
         out.append(f"pod (SCC: {scc_pods}; message: {target.namespace}/{target.pod})")
+    if finding.severity and record.severity and finding.severity != record.severity:
+        out.append(f"severity (SCC: {clean(record.severity, 20)}, message: {clean(finding.severity, 20)})")
+    if finding.event_time and record.event_time and finding.event_time > record.event_time + _TIMESTAMP_ROUNDING:
+        # SCC moves eventTime forward when the detection recurs, so an older time is a late delivery of an earlier
+        # occurrence; a later one is an occurrence SCC never recorded (it would steer the "replacement pod" guard).
+        out.append(
+            f"eventTime (SCC: {record.event_time.isoformat()}, message: {finding.event_time.isoformat()} is later)"
+        )
     if record.state != "ACTIVE":
         out.append(f"state (SCC: {clean(record.state or 'STATE_UNSPECIFIED', 30)})")
     if record.mute == "MUTED":
@@ -85,6 +111,8 @@ def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: b
             f"SCC lookup failed: {clean(exc, 200)}",
             transient=isinstance(exc, TransientError),
         )
+    except Exception as exc:  # a bug is not an answer either: the delivery must come back, not pass unverified
+        return Verification(Vouch.UNREACHABLE, f"SCC lookup crashed: {type(exc).__name__}: {clean(exc, 200)}")
     if record is None:
         return Verification(
             Vouch.REFUTED,
@@ -99,4 +127,61 @@ def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: b
             + "; ".join(wrong),
             tuple(wrong),
         )
-    return Verification(Vouch.VERIFIED, "SCC's record matches the message (category, cluster, pod, ACTIVE, unmuted)")
+    return Verification(
+        Vouch.VERIFIED,
+        "SCC's record matches the message (category, cluster, pod, severity, event time, ACTIVE, unmuted)",
+        record=record,
+    )
+
+
+def vouched(finding: Finding, verification: Verification) -> Finding:
+    """The finding with the steering fields the message lacked taken from SCC's record (unchanged otherwise)."""
+    record = verification.record
+    if record is None:
+        return finding
+    filled = {
+        "event_time": finding.event_time or record.event_time,
+        "severity": finding.severity or record.severity,
+    }
+    return finding.model_copy(update=filled)
+
+
+def gaps(finding: Finding) -> list[str]:
+    """Steering fields the message lacks: SCC must supply them before the message can steer anything."""
+    return [name for name, value in (("eventTime", finding.event_time), ("severity", finding.severity)) if not value]
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """A message checked for the steering fields it lacks: the finding to act on, SCC's answer when it was asked
+    (``None``: nothing was missing), and the warning for the record."""
+
+    finding: Finding
+    answer: Verification | None = None
+    warning: str | None = None
+
+    @property
+    def stop(self) -> bool:
+        """SCC refuted the message, or could not supply what it lacks: nothing may be done."""
+        return self.answer is not None and self.answer.vouch in (Vouch.REFUTED, Vouch.UNREACHABLE)
+
+
+def fill_gaps(api: FindingsAPI | None, finding: Finding, target: Target, enabled: bool) -> Filled:
+    """A message that lacks a steering field (its event time tells the pod that ran the shell from a later
+    replacement; its severity picks the rule) is checked with SCC before anything is done, and what it lacks is
+    taken from SCC's record, never defaulted. A genuine notification carries both, so this costs nothing then."""
+    missing = gaps(finding)
+    if not missing:
+        return Filled(finding)
+    answer = verify(api, finding, target, enabled)
+    lacks = f"the message lacks {', '.join(missing)}"
+    if answer.vouch is Vouch.VERIFIED:
+        return Filled(vouched(finding, answer), answer, f"{lacks}: taken from SCC's record of the finding")
+    if answer.vouch is Vouch.UNREACHABLE:
+        why = f"{lacks} and SCC could not supply them ({answer.reason}): nothing done, will retry on redelivery"
+        return Filled(finding, Verification(Vouch.UNREACHABLE, why, transient=answer.transient))
+    if answer.vouch is Vouch.REFUTED:
+        return Filled(finding, answer)
+    # No SCC here, or verification turned off: the message is all there is, and nothing is assumed for what it
+    # lacks (without an event time the runner leaves the pod alone).
+    return Filled(finding, answer, f"{lacks} and SCC was not asked ({answer.vouch.value})")

@@ -85,8 +85,11 @@ class Finding(_Domain):
 
     @property
     def key(self) -> str | None:
-        """Identity for de-duplication: one finding is one incident, however often it is delivered."""
-        return self.canonical_name or self.name
+        """Identity for de-duplication and the budget: one finding is one incident, however often it is delivered.
+
+        The name, because it is what SCC vouches for; ``canonicalName`` is whatever the message says, so different
+        findings could share one (and one budget slot)."""
+        return self.name
 
 
 def _text(value: Any) -> str | None:

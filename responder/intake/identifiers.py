@@ -26,6 +26,16 @@ _LABEL_NAME = re.compile(
     r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 )
 
+# SCC finding names (v1 ``<scope>/sources/S/findings/F``, v2 with ``/locations/L`` before ``/findings``). Only these
+# characters ever reach a URL path or a ListFindings filter string, so no quoting is needed there.
+FINDING_NAME = re.compile(
+    r"(?P<scope>(?:organizations|folders|projects)/[A-Za-z0-9_-]{1,128})"
+    r"/sources/(?P<source>[A-Za-z0-9_-]{1,128})"
+    r"(?:/locations/(?P<location>[A-Za-z0-9_-]{1,64}))?"
+    r"/findings/(?P<finding>[A-Za-z0-9_-]{1,128})"
+)
+MAX_FINDING_NAME = 512
+
 _K8S_SUFFIX = re.compile(r"(/k8s(/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)+)")
 _CLUSTER_RESOURCE = re.compile(
     r"//container\.googleapis\.com/projects/(?P<project>[^/]+)/(?P<kind>locations|zones)/(?P<location>[^/]+)"
@@ -38,6 +48,11 @@ def _check(pattern: re.Pattern[str], value: str, what: str, max_len: int) -> str
         shown = value[:80] if isinstance(value, str) else type(value).__name__
         raise InvalidIdentifier(f"{what} {shown!r} is not a valid {what}")
     return value
+
+
+def finding_name(value: str) -> str:
+    """An SCC finding name, as the SCC adapter can look it up (anything else could never be vouched for)."""
+    return _check(FINDING_NAME, value, "finding name", MAX_FINDING_NAME)
 
 
 def namespace(value: str) -> str:

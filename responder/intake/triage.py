@@ -94,6 +94,11 @@ def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES, now
         return _ignore("muted", "finding is muted")
     if not finding.name:
         return _reject("no_name", "finding has no name")
+    try:
+        # Only a name SCC can be asked about can ever be vouched for: anything else is refused before any action.
+        ids.finding_name(finding.name)
+    except InvalidIdentifier as exc:
+        return _reject("bad_name", clean(exc, 200))
     if finding.contradictions:
         return _reject("inconsistent", "; ".join(finding.contradictions))
     bad_time = _implausible_time(finding, now or datetime.now(UTC))

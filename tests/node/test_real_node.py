@@ -7,6 +7,7 @@ here to re-read a finding from, so RESPONDER_VERIFY_FINDING=false (the verificat
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -114,13 +115,21 @@ def test_node_runs_sealed_in_its_own_network_namespace(kube_env: KubeEnv, kube_n
     assert node_netns == kube_node["netns_inode"] != host_netns
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "containerd", "kubelet", "kube-scheduler"):
         assert os.stat(f"/proc/{state['pids'][name]}/ns/net").st_ino == node_netns, name
-    # Inside: loopback is the only address (the pods' bridge has none), and the pod subnet is unreachable.
+    # Inside: loopback, and on each pod's veth (ptp) the pod subnet's gateway address; routes lead only into the pod
+    # subnet (one host route per pod), which is otherwise unreachable. No default route: nothing leaves.
+    subnet = ipaddress.ip_network(kube_node["pod_subnet"])
     addresses = subprocess.run(
         ["ip", "-n", kube_node["netns"], "-o", "addr", "show"], capture_output=True, text=True, check=True
     ).stdout
-    assert {line.split()[3] for line in addresses.splitlines() if " inet " in line} == {"127.0.0.1/8"}
+    inet = {line.split()[3] for line in addresses.splitlines() if " inet " in line}
+    assert "127.0.0.1/8" in inet
+    assert all(ipaddress.ip_interface(a).ip in subnet for a in inet - {"127.0.0.1/8"}), inet
     routes = subprocess.run(["ip", "-n", kube_node["netns"], "route"], capture_output=True, text=True, check=True)
-    assert routes.stdout.split() == ["unreachable", kube_node["pod_subnet"]]
+    lines = routes.stdout.splitlines()
+    assert f"unreachable {kube_node['pod_subnet']}" in [line.strip() for line in lines], lines
+    assert not any(line.startswith("default") for line in lines), lines
+    assert all(ipaddress.ip_network(line.split()[1 if line.startswith("unreachable") else 0]).subnet_of(subnet)
+               for line in lines), lines  # fmt: skip
 
 
 def test_kubelet_refuses_an_unauthenticated_call(kube_env: KubeEnv, kube_node: dict[str, Any]) -> None:

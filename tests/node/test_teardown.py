@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.support import workloads as w
+from tests.support.reverse_shell import exec_out
 
 pytestmark = [pytest.mark.integration, pytest.mark.node]
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +51,15 @@ def test_down_leaves_nothing_behind(kube_node: dict[str, Any], tmp_path: Path) -
         client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
         w.create_running_deployment(api, namespace, "shell")
         (pod,) = w.wait_for_running(api, namespace, 1, "app=shell")
+        # Traffic through the dataplane, so there is conntrack state to clean up (a connection to itself via its IP
+        # stays inside the pod; this one crosses the node: the pod's own service, probed from the pod's gateway side).
+        w.create_running_deployment(api, namespace, "peer", 1, "sleep 2147483647")
+        (peer,) = w.wait_for_running(api, namespace, 1, "app=peer")
+        exec_out(api, namespace, peer.metadata.name, ["nc", "-w", "1", pod.status.pod_ip, "4444"])
         api.close()
-        assert footprint(directory)  # the probe sees a running node
+        seen = footprint(directory)
+        assert any("nftables table ip filter" in f for f in seen), seen  # the dataplane's rules
+        assert state["node"]["netpol"]["mode"] == "established"
         pids = list(state["pids"].values())
     finally:
         stopped = kubeenv("down", "--dir", str(directory))
@@ -59,6 +67,10 @@ def test_down_leaves_nothing_behind(kube_node: dict[str, Any], tmp_path: Path) -
     print("\n" + stopped.stderr)
 
     assert footprint(directory) == []
+    # The node's conntrack state went with its namespace: nothing of the pod subnet in the host's table either.
+    prefix = node["pod_subnet"].rsplit(".", 1)[0] + "."
+    listed = subprocess.run(["conntrack", "-L"], capture_output=True, text=True, check=False).stdout
+    assert not [line for line in listed.splitlines() if prefix in line]
     assert not [pid for pid in pids if _alive(pid)]
     assert not Path(f"/run/netns/{node['netns']}").exists()
     route = subprocess.run(["ip", "route", "show", node["pod_subnet"]], capture_output=True, text=True, check=True)

@@ -832,7 +832,10 @@ class GoogleFake:
             "resource_name": f.get("resourceName") or doc.get("resource", {}).get("name"),
             "kubernetes": {"pods": [{"ns": ns, "name": pod}]},
             "sourceProperties": {"Pod_Namespace": ns, "Pod_Name": pod},
+            "severity": f.get("severity", "CRITICAL"),
         }
+        if f.get("eventTime"):
+            fields["eventTime"] = f["eventTime"]  # else SCC's own: now, when it is seeded
         fields.update(overrides)
         return self.add_finding(f["name"], **fields)
 

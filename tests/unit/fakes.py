@@ -413,9 +413,18 @@ class FakeFindings:
         resource_name: str | None = None,
         pods: tuple[tuple[str, str], ...] = (),
         mute: str | None = None,
+        severity: str | None = None,
+        event_time: datetime | None = None,
     ) -> None:
         self.findings[name] = SccFinding(
-            name=name, state=state, category=category, resource_name=resource_name, pods=pods, mute=mute
+            name=name,
+            state=state,
+            category=category,
+            resource_name=resource_name,
+            pods=pods,
+            mute=mute,
+            severity=severity,
+            event_time=event_time,
         )
 
     def add_from(self, doc: dict[str, Any], state: str = "ACTIVE", **overrides: Any) -> None:
@@ -429,6 +438,8 @@ class FakeFindings:
             "category": finding.category,
             "resource_name": finding.resource_name,
             "pods": ((finding.pod_namespace, finding.pod_name),),
+            "severity": finding.severity,
+            "event_time": finding.event_time,
             **overrides,
         }
         self.add(finding.name, state, **fields)

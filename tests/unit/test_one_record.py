@@ -187,11 +187,11 @@ def test_plan_prints_a_hostile_finding_name_on_one_clean_line(tmp_path: Path) ->
     doc["finding"]["name"] += "\x1b[2J\x1b[31m\r\nrule     delete-everything"
     path = tmp_path / "finding.json"
     path.write_text(json.dumps(doc))
-    code, out, _ = run_cli("plan", str(path))
-    assert code == 0
-    assert not RAW_CONTROL.search(out)
-    assert [line for line in out.splitlines() if line.startswith("rule")] == ["rule     default-isolate"]
-    assert "delete-everything" in out.splitlines()[0]  # shown, neutralised, on the finding's own line
+    code, out, err = run_cli("plan", str(path))
+    # Not a finding name at all: rejected at intake (exit 2), and what reaches the terminal is still clean.
+    assert code == 2, (out, err)
+    assert not RAW_CONTROL.search(out) and not RAW_CONTROL.search(err)
+    assert not [line for line in (out + err).splitlines() if line.startswith("rule")]
 
 
 # ------------------------------------------------------------------------------------------ every string field

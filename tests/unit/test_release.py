@@ -129,8 +129,8 @@ def test_release_one_then_the_other_returns_the_namespace_to_its_state_before(
     kube: FakeKube, incident: dict[str, Any]
 ) -> None:
     findings = FakeFindings()
-    findings.add(incident["web"])
-    findings.add(incident["api"])
+    findings.add(incident["web"], pods=((NS, WEB),))
+    findings.add(incident["api"], pods=((NS, API),))
     first = release(releaser(kube, findings), WEB, reason="false positive", by="alice")
     assert not first.refused and not first.failed
     assert actions(first)["release"].status.value == "succeeded"
@@ -164,8 +164,8 @@ def test_release_one_then_the_other_returns_the_namespace_to_its_state_before(
 
 def test_release_twice_changes_nothing_and_says_so(kube: FakeKube, incident: dict[str, Any]) -> None:
     findings = FakeFindings()
-    findings.add(incident["web"])
-    findings.add(incident["api"])
+    findings.add(incident["web"], pods=((NS, WEB),))
+    findings.add(incident["api"], pods=((NS, API),))
     release(releaser(kube, findings), WEB)
     release(releaser(kube, findings), API)
     assert len(findings.marks_updates) == 2

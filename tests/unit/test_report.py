@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -28,7 +29,7 @@ from responder.report.outcome import Outcome
 from responder.report.owning_team import find_owning_team
 from responder.report.record import make_record
 from responder.service import Dependencies, Responder
-from tests.unit.fakes import FakeConnector, FakeKube, FakeLogs
+from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube, FakeLogs
 from tests.unit.sample_world import (
     INSTANCE_ID,
     SAMPLES,
@@ -55,6 +56,9 @@ def respond(
     settings = Settings(mode=mode)  # type: ignore[arg-type]
     deps = Dependencies(settings=settings, policy=PolicyEngine(Policy(), settings), logs=logs)
     if kube is not None:
+        # SCC vouches for the sample (evidence is only captured for a finding SCC vouched for).
+        deps.findings_api = scc = FakeFindings()
+        scc.add_from(json.loads((SAMPLES / sample).read_bytes()))
         deps.connector = FakeConnector(kube, cluster_info(sample_target(sample).cluster, owner=cluster_owner))
     responder = Responder(deps)
     try:
