@@ -18,6 +18,7 @@ from responder.adapters.logs import CloudLogs
 from responder.adapters.pubsub import PubSubPublisher
 from responder.adapters.scc import SccFindings
 from responder.config import Settings
+from responder.containment.enforcement import resolve
 from responder.errors import (
     ConfigError,
     Conflict,
@@ -135,25 +136,38 @@ def test_zonal_cluster_uses_the_locations_path_and_legacy_private_endpoint(googl
 
 
 @pytest.mark.parametrize(
-    ("builder", "enabled", "datapath", "enforced"),
+    ("builder", "enabled", "datapath", "enforced", "mode"),
     [
         pytest.param(
-            {"network_policy": True, "datapath_provider": "LEGACY_DATAPATH"}, True, "LEGACY_DATAPATH", True, id="calico"
+            {"network_policy": True, "datapath_provider": "LEGACY_DATAPATH"},
+            True,
+            "LEGACY_DATAPATH",
+            True,
+            "new-only",
+            id="calico",
         ),
-        pytest.param({"datapath_provider": "ADVANCED_DATAPATH"}, False, "ADVANCED_DATAPATH", True, id="dataplane-v2"),
-        pytest.param({"datapath_provider": "LEGACY_DATAPATH"}, False, "LEGACY_DATAPATH", False, id="off"),
-        pytest.param({}, False, None, False, id="unspecified"),
+        pytest.param(
+            {"datapath_provider": "ADVANCED_DATAPATH"},
+            False,
+            "ADVANCED_DATAPATH",
+            True,
+            "established",
+            id="dataplane-v2",
+        ),
+        pytest.param({"datapath_provider": "LEGACY_DATAPATH"}, False, "LEGACY_DATAPATH", False, "none", id="off"),
+        pytest.param({}, False, None, False, "none", id="unspecified"),
         pytest.param(
             {"autopilot": True, "datapath_provider": "ADVANCED_DATAPATH"},
             False,
             "ADVANCED_DATAPATH",
             True,
+            "established",
             id="autopilot",
         ),
     ],
 )
 def test_network_policy_enforcement(
-    google_fake: GoogleFake, builder: dict[str, Any], enabled: bool, datapath: str | None, enforced: bool
+    google_fake: GoogleFake, builder: dict[str, Any], enabled: bool, datapath: str | None, enforced: bool, mode: str
 ) -> None:
     google_fake.add_cluster(REGIONAL.path, **builder)
     info = GkeClusterAPI(google_fake.settings()).get_cluster(REGIONAL)
@@ -161,6 +175,8 @@ def test_network_policy_enforcement(
     assert info.datapath_provider == datapath
     assert info.network_policy_enforced is enforced
     assert info.autopilot is bool(builder.get("autopilot"))
+    # What RESPONDER_NETPOL_ENFORCEMENT=auto makes of it: whether isolation cuts a connected reverse shell.
+    assert resolve("auto", info).mode == mode
 
 
 def test_unknown_cluster_is_not_found(google_fake: GoogleFake) -> None:
