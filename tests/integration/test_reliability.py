@@ -358,8 +358,10 @@ def test_poison_corpus_is_acknowledged_with_one_record_each(
             "RESPONDER_ANONYMOUS_GOOGLE": "true",
         }
     )
-    google_fake.vouch_for(notification())  # the huge-but-valid ones name a real finding (about a pod not here)
     corpus = poison_corpus()
+    # The huge-but-valid ones name a real finding (about a pod not here). SCC's record is read after the messages were
+    # built: its eventTime is not earlier than theirs (a message whose event is later than SCC's is refuted).
+    google_fake.vouch_for(notification())
     statuses: dict[str, int] = {}
     for name, (body, headers, _) in corpus.items():  # one at a time, so record i belongs to delivery i
         statuses[name] = _post(server.url + "/", body, headers)

@@ -184,8 +184,8 @@ def test_generated_selectors_select_what_the_apiserver_selects(
             {"app": "web", QUARANTINE_LABEL: "true"},
         ]
     ):
-        w.create_pod(kube_admin, kube_namespace, f"sel-{i}", labels)
-        pods[f"sel-{i}"] = labels
+        created = w.create_pod(kube_admin, kube_namespace, f"sel-{i}", labels or None)
+        pods[f"sel-{i}"] = dict(created.metadata.labels or {})  # as stored (create_pod labels a bare pod app=NAME)
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(selectors)
