@@ -98,8 +98,7 @@ def _pulled(document: list[Any]) -> Delivery:
     if not document or not all(isinstance(item, Mapping) and "message" in item for item in document):
         raise InvalidEnvelope(
             "a JSON list is read only as `gcloud pubsub subscriptions pull --format=json` output, a list of "
-            "{ackId, message} objects; this one is not"
-            + ("" if document else " (it is empty: nothing was pulled)")
+            "{ackId, message} objects; this one is not" + ("" if document else " (it is empty: nothing was pulled)")
         )
     if len(document) != 1:
         raise InvalidEnvelope(
