@@ -805,6 +805,7 @@ def test_every_checkov_skip_is_justified_inline() -> None:
 
 # --- real Terraform, offline ------------------------------------------------------------------------------------------
 
+
 def _find_terraform() -> str | None:
     """`terraform` on PATH, else the one `make terraform` installs into the cache (see mk/terraform.mk)."""
     found = shutil.which("terraform")
@@ -884,6 +885,10 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "capture_manifests",
                 "admission_guard_manifests",
                 "kubernetes_manifest_files",
+                "decision_filter",
+                "containment_filter",
+                "failure_filter",
+                "metric_names",
             )
         )
         + "\n"
@@ -956,6 +961,19 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     assert {g["role"] for g in out["function_cluster_grants"].values()} == {
         "roles/container.clusterViewer",
         "roles/logging.viewer",
+    }
+    # The filters tests/terraform/test_monitoring.py runs against real records, as Terraform itself renders them.
+    service = 'resource.type="cloud_run_revision" AND resource.labels.service_name="rs-responder"'
+    decisions = (
+        f'{service} AND logName="projects/shop-sec-123/logs/run.googleapis.com%2Fstdout" AND jsonPayload.verdict:* '
+        "AND jsonPayload.outcome:*"
+    )
+    assert out["decision_filter"] == decisions
+    assert out["containment_filter"] == f"{decisions} AND jsonPayload.contained_ms>0"
+    assert out["failure_filter"] == f'{service} AND (severity>=ERROR OR jsonPayload.outcome="retry")'
+    assert out["metric_names"] == {
+        "decisions": "rs-responder-decisions",
+        "time_to_containment": "rs-responder-time-to-containment",
     }
     assert {"main.py", "requirements.txt", "policy.yaml", "responder/config.py"} <= set(out["source_files"])
     assert not [f for f in out["source_files"] if "__pycache__" in f or f.startswith(("tests/", "terraform/"))]
