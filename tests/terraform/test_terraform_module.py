@@ -807,12 +807,13 @@ def test_every_checkov_skip_is_justified_inline() -> None:
 
 
 def _find_terraform() -> str | None:
-    """`terraform` on PATH, else the one `make terraform` installs into the cache (see mk/terraform.mk)."""
+    """`terraform` on PATH, else the OpenTofu that `make terraform` builds into the cache when there is none (the same
+    language and CLI; see mk/terraform.mk for why not Terraform itself)."""
     found = shutil.which("terraform")
     if found:
         return found
     cache = Path(os.environ.get("RSR_CACHE_DIR") or Path.home() / ".cache" / "rsr")
-    cached = sorted(cache.glob("terraform-*/terraform"))
+    cached = sorted(cache.glob("tofu-*/tofu"))
     return str(cached[-1]) if cached else None
 
 
