@@ -103,8 +103,10 @@ locals {
     # Always exported: it follows the separate exec ClusterRole (rbac-capture.yaml), so the responder never plans a
     # `kubectl exec` its identity is not allowed to make.
     RESPONDER_PROCESS_CAPTURE = tostring(var.enable_process_capture)
-    # What the NetworkPolicy dataplane does to established connections: auto | established | new-only | none.
+    # What the NetworkPolicy dataplane does to established connections: auto | established | new-only | none; and
+    # what to do when isolation cannot cut a live session: escalate | report (null: the policy file decides).
     RESPONDER_NETPOL_ENFORCEMENT = var.netpol_enforcement
+    RESPONDER_LIVE_SESSION       = var.live_session
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 

@@ -259,6 +259,17 @@ variable "enrichment_timeout_s" {
   }
 }
 
+variable "live_session" {
+  description = "RESPONDER_LIVE_SESSION: what happens when isolation cannot cut an established reverse shell (netpol_enforcement resolves to new-only or none, or a hostNetwork pod): escalate (capture, then delete the pod; the replacement comes from its controller) or report (the pod stays isolated for new connections; the record says at WARNING that the session may be alive). null lets the policy file decide (policy.yaml: escalate)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.live_session == null || contains(["escalate", "report"], coalesce(var.live_session, "-"))
+    error_message = "live_session must be escalate, report or null."
+  }
+}
+
 variable "netpol_enforcement" {
   description = "RESPONDER_NETPOL_ENFORCEMENT: what the clusters' NetworkPolicy dataplane does to connections that already exist when the pod is isolated. auto reads it per GKE cluster (Dataplane V2 / ADVANCED_DATAPATH: established; Calico network policy: new-only; neither: none). established | new-only | none state it for every cluster. Where isolation cannot cut a live session, the policy file's live_session (escalate | report) decides."
   type        = string

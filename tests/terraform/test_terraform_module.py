@@ -49,9 +49,8 @@ WIRING_ONLY = {
 }
 
 # Settings Terraform exports that the application reads (they were exported ahead of it once; kept as a check that
-# they stay operator settings). netpol_enforcement: RESPONDER_NETPOL_ENFORCEMENT, named by "Containment proven on the
-# wire" and exported with the same values and default.
-PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement"}
+# they stay operator settings).
+PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement", "live_session"}
 NETPOL_ENFORCEMENT = ["auto", "established", "new-only", "none"]
 
 PROTECTED_FLOOR = {
@@ -761,6 +760,7 @@ def test_every_variable_has_a_description_and_a_type() -> None:
         ("project_id", "regex("),
         ("organization_id", 'var.scc_scope != "organization"'),
         ("netpol_enforcement", '"auto", "established", "new-only", "none"'),
+        ("live_session", '"escalate", "report"'),
         ("rbac_cluster_endpoint", '"ip", "dns"'),
         ("notification_channels", "notificationChannels"),
         ("unanswered_after_min", "var.unanswered_after_min >= 2"),
@@ -1002,6 +1002,7 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
         "-var=gke_endpoint=dns",
         "-var=enable_process_capture=true",
         "-var=netpol_enforcement=new-only",
+        "-var=live_session=report",
     )
     env = out["responder_env"]
     assert set(env) == {f"RESPONDER_{name.upper()}" for name in operator_settings()}
@@ -1015,6 +1016,7 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
     assert env["RESPONDER_VERIFY_FINDING"] == "true"
     assert env["RESPONDER_ENRICHMENT_TIMEOUT_S"] == "12.5"
     assert env["RESPONDER_NETPOL_ENFORCEMENT"] == "new-only"
+    assert env["RESPONDER_LIVE_SESSION"] == "report"
     assert out["function_scc_roles"] == [
         "roles/securitycenter.findingsViewer",
         "roles/securitycenter.findingsStateSetter",
@@ -1074,6 +1076,7 @@ def test_example_tfvars_is_valid(pure_module: Path) -> None:
         (["-var=gke_endpoint=internal"], "gke_endpoint"),
         (["-var=gke_endpoint=private"], "gke_endpoint"),  # private needs Direct VPC egress
         (["-var=source_max_age_days=0"], "source_max_age_days"),
+        (["-var=live_session=kill"], "live_session"),
         (["-var=netpol_enforcement=strict"], "netpol_enforcement"),
         (["-var=netpol_enforcement=new_only"], "netpol_enforcement"),
         (["-var=rbac_cluster_endpoint=private"], "rbac_cluster_endpoint"),
@@ -1139,9 +1142,16 @@ def test_optional_manifest_is_rendered_for_the_function_identity(
 def test_every_netpol_enforcement_value_the_responder_knows_is_exported(pure_module: Path, value: str) -> None:
     out = _outputs(pure_module, *REQUIRED_VARS, f"-var=netpol_enforcement={value}")
     assert out["responder_env"]["RESPONDER_NETPOL_ENFORCEMENT"] == value
-    field = Settings.model_fields.get("netpol_enforcement")
-    if field is not None:  # once the responder reads it: Terraform accepts exactly what the responder accepts
-        assert Settings(netpol_enforcement=value).netpol_enforcement == value  # type: ignore[call-arg]
+    assert Settings(netpol_enforcement=value).netpol_enforcement == value  # type: ignore[arg-type]
+
+
+def test_terraform_accepts_exactly_the_values_the_responder_accepts() -> None:
+    # The Literal types of Settings are the source of truth; each Terraform validation lists the same values.
+    for variable, setting in (("netpol_enforcement", "netpol_enforcement"), ("live_session", "live_session")):
+        allowed = set(re.findall(r"[a-z-]+", str(Settings.model_fields[setting].annotation).split("Literal[", 1)[1]))
+        condition = module().variables[variable]["validation"][0]["condition"]
+        listed = set(re.findall(r'"([a-z-]+)"', condition.split("contains([", 1)[1].split("]", 1)[0]))
+        assert listed == allowed, (variable, listed, allowed)
 
 
 @needs_terraform
