@@ -1,20 +1,42 @@
 # Terraform targets, included by the main Makefile (-include mk/*.mk).
 #
-# Offline (CI): tf-fmt, checkov, tf-check. Online (needs the provider registry and Google credentials): plan, deploy.
-# checkov lives in its own virtualenv: installed into .venv it downgrades python-dateutil below what kubernetes needs
-# and overwrites python-hcl2's `hcl2` package.
+# Offline (CI): terraform, tf-fmt, checkov, tf-check. Online (needs the provider registry and Google credentials):
+# plan, deploy. checkov lives in its own virtualenv: installed into .venv it downgrades python-dateutil below what
+# kubernetes needs and overwrites python-hcl2's `hcl2` package.
+#
+# The offline checks need a Terraform CLI (fmt, and tests/terraform evaluating variables.tf + locals.tf). `terraform`
+# on PATH is used when there is one. Otherwise `make terraform` builds OpenTofu, the MPL fork of Terraform with the same
+# language and CLI, from its Go module at a pinned release, into the cache shared with the Kubernetes build. Terraform
+# itself cannot be built from the Go module proxy: its go.mod replaces nested modules by local directories that the
+# module's zip leaves out, so `go install` refuses it and a build from the zip finds nothing there.
 
 PY              ?= python3
-TF              ?= terraform
 TF_DIR          := terraform
+RSR_CACHE       := $(or $(RSR_CACHE_DIR),$(HOME)/.cache/rsr)
+TOFU_VERSION    := 1.12.6
+TOFU_BIN        := $(RSR_CACHE)/tofu-$(TOFU_VERSION)/tofu
+TF              ?= $(or $(shell command -v terraform 2>/dev/null),$(TOFU_BIN))
 CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    := .venv-checkov
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: tf-fmt checkov tf-check plan deploy
+.PHONY: terraform tf-fmt checkov tf-check plan deploy
 
-tf-fmt: ## terraform fmt -check on terraform/ (offline)
-	@command -v $(TF) >/dev/null 2>&1 || { echo "tf-fmt: '$(TF)' not found on PATH; install Terraform >= 1.9" >&2; exit 1; }
+terraform: ## a Terraform CLI for the offline checks: terraform on PATH, else OpenTofu built from its Go module (cached)
+	@if [ "$(TF)" = "$(TOFU_BIN)" ]; then $(MAKE) --no-print-directory $(TOFU_BIN); else echo "terraform: $(TF)"; fi
+
+# CGO off and -trimpath: a static binary that does not depend on where the module cache is. A failed build leaves no
+# binary behind, so the next run tries again instead of testing with half a tool.
+$(TOFU_BIN):
+	@command -v go >/dev/null 2>&1 || { echo "terraform: no terraform on PATH and no Go toolchain to build OpenTofu $(TOFU_VERSION)" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	@echo "terraform: not on PATH; building OpenTofu $(TOFU_VERSION) from its Go module (once, several minutes)" >&2
+	@src="$$(go mod download -json github.com/opentofu/opentofu@v$(TOFU_VERSION) | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" && \
+	  cd "$$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -o $@.partial ./cmd/tofu
+	@mv $@.partial $@
+	@$@ version
+
+tf-fmt: terraform ## terraform fmt -check on terraform/ (offline)
 	$(TF) fmt -check -recursive -diff $(TF_DIR)/
 
 $(CHECKOV_STAMP):

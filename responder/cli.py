@@ -187,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="python -m responder", description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("replay", help="replay a notification / CloudEvent / push body / legacy event file")
+    p = sub.add_parser(
+        "replay",
+        help="replay a notification / CloudEvent / push body / legacy event file, or one dead letter "
+        "(`gcloud pubsub subscriptions pull --format=json` output or the message's JSON)",
+    )
     p.add_argument("file")
     p.add_argument("--policy", type=Path, help="policy file (default: RESPONDER_POLICY_FILE or policy.yaml)")
     p.add_argument("--report", choices=["md", "json"], help="print the incident report (record goes to stderr)")

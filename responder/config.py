@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     container_endpoint: str | None = Field(default=None, description="GKE API endpoint override")
     gke_endpoint: Literal["auto", "dns", "private", "public"] = Field(
         default="auto",
-        description="control-plane endpoint: auto (DNS-based if reachable, else public), dns, private, public",
+        description="control-plane endpoint: auto (DNS-based if it accepts external traffic, else public, else "
+        "private), dns, private, public",
     )
     anonymous_google: bool = Field(default=False, description="use anonymous credentials (local wire fakes only)")
     google_apis: Literal["auto", "on", "off"] = Field(

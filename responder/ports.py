@@ -247,7 +247,8 @@ class ClusterInfo(_View):
     location: str
     status: str | None = None
     version: str | None = None
-    endpoint: str | None = None
+    endpoint: str | None = None  # Cluster.endpoint as the API gives it: the private IP behind a private endpoint
+    public_endpoint: str | None = None  # the public IP endpoint, from the fields that name it (never `endpoint`)
     private_endpoint: str | None = None
     dns_endpoint: str | None = None
     dns_endpoint_external: bool = False  # the DNS-based endpoint accepts traffic from outside the VPC

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,7 +130,7 @@ class Responder:
             record = make_record(Verdict.REJECT, _code(exc), clean(exc, 300), delivery=info)
             return Outcome(record=_timed(record, started))
         outcome = self._respond_to(finding, info)
-        outcome.record = _timed(outcome.record, started)
+        outcome.record = _timed(outcome.record, started, outcome.contained_at)
         return outcome
 
     @staticmethod
@@ -325,6 +325,7 @@ class Responder:
             slots.append(crashed("contain", exc, plan.dry_run))
             retry = True
         writes_out.open()  # the writes are done, or never came: what was queued behind them starts now
+        contained_at = time.monotonic() if _contained(slots) else None
         self._warm()  # and on a cold instance, the verification and the investigation may load their SDKs now
         verification = verifying.result()
         written = [slot for slot in slots if isinstance(slot, ActionResult)]
@@ -339,6 +340,8 @@ class Responder:
                 result, transient = slot.result()
                 results.append(result)
                 retry = retry or transient
+        if contained_at is None and _contained(results):  # a delete that waited for SCC's word
+            contained_at = time.monotonic()
         if verification.vouch is Vouch.REFUTED and connection is not None and pod is not None and not plan.dry_run:
             if any(r.action in ("isolate", "label") and r.status is Status.SUCCEEDED for r in results):
                 undone = undo_quarantine(connection.kube, pod, finding.name)
@@ -390,6 +393,7 @@ class Responder:
             plan=plan,
             investigation=investigation,
             evidence=evidence,
+            contained_at=contained_at if decided is Verdict.ACT else None,
         )
         if verification.vouch is Vouch.REFUTED:
             return outcome  # owners are not paged with a forger's content; the ERROR record is the alert
@@ -474,8 +478,22 @@ def _code(exc: Exception) -> str:
     return "bad_input"
 
 
-def _timed(record: DecisionRecord, started: float) -> DecisionRecord:
-    return record.model_copy(update={"duration_ms": round((time.monotonic() - started) * 1000, 1)})
+def _timed(record: DecisionRecord, started: float, contained_at: float | None = None) -> DecisionRecord:
+    update = {"duration_ms": round((time.monotonic() - started) * 1000, 1)}
+    if contained_at is not None:
+        update["contained_ms"] = round((contained_at - started) * 1000, 1)
+    return record.model_copy(update=update)
+
+
+def _contained(slots: Sequence[object]) -> bool:
+    """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
+    return any(
+        isinstance(s, ActionResult)
+        and s.action in ("isolate", "delete")
+        and s.status is Status.SUCCEEDED
+        and not s.dry_run
+        for s in slots
+    )
 
 
 def _done(value: T) -> Future[T]:

@@ -8,6 +8,8 @@
 #   SCC (org/project): roles/securitycenter.findingsViewer (verify the finding), + findingSecurityMarksWriter when
 #                      write_marks, + findingsStateSetter only when set_inactive
 #   report topic     : roles/pubsub.publisher on that topic only
+#   Direct VPC egress: roles/run.invoker on the function's own Cloud Run service, only when vpc_network or
+#                      vpc_subnetwork is set (the Cloud Run functions Direct VPC page asks for it to authorize egress)
 # Push service account (<name>-trigger): roles/run.invoker on the function's Cloud Run service only.
 # Pub/Sub service agent : roles/iam.serviceAccountTokenCreator on the push service account only (to sign its OIDC
 #                         tokens); publisher on the dead-letter topic and subscriber on the findings subscription
@@ -48,6 +50,18 @@ resource "google_pubsub_topic_iam_member" "function_reports" {
   topic   = google_pubsub_topic.reports.name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+# Direct VPC egress is authorized by roles/run.invoker held by the function's service account. Granted on the
+# function's own service only: that is all it may invoke.
+resource "google_cloud_run_v2_service_iam_member" "function_vpc_egress_invoker" {
+  count = local.vpc_egress_enabled ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.responder.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.function.email}"
 }
 
 # --- Findings push -----------------------------------------------------------------------------------------------------

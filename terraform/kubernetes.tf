@@ -22,9 +22,19 @@ data "google_container_cluster" "rbac" {
   name     = var.rbac_cluster.name
 }
 
+# ip: Cluster.endpoint and the cluster CA, reachable only where that IP is (the public IP, or inside the VPC for a
+# private-endpoint cluster). dns: the DNS-based endpoint (gke-....gke.goog) with the same OAuth token, reachable from
+# anywhere IAM allows, also when the cluster has only a private endpoint or its IP endpoints are off.
 locals {
-  rbac_cluster_host  = one([for c in data.google_container_cluster.rbac : "https://${c.endpoint}"])
-  rbac_cluster_ca    = one([for c in data.google_container_cluster.rbac : base64decode(c.master_auth[0].cluster_ca_certificate)])
+  rbac_cluster_dns_host = one([
+    for c in data.google_container_cluster.rbac :
+    "https://${c.control_plane_endpoints_config[0].dns_endpoint_config[0].endpoint}"
+  ])
+  rbac_cluster_ip_host = one([for c in data.google_container_cluster.rbac : "https://${c.endpoint}"])
+  rbac_cluster_host    = var.rbac_cluster_endpoint == "dns" ? local.rbac_cluster_dns_host : local.rbac_cluster_ip_host
+  rbac_cluster_ca = var.rbac_cluster_endpoint == "dns" ? null : one([
+    for c in data.google_container_cluster.rbac : base64decode(c.master_auth[0].cluster_ca_certificate)
+  ])
   rbac_cluster_token = one(data.google_client_config.current[*].access_token)
 }
 

@@ -48,6 +48,7 @@ locals {
       "securitycenter.googleapis.com",
       "logging.googleapis.com",
       "container.googleapis.com",
+      "monitoring.googleapis.com",
     ],
     # Direct VPC egress reads the network and subnetwork through the Compute Engine API.
     local.vpc_egress_enabled ? ["compute.googleapis.com"] : [],
@@ -102,6 +103,10 @@ locals {
     # Always exported: it follows the separate exec ClusterRole (rbac-capture.yaml), so the responder never plans a
     # `kubectl exec` its identity is not allowed to make.
     RESPONDER_PROCESS_CAPTURE = tostring(var.enable_process_capture)
+    # What the NetworkPolicy dataplane does to established connections: auto | established | new-only | none; and
+    # what to do when isolation cannot cut a live session: escalate | report (null: the policy file decides).
+    RESPONDER_NETPOL_ENFORCEMENT = var.netpol_enforcement
+    RESPONDER_LIVE_SESSION       = var.live_session
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 
@@ -177,6 +182,21 @@ locals {
       project = pair[0]
       role    = pair[1]
     }
+  }
+
+  # --- Operations: what the log-based metrics and the alerts match (monitoring.tf) ---------------------------------
+  # Cloud Run (hence Cloud Functions gen2) turns each JSON line on stdout into a LogEntry: `severity` becomes the
+  # entry's severity, every other field of the decision record lands in jsonPayload. tests/terraform/test_monitoring.py
+  # runs these filters through the Logging wire fake's evaluator against records the responder really writes.
+  function_logs      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.names.function}\""
+  decision_filter    = "${local.function_logs} AND logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\" AND jsonPayload.verdict:* AND jsonPayload.outcome:*"
+  containment_filter = "${local.decision_filter} AND jsonPayload.contained_ms>0"
+  # Pages: a decision that asks for redelivery (outcome retry: a failed containment, a 403, a crash) or any entry of
+  # the function at ERROR or above (a rejected or forged message, a configuration error, a traceback).
+  failure_filter = "${local.function_logs} AND (severity>=ERROR OR jsonPayload.outcome=\"retry\")"
+  metric_names = {
+    decisions           = "${var.name}-decisions"
+    time_to_containment = "${var.name}-time-to-containment"
   }
 
   # --- Sizing -------------------------------------------------------------------------------------------------------

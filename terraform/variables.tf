@@ -259,6 +259,29 @@ variable "enrichment_timeout_s" {
   }
 }
 
+variable "live_session" {
+  description = "RESPONDER_LIVE_SESSION: what happens when isolation cannot cut an established reverse shell (netpol_enforcement resolves to new-only or none, or a hostNetwork pod): escalate (capture, then delete the pod; the replacement comes from its controller) or report (the pod stays isolated for new connections; the record says at WARNING that the session may be alive). null lets the policy file decide (policy.yaml: escalate)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.live_session == null || contains(["escalate", "report"], coalesce(var.live_session, "-"))
+    error_message = "live_session must be escalate, report or null."
+  }
+}
+
+variable "netpol_enforcement" {
+  description = "RESPONDER_NETPOL_ENFORCEMENT: what the clusters' NetworkPolicy dataplane does to connections that already exist when the pod is isolated. auto reads it per GKE cluster (Dataplane V2 / ADVANCED_DATAPATH: established; Calico network policy: new-only; neither: none). established | new-only | none state it for every cluster. Where isolation cannot cut a live session, the policy file's live_session (escalate | report) decides."
+  type        = string
+  default     = "auto"
+  nullable    = false
+
+  validation {
+    condition     = contains(["auto", "established", "new-only", "none"], var.netpol_enforcement)
+    error_message = "netpol_enforcement must be auto, established, new-only or none."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Function sizing
 # ---------------------------------------------------------------------------------------------------------------------
@@ -455,7 +478,7 @@ variable "vpc_network_tags" {
 }
 
 variable "gke_endpoint" {
-  description = "RESPONDER_GKE_ENDPOINT: which control-plane endpoint the responder uses. auto: the DNS-based endpoint when the cluster has one, else the private endpoint when VPC egress is configured, else the public one. dns | private | public force one (private needs vpc_network or vpc_subnetwork)."
+  description = "RESPONDER_GKE_ENDPOINT: which control-plane endpoint the responder uses. auto: the cluster's DNS-based endpoint when it accepts traffic from outside the VPC, else its public IP endpoint, else its private IP endpoint (reachable only with Direct VPC egress). dns | private | public force one (private needs vpc_network or vpc_subnetwork)."
   type        = string
   default     = "auto"
   nullable    = false
@@ -519,6 +542,18 @@ variable "rbac_cluster" {
   }
 }
 
+variable "rbac_cluster_endpoint" {
+  description = "How the kubernetes provider reaches rbac_cluster: ip (Cluster.endpoint with the cluster CA: the public IP, or the private IP of a private-endpoint cluster, reachable only from inside its VPC) or dns (the DNS-based endpoint with an OAuth token: works from anywhere IAM allows, also for clusters with only a private endpoint or with IP endpoints off; needs the DNS endpoint enabled with external traffic allowed, and container.clusters.connect)."
+  type        = string
+  default     = "ip"
+  nullable    = false
+
+  validation {
+    condition     = contains(["ip", "dns"], var.rbac_cluster_endpoint)
+    error_message = "rbac_cluster_endpoint must be ip or dns."
+  }
+}
+
 variable "enable_process_capture" {
   description = "Let the responder run `ps axjf` in a compromised container (kubectl exec). true applies deploy/kubernetes/rbac-capture.yaml (the exec ClusterRole) when manage_kubernetes_rbac is on; false leaves exec out and exports RESPONDER_PROCESS_CAPTURE=false so the responder does not try."
   type        = bool
@@ -531,4 +566,39 @@ variable "enable_admission_guard" {
   type        = bool
   default     = true
   nullable    = false
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Operations: log-based metrics, alert policies, dashboard (monitoring.tf)
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "enable_monitoring" {
+  description = "Create the log-based metrics on the decision records, the alert policies (a failed or retried decision, a dead letter, a finding left unanswered) and the dashboard. On by default: a failure must reach a person."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) every alert policy notifies. An empty list still creates the policies: incidents open in the console, nobody is paged until a channel is added."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$", c))])
+    error_message = "notification_channels entries must be notification channel names: projects/PROJECT_ID/notificationChannels/NUMBER."
+  }
+}
+
+variable "unanswered_after_min" {
+  description = "Minutes after which a finding still unacknowledged on the push subscription (no final decision: the function failed, was never reached, or keeps retrying) opens an incident. A healthy finding is acknowledged within seconds."
+  type        = number
+  default     = 15
+  nullable    = false
+
+  validation {
+    condition     = var.unanswered_after_min >= 2 && var.unanswered_after_min <= 1440 && floor(var.unanswered_after_min) == var.unanswered_after_min
+    error_message = "unanswered_after_min must be a whole number of minutes between 2 and 1440."
+  }
 }

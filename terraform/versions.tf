@@ -1,5 +1,8 @@
-# Provider pins: `~>` on the major version each provider block below is written against. Cross-variable validation
-# (org id required at organization scope, RBAC target required when Terraform manages RBAC) needs Terraform 1.9+.
+# Provider pins: `~>` on the major version each provider block below is written against, and for google on the first
+# release with every argument used here: `direct_vpc_network_interface` and `direct_vpc_egress` of
+# google_cloudfunctions2_function exist only from 7.21.0 (absent in 7.0.0 to 7.20.0, where `terraform validate` fails
+# even with VPC egress off). Cross-variable validation (org id required at organization scope, RBAC target required
+# when Terraform manages RBAC) needs Terraform 1.9+.
 # Nothing here needs google-beta: SCC v2 notification configs, Cloud Functions gen2 with Direct VPC egress and Pub/Sub
 # push subscriptions with OIDC are GA in the google provider.
 #
@@ -12,7 +15,7 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 7.0"
+      version = "~> 7.21"
     }
     kubernetes = {
       source  = "hashicorp/kubernetes"
@@ -55,7 +58,8 @@ provider "google" {
 }
 
 # Configured whenever rbac_cluster is set, whether or not manage_kubernetes_rbac is on, so that switching the toggle
-# off still leaves the provider a cluster to delete the RBAC objects from (kubernetes.tf).
+# off still leaves the provider a cluster to delete the RBAC objects from (kubernetes.tf). With rbac_cluster_endpoint
+# = "dns" the CA is null: the DNS-based endpoint presents a publicly trusted certificate.
 provider "kubernetes" {
   host                   = local.rbac_cluster_host
   token                  = local.rbac_cluster_token

@@ -84,6 +84,27 @@ def message_published(doc: dict[str, Any] | bytes, message_id: str = "1001") -> 
     }
 
 
+def dead_letter_pulled(doc: dict[str, Any] | bytes, message_id: str = "1001") -> list[dict[str, Any]]:
+    """What ``gcloud pubsub subscriptions pull DEAD_LETTER_SUB --format=json`` prints for one dead letter: a list of
+    ReceivedMessage, the message carrying the attributes Pub/Sub adds when it forwards to the dead-letter topic."""
+    return [
+        {
+            "ackId": "RFAGFixdRkhRNxkIaFEOT14jPzUgKEUSAQNPAg9WCmhZGgxvF1BbU1FBVhYrAkcOL5YiT3NS",
+            "message": {
+                "attributes": {
+                    "CloudPubSubDeadLetterSourceDeliveryCount": "10",
+                    "CloudPubSubDeadLetterSourceSubscription": "rs-responder-findings-push",
+                    "CloudPubSubDeadLetterSourceSubscriptionProject": "example-secops",
+                    "CloudPubSubDeadLetterSourceTopicPublishTime": "2026-03-14T09:27:00.100Z",
+                },
+                "data": b64(doc),
+                "messageId": message_id,
+                "publishTime": "2026-03-14T10:01:12.345Z",
+            },
+        }
+    ]
+
+
 def structured_cloudevent(
     doc: dict[str, Any] | bytes, event_type: str = PUBSUB_TYPE, event_id: str = "1001"
 ) -> dict[str, Any]:

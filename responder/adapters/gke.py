@@ -113,6 +113,22 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _public_endpoint(cluster: dict[str, Any]) -> str | None:
+    """The public IP endpoint, or None. Not ``Cluster.endpoint``: that is the private IP when
+    ``privateClusterConfig.enablePrivateEndpoint`` is set, and empty when IP endpoints are off. The dedicated fields are
+    ``controlPlaneEndpointsConfig.ipEndpointsConfig.publicEndpoint`` (populated only when IP access and the public
+    endpoint are on), then the older ``privateClusterConfig.publicEndpoint``."""
+    ip_config = _dict(_dict(cluster.get("controlPlaneEndpointsConfig")).get("ipEndpointsConfig"))
+    legacy = _dict(cluster.get("privateClusterConfig"))
+    if ip_config.get("enabled") is False or ip_config.get("enablePublicEndpoint") is False:
+        return None
+    if ip_config.get("publicEndpoint"):
+        return str(ip_config["publicEndpoint"])
+    if legacy.get("enablePrivateEndpoint") is True:
+        return None
+    return str(legacy["publicEndpoint"]) if legacy.get("publicEndpoint") else None
+
+
 def cluster_info(cluster: dict[str, Any]) -> ClusterInfo:
     """Map a ``Cluster`` JSON object to :class:`ClusterInfo` (absent or empty fields and UNSPECIFIED enums: None)."""
     endpoints = _dict(cluster.get("controlPlaneEndpointsConfig"))
@@ -125,6 +141,7 @@ def cluster_info(cluster: dict[str, Any]) -> ClusterInfo:
         status=_enum(cluster.get("status"), _CLUSTER_STATUS),
         version=cluster.get("currentMasterVersion") or None,
         endpoint=cluster.get("endpoint") or None,
+        public_endpoint=_public_endpoint(cluster),
         private_endpoint=ip_config.get("privateEndpoint") or legacy_private or None,
         dns_endpoint=dns_config.get("endpoint") or None,
         dns_endpoint_external=bool(dns_config.get("allowExternalTraffic")),

@@ -62,7 +62,7 @@ def choose_endpoint(info: ClusterInfo, preference: EndpointChoice) -> tuple[str,
     """
     candidates = {
         "dns": info.dns_endpoint if (info.dns_endpoint_external or preference == "dns") else None,
-        "public": info.endpoint,
+        "public": info.public_endpoint,
         "private": info.private_endpoint,
     }
     order = ["dns", "public", "private"] if preference == "auto" else [preference]

@@ -2,7 +2,9 @@
 
 Eventarc delivers a binary or structured CloudEvent; functions-framework also converts a raw Pub/Sub push body and a
 legacy background event into a CloudEvent before our handler sees it. ``replay`` sees the raw JSON and has to detect
-the shape itself. Every path ends in a :class:`Delivery`.
+the shape itself, including a dead letter as an operator takes it from its subscription: the output of
+``gcloud pubsub subscriptions pull --format=json`` (a list of ``{ackId, message}``) or the message object alone. Every
+path ends in a :class:`Delivery`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from responder.errors import InvalidEnvelope
@@ -88,8 +90,40 @@ def from_cloud_event(event_type: str | None, event_id: str | None, data: Any, sh
     return _message(data.get("message"), shape, _str(event_id))
 
 
+def _pulled(document: list[Any]) -> Delivery:
+    """``gcloud pubsub subscriptions pull --format=json``: a list of ReceivedMessage ``{ackId, message, ...}``.
+
+    Exactly one message: a replay is one delivery, and replaying several at once would hide which record is whose.
+    """
+    if not document or not all(isinstance(item, Mapping) and "message" in item for item in document):
+        raise InvalidEnvelope(
+            "a JSON list is read only as `gcloud pubsub subscriptions pull --format=json` output, a list of "
+            "{ackId, message} objects; this one is not" + ("" if document else " (it is empty: nothing was pulled)")
+        )
+    if len(document) != 1:
+        raise InvalidEnvelope(
+            f"the pulled output holds {len(document)} messages; replay one at a time "
+            "(pull with --limit=1, or save one element of the list)"
+        )
+    received = document[0]
+    delivery = _message(received["message"], "pull", None)
+    attempt = received.get("deliveryAttempt")
+    if isinstance(attempt, int) and not isinstance(attempt, bool):
+        delivery = replace(delivery, delivery_attempt=attempt)
+    return delivery
+
+
+def _is_bare_message(document: Mapping[str, Any]) -> bool:
+    """A PubsubMessage on its own: base64 ``data`` beside at least one of the fields Pub/Sub sets on every message."""
+    markers = ("messageId", "message_id", "publishTime", "publish_time")
+    return isinstance(document.get("data"), str) and any(key in document for key in markers)
+
+
 def detect(document: Any) -> Delivery:
-    """Auto-detect a replayed file: structured CloudEvent, push body, legacy background event or bare notification."""
+    """Auto-detect a replayed file: structured CloudEvent, push body, legacy background event, bare notification, or
+    a dead letter as pulled from its subscription (``gcloud ... pull --format=json``, or the message object alone)."""
+    if isinstance(document, list):
+        return _pulled(document)
     if not isinstance(document, Mapping):
         raise InvalidEnvelope(f"expected a JSON object, got {type(document).__name__}")
     if "specversion" in document:
@@ -102,10 +136,15 @@ def detect(document: Any) -> Delivery:
         event_id = context.get("eventId") if isinstance(context, Mapping) else None
         return _message(document.get("data"), "legacy", _str(event_id))
     if "message" in document:
-        return _message(document.get("message"), "push", None)
+        # A push body {message, subscription}, or one element of pulled output {ackId, message}.
+        return _pulled([document]) if "ackId" in document else _message(document.get("message"), "push", None)
+    if _is_bare_message(document):
+        return _message(document, "message", None)
     if "finding" in document or "notificationConfigName" in document:
         return Delivery(payload=json.dumps(document).encode("utf-8"), shape="notification")
-    raise InvalidEnvelope("unrecognised envelope: not a CloudEvent, push body, legacy event or SCC notification")
+    raise InvalidEnvelope(
+        "unrecognised envelope: not a CloudEvent, push body, legacy event, pulled Pub/Sub message or SCC notification"
+    )
 
 
 def detect_bytes(raw: bytes) -> Delivery:

@@ -22,6 +22,7 @@ class Outcome:
     plan: Plan | None = None
     investigation: Investigation | None = None
     evidence: Evidence | None = None
+    contained_at: float | None = None  # time.monotonic() when the first containing write was accepted
 
     @property
     def retry(self) -> bool:

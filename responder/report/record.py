@@ -76,6 +76,9 @@ class DecisionRecord(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     delivery: DeliveryInfo = DeliveryInfo()
     duration_ms: float | None = None
+    # Receipt to the first containing write (isolate or delete) the cluster accepted, in ms; null when this delivery
+    # contained nothing. The log-based metric of time to containment is a distribution of this field.
+    contained_ms: float | None = None
 
     def to_json(self) -> str:
         """The log line (no newline, ASCII only)."""

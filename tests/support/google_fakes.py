@@ -459,6 +459,8 @@ def gke_cluster(
     legacy_private_endpoint: str | None = None,
     dns_endpoint: str | None = None,
     dns_external: bool = True,
+    public_access: bool = True,
+    ip_endpoints: bool = True,
     ca_certificate: str | None = None,
     labels: dict[str, str] | None = None,
     network_policy: bool = False,
@@ -467,7 +469,12 @@ def gke_cluster(
     status: str = "RUNNING",
     version: str = "1.31.5-gke.1023000",
 ) -> dict[str, Any]:
-    """A ``Cluster`` JSON as the GKE API returns it (only non-default fields present, as proto3 JSON does)."""
+    """A ``Cluster`` JSON as the GKE API returns it (only non-default fields present, as proto3 JSON does).
+
+    ``public_access=False``: a private endpoint only (``enablePrivateEndpoint``): ``Cluster.endpoint`` is then the
+    private IP, and the older ``privateClusterConfig`` still lists the control plane's unused external IP.
+    ``ip_endpoints=False``: IP endpoints off (DNS-based endpoint only): no IP anywhere, ``Cluster.endpoint`` empty.
+    """
     zonal = bool(re.fullmatch(r".*[0-9]-[a-z]", location))
     body: dict[str, Any] = {
         "name": name,
@@ -489,6 +496,22 @@ def gke_cluster(
         body["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["privateEndpoint"] = private_endpoint
     if legacy_private_endpoint:
         body["privateClusterConfig"] = {"enablePrivateNodes": True, "privateEndpoint": legacy_private_endpoint}
+    ip_config = body["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]
+    if not public_access:
+        private_ip = private_endpoint or "10.128.0.2"
+        ip_config.update(enablePublicEndpoint=False, privateEndpoint=private_ip)
+        ip_config.pop("publicEndpoint", None)
+        body["endpoint"] = private_ip
+        body["privateClusterConfig"] = {
+            "enablePrivateNodes": True,
+            "enablePrivateEndpoint": True,
+            "privateEndpoint": private_ip,
+            "publicEndpoint": endpoint or "34.118.10.99",
+        }
+    if not ip_endpoints:
+        body["controlPlaneEndpointsConfig"]["ipEndpointsConfig"] = {"enabled": False}
+        body.pop("endpoint", None)
+        body.pop("privateClusterConfig", None)
     if dns_endpoint:
         body["controlPlaneEndpointsConfig"]["dnsEndpointConfig"] = {
             "endpoint": dns_endpoint,

@@ -50,7 +50,8 @@ WIRING_ONLY = {
 
 # Settings Terraform exports that the application reads (they were exported ahead of it once; kept as a check that
 # they stay operator settings).
-PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture"}
+PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement", "live_session"}
+NETPOL_ENFORCEMENT = ["auto", "established", "new-only", "none"]
 
 PROTECTED_FLOOR = {
     "kube-system",
@@ -75,6 +76,7 @@ EXPECTED_FUNCTION_ROLES = {
     "roles/securitycenter.findingSecurityMarksWriter",
     "roles/securitycenter.findingsStateSetter",
     "roles/pubsub.publisher",
+    "roles/run.invoker",  # on its own Cloud Run service, with Direct VPC egress only
 }
 PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
 ROLE = re.compile(r"roles/[A-Za-z0-9_.]+")
@@ -249,6 +251,9 @@ def test_safety_defaults() -> None:
     assert variables["enable_dead_letter"]["default"] is True
     assert variables["protected_namespaces"]["default"] == []  # the floor is not a default that can be replaced
     assert variables["gke_endpoint"]["default"] == "auto"
+    assert variables["netpol_enforcement"]["default"] == "auto"  # the responder's own default
+    assert variables["enable_monitoring"]["default"] is True  # a failure reaches a person unless switched off
+    assert variables["rbac_cluster_endpoint"]["default"] == "ip"
 
 
 def test_report_topic_is_wired_to_the_report_topic() -> None:
@@ -447,6 +452,11 @@ def test_function_service_account_roles_are_exactly_the_least_privilege_set() ->
             if rtype == "google_pubsub_topic_iam_member":
                 # Publisher on the report topic only, never project-wide.
                 assert body["topic"] == "${google_pubsub_topic.reports.name}", name
+            if "roles/run.invoker" in roles_of(body):
+                # Direct VPC egress: on the function's own service, and only when egress is configured.
+                assert rtype == "google_cloud_run_v2_service_iam_member", name
+                assert body["name"] == "${google_cloudfunctions2_function.responder.service_config[0].service}"
+                assert body["count"] == "${local.vpc_egress_enabled ? 1 : 0}"
     assert granted == EXPECTED_FUNCTION_ROLES
 
 
@@ -518,6 +528,7 @@ REQUIRED_APIS = {
     "securitycenter.googleapis.com",
     "logging.googleapis.com",
     "container.googleapis.com",
+    "monitoring.googleapis.com",
 }
 SERVICES_READY = ("time_sleep", "services_ready")
 RESOURCE_REF = re.compile(r"\b((?:google|time|terraform|kubernetes)_[a-z0-9_]+)\.([a-z0-9_]+)")
@@ -701,9 +712,24 @@ def test_kubernetes_provider_keeps_its_cluster_when_rbac_management_is_switched_
         assert module().data[key]["count"] == "${var.rbac_cluster != null ? 1 : 0}", key
     (kubernetes,) = [body for name, body in module().providers if name == "kubernetes"]
     assert kubernetes["host"] == "${local.rbac_cluster_host}"
-    for name in ("rbac_cluster_host", "rbac_cluster_ca", "rbac_cluster_token"):
+    for name in ("rbac_cluster_host", "rbac_cluster_ca", "rbac_cluster_token", "rbac_cluster_dns_host"):
         assert "manage_kubernetes_rbac" not in expand_locals(module().locals[name]), name
     assert "manage_kubernetes_rbac" not in json.dumps(kubernetes)
+
+
+def test_kubernetes_provider_can_reach_the_cluster_by_its_dns_endpoint() -> None:
+    # A private-endpoint or DNS-only cluster cannot be reached on Cluster.endpoint from outside its VPC; its DNS-based
+    # endpoint with the OAuth token can, with a publicly trusted certificate (no cluster CA).
+    locals_ = module().locals
+    assert locals_["rbac_cluster_host"] == (
+        '${var.rbac_cluster_endpoint == "dns" ? local.rbac_cluster_dns_host : local.rbac_cluster_ip_host}'
+    )
+    assert "control_plane_endpoints_config[0].dns_endpoint_config[0].endpoint" in locals_["rbac_cluster_dns_host"]
+    assert "c.endpoint" in locals_["rbac_cluster_ip_host"]
+    assert locals_["rbac_cluster_ca"].startswith('${var.rbac_cluster_endpoint == "dns" ? null : ')
+    (kubernetes,) = [body for name, body in module().providers if name == "kubernetes"]
+    assert kubernetes["token"] == "${local.rbac_cluster_token}"
+    assert kubernetes["cluster_ca_certificate"] == "${local.rbac_cluster_ca}"
 
 
 def test_rbac_alternative_is_documented_and_output() -> None:
@@ -733,6 +759,11 @@ def test_every_variable_has_a_description_and_a_type() -> None:
         ("memory", '"256Mi", "512Mi"'),
         ("project_id", "regex("),
         ("organization_id", 'var.scc_scope != "organization"'),
+        ("netpol_enforcement", '"auto", "established", "new-only", "none"'),
+        ("live_session", '"escalate", "report"'),
+        ("rbac_cluster_endpoint", '"ip", "dns"'),
+        ("notification_channels", "notificationChannels"),
+        ("unanswered_after_min", "var.unanswered_after_min >= 2"),
     ],
 )
 def test_validation_rules_exist(variable: str, fragment: str) -> None:
@@ -750,6 +781,10 @@ def test_versions_are_pinned() -> None:
         assert spec["source"] == f"hashicorp/{name}"
         assert re.fullmatch(r"~> \d+\.\d+", spec["version"]), f"{name} is not pinned to a major: {spec['version']}"
     assert {"google", "kubernetes", "archive", "time"} == set(providers)
+    # direct_vpc_network_interface / direct_vpc_egress of the function exist from google 7.21.0 only: "~> 7.0" would
+    # admit 7.0.0-7.20.0, where `terraform validate` fails even with VPC egress off.
+    assert providers["google"]["version"] == "~> 7.21"
+    assert "direct_vpc_network_interface" in json.dumps(resource(*FUNCTION))
 
 
 def test_readme_documents_every_variable_and_only_init_and_apply() -> None:
@@ -770,8 +805,38 @@ def test_every_checkov_skip_is_justified_inline() -> None:
 
 # --- real Terraform, offline ------------------------------------------------------------------------------------------
 
-TERRAFORM = shutil.which("terraform")
-needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform binary not on PATH")
+
+def _find_terraform() -> str | None:
+    """`terraform` on PATH, else the OpenTofu that `make terraform` builds into the cache when there is none (the same
+    language and CLI; see mk/terraform.mk for why not Terraform itself)."""
+    found = shutil.which("terraform")
+    if found:
+        return found
+    cache = Path(os.environ.get("RSR_CACHE_DIR") or Path.home() / ".cache" / "rsr")
+    cached = sorted(cache.glob("tofu-*/tofu"))
+    return str(cached[-1]) if cached else None
+
+
+TERRAFORM = _find_terraform()
+MISSING_TERRAFORM = "terraform is not on PATH and not in the cache: run `make terraform` (mk/terraform.mk installs it)"
+
+
+def require_terraform() -> str:
+    """The terraform binary. Without one, a developer's run skips the test; a CI run (CI=true) fails it, because a check
+    that silently did not run must never look like a pass there."""
+    if TERRAFORM is None:
+        if os.environ.get("CI"):
+            pytest.fail(MISSING_TERRAFORM)
+        pytest.skip(MISSING_TERRAFORM)
+    return TERRAFORM
+
+
+@pytest.fixture
+def _terraform_bin() -> None:
+    require_terraform()
+
+
+needs_terraform = pytest.mark.usefixtures("_terraform_bin")
 
 
 def _tf_env(tmp_path: Path) -> dict[str, str]:
@@ -795,6 +860,7 @@ def test_terraform_fmt_check(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """variables.tf + locals.tf (no providers needed) in a scratch root beside the real rbac.yaml and responder/."""
+    require_terraform()
     assert TERRAFORM is not None
     root = tmp_path_factory.mktemp("tfpure")
     work = root / "terraform"
@@ -820,6 +886,10 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "capture_manifests",
                 "admission_guard_manifests",
                 "kubernetes_manifest_files",
+                "decision_filter",
+                "containment_filter",
+                "failure_filter",
+                "metric_names",
             )
         )
         + "\n"
@@ -876,6 +946,7 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
         "RESPONDER_PROTECTED_NAMESPACES": ",".join(out["protected_namespaces"]),
         "RESPONDER_GKE_ENDPOINT": "auto",
         "RESPONDER_PROCESS_CAPTURE": "false",
+        "RESPONDER_NETPOL_ENFORCEMENT": "auto",
     }
     assert set(out["protected_namespaces"]) == PROTECTED_FLOOR
     assert "compute.googleapis.com" not in out["required_services"]  # only with Direct VPC egress
@@ -891,6 +962,19 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     assert {g["role"] for g in out["function_cluster_grants"].values()} == {
         "roles/container.clusterViewer",
         "roles/logging.viewer",
+    }
+    # The filters tests/terraform/test_monitoring.py runs against real records, as Terraform itself renders them.
+    service = 'resource.type="cloud_run_revision" AND resource.labels.service_name="rs-responder"'
+    decisions = (
+        f'{service} AND logName="projects/shop-sec-123/logs/run.googleapis.com%2Fstdout" AND jsonPayload.verdict:* '
+        "AND jsonPayload.outcome:*"
+    )
+    assert out["decision_filter"] == decisions
+    assert out["containment_filter"] == f"{decisions} AND jsonPayload.contained_ms>0"
+    assert out["failure_filter"] == f'{service} AND (severity>=ERROR OR jsonPayload.outcome="retry")'
+    assert out["metric_names"] == {
+        "decisions": "rs-responder-decisions",
+        "time_to_containment": "rs-responder-time-to-containment",
     }
     assert {"main.py", "requirements.txt", "policy.yaml", "responder/config.py"} <= set(out["source_files"])
     assert not [f for f in out["source_files"] if "__pycache__" in f or f.startswith(("tests/", "terraform/"))]
@@ -917,6 +1001,8 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
         "-var=enrichment_timeout_s=12.5",
         "-var=gke_endpoint=dns",
         "-var=enable_process_capture=true",
+        "-var=netpol_enforcement=new-only",
+        "-var=live_session=report",
     )
     env = out["responder_env"]
     assert set(env) == {f"RESPONDER_{name.upper()}" for name in operator_settings()}
@@ -929,6 +1015,8 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
     assert env["RESPONDER_PROCESS_CAPTURE"] == "true"
     assert env["RESPONDER_VERIFY_FINDING"] == "true"
     assert env["RESPONDER_ENRICHMENT_TIMEOUT_S"] == "12.5"
+    assert env["RESPONDER_NETPOL_ENFORCEMENT"] == "new-only"
+    assert env["RESPONDER_LIVE_SESSION"] == "report"
     assert out["function_scc_roles"] == [
         "roles/securitycenter.findingsViewer",
         "roles/securitycenter.findingsStateSetter",
@@ -988,6 +1076,12 @@ def test_example_tfvars_is_valid(pure_module: Path) -> None:
         (["-var=gke_endpoint=internal"], "gke_endpoint"),
         (["-var=gke_endpoint=private"], "gke_endpoint"),  # private needs Direct VPC egress
         (["-var=source_max_age_days=0"], "source_max_age_days"),
+        (["-var=live_session=kill"], "live_session"),
+        (["-var=netpol_enforcement=strict"], "netpol_enforcement"),
+        (["-var=netpol_enforcement=new_only"], "netpol_enforcement"),
+        (["-var=rbac_cluster_endpoint=private"], "rbac_cluster_endpoint"),
+        (['-var=notification_channels=["secops@example.com"]'], "notification_channels"),
+        (["-var=unanswered_after_min=1"], "unanswered_after_min"),
     ],
 )
 def test_invalid_values_are_rejected(pure_module: Path, args: list[str], variable: str) -> None:
@@ -1041,6 +1135,23 @@ def test_optional_manifest_is_rendered_for_the_function_identity(
     )
     assert out[output], f"{manifest.name} rendered no object"
     assert "${responder_identity}" not in json.dumps(out[output])
+
+
+@needs_terraform
+@pytest.mark.parametrize("value", NETPOL_ENFORCEMENT)
+def test_every_netpol_enforcement_value_the_responder_knows_is_exported(pure_module: Path, value: str) -> None:
+    out = _outputs(pure_module, *REQUIRED_VARS, f"-var=netpol_enforcement={value}")
+    assert out["responder_env"]["RESPONDER_NETPOL_ENFORCEMENT"] == value
+    assert Settings(netpol_enforcement=value).netpol_enforcement == value  # type: ignore[arg-type]
+
+
+def test_terraform_accepts_exactly_the_values_the_responder_accepts() -> None:
+    # The Literal types of Settings are the source of truth; each Terraform validation lists the same values.
+    for variable, setting in (("netpol_enforcement", "netpol_enforcement"), ("live_session", "live_session")):
+        allowed = set(re.findall(r"[a-z-]+", str(Settings.model_fields[setting].annotation).split("Literal[", 1)[1]))
+        condition = module().variables[variable]["validation"][0]["condition"]
+        listed = set(re.findall(r'"([a-z-]+)"', condition.split("contains([", 1)[1].split("]", 1)[0]))
+        assert listed == allowed, (variable, listed, allowed)
 
 
 @needs_terraform

@@ -110,6 +110,7 @@ def test_endpoint_choice_prefers_dns_then_public_then_what_the_operator_names() 
         name="c",
         location="l",
         endpoint="1.2.3.4",
+        public_endpoint="1.2.3.4",
         private_endpoint="10.0.0.2",
         dns_endpoint="gke-x.goog",
         dns_endpoint_external=True,
@@ -118,6 +119,7 @@ def test_endpoint_choice_prefers_dns_then_public_then_what_the_operator_names() 
     assert choose_endpoint(full.model_copy(update={"dns_endpoint_external": False}), "auto") == ("public", "1.2.3.4")
     assert choose_endpoint(full, "private") == ("private", "10.0.0.2")
     assert choose_endpoint(full, "public") == ("public", "1.2.3.4")
-    private_only = ClusterInfo(name="c", location="l", private_endpoint="10.0.0.2")
+    private_only = ClusterInfo(name="c", location="l", endpoint="10.0.0.2", private_endpoint="10.0.0.2")
+    assert choose_endpoint(private_only, "public") is None  # Cluster.endpoint is never dialled as the public one
     assert choose_endpoint(private_only, "auto") == ("private", "10.0.0.2")
     assert choose_endpoint(private_only, "dns") is None

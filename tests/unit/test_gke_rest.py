@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from responder.adapters.gke import GkeClusterAPI, _base_url, cluster_info
+from responder.adapters.kube_connect import choose_endpoint
 from responder.errors import NotFound, TransientError
 from responder.intake.identifiers import ClusterRef
 from tests.support.google_fakes import GoogleFake
@@ -38,6 +39,52 @@ def test_enums_as_numbers_and_unspecified_values_are_read_as_proto3_json_allows(
     assert info.network_policy_enforced
     unspecified = cluster_info({"status": "STATUS_UNSPECIFIED", "networkConfig": {"datapathProvider": 0}})
     assert (unspecified.status, unspecified.datapath_provider) == (None, None)
+
+
+def test_a_public_cluster_is_reached_on_its_public_endpoint(google_fake: GoogleFake) -> None:
+    google_fake.add_cluster(REF.path, endpoint="34.118.10.20", dns_endpoint=None)
+    info = GkeClusterAPI(google_fake.settings()).get_cluster(REF)
+    assert info.public_endpoint == "34.118.10.20"
+    assert choose_endpoint(info, "auto") == ("public", "34.118.10.20")
+
+
+def test_a_private_endpoint_cluster_is_never_dialled_on_its_private_ip_as_if_public(google_fake: GoogleFake) -> None:
+    # enablePrivateEndpoint: Cluster.endpoint holds the private IP, and privateClusterConfig still lists an external
+    # IP that accepts nothing. Neither is a public endpoint.
+    google_fake.add_cluster(REF.path, public_access=False, private_endpoint="10.128.0.2", dns_endpoint=None)
+    info = GkeClusterAPI(google_fake.settings()).get_cluster(REF)
+    assert info.endpoint == "10.128.0.2" and info.public_endpoint is None
+    assert info.private_endpoint == "10.128.0.2"
+    assert choose_endpoint(info, "public") is None
+    assert choose_endpoint(info, "auto") == ("private", "10.128.0.2")  # the last resort, with VPC egress
+    google_fake.add_cluster(
+        REF.path, public_access=False, private_endpoint="10.128.0.2", dns_endpoint="gke-0abc.us-east1.gke.goog"
+    )
+    with_dns = GkeClusterAPI(google_fake.settings()).get_cluster(REF)
+    assert choose_endpoint(with_dns, "auto") == ("dns", "gke-0abc.us-east1.gke.goog")
+
+
+def test_a_cluster_with_ip_endpoints_off_is_reached_on_its_dns_endpoint_only(google_fake: GoogleFake) -> None:
+    google_fake.add_cluster(REF.path, ip_endpoints=False, dns_endpoint="gke-0abc.us-east1.gke.goog")
+    info = GkeClusterAPI(google_fake.settings()).get_cluster(REF)
+    assert (info.endpoint, info.public_endpoint, info.private_endpoint) == (None, None, None)
+    assert choose_endpoint(info, "auto") == ("dns", "gke-0abc.us-east1.gke.goog")
+    assert choose_endpoint(info, "public") is None and choose_endpoint(info, "private") is None
+
+
+def test_the_older_private_cluster_config_names_the_public_endpoint_when_the_new_one_is_absent() -> None:
+    legacy = {
+        "endpoint": "34.1.1.1",
+        "privateClusterConfig": {"enablePrivateNodes": True, "publicEndpoint": "34.1.1.1"},
+    }
+    assert cluster_info(legacy).public_endpoint == "34.1.1.1"
+    private = {
+        "endpoint": "10.0.0.5",
+        "privateClusterConfig": {"enablePrivateEndpoint": True, "publicEndpoint": "34.1.1.1"},
+    }
+    assert cluster_info(private).public_endpoint is None
+    # Cluster.endpoint alone says nothing about reachability: it is never taken for the public endpoint.
+    assert cluster_info({"endpoint": "10.0.0.5"}).public_endpoint is None
 
 
 @pytest.mark.parametrize(

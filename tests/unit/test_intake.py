@@ -16,6 +16,7 @@ from responder.service import Dependencies, Responder
 from tests.notifications import (
     PUBSUB_TYPE,
     b64,
+    dead_letter_pulled,
     legacy_event,
     message_published,
     notification,
@@ -193,6 +194,8 @@ def test_every_envelope_shape_is_detected() -> None:
         "push": message_published(doc),
         "legacy": legacy_event(doc),
         "notification": doc,
+        "pull": dead_letter_pulled(doc),
+        "message": dead_letter_pulled(doc)[0]["message"],
     }
     for shape, envelope in shapes.items():
         delivery = detect(envelope)
@@ -209,12 +212,30 @@ def test_every_envelope_shape_is_detected() -> None:
         ({"message": "string"}, "no Pub/Sub message"),
         ({"context": {"eventType": "google.storage.object.finalize"}, "data": {}}, "legacy event type"),
         ({"hello": "world"}, "unrecognised"),
-        ([1, 2], "expected a JSON object"),
+        ("a string", "expected a JSON object"),
+        ([1, 2], "list is read only as `gcloud pubsub subscriptions pull --format=json` output"),
+        ([], "empty: nothing was pulled"),
+        (dead_letter_pulled(sample()) * 2, "holds 2 messages; replay one at a time"),
+        ([{"ackId": "x", "message": {"messageId": "1"}}], "missing"),
+        ({"data": {"not": "base64"}, "messageId": "1"}, "unrecognised"),
     ],
 )
 def test_bad_envelopes_are_invalid(envelope: Any, message: str) -> None:
     with pytest.raises(InvalidEnvelope, match=message):
         detect(envelope)
+
+
+def test_a_dead_letter_is_read_as_gcloud_pulls_it() -> None:
+    doc = sample("reverse_shell_v1")
+    pulled = dead_letter_pulled(doc, message_id="4242")
+    pulled[0]["deliveryAttempt"] = 3
+    delivery = detect_bytes(json.dumps(pulled, indent=2).encode())
+    assert (delivery.shape, delivery.message_id, delivery.delivery_attempt) == ("pull", "4242", 3)
+    assert delivery.publish_time == "2026-03-14T10:01:12.345Z"
+    assert delivery.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "10"
+    assert json.loads(delivery.payload) == doc
+    # One element of the list on its own is the same delivery.
+    assert detect(pulled[0]).payload == delivery.payload
 
 
 def test_detect_bytes_rejects_non_json_and_non_utf8() -> None:

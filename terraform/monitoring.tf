@@ -1,0 +1,216 @@
+# Operations: what the responder did, and a page when it failed. Log-based metrics on the decision records (one per
+# delivery, see responder/report/record.py), three alert policies and a dashboard, all behind enable_monitoring. The
+# filters are pure strings in locals.tf; tests/terraform/test_monitoring.py matches them against real records.
+#
+# The alert policies read only built-in metrics or the logs themselves, never the log-based metrics below: a policy on
+# a user metric created in the same apply is refused until the metric has propagated.
+
+locals {
+  alert_documentation = "Runbook: docs/operations.md in the responder's repository (what each alert means, how to replay a dead letter with `python -m responder replay`)."
+}
+
+# --- Log-based metrics ------------------------------------------------------------------------------------------------
+
+# One point per decision record, labelled with what was decided: the dashboard's "decisions by verdict and code".
+resource "google_logging_metric" "decisions" {
+  count = var.enable_monitoring ? 1 : 0
+
+  project     = var.project_id
+  name        = local.metric_names.decisions
+  description = "Decision records of ${local.names.function}: one per delivery, by verdict, code, outcome and severity."
+  filter      = local.decision_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Responder decisions"
+
+    labels {
+      key         = "verdict"
+      value_type  = "STRING"
+      description = "act | ignore | reject"
+    }
+    labels {
+      key         = "code"
+      value_type  = "STRING"
+      description = "Why: reverse_shell, duplicate, protected, bad_finding, suspected_forgery, ..."
+    }
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "done | retry (Pub/Sub redelivers)"
+    }
+    labels {
+      key         = "severity"
+      value_type  = "STRING"
+      description = "INFO | NOTICE | WARNING | ERROR"
+    }
+  }
+
+  label_extractors = {
+    verdict  = "EXTRACT(jsonPayload.verdict)"
+    code     = "EXTRACT(jsonPayload.code)"
+    outcome  = "EXTRACT(jsonPayload.outcome)"
+    severity = "EXTRACT(severity)"
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# Receipt to the first containing write the cluster accepted (the record's contained_ms), for deliveries that
+# contained a pod. Buckets from 10 ms, x1.5 each: 10 ms .. ~40 min.
+resource "google_logging_metric" "time_to_containment" {
+  count = var.enable_monitoring ? 1 : 0
+
+  project         = var.project_id
+  name            = local.metric_names.time_to_containment
+  description     = "Time from receipt to the first containing write (isolate or delete) accepted by the cluster."
+  filter          = local.containment_filter
+  value_extractor = "EXTRACT(jsonPayload.contained_ms)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "ms"
+    display_name = "Responder time to containment"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 32
+      growth_factor      = 1.5
+      scale              = 10
+    }
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# --- Alert policies ---------------------------------------------------------------------------------------------------
+
+# Any decision that asks for redelivery or any entry of the function at ERROR: each one opens an incident (at most one
+# notification per 5 minutes; a fixed cause closes it after 30 minutes without a new entry).
+resource "google_monitoring_alert_policy" "failures" {
+  count = var.enable_monitoring ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.names.function}: a finding failed or was rejected"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "Decision with outcome retry, or an entry at ERROR"
+    condition_matched_log {
+      filter = local.failure_filter
+      label_extractors = {
+        verdict = "EXTRACT(jsonPayload.verdict)"
+        code    = "EXTRACT(jsonPayload.code)"
+        finding = "EXTRACT(jsonPayload.finding)"
+      }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Reverse Shell Responder: $${log.extracted_label.code} ($${log.extracted_label.verdict})"
+    content   = "A decision record asked for redelivery or was written at ERROR: a containment failed, the message was rejected or forged, or the function is misconfigured. Read the record's reason and actions. ${local.alert_documentation}"
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# A message in the dead-letter subscription: a finding the function failed on max_delivery_attempts times. Nothing
+# retries it any more; a person must fix the cause and replay it.
+resource "google_monitoring_alert_policy" "dead_letters" {
+  count = var.enable_monitoring && var.enable_dead_letter ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.names.function}: a finding was dead-lettered"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "Undelivered messages in ${local.names.dead_letter_sub}"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${local.names.dead_letter_sub}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Reverse Shell Responder: a finding was dead-lettered"
+    content   = "A finding failed ${var.max_delivery_attempts} delivery attempts and waits in ${local.names.dead_letter_sub}. Its pod may be uncontained. Pull it, fix the cause (see the failure alerts' records), replay it with `python -m responder replay`, then acknowledge it. ${local.alert_documentation}"
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# A finding not acknowledged after unanswered_after_min: no final decision, whether the function failed, was never
+# reached (deleted, IAM broken, crashing at start: no record at all) or is still retrying.
+resource "google_monitoring_alert_policy" "unanswered" {
+  count = var.enable_monitoring ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.names.function}: a finding has no decision after ${var.unanswered_after_min} min"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "Oldest unacknowledged finding on ${local.names.findings_sub}"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${local.names.findings_sub}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.unanswered_after_min * 60
+      duration        = "0s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Reverse Shell Responder: a finding has no decision"
+    content   = "A finding published to ${local.names.findings_topic} has had no final decision for ${var.unanswered_after_min} minutes. Look for its records (failure alerts) or for their absence (the function is not reached). ${local.alert_documentation}"
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# --- Dashboard ----------------------------------------------------------------------------------------------------------
+
+resource "google_monitoring_dashboard" "responder" {
+  count = var.enable_monitoring ? 1 : 0
+
+  project = var.project_id
+  dashboard_json = templatefile("${path.module}/dashboards/responder.json", {
+    function            = local.names.function
+    decisions           = local.metric_names.decisions
+    time_to_containment = local.metric_names.time_to_containment
+    findings_sub        = local.names.findings_sub
+    dead_letter_sub     = local.names.dead_letter_sub
+  })
+
+  depends_on = [time_sleep.services_ready]
+}
