@@ -67,7 +67,7 @@ class Guard:
         self.variables = [(v["name"], compiled(v["expression"])) for v in spec.get("variables", [])]
         self.validations = [(v["message"], compiled(v["expression"])) for v in spec["validations"]]
 
-    def _constrained(self, request: Mapping[str, Any]) -> bool:
+    def constrained(self, request: Mapping[str, Any]) -> bool:
         """spec.matchConstraints.resourceRules ("*/*" is every resource and subresource)."""
         resource, sub = request["resource"], request.get("subResource", "")
         for rule in self.spec["matchConstraints"]["resourceRules"]:
@@ -86,7 +86,7 @@ class Guard:
         return False
 
     def review(self, request: Mapping[str, Any], obj: Any = None, old: Any = None) -> Decision:
-        if not self._constrained(request):
+        if not self.constrained(request):
             return Decision(matched=False)
         activation: dict[str, Any] = {
             "request": celpy.json_to_cel(dict(request)),
