@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 
 from responder.containment.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
-from responder.containment.isolate import is_deny_all
+from responder.containment.isolate import allows_traffic, is_deny_all
 from responder.intake.sanitize import clean
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
 
@@ -65,10 +65,11 @@ def with_exclusion(selector: LabelSelector) -> LabelSelector:
 
 
 def selects_unquarantined(policy: NetworkPolicyView, pod: PodView) -> bool:
-    """Whether the policy would select the pod if it were not quarantined: those are the policies that need the
-    exclusion, because NetworkPolicies are additive and any of them would let traffic past the deny-all."""
+    """Whether the policy allows traffic and would select the pod if it were not quarantined: those are the policies
+    that need the exclusion, because NetworkPolicies are additive and any of them would let traffic past the deny-all
+    (one that allows nothing cannot, and isolation leaves it alone)."""
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
-    return policy.name != DENY_ALL_POLICY and policy.pod_selector.matches(labels)
+    return policy.name != DENY_ALL_POLICY and allows_traffic(policy) and policy.pod_selector.matches(labels)
 
 
 def policy_problems(pod: PodView, policies: Iterable[NetworkPolicyView]) -> list[str]:

@@ -11,7 +11,7 @@ as a delete that has not happened) is not a duplicate, and the delivery is handl
 from __future__ import annotations
 
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
-from responder.containment.isolate import excludes_quarantine, is_deny_all
+from responder.containment.isolate import allows_traffic, excludes_quarantine, is_deny_all
 from responder.containment.plan import Plan
 from responder.ports import NetworkPolicyView, PodView
 
@@ -46,7 +46,9 @@ def already_contained(
     # Selection is judged by the pod's labels without ours: that is what an allowing policy without its exclusion
     # would see, so a policy that selects the pod and does not exclude quarantined pods reopens it.
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
-    allowing = [p for p in policies if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels)]
+    allowing = [
+        p for p in policies if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and allows_traffic(p)
+    ]
     if any(not excludes_quarantine(p) for p in allowing):
         return None
     where = f"{pod.namespace}/{pod.name}"

@@ -5,9 +5,10 @@ Example (policy): ``- action: isolate\n  detach: true``.
 
 NetworkPolicies are additive: a deny-all policy does not override another policy that allows traffic to the same pod.
 So besides ensuring a deny-all (Ingress + Egress) policy on the quarantine label, every other policy in the namespace
-that selects the pod gets a ``NotIn`` term excluding quarantined pods. Only then is the label applied, so the pod
-leaves the allowing policies and enters the deny-all one in the same write. Egress-only isolation would leave the
-attacker's inbound path open, so both directions are always denied.
+that selects the pod and allows traffic gets a ``NotIn`` term excluding quarantined pods (one that allows nothing, a
+default-deny, cannot reopen the pod and is left alone; the admission guard refuses the term there). Only then is
+the label applied, so the pod leaves the allowing policies and enters the deny-all one in the same write. Egress-only
+isolation would leave the attacker's inbound path open, so both directions are always denied.
 
 The deny-all policy is trusted by content, never by name: anyone who can write NetworkPolicies in the namespace can
 create one called ``rsr-quarantine-deny-all`` that selects nothing. If the responder then excluded the pod from the
@@ -170,6 +171,21 @@ def _describe(policy: NetworkPolicyView) -> str:
     )
 
 
+def allows_traffic(policy: NetworkPolicyView) -> bool:
+    """Whether the policy lets anything through: a rule in a direction it governs (``policyTypes``; when absent,
+    Ingress, and Egress if it has egress rules, as the API defaults them).
+
+    Only such a policy can reopen a quarantined pod past the deny-all (NetworkPolicies are additive), so only such a
+    policy is given the ``NotIn`` exclusion. On a policy that allows nothing (a default-deny) the exclusion would
+    only take quarantined pods out of a deny; the admission guard refuses it there.
+    """
+    spec = policy.spec
+    types = spec.get("policyTypes") or policy.policy_types
+    ingress = bool(spec.get("ingress")) and (not types or "Ingress" in types)
+    egress = bool(spec.get("egress")) and (not types or "Egress" in types)
+    return ingress or egress
+
+
 def excludes_quarantine(policy: NetworkPolicyView) -> bool:
     """The policy carries the `NotIn` term that keeps quarantined pods out of it."""
     return _EXCLUDE in policy.pod_selector.match_expressions
@@ -248,7 +264,10 @@ class IsolateAction:
             pending = [
                 p
                 for p in listed
-                if p.name != DENY_ALL_POLICY and p.pod_selector.matches(labels) and not excludes_quarantine(p)
+                if p.name != DENY_ALL_POLICY
+                and p.pod_selector.matches(labels)
+                and allows_traffic(p)
+                and not excludes_quarantine(p)
             ]
             if ctx.dry_run:
                 current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)

@@ -24,7 +24,7 @@ import yaml
 
 from responder.config import Settings
 from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
-from responder.containment.budget import LEASE_NAME
+from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.containment.capture import PROCESS_TREE_ARGV
 from responder.containment.isolate import deny_all_body
 from responder.errors import Conflict, Forbidden, NotFound
@@ -453,7 +453,12 @@ def test_every_write_the_responder_makes_passes_the_guard(guard: Guard, kubernet
     kube.add_workload("shop", "Deployment", "web")
     kube.add_policy("shop", "allow-all")  # empty selector: every pod
     kube.add_policy("shop", "allow-web", LabelSelector(match_labels={"app": "web"}))
+    # Allows nothing: the guard refuses the exclusion there, so the responder must leave it alone.
+    kube.add_policy("shop", "default-deny", policy_types=("Ingress", "Egress"), rules=False)
     settings = Settings(mode="enforce")
+    # A counter with an entry long out of the window: the guard refuses pruning it, so the responder must append.
+    expired = json.dumps([["2020-01-01T00:00:00+00:00", "organizations/1/sources/2/findings/old"]])
+    FakeKube.create_lease(kube, settings.budget_namespace, LEASE_NAME, {ENTRIES_ANNOTATION: expired})
     responder = Responder(
         Dependencies(
             settings=settings,
@@ -482,11 +487,12 @@ def test_every_write_the_responder_makes_passes_the_guard(guard: Guard, kubernet
         "patch networkpolicy",
         "patch pod",
         "exec ps",
-        "create lease",
         "update lease",
         "delete pod",
     }, kinds
-    assert (settings.budget_namespace, LEASE_NAME) in kube.leases
+    assert kube.policies[("shop", "default-deny")].pod_selector.match_expressions == ()
+    entries = json.loads(kube.leases[(settings.budget_namespace, LEASE_NAME)].annotations[ENTRIES_ANNOTATION])
+    assert len(entries) == 3 and entries[0][1] == "organizations/1/sources/2/findings/old"
 
 
 def test_the_guard_knows_the_code_s_names() -> None:
