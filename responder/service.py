@@ -9,14 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from responder.config import Settings
-from responder.containment.base import ActionResult, Evidence, Prefetched, Status, WritesOut
+from responder.containment.base import ActionResult, Evidence, Prefetched, Status, WritesOut, done, now
 from responder.containment.connect import connect
 from responder.containment.duplicate import already_contained, carries_quarantine, released
 from responder.containment.isolate import ensure_deny_all
@@ -49,7 +49,15 @@ from responder.ports import (
     Publisher,
 )
 from responder.report.outcome import Outcome
-from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, VerificationInfo, make_record
+from responder.report.record import (
+    DecisionRecord,
+    DeliveryInfo,
+    PodRef,
+    VerificationInfo,
+    contained,
+    make_record,
+    timed,
+)
 from responder.report.writeback import HANDLED_MARK, notify, write_back
 
 T = TypeVar("T")
@@ -128,9 +136,9 @@ class Responder:
             finding = to_finding(parse_notification(delivery.payload))
         except PermanentError as exc:
             record = make_record(Verdict.REJECT, _code(exc), clean(exc, 300), delivery=info)
-            return Outcome(record=_timed(record, started))
+            return Outcome(record=timed(record, started))
         outcome = self._respond_to(finding, info)
-        outcome.record = _timed(outcome.record, started, outcome.contained_at)
+        outcome.record = timed(outcome.record, started, outcome.contained_at)
         return outcome
 
     @staticmethod
@@ -238,7 +246,7 @@ class Responder:
             if pod is not None and (gone := self._released(finding, verdict, pod, common)) is not None:
                 return gone
             if pod is not None and carries_quarantine(finding.name, pod):
-                listed = _now(connection.kube.list_network_policies, target.namespace)
+                listed = now(connection.kube.list_network_policies, target.namespace)
                 duplicate = self._duplicate(finding, verdict, target, pod, listed, common)
                 if duplicate is not None:
                     return duplicate
@@ -291,14 +299,14 @@ class Responder:
         engine = self.deps.policy
         enabled = engine.defaults.verify_finding
         verifying = (
-            _done(asked)
+            done(asked)
             if asked is not None
             else writes_out.later(self.workers, verify, self.deps.findings_api, finding, target, enabled)
         )
         cold = self.deps.gate is not None and not self.deps.gate.is_open
         pod_facts = None
         if connection is not None and pod is not None and not cold:
-            read = start.pod_read if start.pod_read is not None else _done(pod)
+            read = start.pod_read if start.pod_read is not None else done(pod)
             pod_facts = writes_out.later(
                 self.workers, self.investigator.pod_facts, connection.kube, target, read, start.pod_read_at
             )
@@ -325,7 +333,7 @@ class Responder:
             slots.append(crashed("contain", exc, plan.dry_run))
             retry = True
         writes_out.open()  # the writes are done, or never came: what was queued behind them starts now
-        contained_at = time.monotonic() if _contained(slots) else None
+        contained_at = time.monotonic() if contained(slots) else None
         self._warm()  # and on a cold instance, the verification and the investigation may load their SDKs now
         verification = verifying.result()
         written = [slot for slot in slots if isinstance(slot, ActionResult)]
@@ -340,7 +348,7 @@ class Responder:
                 result, transient = slot.result()
                 results.append(result)
                 retry = retry or transient
-        if contained_at is None and _contained(results):  # a delete that waited for SCC's word
+        if contained_at is None and contained(results):  # a delete that waited for SCC's word
             contained_at = time.monotonic()
         if verification.vouch is Vouch.REFUTED and connection is not None and pod is not None and not plan.dry_run:
             if any(r.action in ("isolate", "label") and r.status is Status.SUCCEEDED for r in results):
@@ -476,38 +484,3 @@ def _code(exc: Exception) -> str:
     if isinstance(exc, InvalidFinding):
         return "bad_finding"
     return "bad_input"
-
-
-def _timed(record: DecisionRecord, started: float, contained_at: float | None = None) -> DecisionRecord:
-    update = {"duration_ms": round((time.monotonic() - started) * 1000, 1)}
-    if contained_at is not None:
-        update["contained_ms"] = round((contained_at - started) * 1000, 1)
-    return record.model_copy(update=update)
-
-
-def _contained(slots: Sequence[object]) -> bool:
-    """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
-    return any(
-        isinstance(s, ActionResult)
-        and s.action in ("isolate", "delete")
-        and s.status is Status.SUCCEEDED
-        and not s.dry_run
-        for s in slots
-    )
-
-
-def _done(value: T) -> Future[T]:
-    """A future that already holds ``value`` (a read made synchronously, handed where a read under way would go)."""
-    future: Future[T] = Future()
-    future.set_result(value)
-    return future
-
-
-def _now(fn: Callable[..., T], *args: Any) -> Future[T]:
-    """``fn(*args)`` called here and now, its result or its error in a future (for code that takes reads under way)."""
-    future: Future[T] = Future()
-    try:
-        future.set_result(fn(*args))
-    except ResponderError as exc:
-        future.set_exception(exc)
-    return future

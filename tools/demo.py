@@ -43,6 +43,7 @@ from tests.support import workloads as w  # noqa: E402
 
 TESTENV = ROOT / ".testenv"
 QUARANTINE = "responder.rsr.dev/quarantine"
+ATTACK_INTERVAL_S = 0.02  # the attacker's command rate: how precisely "when did the answers stop" is seen
 
 
 def say(text: str = "", quiet: bool = False) -> None:
@@ -197,10 +198,10 @@ def show_cluster(api: client.ApiClient, namespace: str, suspect: Any) -> None:
 def attack(api: client.ApiClient, namespace: str, suspect: Any, quiet: bool) -> rs.Shell:
     attackers = rs.create_namespace(api, f"c2-{namespace}")
     client.CoreV1Api(api).patch_namespace(attackers, {"metadata": {"labels": {"rsr-demo": "true"}}})
-    shell = rs.open_shell(api, namespace, attackers, victim=suspect)
+    shell = rs.open_shell(api, namespace, attackers, victim=suspect, interval_s=ATTACK_INTERVAL_S)
     time.sleep(2)
     now = datetime.now(UTC)
-    answered = shell.answered_in(now - timedelta(seconds=2), now)
+    answered = shell.answered_in(now - timedelta(seconds=2), now)  # sent every ATTACK_INTERVAL_S
     say(
         f"   attacker: pod c2 in {attackers} ({shell.attacker_ip}) holds a shell from {suspect.metadata.name} "
         f"({shell.victim_ip}:{shell.victim_port}): {answered} commands answered in the last 2 s",
@@ -214,13 +215,18 @@ def what_the_attacker_saw(shell: rs.Shell, written: list[datetime], replayed: da
     if last is None:
         say("   attacker: STILL ANSWERED 45 s after the responder finished: the shell is alive")
         return
-    if written:
-        cut = (last - written[0]).total_seconds() * 1000
-        when = f"{cut:.0f} ms after the responder's isolating writes" if cut >= 0 else "before the isolating writes"
-    else:
-        when = f"{(last - replayed).total_seconds() * 1000:.0f} ms after the responder finished"
     later = shell.answered_in(last + timedelta(milliseconds=1), datetime.now(UTC))
-    say(f"   attacker: last answer {when}; none since ({later} answers after it, commands still being sent)")
+    if written:
+        ms = (last - written[0]).total_seconds() * 1000
+        when = f"{ms:.0f} ms after" if ms >= 0 else f"{-ms:.0f} ms before"
+        say(
+            f"   attacker: the shell stopped answering; last answer {when} the apiserver announced the quarantine "
+            "label "
+            f"(commands every {ATTACK_INTERVAL_S * 1000:.0f} ms); {later} answers since, commands still being sent"
+        )
+    else:
+        ms = (last - replayed).total_seconds() * 1000
+        say(f"   attacker: last answer {ms:.0f} ms after the responder finished; {later} since")
 
 
 def scenario(api: client.ApiClient, state: dict[str, Any], namespace: str, title: str, json_out: bool) -> None:

@@ -273,3 +273,20 @@ def pod_gone(
     if isinstance(exc, NotFound):
         return result(action, Status.SKIPPED, "pod no longer exists", ctx, changes)
     return result(action, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
+
+
+def done(value: T) -> Future[T]:
+    """A future that already holds ``value`` (a read made synchronously, handed where a read under way would go)."""
+    future: Future[T] = Future()
+    future.set_result(value)
+    return future
+
+
+def now(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` called here and now, its result or its error in a future (for code that takes reads under way)."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(fn(*args))
+    except ResponderError as exc:
+        future.set_exception(exc)
+    return future

@@ -5,9 +5,10 @@ Example (policy): ``- action: isolate\n  detach: true``.
 
 NetworkPolicies are additive: a deny-all policy does not override another policy that allows traffic to the same pod.
 So besides ensuring a deny-all (Ingress + Egress) policy on the quarantine label, every other policy in the namespace
-that selects the pod gets a ``NotIn`` term excluding quarantined pods. Only then is the label applied, so the pod
-leaves the allowing policies and enters the deny-all one in the same write. Egress-only isolation would leave the
-attacker's inbound path open, so both directions are always denied.
+that selects the pod and allows traffic gets a ``NotIn`` term excluding quarantined pods (one that allows nothing, a
+default-deny, cannot reopen the pod and is left alone; the admission guard refuses the term there). Only then is
+the label applied, so the pod leaves the allowing policies and enters the deny-all one in the same write. Egress-only
+isolation would leave the attacker's inbound path open, so both directions are always denied.
 
 The deny-all policy is trusted by content, never by name: anyone who can write NetworkPolicies in the namespace can
 create one called ``rsr-quarantine-deny-all`` that selects nothing. If the responder then excluded the pod from the
@@ -183,10 +184,25 @@ def excludes_quarantine(policy: NetworkPolicyView) -> bool:
     return _EXCLUDE in policy.pod_selector.match_expressions
 
 
+def allows_traffic(policy: NetworkPolicyView) -> bool:
+    """Whether the policy lets anything through: a rule in a direction it governs (``policyTypes``; when absent,
+    Ingress, and Egress if it has egress rules, as the API defaults them).
+
+    Only such a policy can reopen a quarantined pod past the deny-all (NetworkPolicies are additive), so only such a
+    policy is given the ``NotIn`` exclusion. On a policy that allows nothing (a default-deny) the exclusion would
+    only take quarantined pods out of a deny; the admission guard refuses it there.
+    """
+    spec = policy.spec
+    types = spec.get("policyTypes") or policy.policy_types
+    ingress = bool(spec.get("ingress")) and (not types or "Ingress" in types)
+    egress = bool(spec.get("egress")) and (not types or "Egress" in types)
+    return ingress or egress
+
+
 def allows_anything(policy: NetworkPolicyView) -> bool:
-    """The policy has a rule in either direction (an empty rule allows everything). A policy without rules allows
-    nothing to the pods it selects, so it cannot reopen a quarantined pod; every other one can."""
-    return bool(policy.spec.get("ingress")) or bool(policy.spec.get("egress"))
+    """The policy has a rule in a direction it governs (an empty rule allows everything). A policy without such a
+    rule allows nothing to the pods it selects, so it cannot reopen a quarantined pod; every other one can."""
+    return allows_traffic(policy)
 
 
 def quarantined_views(labels: Mapping[str, str]) -> list[dict[str, str]]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Sequence
 from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -191,3 +193,22 @@ def fallback_line(record: DecisionRecord, error: BaseException) -> str:
         }
     document["record_error"] = clean(f"{type(error).__name__}: {error}", 300)
     return json.dumps(document, ensure_ascii=True)
+
+
+def timed(record: DecisionRecord, started: float, contained_at: float | None = None) -> DecisionRecord:
+    """The record with its handling time and, when something was contained, the time to the containing write."""
+    update = {"duration_ms": round((time.monotonic() - started) * 1000, 1)}
+    if contained_at is not None:
+        update["contained_ms"] = round((contained_at - started) * 1000, 1)
+    return record.model_copy(update=update)
+
+
+def contained(slots: Sequence[object]) -> bool:
+    """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
+    return any(
+        isinstance(s, ActionResult)
+        and s.action in ("isolate", "delete")
+        and s.status is Status.SUCCEEDED
+        and not s.dry_run
+        for s in slots
+    )

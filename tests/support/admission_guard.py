@@ -2,7 +2,8 @@
 
 The local kube-apiserver is 1.20 and predates ValidatingAdmissionPolicy (GA in 1.30), so it cannot run the guard. This
 module evaluates the policy's own expressions, read from the manifest, with a CEL interpreter (cel-python), the way the
-apiserver does: match constraints and match conditions first (the guard applies to the responder's identity only),
+apiserver does (tests/support/celguard.py runs them in Kubernetes' own CEL environment, which also catches what a
+1.30+ apiserver would refuse to create; this one is in process, so it can judge each of the responder's writes): match constraints and match conditions first (the guard applies to the responder's identity only),
 then the variables, then every validation; a validation that is not true refuses the request (failurePolicy Fail: an
 error refuses too). Requests are shaped as the apiserver builds them (see admission_request).
 
@@ -52,6 +53,25 @@ class Decision:
         return not self.refusals
 
 
+def _substring(text: Any, start: Any, end: Any = None) -> Any:
+    """cel-go's ``string.substring(start[, end])``: code points, and an error (not a clamp) when out of range."""
+    value, first = str(text), int(start)
+    last = len(value) if end is None else int(end)
+    if not 0 <= first <= last <= len(value):
+        return CELEvalError(f"substring({first}, {last}) out of range for a string of length {len(value)}")
+    return celpy.celtypes.StringType(value[first:last])
+
+
+def _split(text: Any, separator: Any) -> Any:
+    """cel-go's ``string.split(separator)``."""
+    return celpy.celtypes.ListType([celpy.celtypes.StringType(part) for part in str(text).split(str(separator))])
+
+
+# The functions of cel-go's strings extension that the guard uses (Kubernetes' CEL environment enables the
+# extension; cel-python only has CEL's standard library). tests/support/celguard.py runs the real ones.
+_STRINGS_EXTENSION = {"substring": _substring, "split": _split}
+
+
 class Guard:
     """One ValidatingAdmissionPolicy, its expressions compiled by cel-python."""
 
@@ -60,14 +80,14 @@ class Guard:
         spec = policy["spec"]
 
         def compiled(expression: str) -> Any:
-            return env.program(env.compile(expression))
+            return env.program(env.compile(expression), functions=_STRINGS_EXTENSION)
 
         self.spec = spec
         self.match_conditions = [(c["name"], compiled(c["expression"])) for c in spec.get("matchConditions", [])]
         self.variables = [(v["name"], compiled(v["expression"])) for v in spec.get("variables", [])]
         self.validations = [(v["message"], compiled(v["expression"])) for v in spec["validations"]]
 
-    def _constrained(self, request: Mapping[str, Any]) -> bool:
+    def constrained(self, request: Mapping[str, Any]) -> bool:
         """spec.matchConstraints.resourceRules ("*/*" is every resource and subresource)."""
         resource, sub = request["resource"], request.get("subResource", "")
         for rule in self.spec["matchConstraints"]["resourceRules"]:
@@ -86,7 +106,7 @@ class Guard:
         return False
 
     def review(self, request: Mapping[str, Any], obj: Any = None, old: Any = None) -> Decision:
-        if not self._constrained(request):
+        if not self.constrained(request):
             return Decision(matched=False)
         activation: dict[str, Any] = {
             "request": celpy.json_to_cel(dict(request)),

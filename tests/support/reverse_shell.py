@@ -137,19 +137,30 @@ class Shell:
 
 
 def labelled_at(api: client.ApiClient, namespace: str, pod: str, label: str, stop: threading.Event) -> list[datetime]:
-    """Polls the pod every 20 ms until it carries ``label`` (or ``stop``); returns [when it was first seen]."""
-    seen: list[datetime] = []
+    """Watches the pod (as the dataplane's informers do) until it carries ``label``, or ``stop``; returns [when the
+    apiserver's event arrived] (empty if it never did)."""
+    from kubernetes import watch
+
     core = client.CoreV1Api(api)
+    listed = core.list_namespaced_pod(namespace, field_selector=f"metadata.name={pod}")
+    if any(label in (p.metadata.labels or {}) for p in listed.items):
+        return [datetime.now(UTC)]
+    version = listed.metadata.resource_version
     while not stop.is_set():
-        try:
-            labels = core.read_namespaced_pod(pod, namespace).metadata.labels or {}
-        except client.ApiException:
-            labels = {}
-        if label in labels:
-            seen.append(datetime.now(UTC))
-            break
-        time.sleep(0.02)
-    return seen
+        stream = watch.Watch()
+        for event in stream.stream(
+            core.list_namespaced_pod,
+            namespace,
+            field_selector=f"metadata.name={pod}",
+            resource_version=version,
+            timeout_seconds=1,
+        ):
+            seen = event["object"]
+            version = seen.metadata.resource_version
+            if label in (seen.metadata.labels or {}):
+                stream.stop()
+                return [datetime.now(UTC)]
+    return []
 
 
 def exec_out(api: client.ApiClient, namespace: str, pod: str, argv: list[str]) -> str:

@@ -1,10 +1,13 @@
 """deploy/kubernetes/admission-guard.yaml, evaluated offline (the local 1.20 apiserver predates the API).
 
-tests/support/admission_guard.py runs the policy's own CEL the way the apiserver does. Here: the request fixtures in
-tests/fixtures/admission/*.yaml (each allowed and each refused kind of request, and requests of other users, which the
-guard must not touch); the responder's real writes, made by running it against an in-memory cluster that puts the
-guard in front of every write; and both manifest objects checked against the official Kubernetes 1.30 schema (and the
-newest one known).
+Two evaluators run the policy's own CEL: tests/support/celguard.py (k8s.io/apiserver's CEL environment and admission
+code, built with Go: what a 1.30+ apiserver refuses to create fails here) and tests/support/admission_guard.py
+(cel-python, in process, used where the responder's writes are judged one by one). Here: every expression compiled as
+the apiserver compiles it on create; the request fixtures in tests/fixtures/admission/*.yaml (each allowed and each
+refused kind of request, and requests of other users, which the guard must not touch), judged by both evaluators; the
+responder's real writes, made by running it against an in-memory cluster that puts the guard in front of every write,
+then replayed through the Go evaluator; and both manifest objects checked against the official Kubernetes 1.30 schema
+(and the newest one known).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import yaml
 
 from responder.config import Settings
 from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
-from responder.containment.budget import LEASE_NAME
+from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.containment.capture import PROCESS_TREE_ARGV
 from responder.containment.isolate import deny_all_body
 from responder.errors import Conflict, Forbidden, NotFound
@@ -30,6 +33,7 @@ from responder.policy.rules import PROTECTED_FLOOR, PolicyEngine, parse_policy
 from responder.ports import LabelSelector, LabelSelectorRequirement, LeaseView, NetworkPolicyView, PodView
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
+from tests.support import celguard
 from tests.support.admission_guard import (
     IDENTITY,
     LEASES,
@@ -52,6 +56,25 @@ OLDEST_SUPPORTED = "1.30"  # ValidatingAdmissionPolicy went GA (admissionregistr
 @pytest.fixture(scope="module")
 def guard() -> Guard:
     return load_guard()
+
+
+@pytest.fixture(scope="session")
+def kubernetes_cel() -> celguard.CelGuard:
+    """The Go evaluator (built on first use; skipped without Go, failed under CI)."""
+    return celguard.CelGuard(celguard.build())
+
+
+def _policy() -> dict[str, Any]:
+    return manifest_documents()[0]
+
+
+def _kubernetes_review(
+    kubernetes_cel: celguard.CelGuard, guard: Guard, requests: list[celguard.Request]
+) -> list[Decision]:
+    """Decisions by k8s.io/apiserver's code; match constraints (every resource, see the manifest) as in Guard."""
+    constrained = [r for r in requests if guard.constrained(r.request)]
+    decided = iter(kubernetes_cel.review(_policy(), constrained))
+    return [next(decided) if guard.constrained(r.request) else Decision(matched=False) for r in requests]
 
 
 # ---------------------------------------------------------------------------------------------- the manifest
@@ -94,6 +117,33 @@ def test_every_expression_compiles(guard: Guard) -> None:
     assert [name for name, _ in guard.match_conditions] == ["responder-identity-only"]
 
 
+def test_every_expression_compiles_in_kubernetes_cel_environment(kubernetes_cel: celguard.CelGuard) -> None:
+    """What the apiserver does when the policy is created: each match condition, variable and validation compiled in
+    Kubernetes' CEL environment (1.30's, at its default compatibility version), with and without strict cost."""
+    assert kubernetes_cel.compile_errors(_policy()) == []
+
+
+@pytest.mark.parametrize(
+    ("expression", "complaint"),
+    [
+        # A map literal whose values are a string and a list: Kubernetes enables homogeneous aggregate literals.
+        ("{'key': 'responder.rsr.dev/quarantine', 'values': ['true']}", "expected type 'string'"),
+        ("['ps', 1]", "expected type 'string'"),
+        ("'a'.matches('[')", "invalid"),  # regex literals are validated when the policy is created
+        ("ip('10.0.0.1').family() == 4", "undeclared reference"),  # 1.30's library, not in its 1.29-compatible set
+    ],
+)
+def test_the_kubernetes_check_refuses_what_the_apiserver_refuses(
+    kubernetes_cel: celguard.CelGuard, expression: str, complaint: str
+) -> None:
+    """The check above can fail: the guard with one more variable that cel-python accepts and the apiserver refuses."""
+    policy = _policy()
+    policy["spec"]["variables"].append({"name": "extra", "expression": expression})
+    errors = kubernetes_cel.compile_errors(policy)
+    assert errors and all(e.field == f"spec.variables[{len(policy['spec']['variables']) - 1}] (extra)" for e in errors)
+    assert all(complaint in e.detail for e in errors), errors
+
+
 def test_the_guard_follows_the_identity_it_is_rendered_for() -> None:
     other = "responder@prod-project.iam.gserviceaccount.com"
     rendered = load_guard(other)
@@ -126,6 +176,15 @@ CASES = _cases()
 
 
 def _review(guard: Guard, case: Mapping[str, Any]) -> Decision:
+    request = _fixture_request(case)
+    return guard.review(request.request, request.obj, request.old)
+
+
+def _case_key(case: Mapping[str, Any]) -> str:
+    return json.dumps(case, sort_keys=True)
+
+
+def _fixture_request(case: Mapping[str, Any]) -> celguard.Request:
     spec = case["request"]
     request = admission_request(
         spec["operation"],
@@ -135,12 +194,29 @@ def _review(guard: Guard, case: Mapping[str, Any]) -> Decision:
         sub_resource=spec.get("subResource", ""),
         user=spec.get("user", IDENTITY),
     )
-    return guard.review(request, case.get("object"), case.get("oldObject"))
+    return celguard.Request(request, case.get("object"), case.get("oldObject"))
+
+
+@pytest.fixture(scope="module")
+def kubernetes_decisions(kubernetes_cel: celguard.CelGuard, guard: Guard) -> dict[str, Decision]:
+    """Every fixture judged by the Go evaluator, in one run."""
+    cases = [p.values[0] for p in CASES]
+    decisions = _kubernetes_review(kubernetes_cel, guard, [_fixture_request(c) for c in cases])
+    return {_case_key(c): d for c, d in zip(cases, decisions, strict=True)}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_fixture(guard: Guard, case: Mapping[str, Any]) -> None:
-    decision = _review(guard, case)
+    _check_fixture(_review(guard, case), case)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fixture_in_kubernetes_cel(kubernetes_decisions: dict[str, Decision], case: Mapping[str, Any]) -> None:
+    """The same fixture, judged by k8s.io/apiserver's admission code: same decision, same reason."""
+    _check_fixture(kubernetes_decisions[_case_key(case)], case)
+
+
+def _check_fixture(decision: Decision, case: Mapping[str, Any]) -> None:
     expect = case["expect"]
     if expect == "unmatched":
         assert not decision.matched, decision
@@ -212,10 +288,12 @@ class GuardedKube(FakeKube):
         super().__init__()
         self.guard = guard
         self.reviewed: list[tuple[str, Decision]] = []
+        self.requests: list[celguard.Request] = []  # to replay through the Go evaluator afterwards
 
     def _admit(self, what: str, request: dict[str, Any], obj: Any, old: Any) -> None:
         decision = self.guard.review(request, obj, old)
         self.reviewed.append((what, decision))
+        self.requests.append(celguard.Request(request, json.loads(json.dumps(obj)), json.loads(json.dumps(old))))
         if not decision.matched or not decision.allowed:
             raise Forbidden(f"{what}: {decision}")
 
@@ -362,14 +440,25 @@ rules:
 """
 
 
-def test_every_write_the_responder_makes_passes_the_guard(guard: Guard) -> None:
+def _replayed_in_kubernetes_cel(kube: GuardedKube, kubernetes_cel: celguard.CelGuard) -> list[tuple[str, Decision]]:
+    """The writes the in-process evaluator admitted, judged again by k8s.io/apiserver's code: the refused ones."""
+    decisions = _kubernetes_review(kubernetes_cel, kube.guard, kube.requests)
+    return [(what, d) for (what, _), d in zip(kube.reviewed, decisions, strict=True) if not (d.matched and d.allowed)]
+
+
+def test_every_write_the_responder_makes_passes_the_guard(guard: Guard, kubernetes_cel: celguard.CelGuard) -> None:
     kube = GuardedKube(guard)
     findings = FakeFindings()
     kube.add_workload("shop", "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
     kube.add_workload("shop", "Deployment", "web")
     kube.add_policy("shop", "allow-all")  # empty selector: every pod
     kube.add_policy("shop", "allow-web", LabelSelector(match_labels={"app": "web"}))
+    # Allows nothing: the guard refuses the exclusion there, so the responder must leave it alone.
+    kube.add_policy("shop", "default-deny", policy_types=("Ingress", "Egress"), rules=False)
     settings = Settings(mode="enforce")
+    # A counter with an entry long out of the window: the guard refuses pruning it, so the responder must append.
+    expired = json.dumps([["2020-01-01T00:00:00+00:00", "organizations/1/sources/2/findings/old"]])
+    FakeKube.create_lease(kube, settings.budget_namespace, LEASE_NAME, {ENTRIES_ANNOTATION: expired})
     responder = Responder(
         Dependencies(
             settings=settings,
@@ -391,6 +480,7 @@ def test_every_write_the_responder_makes_passes_the_guard(guard: Guard) -> None:
 
     refused = [(what, d) for what, d in kube.reviewed if not d.allowed]
     assert refused == []
+    assert _replayed_in_kubernetes_cel(kube, kubernetes_cel) == []
     kinds = {what.split(" ")[0] + " " + what.split(" ")[1] for what, _ in kube.reviewed}
     assert kinds == {
         "create networkpolicy",
@@ -398,11 +488,12 @@ def test_every_write_the_responder_makes_passes_the_guard(guard: Guard) -> None:
         "patch pod",
         "exec ps",
         "exec cat",
-        "create lease",
         "update lease",
         "delete pod",
     }, kinds
-    assert (settings.budget_namespace, LEASE_NAME) in kube.leases
+    assert kube.policies[("shop", "default-deny")].pod_selector.match_expressions == ()
+    entries = json.loads(kube.leases[(settings.budget_namespace, LEASE_NAME)].annotations[ENTRIES_ANNOTATION])
+    assert len(entries) == 3 and entries[0][1] == "organizations/1/sources/2/findings/old"
 
 
 def test_the_guard_knows_the_code_s_names() -> None:
@@ -429,7 +520,9 @@ def test_the_guard_protects_the_code_s_protected_floor(guard: Guard, pattern: st
     assert any(expected in message for message in decision.refusals), (namespace, decision.refusals)
 
 
-def test_the_rollback_of_a_refuted_delivery_and_the_repair_of_an_impostor_pass_the_guard(guard: Guard) -> None:
+def test_the_rollback_of_a_refuted_delivery_and_the_repair_of_an_impostor_pass_the_guard(
+    guard: Guard, kubernetes_cel: celguard.CelGuard
+) -> None:
     """The writes that only happen under attack: replacing a squatting 'deny-all' and undoing a forged quarantine."""
     kube = GuardedKube(guard)
     kube.add_workload("shop", "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
@@ -454,6 +547,7 @@ def test_the_rollback_of_a_refuted_delivery_and_the_repair_of_an_impostor_pass_t
     assert statuses["rollback"][0] == "succeeded", statuses
     assert statuses["detach"][0] == "skipped" and "not verified" in statuses["detach"][1], statuses
     assert [(what, d) for what, d in kube.reviewed if not d.allowed] == []
+    assert _replayed_in_kubernetes_cel(kube, kubernetes_cel) == []
     after = kube.pods[("shop", "web-5d9c-ccccc")]
     assert after.labels == before.labels  # never detached: the detach waited for SCC, which refuted the message
     assert not any(k.startswith("responder.rsr.dev/") for k in after.annotations)

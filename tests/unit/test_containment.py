@@ -104,6 +104,23 @@ def test_isolate_denies_both_directions_and_excludes_from_allowing_policies(kube
     assert kube.policies[(NS, "allow-web")].pod_selector.matches({"app": "web"})
 
 
+def test_isolate_leaves_a_policy_that_allows_nothing_alone(kube: FakeKube) -> None:
+    """A default-deny selecting the pod cannot reopen it; excluding it would only take the pod out of a deny (the
+    admission guard refuses that write)."""
+    kube.add_policy(NS, "default-deny", policy_types=("Ingress", "Egress"), rules=False)
+    kube.add_policy(NS, "egress-dns", policy_types=("Egress",), rules=False)
+    kube.policies[(NS, "egress-dns")].spec["egress"] = [{"ports": [{"protocol": "UDP", "port": 53}]}]
+    outcome = run(make(kube))
+    assert statuses(outcome)["isolate"] == "succeeded"
+    assert kube.policies[(NS, "default-deny")].pod_selector.match_expressions == ()
+    assert "patch networkpolicy default-deny" not in kube.writes
+    exclusion = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
+    assert exclusion in kube.policies[(NS, "egress-dns")].pod_selector.match_expressions  # egress rules allow
+    # A redelivery finds the isolation intact: the default-deny without the exclusion is not a gap.
+    again = run(make(kube))
+    assert again.record.code == "duplicate", (again.record.code, statuses(again))
+
+
 def test_detach_removes_workload_labels_and_keeps_them_in_an_annotation(kube: FakeKube) -> None:
     policy = parse_policy("rules: [{name: r, actions: [{action: isolate, detach: true}]}]")
     run(make(kube, action=None, policy=policy))
@@ -298,6 +315,31 @@ def test_blast_radius_budget_is_shared_and_per_finding_idempotent() -> None:
     assert budget.consume(kube, "responder-system", "f1", 3, 3600, now).allowed  # same finding again: no new slot
     later = now + timedelta(seconds=3601)
     assert budget.consume(kube, "responder-system", "f9", 3, 3600, later).allowed
+
+
+def test_the_budget_counter_only_grows(kube: FakeKube) -> None:
+    """Entries past the window stop counting but stay, byte for byte: the admission guard lets the responder's
+    identity only append one entry, so a hijacked identity cannot reset the count."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    budget.consume(kube, "responder-system", "f1", 1, 3600, now)
+    first = kube.leases[("responder-system", budget.LEASE_NAME)].annotations[budget.ENTRIES_ANNOTATION]
+    later = now + timedelta(seconds=3601)
+    decision = budget.consume(kube, "responder-system", "f2", 1, 3600, later)
+    assert decision.allowed and decision.used == 1  # f1 no longer counts
+    second = kube.leases[("responder-system", budget.LEASE_NAME)].annotations[budget.ENTRIES_ANNOTATION]
+    assert second.startswith(first[:-1] + ", ") and json.loads(second) == [
+        [now.isoformat(), "f1"],
+        [later.isoformat(), "f2"],
+    ]
+
+
+def test_a_full_budget_counter_refuses_destructive_actions(kube: FakeKube) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    old = (now - timedelta(days=30)).isoformat()
+    entries = [[old, f"organizations/1/sources/2/findings/{i:032x}"] for i in range(2000)]
+    kube.create_lease("responder-system", budget.LEASE_NAME, {budget.ENTRIES_ANNOTATION: json.dumps(entries)})
+    with pytest.raises(budget.BudgetUnavailable, match="full"):
+        budget.consume(kube, "responder-system", "f-new", 5, 3600, now)
 
 
 def test_over_budget_destructive_actions_are_skipped_loudly(kube: FakeKube) -> None:

@@ -98,6 +98,11 @@ def test_status_lists_each_quarantined_pod_with_its_isolation(kube: FakeKube, in
     assert collect_status(kube, "elsewhere") == []
 
 
+def test_status_does_not_count_a_policy_that_allows_nothing_as_a_gap(kube: FakeKube, incident: dict[str, Any]) -> None:
+    kube.add_policy(NS, "default-deny", policy_types=("Ingress", "Egress"), rules=False)  # selects every pod
+    assert all(e.policy_intact for e in collect_status(kube)), [e.policy_problems for e in collect_status(kube)]
+
+
 def test_status_notices_isolation_that_decayed(kube: FakeKube, incident: dict[str, Any]) -> None:
     kube.add_policy(NS, "allow-web-late", LabelSelector(match_labels={"app": "web"}))  # added after the incident
     web = next(e for e in collect_status(kube) if e.pod == WEB)
