@@ -210,6 +210,21 @@ def attack(api: client.ApiClient, namespace: str, suspect: Any, quiet: bool) -> 
     return shell
 
 
+def attacker_view(shell: rs.Shell, written: list[datetime]) -> dict[str, Any]:
+    """What the attacker saw, for --json: whether the shell was cut, and when relative to the isolating writes."""
+    last = shell.wait_for_silence(quiet_s=3.0, timeout_s=45.0)
+    after = None if last is None else shell.answered_in(last + timedelta(milliseconds=1), datetime.now(UTC))
+    return {
+        "namespace": shell.attacker_namespace,
+        "victim": f"{shell.victim_namespace}/{shell.victim_pod.metadata.name}",
+        "cut": last is not None,
+        "last_answer_ms_after_writes": (
+            round((last - written[0]).total_seconds() * 1000) if last is not None and written else None
+        ),
+        "answers_after_last": after,
+    }
+
+
 def what_the_attacker_saw(shell: rs.Shell, written: list[datetime], replayed: datetime) -> None:
     last = shell.wait_for_silence(quiet_s=3.0, timeout_s=45.0)
     if last is None:
@@ -260,6 +275,8 @@ def scenario(api: client.ApiClient, state: dict[str, Any], namespace: str, title
     replayed = datetime.now(UTC)
     if json_out:
         print(json.dumps(record), flush=True)
+        if shell is not None:
+            print(json.dumps({"attacker": attacker_view(shell, written)}), flush=True)
         return
     show_record(record)
     if shell is not None:
