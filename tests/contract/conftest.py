@@ -246,6 +246,41 @@ def side(request: pytest.FixtureRequest) -> Iterator[Side]:
         real.close()
 
 
+LOG_LINE = "shop api listening on 8080"
+
+
+@pytest.fixture(params=[FAKE, pytest.param(REAL, marks=[pytest.mark.integration, pytest.mark.node])])
+def running_side(request: pytest.FixtureRequest) -> Iterator[tuple[Side, str]]:
+    """A side holding one running pod (container ``api``, which logged LOG_LINE): exec and logs reach it. On the
+    real apiserver it runs on the real node (root only); returns (side, the pod's name)."""
+    if request.param == FAKE:
+        fake = FakeSide()
+        fake.kube.add_pod(fake.namespace, "web-1", {"app": "web"}, controller=None, running=True)
+        fake.kube.logs_text = f"2026-12-03T10:00:00.000000000Z {LOG_LINE}\n"
+        yield fake, "web-1"
+        return
+    from kubernetes import client
+
+    from responder.adapters.kube import KubeAdapter
+    from tests.support import workloads
+
+    request.getfixturevalue("kube_node")
+    admin = request.getfixturevalue("kube_admin")
+    real = RealSide(admin=admin, namespace=request.getfixturevalue("kube_namespace"), kube=KubeAdapter(admin))
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-1", "labels": {"app": "web"}},
+        "spec": workloads.runnable_spec(f"echo {LOG_LINE}; exec sleep 3600"),
+    }
+    client.CoreV1Api(admin).create_namespaced_pod(real.namespace, body)
+    workloads.wait_for_running(admin, real.namespace, 1, "app=web")
+    try:
+        yield real, "web-1"
+    finally:
+        real.close()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The real side asks for the cluster only when it runs (``getfixturevalue``); naming ``kube_env`` here lets
     tests/support/kube.py see, before the first test, that the session needs a cluster (it builds the binaries then,
@@ -253,6 +288,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         names: Any = getattr(item, "fixturenames", None)
-        if callspec is not None and callspec.params.get("side") == REAL and isinstance(names, list):
+        real = callspec is not None and REAL in (callspec.params.get("side"), callspec.params.get("running_side"))
+        if real and isinstance(names, list):
             # A new list: the parametrised items of one function share the old one, and the fake's must not change.
             item.fixturenames = [*names, "kube_env"]  # type: ignore[attr-defined]

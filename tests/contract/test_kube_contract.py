@@ -13,7 +13,7 @@ import pytest
 
 from responder.errors import Conflict, NotFound, PermanentError, Unavailable
 from responder.ports import LabelSelector, LabelSelectorRequirement, OwnerRef
-from tests.contract.conftest import FAKE, REAL, Side, unique
+from tests.contract.conftest import FAKE, LOG_LINE, REAL, Side, unique
 
 QUARANTINE = "responder.rsr.dev/quarantine"
 NOT_QUARANTINED = LabelSelectorRequirement(key=QUARANTINE, operator="NotIn", values=("true",))
@@ -465,3 +465,41 @@ def test_owner_chain_reads(side: Side) -> None:
         deployment_ref.uid,
         (),
     )
+
+
+# ---------------------------------------------------------------------------------- exec and logs (a running pod)
+
+SOCKETS = ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
+
+
+def test_exec_runs_the_capture_commands(running_side: tuple[Side, str]) -> None:
+    side, pod = running_side
+    tree = side.kube.exec(side.namespace, pod, "api", ["ps", "axjf"], 30, 64 * 1024)
+    sockets = side.kube.exec(side.namespace, pod, "api", SOCKETS, 30, 64 * 1024)
+    assert tree.split()[:4] == ["PPID", "PID", "PGID", "SID"]
+    assert "[truncated" not in tree
+    assert sockets.split()[:3] == ["sl", "local_address", "rem_address"]
+
+
+@pytest.mark.parametrize("argv", [["ps", "axjf"], SOCKETS], ids=["ps", "sockets"])
+def test_exec_output_is_capped_and_marked(running_side: tuple[Side, str], argv: list[str]) -> None:
+    side, pod = running_side
+    whole = side.kube.exec(side.namespace, pod, "api", argv, 30, 64 * 1024)
+
+    capped = side.kube.exec(side.namespace, pod, "api", argv, 30, 40)
+
+    assert capped == whole[:40] + "\n[truncated at 40 bytes]"
+
+
+def test_exec_in_a_container_the_pod_does_not_have_is_unavailable(running_side: tuple[Side, str]) -> None:
+    side, pod = running_side
+    with pytest.raises(Unavailable):
+        side.kube.exec(side.namespace, pod, "sidecar", ["ps", "axjf"], 30, 1024)
+
+
+def test_read_log_returns_the_containers_output(running_side: tuple[Side, str]) -> None:
+    side, pod = running_side
+    text = side.kube.read_log(side.namespace, pod, "api", 10, 64 * 1024)
+    stamp, _, line = text.splitlines()[0].partition(" ")
+    assert line == LOG_LINE
+    assert stamp.endswith("Z")  # timestamps=true: every line starts with its RFC 3339 time

@@ -317,13 +317,11 @@ class FakeKube:
             raise Unavailable("exec unavailable: the container is not running (the apiserver answers 400)")
         if argv == ["cat", "/proc/net/tcp", "/proc/net/tcp6"]:
             self.socket_reads.append((namespace, name))
-            return self.tcp_text[:limit_bytes]
+            return _capped(self.tcp_text, limit_bytes)
         if argv != ["ps", "axjf"]:
             raise AssertionError(f"unexpected exec {argv}")
         self.execs.append((namespace, name))
-        if len(self.ps_text) > limit_bytes:
-            return self.ps_text[:limit_bytes] + f"\n[truncated at {limit_bytes} bytes]"
-        return self.ps_text
+        return _capped(self.ps_text, limit_bytes)
 
     def get_node(self, name: str) -> NodeView:
         self._maybe_fail("get_node")
@@ -375,6 +373,13 @@ class FakeKube:
             lease = current.model_copy(update={"annotations": dict(annotations), "resource_version": self.rv()})
             self.leases[(namespace, name)] = lease
             return lease
+
+
+def _capped(output: str, limit_bytes: int) -> str:
+    """Exec output as the adapter returns it: cut at ``limit_bytes`` and marked, once the cap is reached."""
+    if len(output) >= limit_bytes:
+        return output[:limit_bytes] + f"\n[truncated at {limit_bytes} bytes]"
+    return output
 
 
 def selector_json(selector: LabelSelector) -> dict[str, Any]:
