@@ -152,6 +152,16 @@ def test_patch_with_a_stale_uid_is_conflict_and_leaves_the_replacement_alone(sid
     assert (now.uid, now.labels, now.annotations) == (new.uid, {"app": "web"}, {})
 
 
+def test_a_patch_the_apiserver_finds_invalid_is_a_permanent_error_not_replaced(side: Side) -> None:
+    """Only a 422 about metadata.uid means "replaced": any other invalid patch is a permanent error."""
+    if side.name == FAKE:
+        pytest.skip("FakeKube's limit: it does not validate label syntax (the responder writes constant labels)")
+    pod = side.add_pod("web-1", {"app": "web"})
+    with pytest.raises(PermanentError):  # Conflict is no PermanentError: this is not read as "replaced"
+        side.kube.patch_pod_metadata(side.namespace, "web-1", pod.uid, {QUARANTINE: "not a label value!"}, {})
+    assert side.kube.get_pod(side.namespace, "web-1").labels == {"app": "web"}
+
+
 def test_delete_with_a_stale_uid_is_conflict_and_the_replacement_stays(side: Side) -> None:
     kube, ns = side.kube, side.namespace
     old = side.add_pod("web-1", {"app": "web"})
@@ -503,3 +513,22 @@ def test_read_log_returns_the_containers_output(running_side: tuple[Side, str]) 
     stamp, _, line = text.splitlines()[0].partition(" ")
     assert line == LOG_LINE
     assert stamp.endswith("Z")  # timestamps=true: every line starts with its RFC 3339 time
+
+
+def test_a_graceful_delete_leaves_the_pod_terminating(running_side: tuple[Side, str]) -> None:
+    """A pod on a node is deleted gracefully: it stays, ``deleting``, under the same UID, until the kubelet has
+    stopped it, and a second delete of it is no error. (``delete`` and the duplicate check read ``deleting``.)"""
+    side, pod = running_side
+    if side.name == FAKE:
+        pytest.skip(
+            "FakeKube's limit: it removes a deleted pod at once; unit tests of concurrent deliveries and release "
+            "rely on that, so the terminating state is checked on the real node only"
+        )
+    before = side.kube.get_pod(side.namespace, pod)
+
+    side.kube.delete_pod(side.namespace, pod, before.uid, 30)  # `sleep` as PID 1 ignores SIGTERM: it takes the 30 s
+
+    during = side.kube.get_pod(side.namespace, pod)
+    assert (during.uid, during.deleting) == (before.uid, True)
+    side.kube.delete_pod(side.namespace, pod, before.uid, 30)
+    assert side.kube.get_pod(side.namespace, pod).deleting
