@@ -94,7 +94,7 @@ class FakeKube:
         running: bool = True,
         container: str = "api",
     ) -> PodView:
-        owners = ()
+        owners: tuple[OwnerRef, ...] = ()
         if controller:
             owners = (
                 OwnerRef(
