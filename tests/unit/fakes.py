@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from responder.errors import Conflict, NotFound, TransientError, Unavailable
+from responder.errors import Conflict, NotFound, PermanentError, TransientError, Unavailable
 from responder.intake.identifiers import ClusterRef
 from responder.ports import (
     ClusterInfo,
@@ -94,7 +94,7 @@ class FakeKube:
         running: bool = True,
         container: str = "api",
     ) -> PodView:
-        owners = ()
+        owners: tuple[OwnerRef, ...] = ()
         if controller:
             owners = (
                 OwnerRef(
@@ -193,8 +193,9 @@ class FakeKube:
             for k, v in annotations.items():
                 if v is None:
                     new_ann.pop(k, None)
-            if new_labels != pod.labels or new_ann != pod.annotations:
-                self.writes.append(f"patch pod {name}")
+            if new_labels == pod.labels and new_ann == pod.annotations:
+                return pod  # the apiserver skips a write that changes nothing: same resourceVersion
+            self.writes.append(f"patch pod {name}")
             pod = pod.model_copy(update={"labels": new_labels, "annotations": new_ann, "resource_version": self.rv()})
             self.pods[(namespace, name)] = pod
             return pod
@@ -227,7 +228,10 @@ class FakeKube:
             name = body["metadata"]["name"]
             if (namespace, name) in self.policies:
                 raise Conflict(f"networkpolicy {name} exists")
-            view = _policy_view(namespace, name, self.rv(), body["spec"], body["metadata"].get("labels", {}))
+            meta = body["metadata"]
+            view = _policy_view(
+                namespace, name, self.rv(), body["spec"], meta.get("labels", {}), meta.get("annotations", {})
+            )
             self.policies[(namespace, name)] = view
             self.writes.append(f"create networkpolicy {name}")
             return view
@@ -247,7 +251,7 @@ class FakeKube:
                 raise NotFound(name)
             if resource_version and current.resource_version != resource_version:
                 raise Conflict("resourceVersion")
-            view = _policy_view(namespace, name, self.rv(), copy.deepcopy(spec), dict(labels))
+            view = _policy_view(namespace, name, self.rv(), spec, labels, current.annotations)
             self.policies[(namespace, name)] = view
             self.writes.append(f"replace networkpolicy {name}")
             return view
@@ -264,15 +268,21 @@ class FakeKube:
             if resource_version and current.resource_version != resource_version:
                 raise Conflict("resourceVersion")
             spec = {**current.spec, "podSelector": selector_json(selector)}
+            if spec == current.spec:
+                return current  # nothing changed, nothing written: same resourceVersion
             view = current.model_copy(update={"pod_selector": selector, "resource_version": self.rv(), "spec": spec})
             self.policies[(namespace, name)] = view
             self.writes.append(f"patch networkpolicy {name}")
             return view
 
     def list_pods(self, namespace: str | None, label_selector: str) -> list[PodView]:
-        """Equality selectors only (``k=v,k2=v2``): all the operator commands use."""
+        """Equality selectors only (``k=v,k2=v2``): all the operator commands use. Anything else is refused, never
+        answered wrongly (tests/contract runs set-based selectors on the real apiserver alone)."""
         self._maybe_fail("list_pods")
-        wanted = dict(term.split("=", 1) for term in label_selector.split(",") if term)
+        terms = [term for term in label_selector.split(",") if term]
+        if any(t.count("=") != 1 or "!" in t or " " in t or "(" in t for t in terms):
+            raise ValueError(f"FakeKube.list_pods takes equality selectors only, not {label_selector!r}")
+        wanted = dict(term.split("=", 1) for term in terms)
         with self.lock:
             return [
                 p
@@ -293,6 +303,7 @@ class FakeKube:
 
     def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
         self._maybe_fail("read_log")
+        self.get_pod(namespace, name)  # NotFound, as the apiserver answers for a pod that is gone
         if self.logs_text is None:
             raise Unavailable("no kubelet")
         return self.logs_text
@@ -301,15 +312,16 @@ class FakeKube:
         self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
     ) -> str:
         self._maybe_fail("exec")
+        pod = self.get_pod(namespace, name)  # NotFound, as the apiserver answers for a pod that is gone
+        if not any(c.running for c in pod.containers if container is None or c.name == container):
+            raise Unavailable("exec unavailable: the container is not running (the apiserver answers 400)")
         if argv == ["cat", "/proc/net/tcp", "/proc/net/tcp6"]:
             self.socket_reads.append((namespace, name))
-            return self.tcp_text[:limit_bytes]
+            return _capped(self.tcp_text, limit_bytes)
         if argv != ["ps", "axjf"]:
             raise AssertionError(f"unexpected exec {argv}")
         self.execs.append((namespace, name))
-        if len(self.ps_text) > limit_bytes:
-            return self.ps_text[:limit_bytes] + f"\n[truncated at {limit_bytes} bytes]"
-        return self.ps_text
+        return _capped(self.ps_text, limit_bytes)
 
     def get_node(self, name: str) -> NodeView:
         self._maybe_fail("get_node")
@@ -319,8 +331,15 @@ class FakeKube:
             raise NotFound(f"node {name}") from None
 
     def get_namespace(self, name: str) -> NamespaceView:
+        """A seeded namespace, or a bare one where objects were seeded (they imply it exists); NotFound otherwise."""
         self._maybe_fail("get_namespace")
-        return self.namespaces.get(name) or NamespaceView(name=name)
+        with self.lock:
+            if name in self.namespaces:
+                return self.namespaces[name]
+            held = itertools.chain(self.pods, self.policies, self.leases, self.workloads)
+            if any(key[0] == name for key in held):
+                return NamespaceView(name=name)
+        raise NotFound(f"namespace {name}")
 
     def get_lease(self, namespace: str, name: str) -> LeaseView:
         self._maybe_fail("get_lease")
@@ -344,12 +363,23 @@ class FakeKube:
     ) -> LeaseView:
         self._maybe_fail("update_lease")
         with self.lock:
-            current = self.get_lease(namespace, name)
+            current = self.leases.get((namespace, name))
+            if current is None:  # a PUT may create a Lease (its strategy allows create on update)
+                current = LeaseView(namespace=namespace, name=name, resource_version=resource_version)
+            elif resource_version is None:
+                raise PermanentError("422: metadata.resourceVersion must be specified for an update")
             if current.resource_version != resource_version:
                 raise Conflict("resourceVersion")
             lease = current.model_copy(update={"annotations": dict(annotations), "resource_version": self.rv()})
             self.leases[(namespace, name)] = lease
             return lease
+
+
+def _capped(output: str, limit_bytes: int) -> str:
+    """Exec output as the adapter returns it: cut at ``limit_bytes`` and marked, once the cap is reached."""
+    if len(output) >= limit_bytes:
+        return output[:limit_bytes] + f"\n[truncated at {limit_bytes} bytes]"
+    return output
 
 
 def selector_json(selector: LabelSelector) -> dict[str, Any]:
@@ -366,8 +396,16 @@ def selector_json(selector: LabelSelector) -> dict[str, Any]:
 
 
 def _policy_view(
-    namespace: str, name: str, rv: str, spec: dict[str, Any], labels: Mapping[str, str]
+    namespace: str,
+    name: str,
+    rv: str,
+    spec: dict[str, Any],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
 ) -> NetworkPolicyView:
+    spec = copy.deepcopy(spec)
+    if not spec.get("policyTypes"):  # the apiserver's default: Ingress, and Egress when there are egress rules
+        spec["policyTypes"] = ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
     sel = spec.get("podSelector") or {}
     return NetworkPolicyView(
         namespace=namespace,
@@ -379,7 +417,8 @@ def _policy_view(
         ),
         policy_types=tuple(spec.get("policyTypes") or ()),
         labels=dict(labels),
-        spec=copy.deepcopy(spec),
+        annotations=dict(annotations),
+        spec=spec,
     )
 
 
