@@ -186,25 +186,25 @@ class KubeAdapter:
     def set_network_policy_selector(
         self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
     ) -> NetworkPolicyView:
-        """JSON merge patch replacing spec.podSelector; resourceVersion makes it optimistic."""
-        body: dict[str, Any] = {
-            "metadata": {"resourceVersion": resource_version} if resource_version else {},
-            "spec": {
-                "podSelector": {
-                    "matchLabels": dict(selector.match_labels) or None,
-                    "matchExpressions": [
-                        {"key": e.key, "operator": e.operator, "values": list(e.values) or None}
-                        for e in selector.match_expressions
-                    ]
-                    or None,
-                }
-            },
-        }
-        # A JSON merge patch replaces lists wholesale, which is what we want for matchExpressions.
+        """JSON patch replacing spec.podSelector whole; resourceVersion makes it optimistic.
+
+        Not a merge patch: that would merge ``matchLabels`` (a map) with what is stored, so a key the new selector
+        drops would stay. The rest of the spec, the labels and the annotations are untouched."""
+        value: dict[str, Any] = {}
+        if selector.match_labels:
+            value["matchLabels"] = dict(selector.match_labels)
+        if selector.match_expressions:
+            value["matchExpressions"] = [
+                {"key": e.key, "operator": e.operator, **({"values": list(e.values)} if e.values else {})}
+                for e in selector.match_expressions
+            ]
+        ops: list[dict[str, Any]] = [{"op": "replace", "path": "/spec/podSelector", "value": value}]
+        if resource_version:
+            ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
         obj = _call(
             f"patch networkpolicy {namespace}/{name}",
             lambda: self.http.request(
-                "PATCH", _np_path(namespace, name), body=body, content_type="application/merge-patch+json"
+                "PATCH", _np_path(namespace, name), body=ops, content_type="application/json-patch+json"
             ),
         )
         return self._np_view(obj, namespace)

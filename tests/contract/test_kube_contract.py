@@ -13,7 +13,7 @@ import pytest
 
 from responder.errors import Conflict, NotFound, PermanentError, Unavailable
 from responder.ports import LabelSelector, LabelSelectorRequirement, OwnerRef
-from tests.contract.conftest import FAKE, LOG_LINE, REAL, Side, unique
+from tests.contract.conftest import FAKE, LOG_LINE, Side, unique
 
 QUARANTINE = "responder.rsr.dev/quarantine"
 NOT_QUARANTINED = LabelSelectorRequirement(key=QUARANTINE, operator="NotIn", values=("true",))
@@ -312,16 +312,10 @@ def test_a_selector_update_that_changes_nothing_keeps_the_resource_version(side:
     assert same == made
 
 
-def test_selector_update_replaces_match_labels(side: Side, request: pytest.FixtureRequest) -> None:
+def test_selector_update_replaces_match_labels(side: Side) -> None:
     """``set_network_policy_selector`` replaces spec.podSelector (KubePort): keys left out of matchLabels go.
 
-    KubeAdapter sends a JSON merge patch, which merges maps: a key left out of matchLabels stays on the apiserver.
-    The responder never narrows matchLabels today (isolation and release change matchExpressions only, which a merge
-    patch replaces whole), so this is a latent defect of the adapter, reported, not worked around in the fake."""
-    if side.name == REAL:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="KubeAdapter's merge patch keeps matchLabels keys left out")
-        )
+    (KubeAdapter once sent a JSON merge patch, which merges maps and kept a key left out; it sends a JSON patch.)"""
     kube, ns = side.kube, side.namespace
     made = kube.create_network_policy(ns, allow_web_body("allow-web"))
     narrower = kube.set_network_policy_selector(
