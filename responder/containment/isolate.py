@@ -42,20 +42,19 @@ from responder.containment.base import (
 )
 from responder.containment.enforcement import CUT, established_connections
 from responder.containment.label import quarantine_pod
-from responder.errors import Conflict, NotFound, ResponderError
+from responder.errors import (
+    Conflict,
+    DenyAllNotEnsured,
+    IsolationNotEnsured,
+    NotFound,
+    PoliciesKeptChanging,
+    ResponderError,
+)
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView
 
 _EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 _CONFLICT_ATTEMPTS = 5
-
-
-class PoliciesKeptChanging(Conflict):
-    """Every re-read of the namespace's policies lost a race: unlike a UID conflict, nothing about the pod."""
-
-
-class DenyAllNotEnsured(ResponderError):
-    """The deny-all policy could not be made exactly what isolation needs: nothing else may be written."""
 
 
 DENY_ALL_SPEC: dict[str, Any] = {
@@ -224,10 +223,6 @@ def reopens(policy: NetworkPolicyView, labels: Mapping[str, str]) -> bool:
     return allows_anything(policy) and any(policy.pod_selector.matches(v) for v in quarantined_views(labels))
 
 
-class IsolationNotEnsured(ResponderError):
-    """A policy that reopens the quarantined pod is still there after its exclusion was written."""
-
-
 def _exclude(kube: KubePort, namespace: str, policy: NetworkPolicyView, labels: Mapping[str, str]) -> None:
     """Append the exclusion and judge what the server stored: isolation fails loudly rather than trust the write."""
     stored = kube.set_network_policy_selector(
@@ -308,7 +303,7 @@ class IsolateAction:
 
         Time to containment is the product, so requests go out in as few rounds as is safe. The deny-all policy must
         exist before the label lands (the label is what moves the pod into it); it is usually created alongside the
-        pod read (``ctx.deny_all_exists``). Once it exists, exclusion and label may land in either order: until the
+        pod read (``ctx.deny_all_ensured()``). Once it exists, exclusion and label may land in either order: until the
         label lands, ``NotIn`` still selects the pod, so it is never left unselected (which would allow everything).
         """
         namespace = ctx.target.namespace
