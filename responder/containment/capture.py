@@ -44,6 +44,8 @@ class CaptureAction:
     """Collect volatile evidence into ``ctx.evidence``."""
 
     name: ClassVar[str] = "capture"
+    isolating: ClassVar[bool] = False
+    verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = True
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = CaptureParams

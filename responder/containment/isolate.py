@@ -243,6 +243,8 @@ class IsolateAction:
     """Deny-all NetworkPolicy + exclusion from allowing policies + quarantine label (+ optional detach)."""
 
     name: ClassVar[str] = "isolate"
+    isolating: ClassVar[bool] = True
+    verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = IsolateParams
