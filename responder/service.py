@@ -19,7 +19,7 @@ from responder.config import Mode, Settings
 from responder.containment.base import ActionResult, Evidence, Prefetched, Status, done, now
 from responder.containment.connect import Blocker, connect, read_pod
 from responder.containment.duplicate import already_contained, carries_quarantine, released
-from responder.containment.isolate import ensure_deny_all
+from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.runner import ContainmentRequest, Runner, RunRules, isolating, undone_by_rollback
 from responder.containment.scheduling import Schedule

@@ -366,7 +366,7 @@ class _Run:
         """Append a delete, with evidence ahead of it unless already on the way."""
         rest = list(queue)
         steps = with_evidence_first(
-            [q.step for q in rest] + [default_step("delete")], self.runner.rules.capture_before_destructive
+            [q.step for q in rest] + [default_step(registry.ESCALATION)], self.runner.rules.capture_before_destructive
         )
         known = {id(q.step): q for q in rest}
         queue.clear()

@@ -19,6 +19,7 @@ from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from responder.containment import registry
 from responder.containment.base import ActionResult, Status
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
@@ -206,9 +207,12 @@ def timed(record: DecisionRecord, started: float, contained_at: float | None = N
 def contained(slots: Sequence[object]) -> bool:
     """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
     return any(
-        isinstance(s, ActionResult)
-        and s.action in ("isolate", "delete")
-        and s.status is Status.SUCCEEDED
-        and not s.dry_run
+        isinstance(s, ActionResult) and _contains(s.action) and s.status is Status.SUCCEEDED and not s.dry_run
         for s in slots
     )
+
+
+def _contains(action: str) -> bool:
+    """An action whose success contains the pod: it isolates it, or it is destructive (the pod is gone)."""
+    known = registry.ACTIONS.get(action)
+    return known is not None and (known.isolating or known.destructive)
