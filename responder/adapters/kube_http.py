@@ -30,7 +30,7 @@ AUTH_RECHECK_S = 30.0
 class KubeHttp:
     """One apiserver: base URL, TLS trust, and how to authenticate. Thread-safe (urllib3's pool is)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - a kubeconfig's connection settings, keyword-only, as kubernetes.client names them
         self,
         host: str,
         *,

@@ -21,7 +21,7 @@ and isolation fails rather than proceed when that cannot be ensured.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal
 
@@ -51,6 +51,7 @@ from responder.errors import (
     NotFound,
     PoliciesKeptChanging,
 )
+from responder.ports import NetworkPolicyView
 
 LiveSession = Literal["escalate", "report"]
 
@@ -159,58 +160,83 @@ class IsolateAction:
             # Every policy that would let traffic past the deny-all once the pod is quarantined, judged by content.
             pending = [p for p in listed if p.name != DENY_ALL_POLICY and reopens(p, labels)]
             if ctx.dry_run:
-                current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
-                if current is None:
-                    changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
-                elif not is_deny_all(current):
-                    changes.append(
-                        f"replace the impostor NetworkPolicy {namespace}/{DENY_ALL_POLICY} ({describe(current)}) "
-                        "with the deny-all"
-                    )
-                changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
-                _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
-                changes.append(what)
+                IsolateAction._would(ctx, listed, pending, changes, remove)
                 return
             if ensured is None:
                 # Before any exclusion or label: without the deny-all in place they would open the pod, not close it.
                 ensured = ensure_deny_all(ctx.kube, namespace)
                 if ensured.changed:
                     changes.append(ensured.what)
-            writes: list[tuple[str | None, Callable[[], object]]] = [
-                (
-                    f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
-                    partial(exclude, ctx.kube, namespace, p, labels),
-                )
-                for p in pending
-            ]
-            pod_outcome: list[tuple[bool, str]] = []
-            if not pod_done:
-                writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
-            retry = False
-            for (done, _), error in zip(
-                writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True
-            ):
-                if done is None:  # the pod patch: its failure (gone, replaced) ends the action
-                    if error is not None:
-                        raise error
-                    pod_done = True
-                    changed, what = pod_outcome[0]
-                    if changed:
-                        changes.append(
-                            what + (f"; detached from its ReplicaSet ({', '.join(remove)} removed)" if remove else "")
-                        )
-                elif error is None:
-                    changes.append(done)
-                elif isinstance(error, Conflict | NotFound):
-                    retry = True  # changed under us (often by a concurrent instance doing the same)
-                else:
-                    raise error
+            retry, pod_done = IsolateAction._write(ctx, pending, labels, remove, changes, pod_done)
             if not retry:
                 return
             listed = None
         raise PoliciesKeptChanging(
             f"NetworkPolicies in {namespace} kept changing; gave up after {CONFLICT_ATTEMPTS} attempts"
         )
+
+    @staticmethod
+    def _would(
+        ctx: ActionContext,
+        listed: list[NetworkPolicyView],
+        pending: list[NetworkPolicyView],
+        changes: list[str],
+        remove: list[str],
+    ) -> None:
+        """What isolation would write (dry run): the same judgements, no write."""
+        namespace = ctx.target.namespace
+        current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
+        if current is None:
+            changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
+        elif not is_deny_all(current):
+            changes.append(
+                f"replace the impostor NetworkPolicy {namespace}/{DENY_ALL_POLICY} ({describe(current)}) "
+                "with the deny-all"
+            )
+        changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
+        _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
+        changes.append(what)
+
+    @staticmethod
+    def _write(
+        ctx: ActionContext,
+        pending: list[NetworkPolicyView],
+        labels: Mapping[str, str],
+        remove: list[str],
+        changes: list[str],
+        pod_done: bool,
+    ) -> tuple[bool, bool]:
+        """One round of writes at once: the exclusions and (until it landed) the pod patch. Returns (whether a policy
+        changed under us, so the round is judged again on a fresh read; whether the pod patch landed)."""
+        namespace = ctx.target.namespace
+        writes: list[tuple[str | None, Callable[[], object]]] = [
+            (
+                f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
+                partial(exclude, ctx.kube, namespace, p, labels),
+            )
+            for p in pending
+        ]
+        pod_outcome: list[tuple[bool, str]] = []
+        if not pod_done:
+            writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
+        retry = False
+        for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True):
+            if done is None:  # the pod patch: its failure (gone, replaced) ends the action
+                if error is not None:
+                    raise error
+                pod_done = True
+                changed, what = pod_outcome[0]
+                if changed:
+                    changes.append(
+                        what + (f"; detached from its ReplicaSet ({', '.join(remove)} removed)" if remove else "")
+                    )
+            elif error is None:
+                changes.append(done)
+            elif isinstance(error, Conflict | NotFound):
+                retry = True  # changed under us (often by a concurrent instance doing the same)
+            else:
+                raise error
+        return retry, pod_done
 
     @staticmethod
     def _detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:

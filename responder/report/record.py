@@ -107,7 +107,7 @@ def severity_for(verdict: Verdict, actions: list[ActionResult], outcome: str) ->
     return "INFO"
 
 
-def make_record(
+def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, each named at the call
     verdict: Verdict,
     code: str,
     reason: str,
