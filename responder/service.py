@@ -49,14 +49,16 @@ from responder.ports import (
     PodView,
     Publisher,
 )
-from responder.report.outcome import Outcome, decide, verification_info
+from responder.report.outcome import Outcome
 from responder.report.record import (
     DecisionRecord,
     DeliveryInfo,
     PodRef,
     contained,
+    decide,
     make_record,
     timed,
+    verification_info,
 )
 from responder.report.writeback import HANDLED_MARK, notify, write_back
 

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from responder.containment import registry
 from responder.containment.base import ActionResult, Status
+from responder.containment.plan import Plan
+from responder.containment.verification import Verification, Vouch
 from responder.intake.sanitize import clean
-from responder.intake.triage import Verdict
+from responder.intake.triage import Triage, Verdict
 
 
 class PodRef(BaseModel):
@@ -204,11 +206,11 @@ def timed(record: DecisionRecord, started: float, contained_at: float | None = N
     return record.model_copy(update=update)
 
 
-def contained(slots: Sequence[object]) -> bool:
+def contained(entries: Sequence[object]) -> bool:
     """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
     return any(
         isinstance(s, ActionResult) and _contains(s.action) and s.status is Status.SUCCEEDED and not s.dry_run
-        for s in slots
+        for s in entries
     )
 
 
@@ -216,3 +218,19 @@ def _contains(action: str) -> bool:
     """An action whose success contains the pod: it isolates it, or it is destructive (the pod is gone)."""
     known = registry.ACTIONS.get(action)
     return known is not None and (known.isolating or known.destructive)
+
+
+def decide(verdict: Triage, plan: Plan, verification: Verification) -> tuple[Verdict, str, str]:
+    """The record's verdict, code and reason once containment is over (a pure function of what was decided)."""
+    if verification.vouch is Vouch.REFUTED:
+        return Verdict.REJECT, "suspected_forgery", verification.reason
+    if not plan.steps and plan.hold:
+        return Verdict.IGNORE, plan.hold, plan.skipped[0] if plan.skipped else plan.hold
+    return Verdict.ACT, verdict.code, verdict.reason
+
+
+def verification_info(verification: Verification) -> VerificationInfo:
+    """SCC's answer, as the record shows it."""
+    return VerificationInfo(
+        status=verification.vouch.value, reason=verification.reason, mismatches=list(verification.mismatches)
+    )
