@@ -315,12 +315,13 @@ class _Run:
         )
         while queue:
             item = queue.popleft()
-            outcome = self.take(item, queue)
-            if outcome is None:
+            taken = self.take(item, queue)
+            if not isinstance(taken, StepOutcome):
+                out.entries.append(taken)  # held until SCC vouches, or evidence left running for the caller
                 continue
-            out.retry = out.retry or outcome.retry
-            out.entries.append(outcome.result)
-            if escalates(item.step, outcome.result) and not destructive_planned:
+            out.retry = out.retry or taken.retry
+            out.entries.append(taken.result)
+            if escalates(item.step, taken.result) and not destructive_planned:
                 # Isolation cannot end a shell that is already connected (new-only dataplane, no enforcement,
                 # hostNetwork): the process has to go. A destructive step like any other: evidence first (unless the
                 # policy opts out), verified first, budgeted.
@@ -342,20 +343,18 @@ class _Run:
     def reads(step: PlannedStep) -> bool:
         return _action(step.action).read_only
 
-    def take(self, item: _Queued, rest: deque[_Queued]) -> StepOutcome | None:
-        """Run (or join, or hold) one step; None when its result is already in, or left running for the caller."""
+    def take(self, item: _Queued, rest: deque[_Queued]) -> StepOutcome | ActionResult | StillRunning:
+        """Run or join one step; or hold it (its skipped result), or leave it running for the caller."""
         step = item.step
         if (step.destructive or _action(step.action).verified_first) and not self.dry_run:
             self.schedule.settle()
             verification = self.request.verifying.result()
             if not verification.allows_destructive:
                 what = "not detached" if step.action == _DETACH.name else "no destructive action"
-                self.out.entries.append(held(step, verification, what))
-                return None
+                return held(step, verification, what)
         if item.running is not None:
             if not any(q.step.destructive for q in rest):
-                self.out.entries.append(StillRunning(step.action, item.running))  # nothing destructive waits for it
-                return None
+                return StillRunning(step.action, item.running)  # nothing destructive waits for it
             self.schedule.settle()
             return item.running.result()
         if self.reads(step):
