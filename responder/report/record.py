@@ -93,8 +93,8 @@ class DecisionRecord(BaseModel):
 def session_left_alive(actions: list[ActionResult]) -> bool:
     """Isolation was enforced but cannot cut an established connection, and no delete ended the pod: the reverse
     shell may still be connected (``live_session: report``, or an escalation the guards or budget refused)."""
-    isolated = any(a.action == "isolate" and not a.dry_run and a.details.get("session_survives") for a in actions)
-    deleted = any(a.action == "delete" and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
+    isolated = any(_isolates(a.action) and not a.dry_run and a.details.get("session_survives") for a in actions)
+    deleted = any(_destroys(a.action) and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
     return isolated and not deleted
 
 
@@ -216,8 +216,17 @@ def contained(entries: Sequence[object]) -> bool:
 
 def _contains(action: str) -> bool:
     """An action whose success contains the pod: it isolates it, or it is destructive (the pod is gone)."""
+    return _isolates(action) or _destroys(action)
+
+
+def _isolates(action: str) -> bool:
     known = registry.ACTIONS.get(action)
-    return known is not None and (known.isolating or known.destructive)
+    return known is not None and known.isolating
+
+
+def _destroys(action: str) -> bool:
+    known = registry.ACTIONS.get(action)
+    return known is not None and known.destructive
 
 
 def decide(verdict: Triage, plan: Plan, verification: Verification) -> tuple[Verdict, str, str]:
