@@ -25,13 +25,7 @@ from responder.containment.runner import ContainmentRequest, Runner, RunRules, i
 from responder.containment.scheduling import Schedule
 from responder.containment.undo import undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify
-from responder.errors import (
-    InvalidEnvelope,
-    InvalidFinding,
-    PermanentError,
-    ResponderError,
-    TransientError,
-)
+from responder.errors import InvalidEnvelope, InvalidFinding, PermanentError, ResponderError, TransientError
 from responder.intake.envelope import Delivery
 from responder.intake.findings import Finding, to_finding
 from responder.intake.notification import parse_notification
@@ -132,6 +126,23 @@ class Event:
             **fields,
         )
 
+    def containment(
+        self, plan: Plan, verifying: Future[Verification], evidence: Evidence, schedule: Schedule
+    ) -> ContainmentRequest:
+        """What the runner needs of this event to run ``plan``."""
+        return ContainmentRequest(
+            self.finding,
+            self.target,
+            plan,
+            self.connection,
+            self.pod,
+            self.blocker,
+            self.prefetched,
+            verifying,
+            evidence,
+            schedule,
+        )
+
     def outcome(self, record: DecisionRecord, **fields: Any) -> Outcome:
         """An outcome that ends the event here."""
         return Outcome(record=record, finding=self.finding, triage=self.verdict, **fields)
@@ -225,7 +236,9 @@ class Responder:
         """Ask SCC for what the message lacks, then preflight and contain, on this event's schedule."""
         schedule = Schedule(self.deps.gate)
         try:
-            filled = fill_gaps(self.deps.findings_api, event.finding, event.target, self._verifying_enabled)
+            filled = fill_gaps(
+                self.deps.findings_api, event.finding, event.target, self.deps.policy.defaults.verify_finding
+            )
             if filled.warning:
                 event.warnings.append(filled.warning)
             if filled.stop and filled.answer is not None:  # refuted, or SCC could not supply what the message lacks
@@ -244,10 +257,6 @@ class Responder:
             # Whatever happened, what was queued behind the writes must not wait forever, and this instance's
             # containment no longer needs the CPU to itself.
             schedule.settle()
-
-    @property
-    def _verifying_enabled(self) -> bool:
-        return self.deps.policy.defaults.verify_finding
 
     def _plan(self, event: Event) -> Plan:
         """The event's plan, computed once for the labels it is matched on (the pod's, once read)."""
@@ -319,29 +328,10 @@ class Responder:
         SDK loads) go out behind the isolating writes, not ahead of or alongside them (see :class:`Schedule`). The
         pod's owner chain is read once, for both the investigation and the evidence capture.
         """
-        verifying = (
-            done(event.asked)
-            if event.asked is not None
-            else schedule.later(
-                self.workers, verify, self.deps.findings_api, event.finding, event.target, self._verifying_enabled
-            )
-        )
+        verifying = self._verify(event, schedule)
         investigating = self._investigate(event, schedule)
         plan, evidence = self._plan(event), Evidence()
-        containment = self.runner.contain(
-            ContainmentRequest(
-                event.finding,
-                event.target,
-                plan,
-                event.connection,
-                event.pod,
-                event.blocker,
-                event.prefetched,
-                verifying,
-                evidence,
-                schedule,
-            )
-        )
+        containment = self.runner.contain(event.containment(plan, verifying, evidence, schedule))
         schedule.writes_done()  # the writes are done, or never came: what was queued behind them starts now
         contained_at = time.monotonic() if contained(containment.entries) else None
         schedule.warm()  # and on a cold instance, the verification and the investigation may load their SDKs now
@@ -359,6 +349,13 @@ class Responder:
         results += writing_back.result()
         settled = Settled(plan, verification, results, retry, contained_at)
         return self._report(event, settled, investigating.result(), evidence)
+
+    def _verify(self, event: Event, schedule: Schedule) -> Future[Verification]:
+        """SCC's answer: the one it already gave (the message lacked fields), else asked behind the isolating writes."""
+        if event.asked is not None:
+            return done(event.asked)
+        api, enabled = self.deps.findings_api, self.deps.policy.defaults.verify_finding
+        return schedule.later(self.workers, verify, api, event.finding, event.target, enabled)
 
     def _investigate(self, event: Event, schedule: Schedule) -> Future[Investigation]:
         """Start the investigation behind the isolating writes, sharing the pod read with evidence capture."""
