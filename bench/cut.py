@@ -26,7 +26,7 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs the responder's and the floor's events, alternating; returns each one's receipt time (epoch seconds)."""
     from bench.run import TimedConnector, Timeline, _deps, _payload
     from responder.containment.base import QUARANTINE_LABEL
-    from responder.containment.isolate import deny_all_body
+    from responder.containment.netpol import deny_all_body
     from responder.service import Responder
 
     responder = Responder(_deps(spec))

@@ -583,7 +583,7 @@ class TwoRounds:
 
     def contain(self, namespace: str, pod_name: str) -> None:
         from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
-        from responder.containment.isolate import deny_all_body
+        from responder.containment.netpol import deny_all_body
         from responder.ports import LabelSelectorRequirement
 
         kube, pool = self.kube, self.pool

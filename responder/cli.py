@@ -14,12 +14,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from responder.config import Settings
 from responder.errors import ConfigError, InvalidEnvelope, ResponderError
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
+
+if TYPE_CHECKING:
+    from responder.containment.plan import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECT = 0, 1, 2
 
@@ -80,6 +83,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_REJECT if outcome.record.verdict is Verdict.REJECT else EXIT_OK
 
 
+def _plan_json(plan: Plan) -> dict[str, object]:
+    return {
+        "verdict": "act",
+        "mode": plan.mode,
+        "rule": plan.rule,
+        "skipped": list(plan.skipped),
+        "steps": [
+            {"action": s.action, "destructive": s.destructive, "params": s.params.model_dump(exclude={"action"})}
+            for s in plan.steps
+        ],
+    }
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show the plan for a finding without touching anything."""
     from responder.intake.envelope import detect_bytes
@@ -109,25 +125,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_REJECT if verdict.verdict is Verdict.REJECT else EXIT_OK
     plan = engine.plan(finding, verdict.target, finding.pod_labels)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "verdict": "act",
-                    "mode": plan.mode,
-                    "rule": plan.rule,
-                    "skipped": list(plan.skipped),
-                    "steps": [
-                        {
-                            "action": s.action,
-                            "destructive": s.destructive,
-                            "params": s.params.model_dump(exclude={"action"}),
-                        }
-                        for s in plan.steps
-                    ],
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(_plan_json(plan), indent=2))
         return EXIT_OK
     t = verdict.target
     say("finding ", finding.name)

@@ -1,4 +1,5 @@
-"""The function's body, independent of functions-framework so it can be called from the CLI and tests.
+"""The function's body, independent of functions-framework so that tests can call it (the CLI's replay uses the same
+Responder, with its own exit codes).
 
 One :class:`Responder` per process, built on first use. A configuration error is recorded for every event and then
 raised: the responder refuses to act on half a configuration, and Pub/Sub redelivers (finally dead-letters) the

@@ -11,9 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from responder.adapters.kube_http import KubeHttpError
 from responder.adapters.retrying import transient_retry
-from responder.errors import Conflict, Forbidden, NotFound, PermanentError, TransientError
+from responder.errors import Conflict, Forbidden, KubeHttpError, NotFound, PermanentError, TransientError
 from responder.intake.sanitize import clean
 
 T = TypeVar("T")

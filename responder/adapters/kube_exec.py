@@ -12,6 +12,7 @@ plus one frame whatever the container does.
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 from responder.adapters.kube_http import REQUEST_TIMEOUT, KubeHttp, segment
@@ -32,16 +33,26 @@ def run(
     limit_bytes: int,
 ) -> str:
     """Run argv (no shell, no stdin, no tty); stdout and stderr interleaved as they come, capped and bounded."""
-    import ssl
-
-    import websocket
-
     query: list[tuple[str, str]] = [("command", a) for a in argv]
     query += [("stdout", "true"), ("stderr", "true"), ("stdin", "false"), ("tty", "false")]
     if container:
         query.append(("container", container))
     base = http.host.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     url = f"{base}/api/v1/namespaces/{segment(namespace)}/pods/{segment(name)}/exec?{urlencode(query)}"
+    deadline = time.monotonic() + timeout_s
+    ws = _connect(http, url, f"exec in {namespace}/{name}", timeout_s)
+    try:
+        return _read(ws, deadline, timeout_s, limit_bytes)
+    finally:
+        ws.close()
+
+
+def _connect(http: KubeHttp, url: str, where: str, timeout_s: float) -> Any:
+    """The exec websocket, or the failure translated (404 NotFound, 401/403 Forbidden, anything else Unavailable)."""
+    import ssl
+
+    import websocket
+
     sslopt: dict[str, object] = {
         "cert_reqs": ssl.CERT_REQUIRED if http.verify else ssl.CERT_NONE,
         "ca_certs": http.ca_file,
@@ -50,10 +61,8 @@ def run(
     }
     if http.server_hostname:
         sslopt["server_hostname"] = http.server_hostname
-    where = f"exec in {namespace}/{name}"
-    deadline = time.monotonic() + timeout_s
     try:
-        ws = websocket.create_connection(
+        return websocket.create_connection(
             url,
             timeout=min(REQUEST_TIMEOUT[0], timeout_s),
             header=[f"{k}: {v}" for k, v in http.headers().items() if k.lower() != "accept"],
@@ -69,32 +78,35 @@ def run(
         raise Unavailable(f"exec unavailable: {clean(exc, 200)}") from exc
     except Exception as exc:  # refused, TLS, timeout: no container to run in, as far as evidence is concerned
         raise Unavailable(f"exec unavailable: {type(exc).__name__}: {clean(exc, 200)}") from exc
+
+
+def _read(ws: Any, deadline: float, timeout_s: float, limit_bytes: int) -> str:
+    """The command's output until it ends, the deadline passes or ``limit_bytes`` are held (then said so)."""
+    import websocket
+
     held: list[bytes] = []
     size = 0
-    ending = ""
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                ending = f"\n[stopped after {timeout_s:g} s: deadline]"
-                break
-            ws.settimeout(min(remaining, 1.0))
-            try:
-                opcode, data = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
-                break
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                break
-            if not data or data[0] not in (_STDOUT, _STDERR):
-                continue  # the status channel, or an empty frame: the output is what evidence keeps
-            take = bytes(data[1 : 1 + max(limit_bytes - size, 0)])
-            held.append(take)
-            size += len(take)
-            if size >= limit_bytes:
-                ending = f"\n[truncated at {limit_bytes} bytes]"
-                break
-    finally:
-        ws.close()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return _joined(held, f"\n[stopped after {timeout_s:g} s: deadline]")
+        ws.settimeout(min(remaining, 1.0))
+        try:
+            opcode, data = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            return _joined(held, "")
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return _joined(held, "")
+        if not data or data[0] not in (_STDOUT, _STDERR):
+            continue  # the status channel, or an empty frame: the output is what evidence keeps
+        take = bytes(data[1 : 1 + max(limit_bytes - size, 0)])
+        held.append(take)
+        size += len(take)
+        if size >= limit_bytes:
+            return _joined(held, f"\n[truncated at {limit_bytes} bytes]")
+
+
+def _joined(held: list[bytes], ending: str) -> str:
     return b"".join(held).decode("utf-8", errors="replace") + ending

@@ -19,26 +19,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from responder.errors import KubeHttpError
+
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
 # How long a kubeconfig's bearer token is reused before its refresh hook is asked again. The hook re-reads an
 # expiring token (exec plugins, OIDC) and costs a Configuration object per call; tokens live minutes to hours.
 AUTH_RECHECK_S = 30.0
 
 
-class KubeHttpError(Exception):
-    """A non-2xx answer from the apiserver (``status`` 0: no answer at all)."""
-
-    def __init__(self, status: int, reason: str, body: str) -> None:
-        super().__init__(f"({status}) {reason}")
-        self.status = status
-        self.reason = reason
-        self.body = body
-
-
 class KubeHttp:
     """One apiserver: base URL, TLS trust, and how to authenticate. Thread-safe (urllib3's pool is)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - a kubeconfig's connection settings, keyword-only, as kubernetes.client names them
         self,
         host: str,
         *,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from responder.containment.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
 from responder.containment.base import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
-from responder.containment.isolate import is_deny_all, reopens
+from responder.containment.netpol import is_deny_all, reopens
 from responder.intake.sanitize import clean
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
 

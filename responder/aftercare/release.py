@@ -39,7 +39,7 @@ from responder.aftercare.facts import (
     without_exclusion,
 )
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
-from responder.containment.isolate import ensure_deny_all, is_deny_all, reopens
+from responder.containment.netpol import ensure_deny_all, is_deny_all, reopens
 from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean

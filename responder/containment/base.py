@@ -6,7 +6,6 @@ deterministically, and in dry-run computes the same decisions without writing an
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -18,70 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from responder.containment.budget import BudgetDecision
 from responder.containment.enforcement import Enforcement, resolve
+from responder.containment.scheduling import WritesOut
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.findings import Finding
 from responder.intake.triage import Target
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
 
 T = TypeVar("T")
-
-
-class WritesOut:
-    """Opens once: when an event's isolating writes are on the wire, or when it turns out there are none to make.
-
-    Work that is not containment's own (evidence, the investigation, SCC's verification) is queued here with
-    :meth:`later` and submitted to its pool when this opens, so its requests go out behind the isolating writes
-    instead of ahead of or alongside them, competing for the same round trip and the same interpreter. Nothing waits
-    in a thread meanwhile (no pool can fill up with waiters); whoever runs an event opens it when done, whatever
-    happened, so queued work always starts.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open = False
-        self._queued: list[Callable[[], None]] = []
-
-    @property
-    def is_open(self) -> bool:
-        """Whether queued work has been released (and new work starts at once)."""
-        return self._open
-
-    def open(self) -> None:
-        """Release the queued work (idempotent)."""
-        with self._lock:
-            if self._open:
-                return
-            self._open = True
-            queued, self._queued = self._queued, []
-        for start in queued:
-            start()
-
-    def later(self, pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """``pool.submit(fn, *args)`` once open (at once if it is); the returned future stands for it meanwhile."""
-        out: Future[T] = Future()
-
-        def start() -> None:
-            try:
-                inner = pool.submit(fn, *args)
-            except RuntimeError as exc:  # the pool was shut down meanwhile (the process is ending)
-                out.set_exception(exc)
-                return
-            inner.add_done_callback(lambda done: _settle_from(out, done))
-
-        with self._lock:
-            if not self._open:
-                self._queued.append(start)
-                return out
-        start()
-        return out
-
-
-def _settle_from(out: Future[T], done: Future[T]) -> None:
-    error = done.exception()
-    if error is not None:
-        out.set_exception(error)
-    else:
-        out.set_result(done.result())
 
 
 # Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
@@ -243,6 +185,8 @@ class Action(Protocol):
     """An action module's entry point."""
 
     name: ClassVar[str]
+    isolating: ClassVar[bool]  # cuts the pod off: its writes go out first, and everything else waits for them
+    verified_first: ClassVar[bool]  # a write a refuted message's rollback cannot take back: held until SCC vouches
     read_only: ClassVar[bool]  # only reads: may run alongside containment
     destructive: ClassVar[bool]
     Params: ClassVar[type[ActionParams]]

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from responder.errors import Conflict, Forbidden, NotFound, ResponderError
+from responder.errors import BudgetUnavailable, Conflict, Forbidden, NotFound
 from responder.ports import KubePort
 
 LEASE_NAME = "rsr-destructive-budget"
@@ -40,10 +40,6 @@ class BudgetDecision:
         """Human summary."""
         verdict = "within" if self.allowed else "OVER"
         return f"blast-radius budget {verdict}: {self.used}/{self.limit} destructive actions in {self.window_s}s"
-
-
-class BudgetUnavailable(ResponderError):
-    """The counter cannot be read or written: destructive actions are refused (the budget fails closed)."""
 
 
 def _entries(raw: str | None, where: str) -> list[tuple[datetime, str]]:

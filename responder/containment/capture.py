@@ -44,6 +44,8 @@ class CaptureAction:
     """Collect volatile evidence into ``ctx.evidence``."""
 
     name: ClassVar[str] = "capture"
+    isolating: ClassVar[bool] = False
+    verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = True
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = CaptureParams
@@ -51,82 +53,21 @@ class CaptureAction:
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
         """Capture what can be captured, the three reads at once; never fails the event."""
         assert isinstance(params, CaptureParams)
-        ev, pod, kube = ctx.evidence, ctx.pod, ctx.kube
-        ev.manifest = pod.manifest
-        container = ctx.target.container
-        parts: dict[str, bool] = {"manifest": True}  # part -> captured (set by each reader, read after all finish)
-
-        def owner_chain() -> None:
-            chain = ctx.owner_chain()  # usually already read by the investigation
-            if chain is None:
-                chain, error = owners.walk(kube, pod.namespace, pod.controller)
-                if error is not None:
-                    ev.notes.append(f"owner chain incomplete: {clean(error, 200)}")
-            ev.owner_chain.extend({"kind": w.kind, "name": w.name, "uid": w.uid} for w in chain)
-            parts["owner chain"] = bool(ev.owner_chain)
-
-        def logs() -> None:
-            try:
-                ev.logs = kube.read_log(
-                    pod.namespace, pod.name, container, params.log_tail_lines, params.log_limit_bytes
-                )
-                parts["logs" if ev.logs else "logs (empty)"] = True
-            except ResponderError as exc:
-                ev.notes.append(f"logs not captured: {clean(exc, 200)}")
-
-        def run_in_container(part: str, argv: list[str]) -> str | None:
-            """One read-only command in the container (never a shell); None, with a note, when it cannot run."""
-            if ctx.dry_run:
-                ev.notes.append(f"{part} not captured: dry-run (exec runs a process the attacker can see)")
-                return None
-            if not ctx.process_capture:
-                ev.notes.append(f"{part} not captured: process capture is disabled (RESPONDER_PROCESS_CAPTURE)")
-                return None
-            if not any(c.running for c in pod.containers if container is None or c.name == container):
-                ev.notes.append(f"{part} not captured: the container is not running")
-                return None
-            try:
-                return kube.exec(
-                    pod.namespace, pod.name, container, argv, params.exec_timeout_s, params.exec_limit_bytes
-                )
-            except NotFound:
-                ev.notes.append(f"{part} not captured: pod no longer exists")
-            except Forbidden as exc:
-                ev.notes.append(
-                    f"{part} not captured: not permitted (pods/exec is not granted; bind "
-                    f"deploy/kubernetes/rbac-capture.yaml to enable it): {clean(exc, 160)}"
-                )
-            except ResponderError as exc:
-                ev.notes.append(f"{part} not captured: {clean(exc, 200)}")
-            return None
-
-        def process_tree() -> None:
-            ev.process_tree = run_in_container("process tree", PROCESS_TREE_ARGV)
-            parts["process tree"] = ev.process_tree is not None
-
-        def open_sockets() -> None:
-            text = run_in_container("sockets", tcp.SOCKETS_ARGV)
-            if text is None:
-                return
-            found, odd = tcp.parse(text)
-            ev.sockets = [s.as_dict() for s in found]
-            ev.connection = tcp.the_connection(found, ctx.finding.remote, ctx.finding.local)
-            parts["sockets"] = True
-            if odd:
-                ev.notes.append(f"sockets: {odd} line(s) that are not socket entries were ignored")
-
-        readers: list[Callable[[], object]] = [owner_chain]
+        ev = ctx.evidence
+        ev.manifest = ctx.pod.manifest
+        capture = _Capture(ctx, params)
+        readers: list[Callable[[], object]] = [capture.owner_chain]
         if params.log_tail_lines:
-            readers.append(logs)
+            readers.append(capture.logs)
         if params.process_tree:
-            readers.append(process_tree)
+            readers.append(capture.process_tree)
         if params.sockets:
-            readers.append(open_sockets)
+            readers.append(capture.open_sockets)
         ctx.run_concurrently(readers)  # each reader records its own failures as notes
         captured = [
             name
             for name in ("manifest", "owner chain", "logs", "logs (empty)", "process tree", "sockets")
-            if parts.get(name)
+            if capture.parts.get(name)
         ]
         reason = f"captured {', '.join(captured)}"
         if ev.notes:
@@ -138,3 +79,75 @@ class CaptureAction:
             dry_run=ctx.dry_run,
             details={"captured": captured, "notes": list(ev.notes), "connection": ev.connection},
         )
+
+
+class _Capture:
+    """The readers of one capture; each records what it captured in ``parts`` and its failures as notes."""
+
+    def __init__(self, ctx: ActionContext, params: CaptureParams) -> None:
+        self.ctx, self.params = ctx, params
+        self.ev, self.pod, self.kube = ctx.evidence, ctx.pod, ctx.kube
+        self.container = ctx.target.container
+        self.parts: dict[str, bool] = {"manifest": True}  # part -> captured (read after all readers finish)
+
+    def owner_chain(self) -> None:
+        ev, pod = self.ev, self.pod
+        chain = self.ctx.owner_chain()  # usually already read by the investigation
+        if chain is None:
+            chain, error = owners.walk(self.kube, pod.namespace, pod.controller)
+            if error is not None:
+                ev.notes.append(f"owner chain incomplete: {clean(error, 200)}")
+        ev.owner_chain.extend({"kind": w.kind, "name": w.name, "uid": w.uid} for w in chain)
+        self.parts["owner chain"] = bool(ev.owner_chain)
+
+    def logs(self) -> None:
+        ev, pod, params = self.ev, self.pod, self.params
+        try:
+            ev.logs = self.kube.read_log(
+                pod.namespace, pod.name, self.container, params.log_tail_lines, params.log_limit_bytes
+            )
+            self.parts["logs" if ev.logs else "logs (empty)"] = True
+        except ResponderError as exc:
+            ev.notes.append(f"logs not captured: {clean(exc, 200)}")
+
+    def run_in_container(self, part: str, argv: list[str]) -> str | None:
+        """One read-only command in the container (never a shell); None, with a note, when it cannot run."""
+        ev, pod, ctx, container = self.ev, self.pod, self.ctx, self.container
+        if ctx.dry_run:
+            ev.notes.append(f"{part} not captured: dry-run (exec runs a process the attacker can see)")
+            return None
+        if not ctx.process_capture:
+            ev.notes.append(f"{part} not captured: process capture is disabled (RESPONDER_PROCESS_CAPTURE)")
+            return None
+        if not any(c.running for c in pod.containers if container is None or c.name == container):
+            ev.notes.append(f"{part} not captured: the container is not running")
+            return None
+        try:
+            return self.kube.exec(
+                pod.namespace, pod.name, container, argv, self.params.exec_timeout_s, self.params.exec_limit_bytes
+            )
+        except NotFound:
+            ev.notes.append(f"{part} not captured: pod no longer exists")
+        except Forbidden as exc:
+            ev.notes.append(
+                f"{part} not captured: not permitted (pods/exec is not granted; bind "
+                f"deploy/kubernetes/rbac-capture.yaml to enable it): {clean(exc, 160)}"
+            )
+        except ResponderError as exc:
+            ev.notes.append(f"{part} not captured: {clean(exc, 200)}")
+        return None
+
+    def process_tree(self) -> None:
+        self.ev.process_tree = self.run_in_container("process tree", PROCESS_TREE_ARGV)
+        self.parts["process tree"] = self.ev.process_tree is not None
+
+    def open_sockets(self) -> None:
+        text = self.run_in_container("sockets", tcp.SOCKETS_ARGV)
+        if text is None:
+            return
+        found, odd = tcp.parse(text)
+        self.ev.sockets = [s.as_dict() for s in found]
+        self.ev.connection = tcp.the_connection(found, self.ctx.finding.remote, self.ctx.finding.local)
+        self.parts["sockets"] = True
+        if odd:
+            self.ev.notes.append(f"sockets: {odd} line(s) that are not socket entries were ignored")

@@ -35,6 +35,8 @@ class DeleteAction:
     """Delete with UID precondition, after guards."""
 
     name: ClassVar[str] = "delete"
+    isolating: ClassVar[bool] = False
+    verified_first: ClassVar[bool] = True
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = True
     Params: ClassVar[type[ActionParams]] = DeleteParams

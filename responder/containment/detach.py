@@ -34,6 +34,8 @@ class DetachAction:
     """Remove the workload labels of a quarantined ReplicaSet pod (recorded on it, for whoever re-attaches it)."""
 
     name: ClassVar[str] = "detach"
+    isolating: ClassVar[bool] = False
+    verified_first: ClassVar[bool] = True
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = DetachParams

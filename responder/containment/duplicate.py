@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from responder.containment import registry
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, RELEASED_ANNOTATION
-from responder.containment.isolate import is_deny_all, reopens
+from responder.containment.netpol import is_deny_all, reopens
 from responder.containment.plan import Plan
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
@@ -23,8 +24,12 @@ RELEASED_MARK, RELEASED_AT_MARK = "rsr_status", "rsr_time"  # the security marks
 _SKEW = timedelta(minutes=5)
 _STAMP_PRECISION = timedelta(seconds=1)  # `release` stamps whole seconds
 
-# A plan made only of these is complete once the pod is isolated: nothing of it is left for a redelivery to do.
-_ISOLATION_ONLY = frozenset({"isolate", "label", "capture"})
+
+def _isolation_only(plan: Plan) -> bool:
+    """The plan isolates and does nothing that waits for SCC's word: it is complete once the pod is isolated, and
+    nothing of it is left for a redelivery to do."""
+    actions = [registry.ACTIONS[s.action] for s in plan.steps]
+    return any(a.isolating for a in actions) and not any(a.destructive or a.verified_first for a in actions)
 
 
 def carries_quarantine(finding_name: str | None, pod: PodView) -> bool:
@@ -41,8 +46,7 @@ def already_contained(
     finding_name: str | None, plan: Plan, pod: PodView, policies: list[NetworkPolicyView]
 ) -> str | None:
     """Why this delivery changes nothing (the reason for the record), or None when it must be handled in full."""
-    actions = {s.action for s in plan.steps}
-    if plan.dry_run or not finding_name or "isolate" not in actions or not actions <= _ISOLATION_ONLY:
+    if plan.dry_run or not finding_name or not _isolation_only(plan):
         return None
     if not carries_quarantine(finding_name, pod):
         return None

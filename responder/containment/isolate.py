@@ -20,65 +20,38 @@ and isolation fails rather than proceed when that cannot be ensured.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from functools import partial
 from typing import Any, ClassVar, Literal
 
 from responder.containment.base import (
     DENY_ALL_POLICY,
-    MANAGED_BY,
     ORIGINAL_LABELS_ANNOTATION,
     QUARANTINE_LABEL,
     ActionContext,
     ActionParams,
     ActionResult,
-    DenyAllState,
     Status,
     pod_gone,
     result,
 )
 from responder.containment.enforcement import CUT, established_connections
 from responder.containment.label import quarantine_pod
-from responder.errors import Conflict, NotFound, ResponderError
-from responder.intake.sanitize import clean
-from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView
-
-_EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
-_CONFLICT_ATTEMPTS = 5
-
-
-class PoliciesKeptChanging(Conflict):
-    """Every re-read of the namespace's policies lost a race: unlike a UID conflict, nothing about the pod."""
-
-
-class DenyAllNotEnsured(ResponderError):
-    """The deny-all policy could not be made exactly what isolation needs: nothing else may be written."""
-
-
-DENY_ALL_SPEC: dict[str, Any] = {
-    "podSelector": {"matchLabels": {QUARANTINE_LABEL: "true"}},
-    "policyTypes": ["Ingress", "Egress"],
-}
-
-
-def is_deny_all(policy: NetworkPolicyView) -> bool:
-    """True when ``policy`` is exactly the responder's deny-all: judged by its content, not its name."""
-    spec = policy.spec
-    selector = spec.get("podSelector") or {}
-    return (
-        set(spec) <= {"podSelector", "policyTypes", "ingress", "egress"}
-        and set(selector) <= {"matchLabels", "matchExpressions"}
-        and (selector.get("matchLabels") or {}) == {QUARANTINE_LABEL: "true"}
-        and not selector.get("matchExpressions")
-        and sorted(spec.get("policyTypes") or ()) == ["Egress", "Ingress"]
-        and not spec.get("ingress")
-        and not spec.get("egress")
-        and all(policy.labels.get(k) == v for k, v in MANAGED_BY.items())
-    )
-
+from responder.containment.netpol import (
+    CONFLICT_ATTEMPTS,
+    describe,
+    ensure_deny_all,
+    exclude,
+    is_deny_all,
+    reopens,
+)
+from responder.errors import (
+    Conflict,
+    NotFound,
+    PoliciesKeptChanging,
+)
+from responder.ports import NetworkPolicyView
 
 LiveSession = Literal["escalate", "report"]
 
@@ -93,16 +66,6 @@ class IsolateParams(ActionParams):
     live_session: LiveSession | None = None
 
 
-def deny_all_body() -> dict[str, object]:
-    """The deny-all policy: selects quarantined pods, allows nothing in either direction."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": DENY_ALL_POLICY, "labels": dict(MANAGED_BY)},
-        "spec": json.loads(json.dumps(DENY_ALL_SPEC)),
-    }
-
-
 def _patch_pod_into(out: list[tuple[bool, str]], ctx: ActionContext, remove: list[str]) -> None:
     out.append(quarantine_pod(ctx, remove, _detach_record(remove, ctx)))
 
@@ -114,140 +77,12 @@ def _detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str] | No
     return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
 
 
-def ensure_deny_all(
-    kube: KubePort, namespace: str, listed: Future[list[NetworkPolicyView]] | None = None
-) -> DenyAllState:
-    """Make the deny-all policy exist with exactly the intended content; returns what was done.
-
-    Idempotent and safe against concurrent instances (create; on 409 read it and judge its content; replace a squatter
-    optimistically). Raises :class:`DenyAllNotEnsured` when the server keeps answering with something else.
-    ``listed``: the namespace's policies, read in the same round as the create. When the create finds the policy
-    already there (a second incident in the namespace) and that read shows it intact, its content is judged from that
-    read, which saves a round; anything else is judged from a fresh read, as before.
-    """
-    where = f"{namespace}/{DENY_ALL_POLICY}"
-    for _ in range(_CONFLICT_ATTEMPTS):
-        try:
-            made = kube.create_network_policy(namespace, deny_all_body())
-        except Conflict:
-            seen = _listed_deny_all(listed)
-            listed = None  # used once: a second conflict is judged on a fresh read
-            if seen is not None and is_deny_all(seen):
-                return DenyAllState(False, f"NetworkPolicy {where} (deny all ingress and egress) in place")
-            existing = next((p for p in kube.list_network_policies(namespace) if p.name == DENY_ALL_POLICY), None)
-            if existing is None:
-                continue  # deleted between our create and our read: create again
-            if is_deny_all(existing):
-                return DenyAllState(False, f"NetworkPolicy {where} (deny all ingress and egress) in place")
-            with contextlib.suppress(Conflict, NotFound):  # changed or deleted under us: judge it again
-                fixed = kube.replace_network_policy(
-                    namespace,
-                    DENY_ALL_POLICY,
-                    DENY_ALL_SPEC,
-                    {**existing.labels, **MANAGED_BY},
-                    existing.resource_version,
-                )
-                if is_deny_all(fixed):
-                    return DenyAllState(
-                        True,
-                        f"replaced an impostor NetworkPolicy {where} (it was not the deny-all: "
-                        f"{_describe(existing)}) with the deny-all",
-                    )
-            continue
-        if is_deny_all(made):
-            return DenyAllState(True, f"created NetworkPolicy {where} (deny all ingress and egress)")
-        raise DenyAllNotEnsured(f"the server stored {where} as {_describe(made)}, not as a deny-all")
-    raise DenyAllNotEnsured(f"could not ensure the deny-all {where} after {_CONFLICT_ATTEMPTS} attempts")
-
-
-def _listed_deny_all(listed: Future[list[NetworkPolicyView]] | None) -> NetworkPolicyView | None:
-    if listed is None:
-        return None
-    try:
-        return next((p for p in listed.result() if p.name == DENY_ALL_POLICY), None)
-    except ResponderError:
-        return None
-
-
-def _describe(policy: NetworkPolicyView) -> str:
-    spec = policy.spec
-    return clean(
-        f"podSelector={json.dumps(spec.get('podSelector') or {}, sort_keys=True)}, "
-        f"policyTypes={list(spec.get('policyTypes') or [])}, ingress rules={len(spec.get('ingress') or [])}, "
-        f"egress rules={len(spec.get('egress') or [])}, labels={json.dumps(policy.labels, sort_keys=True)}",
-        300,
-    )
-
-
-def excludes_quarantine(policy: NetworkPolicyView) -> bool:
-    """The policy carries the `NotIn` term that keeps quarantined pods out of it."""
-    return _EXCLUDE in policy.pod_selector.match_expressions
-
-
-def allows_traffic(policy: NetworkPolicyView) -> bool:
-    """Whether the policy lets anything through: a rule in a direction it governs (``policyTypes``; when absent,
-    Ingress, and Egress if it has egress rules, as the API defaults them).
-
-    Only such a policy can reopen a quarantined pod past the deny-all (NetworkPolicies are additive), so only such a
-    policy is given the ``NotIn`` exclusion. On a policy that allows nothing (a default-deny) the exclusion would
-    only take quarantined pods out of a deny; the admission guard refuses it there.
-    """
-    spec = policy.spec
-    types = spec.get("policyTypes") or policy.policy_types
-    ingress = bool(spec.get("ingress")) and (not types or "Ingress" in types)
-    egress = bool(spec.get("egress")) and (not types or "Egress" in types)
-    return ingress or egress
-
-
-def allows_anything(policy: NetworkPolicyView) -> bool:
-    """The policy has a rule in a direction it governs (an empty rule allows everything). A policy without such a
-    rule allows nothing to the pods it selects, so it cannot reopen a quarantined pod; every other one can."""
-    return allows_traffic(policy)
-
-
-def quarantined_views(labels: Mapping[str, str]) -> list[dict[str, str]]:
-    """The label sets a quarantined pod is judged by: its own labels with the quarantine label, and the quarantine
-    label alone (what is left once detach, or anyone, removes the others)."""
-    return [{**labels, QUARANTINE_LABEL: "true"}, {QUARANTINE_LABEL: "true"}]
-
-
-def reopens(policy: NetworkPolicyView, labels: Mapping[str, str]) -> bool:
-    """Whether ``policy`` would let traffic reach or leave the pod with ``labels`` once (or while) it is quarantined.
-
-    Judged by content alone: any policy other than the responder's deny-all that allows something and whose selector
-    matches the quarantined pod, whatever the selector is made of (``matchLabels`` on the quarantine label itself,
-    ``Exists``, ``In``, ``DoesNotExist`` on a label detach removes, the empty selector). NetworkPolicies are additive,
-    so any such policy would open a hole in the deny-all. Its ``NotIn`` exclusion makes it match no quarantined pod.
-    """
-    if policy.name == DENY_ALL_POLICY and is_deny_all(policy):
-        return False
-    return allows_anything(policy) and any(policy.pod_selector.matches(v) for v in quarantined_views(labels))
-
-
-class IsolationNotEnsured(ResponderError):
-    """A policy that reopens the quarantined pod is still there after its exclusion was written."""
-
-
-def _exclude(kube: KubePort, namespace: str, policy: NetworkPolicyView, labels: Mapping[str, str]) -> None:
-    """Append the exclusion and judge what the server stored: isolation fails loudly rather than trust the write."""
-    stored = kube.set_network_policy_selector(
-        namespace, policy.name, _with_exclusion(policy.pod_selector), policy.resource_version
-    )
-    if reopens(stored, labels):
-        raise IsolationNotEnsured(
-            f"NetworkPolicy {namespace}/{policy.name} still selects the quarantined pod after its exclusion was "
-            f"written ({_describe(stored)})"
-        )
-
-
-def _with_exclusion(selector: LabelSelector) -> LabelSelector:
-    return selector.model_copy(update={"match_expressions": (*selector.match_expressions, _EXCLUDE)})
-
-
 class IsolateAction:
     """Deny-all NetworkPolicy + exclusion from allowing policies + quarantine label (+ optional detach)."""
 
     name: ClassVar[str] = "isolate"
+    isolating: ClassVar[bool] = True
+    verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = IsolateParams
@@ -308,7 +143,7 @@ class IsolateAction:
 
         Time to containment is the product, so requests go out in as few rounds as is safe. The deny-all policy must
         exist before the label lands (the label is what moves the pod into it); it is usually created alongside the
-        pod read (``ctx.deny_all_exists``). Once it exists, exclusion and label may land in either order: until the
+        pod read (``ctx.deny_all_ensured()``). Once it exists, exclusion and label may land in either order: until the
         label lands, ``NotIn`` still selects the pod, so it is never left unselected (which would allow everything).
         """
         namespace = ctx.target.namespace
@@ -319,64 +154,89 @@ class IsolateAction:
             changes.append(ensured.what)
         listed = ctx.prefetched_policies()
         pod_done = False
-        for _ in range(_CONFLICT_ATTEMPTS):
+        for _ in range(CONFLICT_ATTEMPTS):
             if listed is None:
                 listed = ctx.kube.list_network_policies(namespace)
             # Every policy that would let traffic past the deny-all once the pod is quarantined, judged by content.
             pending = [p for p in listed if p.name != DENY_ALL_POLICY and reopens(p, labels)]
             if ctx.dry_run:
-                current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
-                if current is None:
-                    changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
-                elif not is_deny_all(current):
-                    changes.append(
-                        f"replace the impostor NetworkPolicy {namespace}/{DENY_ALL_POLICY} ({_describe(current)}) "
-                        "with the deny-all"
-                    )
-                changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
-                _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
-                changes.append(what)
+                IsolateAction._would(ctx, listed, pending, changes, remove)
                 return
             if ensured is None:
                 # Before any exclusion or label: without the deny-all in place they would open the pod, not close it.
                 ensured = ensure_deny_all(ctx.kube, namespace)
                 if ensured.changed:
                     changes.append(ensured.what)
-            writes: list[tuple[str | None, Callable[[], object]]] = [
-                (
-                    f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
-                    partial(_exclude, ctx.kube, namespace, p, labels),
-                )
-                for p in pending
-            ]
-            pod_outcome: list[tuple[bool, str]] = []
-            if not pod_done:
-                writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
-            retry = False
-            for (done, _), error in zip(
-                writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True
-            ):
-                if done is None:  # the pod patch: its failure (gone, replaced) ends the action
-                    if error is not None:
-                        raise error
-                    pod_done = True
-                    changed, what = pod_outcome[0]
-                    if changed:
-                        changes.append(
-                            what + (f"; detached from its ReplicaSet ({', '.join(remove)} removed)" if remove else "")
-                        )
-                elif error is None:
-                    changes.append(done)
-                elif isinstance(error, Conflict | NotFound):
-                    retry = True  # changed under us (often by a concurrent instance doing the same)
-                else:
-                    raise error
+            retry, pod_done = IsolateAction._write(ctx, pending, labels, remove, changes, pod_done)
             if not retry:
                 return
             listed = None
         raise PoliciesKeptChanging(
-            f"NetworkPolicies in {namespace} kept changing; gave up after {_CONFLICT_ATTEMPTS} attempts"
+            f"NetworkPolicies in {namespace} kept changing; gave up after {CONFLICT_ATTEMPTS} attempts"
         )
+
+    @staticmethod
+    def _would(
+        ctx: ActionContext,
+        listed: list[NetworkPolicyView],
+        pending: list[NetworkPolicyView],
+        changes: list[str],
+        remove: list[str],
+    ) -> None:
+        """What isolation would write (dry run): the same judgements, no write."""
+        namespace = ctx.target.namespace
+        current = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
+        if current is None:
+            changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
+        elif not is_deny_all(current):
+            changes.append(
+                f"replace the impostor NetworkPolicy {namespace}/{DENY_ALL_POLICY} ({describe(current)}) "
+                "with the deny-all"
+            )
+        changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
+        _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
+        changes.append(what)
+
+    @staticmethod
+    def _write(
+        ctx: ActionContext,
+        pending: list[NetworkPolicyView],
+        labels: Mapping[str, str],
+        remove: list[str],
+        changes: list[str],
+        pod_done: bool,
+    ) -> tuple[bool, bool]:
+        """One round of writes at once: the exclusions and (until it landed) the pod patch. Returns (whether a policy
+        changed under us, so the round is judged again on a fresh read; whether the pod patch landed)."""
+        namespace = ctx.target.namespace
+        writes: list[tuple[str | None, Callable[[], object]]] = [
+            (
+                f"excluded quarantined pods from NetworkPolicy {namespace}/{p.name}",
+                partial(exclude, ctx.kube, namespace, p, labels),
+            )
+            for p in pending
+        ]
+        pod_outcome: list[tuple[bool, str]] = []
+        if not pod_done:
+            writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
+        retry = False
+        for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True):
+            if done is None:  # the pod patch: its failure (gone, replaced) ends the action
+                if error is not None:
+                    raise error
+                pod_done = True
+                changed, what = pod_outcome[0]
+                if changed:
+                    changes.append(
+                        what + (f"; detached from its ReplicaSet ({', '.join(remove)} removed)" if remove else "")
+                    )
+            elif error is None:
+                changes.append(done)
+            elif isinstance(error, Conflict | NotFound):
+                retry = True  # changed under us (often by a concurrent instance doing the same)
+            else:
+                raise error
+        return retry, pod_done
 
     @staticmethod
     def _detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:

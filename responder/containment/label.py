@@ -62,6 +62,8 @@ class LabelAction:
     """Quarantine label plus annotations recording the finding and the action."""
 
     name: ClassVar[str] = "label"
+    isolating: ClassVar[bool] = False
+    verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     Params: ClassVar[type[ActionParams]] = LabelParams

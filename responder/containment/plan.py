@@ -59,7 +59,7 @@ def ordered(steps: list[PlannedStep], capture_before_destructive: bool) -> list[
     """Isolation first (it cuts the attacker off; labelling and evidence can follow a moment later), then evidence
     ahead of the first destructive step: a capture planned later is moved there, and one is added when none is
     planned at all, unless the policy opts out (``capture_before_destructive: false``)."""
-    steps = sorted(steps, key=lambda s: 0 if s.action == "isolate" else 1)
+    steps = sorted(steps, key=lambda s: 0 if registry.isolating(s.action) else 1)
     return with_evidence_first(steps, capture_before_destructive)
 
 
@@ -68,10 +68,10 @@ def with_evidence_first(steps: list[PlannedStep], capture_before_destructive: bo
     first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
     if first_destructive is None:
         return list(steps)
-    late = [s for s in steps[first_destructive:] if s.action == "capture"]
+    late = [s for s in steps[first_destructive:] if registry.reads_only(s.action)]
     steps = [s for s in steps if s not in late]
-    planned = late or any(s.action == "capture" for s in steps[:first_destructive])
+    planned = late or any(registry.reads_only(s.action) for s in steps[:first_destructive])
     if not planned and capture_before_destructive:
-        late = [default_step("capture")]
+        late = [default_step(registry.EVIDENCE)]
     steps[first_destructive:first_destructive] = late
     return steps

@@ -9,6 +9,20 @@ from responder.containment.isolate import IsolateAction
 from responder.containment.label import LabelAction
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (LabelAction(), IsolateAction(), CaptureAction(), DeleteAction())}
+EVIDENCE = CaptureAction.name  # what runs ahead of anything destructive, unless the policy opts out
+ESCALATION = DeleteAction.name  # what an isolation that cannot end a live session escalates to
+
+
+def reads_only(name: str) -> bool:
+    """Whether the action called ``name`` only reads (evidence); False for names no policy can use."""
+    action = ACTIONS.get(name)
+    return action is not None and action.read_only
+
+
+def isolating(name: str) -> bool:
+    """Whether the action called ``name`` makes the isolating writes; False for names no policy can use."""
+    action = ACTIONS.get(name)
+    return action is not None and action.isolating
 
 
 def get(name: str) -> Action:

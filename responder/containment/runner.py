@@ -3,34 +3,34 @@
 It owns what no single action can decide: when containment cannot start at all (cluster or pod unavailable, a
 same-named replacement), running read-only evidence alongside the writes, holding destructive steps until SCC's
 verification allows them, escalating an ineffective isolation (evidence first), and turning every failure, a crash
-included, into a result in the record with a request for redelivery. Results land in the caller's ``slots`` as they
-happen, so what was done before a crash is never lost.
+included, into a result in the record with a request for redelivery. ``contain(request)`` returns a
+:class:`ContainmentResult`; a crash ends the run but not its result, so what was done before it is never lost.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
-from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status, WritesOut
+from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status
+from responder.containment.connect import Blocker
 from responder.containment.detach import DetachAction, DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
 from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
+from responder.containment.scheduling import Schedule
 from responder.containment.verification import Verification
-from responder.errors import Forbidden, NotFound, ResponderError, TransientError
+from responder.errors import Forbidden, ResponderError, TransientError
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.ports import Connection, PodView
-
-Slot = ActionResult | Future[tuple[ActionResult, bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +45,65 @@ class RunRules:
     process_capture: bool
 
 
+@dataclass(frozen=True)
+class ContainmentRequest:
+    """One event's containment: the ``plan`` to run on ``pod`` over ``connection``, or why nothing can run
+    (``blocker``); SCC's answer as it arrives (``verifying``); where evidence goes; the event's schedule."""
+
+    finding: Finding
+    target: Target
+    plan: Plan
+    connection: Connection | None
+    pod: PodView | None
+    blocker: Blocker | None
+    prefetched: Prefetched
+    verifying: Future[Verification]
+    evidence: Evidence
+    schedule: Schedule
+
+
 @dataclass(frozen=True, slots=True)
-class Blocker:
-    """Why no step can run (cluster or pod unavailable), and whether that is a failure to redeliver.
+class StepOutcome:
+    """One step's result, and whether it asks Pub/Sub to redeliver."""
 
-    ``fails_when_enforcing``: harmless for a plan (dry-run replays decide without a cluster), but when the plan was
-    to act it means the pod was never contained, so it is a failure and the delivery is redelivered.
-    """
-
-    reason: str
-    status: Status
+    result: ActionResult
     retry: bool
-    fails_when_enforcing: bool = False
 
 
-UNVERIFIED = "not verified: "
+@dataclass(frozen=True, slots=True)
+class StillRunning:
+    """Evidence still being captured when the last write is done (nothing destructive waits for it): the caller
+    joins it after the write-back has gone out."""
+
+    action: str
+    outcome: Future[StepOutcome]
+
+
+@dataclass
+class ContainmentResult:
+    """What containment did, in plan order: finished results, and evidence still running at its place."""
+
+    entries: list[ActionResult | StillRunning] = field(default_factory=list)
+    retry: bool = False
+
+    def finished(self) -> list[ActionResult]:
+        """The results already in (what the write-back reports)."""
+        return [entry for entry in self.entries if isinstance(entry, ActionResult)]
+
+    def join(self) -> tuple[list[ActionResult], bool]:
+        """Every result in plan order, waiting for evidence still running; and whether to redeliver."""
+        results: list[ActionResult] = []
+        retry = self.retry
+        for entry in self.entries:
+            if isinstance(entry, ActionResult):
+                results.append(entry)
+            else:
+                outcome = entry.outcome.result()
+                results.append(outcome.result)
+                retry = retry or outcome.retry
+        return results, retry
+
+
 # Run by the runner, never named in a policy: the second half of `isolate` with `detach: true` (see detach.py).
 _DETACH = DetachAction()
 
@@ -72,16 +116,19 @@ def waits_for_scc(step: PlannedStep) -> bool:
     """Before SCC vouches, only what a refuted message's rollback takes back exactly may run: the inert deny-all,
     the exclusions and the quarantine label. A detach (its controller replaces the pod at once), evidence capture
     (exec and log reads in the container the message names) and anything destructive wait for the verification."""
-    return step.destructive or step.action == _DETACH.name or _action(step.action).read_only
+    action = _action(step.action)
+    return step.destructive or action.verified_first or action.read_only
 
 
 def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
     """``isolate`` with ``detach: true`` becomes ``isolate`` now and ``detach`` once SCC vouched: right after the
     isolation and labelling, ahead of evidence and anything destructive."""
-    if not any(s.action == "isolate" and isinstance(s.params, IsolateParams) and s.params.detach for s in steps):
+    if not any(isinstance(s.params, IsolateParams) and s.params.detach for s in steps):
         return steps
     out = [
-        s.model_copy(update={"params": s.params.model_copy(update={"detach": False})}) if s.action == "isolate" else s
+        s.model_copy(update={"params": s.params.model_copy(update={"detach": False})})
+        if isinstance(s.params, IsolateParams)
+        else s
         for s in steps
     ]
     at = next((i for i, s in enumerate(out) if waits_for_scc(s)), len(out))
@@ -89,36 +136,70 @@ def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
     return out
 
 
+def isolating(plan: Plan) -> bool:
+    """The plan makes isolating writes (everything else is scheduled behind them)."""
+    return not plan.dry_run and any(_action(s.action).isolating for s in plan.steps)
+
+
+def undone_by_rollback(action: str) -> bool:
+    """Whether a refuted message's rollback takes this action's success back: what may run before SCC vouches."""
+    known = registry.ACTIONS.get(action)
+    return known is not None and not (known.verified_first or known.read_only or known.destructive)
+
+
 def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
+    """The failed result for a bug: it is recorded, and the delivery retried."""
     reason = f"internal error, will retry on redelivery: {type(exc).__name__}: {clean(exc, 200)}"
     return ActionResult(action=action, status=Status.FAILED, dry_run=dry_run, reason=reason)
 
 
-def read_pod(
-    connection: Connection, target: Target, started: Future[PodView] | None = None
-) -> tuple[PodView | None, Blocker | None]:
-    """The pod, or why containment cannot start. Only a 404 means the pod is gone; a 403 or any other failure
-    is a failure (retried), never "already gone". ``started``: that read, already under way (shared)."""
-    where = f"{target.namespace}/{target.pod}"
-    try:
-        pod: PodView = (
-            started.result() if started is not None else connection.kube.get_pod(target.namespace, target.pod)
+def held(step: PlannedStep, verification: Verification, consequence: str, dry_run: bool = False) -> ActionResult:
+    """The skipped result of a step held back because SCC did not vouch for the message."""
+    reason = f"not verified: {verification.reason}; {consequence}"
+    return ActionResult(action=step.action, status=Status.SKIPPED, reason=reason, dry_run=dry_run)
+
+
+def escalates(step: PlannedStep, result: ActionResult) -> bool:
+    """Isolation ran but cannot end a shell that is already connected, and the policy says the process must go."""
+    return (
+        isinstance(step.params, IsolateParams)
+        and bool(result.details.get("session_survives"))
+        and step.params.live_session == "escalate"
+    )
+
+
+def blocker_for(request: ContainmentRequest) -> Blocker | None:
+    """Why no step may run on this pod, or None."""
+    blocker, pod, finding, target = request.blocker, request.pod, request.finding, request.target
+    if blocker is None and pod is not None and finding.event_time is None and not request.plan.dry_run:
+        # Without the event's time (the message lacked it and SCC did not supply it) this pod cannot be told
+        # from a later same-named replacement; no time is ever assumed.
+        return Blocker(
+            "the finding has no event time (the message lacks eventTime and SCC did not supply it): pod "
+            f"{target.namespace}/{target.pod} cannot be told from a later replacement, left alone",
+            Status.SKIPPED,
+            retry=False,
         )
-        return pod, None
-    except NotFound:
-        return None, Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False)
-    except Forbidden as exc:
-        why = f"forbidden (check RBAC: pods get in {target.namespace}): {clean(exc, 200)}"
-        return None, Blocker(why, Status.FAILED, retry=True)
-    except ResponderError as exc:
-        kind = "transient failure, will retry on redelivery" if isinstance(exc, TransientError) else "failed"
-        return None, Blocker(f"could not read pod {where} ({kind}): {clean(exc, 200)}", Status.FAILED, retry=True)
+    if blocker is None and pod is not None and finding.event_time and pod.created and pod.created > finding.event_time:
+        # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
+        # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
+        return Blocker(
+            f"pod {target.namespace}/{target.pod} was created after the finding's event "
+            f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone",
+            Status.SKIPPED,
+            retry=False,
+        )
+    if blocker is not None or request.connection is None or pod is None:
+        return blocker or Blocker("no pod to act on", Status.SKIPPED, retry=False)
+    return None
 
 
-def _done(value: tuple[ActionResult, bool]) -> Future[tuple[ActionResult, bool]]:
-    future: Future[tuple[ActionResult, bool]] = Future()
-    future.set_result(value)
-    return future
+@dataclass
+class _Queued:
+    """A step waiting its turn; ``running``: evidence already started alongside containment."""
+
+    step: PlannedStep
+    running: Future[StepOutcome] | None = None
 
 
 class Runner:
@@ -126,98 +207,49 @@ class Runner:
     that wait on their own leaf calls (evidence capture), so nothing waits on work queued behind itself."""
 
     def __init__(
-        self,
-        workers: Executor,
-        coordinators: Executor,
-        rules: RunRules,
-        clock: Callable[[], datetime],
-        settle: Callable[[], None] = lambda: None,
-        when_warm: Callable[..., Any] | None = None,
+        self, workers: Executor, coordinators: Executor, rules: RunRules, clock: Callable[[], datetime]
     ) -> None:
-        """``settle``: called before the runner waits on anything but its own writes (the verification, evidence
-        running alongside), since those may need the SDK loads that a cold instance holds back until then.
-        ``when_warm(fn, *args)``: runs evidence steps, which on a cold instance start after the isolating writes."""
-        self.settle = settle
-        self.when_warm = when_warm
         self.workers = workers
         self.coordinators = coordinators
         self.rules = rules
         self.clock = clock
 
-    def contain(
-        self,
-        finding: Finding,
-        target: Target,
-        plan: Plan,
-        connection: Connection | None,
-        pod: PodView | None,
-        blocker: Blocker | None,
-        prefetched: Prefetched,
-        verifying: Future[Verification],
-        slots: list[ActionResult | Future[tuple[ActionResult, bool]]],
-        evidence: Evidence,
-        writes_out: WritesOut,
-    ) -> bool:
-        """Run the plan into ``slots`` (read-only steps still running after the last write stay futures, in order).
+    def contain(self, request: ContainmentRequest) -> ContainmentResult:
+        """Run the plan; read-only steps still running after the last write stay :class:`StillRunning`, in order.
 
-        Returns whether Pub/Sub must redeliver. ``slots`` is the caller's, so whatever was done before a crash is
-        still recorded. ``writes_out`` opens once the isolating writes are on the wire, or at once when there are none
-        to make (see :class:`WritesOut`); the caller opens it when this returns, whatever happened.
+        The schedule's writes latch opens once the isolating writes are on the wire, or at once when there are none
+        to make; the caller opens it when this returns, whatever happened. A crash ends the run with a failed
+        ``contain`` result after whatever was done before it.
         """
-        if plan.dry_run or not any(s.action == "isolate" for s in plan.steps):
-            writes_out.open()  # no isolating writes to keep the wire and the CPU for
-        if not plan.steps:
-            return False
-        dry_run = plan.dry_run
-        if blocker is None and pod is not None and finding.event_time is None and not dry_run:
-            # Without the event's time (the message lacked it and SCC did not supply it) this pod cannot be told
-            # from a later same-named replacement; no time is ever assumed.
-            blocker = Blocker(
-                "the finding has no event time (the message lacks eventTime and SCC did not supply it): pod "
-                f"{target.namespace}/{target.pod} cannot be told from a later replacement, left alone",
-                Status.SKIPPED,
-                retry=False,
-            )
-        if (
-            blocker is None
-            and pod is not None
-            and finding.event_time
-            and pod.created
-            and pod.created > finding.event_time
-        ):
-            # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
-            # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
-            blocker = Blocker(
-                f"pod {target.namespace}/{target.pod} was created after the finding's event "
-                f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone",
-                Status.SKIPPED,
-                retry=False,
-            )
-        if blocker is not None or connection is None or pod is None:
-            why = blocker or Blocker("no pod to act on", Status.SKIPPED, retry=False)
-            if why.fails_when_enforcing and not dry_run:
-                why = Blocker(f"cannot contain: {why.reason}", Status.FAILED, retry=True)
-            prefix = "not run: " if why.status is Status.SKIPPED else ""
-            slots.extend(
-                ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=dry_run)
-                for s in plan.steps
-            )
-            return why.retry
-        rules = self.rules
+        if not isolating(request.plan):
+            request.schedule.writes_done()  # no isolating writes to keep the wire and the CPU for
+        out = ContainmentResult()
+        if not request.plan.steps:
+            return out
+        try:
+            _Run(self, request, out).run()
+        except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
+            out.entries.append(crashed("contain", exc, request.plan.dry_run))
+            out.retry = True
+        return out
+
+    def context(self, request: ContainmentRequest, connection: Connection, pod: PodView) -> ActionContext:
+        """What the plan's actions may use for this event."""
+        rules, finding, dry_run = self.rules, request.finding, request.plan.dry_run
         ctx = ActionContext(
             kube=connection.kube,
-            target=target,
+            target=request.target,
             finding=finding,
             dry_run=dry_run,
             pod=pod,
             cluster_info=connection.info,
-            evidence=evidence,
+            evidence=request.evidence,
             now=self.clock(),
             pool=self.workers,
-            prefetched=prefetched,
-            planned=tuple(s.action for s in plan.steps),
+            prefetched=request.prefetched,
+            planned=tuple(s.action for s in request.plan.steps),
             process_capture=rules.process_capture,
-            writes_out=writes_out,
+            writes_out=request.schedule.writes_out,
             enforcement=resolve(rules.netpol_enforcement, connection.info),
         )
         if not dry_run:
@@ -230,83 +262,18 @@ class Runner:
                 rules.budget_window_s,
                 ctx.now,
             )
-        retry = False
-        steps = split_detach(list(plan.steps))
-        # Read-only steps (evidence) need nothing from containment: they run alongside it (once SCC vouched) and are
-        # joined at their place in the plan, which the planner puts before any destructive step.
-        early = {
-            i: ctx.writes_out.later(self.coordinators, self._evidence, ctx, s, verifying)
-            for i, s in enumerate(steps)
-            if _action(s.action).read_only
-        }
-        index = 0
-        while index < len(steps):
-            step = steps[index]
-            index += 1
-            if (step.destructive or step.action == _DETACH.name) and not dry_run:
-                self._settle(ctx)
-                verification = verifying.result()
-                if not verification.allows_destructive:
-                    what = "not detached" if step.action == _DETACH.name else "no destructive action"
-                    reason = f"{UNVERIFIED}{verification.reason}; {what}"
-                    slots.append(ActionResult(action=step.action, status=Status.SKIPPED, reason=reason))
-                    continue
-            running = early.get(index - 1)
-            if running is not None and not any(s.destructive for s in steps[index:]):
-                slots.append(running)  # nothing destructive waits for this evidence: joined by the caller
-                continue
-            if running is not None:
-                self._settle(ctx)
-            if running is None and _action(step.action).read_only:
-                running = _done(self._evidence(ctx, step, verifying))  # added late (escalation): still gated
-            result, transient = running.result() if running else self.run_step(ctx, step)
-            retry = retry or transient
-            slots.append(result)
-            if (
-                result.action == "isolate"
-                and result.details.get("session_survives")
-                and isinstance(step.params, IsolateParams)
-                and step.params.live_session == "escalate"
-                and not any(s.destructive for s in steps)
-            ):
-                # Isolation cannot end a shell that is already connected (new-only dataplane, no enforcement,
-                # hostNetwork): the process has to go. A destructive step like any other: evidence first (unless the
-                # policy opts out), verified first, budgeted.
-                steps.append(default_step("delete"))
-                steps = steps[:index] + with_evidence_first(steps[index:], rules.capture_before_destructive)
-        return retry
-
-    def _settle(self, ctx: ActionContext) -> None:
-        """About to wait on something other than its own writes: let what was held back for them go ahead."""
-        ctx.writes_out.open()
-        self.settle()
-
-    def _evidence(
-        self, ctx: ActionContext, step: PlannedStep, verifying: Future[Verification]
-    ) -> tuple[ActionResult, bool]:
-        """An evidence step, started behind the isolating writes (and, on a cold instance, run after them), once SCC
-        vouched for the message: never exec or read logs in a container a forger chose."""
-        self.settle()
-        verification = verifying.result()
-        if not verification.allows_evidence(ctx.dry_run):
-            reason = f"{UNVERIFIED}{verification.reason}; no exec and no log read in the container"
-            ctx.evidence.notes.append(f"evidence not captured: {reason}")
-            return ActionResult(action=step.action, status=Status.SKIPPED, reason=reason, dry_run=ctx.dry_run), False
-        if self.when_warm is not None:
-            result: tuple[ActionResult, bool] = self.when_warm(self.run_step, ctx, step)
-            return result
-        return self.run_step(ctx, step)
+        return ctx
 
     @staticmethod
-    def run_step(ctx: ActionContext, step: PlannedStep) -> tuple[ActionResult, bool]:
-        """Run one action; a failure becomes its result. Returns (result, retry).
+    def run_step(ctx: ActionContext, step: PlannedStep) -> StepOutcome:
+        """Run one action; a failure becomes its result (and asks for redelivery).
 
         Every failure raised by an action asks for redelivery: a 403 or a 5xx must not be acknowledged as handled
         while the pod is not contained (repeated failures end in the dead-letter topic, visible, not lost).
         """
         action = _action(step.action)
         try:
-            return action.run(ctx, step.params), False
+            return StepOutcome(action.run(ctx, step.params), retry=False)
         except ResponderError as exc:
             hint = "failed, will retry on redelivery: "
             if isinstance(exc, TransientError):
@@ -316,6 +283,101 @@ class Runner:
             failed = ActionResult(
                 action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 240)
             )
-            return failed, True
+            return StepOutcome(failed, retry=True)
         except Exception as exc:  # a bug must not end the event silently, nor lose what other steps did
-            return crashed(step.action, exc, ctx.dry_run), True
+            return StepOutcome(crashed(step.action, exc, ctx.dry_run), retry=True)
+
+
+class _Run:
+    """One plan on one pod: the queue of steps, worked off in order (an escalation appends to it)."""
+
+    def __init__(self, runner: Runner, request: ContainmentRequest, out: ContainmentResult) -> None:
+        self.runner = runner
+        self.request = request
+        self.out = out
+        self.dry_run = request.plan.dry_run
+        self.schedule = request.schedule
+
+    def run(self) -> None:
+        request, out = self.request, self.out
+        why = blocker_for(request)
+        if why is not None or request.connection is None or request.pod is None:
+            self.blocked(why or Blocker("no pod to act on", Status.SKIPPED, retry=False))
+            return
+        self.ctx = self.runner.context(request, request.connection, request.pod)
+        steps = split_detach(list(request.plan.steps))
+        destructive_planned = any(s.destructive for s in steps)
+        # Read-only steps (evidence) need nothing from containment: they run alongside it (once SCC vouched) and are
+        # joined at their place in the plan, which the planner puts before any destructive step.
+        queue = deque(
+            _Queued(s, self.schedule.later(self.runner.coordinators, self.evidence, s) if self.reads(s) else None)
+            for s in steps
+        )
+        while queue:
+            item = queue.popleft()
+            taken = self.take(item, queue)
+            if not isinstance(taken, StepOutcome):
+                out.entries.append(taken)  # held until SCC vouches, or evidence left running for the caller
+                continue
+            out.retry = out.retry or taken.retry
+            out.entries.append(taken.result)
+            if escalates(item.step, taken.result) and not destructive_planned:
+                # Isolation cannot end a shell that is already connected (new-only dataplane, no enforcement,
+                # hostNetwork): the process has to go. A destructive step like any other: evidence first (unless the
+                # policy opts out), verified first, budgeted.
+                destructive_planned = True
+                self.escalate(queue)
+
+    def blocked(self, why: Blocker) -> None:
+        """Every step gets the reason nothing could run."""
+        if why.fails_when_enforcing and not self.dry_run:
+            why = Blocker(f"cannot contain: {why.reason}", Status.FAILED, retry=True)
+        prefix = "not run: " if why.status is Status.SKIPPED else ""
+        self.out.entries.extend(
+            ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=self.dry_run)
+            for s in self.request.plan.steps
+        )
+        self.out.retry = why.retry
+
+    @staticmethod
+    def reads(step: PlannedStep) -> bool:
+        return _action(step.action).read_only
+
+    def take(self, item: _Queued, rest: deque[_Queued]) -> StepOutcome | ActionResult | StillRunning:
+        """Run or join one step; or hold it (its skipped result), or leave it running for the caller."""
+        step = item.step
+        if (step.destructive or _action(step.action).verified_first) and not self.dry_run:
+            self.schedule.settle()
+            verification = self.request.verifying.result()
+            if not verification.allows_destructive:
+                what = "not detached" if step.action == _DETACH.name else "no destructive action"
+                return held(step, verification, what)
+        if item.running is not None:
+            if not any(q.step.destructive for q in rest):
+                return StillRunning(step.action, item.running)  # nothing destructive waits for it
+            self.schedule.settle()
+            return item.running.result()
+        if self.reads(step):
+            return self.evidence(step)  # added late (escalation): still gated
+        return self.runner.run_step(self.ctx, step)
+
+    def escalate(self, queue: deque[_Queued]) -> None:
+        """Append a delete, with evidence ahead of it unless already on the way."""
+        rest = list(queue)
+        steps = with_evidence_first(
+            [q.step for q in rest] + [default_step(registry.ESCALATION)], self.runner.rules.capture_before_destructive
+        )
+        known = {id(q.step): q for q in rest}
+        queue.clear()
+        queue.extend(known.get(id(s)) or _Queued(s) for s in steps)
+
+    def evidence(self, step: PlannedStep) -> StepOutcome:
+        """An evidence step, started behind the isolating writes (and, on a cold instance, run after them), once SCC
+        vouched for the message: never exec or read logs in a container a forger chose."""
+        self.schedule.warm()
+        verification = self.request.verifying.result()
+        if not verification.allows_evidence(self.dry_run):
+            result = held(step, verification, "no exec and no log read in the container", self.dry_run)
+            self.ctx.evidence.notes.append(f"evidence not captured: {result.reason}")
+            return StepOutcome(result, retry=False)
+        return self.schedule.when_warm(self.runner.run_step, self.ctx, step)

@@ -153,26 +153,6 @@ def to_finding(message: NotificationMessage) -> Finding:
         )
     contradictions.extend(_node_contradictions(raw, resource_name, node))
 
-    processes = tuple(
-        Process(
-            name=p.name,
-            binary_path=p.binary.path if p.binary else None,
-            sha256=p.binary.sha256 if p.binary else None,
-            args=tuple(p.args),
-            arguments_truncated=bool(p.arguments_truncated),
-            pid=p.pid,
-            parent_pid=p.parent_pid,
-            user_id=p.user_id,
-        )
-        for p in raw.processes
-    )
-    mitre = Mitre()
-    if raw.mitre_attack:
-        m = raw.mitre_attack
-        mitre = Mitre(
-            tactics=tuple(t for t in [m.primary_tactic, *m.additional_tactics] if t),
-            techniques=tuple(dict.fromkeys([*m.primary_techniques, *m.additional_techniques])),
-        )
     gcp = resource.gcp_metadata
     is_v2 = gcp is not None or "/locations/" in (raw.name or "") or any(p.user_id is not None for p in raw.processes)
     return Finding(
@@ -197,14 +177,40 @@ def to_finding(message: NotificationMessage) -> Finding:
         image_uri=image_uri,
         node=node,
         node_pool=node_pool,
-        processes=processes,
+        processes=_processes(raw),
         remote=_endpoint(props, "Dst", warnings),
         local=_endpoint(props, "Src", warnings),
-        mitre=mitre,
+        mitre=_mitre(raw),
         security_marks=dict(raw.security_marks.marks) if raw.security_marks else {},
         sample=str(props.get(SAMPLE_PROPERTY, "")).lower() == "true",
         warnings=tuple(warnings),
         contradictions=tuple(contradictions),
+    )
+
+
+def _processes(raw: RawFinding) -> tuple[Process, ...]:
+    return tuple(
+        Process(
+            name=p.name,
+            binary_path=p.binary.path if p.binary else None,
+            sha256=p.binary.sha256 if p.binary else None,
+            args=tuple(p.args),
+            arguments_truncated=bool(p.arguments_truncated),
+            pid=p.pid,
+            parent_pid=p.parent_pid,
+            user_id=p.user_id,
+        )
+        for p in raw.processes
+    )
+
+
+def _mitre(raw: RawFinding) -> Mitre:
+    if not raw.mitre_attack:
+        return Mitre()
+    m = raw.mitre_attack
+    return Mitre(
+        tactics=tuple(t for t in [m.primary_tactic, *m.additional_tactics] if t),
+        techniques=tuple(dict.fromkeys([*m.primary_techniques, *m.additional_techniques])),
     )
 
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from responder.errors import JsonLimit
 from responder.intake.sanitize import untrusted_text
 
 MAX_INT_DIGITS = 24  # int64 has at most 19 digits (+ sign); some headroom, nothing more
 MAX_FLOAT_CHARS = 64
-
-
-class JsonLimit(ValueError):
-    """A value is valid JSON but outside what any field of ours can hold."""
 
 
 def _int(text: str) -> int:

@@ -135,7 +135,7 @@ class Investigator:
         unavailable_reason: str | None = None,
         pod_facts: PodFacts | None = None,
     ) -> Investigation:
-        """Gather facts; never raises for a dependency failure. ``pod_facts``: see :meth:`start_pod_facts`."""
+        """Gather facts; never raises for a dependency failure. ``pod_facts``: see :meth:`pod_facts`."""
         run = _Run(self, finding, target, connection, unavailable_reason, pod_facts)
         return run.collect()
 

@@ -19,9 +19,12 @@ from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from responder.containment import registry
 from responder.containment.base import ActionResult, Status
+from responder.containment.plan import Plan
+from responder.containment.verification import Verification, Vouch
 from responder.intake.sanitize import clean
-from responder.intake.triage import Verdict
+from responder.intake.triage import Triage, Verdict
 
 
 class PodRef(BaseModel):
@@ -90,8 +93,8 @@ class DecisionRecord(BaseModel):
 def session_left_alive(actions: list[ActionResult]) -> bool:
     """Isolation was enforced but cannot cut an established connection, and no delete ended the pod: the reverse
     shell may still be connected (``live_session: report``, or an escalation the guards or budget refused)."""
-    isolated = any(a.action == "isolate" and not a.dry_run and a.details.get("session_survives") for a in actions)
-    deleted = any(a.action == "delete" and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
+    isolated = any(_isolates(a.action) and not a.dry_run and a.details.get("session_survives") for a in actions)
+    deleted = any(_destroys(a.action) and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
     return isolated and not deleted
 
 
@@ -106,7 +109,7 @@ def severity_for(verdict: Verdict, actions: list[ActionResult], outcome: str) ->
     return "INFO"
 
 
-def make_record(
+def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, each named at the call
     verdict: Verdict,
     code: str,
     reason: str,
@@ -203,12 +206,40 @@ def timed(record: DecisionRecord, started: float, contained_at: float | None = N
     return record.model_copy(update=update)
 
 
-def contained(slots: Sequence[object]) -> bool:
+def contained(entries: Sequence[object]) -> bool:
     """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
     return any(
-        isinstance(s, ActionResult)
-        and s.action in ("isolate", "delete")
-        and s.status is Status.SUCCEEDED
-        and not s.dry_run
-        for s in slots
+        isinstance(s, ActionResult) and _contains(s.action) and s.status is Status.SUCCEEDED and not s.dry_run
+        for s in entries
+    )
+
+
+def _contains(action: str) -> bool:
+    """An action whose success contains the pod: it isolates it, or it is destructive (the pod is gone)."""
+    return _isolates(action) or _destroys(action)
+
+
+def _isolates(action: str) -> bool:
+    known = registry.ACTIONS.get(action)
+    return known is not None and known.isolating
+
+
+def _destroys(action: str) -> bool:
+    known = registry.ACTIONS.get(action)
+    return known is not None and known.destructive
+
+
+def decide(verdict: Triage, plan: Plan, verification: Verification) -> tuple[Verdict, str, str]:
+    """The record's verdict, code and reason once containment is over (a pure function of what was decided)."""
+    if verification.vouch is Vouch.REFUTED:
+        return Verdict.REJECT, "suspected_forgery", verification.reason
+    if not plan.steps and plan.hold:
+        return Verdict.IGNORE, plan.hold, plan.skipped[0] if plan.skipped else plan.hold
+    return Verdict.ACT, verdict.code, verdict.reason
+
+
+def verification_info(verification: Verification) -> VerificationInfo:
+    """SCC's answer, as the record shows it."""
+    return VerificationInfo(
+        status=verification.vouch.value, reason=verification.reason, mismatches=list(verification.mismatches)
     )

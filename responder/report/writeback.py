@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from responder.containment import registry
 from responder.containment.base import ActionResult, Status
 from responder.containment.plan import Plan
 from responder.containment.verification import Verification, Vouch
@@ -98,10 +99,12 @@ def notify(
 
 def status_word(results: list[ActionResult]) -> str:
     """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute)."""
-    done = {r.action for r in results if r.status is Status.SUCCEEDED}
-    if "delete" in done:
+    done = [
+        registry.ACTIONS[r.action] for r in results if r.status is Status.SUCCEEDED and r.action in registry.ACTIONS
+    ]
+    if any(a is not None and a.destructive for a in done):
         return "deleted"
-    if "isolate" in done:
+    if any(a is not None and a.isolating for a in done):
         return "isolated"
     if any(r.status is Status.FAILED for r in results):
         return "failed"

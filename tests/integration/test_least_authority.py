@@ -35,7 +35,7 @@ from responder.containment.base import (
     QUARANTINE_LABEL,
 )
 from responder.containment.capture import PROCESS_TREE_ARGV
-from responder.containment.isolate import deny_all_body
+from responder.containment.netpol import deny_all_body
 from tests.support import workloads as w
 from tests.support.admission_guard import PODS, POLICIES, Decision, Guard, admission_request, load_guard
 from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv

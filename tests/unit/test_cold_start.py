@@ -108,7 +108,7 @@ def test_a_gate_nobody_opens_costs_its_bound_not_a_deadlock() -> None:
 def test_work_queued_behind_the_writes_starts_when_they_are_out_and_never_parks_a_thread() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from responder.containment.base import WritesOut
+    from responder.containment.scheduling import WritesOut
 
     out = WritesOut()
     ran: list[str] = []

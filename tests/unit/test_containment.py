@@ -12,6 +12,7 @@ import pytest
 from responder.config import Settings
 from responder.containment import budget
 from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.errors import BudgetUnavailable
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.ports import ClusterInfo, LabelSelector, LabelSelectorRequirement
@@ -338,7 +339,7 @@ def test_a_full_budget_counter_refuses_destructive_actions(kube: FakeKube) -> No
     old = (now - timedelta(days=30)).isoformat()
     entries = [[old, f"organizations/1/sources/2/findings/{i:032x}"] for i in range(2000)]
     kube.create_lease("responder-system", budget.LEASE_NAME, {budget.ENTRIES_ANNOTATION: json.dumps(entries)})
-    with pytest.raises(budget.BudgetUnavailable, match="full"):
+    with pytest.raises(BudgetUnavailable, match="full"):
         budget.consume(kube, "responder-system", "f-new", 5, 3600, now)
 
 
@@ -382,7 +383,7 @@ def test_a_damaged_budget_counter_refuses_destructive_actions(kube: FakeKube) ->
     # Resetting it would let whoever can write the Lease lift the limit: the budget fails closed.
     kube.create_lease("responder-system", budget.LEASE_NAME, {budget.ENTRIES_ANNOTATION: '[["not-a-time", "f1"]]'})
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    with pytest.raises(budget.BudgetUnavailable, match="damaged"):
+    with pytest.raises(BudgetUnavailable, match="damaged"):
         budget.consume(kube, "responder-system", "f2", 1, 3600, now)
     outcome = run(make(kube, action="delete"))
     delete = next(a for a in outcome.record.actions if a.action == "delete")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from responder.aftercare.facts import policy_problems
 from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
-from responder.containment.isolate import DENY_ALL_SPEC, _with_exclusion, reopens
+from responder.containment.netpol import DENY_ALL_SPEC, reopens, with_exclusion
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
 
 Q = QUARANTINE_LABEL
@@ -117,9 +117,9 @@ def test_a_policy_reopens_the_pod_exactly_when_it_selects_it_quarantined_and_all
 def test_the_exclusion_neutralises_any_selector_for_quarantined_pods_and_changes_nothing_for_others(
     selector: LabelSelector, labels: dict[str, str]
 ) -> None:
-    excluded = selector_string(_with_exclusion(selector))
+    excluded = selector_string(with_exclusion(selector))
     assert not oracle(excluded, {**labels, Q: "true"}) and not oracle(excluded, {Q: "true"})
-    assert not reopens(policy(_with_exclusion(selector)), labels)
+    assert not reopens(policy(with_exclusion(selector)), labels)
     assert oracle(excluded, labels) == oracle(selector_string(selector), labels)  # pods outside quarantine: as before
 
 

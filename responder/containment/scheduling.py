@@ -1,0 +1,117 @@
+"""One home for "what waits for what" within an event.
+
+Time to containment is the product, so an event's isolating writes go out first and alone: work that is not
+containment's own (evidence, the investigation, SCC's verification) is queued behind them (:class:`WritesOut`), and on
+a cold instance the SDK loads that work needs are held back too (:class:`responder.ports.ImportGate`). An event's
+:class:`Schedule` owns both: the pipeline and the runner ask it to queue work or to let what waits go ahead, and
+nothing else opens either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+from responder.ports import ImportGate
+
+T = TypeVar("T")
+
+
+class WritesOut:
+    """Opens once: when an event's isolating writes are on the wire, or when it turns out there are none to make.
+
+    Work that is not containment's own (evidence, the investigation, SCC's verification) is queued here with
+    :meth:`later` and submitted to its pool when this opens, so its requests go out behind the isolating writes
+    instead of ahead of or alongside them, competing for the same round trip and the same interpreter. Nothing waits
+    in a thread meanwhile (no pool can fill up with waiters); whoever runs an event opens it when done, whatever
+    happened, so queued work always starts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = False
+        self._queued: list[Callable[[], None]] = []
+
+    @property
+    def is_open(self) -> bool:
+        """Whether queued work has been released (and new work starts at once)."""
+        return self._open
+
+    def open(self) -> None:
+        """Release the queued work (idempotent)."""
+        with self._lock:
+            if self._open:
+                return
+            self._open = True
+            queued, self._queued = self._queued, []
+        for start in queued:
+            start()
+
+    def later(self, pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """``pool.submit(fn, *args)`` once open (at once if it is); the returned future stands for it meanwhile."""
+        out: Future[T] = Future()
+
+        def start() -> None:
+            try:
+                inner = pool.submit(fn, *args)
+            except RuntimeError as exc:  # the pool was shut down meanwhile (the process is ending)
+                out.set_exception(exc)
+                return
+            inner.add_done_callback(lambda done: _settle_from(out, done))
+
+        with self._lock:
+            if not self._open:
+                self._queued.append(start)
+                return out
+        start()
+        return out
+
+
+def _settle_from(out: Future[T], done: Future[T]) -> None:
+    error = done.exception()
+    if error is not None:
+        out.set_exception(error)
+    else:
+        out.set_result(done.result())
+
+
+class Schedule:
+    """One event's order of work: what waits for its isolating writes, and (on a cold instance) for SDK loads.
+
+    ``gate`` is the process's import gate (None: nothing is held back); ``writes_out`` is this event's own latch.
+    """
+
+    def __init__(self, gate: ImportGate | None) -> None:
+        self.gate = gate
+        self.writes_out = WritesOut()
+
+    @property
+    def cold(self) -> bool:
+        """A cold instance's first containment: SDK loads are still held back."""
+        return self.gate is not None and not self.gate.is_open
+
+    def later(self, pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``fn(*args)`` on ``pool`` behind the isolating writes (see :meth:`WritesOut.later`)."""
+        return self.writes_out.later(pool, fn, *args)
+
+    def writes_done(self) -> None:
+        """The isolating writes are on the wire, or there are none to make: what was queued behind them starts."""
+        self.writes_out.open()
+
+    def warm(self) -> None:
+        """Let the SDK loads that a cold instance held back go ahead (idempotent; see ``ImportGate``)."""
+        if self.gate is not None:
+            self.gate.open()
+
+    def settle(self) -> None:
+        """About to wait on something other than the event's own writes: let everything held back go ahead."""
+        self.writes_done()
+        self.warm()
+
+    def when_warm(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` once the instance is warm (at once, unless this is a cold instance's first containment)."""
+        if self.gate is not None:
+            self.gate.wait()
+        return fn(*args)
