@@ -1163,7 +1163,7 @@ def measure_time_to_cut(
             if len([s for s in ran if s["who"] == who]) != len(values):
                 log(f"WARNING: {who}: a shell was not cut within the wait")
             name = f"time_to_cut{'_floor' if who == 'floor' else ''}{label}_ms"
-            figures[name] = round(_median(values) * 1000) if values else None
+            figures[name] = round(statistics.median(values) * 1000, 1) if values else None
         for shell in shells.values():
             for namespace in (shell.victim_namespace, shell.attacker_namespace):
                 with contextlib.suppress(ApiException):
