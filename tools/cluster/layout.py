@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,13 @@ def load_state(layout: Layout) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def write_state(layout: Layout, state: dict[str, Any]) -> None:
+    """state.json, atomically (a temporary file renamed over it): its presence means "a complete cluster was started",
+    so no reader ever sees half of it."""
+    with tempfile.NamedTemporaryFile("w", dir=layout.dir, prefix=".state.", delete=False) as tmp:
+        json.dump(state, tmp, indent=2)
+        tmp.write("\n")
+    os.chmod(tmp.name, 0o600)
+    os.replace(tmp.name, layout.state)

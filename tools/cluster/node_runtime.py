@@ -4,17 +4,15 @@ images, the bridge, the dataplane's build and rules) live in tools/node/."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from node import host, images, netpol
 
 from cluster.common import SEALED_ENV, cache_root, die, log
-from cluster.layout import Layout, free_ports, load_state, write_private
+from cluster.layout import Layout, free_ports, load_state, write_private, write_state
 from cluster.processes import StartupError, check_health, log_tail, start_process, stop_pids, wait_until
 
 
@@ -125,11 +123,7 @@ def switch_netpol(directory: Path, mode: str) -> int:
         state["binaries"]["netpol"] = str(binary)
     state["node"]["netpol"] = {"mode": mode, "metrics_port": port}
     state["ports"]["netpol"] = port
-    with tempfile.NamedTemporaryFile("w", dir=layout.dir, prefix=".state.", delete=False) as tmp:
-        json.dump(state, tmp, indent=2)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o600)
-    os.replace(tmp.name, layout.state)
+    write_state(layout, state)
     log(f"NetworkPolicy dataplane: {mode}")
     return 0
 

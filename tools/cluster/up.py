@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from cluster.common import (
 )
 from cluster.credentials import Credentials, kubeconfig_text
 from cluster.down import down
-from cluster.layout import Layout, free_ports, load_state, write_private
+from cluster.layout import Layout, free_ports, load_state, write_private, write_state
 from cluster.node_runtime import ctr, import_images, node_possible, start_netpol, switch_netpol, write_node_files
 from cluster.processes import StartupError, check_health, https_get, log_tail, node_status, start_process, wait_until
 from cluster.rbac import apply_rbac, kubectl
@@ -244,15 +243,6 @@ def _state(run: Startup, with_node: bool) -> dict[str, Any]:
     }
 
 
-def _write_state(layout: Layout, state: dict[str, Any]) -> None:
-    # Written last and atomically: its presence means "a complete cluster was started".
-    with tempfile.NamedTemporaryFile("w", dir=layout.dir, prefix=".state.", delete=False) as tmp:
-        json.dump(state, tmp, indent=2)
-        tmp.write("\n")
-    os.chmod(tmp.name, 0o600)
-    os.replace(tmp.name, layout.state)
-
-
 def _start(
     run: Startup, names: host.NodeNames | None, controller_manager: bool, netpol_setup: tuple[Path, str, Path | None]
 ) -> None:
@@ -300,6 +290,6 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
         down(directory)
         raise
     state = _state(run, with_node)
-    _write_state(layout, state)
+    write_state(layout, state)  # last: its presence means "a complete cluster was started"
     print_summary(state, f"kubeenv: cluster up in {fmt_duration(time.monotonic() - started)}")
     return 0
