@@ -10,6 +10,8 @@
   A watch event arrives a millisecond or so after the write was accepted, so the figure errs on the slow side.
 - :func:`peer_import`: Cloud Custodian's ``import c7n_gcp.handler`` in its own virtual environment (``.venv-peer``,
   created and filled by the bench on first use).
+- :func:`measure_cold_path`: ``cold_to_isolated_s``, ``cold_to_isolated_L``, ``rss_mib``, ``first_event_s`` and
+  ``rss_100_concurrent_mib`` (bench/run.py says how each is defined), from bench/probe.py in fresh processes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.cluster import Bench, Shop, kube_access, verify_isolated
+from bench.common import COLD_SAMPLES, L_S, ROOT, _median, _median3, log
+from bench.workers import run_probe
+
 PEER_VENV = ROOT / ".venv-peer"
 PEER_PACKAGE = "c7n-gcp"
 PEER_IMPORT = "import c7n_gcp.handler"
@@ -238,3 +243,94 @@ def peer_import(log: Any, runs: int) -> tuple[float | None, dict[str, Any]]:
             samples.append(time.perf_counter() - started)
     details = {"package": PEER_PACKAGE, "versions": version, "samples_s": [round(s, 3) for s in samples]}
     return round(statistics.median(samples), 3), details
+
+
+# ========================================================================================================= measuring
+
+
+def _cold_sample(
+    bench: Bench, metadata: MetadataServer, access: tuple[str, str], tag: str, shop: Shop
+) -> dict[str, Any]:
+    """One fresh process: ``import main`` and one event on the GKE path, timed until the pod is isolated."""
+    from tests.notifications import message_published
+
+    kube_host, ca_b64 = access
+    fake = bench.fake
+    sample = bench.event(shop, "web0", 0, f"k{int(fake.latency_s * 1000)}")
+    cluster = sample["doc"]["finding"]["resourceName"].removeprefix("//container.googleapis.com/")
+    # Dataplane V2: isolation cuts established connections, so `auto` needs no escalation (as on most clusters
+    # created today); a Calico cluster would add the live-session escalation's capture and delete.
+    fake.add_cluster(cluster, endpoint=kube_host, ca_certificate=ca_b64, datapath_provider="ADVANCED_DATAPATH")
+    env = {**bench.responder_env(), **metadata.env(bench.tmp / "gcloud")}
+    watch = IsolationWatch(bench.admin, shop.namespace, sample["pod"], sample["policies"]).start()
+    try:
+        spawned = time.monotonic()
+        probe = run_probe(tag, env, [message_published(sample["doc"])], bench.tmp, mode="first-event")
+        isolated = watch.isolated_at()
+    finally:
+        watch.stop()
+    t0 = probe["t0_monotonic"]
+    verify_isolated(bench.admin, [sample])
+    return {
+        "namespace": shop.namespace,
+        "status": probe["status"],
+        "cold_to_isolated_s": None if isolated is None else isolated - t0,
+        "spawn_to_isolated_s": None if isolated is None else isolated - spawned,
+        "seen_s": {k: None if v is None else round(v - t0, 3) for k, v in watch.seen.items()},
+        **{k: v for k, v in probe.items() if k not in ("t0_monotonic",)},
+    }
+
+
+def measure_cold(
+    bench: Bench, access: tuple[str, str, str], latency_s: float, shops: list[Shop]
+) -> list[dict[str, Any]]:
+    """One fresh process per shop: ``import main`` and one event on the GKE path, timed until the pod is isolated.
+
+    The GKE wire fake describes the cluster (``access``: the endpoint, the apiserver or the latency proxy in front of
+    it; its CA; the token), Application Default Credentials hand out the responder's apiserver token through a local
+    metadata server (:class:`MetadataServer`), every Google call waits ``latency_s``. No RESPONDER_KUBECONFIG: the
+    production wiring.
+    """
+    kube_host, ca_b64, token = access
+    metadata = MetadataServer(token).start()
+    try:
+        bench.fake.latency_s = latency_s
+        return [_cold_sample(bench, metadata, (kube_host, ca_b64), f"cold-{i}", shop) for i, shop in enumerate(shops)]
+    finally:
+        metadata.stop()
+        bench.fake.latency_s = 0.0
+
+
+def measure_cold_path(
+    bench: Bench, cold_shops: list[Shop], concurrent_shop: Shop
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cold path and memory, fresh processes; returns (figures, details)."""
+    from tests.notifications import message_published
+
+    kube_host, ca_b64, token = kube_access(bench.direct_kc)
+    log("cold path: a fresh process per event, GKE path, no latency (one warm-up writes the bytecode)")
+    measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[:1])
+    cold = measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[1 : 1 + COLD_SAMPLES])
+    log(f"cold path at L = {L_S * 1000:.0f} ms (apiserver through the latency proxy)")
+    proxied = (f"127.0.0.1:{bench.proxy_port}", ca_b64, token)
+    cold_l = measure_cold(bench, proxied, L_S, cold_shops[1 + COLD_SAMPLES :])
+    details: dict[str, Any] = {"cold": cold, "cold_latency": cold_l, "first_event_probe": cold[0]}
+    figures: dict[str, Any] = {
+        "cold_to_isolated_s": _median3([c["cold_to_isolated_s"] for c in cold]),
+        "cold_to_isolated_L": _median([c["cold_to_isolated_s"] / L_S for c in cold_l if c["cold_to_isolated_s"]]),
+        "rss_mib": round(max(c["rss_mib"] for c in cold), 1),
+        "first_event_s": _median3([c["first_event_s"] for c in cold]),
+    }
+    log(f"memory: 100 events in flight in a fresh process (L = {L_S * 1000:.0f} ms)")
+    bench.fake.latency_s = L_S
+    many = [bench.event(concurrent_shop, dep, i, "rc") for dep in concurrent_shop.pods for i in range(10)]
+    probe_env = {
+        "RESPONDER_KUBECONFIG": str(bench.proxy_kc),
+        **bench.responder_env(),
+        "RESPONDER_NETPOL_ENFORCEMENT": "established",
+    }
+    probe = run_probe("concurrent", probe_env, [message_published(e["doc"]) for e in many], bench.tmp)
+    details["concurrent_probe"] = probe
+    figures["rss_100_concurrent_mib"] = round(probe["rss_mib"], 1)
+    verify_isolated(bench.admin, many)
+    return figures, details

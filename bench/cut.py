@@ -14,9 +14,16 @@ the wall-clock time just before ``Responder.respond`` (the floor: just before it
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from bench.cluster import Bench, _kubeenv, seed_finding
+from bench.common import CUT_SAMPLES, L_S, log
+from bench.timing import TimedConnector, Timeline, _deps, _payload
+from bench.workers import run_worker
 
 INTERVAL_S = 0.02  # the attacker's command rate: the figure's resolution
 QUIET_S = 2.0  # no answer for this long (while the attacker keeps sending) means the shell is cut
@@ -24,7 +31,6 @@ QUIET_S = 2.0  # no answer for this long (while the attacker keeps sending) mean
 
 def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs the responder's and the floor's events, alternating; returns each one's receipt time (epoch seconds)."""
-    from bench.run import TimedConnector, Timeline, _deps, _payload
     from responder.containment.base import QUARANTINE_LABEL
     from responder.containment.netpol import deny_all_body
     from responder.service import Responder
@@ -73,8 +79,59 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
 
 def cut_after(shell: Any, receipt: float) -> float | None:
     """Seconds from ``receipt`` to the last answer the attacker got, once it has stopped getting any; None if the
-    shell still answered after the wait (not cut)."""
-    last = shell.wait_for_silence(quiet_s=QUIET_S, timeout_s=60.0)
+    shell still answered after the wait (not cut), or when the attacker's log was lost (said in a warning)."""
+    try:
+        last = shell.wait_for_silence(quiet_s=QUIET_S, timeout_s=60.0)
+    except AssertionError as exc:
+        log(f"WARNING: sample not measured: {exc}")
+        return None
     if last is None:
         return None
     return (last - datetime.fromtimestamp(receipt, UTC)).total_seconds()
+
+
+def measure_time_to_cut(bench: Bench) -> tuple[dict[str, Any], dict[str, Any]]:
+    """time_to_cut (bench/cut.py) with and without L, beside its floor; one live shell per sample."""
+    from kubernetes.client import CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.support import reverse_shell as rs
+
+    if _kubeenv("netpol", "--dir", bench.state["dir"], "--mode", "established") != 0:
+        raise SystemExit("bench: could not switch the node's dataplane to `established`")
+    figures: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    for label, kubeconfig, latency in (("", bench.direct_kc, 0.0), ("_L", bench.proxy_kc, L_S)):
+        log(f"time to cut: {CUT_SAMPLES} live reverse shells each, responder vs floor, latency {latency * 1000:g} ms")
+        bench.fake.latency_s = latency
+        shells = {}
+        events = []
+        for i in range(1 + 2 * CUT_SAMPLES):
+            victims, attackers = rs.create_namespace(bench.admin, "cut"), rs.create_namespace(bench.admin, "cutc2")
+            shell = rs.open_shell(bench.admin, victims, attackers, interval_s=INTERVAL_S)
+            doc = shell.finding()
+            seed_finding(bench.fake, doc)
+            shells[str(i)] = shell
+            events.append({"id": str(i), "doc": doc, "namespace": victims, "pod": shell.victim_pod.metadata.name})
+        spec = {
+            "settings": {**bench.settings(kubeconfig), "netpol_enforcement": "established"},
+            "warmup": events[0],
+            "responder": events[1 : 1 + CUT_SAMPLES],
+            "floor": events[1 + CUT_SAMPLES :],
+        }
+        ran = run_worker("cut", spec, bench.tmp)["samples"]
+        for sample in ran:
+            sample["cut_s"] = cut_after(shells[sample["id"]], sample["receipt"])
+        details[f"samples{label}"] = ran
+        for who in ("responder", "floor"):
+            values = [s["cut_s"] for s in ran if s["who"] == who and s["cut_s"] is not None]
+            if len([s for s in ran if s["who"] == who]) != len(values):
+                log(f"WARNING: {who}: a shell was not cut within the wait")
+            name = f"time_to_cut{'_floor' if who == 'floor' else ''}{label}_ms"
+            figures[name] = round(statistics.median(values) * 1000, 1) if values else None
+        for shell in shells.values():
+            for namespace in (shell.victim_namespace, shell.attacker_namespace):
+                with contextlib.suppress(ApiException):
+                    CoreV1Api(bench.admin).delete_namespace(namespace)
+    details["resolution_ms"] = INTERVAL_S * 1000
+    return figures, details

@@ -249,7 +249,7 @@ variable "budget_namespace" {
 }
 
 variable "enrichment_timeout_s" {
-  description = "RESPONDER_ENRICHMENT_TIMEOUT_S: per-branch investigation timeout in seconds (0 < t <= 300). null: the responder's default (20)."
+  description = "RESPONDER_ENRICHMENT_TIMEOUT_S: one deadline, in seconds, shared by every investigation branch (0 < t <= 300). null: the responder's default (20)."
   type        = number
   default     = null
 

@@ -124,10 +124,19 @@ class Shell:
         """The time of the last answer once none has come for ``quiet_s`` (while the attacker keeps sending), or
         None when answers were still arriving after ``timeout_s``: the shell is alive."""
         deadline = time.monotonic() + timeout_s
+        most = 0
         while time.monotonic() < deadline:
             seen = self.answers()
-            last = seen[-1] if seen else None
-            if last is not None and (datetime.now(UTC) - last).total_seconds() >= quiet_s:
+            if len(seen) < most or not seen:
+                # The attacker's log lost lines it had: not the shell's doing. Every kubelet on a machine garbage-
+                # collects /var/log/pods entries of pods it does not know, so a second local cluster can remove them.
+                raise AssertionError(
+                    f"the attacker's container log lost its answers ({most} -> {len(seen)}): is another local "
+                    "cluster running on this machine? (its kubelet removes other nodes' /var/log/pods entries)"
+                )
+            most = len(seen)
+            last = seen[-1]
+            if (datetime.now(UTC) - last).total_seconds() >= quiet_s:
                 return last
             time.sleep(0.5)
         return None

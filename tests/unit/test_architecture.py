@@ -139,3 +139,32 @@ def test_the_architecture_page_names_every_package() -> None:
     page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     for package in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
         assert f"responder/{package.name}/" in page, f"docs/architecture.md does not mention responder/{package.name}/"
+
+
+# The local cluster and the bench are code a newcomer changes too: the same length limit, and no function longer
+# than a screen (tools/kubeenv.py's `up` once had 310 lines).
+SCRIPT_DIRS = (ROOT / "tools", ROOT / "bench")
+MAX_FUNCTION_LINES = 60
+
+
+def _script_modules() -> list[Path]:
+    return sorted(p for directory in SCRIPT_DIRS for p in directory.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _script_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_tool_or_bench_module_is_too_long_to_read(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines: split it by concept"
+
+
+@pytest.mark.parametrize("path", _script_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_tool_or_bench_function_is_too_long_to_read(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines, line {node.lineno})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{path.relative_to(ROOT)}: over {MAX_FUNCTION_LINES} lines, split into phases: {long}"

@@ -1,0 +1,139 @@
+"""The printed table, the ratios and notes under it, and bench/results.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+from bench.common import L_S, WORKERS
+
+TARGETS: dict[str, tuple[str, float]] = {
+    "import_main_s": ("<=", 0.25),
+    "cold_to_isolated_s": ("<=", 0.6),  # and below peer_import_s: see ratios()
+    "rss_mib": ("<=", 120.0),
+    "containment_L": ("<=", 2.2),
+    "full_over_slowest_branch": ("<=", 1.1),
+    "duplicate_cost_ratio": ("<=", 0.1),
+}
+UNITS = {
+    "cold_to_isolated_s": "s",
+    "peer_import_s": "s",
+    "cold_to_isolated_L": "L",
+    "python_startup_s": "s",
+    "import_floor_s": "s",
+    "import_main_s": "s",
+    "import_main_nocache_s": "s",
+    "import_eager_s": "s",
+    "first_event_s": "s",
+    "rss_mib": "MiB",
+    "rss_100_concurrent_mib": "MiB",
+    "containment_L": "L",
+    "containment_floor_L": "L",
+    "containment_warm_ns_L": "L",
+    "baseline_containment_L": "L",
+    "full_over_slowest_branch": "x",
+    "ignore_per_s": "/s",
+    "duplicate_per_s": "/s",
+    "full_per_s": "/s",
+    "duplicate_cost_ratio": "x",
+    "duplicate_other_instance_cost_ratio": "x",
+    "time_to_cut_ms": "ms",
+    "time_to_cut_floor_ms": "ms",
+    "time_to_cut_L_ms": "ms",
+    "time_to_cut_floor_L_ms": "ms",
+}
+
+
+def ratios(figures: dict[str, Any]) -> dict[str, float]:
+    """The comparisons the table prints under the figures."""
+
+    def ratio(a: str, b: str) -> float | None:
+        x, y = figures.get(a), figures.get(b)
+        return round(x / y, 2) if isinstance(x, int | float) and isinstance(y, int | float) and y else None
+
+    pairs = {
+        "cold_to_isolated_s / peer_import_s": ("cold_to_isolated_s", "peer_import_s"),
+        "containment_L / baseline_containment_L": ("containment_L", "baseline_containment_L"),
+        "containment_L / containment_floor_L": ("containment_L", "containment_floor_L"),
+        "time_to_cut_ms / time_to_cut_floor_ms": ("time_to_cut_ms", "time_to_cut_floor_ms"),
+        "time_to_cut_L_ms / time_to_cut_floor_L_ms": ("time_to_cut_L_ms", "time_to_cut_floor_L_ms"),
+        "import_main_s / import_floor_s": ("import_main_s", "import_floor_s"),
+        "import_main_s / import_eager_s": ("import_main_s", "import_eager_s"),
+        "rss_100_concurrent_mib / rss_mib": ("rss_100_concurrent_mib", "rss_mib"),
+        "ignore_per_s / full_per_s": ("ignore_per_s", "full_per_s"),
+        "duplicate_per_s / full_per_s": ("duplicate_per_s", "full_per_s"),
+    }
+    out = {}
+    for label, (a, b) in pairs.items():
+        value = ratio(a, b)
+        if value is not None:
+            out[label] = value
+    return out
+
+
+def table(figures: dict[str, Any], ratio_values: dict[str, float], workers: int, notes: list[str]) -> str:
+    """The printed summary."""
+    lines = [f"{'figure':<28} {'value':>12}  {'target':>9}  met?", "-" * 60]
+    for name, unit in UNITS.items():
+        if name not in figures:
+            continue
+        value = figures[name]
+        shown = f"{value:g} {unit}"
+        target = TARGETS.get(name)
+        if target:
+            op, limit = target
+            met = value <= limit if op == "<=" else value >= limit
+            lines.append(f"{name:<28} {shown:>12}  {op + ' ' + format(limit, 'g'):>9}  {'yes' if met else 'NO'}")
+        else:
+            lines.append(f"{name:<28} {shown:>12}  {'-':>9}  -")
+    lines.append("-" * 60)
+    lines.append(f"L = {L_S * 1000:g} ms; throughput with {workers} worker threads (functions-framework default)")
+    for label, value in ratio_values.items():
+        lines.append(f"{label:<44} {value:g}")
+    lines.extend(notes)
+    return "\n".join(lines)
+
+
+def notes(figures: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    """Context for the figures: sequential rounds to containment (machine-independent) and the cost of one here."""
+    summary = details.get("containment_summary", {})
+    mine = summary.get("rounds_to_containment_responder")
+    if not mine:
+        return []
+    floor = figures.get("containment_floor_L")
+    per_round = (floor if isinstance(floor, int | float) else figures["containment_L"]) / 2
+    return [
+        f"rounds to containment (sequential remote calls): responder {mine:g}, baseline "
+        f"{summary.get('rounds_to_containment_baseline'):g}, second pod in a namespace "
+        f"{summary.get('rounds_to_containment_warm_ns'):g}; one round costs {per_round:.2f} L here even for a "
+        "client that does nothing else (containment_floor_L / 2)"
+    ]
+
+
+def results_of(
+    figures: dict[str, Any], details: dict[str, Any], started: float, load_at_start: list[float]
+) -> dict[str, Any]:
+    """bench/results.json: the figures, their targets and ratios, the host, and every detail."""
+    ratio_values = ratios(figures)
+    return {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "latency_ms": L_S * 1000,
+        "workers": WORKERS,
+        "figures": figures,
+        "targets": {
+            k: {"op": op, "value": v, "met": figures.get(k, float("inf")) <= v} for k, (op, v) in TARGETS.items()
+        },
+        "ratios": ratio_values,
+        "notes": notes(figures, details),
+        "duration_s": round(time.monotonic() - started, 1),
+        "details": details,
+    }

@@ -1,0 +1,160 @@
+"""The command line of each component: etcd, the apiserver and controller-manager, and the node's bridge, containerd,
+kubelet and scheduler. With a node every command runs inside the node's network namespace (``host.in_netns``)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from node import host, images
+
+from cluster.common import BRIDGE, SA_ISSUER, SERVICE_CIDR
+from cluster.credentials import Credentials
+from cluster.layout import Layout
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    kcm: int
+    scheduler: int
+    kubelet: int
+    netpol: int
+
+    def as_state(self) -> dict[str, int]:
+        return {
+            "etcd": self.etcd,
+            "etcd_peer": self.etcd_peer,
+            "kube-apiserver": self.apiserver,
+            "kcm": self.kcm,
+            "kube-scheduler": self.scheduler,
+            "kubelet": self.kubelet,
+            "netpol": self.netpol,
+        }
+
+
+def etcd(bins: Path, layout: Layout, ports: Ports) -> list[str]:
+    return [
+        str(bins / "etcd"),
+        "--name=rsr",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls=http://127.0.0.1:{ports.etcd}",
+        f"--advertise-client-urls=http://127.0.0.1:{ports.etcd}",
+        f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+        f"--initial-cluster=rsr=http://127.0.0.1:{ports.etcd_peer}",
+        "--initial-cluster-state=new",
+        "--logger=zap",
+        "--log-level=warn",
+    ]
+
+
+def apiserver(bins: Path, layout: Layout, ports: Ports, creds: Credentials) -> list[str]:
+    return [
+        str(bins / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={ports.apiserver}",
+        "--insecure-port=0",  # 1.20 still opens an unauthenticated :8080 unless told not to
+        f"--tls-cert-file={creds.api_crt}",
+        f"--tls-private-key-file={creds.api_key}",
+        f"--token-auth-file={layout.pki / 'tokens.csv'}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # No kubelet mounts tokens here, and pods must be creatable without a token controller race.
+        "--disable-admission-plugins=ServiceAccount",
+        f"--kubelet-certificate-authority={layout.ca_bundle}",
+        f"--kubelet-client-certificate={creds.kubelet_client_crt}",
+        f"--kubelet-client-key={creds.kubelet_client_key}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-account-key-file={creds.sa_pub}",
+        f"--service-account-signing-key-file={creds.sa_key}",
+        f"--service-account-issuer={SA_ISSUER}",
+        f"--api-audiences={SA_ISSUER}",
+        # There is no real network endpoint for the `kubernetes` Service; don't let the apiserver manage one.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def controller_manager(bins: Path, layout: Layout, ports: Ports, creds: Credentials) -> list[str]:
+    return [
+        str(bins / "kube-controller-manager"),
+        f"--kubeconfig={layout.kcm_kubeconfig}",
+        # No --authentication/authorization-kubeconfig: delegated authn would watch kube-system's
+        # extension-apiserver-authentication ConfigMap, which this apiserver (no client CA) never creates,
+        # and log an error every few seconds.
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports.kcm}",
+        "--port=0",  # 1.20 also serves plain HTTP on :10252 by default
+        f"--cert-dir={layout.kcm_certs}",
+        "--leader-elect=false",
+        # Each controller runs as its own kube-system service account with its bootstrap role, as on a real
+        # cluster; the KCM identity itself only needs to mint those tokens.
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={creds.sa_key}",
+        f"--root-ca-file={layout.ca_bundle}",
+        "--controllers=*",
+        "--v=1",
+    ]
+
+
+def bridge(layout: Layout, ports: Ports) -> dict[str, list[str]]:
+    """The two halves of the host's way to the apiserver: inside the namespace and on the host."""
+    return {
+        "bridge-inner": [sys.executable, str(BRIDGE), "inner", str(layout.bridge_socket), str(ports.apiserver)],
+        "bridge-outer": [sys.executable, str(BRIDGE), "outer", str(ports.apiserver), str(layout.bridge_socket)],
+    }
+
+
+def node(bins: Path, layout: Layout, ports: Ports) -> dict[str, list[str]]:
+    """containerd, the kubelet and the scheduler (the scheduler only matters once there is a node)."""
+    return {
+        "containerd": ["/usr/bin/containerd", f"--config={layout.node / 'containerd' / 'config.toml'}"],
+        "kubelet": [
+            str(bins / "kubelet"),
+            f"--config={layout.node / 'kubelet-config.yaml'}",
+            f"--kubeconfig={layout.node / 'kubelet.kubeconfig'}",
+            "--container-runtime=remote",
+            f"--container-runtime-endpoint=unix://{layout.containerd_socket}",
+            f"--root-dir={layout.node / 'kubelet'}",
+            # 1.20 refuses a loopback --node-ip and would then publish no address (no exec, no logs).
+            f"--hostname-override={host.NODE_NAME}",
+            f"--register-with-taints={host.TAINT_KEY}=true:NoSchedule",
+            f"--pod-infra-container-image={images.PAUSE_IMAGE}",
+            "--v=1",
+        ],
+        "kube-scheduler": [
+            str(bins / "kube-scheduler"),
+            f"--kubeconfig={layout.node / 'scheduler.kubeconfig'}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.scheduler}",
+            "--port=0",
+            f"--cert-dir={layout.node / 'scheduler-certs'}",
+            "--v=1",
+        ],
+    }
+
+
+def all_commands(
+    bins: Path, layout: Layout, ports: Ports, creds: Credentials, names: host.NodeNames | None, with_kcm: bool
+) -> dict[str, list[str]]:
+    """Every component to start, by name; ``names`` (the node's namespace) is None for the control plane alone."""
+    commands = {"etcd": etcd(bins, layout, ports), "kube-apiserver": apiserver(bins, layout, ports, creds)}
+    if with_kcm:
+        commands["kube-controller-manager"] = controller_manager(bins, layout, ports, creds)
+    if names is None:
+        return commands
+    commands = {name: host.in_netns(names, argv) for name, argv in commands.items()}
+    bridges = bridge(layout, ports)
+    commands["bridge-inner"] = host.in_netns(names, bridges["bridge-inner"])
+    commands["bridge-outer"] = bridges["bridge-outer"]  # the host's half
+    commands.update({name: host.in_netns(names, argv) for name, argv in node(bins, layout, ports).items()})
+    return commands

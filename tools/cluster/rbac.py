@@ -1,0 +1,120 @@
+"""The responder's RBAC from deploy/kubernetes, applied with kubectl as the admin, and the no-capture identity's
+bindings (rbac.yaml's roles alone)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cluster.common import (
+    CAPTURE_RBAC,
+    CORE_RBAC,
+    KUBECTL,
+    MANIFEST_DIR,
+    NOCAPTURE_IDENTITY,
+    RBAC_NAMESPACE,
+    RESPONDER_IDENTITY,
+    die,
+    log,
+)
+from cluster.layout import Layout
+
+
+def render_manifest(name: str, identity: str) -> str:
+    """A deploy/kubernetes manifest with `${responder_identity}` filled in, as Terraform's templatefile() does."""
+    path = MANIFEST_DIR / name
+    text = path.read_text().replace("${responder_identity}", identity)
+    if "${" in text:
+        die(f"{path} has a template variable other than responder_identity")
+    return text
+
+
+def kubectl(
+    kubeconfig: Path, args: list[str], stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Runs kubectl (argv, never a shell) against the cluster of `kubeconfig`."""
+    if not os.access(KUBECTL, os.X_OK):
+        die(f"{KUBECTL} not found; install kubectl or point RSR_KUBECTL at it")
+    proc = subprocess.run(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", "--request-timeout=30s", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=90,
+    )
+    if check and proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-2000:])
+        die(f"`kubectl {' '.join(args)}` failed (exit {proc.returncode})")
+    return proc
+
+
+def nocapture_bindings(admin_kubeconfig: Path, core_rbac: str) -> str:
+    """rbac.yaml's bindings, renamed and bound to NOCAPTURE_IDENTITY: the same roles, and nothing from rbac-capture."""
+    # kubectl turns the YAML into JSON locally, so this file keeps to the standard library.
+    rendered = kubectl(admin_kubeconfig, ["create", "--dry-run=client", "-o", "json", "-f", "-"], stdin=core_rbac)
+    items: list[dict[str, Any]] = []
+    decoder, text, at = json.JSONDecoder(), rendered.stdout, 0
+    while text[at:].strip():  # one JSON object per document, one after the other
+        at += len(text[at:]) - len(text[at:].lstrip())
+        item, at = decoder.raw_decode(text, at)
+        items.extend(item["items"] if item.get("kind") == "List" else [item])
+    bindings = []
+    for item in items:
+        if item.get("kind") not in {"ClusterRoleBinding", "RoleBinding"}:
+            continue
+        item["metadata"]["name"] += "-nocapture"
+        item["subjects"] = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": NOCAPTURE_IDENTITY}]
+        bindings.append(item)
+    if not bindings:
+        die(f"{MANIFEST_DIR / CORE_RBAC} has no bindings to copy for {NOCAPTURE_IDENTITY}")
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": bindings})
+
+
+def can_i(admin_kubeconfig: Path, user: str, verb: str, resource: str, namespace: str, subresource: str = "") -> bool:
+    """The authorizer's answer for `user` (the admin is in system:masters, so it may impersonate)."""
+    args = ["auth", "can-i", verb, resource, f"--namespace={namespace}", f"--as={user}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    return kubectl(admin_kubeconfig, args, check=False).stdout.strip() == "yes"
+
+
+def apply_rbac(layout: Layout, timeout: float = 20.0) -> None:
+    """Gives the local identities their real rights: rbac.yaml + rbac-capture.yaml for the responder, rbac.yaml's
+    roles alone for the no-capture identity. Idempotent (server-side apply), so an edited manifest replaces what a
+    long-lived cluster stored; waits until the authorizer answers with the new bindings."""
+    admin = layout.admin_kubeconfig
+    core = render_manifest(CORE_RBAC, RESPONDER_IDENTITY)
+    capture = render_manifest(CAPTURE_RBAC, RESPONDER_IDENTITY)
+    if f"name: {RBAC_NAMESPACE}" not in core:
+        die(f"{MANIFEST_DIR / CORE_RBAC} no longer creates the {RBAC_NAMESPACE} namespace")
+    apply = ["apply", "--server-side", "--field-manager=rsr-kubeenv", "--force-conflicts", "-f", "-"]
+    # The Namespace is the first object of rbac.yaml, so its Role lands after it in the same apply.
+    kubectl(admin, apply, stdin=f"{core}\n---\n{capture}")
+    kubectl(admin, apply, stdin=nocapture_bindings(admin, core))
+
+    # The RBAC authorizer reads bindings through informers: for a moment after the apply they are unseen.
+    expected = [
+        (RESPONDER_IDENTITY, "delete", "pods", "default", "", True),
+        (RESPONDER_IDENTITY, "update", "leases", RBAC_NAMESPACE, "", True),
+        (RESPONDER_IDENTITY, "create", "pods", "default", "exec", True),
+        (NOCAPTURE_IDENTITY, "delete", "pods", "default", "", True),
+        (NOCAPTURE_IDENTITY, "update", "leases", RBAC_NAMESPACE, "", True),
+    ]
+    deadline = time.monotonic() + timeout
+    while expected and time.monotonic() < deadline:
+        user, verb, resource, namespace, sub, want = expected[0]
+        if can_i(admin, user, verb, resource, namespace, sub) == want:
+            expected.pop(0)
+        else:
+            time.sleep(0.2)
+    if expected:
+        die(f"the RBAC bindings were not in effect within {timeout:.0f}s: {expected[0]}")
+    if can_i(admin, NOCAPTURE_IDENTITY, "create", "pods", "default", "exec"):
+        die(f"{NOCAPTURE_IDENTITY} may exec: something besides {CAPTURE_RBAC} grants pods/exec")
+    log(f"RBAC applied: {RESPONDER_IDENTITY} ({CORE_RBAC} + {CAPTURE_RBAC}), {NOCAPTURE_IDENTITY} ({CORE_RBAC} only)")
