@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     # --- wiring (not policy) ---
     kubeconfig: Path | None = Field(default=None, description="use this kubeconfig for every cluster (non-GKE, local)")
     budget_namespace: str = Field(default="responder-system", description="namespace holding the budget Leases")
-    enrichment_timeout_s: float = Field(default=20.0, gt=0, le=300, description="per-branch investigation timeout")
+    enrichment_timeout_s: float = Field(
+        default=20.0, gt=0, le=300, description="one investigation deadline shared by every branch (seconds)"
+    )
     scc_endpoint: str | None = Field(default=None, description="SCC API endpoint override (tests, private access)")
     logging_endpoint: str | None = Field(default=None, description="Cloud Logging API endpoint override")
     container_endpoint: str | None = Field(default=None, description="GKE API endpoint override")
