@@ -10,9 +10,11 @@ the quarantine label (which a refuted message's rollback takes back exactly), de
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 from responder.containment.base import (
+    ORIGINAL_LABELS_ANNOTATION,
     QUARANTINE_LABEL,
     ActionContext,
     ActionParams,
@@ -21,9 +23,36 @@ from responder.containment.base import (
     pod_gone,
     result,
 )
-from responder.containment.isolate import IsolateAction, _detach_record
+from responder.containment.enforcement import CUT, established_connections
 from responder.containment.label import quarantine_pod
 from responder.errors import Conflict, NotFound
+
+
+def detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:
+    """Which labels to remove so the ReplicaSet lets go of the pod (and Services stop routing to it).
+
+    Never where isolation cannot cut the pod's established connections: the controller would start a
+    replacement while the detached pod ran on, unmanaged, with the attacker's shell still connected."""
+    session = established_connections(ctx.netpol(), ctx.pod.host_network)
+    if session != CUT:
+        return [], [f"not detached: isolation leaves established connections {session} ({ctx.netpol().dataplane})"]
+    controller = ctx.pod.controller
+    if controller is None:
+        return [], ["not detached: the pod has no controller to replace it"]
+    if controller.kind != "ReplicaSet":
+        # A StatefulSet would try to recreate the same name; a DaemonSet/Job has its own identity rules.
+        return [], [f"not detached: {controller.kind} pods keep their identity; delete instead to replace"]
+    workload_labels = sorted(k for k in ctx.pod.labels if k != QUARANTINE_LABEL)
+    if not workload_labels:
+        return [], ["already detached"]
+    return workload_labels, [f"detached from ReplicaSet {controller.name}: it creates a clean replacement"]
+
+
+def detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str]:
+    """The original-labels annotation: what a detach removes, on the pod, for whoever re-attaches it (and the
+    admission guard, which lets labels go only when the same write records them)."""
+    original = {k: ctx.pod.labels[k] for k in remove if k in ctx.pod.labels}
+    return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
 
 
 class DetachParams(ActionParams):
@@ -42,7 +71,7 @@ class DetachAction:
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
         """Detach the pod if its controller can replace it; ``skipped`` with the reason otherwise."""
-        remove, notes = IsolateAction._detach_plan(ctx)
+        remove, notes = detach_plan(ctx)
         if not remove:
             return result(self.name, Status.SKIPPED, notes[0] if notes else "nothing to detach", ctx)
         if not ctx.dry_run and ctx.pod.labels.get(QUARANTINE_LABEL) != "true":
@@ -53,7 +82,7 @@ class DetachAction:
         if ctx.dry_run:
             return result(self.name, Status.SKIPPED, what, ctx, [what])
         try:
-            quarantine_pod(ctx, remove, _detach_record(remove, ctx))
+            quarantine_pod(ctx, remove, detach_record(remove, ctx))
         except (NotFound, Conflict) as exc:
             return pod_gone(self.name, ctx, exc)
         done = f"detached from its ReplicaSet ({', '.join(remove)} removed); {notes[0]}"

@@ -20,14 +20,12 @@ and isolation fails rather than proceed when that cannot be ensured.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal
 
 from responder.containment.base import (
     DENY_ALL_POLICY,
-    ORIGINAL_LABELS_ANNOTATION,
     QUARANTINE_LABEL,
     ActionContext,
     ActionParams,
@@ -66,19 +64,12 @@ class IsolateParams(ActionParams):
     live_session: LiveSession | None = None
 
 
-def _patch_pod_into(out: list[tuple[bool, str]], ctx: ActionContext, remove: list[str]) -> None:
-    out.append(quarantine_pod(ctx, remove, _detach_record(remove, ctx)))
-
-
-def _detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str] | None:
-    if not remove:
-        return None
-    original = {k: ctx.pod.labels[k] for k in remove if k in ctx.pod.labels}
-    return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
+def _patch_pod_into(out: list[tuple[bool, str]], ctx: ActionContext) -> None:
+    out.append(quarantine_pod(ctx, [], None))
 
 
 class IsolateAction:
-    """Deny-all NetworkPolicy + exclusion from allowing policies + quarantine label (+ optional detach)."""
+    """Deny-all NetworkPolicy + exclusion from allowing policies + quarantine label (``detach`` is its own step)."""
 
     name: ClassVar[str] = "isolate"
     isolating: ClassVar[bool] = True
@@ -91,9 +82,9 @@ class IsolateAction:
         """Isolate the pod; report ``failed`` when isolation cannot be effective (the writes are still made)."""
         assert isinstance(params, IsolateParams)
         changes: list[str] = []
-        remove, notes = self._detach_plan(ctx) if params.detach else ([], [])
+        # ``detach`` is not done here: the runner splits it off into its own step, held until SCC vouches (detach.py).
         try:
-            self._isolate(ctx, changes, remove)
+            self._isolate(ctx, changes)
         except PoliciesKeptChanging:
             raise  # not about the pod: the action fails with the reason
         except (NotFound, Conflict) as exc:
@@ -104,7 +95,7 @@ class IsolateAction:
         session = established_connections(enforcement, ctx.pod.host_network)
         details: dict[str, Any] = {
             "policy": DENY_ALL_POLICY,
-            "notes": notes,
+            "notes": [],
             # The record never claims a cut the dataplane cannot make: this is what happens to the live shell.
             "established_connections": session,
             "dataplane": enforcement.dataplane,
@@ -138,7 +129,7 @@ class IsolateAction:
         return None
 
     @staticmethod
-    def _isolate(ctx: ActionContext, changes: list[str], remove: list[str]) -> None:
+    def _isolate(ctx: ActionContext, changes: list[str]) -> None:
         """Deny-all first, then (concurrently) the exclusions from allowing policies and the one pod patch.
 
         Time to containment is the product, so requests go out in as few rounds as is safe. The deny-all policy must
@@ -160,14 +151,14 @@ class IsolateAction:
             # Every policy that would let traffic past the deny-all once the pod is quarantined, judged by content.
             pending = [p for p in listed if p.name != DENY_ALL_POLICY and reopens(p, labels)]
             if ctx.dry_run:
-                IsolateAction._would(ctx, listed, pending, changes, remove)
+                IsolateAction._would(ctx, listed, pending, changes)
                 return
             if ensured is None:
                 # Before any exclusion or label: without the deny-all in place they would open the pod, not close it.
                 ensured = ensure_deny_all(ctx.kube, namespace)
                 if ensured.changed:
                     changes.append(ensured.what)
-            retry, pod_done = IsolateAction._write(ctx, pending, labels, remove, changes, pod_done)
+            retry, pod_done = IsolateAction._write(ctx, pending, labels, changes, pod_done)
             if not retry:
                 return
             listed = None
@@ -181,7 +172,6 @@ class IsolateAction:
         listed: list[NetworkPolicyView],
         pending: list[NetworkPolicyView],
         changes: list[str],
-        remove: list[str],
     ) -> None:
         """What isolation would write (dry run): the same judgements, no write."""
         namespace = ctx.target.namespace
@@ -194,7 +184,7 @@ class IsolateAction:
                 "with the deny-all"
             )
         changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
-        _, what = quarantine_pod(ctx, remove, _detach_record(remove, ctx))
+        _, what = quarantine_pod(ctx, [], None)
         changes.append(what)
 
     @staticmethod
@@ -202,7 +192,6 @@ class IsolateAction:
         ctx: ActionContext,
         pending: list[NetworkPolicyView],
         labels: Mapping[str, str],
-        remove: list[str],
         changes: list[str],
         pod_done: bool,
     ) -> tuple[bool, bool]:
@@ -218,7 +207,7 @@ class IsolateAction:
         ]
         pod_outcome: list[tuple[bool, str]] = []
         if not pod_done:
-            writes.append((None, partial(_patch_pod_into, pod_outcome, ctx, remove)))
+            writes.append((None, partial(_patch_pod_into, pod_outcome, ctx)))
         retry = False
         for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True):
             if done is None:  # the pod patch: its failure (gone, replaced) ends the action
@@ -227,9 +216,7 @@ class IsolateAction:
                 pod_done = True
                 changed, what = pod_outcome[0]
                 if changed:
-                    changes.append(
-                        what + (f"; detached from its ReplicaSet ({', '.join(remove)} removed)" if remove else "")
-                    )
+                    changes.append(what)
             elif error is None:
                 changes.append(done)
             elif isinstance(error, Conflict | NotFound):
@@ -237,23 +224,3 @@ class IsolateAction:
             else:
                 raise error
         return retry, pod_done
-
-    @staticmethod
-    def _detach_plan(ctx: ActionContext) -> tuple[list[str], list[str]]:
-        """Which labels to remove so the ReplicaSet lets go of the pod (and Services stop routing to it).
-
-        Never where isolation cannot cut the pod's established connections: the controller would start a
-        replacement while the detached pod ran on, unmanaged, with the attacker's shell still connected."""
-        session = established_connections(ctx.netpol(), ctx.pod.host_network)
-        if session != CUT:
-            return [], [f"not detached: isolation leaves established connections {session} ({ctx.netpol().dataplane})"]
-        controller = ctx.pod.controller
-        if controller is None:
-            return [], ["not detached: the pod has no controller to replace it"]
-        if controller.kind != "ReplicaSet":
-            # A StatefulSet would try to recreate the same name; a DaemonSet/Job has its own identity rules.
-            return [], [f"not detached: {controller.kind} pods keep their identity; delete instead to replace"]
-        workload_labels = sorted(k for k in ctx.pod.labels if k != QUARANTINE_LABEL)
-        if not workload_labels:
-            return [], ["already detached"]
-        return workload_labels, [f"detached from ReplicaSet {controller.name}: it creates a clean replacement"]
