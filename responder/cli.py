@@ -32,6 +32,15 @@ def say(*values: object, stream: TextIO | None = None, limit: int = 2000) -> Non
     print(" ".join(clean(v, limit) for v in values), file=stream or sys.stdout)
 
 
+def say_lines(prefix: str, error: object, stream: TextIO | None = None) -> None:
+    """An error of ours whose text has one problem per line (a policy's or the settings' validation): each line
+    cleaned and printed on its own, so a control character in a value still cannot reach the terminal raw."""
+    first, *rest = str(error).split("\n")
+    say(prefix, first, stream=stream)
+    for line in rest:
+        say(" ", line, stream=stream)
+
+
 def _settings(policy: Path | None) -> Settings:
     from responder.config import load_settings
 
@@ -149,7 +158,7 @@ def cmd_validate_policy(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(Path(args.file))
     except ConfigError as exc:
-        say("invalid:", exc, stream=sys.stderr)
+        say_lines("invalid:", exc, stream=sys.stderr)
         return EXIT_ERROR
     say(f"ok: {args.file}: {len(policy.rules)} rule(s), mode {policy.defaults.mode}")
     return EXIT_OK
@@ -225,6 +234,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ResponderError as exc:  # ConfigError included
-        say("error:", exc, stream=sys.stderr)
+        say_lines("error:", exc, stream=sys.stderr)
         return EXIT_ERROR
     return code
