@@ -154,7 +154,8 @@ class Settled:
 
     plan: Plan
     verification: Verification
-    results: list[ActionResult]
+    results: list[ActionResult]  # what was done to the workload (and a rollback of it)
+    writebacks: list[ActionResult]  # what was told SCC about it
     retry: bool
     contained_at: float | None  # time.monotonic() when the first containing write was accepted
 
@@ -346,8 +347,7 @@ class Responder:
         if contained_at is None and contained(results):  # a delete that waited for SCC's word
             contained_at = time.monotonic()
         results, retry = self._reconcile(event, plan, verification, results, retry)
-        results += writing_back.result()
-        settled = Settled(plan, verification, results, retry, contained_at)
+        settled = Settled(plan, verification, results, writing_back.result(), retry, contained_at)
         return self._report(event, settled, investigating.result(), evidence)
 
     def _verify(self, event: Event, schedule: Schedule) -> Future[Verification]:
@@ -413,12 +413,13 @@ class Responder:
         plan, verification, results = settled.plan, settled.verification, settled.results
         decided, code, reason = decide(event.verdict, plan, verification)
 
-        def record(actions: list[ActionResult]) -> DecisionRecord:
+        def record(writebacks: list[ActionResult]) -> DecisionRecord:
             return event.record(
                 decided,
                 code,
                 reason,
-                actions=actions,
+                actions=results,
+                writebacks=writebacks,
                 rule=plan.rule,
                 skipped=list(plan.skipped),
                 enrichment=investigation.summary(),
@@ -429,7 +430,7 @@ class Responder:
         if decided is Verdict.ACT and not settled.retry and not plan.dry_run:
             self._remember(event.finding.name)
         outcome = event.outcome(
-            record(results),
+            record(settled.writebacks),
             plan=plan,
             investigation=investigation,
             evidence=evidence,
@@ -437,11 +438,11 @@ class Responder:
         )
         if verification.vouch is Vouch.REFUTED:
             return outcome  # owners are not paged with a forger's content; the ERROR record is the alert
-        # The report is built from the complete outcome, so owners see every action; the publish result is then
-        # added to the decision record (the report cannot contain its own delivery).
+        # The report is built from the complete outcome, so owners see every action and write-back; the publish
+        # result is then added to the decision record (the report cannot contain its own delivery).
         notified = notify(self.deps.publisher, self.deps.policy.defaults, outcome, results)
         if notified:
-            outcome.record = record(results + notified)
+            outcome.record = record(settled.writebacks + notified)
         return outcome
 
     # ---------------------------------------------------------------------------------------------- duplicates

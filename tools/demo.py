@@ -178,6 +178,8 @@ def show_record(record: dict[str, Any]) -> None:
         say(f"   - {a['action']:<8} {a['status']:<9} {a['reason']}")
         for note in a.get("details", {}).get("notes", []):
             say(f"       note: {note}")
+    for a in record.get("writebacks", []):
+        say(f"   - {a['action']:<8} {a['status']:<9} {a['reason']}  (written back to SCC)")
     for s in record.get("skipped", []):
         say(f"   - skipped: {s}")
 

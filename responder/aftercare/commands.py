@@ -134,7 +134,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def _print_human(record: dict[str, Any]) -> None:
     # Reasons quote what the pod and SCC hold (annotations, marks): cleaned like every other terminal line.
     print(clean(f"{record['verdict']}: {record['reason']}", 2000))
-    for action in record["actions"]:
+    for action in [*record["actions"], *record["writebacks"]]:
         print(clean(f"  {action['action']:<10} {action['status']:<9} {action['reason']}", 2000))
 
 

@@ -71,7 +71,7 @@ class ReleaseOutcome:
     @property
     def failed(self) -> bool:
         """Any step failed: the operator must look (exit 1)."""
-        return any(a.status is Status.FAILED for a in self.record.actions)
+        return any(a.status is Status.FAILED for a in [*self.record.actions, *self.record.writebacks])
 
 
 @dataclass
@@ -80,14 +80,28 @@ class _Run:
 
     dry_run: bool
     actions: list[ActionResult] = field(default_factory=list)
+    writebacks: list[ActionResult] = field(default_factory=list)  # what was told SCC (the security marks)
 
     def add(self, action: str, status: Status, reason: str, changes: list[str] | tuple[str, ...] = ()) -> ActionResult:
-        """Record a step; a dry run's planned changes say "would" so nobody mistakes a plan for a change."""
-        if self.dry_run and changes and status is Status.SKIPPED:
-            reason = f"dry-run: would {reason}"
-        out = ActionResult(action=action, status=status, reason=reason, dry_run=self.dry_run, changes=tuple(changes))
+        """Record a step in the cluster; a dry run's planned changes say "would" so nobody mistakes a plan for a
+        change."""
+        out = self._result(action, status, reason, changes)
         self.actions.append(out)
         return out
+
+    def tell(self, status: Status, reason: str, changes: list[str] | tuple[str, ...] = ()) -> None:
+        """Record the security marks' write-back (kept apart from the cluster steps, as in the responder's record)."""
+        self.writebacks.append(self._result("mark", status, reason, changes))
+
+    @property
+    def results(self) -> list[ActionResult]:
+        """Every step and write-back."""
+        return [*self.actions, *self.writebacks]
+
+    def _result(self, action: str, status: Status, reason: str, changes: list[str] | tuple[str, ...]) -> ActionResult:
+        if self.dry_run and changes and status is Status.SKIPPED:
+            reason = f"dry-run: would {reason}"
+        return ActionResult(action=action, status=status, reason=reason, dry_run=self.dry_run, changes=tuple(changes))
 
 
 def _pod_write(run: _Run, step: str, name: str, write: Callable[[], object]) -> bool | None:
@@ -351,17 +365,17 @@ class Releaser:
         """Security marks on the finding: released, by whom, why. Only when this run released the pod, so that a
         second release changes nothing anywhere, and only on a finding whose SCC record names this pod."""
         if self.findings is None:
-            run.add("mark", Status.SKIPPED, "Google APIs are off (RESPONDER_GOOGLE_APIS): no security marks written")
+            run.tell(Status.SKIPPED, "Google APIs are off (RESPONDER_GOOGLE_APIS): no security marks written")
             return
         if not finding:
-            run.add("mark", Status.SKIPPED, "the pod records no finding: no security marks written")
+            run.tell(Status.SKIPPED, "the pod records no finding: no security marks written")
             return
         if not released:
-            run.add("mark", Status.SKIPPED, "nothing was released by this run: security marks left as they are")
+            run.tell(Status.SKIPPED, "nothing was released by this run: security marks left as they are")
             return
         unbound = self._names_this_pod(finding, pod)
         if unbound is not None:
-            run.add("mark", *unbound)
+            run.tell(*unbound)
             return
         marks = {"rsr_status": "released", "rsr_time": self.clock().isoformat(timespec="seconds")}
         if request.by:
@@ -370,14 +384,14 @@ class Releaser:
             marks["rsr_release_reason"] = clean(request.reason.strip(), 1000)
         what = f"set security marks {', '.join(sorted(marks))} on {clean(finding, 300)}"
         if run.dry_run:
-            run.add("mark", Status.SKIPPED, what, [what])
+            run.tell(Status.SKIPPED, what, [what])
             return
         try:
             self.findings.update_marks(finding, marks)
         except ResponderError as exc:
-            run.add("mark", Status.FAILED, f"security marks not written: {clean(exc, 300)}")
+            run.tell(Status.FAILED, f"security marks not written: {clean(exc, 300)}")
             return
-        run.add("mark", Status.SUCCEEDED, f"security marks set: rsr_status=released on {clean(finding, 300)}", [what])
+        run.tell(Status.SUCCEEDED, f"security marks set: rsr_status=released on {clean(finding, 300)}", [what])
 
     def _names_this_pod(self, finding: str, pod: tuple[str, str]) -> tuple[Status, str] | None:
         """Why the marks must not go to ``finding`` (None: SCC's record of it names this pod, in this cluster); a
@@ -410,10 +424,10 @@ class Releaser:
 
     # ----------------------------------------------------------------------------------------------- record
     def _record(self, run: _Run, ref: PodRef, finding: str | None, pod: PodView | None) -> DecisionRecord:
-        changed = any(a.changes for a in run.actions)
+        changed = any(a.changes for a in run.results)
         if run.dry_run:
             reason = f"plan to release {ref.namespace}/{ref.name}; nothing written (--yes to apply)"
-        elif any(a.status is Status.FAILED for a in run.actions):
+        elif any(a.status is Status.FAILED for a in run.results):
             reason = f"release of {ref.namespace}/{ref.name} incomplete: see the failed steps"
         elif changed:
             reason = f"released {ref.namespace}/{ref.name}"
@@ -427,6 +441,7 @@ class Releaser:
             cluster=self.cluster,
             pod=ref,
             actions=run.actions,
+            writebacks=run.writebacks,
             mode="dry-run" if run.dry_run else "enforce",
         )
 

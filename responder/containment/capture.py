@@ -48,6 +48,8 @@ class CaptureAction:
     verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = True
     destructive: ClassVar[bool] = False
+    needs_capture_before: ClassVar[bool] = False
+    held_means: ClassVar[str] = "no exec and no log read in the container"
     Params: ClassVar[type[ActionParams]] = CaptureParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

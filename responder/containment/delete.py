@@ -39,6 +39,8 @@ class DeleteAction:
     verified_first: ClassVar[bool] = True
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = True
+    needs_capture_before: ClassVar[bool] = True
+    held_means: ClassVar[str] = "no destructive action"
     Params: ClassVar[type[ActionParams]] = DeleteParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

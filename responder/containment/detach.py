@@ -67,6 +67,8 @@ class DetachAction:
     verified_first: ClassVar[bool] = True
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
+    needs_capture_before: ClassVar[bool] = False
+    held_means: ClassVar[str] = "not detached"
     Params: ClassVar[type[ActionParams]] = DetachParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

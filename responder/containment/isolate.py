@@ -76,6 +76,8 @@ class IsolateAction:
     verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
+    needs_capture_before: ClassVar[bool] = False
+    held_means: ClassVar[str] = "not isolated"
     Params: ClassVar[type[ActionParams]] = IsolateParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

@@ -66,6 +66,8 @@ class LabelAction:
     verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
+    needs_capture_before: ClassVar[bool] = False
+    held_means: ClassVar[str] = "not labelled"
     Params: ClassVar[type[ActionParams]] = LabelParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

@@ -64,8 +64,8 @@ def ordered(steps: list[PlannedStep], capture_before_destructive: bool) -> list[
 
 
 def with_evidence_first(steps: list[PlannedStep], capture_before_destructive: bool) -> list[PlannedStep]:
-    """Capture ahead of the first destructive step (stable otherwise); see :func:`ordered`."""
-    first_destructive = next((i for i, s in enumerate(steps) if s.destructive), None)
+    """Capture ahead of the first step that needs it (a destructive one; stable otherwise); see :func:`ordered`."""
+    first_destructive = next((i for i, s in enumerate(steps) if registry.needs_capture_before(s.action)), None)
     if first_destructive is None:
         return list(steps)
     late = [s for s in steps[first_destructive:] if registry.reads_only(s.action)]

@@ -25,6 +25,18 @@ def isolating(name: str) -> bool:
     return action is not None and action.isolating
 
 
+def destructive(name: str) -> bool:
+    """Whether the action called ``name`` ends the pod; False for names no policy can use."""
+    action = ACTIONS.get(name)
+    return action is not None and action.destructive
+
+
+def needs_capture_before(name: str) -> bool:
+    """Whether evidence is captured before the action called ``name`` runs; False for names no policy can use."""
+    action = ACTIONS.get(name)
+    return action is not None and action.needs_capture_before
+
+
 def get(name: str) -> Action:
     """The action called ``name``; KeyError lists the valid ones."""
     try:

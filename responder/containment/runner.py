@@ -350,8 +350,7 @@ class _Run:
             self.schedule.settle()
             verification = self.request.verifying.result()
             if not verification.allows_destructive:
-                what = "not detached" if step.action == _DETACH.name else "no destructive action"
-                return held(step, verification, what)
+                return held(step, verification, _action(step.action).held_means)
         if item.running is not None:
             if not any(q.step.destructive for q in rest):
                 return StillRunning(step.action, item.running)  # nothing destructive waits for it
@@ -377,7 +376,7 @@ class _Run:
         self.schedule.warm()
         verification = self.request.verifying.result()
         if not verification.allows_evidence(self.dry_run):
-            result = held(step, verification, "no exec and no log read in the container", self.dry_run)
+            result = held(step, verification, _action(step.action).held_means, self.dry_run)
             self.ctx.evidence.notes.append(f"evidence not captured: {result.reason}")
             return StepOutcome(result, retry=False)
         return self.schedule.when_warm(self.runner.run_step, self.ctx, step)

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
+from responder.containment import registry
+from responder.containment.base import ActionResult
 from responder.errors import ResponderError
 from responder.intake import identifiers
 from responder.intake.findings import Endpoint, Finding
@@ -367,10 +369,10 @@ def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> Ins
         tree_notes = [n for n in notes if n.startswith("process tree")]
         if tree_notes:
             note = tree_notes[0]
-        elif outcome.plan is not None and not any(s.action == "capture" for s in outcome.plan.steps):
+        elif outcome.plan is not None and not any(registry.reads_only(s.action) for s in outcome.plan.steps):
             note = "not captured: the plan had no capture step"
         else:
-            capture = next((a for a in outcome.record.actions if a.action == "capture"), None)
+            capture = next((a for a in outcome.record.actions if registry.reads_only(a.action)), None)
             note = (
                 f"not captured: {clean(capture.reason, 300)}"
                 if capture is not None
@@ -408,16 +410,6 @@ def _console_links(
 
 def _response_section(outcome: Outcome, report: IncidentReport, target: Target) -> ResponseSection:
     record, plan = outcome.record, outcome.plan
-    actions = tuple(
-        ActionInfo(
-            action=clean(a.action, 40),
-            status=a.status.value,
-            reason=clean(a.reason, 600),
-            dry_run=a.dry_run,
-            changes=tuple(clean(c, 300) for c in a.changes[:50]),
-        )
-        for a in record.actions
-    )
     dry_run = plan.dry_run if plan else True
     planned = tuple(f"{s.action}{' (destructive)' if s.destructive else ''}" for s in plan.steps) if plan else ()
     return ResponseSection(
@@ -425,9 +417,23 @@ def _response_section(outcome: Outcome, report: IncidentReport, target: Target) 
         dry_run=dry_run,
         rule=_opt(record.rule or (plan.rule if plan else None), 200),
         planned=planned,
-        actions=actions,
+        actions=_action_infos(record.actions),
+        writebacks=_action_infos(record.writebacks),
         skipped=tuple(clean(s, 300) for s in record.skipped),
         todo=tuple(next_steps(outcome, report, target, dry_run)),
+    )
+
+
+def _action_infos(results: list[ActionResult]) -> tuple[ActionInfo, ...]:
+    return tuple(
+        ActionInfo(
+            action=clean(a.action, 40),
+            status=a.status.value,
+            reason=clean(a.reason, 600),
+            dry_run=a.dry_run,
+            changes=tuple(clean(c, 300) for c in a.changes[:50]),
+        )
+        for a in results
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from responder.intake.sanitize import clean
-from responder.report.models import MD_ENTRIES_PER_SEARCH, STEP_TITLES, IncidentReport
+from responder.report.models import MD_ENTRIES_PER_SEARCH, STEP_TITLES, ActionInfo, IncidentReport
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~#])")
 _BACKTICKS = re.compile(r"`+")
@@ -296,13 +296,21 @@ def _step7(r: IncidentReport) -> list[str]:
     if not resp.actions:
         out.append("- **Actions**: none ran")
     for a in resp.actions:
-        dry = " (dry-run)" if a.dry_run else ""
-        out.append(f"- **{md_text(a.action)}**: {md_text(a.status)}{dry}: {md_text(a.reason)}")
-        out += [f"  - {md_text(c)}" for c in a.changes]
+        out += _action_lines(a)
+    for a in resp.writebacks:
+        out += _action_lines(a, "written back: ")
     out += [f"- **Skipped**: {md_text(s)}" for s in resp.skipped]
     out += ["", "Left for you:", ""]
     out += [f"{n}. {md_text(t)}" for n, t in enumerate(resp.todo, 1)]
     return out
+
+
+def _action_lines(a: ActionInfo, kind: str = "") -> list[str]:
+    dry = " (dry-run)" if a.dry_run else ""
+    return [
+        f"- {kind}**{md_text(a.action)}**: {md_text(a.status)}{dry}: {md_text(a.reason)}",
+        *(f"  - {md_text(c)}" for c in a.changes),
+    ]
 
 
 _STEPS = (_step1, _step2, _step3, _step4, _step5, _step6, _step7)

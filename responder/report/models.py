@@ -230,6 +230,7 @@ class ResponseSection(_Model):
     rule: str | None = None
     planned: tuple[str, ...] = ()
     actions: tuple[ActionInfo, ...] = ()
+    writebacks: tuple[ActionInfo, ...] = ()  # what was told SCC (security marks, INACTIVE)
     skipped: tuple[str, ...] = ()
     todo: tuple[str, ...] = ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from responder.containment import registry
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.report.models import IncidentReport
@@ -11,9 +12,11 @@ from responder.report.record import session_left_alive
 
 def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
     todo: list[str] = []
-    alive = session_left_alive(list(outcome.record.actions))
-    if alive:
-        alive_isolate = next(a for a in outcome.record.actions if a.action == "isolate")
+    actions = list(outcome.record.actions)
+    isolate = next((a for a in actions if registry.isolating(a.action)), None)
+    deleted = next((a for a in actions if registry.destructive(a.action)), None)
+    if session_left_alive(actions):
+        alive_isolate = next(a for a in actions if registry.isolating(a.action) and a.details.get("session_survives"))
         what = clean(alive_isolate.details.get("established_connections", ""), 80)
         todo.append(
             f"The reverse shell may still be connected: isolation left established connections {what} "
@@ -30,8 +33,6 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
             f"Find and contact the owner of project {project}: no owner label was found on the namespace or "
             "cluster (or they could not be read)."
         )
-    results = {a.action: a for a in outcome.record.actions}
-    deleted = results.get("delete")
     pod_ref = f"{target.namespace}/{target.pod}"
     if dry_run:
         todo.append("The responder ran in dry-run: nothing in the cluster was changed. Contain the pod by hand.")
@@ -47,7 +48,6 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
             f"Stop or delete the compromised container ({pod_ref}) and confirm it is replaced by a clean one "
             "(step 5 lists the delete command)."
         )
-    isolate = results.get("isolate")
     if isolate is not None and (
         isolate.status.value == "failed"
         or isolate.details.get("ineffective")

@@ -2,7 +2,10 @@
 
 Cloud Logging parses a JSON line on stdout into a structured entry (``severity`` and ``message`` are special); the
 other fields land in ``jsonPayload`` where alerting and dashboards can query them. The contract fields (``verdict``,
-``reason``, ``finding``, ``cluster``, ``pod``, ``actions``) are always present, null when unknown.
+``reason``, ``finding``, ``cluster``, ``pod``, ``actions``, ``writebacks``) are always present, null (or empty) when
+unknown. ``actions`` are what was done to the workload; ``writebacks`` what was told outside the cluster afterwards
+(SCC's security marks, INACTIVE, the incident report), kept apart so that a count of cluster actions never counts
+a mark.
 
 The line is ASCII (everything else JSON-escaped): Cloud Logging reads the escapes, and an operator's terminal
 running ``replay`` cannot be steered by a C1 control or a bidi override in any field. A record that cannot be
@@ -72,6 +75,7 @@ class DecisionRecord(BaseModel):
     cluster: str | None = None
     pod: PodRef | None = None
     actions: list[ActionResult] = Field(default_factory=list)
+    writebacks: list[ActionResult] = Field(default_factory=list)
     mode: str | None = None
     rule: str | None = None
     skipped: list[str] = Field(default_factory=list)
@@ -98,11 +102,15 @@ def session_left_alive(actions: list[ActionResult]) -> bool:
     return isolated and not deleted
 
 
-def severity_for(verdict: Verdict, actions: list[ActionResult], outcome: str) -> str:
-    """Cloud Logging severity: a reject or failed action needs eyes; acting is a NOTICE; ignoring is INFO."""
+def severity_for(
+    verdict: Verdict, actions: list[ActionResult], outcome: str, writebacks: Sequence[ActionResult] = ()
+) -> str:
+    """Cloud Logging severity: a reject or failed action or write-back needs eyes; acting is a NOTICE; ignoring is
+    INFO."""
     if outcome == "retry" or verdict is Verdict.REJECT:
         return "ERROR"
-    if any(a.status is Status.FAILED for a in actions) or session_left_alive(actions):
+    failed = any(a.status is Status.FAILED for a in [*actions, *writebacks])
+    if failed or session_left_alive(actions):
         return "WARNING"
     if verdict is Verdict.ACT:
         return "NOTICE"
@@ -119,15 +127,18 @@ def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, 
     cluster: str | None = None,
     pod: PodRef | None = None,
     actions: list[ActionResult] | None = None,
+    writebacks: list[ActionResult] | None = None,
     outcome: Literal["done", "retry"] = "done",
     **extra: object,
 ) -> DecisionRecord:
     """Build a record; every value that came from the finding is sanitised here."""
-    actions = actions or []
+    actions, writebacks = actions or [], writebacks or []
     summary = ", ".join(f"{a.action}={a.status.value}" for a in actions) or "no actions"
+    if writebacks:
+        summary += "; written back: " + ", ".join(f"{a.action}={a.status.value}" for a in writebacks)
     return DecisionRecord.model_validate(
         {
-            "severity": severity_for(verdict, actions, outcome),
+            "severity": severity_for(verdict, actions, outcome, writebacks),
             "message": clean(f"{verdict.value}: {reason} [{summary}]", 600),
             "verdict": verdict,
             "code": code,
@@ -137,6 +148,7 @@ def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, 
             "cluster": cluster,
             "pod": pod,
             "actions": actions,
+            "writebacks": writebacks,
             "outcome": outcome,
             **extra,
         }
@@ -174,10 +186,8 @@ def fallback_line(record: DecisionRecord, error: BaseException) -> str:
             "category": clean(record.category, 100) if record.category else None,
             "cluster": clean(record.cluster, 300) if record.cluster else None,
             "pod": pod,
-            "actions": [
-                {"action": clean(a.action, 40), "status": clean(a.status.value, 20), "reason": clean(a.reason, 300)}
-                for a in record.actions
-            ],
+            "actions": _fallback_results(record.actions),
+            "writebacks": _fallback_results(record.writebacks),
             "outcome": record.outcome,
         }
     except Exception:  # a record broken beyond reading: keep the contract with nulls rather than lose the line
@@ -192,10 +202,18 @@ def fallback_line(record: DecisionRecord, error: BaseException) -> str:
             "cluster": None,
             "pod": None,
             "actions": [],
+            "writebacks": [],
             "outcome": "retry",
         }
     document["record_error"] = clean(f"{type(error).__name__}: {error}", 300)
     return json.dumps(document, ensure_ascii=True)
+
+
+def _fallback_results(results: list[ActionResult]) -> list[dict[str, str]]:
+    return [
+        {"action": clean(a.action, 40), "status": clean(a.status.value, 20), "reason": clean(a.reason, 300)}
+        for a in results
+    ]
 
 
 def timed(record: DecisionRecord, started: float, contained_at: float | None = None) -> DecisionRecord:

@@ -1,7 +1,7 @@
 """What the responder tells the outside after containment: SCC's security marks, INACTIVE, the incident report.
 
-Each of these runs after the cluster writes are done and can only fail on its own: its failure becomes an action
-result in the record (``failed``, with the reason), never an exception that would lose what containment did.
+Each of these runs after the cluster writes are done and can only fail on its own: its failure becomes a result in
+the record's ``writebacks`` (``failed``, with the reason), never an exception that would lose what containment did.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def write_back(
                 "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks['rsr_status']}"
             )
         )
-    deleted = any(r.action == "delete" and r.status is Status.SUCCEEDED for r in results)
+    deleted = any(registry.destructive(r.action) and r.status is Status.SUCCEEDED for r in results)
     # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
     if defaults.set_inactive and deleted and verification.vouch is Vouch.VERIFIED:
         out.append(

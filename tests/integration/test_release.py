@@ -206,11 +206,12 @@ def test_cli_status_and_release_with_the_operators_rights(
     [line] = done.stdout.splitlines()  # exactly one decision record
     record = json.loads(line)
     assert (record["verdict"], record["code"], record["mode"]) == ("act", "release", "enforce")
-    assert {a["action"]: a["status"] for a in record["actions"]} == {
+    assert {a["action"]: a["status"] for a in record["actions"] + record["writebacks"]} == {
         "release": "succeeded",
         "policies": "succeeded",
         "mark": "skipped",
     }
+    assert [a["action"] for a in record["writebacks"]] == ["mark"]  # told SCC, apart from the cluster steps
     assert policy_specs(kube_admin, ns) == shop["before"]
 
     refused = _cli("release", f"kube-system/{pod}", "--yes", "--json", kubeconfig=kube_env.kubeconfig)

@@ -217,7 +217,7 @@ def test_release_marks_only_a_finding_whose_record_names_the_pod(
         kube, protected=PolicyEngine(ISOLATE, Settings()).protected, findings=SccFindings(s, deadline_s=0)
     )
     out = releaser.release(ReleaseRequest(target=f"{kube_namespace}/{target.metadata.name}", apply=True))
-    mark = next(a for a in out.record.actions if a.action == "mark")
+    mark = next(a for a in out.record.writebacks if a.action == "mark")
     assert mark.status.value == "skipped" and "does not name pod" in mark.reason
     assert google_fake.findings[unrelated["finding"]["name"]]["securityMarks"]["marks"] == {}
 

@@ -55,16 +55,14 @@ def run(responder: Responder, doc: dict[str, Any] | None = None) -> Outcome:
     return responder.respond(Delivery(payload=json.dumps(doc or FINDING).encode(), shape="test"))
 
 
-WRITE_BACK = {"mark", "set_inactive", "notify"}
-
-
 def containment(outcome: Outcome) -> list[Any]:
-    """The cluster actions (write-backs to SCC and Pub/Sub are reported alongside them)."""
-    return [a for a in outcome.record.actions if a.action not in WRITE_BACK]
+    """The cluster actions (write-backs to SCC and Pub/Sub are recorded apart from them)."""
+    return list(outcome.record.actions)
 
 
 def statuses(outcome: Outcome) -> dict[str, str]:
-    return {a.action: a.status.value for a in outcome.record.actions}
+    """Every cluster action's and write-back's status, by name."""
+    return {a.action: a.status.value for a in [*outcome.record.actions, *outcome.record.writebacks]}
 
 
 @pytest.fixture
@@ -358,6 +356,9 @@ def test_write_back_marks_and_the_echo_is_ignored(kube: FakeKube) -> None:
     first = run(responder)
     assert statuses(first)["mark"] == "succeeded"
     assert statuses(first)["set_inactive"] == "succeeded"
+    # Recorded apart from what was done to the workload: a count of cluster actions never counts a mark.
+    assert [a.action for a in first.record.writebacks] == ["mark", "set_inactive"]
+    assert {a.action for a in first.record.actions} == {"isolate", "label", "capture", "delete"}
     marks = findings.findings[NAME].marks
     assert marks["rsr_status"] == "deleted"
     assert "delete:succeeded" in marks["rsr_actions"]

@@ -57,7 +57,8 @@ def release(r: Releaser, pod: str, **kw: Any) -> Any:
 
 
 def actions(outcome: Any) -> dict[str, Any]:
-    return {a.action: a for a in outcome.record.actions}
+    """The release's steps and its write-back (the security marks), by name."""
+    return {a.action: a for a in [*outcome.record.actions, *outcome.record.writebacks]}
 
 
 @pytest.fixture
