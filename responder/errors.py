@@ -21,13 +21,19 @@ class ResponderError(Exception):
 class PermanentError(ResponderError):
     """Retrying the same request cannot help (bad input, a request the API refuses as invalid)."""
 
+    code = "bad_input"  # the decision record's code when input is rejected for this
+
 
 class InvalidEnvelope(PermanentError):
     """The delivery is not a Pub/Sub message we can read (wrong type, bad base64, bad JSON)."""
 
+    code = "bad_envelope"
+
 
 class InvalidFinding(PermanentError):
     """The notification decodes but does not describe a finding we can trust (missing or malformed fields)."""
+
+    code = "bad_finding"
 
 
 class InvalidIdentifier(InvalidFinding):

@@ -25,7 +25,7 @@ from responder.containment.runner import ContainmentRequest, Runner, RunRules, i
 from responder.containment.scheduling import Schedule
 from responder.containment.undo import undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify
-from responder.errors import InvalidEnvelope, InvalidFinding, PermanentError, ResponderError, TransientError
+from responder.errors import InvalidEnvelope, PermanentError, ResponderError, TransientError
 from responder.intake.envelope import Delivery
 from responder.intake.findings import Finding, to_finding
 from responder.intake.notification import parse_notification
@@ -190,20 +190,29 @@ class Responder:
 
     # ------------------------------------------------------------------------------------------------- entry
     def respond(self, delivery: Delivery) -> Outcome:
-        """Handle one delivery; never raises for input problems (the record says why)."""
+        """Handle one delivery; never raises for input problems (the record says why).
+
+        The pipeline, in order; each stage either hands the event on or ends it with its outcome.
+        """
         started = time.monotonic()
-        info = DeliveryInfo(
-            shape=delivery.shape,
-            event_id=delivery.event_id,
-            message_id=delivery.message_id,
-            delivery_attempt=delivery.delivery_attempt,
-        )
-        try:
-            finding = to_finding(parse_notification(delivery.payload))
-        except PermanentError as exc:
-            record = make_record(Verdict.REJECT, _code(exc), clean(exc, 300), delivery=info)
-            return Outcome(record=timed(record, started))
-        outcome = self._respond_to(finding, info)
+        event = self._intake(delivery)
+        if isinstance(event, Outcome):
+            outcome = event  # invalid input, or nothing to do for this finding
+        else:
+            schedule = Schedule(self.deps.gate)
+            try:
+                outcome = (
+                    self._fill_gaps(event)
+                    or self._preflight(event, schedule)
+                    or self._contain(event, schedule)  # contain ∥ investigate, reconcile, write back, report
+                )
+            except TransientError as exc:
+                why = f"transient failure before containment, will retry on redelivery: {clean(exc, 200)}"
+                outcome = event.outcome(event.record(Verdict.ACT, "transient", why, outcome="retry"))
+            finally:
+                # Whatever happened, what was queued behind the writes must not wait forever, and this instance's
+                # containment no longer needs the CPU to itself.
+                schedule.settle()
         outcome.record = timed(outcome.record, started, outcome.contained_at)
         return outcome
 
@@ -215,8 +224,18 @@ class Responder:
         )
 
     # ------------------------------------------------------------------------------------------------ stages
-    def _respond_to(self, finding: Finding, info: DeliveryInfo) -> Outcome:
-        """Triage, then act: intake's finding becomes an :class:`Event`, and leaves as one outcome."""
+    def _intake(self, delivery: Delivery) -> Event | Outcome:
+        """Intake and triage (no I/O): the event to act on, or the outcome that ends it here."""
+        info = DeliveryInfo(
+            shape=delivery.shape,
+            event_id=delivery.event_id,
+            message_id=delivery.message_id,
+            delivery_attempt=delivery.delivery_attempt,
+        )
+        try:
+            finding = to_finding(parse_notification(delivery.payload))
+        except PermanentError as exc:
+            return Outcome(record=make_record(Verdict.REJECT, exc.code, clean(exc, 300), delivery=info))
         defaults = self.deps.policy.defaults
         verdict = triage(finding, defaults.categories)
         event = Event(finding, verdict, info, defaults.mode, list(finding.warnings))
@@ -226,38 +245,28 @@ class Responder:
         if event_time and finding.security_marks.get(HANDLED_MARK) == event_time:
             why = "already handled this occurrence (our own security-marks write-back)"
             return event.outcome(event.record(Verdict.IGNORE, "own_writeback", why))
-        try:
-            return self._act(event)
-        except TransientError as exc:
-            why = f"transient failure before containment, will retry on redelivery: {clean(exc, 200)}"
-            record = event.record(Verdict.ACT, "transient", why, outcome="retry")
-            return Outcome(record=record, finding=finding, triage=verdict)
+        return event
 
-    def _act(self, event: Event) -> Outcome:
-        """Ask SCC for what the message lacks, then preflight and contain, on this event's schedule."""
-        schedule = Schedule(self.deps.gate)
-        try:
-            filled = fill_gaps(
-                self.deps.findings_api, event.finding, event.target, self.deps.policy.defaults.verify_finding
+    def _fill_gaps(self, event: Event) -> Outcome | None:
+        """Ask SCC for what the message lacks (its event time, its severity); stop when SCC refutes the message or
+        cannot supply what it lacks."""
+        filled = fill_gaps(
+            self.deps.findings_api, event.finding, event.target, self.deps.policy.defaults.verify_finding
+        )
+        if filled.warning:
+            event.warnings.append(filled.warning)
+        if filled.stop and filled.answer is not None:
+            forged = filled.answer.vouch is Vouch.REFUTED
+            record = event.record(
+                Verdict.REJECT if forged else Verdict.ACT,
+                "suspected_forgery" if forged else "unverified",
+                filled.answer.reason,
+                verification=verification_info(filled.answer),
+                outcome="done" if forged else "retry",
             )
-            if filled.warning:
-                event.warnings.append(filled.warning)
-            if filled.stop and filled.answer is not None:  # refuted, or SCC could not supply what the message lacks
-                forged = filled.answer.vouch is Vouch.REFUTED
-                record = event.record(
-                    Verdict.REJECT if forged else Verdict.ACT,
-                    "suspected_forgery" if forged else "unverified",
-                    filled.answer.reason,
-                    verification=verification_info(filled.answer),
-                    outcome="done" if forged else "retry",
-                )
-                return event.outcome(record)
-            event.finding, event.asked = filled.finding, filled.answer
-            return self._preflight(event, schedule) or self._contain(event, schedule)
-        finally:
-            # Whatever happened, what was queued behind the writes must not wait forever, and this instance's
-            # containment no longer needs the CPU to itself.
-            schedule.settle()
+            return event.outcome(record)
+        event.finding, event.asked = filled.finding, filled.answer
+        return None
 
     def _plan(self, event: Event) -> Plan:
         """The event's plan, computed once for the labels it is matched on (the pod's, once read)."""
@@ -485,11 +494,3 @@ class Responder:
         if reason is None:
             return None
         return event.outcome(event.record(Verdict.IGNORE, "released", reason))
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, InvalidEnvelope):
-        return "bad_envelope"
-    if isinstance(exc, InvalidFinding):
-        return "bad_finding"
-    return "bad_input"
