@@ -6,7 +6,7 @@ deterministically, and in dry-run computes the same decisions without writing an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,18 +154,18 @@ class ActionContext:
             return None  # read a different pod (replaced meanwhile): not evidence about this one
         return list(value[1])
 
-    def run_concurrently(self, calls: list[Callable[[], object]], announce: bool = False) -> list[BaseException | None]:
-        """Run independent calls at once (sequentially without a pool); the error of each, or None.
+    def run_concurrently(self, calls: list[Callable[[], object]], announce: bool = False) -> list[object]:
+        """Run independent calls at once (sequentially without a pool): what each returned, or its error (a
+        :class:`ResponderError`, returned, not raised, so that one failure does not hide the others' outcomes).
 
         ``announce``: these are the isolating writes; :attr:`writes_out` opens as soon as they are all submitted.
         """
 
-        def attempt(call: Callable[[], object]) -> BaseException | None:
+        def attempt(call: Callable[[], object]) -> object:
             try:
-                call()
+                return call()
             except ResponderError as exc:
                 return exc
-            return None
 
         if self.pool is None or (len(calls) < 2 and not announce):
             if announce:
@@ -175,6 +175,39 @@ class ActionContext:
         if announce:
             self.writes_out.open()
         return [f.result() for f in futures]
+
+    def quarantine(
+        self, remove_labels: Iterable[str] = (), annotations: Mapping[str, str] | None = None
+    ) -> tuple[bool, str]:
+        """The one pod patch: quarantine label, the record annotations, and optionally labels removed (detach).
+
+        Shared by ``label``, ``isolate`` and ``detach`` so the pod is written once per finding, whichever runs first;
+        a pod that already carries the label and this finding's record is left alone. The patch carries the pod's
+        UID as a precondition. Returns (changed, what); :attr:`pod` becomes the patched pod.
+        """
+        pod = self.pod
+        removed = [k for k in remove_labels if k in pod.labels and k != QUARANTINE_LABEL]
+        labelled = pod.labels.get(QUARANTINE_LABEL) == "true"
+        recorded = pod.annotations.get(FINDING_ANNOTATION) == (self.finding.name or "")
+        if labelled and recorded and not removed and not annotations:
+            return False, "pod already carries the quarantine label and this finding's record"
+
+        def describe(done: bool) -> str:
+            if labelled:
+                return f"{'recorded' if done else 'record'} the finding on pod {pod.name} (already quarantined)"
+            return f"{'labelled' if done else 'label'} pod {pod.name} {QUARANTINE_LABEL}=true"
+
+        if self.dry_run:
+            return True, describe(done=False)
+        new_annotations: dict[str, str | None] = {
+            **self.record(),
+            ACTIONS_ANNOTATION: ",".join(self.planned) or "label",
+        }
+        new_annotations.update(annotations or {})
+        self.pod = self.kube.patch_pod_metadata(
+            pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)}, new_annotations
+        )
+        return True, describe(done=True)
 
     def record(self) -> dict[str, str]:
         """Annotations that tie the pod to the finding, for the humans who look at it later."""

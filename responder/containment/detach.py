@@ -24,7 +24,6 @@ from responder.containment.base import (
     result,
 )
 from responder.containment.enforcement import CUT, established_connections
-from responder.containment.label import quarantine_pod
 from responder.errors import Conflict, NotFound
 
 
@@ -84,7 +83,7 @@ class DetachAction:
         if ctx.dry_run:
             return result(self.name, Status.SKIPPED, what, ctx, [what])
         try:
-            quarantine_pod(ctx, remove, detach_record(remove, ctx))
+            ctx.quarantine(remove, detach_record(remove, ctx))
         except (NotFound, Conflict) as exc:
             return pod_gone(self.name, ctx, exc)
         done = f"detached from its ReplicaSet ({', '.join(remove)} removed); {notes[0]}"

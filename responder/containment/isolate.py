@@ -35,7 +35,6 @@ from responder.containment.base import (
     result,
 )
 from responder.containment.enforcement import CUT, established_connections
-from responder.containment.label import quarantine_pod
 from responder.containment.netpol import (
     CONFLICT_ATTEMPTS,
     describe,
@@ -48,6 +47,7 @@ from responder.errors import (
     Conflict,
     NotFound,
     PoliciesKeptChanging,
+    ResponderError,
 )
 from responder.ports import NetworkPolicyView
 
@@ -62,10 +62,6 @@ class IsolateParams(ActionParams):
 
     detach: bool = False
     live_session: LiveSession | None = None
-
-
-def _patch_pod_into(out: list[tuple[bool, str]], ctx: ActionContext) -> None:
-    out.append(quarantine_pod(ctx, [], None))
 
 
 class IsolateAction:
@@ -186,7 +182,7 @@ class IsolateAction:
                 "with the deny-all"
             )
         changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
-        _, what = quarantine_pod(ctx, [], None)
+        _, what = ctx.quarantine()
         changes.append(what)
 
     @staticmethod
@@ -207,22 +203,22 @@ class IsolateAction:
             )
             for p in pending
         ]
-        pod_outcome: list[tuple[bool, str]] = []
         if not pod_done:
-            writes.append((None, partial(_patch_pod_into, pod_outcome, ctx)))
+            writes.append((None, ctx.quarantine))
         retry = False
-        for (done, _), error in zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True):
+        for (done, _), outcome in zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True):
             if done is None:  # the pod patch: its failure (gone, replaced) ends the action
-                if error is not None:
-                    raise error
+                if isinstance(outcome, ResponderError):
+                    raise outcome
                 pod_done = True
-                changed, what = pod_outcome[0]
+                assert isinstance(outcome, tuple)
+                changed, what = outcome
                 if changed:
                     changes.append(what)
-            elif error is None:
+            elif not isinstance(outcome, ResponderError):
                 changes.append(done)
-            elif isinstance(error, Conflict | NotFound):
+            elif isinstance(outcome, Conflict | NotFound):
                 retry = True  # changed under us (often by a concurrent instance doing the same)
             else:
-                raise error
+                raise outcome
         return retry, pod_done

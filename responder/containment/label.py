@@ -7,13 +7,9 @@ it was touched. The patch carries the pod's UID as a precondition, so a same-nam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from responder.containment.base import (
-    ACTIONS_ANNOTATION,
-    FINDING_ANNOTATION,
-    QUARANTINE_LABEL,
     ActionContext,
     ActionParams,
     ActionResult,
@@ -26,36 +22,6 @@ from responder.errors import Conflict, NotFound
 
 class LabelParams(ActionParams):
     """No parameters: the keys are fixed so that every instance and every policy agree on them."""
-
-
-def quarantine_pod(
-    ctx: ActionContext, remove_labels: Iterable[str] = (), annotations: Mapping[str, str] | None = None
-) -> tuple[bool, str]:
-    """One pod patch: quarantine label, the record annotations, and optionally labels removed (detach).
-
-    Shared by ``label`` and ``isolate`` so the pod is written once per finding, whichever runs first; a pod that
-    already carries the label and this finding's record is left alone. Returns (changed, what).
-    """
-    pod = ctx.pod
-    removed = [k for k in remove_labels if k in pod.labels and k != QUARANTINE_LABEL]
-    labelled = pod.labels.get(QUARANTINE_LABEL) == "true"
-    recorded = pod.annotations.get(FINDING_ANNOTATION) == (ctx.finding.name or "")
-    if labelled and recorded and not removed and not annotations:
-        return False, "pod already carries the quarantine label and this finding's record"
-
-    def describe(done: bool) -> str:
-        if labelled:
-            return f"{'recorded' if done else 'record'} the finding on pod {pod.name} (already quarantined)"
-        return f"{'labelled' if done else 'label'} pod {pod.name} {QUARANTINE_LABEL}=true"
-
-    if ctx.dry_run:
-        return True, describe(done=False)
-    new_annotations: dict[str, str | None] = {**ctx.record(), ACTIONS_ANNOTATION: ",".join(ctx.planned) or "label"}
-    new_annotations.update(annotations or {})
-    ctx.pod = ctx.kube.patch_pod_metadata(
-        pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)}, new_annotations
-    )
-    return True, describe(done=True)
 
 
 class LabelAction:
@@ -73,7 +39,7 @@ class LabelAction:
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
         """Label and annotate the pod (idempotent)."""
         try:
-            changed, reason = quarantine_pod(ctx)
+            changed, reason = ctx.quarantine()
         except (NotFound, Conflict) as exc:
             return pod_gone(self.name, ctx, exc)
         if not changed:
