@@ -23,7 +23,7 @@ from responder.containment import sockets as tcp
 from responder.containment.base import ActionContext, ActionParams, ActionResult, Status
 from responder.errors import Forbidden, NotFound, ResponderError
 from responder.intake.sanitize import clean
-from responder.investigation import owner_chain as owners
+from responder.investigation.investigator import owner_chain
 
 # `ps axjf` is the runbook's command; argv without a shell, so nothing from the finding can be interpreted.
 PROCESS_TREE_ARGV = ["ps", "axjf"]
@@ -96,7 +96,7 @@ class _Capture:
         ev, pod = self.ev, self.pod
         chain = self.ctx.owner_chain()  # usually already read by the investigation
         if chain is None:
-            chain, error = owners.walk(self.kube, pod.namespace, pod.controller)
+            chain, error = owner_chain(self.kube, pod.namespace, pod.controller)
             if error is not None:
                 ev.notes.append(f"owner chain incomplete: {clean(error, 200)}")
         ev.owner_chain.extend({"kind": w.kind, "name": w.name, "uid": w.uid} for w in chain)

@@ -24,7 +24,6 @@ from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.investigation import logfilters
-from responder.investigation import owner_chain as owners
 from responder.investigation.logfilters import LogWindow
 from responder.ports import (
     ClusterInfo,
@@ -34,6 +33,7 @@ from responder.ports import (
     LogsAPI,
     NamespaceView,
     NodeView,
+    OwnerRef,
     PodView,
     WorkloadView,
 )
@@ -351,7 +351,29 @@ def _pod_facts(
     kube: KubePort, target: Target, pod_read: Future[PodView] | None = None
 ) -> tuple[PodView, list[WorkloadView]]:
     pod = pod_read.result() if pod_read is not None else kube.get_pod(target.namespace, target.pod)
-    chain, error = owners.walk(kube, target.namespace, pod.controller)
+    chain, error = owner_chain(kube, target.namespace, pod.controller)
     if error is not None:
         raise error
     return pod, chain
+
+
+MAX_OWNER_DEPTH = 5  # real chains are two deep; the bound keeps a malformed (cyclic) chain from looping
+
+
+def owner_chain(
+    kube: KubePort, namespace: str, owner: OwnerRef | None
+) -> tuple[list[WorkloadView], ResponderError | None]:
+    """The pod's owner chain (ReplicaSet → Deployment, Job → CronJob, ...), walked the same way by the investigation
+    and evidence capture: follow controller references from ``owner``; the chain read so far and the error that
+    stopped it."""
+    chain: list[WorkloadView] = []
+    for _ in range(MAX_OWNER_DEPTH):
+        if owner is None:
+            break
+        try:
+            workload = kube.get_workload(namespace, owner)
+        except ResponderError as exc:
+            return chain, exc
+        chain.append(workload)
+        owner = next((o for o in workload.owners if o.controller), None)
+    return chain, None
