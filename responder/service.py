@@ -17,15 +17,23 @@ from typing import Any
 
 from responder.config import Mode, Settings
 from responder.containment.base import ActionResult, Evidence, Prefetched, Status, done, now
-from responder.containment.connect import Blocker, connect, read_pod
 from responder.containment.duplicate import already_contained, carries_quarantine, released
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
-from responder.containment.runner import ContainmentRequest, Runner, RunRules, isolating, undone_by_rollback
+from responder.containment.runner import (
+    Blocker,
+    ContainmentRequest,
+    Runner,
+    RunRules,
+    connect,
+    isolating,
+    read_pod,
+    undone_by_rollback,
+)
 from responder.containment.scheduling import Schedule
 from responder.containment.undo import undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify
-from responder.errors import InvalidEnvelope, PermanentError, ResponderError, TransientError
+from responder.errors import PermanentError, ResponderError, TransientError
 from responder.intake.envelope import Delivery
 from responder.intake.findings import Finding, to_finding
 from responder.intake.notification import parse_notification
@@ -215,13 +223,6 @@ class Responder:
                 schedule.settle()
         outcome.record = timed(outcome.record, started, outcome.contained_at)
         return outcome
-
-    @staticmethod
-    def reject_envelope(exc: InvalidEnvelope, shape: str | None = None) -> Outcome:
-        """The record for a delivery that never became a notification."""
-        return Outcome(
-            record=make_record(Verdict.REJECT, "bad_envelope", clean(exc, 300), delivery=DeliveryInfo(shape=shape))
-        )
 
     # ------------------------------------------------------------------------------------------------ stages
     def _intake(self, delivery: Delivery) -> Event | Outcome:

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from responder.containment.base import Evidence
 from responder.containment.plan import Plan
+from responder.errors import InvalidEnvelope
 from responder.intake.findings import Finding
-from responder.intake.triage import Triage
+from responder.intake.sanitize import clean
+from responder.intake.triage import Triage, Verdict
 from responder.investigation.investigator import Investigation
-from responder.report.record import DecisionRecord
+from responder.report.record import DecisionRecord, DeliveryInfo, make_record
 
 
 @dataclass
@@ -28,3 +30,10 @@ class Outcome:
     def retry(self) -> bool:
         """True when the handler must raise so Pub/Sub redelivers."""
         return self.record.outcome == "retry"
+
+
+def rejected_envelope(exc: InvalidEnvelope, shape: str | None = None) -> Outcome:
+    """The outcome of a delivery that never became a notification."""
+    return Outcome(
+        record=make_record(Verdict.REJECT, "bad_envelope", clean(exc, 300), delivery=DeliveryInfo(shape=shape))
+    )
