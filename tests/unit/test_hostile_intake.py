@@ -183,7 +183,7 @@ def test_several_pods_with_the_shell_named_acts_on_that_one_and_says_so() -> Non
     assert any("checkout-7f9-abcde" in w and "not acted on" in w for w in record.warnings)
 
 
-def test_protected_sample_and_exempt_are_ignore_not_act() -> None:
+def test_protected_and_sample_findings_are_ignore_not_act() -> None:
     assert respond(notification(namespace="kube-system")).record.code == "protected"
     assert respond(notification(namespace="kube-system")).record.verdict.value == "ignore"
     doc = notification()

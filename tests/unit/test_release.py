@@ -251,7 +251,7 @@ def test_a_pod_quarantined_during_the_cleanup_is_isolated_again(kube: FakeKube, 
     assert other.pod == OTHER and other.policy_intact, other.policy_problems
 
 
-def test_marks_need_google_apis_and_a_finding(kube: FakeKube, incident: dict[str, Any]) -> None:
+def test_without_google_apis_the_mark_step_says_they_are_off(kube: FakeKube, incident: dict[str, Any]) -> None:
     outcome = release(releaser(kube, None), WEB)
     assert "Google APIs are off" in acts(outcome)["mark"].reason
 
