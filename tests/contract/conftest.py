@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 import pytest
 
 from responder.ports import KubePort, NamespaceView, NodeView, OwnerRef, PodView
+from tests.support.common import unique
 from tests.unit.fakes import FakeKube
 
 REAL = "real"
@@ -61,10 +61,6 @@ class Side(Protocol):
     def add_deployment(self, name: str) -> tuple[OwnerRef, OwnerRef]:
         """A Deployment with zero replicas and its ReplicaSet: (the Deployment's reference, the ReplicaSet's)."""
         ...
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # ------------------------------------------------------------------------------------------------------ the fake

@@ -13,7 +13,8 @@ import pytest
 
 from responder.errors import Conflict, NotFound, PermanentError, Unavailable
 from responder.ports import LabelSelector, LabelSelectorRequirement, OwnerRef
-from tests.contract.conftest import FAKE, LOG_LINE, Side, unique
+from tests.contract.conftest import FAKE, LOG_LINE, Side
+from tests.support.common import unique
 
 QUARANTINE = "responder.rsr.dev/quarantine"
 NOT_QUARANTINED = LabelSelectorRequirement(key=QUARANTINE, operator="NotIn", values=("true",))

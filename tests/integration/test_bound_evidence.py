@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +20,15 @@ from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.scc import SccFindings
 from responder.containment.base import DENY_ALL_POLICY, PREFIX, QUARANTINE_LABEL
 from responder.errors import Conflict
-from responder.intake.envelope import Delivery
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine
 from responder.ports import Connection
-from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
+from tests.support.common import acts, deliver, responder_cli
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 ROOMY = Defaults(budget=Budget(max_actions=10_000, window_s=3600))
 
 
@@ -48,17 +44,9 @@ def responder(google_fake: Any, kubeconfig: Path, *, connector: Any = None, **se
     return Responder(deps)
 
 
-def deliver(r: Responder, doc: dict[str, Any]) -> Outcome:
-    return r.respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
-
-
 def vouch(google_fake: Any, doc: dict[str, Any], **overrides: Any) -> None:
     """Seed SCC with its own record of the finding ``doc`` describes (what a genuine notification mirrors)."""
     google_fake.vouch_for(doc, **overrides)
-
-
-def acts(outcome: Outcome) -> dict[str, Any]:
-    return {a.action: a for a in outcome.record.actions}
 
 
 def ours(meta: Any) -> dict[str, str]:
@@ -269,15 +257,7 @@ def test_replay_never_prints_a_traceback_and_always_prints_one_record(
         "RESPONDER_VERIFY_FINDING": "false",
         "RESPONDER_GOOGLE_APIS": "off",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "responder", "replay", str(path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = responder_cli("replay", str(path), env=env)
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     [line] = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     record = json.loads(line)

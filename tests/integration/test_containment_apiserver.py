@@ -22,6 +22,7 @@ from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
+from tests.support.common import acts
 
 pytestmark = pytest.mark.integration
 # SCC verification has its own tests; here the cluster is the subject. The budget is shared by the whole session's
@@ -46,10 +47,6 @@ def replay(responder: Responder, namespace: str, pod: str, suffix: str = "f00d")
     return responder.respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
 
 
-def by_action(outcome: Outcome) -> dict[str, Any]:
-    return {a.action: a for a in outcome.record.actions}
-
-
 @pytest.fixture
 def shop(kube_admin: client.ApiClient, kube_namespace: str) -> list[Any]:
     """Deployment web x2 + Service + an allow-all and an allow-web policy: the additive trap."""
@@ -66,7 +63,7 @@ def test_isolate_on_real_apiserver(
 ) -> None:
     target, other = shop[0].metadata.name, shop[1].metadata.name
     outcome = replay(responder_for(kube_paths.responder_kubeconfig), kube_namespace, target)
-    actions = by_action(outcome)
+    actions = acts(outcome)
     assert actions["isolate"].status.value == "succeeded", actions["isolate"].reason
     pols = w.policies(kube_admin, kube_namespace)
     deny = pols[DENY_ALL_POLICY].spec
@@ -98,7 +95,7 @@ def test_detach_creates_a_clean_replacement_and_keeps_the_suspect(
     outcome = replay(
         responder_for(kube_paths.responder_kubeconfig, action=None, policy=policy), kube_namespace, target.metadata.name
     )
-    assert by_action(outcome)["isolate"].status.value == "succeeded"
+    assert acts(outcome)["isolate"].status.value == "succeeded"
     replacement = w.wait_for_pods(
         kube_admin, kube_namespace, 2, "app=web", exclude_uids={target.metadata.uid}
     )  # the ReplicaSet made a new one
@@ -116,7 +113,7 @@ def test_delete_with_replacement_and_ten_concurrent_deliveries(
     with ThreadPoolExecutor(10) as pool:
         outcomes = list(pool.map(lambda _: replay(responder, kube_namespace, target.metadata.name), range(10)))
     assert not any(o.retry for o in outcomes), [o.record.actions for o in outcomes if o.retry]
-    deleted = [o for o in outcomes if by_action(o).get("delete") and by_action(o)["delete"].status.value == "succeeded"]
+    deleted = [o for o in outcomes if acts(o).get("delete") and acts(o)["delete"].status.value == "succeeded"]
     assert len(deleted) >= 1
     live = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web", exclude_uids={target.metadata.uid})
     assert target.metadata.uid not in {p.metadata.uid for p in live}  # replaced by the ReplicaSet
@@ -161,7 +158,7 @@ def test_hostnetwork_isolation_is_reported_ineffective(
     w.create_deployment(kube_admin, kube_namespace, "agent", replicas=1, host_network=True)
     [pod] = w.wait_for_pods(kube_admin, kube_namespace, 1, "app=agent")
     outcome = replay(responder_for(kube_paths.responder_kubeconfig), kube_namespace, pod.metadata.name)
-    isolate = by_action(outcome)["isolate"]
+    isolate = acts(outcome)["isolate"]
     assert isolate.status.value == "failed"
     assert "hostNetwork" in isolate.reason
 
@@ -169,7 +166,7 @@ def test_hostnetwork_isolation_is_reported_ineffective(
 def test_standalone_pod_is_not_deleted(kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str) -> None:
     w.create_pod(kube_admin, kube_namespace, "lonely")
     outcome = replay(responder_for(kube_paths.responder_kubeconfig, action="delete"), kube_namespace, "lonely")
-    assert "standalone" in by_action(outcome)["delete"].reason
+    assert "standalone" in acts(outcome)["delete"].reason
     assert (
         client.CoreV1Api(kube_admin).read_namespaced_pod("lonely", kube_namespace).metadata.deletion_timestamp is None
     )
@@ -195,10 +192,10 @@ def test_budget_lease_is_shared_through_the_cluster(
         pods[1].metadata.name,
         suffix="bbbb",
     )
-    assert by_action(first)["delete"].status.value == "succeeded"
-    assert by_action(second)["delete"].status.value == "skipped"
-    assert "OVER" in by_action(second)["delete"].reason
-    assert by_action(second)["isolate"].status.value == "succeeded"  # reversible containment is not budgeted
+    assert acts(first)["delete"].status.value == "succeeded"
+    assert acts(second)["delete"].status.value == "skipped"
+    assert "OVER" in acts(second)["delete"].reason
+    assert acts(second)["isolate"].status.value == "succeeded"  # reversible containment is not budgeted
     client.CoordinationV1Api(kube_admin).delete_collection_namespaced_lease("responder-system")
 
 

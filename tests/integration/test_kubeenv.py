@@ -17,22 +17,14 @@ import pytest
 from kubernetes import client, dynamic
 from kubernetes.client import ApiException
 
-from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv
+from tests.support.common import unique
+from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv, status_of
 
 pytestmark = pytest.mark.integration
 
 IMAGE = "registry.invalid/x:1"  # never pulled: there is no kubelet
 MERGE_PATCH = "application/merge-patch+json"  # client 37 defaults PATCH bodies to json-patch, which wants a list
 FORBIDDEN = 403
-
-
-def status_of(call: Callable[[], Any]) -> int:
-    """HTTP status of a client call: 200 for any success, else the ApiException's status."""
-    try:
-        call()
-    except ApiException as exc:
-        return int(exc.status)
-    return 200
 
 
 def assert_forbidden(call: Callable[[], Any], identity: str = "responder@rsr-test.iam.gserviceaccount.com") -> None:
@@ -52,10 +44,6 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
             return result
         time.sleep(0.25)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def container() -> client.V1Container:

@@ -38,7 +38,7 @@ from responder.containment.capture import PROCESS_TREE_ARGV
 from responder.containment.netpol import deny_all_body
 from tests.support import workloads as w
 from tests.support.admission_guard import PODS, POLICIES, Decision, Guard, admission_request, load_guard
-from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv
+from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv, status_of
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +46,6 @@ FORBIDDEN = 403
 STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 EXCLUDE = {"key": QUARANTINE_LABEL, "operator": "NotIn", "values": ["true"]}
-
-
-def status_of(call: Callable[[], Any]) -> int:
-    """HTTP status of a client call: 200 for any success, else the ApiException's status."""
-    try:
-        call()
-    except ApiException as exc:
-        return int(exc.status)
-    return 200
 
 
 def refused(call: Callable[[], Any], identity: str) -> None:

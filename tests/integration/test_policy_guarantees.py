@@ -14,12 +14,12 @@ from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.pubsub import PubSubPublisher
 from responder.adapters.scc import SccFindings
 from responder.config import Settings
-from responder.intake.envelope import Delivery
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
+from tests.support.common import deliver
 from tests.support.pubsub_emulator import create_pull_subscription, create_topic, pull
 
 pytestmark = pytest.mark.integration
@@ -48,10 +48,6 @@ def build(kubeconfig: Path, google: Settings, policy_text: str = ENFORCE_DELETE,
     return Responder(deps)
 
 
-def replay(responder: Responder, doc: dict[str, Any]) -> Outcome:
-    return responder.respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
-
-
 def action(outcome: Outcome, name: str) -> Any:
     """A cluster action or a write-back (marks, INACTIVE, the report), by name."""
     return next(a for a in [*outcome.record.actions, *outcome.record.writebacks] if a.action == name)
@@ -73,7 +69,7 @@ def test_forged_finding_gets_no_deletion_and_a_real_one_does(
     name = doc["finding"]["name"]
     responder = build(kube_paths.responder_kubeconfig, google_fake.settings())
 
-    forged = replay(responder, doc)  # SCC has never heard of this finding
+    forged = deliver(responder, doc)  # SCC has never heard of this finding
     assert action(forged, "delete").status.value == "skipped"
     assert "forgery" in action(forged, "delete").reason
     assert (forged.record.verdict.value, forged.record.code) == ("reject", "suspected_forgery")
@@ -84,7 +80,7 @@ def test_forged_finding_gets_no_deletion_and_a_real_one_does(
     assert ("/locations/global/" in lookup.path) == (version == "v2")
 
     google_fake.vouch_for(doc)
-    real = replay(responder, doc)
+    real = deliver(responder, doc)
     assert action(real, "delete").status.value == "succeeded"
     assert action(real, "mark").status.value == "succeeded"
     marks = google_fake.findings[name]["securityMarks"]["marks"]
@@ -120,7 +116,7 @@ def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
                 {"name": k, "value": v} for k, v in pod.metadata.labels.items()
             ]
             google_fake.vouch_for(doc)
-            outcome = replay(responder, doc)
+            outcome = deliver(responder, doc)
             assert [a.action for a in outcome.record.actions] == []
             assert outcome.record.skipped
             live = core.read_namespaced_pod(pod.metadata.name, ns)
@@ -144,7 +140,7 @@ def test_incident_report_reaches_the_owners_topic(
     doc = notification(namespace=kube_namespace, pod=pod.metadata.name, container="api", name_suffix="notify")
     google_fake.vouch_for(doc)
     responder = build(kube_paths.responder_kubeconfig, google_fake.settings(), report_topic=topic)
-    outcome = replay(responder, doc)
+    outcome = deliver(responder, doc)
     assert action(outcome, "notify").status.value == "succeeded"
     [message] = pull(subscription)
     assert message.attributes["verdict"] == "act"

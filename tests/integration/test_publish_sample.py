@@ -5,28 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.common import responder_cli
 from tests.support.pubsub_emulator import create_pull_subscription, create_topic, pull
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "responder", *args],
-        cwd=ROOT,
-        env=full,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return responder_cli(*args, env=full)
 
 
 def test_publish_sample_then_replay_it_reports_only(pubsub_emulator: str, tmp_path: Path) -> None:

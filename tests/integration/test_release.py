@@ -7,9 +7,7 @@ operator's rights (the admin kubeconfig). Every assertion reads the cluster back
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,9 @@ from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
+from tests.support.common import acts, environ_without_settings, responder_cli
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 REF = ClusterRef(project="example-retail-prod", location="us-east1", name="retail-gke")
 ISOLATE = Policy(defaults=Defaults(verify_finding=False, budget=Budget(max_actions=10_000, window_s=3600)))
 DETACH = parse_policy(
@@ -76,10 +74,6 @@ def operator_releaser(kube_env: Any) -> Releaser:
 
 def release(r: Releaser, namespace: str, pod: str, apply: bool = True) -> Any:
     return r.release(ReleaseRequest(target=f"{namespace}/{pod}", apply=apply, reason="test", by="operator"))
-
-
-def steps(outcome: Any) -> dict[str, Any]:
-    return {a.action: a for a in outcome.record.actions}
 
 
 @pytest.fixture
@@ -129,7 +123,7 @@ def test_quarantine_two_then_release_both(
 
     # Release the detached pod: the other one is still quarantined, so the namespace's isolation stays whole.
     first = release(r, ns, detached)
-    assert not first.failed and steps(first)["release"].status.value == "succeeded", first.record.actions
+    assert not first.failed and acts(first)["release"].status.value == "succeeded", first.record.actions
     suspect = client.CoreV1Api(kube_admin).read_namespaced_pod(detached, ns)
     assert QUARANTINE_LABEL not in (suspect.metadata.labels or {})
     assert "app" not in (suspect.metadata.labels or {})  # detached and replaced: not re-adopted
@@ -140,7 +134,7 @@ def test_quarantine_two_then_release_both(
 
     # Release the last one: the namespace returns exactly to its policies before the incident.
     second = release(r, ns, kept)
-    assert steps(second)["policies"].status.value == "succeeded", second.record.actions
+    assert acts(second)["policies"].status.value == "succeeded", second.record.actions
     assert policy_specs(kube_admin, ns) == shop["before"]
     assert DENY_ALL_POLICY not in w.policies(kube_admin, ns)
     assert collect_status(kube, ns) == []
@@ -176,17 +170,9 @@ def test_a_same_named_replacement_is_refused(kube_env: Any, kube_admin: client.A
 
 
 def _cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_") and k != "K_SERVICE"}
+    env = environ_without_settings()
     env |= {"RESPONDER_KUBECONFIG": str(kubeconfig), "RESPONDER_GOOGLE_APIS": "off"}
-    return subprocess.run(
-        [sys.executable, "-m", "responder", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return responder_cli(*args, env=env)
 
 
 def test_cli_status_and_release_with_the_operators_rights(

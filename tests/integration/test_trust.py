@@ -6,7 +6,6 @@ real google-cloud-securitycenter client. Every assertion reads the cluster or SC
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,13 @@ from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
 from responder.containment.base import QUARANTINE_LABEL
-from responder.intake.envelope import Delivery
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.ports import LabelSelector
-from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
+from tests.support.common import acts, deliver
 from tests.unit.test_selector_properties import label_sets, selector_string, selectors
 
 pytestmark = pytest.mark.integration
@@ -52,14 +50,6 @@ def responder(google_fake: Any, kubeconfig: Path, policy: Any = DETACH_AND_DELET
         findings_api=SccFindings(s, deadline_s=0),
     )
     return Responder(deps)
-
-
-def deliver(r: Responder, doc: dict[str, Any]) -> Outcome:
-    return r.respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
-
-
-def acts(outcome: Outcome) -> dict[str, Any]:
-    return {a.action: a for a in outcome.record.actions}
 
 
 def state(api: client.ApiClient, namespace: str, name: str) -> tuple[str, dict[str, str], dict[str, str]]:

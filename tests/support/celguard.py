@@ -28,14 +28,11 @@ from typing import Any
 import pytest
 
 from tests.support.admission_guard import IDENTITY, REPO_ROOT, Decision
+from tests.support.common import ci
 
 SOURCE = REPO_ROOT / "tests" / "celguard"
 BUILD_TIMEOUT_S = 900  # the first build downloads k8s.io/apiserver's modules and compiles them
 RUN_TIMEOUT_S = 120
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _cache_root() -> Path:
@@ -58,7 +55,7 @@ def build() -> Path:
             "!!! Go toolchain NOT FOUND: the admission guard cannot be compiled in Kubernetes' CEL environment "
             "(tests/celguard needs `go` on PATH)"
         )
-        if _ci():
+        if ci():
             pytest.fail(f"{reason}; under CI this is a failure, not a skip !!!", pytrace=False)
         pytest.skip(f"{reason}; these checks are SKIPPED, not passed !!!")
     target = _cache_root() / f"celguard-{_source_digest()}" / "celguard"

@@ -27,13 +27,15 @@ import subprocess
 import sys
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
+
+from tests.support.common import ci
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBEENV = REPO_ROOT / "tools" / "kubeenv.py"
@@ -188,8 +190,13 @@ def kube_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
             _run_kubeenv(pytestconfig, "down", "--dir", str(started_dir))
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+def status_of(call: Callable[[], Any]) -> int:
+    """HTTP status of a client call: 200 for any success, else the ApiException's status."""
+    try:
+        call()
+    except client.ApiException as exc:
+        return int(exc.status)
+    return 200
 
 
 @pytest.fixture(scope="session")
@@ -200,7 +207,7 @@ def kube_node(kube_env: KubeEnv) -> dict[str, Any]:
             "REAL NODE UNAVAILABLE: the test cluster has no kubelet (the node needs root: containerd, a network "
             "namespace and cgroups). Run the tests as root (CI does)."
         )
-        if _ci() or os.environ.get("RSR_KUBE_REQUIRED", "").strip().lower() in {"1", "true", "yes"}:
+        if ci() or os.environ.get("RSR_KUBE_REQUIRED", "").strip().lower() in {"1", "true", "yes"}:
             pytest.fail(reason, False)
         pytest.skip(reason)
     return kube_env.node

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ import pytest
 from responder.intake.envelope import Delivery
 from responder.report.record import emit
 from tests.notifications import dead_letter_pulled, notification
+from tests.support.common import environ_without_settings, responder_cli
 from tests.support.google_fakes import parse_log_filter
 from tests.unit.fakes import FakeKube
 from tests.unit.test_containment import FINDING, NS, POD, make
@@ -128,23 +126,14 @@ def cloud_run_entry(line: str, service: str = VARS["name"]) -> dict[str, Any]:
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_") and k not in ("K_SERVICE",)}
-    return {**env, "RESPONDER_GOOGLE_APIS": "off", **extra}
+    return {**environ_without_settings(), "RESPONDER_GOOGLE_APIS": "off", **extra}
 
 
 def replay(tmp_path: Path, document: Any, expect_exit: int, **env: str) -> str:
     """``python -m responder replay FILE``: the record line it prints."""
     path = tmp_path / f"replayed-{len(list(tmp_path.iterdir()))}.json"
     path.write_text(json.dumps(document, indent=2))
-    done = subprocess.run(
-        [sys.executable, "-m", "responder", "replay", str(path)],
-        cwd=ROOT,
-        env=_clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = responder_cli("replay", str(path), env=_clean_env(**env))
     assert done.returncode == expect_exit, done.stdout + done.stderr
     (line,) = done.stdout.strip().splitlines()
     return line

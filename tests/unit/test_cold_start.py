@@ -88,7 +88,7 @@ def test_a_warm_instance_investigates_once_its_isolating_writes_are_out(kube: Fa
     assert ORDER.index("log search") < ORDER.index("pod patched")  # held until the writes were out, not done
 
 
-def test_a_dry_run_or_a_warm_instance_holds_nothing(kube: FakeKube) -> None:
+def test_a_warm_instance_holds_nothing(kube: FakeKube) -> None:
     warm = ImportGate()  # adapters built by hand (tests, operator commands): never closed
     assert warm.is_open
     outcome = run(responder(kube, warm))

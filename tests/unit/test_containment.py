@@ -142,7 +142,7 @@ def test_dry_run_plans_the_same_and_writes_nothing(kube: FakeKube) -> None:
     assert delete.reason.startswith("dry-run: would delete pod")
 
 
-def test_ten_concurrent_deliveries_leave_one_policy_one_label_set_one_deletion(kube: FakeKube) -> None:
+def test_ten_concurrent_deliveries_leave_one_deny_all_one_exclusion_one_deletion(kube: FakeKube) -> None:
     responder = make(kube, action="delete")
     with ThreadPoolExecutor(10) as pool:
         outcomes = list(pool.map(lambda _: run(responder), range(10)))

@@ -11,7 +11,7 @@ import pytest
 
 from responder.errors import TransientError
 from responder.investigation import logfilters
-from responder.investigation.investigator import Investigation, Investigator
+from responder.investigation.investigator import Investigator
 from responder.ports import LogEntry
 from tests.unit.fakes import FakeLogs, UnavailableLogs
 from tests.unit.sample_world import (
@@ -229,9 +229,3 @@ def test_window_without_event_time_is_anchored_on_the_clock(pool: ThreadPoolExec
     assert inv.log_window.anchor == "now"
     assert (inv.log_window.start, inv.log_window.end) == (NOW - timedelta(minutes=10), NOW)
     assert 'timestamp<="2026-03-20T12:00:00Z"' in (inv.log("container").filter or "")  # type: ignore[union-attr]
-
-
-def test_investigation_defaults_are_empty() -> None:
-    inv = Investigation()
-    assert inv.summary() == {}
-    assert inv.log("audit") is None

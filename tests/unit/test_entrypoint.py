@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ from functions_framework import create_app
 
 from responder import handler
 from tests.notifications import PUBSUB_TYPE, legacy_event, message_published, sample, structured_cloudevent
+from tests.support.common import records
 
 MAIN = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "main.py")
 
@@ -21,11 +21,6 @@ def client() -> Iterator[Any]:
     app = create_app("handle_finding", MAIN, "cloudevent")
     yield app.test_client()
     handler.reset()
-
-
-def records(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    out = capsys.readouterr().out
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def test_structured_cloudevent(client: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ from functions_framework import create_app
 
 from responder import handler
 from tests.notifications import PUBSUB_TYPE, notification
+from tests.support.common import records
 from tests.unit.test_entrypoint import MAIN
 from tests.unit.test_intake import respond
 
@@ -137,7 +138,7 @@ def test_oversized_number_in_a_binary_cloudevent_gets_one_record(capsys: pytest.
     }
     resp = app.post("/", data=body, headers=headers)
     handler.reset()
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = records(capsys)
     assert resp.status_code == 200, resp.data
     assert [(r["verdict"], r["code"]) for r in lines] == [("reject", "bad_envelope")] or [
         (r["verdict"], r["code"]) for r in lines
@@ -182,7 +183,7 @@ def test_several_pods_with_the_shell_named_acts_on_that_one_and_says_so() -> Non
     assert any("checkout-7f9-abcde" in w and "not acted on" in w for w in record.warnings)
 
 
-def test_protected_sample_and_exempt_are_ignore_not_act() -> None:
+def test_protected_and_sample_findings_are_ignore_not_act() -> None:
     assert respond(notification(namespace="kube-system")).record.code == "protected"
     assert respond(notification(namespace="kube-system")).record.verdict.value == "ignore"
     doc = notification()

@@ -13,8 +13,6 @@ import contextlib
 import io
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,11 +29,11 @@ from responder.intake.triage import Verdict
 from responder.report.outcome import Outcome
 from responder.report.record import PodRef, emit, fallback_line, make_record
 from tests.notifications import CORPUS, PUBSUB_TYPE, message_published, notification, structured_cloudevent
+from tests.support.common import responder_cli
 from tests.unit.test_entrypoint import MAIN
 from tests.unit.test_intake import respond
 
 HOSTILE = CORPUS / "hostile"
-ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ("severity", "message", "verdict", "reason", "finding", "cluster", "pod", "actions")
 # What must never reach a terminal: C0/C1 controls (ESC, CR, CSI...), separators, bidi overrides, surrogates.
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -165,14 +163,8 @@ def test_a_lone_surrogate_is_one_reject_record_not_a_crash_after_acting(app: Any
 
 @pytest.mark.parametrize("command", ["replay", "plan"])
 def test_a_lone_surrogate_through_the_real_cli_exits_2_without_a_traceback(command: str) -> None:
-    result = subprocess.run(  # the real entry point, once: python -m responder
-        [sys.executable, "-m", "responder", command, str(HOSTILE / "surrogate-finding-name.json")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # the real entry point, once: python -m responder
+    result = responder_cli(command, str(HOSTILE / "surrogate-finding-name.json"), env=None, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     if command == "replay":

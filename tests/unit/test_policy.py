@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from responder.intake.notification import parse_notification
 from responder.intake.triage import triage
 from responder.policy.rules import Policy, PolicyEngine, json_schema, load_policy, parse_policy
 from tests.notifications import notification
+from tests.support.common import responder_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,14 +163,7 @@ def test_json_schema_describes_actions() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "responder", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    return responder_cli(*args, env={"PATH": "/usr/bin:/bin"}, timeout=None)
 
 
 def test_validate_policy_and_plan_cli(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse
 from responder.ports import LabelSelector
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
+from tests.support.common import acts
 from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
 
 NS = "shop"
@@ -54,11 +55,6 @@ def releaser(kube: FakeKube, findings: FakeFindings | None = None, **kw: Any) ->
 
 def release(r: Releaser, pod: str, **kw: Any) -> Any:
     return r.release(ReleaseRequest(target=f"{NS}/{pod}", apply=kw.pop("apply", True), **kw))
-
-
-def actions(outcome: Any) -> dict[str, Any]:
-    """The release's steps and its write-back (the security marks), by name."""
-    return {a.action: a for a in [*outcome.record.actions, *outcome.record.writebacks]}
 
 
 @pytest.fixture
@@ -123,7 +119,7 @@ def test_dry_run_plans_every_step_and_writes_nothing(kube: FakeKube, incident: d
     writes = list(kube.writes)
     outcome = release(releaser(kube, FakeFindings()), WEB, apply=False)
     assert kube.writes == writes
-    steps = actions(outcome)
+    steps = acts(outcome)
     assert all(a.dry_run and a.status.value == "skipped" for a in outcome.record.actions)
     assert steps["release"].reason.startswith("dry-run: would remove")
     # The other quarantined pod keeps the namespace's isolation, in the plan as in the real run.
@@ -139,14 +135,14 @@ def test_release_one_then_the_other_returns_the_namespace_to_its_state_before(
     findings.add(incident["api"], pods=((NS, API),))
     first = release(releaser(kube, findings), WEB, reason="false positive", by="alice")
     assert not first.refused and not first.failed
-    assert actions(first)["release"].status.value == "succeeded"
+    assert acts(first)["release"].status.value == "succeeded"
     web = kube.get_pod(NS, WEB)
     assert QUARANTINE_LABEL not in web.labels and web.labels["app"] == "web"
     assert [k for k in web.annotations if k.startswith("responder.rsr.dev/")] == [RELEASED_ANNOTATION]
     # API is still quarantined: the deny-all and every exclusion stay, and its isolation is intact.
     assert DENY_ALL_POLICY in specs(kube)
     assert collect_status(kube)[0].policy_intact
-    assert "remain" in actions(first)["policies"].reason
+    assert "remain" in acts(first)["policies"].reason
     assert findings.marks_updates == [
         (
             incident["web"],
@@ -160,11 +156,11 @@ def test_release_one_then_the_other_returns_the_namespace_to_its_state_before(
     ]
 
     second = release(releaser(kube, findings), API)
-    assert actions(second)["policies"].status.value == "succeeded"
+    assert acts(second)["policies"].status.value == "succeeded"
     assert specs(kube) == incident["before"]  # spec by spec, the deny-all gone
     api = kube.get_pod(NS, API)
     assert api.labels == {}  # detached: its labels are not given back (its ReplicaSet replaced it)
-    assert "not restored" in actions(second)["release"].reason
+    assert "not restored" in acts(second)["release"].reason
     assert collect_status(kube) == []
 
 
@@ -214,7 +210,7 @@ def test_the_uid_read_first_is_the_precondition_of_the_pod_write(kube: FakeKube,
 
     kube.patch_pod_metadata = swap  # type: ignore[method-assign]
     outcome = release(releaser(kube), WEB)
-    assert "replaced" in actions(outcome)["release"].reason
+    assert "replaced" in acts(outcome)["release"].reason
     assert QUARANTINE_LABEL not in kube.get_pod(NS, WEB).labels  # the replacement, untouched
     assert RELEASED_ANNOTATION not in kube.get_pod(NS, WEB).annotations
 
@@ -224,7 +220,7 @@ def test_delete_uses_the_uid_and_then_cleans_the_namespace(kube: FakeKube, incid
     uid = kube.get_pod(NS, API).uid
     outcome = release(releaser(kube), API, delete=True)
     assert kube.deleted[-1] == (NS, API, uid)
-    assert actions(outcome)["delete"].status.value == "succeeded"
+    assert acts(outcome)["delete"].status.value == "succeeded"
     assert specs(kube) == incident["before"]
 
 
@@ -234,7 +230,7 @@ def test_a_failed_pod_write_leaves_the_namespace_isolated(kube: FakeKube, incide
     release(releaser(kube), WEB)
     kube.raise_on["patch_pod_metadata"] = Forbidden("403")
     outcome = release(releaser(kube), API)
-    assert outcome.failed and "policies" not in actions(outcome)
+    assert outcome.failed and "policies" not in acts(outcome)
     assert DENY_ALL_POLICY in specs(kube)
 
 
@@ -250,14 +246,14 @@ def test_a_pod_quarantined_during_the_cleanup_is_isolated_again(kube: FakeKube, 
 
     kube.delete_network_policy = race  # type: ignore[method-assign]
     outcome = release(releaser(kube), API)
-    assert actions(outcome)["reisolate"].status.value == "succeeded"
+    assert acts(outcome)["reisolate"].status.value == "succeeded"
     [other] = collect_status(kube)
     assert other.pod == OTHER and other.policy_intact, other.policy_problems
 
 
-def test_marks_need_google_apis_and_a_finding(kube: FakeKube, incident: dict[str, Any]) -> None:
+def test_without_google_apis_the_mark_step_says_they_are_off(kube: FakeKube, incident: dict[str, Any]) -> None:
     outcome = release(releaser(kube, None), WEB)
-    assert "Google APIs are off" in actions(outcome)["mark"].reason
+    assert "Google APIs are off" in acts(outcome)["mark"].reason
 
 
 # --------------------------------------------------------------------------------------------------------- CLI

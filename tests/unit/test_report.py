@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -29,6 +25,7 @@ from responder.report.outcome import Outcome
 from responder.report.owning_team import find_owning_team
 from responder.report.record import make_record
 from responder.service import Dependencies, Responder
+from tests.support.common import environ_without_settings, responder_cli
 from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube, FakeLogs
 from tests.unit.sample_world import (
     INSTANCE_ID,
@@ -40,7 +37,6 @@ from tests.unit.sample_world import (
     sample_target,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 14, 10, 0, tzinfo=UTC)
 HEADINGS = [f"## {t}" for t in STEP_TITLES]
 
@@ -244,16 +240,7 @@ def test_act_outcome_without_investigation_still_gets_filters() -> None:
     ],
 )
 def test_replay_cli_prints_the_report_offline(sample: str, command: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_") and k != "K_SERVICE"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "responder", "replay", str(SAMPLES / sample), "--report", "md"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = responder_cli("replay", str(SAMPLES / sample), "--report", "md", env=environ_without_settings())
     assert proc.returncode == 0, proc.stderr
     outside, _ = split_markdown(proc.stdout)
     assert [line for line in outside if line.startswith("## ")] == HEADINGS

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -17,12 +16,11 @@ from responder.config import Settings
 from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.errors import Forbidden, TransientError
-from responder.intake.envelope import Delivery
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.ports import LabelSelector, LabelSelectorRequirement, SccFinding
-from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
+from tests.support.common import acts, deliver
 from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
 
 NS = "shop"
@@ -64,14 +62,6 @@ def make(kube: FakeKube, findings: FakeFindings, policy: str = DETACH_AND_DELETE
         findings_api=findings,
     )
     return Responder(deps)
-
-
-def deliver(responder: Responder, doc: dict[str, Any], attempt: int | None = None) -> Outcome:
-    return responder.respond(Delivery(payload=json.dumps(doc).encode(), shape="test", delivery_attempt=attempt))
-
-
-def acts(outcome: Outcome) -> dict[str, Any]:
-    return {a.action: a for a in outcome.record.actions}
 
 
 @pytest.fixture
