@@ -214,6 +214,17 @@ class ActionContext:
         return {FINDING_ANNOTATION: self.finding.name or "", AT_ANNOTATION: self.now.isoformat(timespec="seconds")}
 
 
+class Traits:
+    """What an action is, declared on its class. An action declares only what is true of it: by default it writes
+    nothing a refuted message's rollback cannot take back exactly, runs in plan order, and ends nothing."""
+
+    isolating: ClassVar[bool] = False
+    verified_first: ClassVar[bool] = False
+    read_only: ClassVar[bool] = False
+    destructive: ClassVar[bool] = False
+    needs_capture_before: ClassVar[bool] = False
+
+
 class Action(Protocol):
     """An action module's entry point."""
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from responder.containment import sockets as tcp
-from responder.containment.base import ActionContext, ActionParams, ActionResult, Status
+from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, Traits
 from responder.errors import Forbidden, NotFound, ResponderError
 from responder.intake.sanitize import clean
 from responder.investigation.investigator import owner_chain
@@ -40,15 +40,11 @@ class CaptureParams(ActionParams):
     exec_limit_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
 
 
-class CaptureAction:
+class CaptureAction(Traits):
     """Collect volatile evidence into ``ctx.evidence``."""
 
     name: ClassVar[str] = "capture"
-    isolating: ClassVar[bool] = False
-    verified_first: ClassVar[bool] = False
     read_only: ClassVar[bool] = True
-    destructive: ClassVar[bool] = False
-    needs_capture_before: ClassVar[bool] = False
     held_means: ClassVar[str] = "no exec and no log read in the container"
     Params: ClassVar[type[ActionParams]] = CaptureParams
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, pod_gone, result
+from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, Traits, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 
@@ -31,13 +31,11 @@ class DeleteParams(ActionParams):
     min_ready_replicas: int | None = Field(default=None, ge=0)
 
 
-class DeleteAction:
+class DeleteAction(Traits):
     """Delete with UID precondition, after guards."""
 
     name: ClassVar[str] = "delete"
-    isolating: ClassVar[bool] = False
     verified_first: ClassVar[bool] = True
-    read_only: ClassVar[bool] = False
     destructive: ClassVar[bool] = True
     needs_capture_before: ClassVar[bool] = True
     held_means: ClassVar[str] = "no destructive action"

@@ -20,6 +20,7 @@ from responder.containment.base import (
     ActionParams,
     ActionResult,
     Status,
+    Traits,
     pod_gone,
     result,
 )
@@ -58,15 +59,11 @@ class DetachParams(ActionParams):
     """No parameters: which labels go is decided from the pod and its controller."""
 
 
-class DetachAction:
+class DetachAction(Traits):
     """Remove the workload labels of a quarantined ReplicaSet pod (recorded on it, for whoever re-attaches it)."""
 
     name: ClassVar[str] = "detach"
-    isolating: ClassVar[bool] = False
     verified_first: ClassVar[bool] = True
-    read_only: ClassVar[bool] = False
-    destructive: ClassVar[bool] = False
-    needs_capture_before: ClassVar[bool] = False
     held_means: ClassVar[str] = "not detached"
     Params: ClassVar[type[ActionParams]] = DetachParams
 

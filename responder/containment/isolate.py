@@ -31,6 +31,7 @@ from responder.containment.base import (
     ActionParams,
     ActionResult,
     Status,
+    Traits,
     pod_gone,
     result,
 )
@@ -64,15 +65,11 @@ class IsolateParams(ActionParams):
     live_session: LiveSession | None = None
 
 
-class IsolateAction:
+class IsolateAction(Traits):
     """Deny-all NetworkPolicy + exclusion from allowing policies + quarantine label (``detach`` is its own step)."""
 
     name: ClassVar[str] = "isolate"
     isolating: ClassVar[bool] = True
-    verified_first: ClassVar[bool] = False
-    read_only: ClassVar[bool] = False
-    destructive: ClassVar[bool] = False
-    needs_capture_before: ClassVar[bool] = False
     held_means: ClassVar[str] = "not isolated"
     Params: ClassVar[type[ActionParams]] = IsolateParams
 

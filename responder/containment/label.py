@@ -14,6 +14,7 @@ from responder.containment.base import (
     ActionParams,
     ActionResult,
     Status,
+    Traits,
     pod_gone,
     result,
 )
@@ -24,15 +25,10 @@ class LabelParams(ActionParams):
     """No parameters: the keys are fixed so that every instance and every policy agree on them."""
 
 
-class LabelAction:
+class LabelAction(Traits):
     """Quarantine label plus annotations recording the finding and the action."""
 
     name: ClassVar[str] = "label"
-    isolating: ClassVar[bool] = False
-    verified_first: ClassVar[bool] = False
-    read_only: ClassVar[bool] = False
-    destructive: ClassVar[bool] = False
-    needs_capture_before: ClassVar[bool] = False
     held_means: ClassVar[str] = "not labelled"
     Params: ClassVar[type[ActionParams]] = LabelParams
 
