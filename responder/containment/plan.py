@@ -59,18 +59,18 @@ def ordered(steps: list[PlannedStep], capture_before_destructive: bool) -> list[
     """Isolation first (it cuts the attacker off; labelling and evidence can follow a moment later), then evidence
     ahead of the first destructive step: a capture planned later is moved there, and one is added when none is
     planned at all, unless the policy opts out (``capture_before_destructive: false``)."""
-    steps = sorted(steps, key=lambda s: 0 if registry.isolating(s.action) else 1)
+    steps = sorted(steps, key=lambda s: 0 if registry.traits(s.action).isolating else 1)
     return with_evidence_first(steps, capture_before_destructive)
 
 
 def with_evidence_first(steps: list[PlannedStep], capture_before_destructive: bool) -> list[PlannedStep]:
     """Capture ahead of the first step that needs it (a destructive one; stable otherwise); see :func:`ordered`."""
-    first_destructive = next((i for i, s in enumerate(steps) if registry.needs_capture_before(s.action)), None)
+    first_destructive = next((i for i, s in enumerate(steps) if registry.traits(s.action).needs_capture_before), None)
     if first_destructive is None:
         return list(steps)
-    late = [s for s in steps[first_destructive:] if registry.reads_only(s.action)]
+    late = [s for s in steps[first_destructive:] if registry.traits(s.action).read_only]
     steps = [s for s in steps if s not in late]
-    planned = late or any(registry.reads_only(s.action) for s in steps[:first_destructive])
+    planned = late or any(registry.traits(s.action).read_only for s in steps[:first_destructive])
     if not planned and capture_before_destructive:
         late = [default_step(registry.EVIDENCE)]
     steps[first_destructive:first_destructive] = late

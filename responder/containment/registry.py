@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from responder.containment.base import Action
+from responder.containment.base import Action, Traits
 from responder.containment.capture import CaptureAction
 from responder.containment.delete import DeleteAction
 from responder.containment.isolate import IsolateAction
@@ -13,28 +13,13 @@ EVIDENCE = CaptureAction.name  # what runs ahead of anything destructive, unless
 ESCALATION = DeleteAction.name  # what an isolation that cannot end a live session escalates to
 
 
-def reads_only(name: str) -> bool:
-    """Whether the action called ``name`` only reads (evidence); False for names no policy can use."""
-    action = ACTIONS.get(name)
-    return action is not None and action.read_only
+# A name no policy can use (a release step, a rollback, a crash): nothing is true of it.
+_UNKNOWN = Traits()
 
 
-def isolating(name: str) -> bool:
-    """Whether the action called ``name`` makes the isolating writes; False for names no policy can use."""
-    action = ACTIONS.get(name)
-    return action is not None and action.isolating
-
-
-def destructive(name: str) -> bool:
-    """Whether the action called ``name`` ends the pod; False for names no policy can use."""
-    action = ACTIONS.get(name)
-    return action is not None and action.destructive
-
-
-def needs_capture_before(name: str) -> bool:
-    """Whether evidence is captured before the action called ``name`` runs; False for names no policy can use."""
-    action = ACTIONS.get(name)
-    return action is not None and action.needs_capture_before
+def traits(name: str) -> Action | Traits:
+    """What the action called ``name`` is (isolating, destructive, ...); all false for a name no policy can use."""
+    return ACTIONS.get(name) or _UNKNOWN
 
 
 def get(name: str) -> Action:

@@ -203,8 +203,8 @@ def isolating(plan: Plan) -> bool:
 
 def undone_by_rollback(action: str) -> bool:
     """Whether a refuted message's rollback takes this action's success back: what may run before SCC vouches."""
-    known = registry.ACTIONS.get(action)
-    return known is not None and not (known.verified_first or known.read_only or known.destructive)
+    known = registry.traits(action)
+    return action in registry.ACTIONS and not (known.verified_first or known.read_only or known.destructive)
 
 
 def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:

@@ -369,10 +369,10 @@ def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> Ins
         tree_notes = [n for n in notes if n.startswith("process tree")]
         if tree_notes:
             note = tree_notes[0]
-        elif outcome.plan is not None and not any(registry.reads_only(s.action) for s in outcome.plan.steps):
+        elif outcome.plan is not None and not any(registry.traits(s.action).read_only for s in outcome.plan.steps):
             note = "not captured: the plan had no capture step"
         else:
-            capture = next((a for a in outcome.record.actions if registry.reads_only(a.action)), None)
+            capture = next((a for a in outcome.record.actions if registry.traits(a.action).read_only), None)
             note = (
                 f"not captured: {clean(capture.reason, 300)}"
                 if capture is not None

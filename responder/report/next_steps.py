@@ -13,10 +13,12 @@ from responder.report.record import session_left_alive
 def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
     todo: list[str] = []
     actions = list(outcome.record.actions)
-    isolate = next((a for a in actions if registry.isolating(a.action)), None)
-    deleted = next((a for a in actions if registry.destructive(a.action)), None)
+    isolate = next((a for a in actions if registry.traits(a.action).isolating), None)
+    deleted = next((a for a in actions if registry.traits(a.action).destructive), None)
     if session_left_alive(actions):
-        alive_isolate = next(a for a in actions if registry.isolating(a.action) and a.details.get("session_survives"))
+        alive_isolate = next(
+            a for a in actions if registry.traits(a.action).isolating and a.details.get("session_survives")
+        )
         what = clean(alive_isolate.details.get("established_connections", ""), 80)
         todo.append(
             f"The reverse shell may still be connected: isolation left established connections {what} "

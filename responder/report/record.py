@@ -238,13 +238,11 @@ def _contains(action: str) -> bool:
 
 
 def _isolates(action: str) -> bool:
-    known = registry.ACTIONS.get(action)
-    return known is not None and known.isolating
+    return registry.traits(action).isolating
 
 
 def _destroys(action: str) -> bool:
-    known = registry.ACTIONS.get(action)
-    return known is not None and known.destructive
+    return registry.traits(action).destructive
 
 
 def decide(verdict: Triage, plan: Plan, verification: Verification) -> tuple[Verdict, str, str]:

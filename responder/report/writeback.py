@@ -59,7 +59,7 @@ def write_back(
                 "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks['rsr_status']}"
             )
         )
-    deleted = any(registry.destructive(r.action) and r.status is Status.SUCCEEDED for r in results)
+    deleted = any(registry.traits(r.action).destructive and r.status is Status.SUCCEEDED for r in results)
     # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
     if defaults.set_inactive and deleted and verification.vouch is Vouch.VERIFIED:
         out.append(
@@ -99,12 +99,10 @@ def notify(
 
 def status_word(results: list[ActionResult]) -> str:
     """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute)."""
-    done = [
-        registry.ACTIONS[r.action] for r in results if r.status is Status.SUCCEEDED and r.action in registry.ACTIONS
-    ]
-    if any(a is not None and a.destructive for a in done):
+    done = [registry.traits(r.action) for r in results if r.status is Status.SUCCEEDED]
+    if any(a.destructive for a in done):
         return "deleted"
-    if any(a is not None and a.isolating for a in done):
+    if any(a.isolating for a in done):
         return "isolated"
     if any(r.status is Status.FAILED for r in results):
         return "failed"
