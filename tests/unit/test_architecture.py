@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("responder.containment",),
     ("responder.policy",),
     ("responder.report",),
+    ("responder.event",),
     ("responder.service",),
     ("responder.bootstrap",),
     ("responder.handler", "responder.aftercare"),

@@ -1,0 +1,96 @@
+"""The event: one finding on its way through the pipeline, what is known about it gathered once and handed along
+from stage to stage (see ``responder.service``), and the records and outcomes it ends in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from responder.config import Mode
+from responder.containment.base import Evidence, Prefetched
+from responder.containment.plan import Plan
+from responder.containment.runner import Blocker, ContainmentRequest
+from responder.containment.scheduling import Schedule
+from responder.containment.verification import Verification
+from responder.intake.findings import Finding
+from responder.intake.triage import Target, Triage, Verdict
+from responder.ports import Connection, PodView
+from responder.report.outcome import Outcome
+from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, make_record
+
+
+@dataclass
+class Event:
+    """One finding on its way through the pipeline: what is known about it, gathered once and handed along.
+
+    Filled in stage by stage: triage (``verdict``), SCC's answer when the message lacked fields (``asked``),
+    preflight (``connection``, ``pod``, ``blocker``, ``prefetched``), and the plan, computed once from the pod's
+    labels (or the finding's, when there is no pod).
+    """
+
+    finding: Finding
+    verdict: Triage
+    delivery: DeliveryInfo
+    mode: Mode
+    warnings: list[str]
+    asked: Verification | None = None
+    connection: Connection | None = None
+    unavailable: str | None = None  # why the investigation has no cluster, when it has none
+    blocker: Blocker | None = None
+    pod: PodView | None = None
+    pod_read: Future[PodView] | None = None  # the pod read itself, when it went out in round one
+    pod_read_at: float | None = None  # when it went out (time.monotonic), for the pod branch's duration
+    prefetched: Prefetched = field(default_factory=Prefetched)
+    plan: Plan | None = None
+    planned_from: Mapping[str, str] | None = None  # the labels ``plan`` was computed from
+
+    @property
+    def target(self) -> Target:
+        """The pod the finding names (only events that passed triage get this far)."""
+        assert self.verdict.target is not None
+        return self.verdict.target
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The labels the policy matches: the live pod's, else the finding's."""
+        return self.pod.labels if self.pod else self.finding.pod_labels
+
+    def record(self, verdict: Verdict, code: str, reason: str, **fields: Any) -> DecisionRecord:
+        """The decision record for this event, with what every record says about it."""
+        about: dict[str, Any] = {"finding": self.finding.name, "category": self.finding.category}
+        if self.verdict.target is not None:
+            target = self.verdict.target
+            about |= {"cluster": target.cluster.path, "pod": PodRef(namespace=target.namespace, name=target.pod)}
+        return make_record(
+            verdict,
+            code,
+            reason,
+            delivery=self.delivery,
+            warnings=list(self.warnings),
+            mode=self.mode,
+            **about,
+            **fields,
+        )
+
+    def containment(
+        self, plan: Plan, verifying: Future[Verification], evidence: Evidence, schedule: Schedule
+    ) -> ContainmentRequest:
+        """What the runner needs of this event to run ``plan``."""
+        return ContainmentRequest(
+            self.finding,
+            self.target,
+            plan,
+            self.connection,
+            self.pod,
+            self.blocker,
+            self.prefetched,
+            verifying,
+            evidence,
+            schedule,
+        )
+
+    def outcome(self, record: DecisionRecord, **fields: Any) -> Outcome:
+        """An outcome that ends the event here."""
+        return Outcome(record=record, finding=self.finding, triage=self.verdict, **fields)
