@@ -7,14 +7,13 @@ from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.report.models import IncidentReport
 from responder.report.outcome import Outcome
-from responder.report.record import session_left_alive
+from responder.report.record import destroyed, session_left_alive
 
 
 def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
     todo: list[str] = []
     actions = list(outcome.record.actions)
     isolate = next((a for a in actions if registry.traits(a.action).isolating), None)
-    deleted = next((a for a in actions if registry.traits(a.action).destructive), None)
     if session_left_alive(actions):
         alive_isolate = next(
             a for a in actions if registry.traits(a.action).isolating and a.details.get("session_survives")
@@ -38,7 +37,7 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
     pod_ref = f"{target.namespace}/{target.pod}"
     if dry_run:
         todo.append("The responder ran in dry-run: nothing in the cluster was changed. Contain the pod by hand.")
-    if deleted is not None and deleted.status.value == "succeeded" and not deleted.dry_run:
+    if destroyed(actions):
         controller = report.pod.owner_chain[-1] if report.pod and report.pod.owner_chain else None
         owner_text = f" by {controller.kind} {controller.name}" if controller else ""
         todo.append(

@@ -98,8 +98,12 @@ def session_left_alive(actions: list[ActionResult]) -> bool:
     """Isolation was enforced but cannot cut an established connection, and no delete ended the pod: the reverse
     shell may still be connected (``live_session: report``, or an escalation the guards or budget refused)."""
     isolated = any(_isolates(a.action) and not a.dry_run and a.details.get("session_survives") for a in actions)
-    deleted = any(_destroys(a.action) and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
-    return isolated and not deleted
+    return isolated and not destroyed(actions)
+
+
+def destroyed(actions: Sequence[ActionResult]) -> bool:
+    """A destructive action (a delete) was carried out and accepted: the pod is gone, not merely planned."""
+    return any(_destroys(a.action) and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
 
 
 def severity_for(

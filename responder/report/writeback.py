@@ -19,6 +19,7 @@ from responder.intake.sanitize import clean
 from responder.policy.rules import Defaults
 from responder.ports import FindingsAPI, Publisher
 from responder.report.outcome import Outcome
+from responder.report.record import destroyed
 
 HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
@@ -59,9 +60,8 @@ def write_back(
                 "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks['rsr_status']}"
             )
         )
-    deleted = any(registry.traits(r.action).destructive and r.status is Status.SUCCEEDED for r in results)
     # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
-    if defaults.set_inactive and deleted and verification.vouch is Vouch.VERIFIED:
+    if defaults.set_inactive and destroyed(results) and verification.vouch is Vouch.VERIFIED:
         out.append(
             _attempt(
                 "set_inactive",
@@ -99,10 +99,9 @@ def notify(
 
 def status_word(results: list[ActionResult]) -> str:
     """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute)."""
-    done = [registry.traits(r.action) for r in results if r.status is Status.SUCCEEDED]
-    if any(a.destructive for a in done):
+    if destroyed(results):
         return "deleted"
-    if any(a.isolating for a in done):
+    if any(registry.traits(r.action).isolating and r.status is Status.SUCCEEDED for r in results):
         return "isolated"
     if any(r.status is Status.FAILED for r in results):
         return "failed"
