@@ -54,8 +54,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Replay one file through the responder."""
     from responder.bootstrap import build_responder
     from responder.intake.envelope import detect_bytes
-    from responder.report.outcome import rejected_envelope
-    from responder.report.record import emit
+    from responder.report.outcome import rejected
+    from responder.report.record import DeliveryInfo, emit
 
     try:
         raw = Path(args.file).read_bytes()
@@ -66,7 +66,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         delivery = detect_bytes(raw)
     except InvalidEnvelope as exc:
-        outcome = rejected_envelope(exc)
+        outcome = rejected(exc, DeliveryInfo())
     else:
         try:
             outcome = responder.respond(delivery)

@@ -15,8 +15,8 @@ from responder.errors import ConfigError, InvalidEnvelope, TransientError
 from responder.intake.envelope import Delivery, from_cloud_event
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
-from responder.report.outcome import Outcome, rejected_envelope
-from responder.report.record import DecisionRecord, emit, make_record
+from responder.report.outcome import Outcome, rejected
+from responder.report.record import DecisionRecord, DeliveryInfo, emit, make_record
 from responder.service import Responder
 
 _responder: Responder | None = None
@@ -61,7 +61,7 @@ def handle(cloud_event: Any) -> Outcome:
                 _attr(cloud_event, "type"), _attr(cloud_event, "id"), getattr(cloud_event, "data", None)
             )
         except InvalidEnvelope as exc:
-            outcome = rejected_envelope(exc, "cloudevent")
+            outcome = rejected(exc, DeliveryInfo(shape="cloudevent"))
             emit_once(outcome.record)
             return outcome
         outcome = get_responder().respond(delivery)
@@ -86,7 +86,7 @@ def reject_undecodable(error: BaseException, reason: str | None = None) -> Outco
     """The record for a delivery functions-framework could not decode into a CloudEvent at all (``reason`` replaces
     the error's own text when that text quotes the request)."""
     text = reason or f"CloudEvent data is not JSON we accept: {clean(error, 200)}"
-    outcome = rejected_envelope(InvalidEnvelope(text), "cloudevent")
+    outcome = rejected(InvalidEnvelope(text), DeliveryInfo(shape="cloudevent"))
     emit(outcome.record)
     return outcome
 

@@ -49,13 +49,12 @@ from responder.ports import (
     PodView,
     Publisher,
 )
-from responder.report.outcome import Outcome
+from responder.report.outcome import Outcome, rejected
 from responder.report.record import (
     DecisionRecord,
     DeliveryInfo,
     contained,
     decide,
-    make_record,
     timed,
     verification_info,
 )
@@ -158,7 +157,7 @@ class Responder:
         try:
             finding = to_finding(parse_notification(delivery.payload))
         except PermanentError as exc:
-            return Outcome(record=make_record(Verdict.REJECT, exc.code, clean(exc, 300), delivery=info))
+            return rejected(exc, info)
         defaults = self.deps.policy.defaults
         verdict = triage(finding, defaults.categories)
         event = Event(finding, verdict, info, defaults.mode, list(finding.warnings))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from responder.containment.base import Evidence
 from responder.containment.plan import Plan
-from responder.errors import InvalidEnvelope
+from responder.errors import PermanentError
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
@@ -32,8 +32,7 @@ class Outcome:
         return self.record.outcome == "retry"
 
 
-def rejected_envelope(exc: InvalidEnvelope, shape: str | None = None) -> Outcome:
-    """The outcome of a delivery that never became a notification."""
-    return Outcome(
-        record=make_record(Verdict.REJECT, "bad_envelope", clean(exc, 300), delivery=DeliveryInfo(shape=shape))
-    )
+def rejected(exc: PermanentError, delivery: DeliveryInfo) -> Outcome:
+    """The outcome of invalid input: a delivery that never became a notification, or a notification that is not a
+    finding we can trust (the error says which, by its record code)."""
+    return Outcome(record=make_record(Verdict.REJECT, exc.code, clean(exc, 300), delivery=delivery))
