@@ -19,7 +19,7 @@ from functools import partial
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
-from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status
+from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status, Traits
 from responder.containment.detach import DetachAction, DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
 from responder.containment.isolate import IsolateParams
@@ -176,8 +176,12 @@ def waits_for_scc(step: PlannedStep) -> bool:
     """Before SCC vouches, only what a refuted message's rollback takes back exactly may run: the inert deny-all,
     the exclusions and the quarantine label. A detach (its controller replaces the pod at once), evidence capture
     (exec and log reads in the container the message names) and anything destructive wait for the verification."""
-    action = _action(step.action)
-    return step.destructive or action.verified_first or action.read_only
+    return step.destructive or _needs_scc(_action(step.action))
+
+
+def _needs_scc(action: Action | Traits) -> bool:
+    """What a refuted message's rollback could not take back exactly (see :func:`waits_for_scc`)."""
+    return action.verified_first or action.read_only or action.destructive
 
 
 def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
@@ -203,8 +207,7 @@ def isolating(plan: Plan) -> bool:
 
 def undone_by_rollback(action: str) -> bool:
     """Whether a refuted message's rollback takes this action's success back: what may run before SCC vouches."""
-    known = registry.traits(action)
-    return action in registry.ACTIONS and not (known.verified_first or known.read_only or known.destructive)
+    return action in registry.ACTIONS and not _needs_scc(registry.traits(action))
 
 
 def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
