@@ -26,6 +26,7 @@ from kubernetes import client
 from tests.node.test_real_node import actions, replay
 from tests.support import reverse_shell as rs
 from tests.support import workloads as w
+from tests.support.common import responder_cli
 from tests.support.kube import KubeEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.node]
@@ -126,16 +127,10 @@ def test_established_mode_cuts_the_live_shell_and_release_restores_the_pod(
     assert not rs.connects(kube_admin, attacker_ns, "c2", shell.victim_ip, rs.SERVICE_PORT), "new ingress allowed"
     assert rs.connects(kube_admin, victim_ns, bystander.metadata.name, shell.attacker_ip, rs.PROBE_PORT)
 
-    released = subprocess.run(
-        [sys.executable, "-m", "responder", "release", f"{victim_ns}/{victim}", "--yes", "--json",
-         "--reason", "test: contained and examined"],
-        cwd=ROOT,
+    released = responder_cli(
+        "release", f"{victim_ns}/{victim}", "--yes", "--json", "--reason", "test: contained and examined",
         env={**{k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")},
              "RESPONDER_KUBECONFIG": str(kube_env.kubeconfig), "RESPONDER_GOOGLE_APIS": "off"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
     )  # fmt: skip
     assert released.returncode == 0, released.stdout[-2000:] + released.stderr[-2000:]
     assert json.loads(released.stdout.splitlines()[-1])
