@@ -1,7 +1,8 @@
 """Command line: replay | plan | validate-policy | schema | publish-sample.
 
 ``replay`` is the function's body on a file: it auto-detects the envelope, prints the decision record as JSON and exits
-0 (act / ignore), 2 (reject) or 1 (error). Without a cluster or credentials it still decides and plans (dry-run).
+0 (act / ignore: done), 2 (reject), 1 (error, or unfinished: redelivered in the function) or 3 (not contained:
+a person must act). Without a cluster or credentials it still decides and plans (dry-run).
 
 Whatever a finding, a file name or an error message holds, the terminal sees it through ``clean`` (the same cleaning
 the records and reports get): one line per value, no escapes, no carriage returns, no bidi overrides.
@@ -24,7 +25,7 @@ from responder.intake.triage import Verdict
 if TYPE_CHECKING:
     from responder.containment.plan import Plan
 
-EXIT_OK, EXIT_ERROR, EXIT_REJECT = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_REJECT, EXIT_NOT_CONTAINED = 0, 1, 2, 3
 
 
 def say(*values: object, stream: TextIO | None = None, limit: int = 2000) -> None:
@@ -89,6 +90,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(render_markdown(report) if args.report == "md" else report.model_dump_json(indent=2, ensure_ascii=True))
     if outcome.retry:
         return EXIT_ERROR
+    if outcome.not_contained:
+        return EXIT_NOT_CONTAINED
     return EXIT_REJECT if outcome.record.verdict is Verdict.REJECT else EXIT_OK
 
 

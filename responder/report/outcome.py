@@ -31,6 +31,11 @@ class Outcome:
         """True when the handler must raise so Pub/Sub redelivers."""
         return self.record.outcome == "retry"
 
+    @property
+    def not_contained(self) -> bool:
+        """True when the delivery ends (acknowledged) with an attacker possibly still connected: a person must act."""
+        return self.record.outcome == "not_contained"
+
 
 def rejected(exc: PermanentError, delivery: DeliveryInfo) -> Outcome:
     """The outcome of invalid input: a delivery that never became a notification, or a notification that is not a

@@ -29,6 +29,8 @@ from responder.containment.verification import Verification, Vouch
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
 
+RecordOutcome = Literal["done", "retry", "not_contained"]
+
 
 class PodRef(BaseModel):
     """``{"namespace", "name"}`` of the pod the finding names."""
@@ -81,7 +83,10 @@ class DecisionRecord(BaseModel):
     skipped: list[str] = Field(default_factory=list)
     enrichment: dict[str, str] = Field(default_factory=dict)
     verification: VerificationInfo | None = None
-    outcome: Literal["done", "retry"] = "done"
+    # done: contained (isolated with the live session cut, or deleted) or rightly left alone; retry: a failure that can
+    # heal, raised so Pub/Sub redelivers; not_contained: terminal (acknowledged) with an attacker possibly still
+    # connected, at ERROR, paging a person (the rule: responder.report.outcome).
+    outcome: RecordOutcome = "done"
     warnings: list[str] = Field(default_factory=list)
     delivery: DeliveryInfo = DeliveryInfo()
     duration_ms: float | None = None
@@ -111,7 +116,7 @@ def severity_for(
 ) -> str:
     """Cloud Logging severity: a reject or failed action or write-back needs eyes; acting is a NOTICE; ignoring is
     INFO."""
-    if outcome == "retry" or verdict is Verdict.REJECT:
+    if outcome in ("retry", "not_contained") or verdict is Verdict.REJECT:
         return "ERROR"
     failed = any(a.status is Status.FAILED for a in [*actions, *writebacks])
     if failed or session_left_alive(actions):
@@ -132,7 +137,7 @@ def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, 
     pod: PodRef | None = None,
     actions: list[ActionResult] | None = None,
     writebacks: list[ActionResult] | None = None,
-    outcome: Literal["done", "retry"] = "done",
+    outcome: RecordOutcome = "done",
     **extra: object,
 ) -> DecisionRecord:
     """Build a record; every value that came from the finding is sanitised here."""
