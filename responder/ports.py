@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from responder.intake.findings import Finding
 from responder.intake.identifiers import ClusterRef
 
 
@@ -172,8 +173,11 @@ class KubePort(Protocol):
         uid: str,
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
+        resource_version: str | None = None,
     ) -> PodView:
-        """Merge-patch labels/annotations (None removes a key); the UID is a precondition (Conflict if replaced)."""
+        """Merge-patch labels/annotations (None removes a key); the UID is a precondition (Conflict if replaced), and
+        so is ``resource_version`` when given (Conflict if the pod changed since it was read): writes that restore a
+        pod's state (rollback, release, detach) must not undo what a concurrent writer did in between."""
         ...
 
     def delete_pod(self, namespace: str, name: str, uid: str, grace_period_s: int | None) -> None:
@@ -307,7 +311,7 @@ class LogsAPI(Protocol):
 
 
 class SccFinding(_View):
-    """A finding as SCC reports it now (for verification and write-back).
+    """A finding as SCC reports it now (for verification, write-back and the progress its marks record).
 
     ``pods`` are the (namespace, name) pairs SCC's own record names, from its ``kubernetes.pods[]`` and from its
     ``sourceProperties`` (``Pod_Namespace``/``Pod_Name``): what the message's pod is checked against. ``severity``
@@ -323,6 +327,10 @@ class SccFinding(_View):
     resource_name: str | None = None
     pods: tuple[tuple[str, str], ...] = ()
     marks: dict[str, str] = Field(default_factory=dict)
+    # SCC's whole record read the way a notification is read: the source of every other field that steers the
+    # response (node pool, container, the connection, Responder_Sample). The real adapter always fills it; None (a
+    # fake that keeps only the fields above) means those fields are neither compared nor taken from SCC.
+    steering: Finding | None = None
 
 
 class FindingsAPI(Protocol):

@@ -122,13 +122,18 @@ class KubeAdapter:
         uid: str,
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
+        resource_version: str | None = None,
     ) -> PodView:
-        """Strategic-merge patch of metadata; the UID in the patch is a precondition.
+        """Strategic-merge patch of metadata; the UID in the patch is a precondition, and so is ``resource_version``
+        when given (the apiserver answers 409 when the stored object has moved on).
 
         A real apiserver answers a patch whose ``metadata.uid`` differs from the stored pod's with 422 (the field is
         immutable), not 409: that is the same-named replacement case, so it is reported as Conflict (replaced).
         """
-        body = {"metadata": {"uid": uid, "labels": dict(labels), "annotations": dict(annotations)}}
+        metadata: dict[str, object] = {"uid": uid, "labels": dict(labels), "annotations": dict(annotations)}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        body = {"metadata": metadata}
         what = f"patch pod {namespace}/{name}"
         try:
             pod = _call(

@@ -9,6 +9,7 @@ Permissions: ``securitycenter.findings.list`` (verify), ``securitycenter.finding
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ from typing import Any, Literal
 from responder.adapters.google_clients import LazyClient, client_kwargs, enum_name, retry_policy, sdk
 from responder.adapters.google_errors import google_call
 from responder.config import Settings
-from responder.errors import InvalidFinding, PermanentError
+from responder.errors import InvalidFinding, PermanentError, ResponderError
 from responder.intake import identifiers as ids
+from responder.intake.findings import Finding, to_finding
+from responder.intake.notification import NotificationMessage
 from responder.ports import ImportGate, SccFinding
 
 _FINDING_NAME = ids.FINDING_NAME  # shared with intake, which rejects any other name before acting on it
@@ -168,7 +171,19 @@ def scc_finding(finding: Any) -> SccFinding:
         resource_name=finding.resource_name or None,
         pods=tuple(pods),
         marks=dict(finding.security_marks.marks),
+        steering=_steering(finding),
     )
+
+
+def _steering(finding: Any) -> Finding | None:
+    """SCC's record read exactly as a notification's finding is (the same models, the same validation), so every
+    field that steers the response can be compared with, or taken from, what SCC itself holds."""
+    try:
+        document = json.loads(type(finding).to_json(finding, use_integers_for_enums=False))
+        return to_finding(NotificationMessage.model_validate({"finding": document}))
+    except (ValueError, TypeError, ResponderError):
+        # Unreadable as a notification: nothing of it can steer; verification then compares the core fields only.
+        return None
 
 
 def _when(value: Any) -> datetime | None:

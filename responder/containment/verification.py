@@ -12,12 +12,16 @@ waits for SCC runs, and the delivery is redelivered until SCC answers or it reac
 
 Fields that steer the response are the vouched ones: SCC's severity and event time are compared with the message's (a
 lowered severity, or an event SCC has not recorded yet, is a mismatch), and when the message lacks one, SCC's is used
-(:func:`vouched`), never a default.
+(:func:`vouched`), never a default. So are the node pool (a rule may match on it: a message naming another pool than
+SCC's record is a mismatch) and ``Responder_Sample`` (a genuine finding passed off as a harmless sample is a
+mismatch). What SCC may have updated since the message was sent (the shell recurred: another container, another
+connection) is taken from SCC's record once it vouched: the container evidence is captured in, the connection the
+report looks for, and the security marks, which record the responder's own progress and are never read from a message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
@@ -90,6 +94,13 @@ def mismatches(record: SccFinding, finding: Finding, target: Target) -> list[str
         out.append(
             f"eventTime (SCC: {record.event_time.isoformat()}, message: {finding.event_time.isoformat()} is later)"
         )
+    steering = record.steering
+    if steering is not None and finding.node_pool and finding.node_pool != steering.node_pool:
+        out.append(
+            f"node pool (SCC: {clean(steering.node_pool or 'none', 60)!r}, message: {clean(finding.node_pool, 60)!r})"
+        )
+    if steering is not None and finding.sample != steering.sample:
+        out.append(f"Responder_Sample (SCC: {steering.sample}, message: {finding.sample})")
     if record.state != "ACTIVE":
         out.append(f"state (SCC: {clean(record.state or 'STATE_UNSPECIFIED', 30)})")
     if record.mute == "MUTED":
@@ -134,16 +145,36 @@ def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: b
     )
 
 
+# Taken from SCC's record once it vouched (see the module's docstring): the message's value never steers them.
+_FROM_SCC = ("container", "image_uri", "node", "node_pool", "remote", "local", "processes", "mitre", "pod_labels")
+
+
 def vouched(finding: Finding, verification: Verification) -> Finding:
-    """The finding with the steering fields the message lacked taken from SCC's record (unchanged otherwise)."""
+    """The finding as SCC vouches for it: the steering fields the message lacked, every field SCC may have updated
+    since, and SCC's security marks, taken from SCC's record (unchanged when SCC has not vouched)."""
     record = verification.record
     if record is None:
         return finding
-    filled = {
+    filled: dict[str, object] = {
         "event_time": finding.event_time or record.event_time,
         "severity": finding.severity or record.severity,
+        "security_marks": dict(record.marks),
     }
+    if record.steering is not None:
+        filled |= {key: getattr(record.steering, key) for key in _FROM_SCC}
     return finding.model_copy(update=filled)
+
+
+def vouched_target(target: Target, finding: Finding) -> Target:
+    """The target with the container SCC's record names (validated like every identifier from a finding); the
+    message's when SCC names none or names one that is not a valid container name."""
+    if not finding.container or finding.container == target.container:
+        return target
+    try:
+        container = ids.container_name(finding.container)
+    except InvalidIdentifier:
+        return target
+    return replace(target, container=container)
 
 
 def gaps(finding: Finding) -> list[str]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from responder.errors import Conflict, NotFound, PermanentError, TransientError, Unavailable
+from responder.intake.findings import Finding
 from responder.intake.identifiers import ClusterRef
 from responder.ports import (
     ClusterInfo,
@@ -179,12 +180,15 @@ class FakeKube:
         uid: str,
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
+        resource_version: str | None = None,
     ) -> PodView:
         self._maybe_fail("patch_pod_metadata")
         with self.lock:
             pod = self.get_pod(namespace, name)
             if pod.uid != uid:
                 raise Conflict("uid precondition")
+            if resource_version and pod.resource_version != resource_version:
+                raise Conflict("resourceVersion precondition: the pod changed since it was read")
             new_labels = {**pod.labels, **{k: v for k, v in labels.items() if v is not None}}
             new_ann = {**pod.annotations, **{k: v for k, v in annotations.items() if v is not None}}
             for k, v in labels.items():
@@ -454,6 +458,8 @@ class FakeFindings:
         mute: str | None = None,
         severity: str | None = None,
         event_time: datetime | None = None,
+        marks: dict[str, str] | None = None,
+        steering: Finding | None = None,
     ) -> None:
         self.findings[name] = SccFinding(
             name=name,
@@ -464,6 +470,8 @@ class FakeFindings:
             mute=mute,
             severity=severity,
             event_time=event_time,
+            marks=marks or {},
+            steering=steering,
         )
 
     def add_from(self, doc: dict[str, Any], state: str = "ACTIVE", **overrides: Any) -> None:
@@ -479,6 +487,8 @@ class FakeFindings:
             "pods": ((finding.pod_namespace, finding.pod_name),),
             "severity": finding.severity,
             "event_time": finding.event_time,
+            # SCC's record keeps no marks the message carried (those are whatever the sender wrote).
+            "steering": finding.model_copy(update={"security_marks": {}}),
             **overrides,
         }
         self.add(finding.name, state, **fields)
