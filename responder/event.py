@@ -14,9 +14,11 @@ from responder.containment.plan import Plan
 from responder.containment.runner import Blocker, ContainmentRequest
 from responder.containment.scheduling import Schedule
 from responder.containment.verification import Verification
+from responder.errors import ResponderError
 from responder.intake.findings import Finding
+from responder.intake.sanitize import clean
 from responder.intake.triage import Target, Triage, Verdict
-from responder.ports import Connection, PodView
+from responder.ports import Connection, NamespaceView, PodView
 from responder.report.outcome import Outcome
 from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, make_record
 
@@ -43,8 +45,22 @@ class Event:
     pod_read: Future[PodView] | None = None  # the pod read itself, when it went out in round one
     pod_read_at: float | None = None  # when it went out (time.monotonic), for the pod branch's duration
     prefetched: Prefetched = field(default_factory=Prefetched)
+    namespace_read: Future[NamespaceView] | None = None  # the namespace (its exemption label), read in round one
     plan: Plan | None = None
-    planned_from: Mapping[str, str] | None = None  # the labels ``plan`` was computed from
+    planned_from: tuple[Mapping[str, str], Mapping[str, str]] | None = None  # the labels ``plan`` was computed from
+
+    def namespace_labels(self) -> Mapping[str, str]:
+        """The namespace's labels, once read; empty when not read or the read failed (then nothing is exempt: an
+        operator's exemption that cannot be read never silences a vouched shell, which would page anyway)."""
+        if self.namespace_read is None:
+            return {}
+        try:
+            return self.namespace_read.result().labels
+        except ResponderError as exc:
+            note = f"namespace {self.target.namespace} could not be read for its exemption label: {clean(exc, 160)}"
+            if note not in self.warnings:
+                self.warnings.append(note)
+            return {}
 
     @property
     def target(self) -> Target:

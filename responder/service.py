@@ -15,10 +15,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from responder.config import Settings
-from responder.containment.base import ActionResult, Evidence, Prefetched, Status, done, now
-from responder.containment.duplicate import already_contained, carries_quarantine, released
+from responder.containment.base import (
+    FINDING_ANNOTATION,
+    RELEASED_ANNOTATION,
+    ActionResult,
+    Evidence,
+    Prefetched,
+    Status,
+    done,
+)
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
+from responder.containment.progress import converged, released
 from responder.containment.runner import (
     Runner,
     RunRules,
@@ -29,7 +37,7 @@ from responder.containment.runner import (
 )
 from responder.containment.scheduling import Schedule
 from responder.containment.undo import undo_quarantine
-from responder.containment.verification import Verification, Vouch, fill_gaps, verify
+from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
 from responder.errors import PermanentError, ResponderError, TransientError
 from responder.event import Event
 from responder.intake.envelope import Delivery
@@ -49,7 +57,7 @@ from responder.ports import (
     PodView,
     Publisher,
 )
-from responder.report.outcome import Outcome, rejected
+from responder.report.outcome import NOT_CONTAINED, Outcome, Settlement, rejected, settle
 from responder.report.record import (
     DecisionRecord,
     DeliveryInfo,
@@ -192,18 +200,18 @@ class Responder:
 
     def _plan(self, event: Event) -> Plan:
         """The event's plan, computed once for the labels it is matched on (the pod's, once read)."""
-        labels = event.labels
+        labels = (event.labels, event.namespace_labels())
         if event.plan is None or event.planned_from != labels:
-            event.plan, event.planned_from = self.deps.policy.plan(event.finding, event.target, labels), labels
+            event.plan, event.planned_from = self.deps.policy.plan(event.finding, event.target, *labels), labels
         return event.plan
 
     # --------------------------------------------------------------------------------------------- preflight
     def _preflight(self, event: Event, schedule: Schedule) -> Outcome | None:
         """Connect, read the pod with round one of isolation, and stop here when nothing is left to do.
 
-        A redelivery (or a finding this instance already handled) is checked against the cluster before anything
-        else starts: when its containment still holds, that check is the whole event. Anything else is presumed new,
-        and round one of isolation goes out with the pod read.
+        A redelivery (or a finding this instance already handled) asks SCC first, alongside the pod and policy
+        reads: only SCC's marks can say that an earlier delivery finished the job (see ``containment.progress``).
+        Anything else is presumed new, and round one of isolation goes out with the pod read.
         """
         suspect = self._seen(event.finding.name) or (event.delivery.delivery_attempt or 0) > 1
         event.connection, event.unavailable, event.blocker = connect(self.deps.connector, event.target)
@@ -211,51 +219,108 @@ class Responder:
             schedule.warm()  # nothing to write here: the investigation may load what it needs now
             return None
         if suspect:
-            stop = self._recheck(event, event.connection)
-            if stop is not None:
-                return stop
+            return self._recheck(event, event.connection, schedule)
         return self._round_one(event, event.connection, schedule)
 
-    def _recheck(self, event: Event, connection: Connection) -> Outcome | None:
-        """One read at a time, in this thread: the pod first, and the policies only if the pod still carries this
-        finding's quarantine. A duplicate then costs two plain reads and no thread hand-off; anything else costs no
-        more rounds than before (round one still goes out next, with the policies in it)."""
-        target = event.target
-        event.pod, event.blocker = read_pod(connection, target)
-        if event.pod is not None and (gone := self._released(event, event.pod)) is not None:
-            return gone
-        if event.pod is not None and carries_quarantine(event.finding.name, event.pod):
-            event.prefetched = Prefetched(policies=now(connection.kube.list_network_policies, target.namespace))
-            return self._duplicate(event, event.pod, event.prefetched.policies)
-        return None
+    def _recheck(self, event: Event, connection: Connection, schedule: Schedule) -> Outcome | None:
+        """SCC's record, the pod and the namespace's policies, read at once: a converged redelivery costs these three
+        reads and no write; anything else goes on to round one (which reuses all three)."""
+        target, kube = event.target, connection.kube
+        schedule.warm()  # SCC's answer is needed now, ahead of any write: its client may load at once
+        asking = self.workers.submit(self._ask, event)
+        event.pod_read_at = time.monotonic()
+        event.pod_read = self.workers.submit(kube.get_pod, target.namespace, target.pod)
+        event.prefetched = Prefetched(policies=self.workers.submit(kube.list_network_policies, target.namespace))
+        event.pod, event.blocker = read_pod(connection, target, event.pod_read)
+        event.asked = asking.result()
+        return self._judge_progress(event) or self._round_one(event, connection, schedule)
+
+    def _ask(self, event: Event) -> Verification:
+        """SCC's answer about this message, asked now."""
+        return verify(self.deps.findings_api, event.finding, event.target, self.deps.policy.defaults.verify_finding)
 
     def _round_one(self, event: Event, connection: Connection, schedule: Schedule) -> Outcome | None:
         """Round one of isolation: the pod read, the namespace's policies, and the deny-all policy when the finding's
         own labels already tell that this pod will be isolated in enforce mode. The deny-all selects only
         quarantine-labelled pods, so creating it early changes nothing for any other pod."""
         target, kube = event.target, connection.kube
-        if event.pod is None and event.blocker is None:
+        if event.pod is None and event.blocker is None and event.pod_read is None:
             event.pod_read_at = time.monotonic()
             event.pod_read = self.workers.submit(kube.get_pod, target.namespace, target.pod)
-        forecast = self._plan(event)  # from the finding's labels while the pod read is under way
+        if event.namespace_read is None:
+            event.namespace_read = self.workers.submit(kube.get_namespace, target.namespace)
+        # From the finding's labels while the pod read is under way (no exemption known yet: the deny-all is inert).
+        forecast = self.deps.policy.plan(event.finding, target, event.labels)
         if forecast.dry_run:
             schedule.warm()  # a dry run writes nothing: no write to keep the CPU for
         listed = event.prefetched.policies or self.workers.submit(kube.list_network_policies, target.namespace)
         ensuring = self.workers.submit(ensure_deny_all, kube, target.namespace, listed) if isolating(forecast) else None
         event.prefetched = Prefetched(policies=listed, deny_all=ensuring)
-        if event.pod_read is None:
+        if event.pod is not None or event.blocker is not None or event.pod_read is None:
             return None
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
-        if event.pod is not None and (gone := self._released(event, event.pod)) is not None:
-            return gone  # the deny-all ensured meanwhile selects only quarantined pods: nothing changed
-        # Recognised by the pod read: no investigation, capture or log search started.
-        return self._duplicate(event, event.pod, listed)
+        if event.asked is None and event.pod is not None and _touched_before(event.finding.name, event.pod):
+            # The pod says a delivery of this finding (or a release) came before: SCC's marks decide whether anything
+            # is left to do, so they are read before any write that is not inert (the deny-all above is).
+            schedule.warm()
+            event.asked = self._ask(event)
+            return self._judge_progress(event)
+        return None
+
+    def _judge_progress(self, event: Event) -> Outcome | None:
+        """With SCC's answer in hand before containment: the outcome that ends this delivery here, or None.
+
+        Refuted: an earlier delivery's isolation of the pod (fail safe while SCC could not answer) is rolled back.
+        Vouched: SCC's marks say the pod was released after this occurrence, or that an earlier delivery converged
+        and the cluster still shows it. Anything else (SCC unreachable, progress missing or decayed) is handled in
+        full, and the answer is reused rather than asked again.
+        """
+        answer = event.asked
+        if answer is None:
+            return None
+        if answer.vouch is Vouch.REFUTED:
+            return self._refuted(event, answer)
+        if answer.vouch is not Vouch.VERIFIED:
+            return None
+        event.finding = vouched(event.finding, answer)
+        why = released(event.finding, answer, self.deps.clock())
+        if why is not None:
+            return event.outcome(event.record(Verdict.IGNORE, "released", why, verification=verification_info(answer)))
+        gone = event.pod is None and event.blocker is not None and event.blocker.gone
+        if event.pod is None and not gone:
+            return None  # the pod could not be read: nothing can be judged, the full path retries what failed
+        why = converged(event.finding, answer, event.pod, _listed(event.prefetched.policies))
+        if why is None:
+            return None
+        self._remember(event.finding.name)
+        plan = self._plan(event)
+        record = event.record(Verdict.IGNORE, "duplicate", why, rule=plan.rule, verification=verification_info(answer))
+        return event.outcome(record, plan=plan)
+
+    def _refuted(self, event: Event, answer: Verification) -> Outcome:
+        """SCC refutes the message before this delivery wrote anything to the pod: undo what an earlier delivery of
+        it did (kept, fail safe, while SCC could not answer), and reject it."""
+        actions: list[ActionResult] = []
+        pod = event.pod
+        ours = pod is not None and pod.annotations.get(FINDING_ANNOTATION) == event.finding.name
+        if event.connection is not None and pod is not None and ours and not self._plan(event).dry_run:
+            actions.append(undo_quarantine(event.connection.kube, pod, event.finding.name))
+        settlement = settle(self._plan(event), answer, actions, retry=False)
+        record = event.record(
+            Verdict.REJECT,
+            "suspected_forgery",
+            answer.reason,
+            actions=actions,
+            verification=verification_info(answer),
+            outcome=settlement.outcome,
+        )
+        return event.outcome(record)
 
     # ---------------------------------------------------------------------------------------------- contain
     def _contain(self, event: Event, schedule: Schedule) -> Outcome:
-        """Contain ∥ investigate, then reconcile with SCC's answer, write back, and report.
+        """Contain ∥ investigate, then reconcile with SCC's answer, settle the outcome, tell the owners and SCC.
 
-        Not a duplicate. SCC is asked whether it vouches for the message (destructive steps and write-backs wait for
+        Not converged. SCC is asked whether it vouches for the message (destructive steps and write-backs wait for
         its answer, the isolation does not). The investigation starts, but its reads (and, on a cold instance, its
         SDK loads) go out behind the isolating writes, not ahead of or alongside them (see :class:`Schedule`). The
         pod's owner chain is read once, for both the investigation and the evidence capture.
@@ -268,17 +333,12 @@ class Responder:
         contained_at = time.monotonic() if contained(containment.entries) else None
         schedule.warm()  # and on a cold instance, the verification and the investigation may load their SDKs now
         verification = verifying.result()
-        # Write back as soon as the last write to the cluster is done: evidence capture and the investigation may
-        # still be reading meanwhile (the marks record what was done to the workload, which reads do not change).
-        deps, finished = self.deps, containment.finished()
-        writing_back = self.workers.submit(
-            write_back, deps.findings_api, deps.policy.defaults, deps.clock, event.finding, plan, finished, verification
-        )
         results, retry = containment.join()
         if contained_at is None and contained(results):  # a delete that waited for SCC's word
             contained_at = time.monotonic()
         results, retry = self._reconcile(event, plan, verification, results, retry)
-        settled = Settled(plan, verification, results, writing_back.result(), retry, contained_at)
+        event.finding = vouched(event.finding, verification)  # the report shows what SCC vouches for
+        settled = Settled(plan, verification, results, [], retry, contained_at)
         return self._report(event, settled, investigating.result(), evidence)
 
     def _verify(self, event: Event, schedule: Schedule) -> Future[Verification]:
@@ -316,13 +376,11 @@ class Responder:
     ) -> tuple[list[ActionResult], bool]:
         """Keep, undo or hold what containment did, by SCC's answer."""
         pod = event.pod
-        if (
-            verification.vouch is Vouch.REFUTED
-            and event.connection is not None
-            and pod is not None
-            and not plan.dry_run
-        ):
-            if any(r.status is Status.SUCCEEDED and undone_by_rollback(r.action) for r in results):
+        if verification.vouch is Vouch.REFUTED and event.connection is not None and pod is not None:
+            if not plan.dry_run and (
+                any(r.status is Status.SUCCEEDED and undone_by_rollback(r.action) for r in results)
+                or pod.annotations.get(FINDING_ANNOTATION) == event.finding.name  # an earlier delivery's
+            ):
                 undone = undo_quarantine(event.connection.kube, pod, event.finding.name)
                 return [*results, undone], retry or undone.status is Status.FAILED
         elif verification.vouch is Vouch.UNREACHABLE and not plan.dry_run and plan.steps:
@@ -340,40 +398,63 @@ class Responder:
         return results, retry
 
     def _report(self, event: Event, settled: Settled, investigation: Investigation, evidence: Evidence) -> Outcome:
-        """The decision record and, unless the message was forged, the owners' report."""
+        """Settle the outcome (the one rule, ``report.outcome.settle``), tell the owners, record the progress in
+        SCC's marks, and write the decision record.
+
+        The owners' report goes out first (it is built from the settled outcome, so it says what a person must do);
+        the marks last, with the outcome this delivery ends in, so that they never claim more than happened. A report
+        that could not reach the owners of an uncontained pod, or marks that could not be written, make the delivery
+        a retry: nobody would otherwise be told, or the next delivery could not tell what this one did.
+        """
         plan, verification, results = settled.plan, settled.verification, settled.results
         decided, code, reason = decide(event.verdict, plan, verification)
+        settlement = settle(plan, verification, results, settled.retry)
 
-        def record(writebacks: list[ActionResult]) -> DecisionRecord:
+        def record(writebacks: list[ActionResult], ends: Settlement) -> DecisionRecord:
             return event.record(
                 decided,
                 code,
-                reason,
+                f"{NOT_CONTAINED}{ends.why}" if ends.outcome == "not_contained" and ends.why else reason,
                 actions=results,
                 writebacks=writebacks,
                 rule=plan.rule,
                 skipped=list(plan.skipped),
                 enrichment=investigation.summary(),
                 verification=verification_info(verification),
-                outcome="retry" if settled.retry else "done",
+                outcome=ends.outcome,
+                **({"left": ends.why} if ends.outcome == "retry" and ends.why else {}),
             )
 
-        if decided is Verdict.ACT and not settled.retry and not plan.dry_run:
-            self._remember(event.finding.name)
         outcome = event.outcome(
-            record(settled.writebacks),
+            record([], settlement),
             plan=plan,
             investigation=investigation,
             evidence=evidence,
             contained_at=settled.contained_at if decided is Verdict.ACT else None,
         )
         if verification.vouch is Vouch.REFUTED:
-            return outcome  # owners are not paged with a forger's content; the ERROR record is the alert
-        # The report is built from the complete outcome, so owners see every action and write-back; the publish
-        # result is then added to the decision record (the report cannot contain its own delivery).
-        notified = notify(self.deps.publisher, self.deps.policy.defaults, outcome, results)
-        if notified:
-            outcome.record = record(settled.writebacks + notified)
+            return outcome  # owners are not paged with a forger's content, nor is SCC's record of the name touched
+        deps = self.deps
+        notified = notify(deps.publisher, deps.policy.defaults, outcome, results)
+        if settlement.outcome == "not_contained" and _failed(notified):
+            settlement = Settlement("retry", f"the owners' report did not go out: {notified[0].reason}")
+        pod_uid = event.pod.uid if event.pod is not None else None
+        marked = write_back(
+            deps.findings_api,
+            deps.policy.defaults,
+            deps.clock,
+            event.finding,
+            plan,
+            results,
+            verification,
+            settlement.outcome,
+            pod_uid,
+        )
+        if settlement.outcome != "retry" and _failed([m for m in marked if m.action == "mark"]):
+            settlement = Settlement("retry", "the progress marks were not written to SCC: the next delivery redoes")
+        outcome.record = record(marked + notified, settlement)
+        if settlement.outcome == "done" and decided is Verdict.ACT and not plan.dry_run:
+            self._remember(event.finding.name)
         return outcome
 
     # ---------------------------------------------------------------------------------------------- duplicates
@@ -391,28 +472,24 @@ class Responder:
             while len(self._handled) > HANDLED_MEMORY:
                 self._handled.popitem(last=False)
 
-    def _duplicate(
-        self, event: Event, pod: PodView | None, policies: Future[list[NetworkPolicyView]] | None
-    ) -> Outcome | None:
-        """The outcome of a delivery whose containment already holds (one record, nothing else), or None."""
-        if pod is None or policies is None:
-            return None
-        plan = self._plan(event)
-        if plan.dry_run or not plan.steps:
-            return None
-        try:
-            listed = policies.result()
-        except ResponderError:
-            return None  # cannot tell: handle it in full, which reads (and retries) again
-        reason = already_contained(event.finding.name, plan, pod, listed)
-        if reason is None:
-            return None
-        self._remember(event.finding.name)
-        return event.outcome(event.record(Verdict.IGNORE, "duplicate", reason, rule=plan.rule), plan=plan)
 
-    def _released(self, event: Event, pod: PodView) -> Outcome | None:
-        """The outcome of a delivery for a pod released after the finding's event (see :func:`released`), or None."""
-        reason = released(event.finding, pod, self.deps.clock())
-        if reason is None:
-            return None
-        return event.outcome(event.record(Verdict.IGNORE, "released", reason))
+def _failed(results: list[ActionResult]) -> bool:
+    return any(r.status is Status.FAILED for r in results)
+
+
+def _listed(policies: Future[list[NetworkPolicyView]] | None) -> list[NetworkPolicyView] | None:
+    """The namespace's policies as read alongside the pod, or None when that read failed or was not made."""
+    if policies is None:
+        return None
+    try:
+        return policies.result()
+    except ResponderError:
+        return None
+
+
+def _touched_before(finding_name: str | None, pod: PodView) -> bool:
+    """The pod's annotations say a delivery of this finding, or a release, came before. Only a hint to ask SCC
+    first: what the workload can write never decides anything (``containment.progress``)."""
+    return RELEASED_ANNOTATION in pod.annotations or (
+        bool(finding_name) and pod.annotations.get(FINDING_ANNOTATION) == finding_name
+    )

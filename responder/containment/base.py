@@ -33,6 +33,9 @@ FINDING_ANNOTATION = f"{PREFIX}/finding"
 ACTIONS_ANNOTATION = f"{PREFIX}/actions"
 AT_ANNOTATION = f"{PREFIX}/at"
 ORIGINAL_LABELS_ANNOTATION = f"{PREFIX}/original-labels"
+# The finding whose quarantine this pod carried when another finding's delivery recorded itself on it: a rollback
+# of the later one (refuted by SCC) hands the quarantine back to it instead of lifting it.
+PRIOR_FINDING_ANNOTATION = f"{PREFIX}/prior-finding"
 # Left on a released pod (``release``): when, so that a redelivery of the finding it was released from is not acted on.
 RELEASED_ANNOTATION = f"{PREFIX}/released-at"
 DENY_ALL_POLICY = "rsr-quarantine-deny-all"
@@ -203,6 +206,9 @@ class ActionContext:
             **self.record(),
             ACTIONS_ANNOTATION: ",".join(self.planned) or "label",
         }
+        prior = pod.annotations.get(FINDING_ANNOTATION)
+        if labelled and prior and not recorded:
+            new_annotations[PRIOR_FINDING_ANNOTATION] = prior
         new_annotations.update(annotations or {})
         self.pod = self.kube.patch_pod_metadata(
             pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)}, new_annotations
@@ -260,9 +266,10 @@ def pod_gone(
     action: str, ctx: ActionContext, exc: NotFound | Conflict, changes: list[str] | tuple[str, ...] = ()
 ) -> ActionResult:
     """The skipped result when the pod vanished, or was replaced under us (the new pod is never touched)."""
+    # ``gone``: the compromised pod no longer runs, so neither does its shell (the outcome rule reads it).
     if isinstance(exc, NotFound):
-        return result(action, Status.SKIPPED, "pod no longer exists", ctx, changes)
-    return result(action, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx)
+        return result(action, Status.SKIPPED, "pod no longer exists", ctx, changes, gone=True)
+    return result(action, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx, gone=True)
 
 
 def done(value: T) -> Future[T]:

@@ -20,6 +20,7 @@ and isolation fails rather than proceed when that cannot be ensured.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal
@@ -80,6 +81,8 @@ class IsolateAction(Traits):
         # ``detach`` is not done here: the runner splits it off into its own step, held until SCC vouches (detach.py).
         try:
             self._isolate(ctx, changes)
+            if not ctx.dry_run:
+                self._holds(ctx, changes)
         except PoliciesKeptChanging:
             raise  # not about the pod: the action fails with the reason
         except (NotFound, Conflict) as exc:
@@ -159,6 +162,31 @@ class IsolateAction(Traits):
             listed = None
         raise PoliciesKeptChanging(
             f"NetworkPolicies in {namespace} kept changing; gave up after {CONFLICT_ATTEMPTS} attempts"
+        )
+
+    @staticmethod
+    def _holds(ctx: ActionContext, changes: list[str]) -> None:
+        """Read the namespace's policies once more after the pod patch and judge them, as ``release`` re-checks
+        after its own writes: a concurrent release of another pod in the namespace may have deleted the deny-all or
+        lifted an exclusion between this action's read and its label. What it undid is redone here; an isolation
+        that cannot be made to hold raises, so the record never claims it."""
+        namespace = ctx.target.namespace
+        labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
+        for _ in range(CONFLICT_ATTEMPTS):
+            listed = ctx.kube.list_network_policies(namespace)
+            deny_all = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
+            pending = [p for p in listed if p.name != DENY_ALL_POLICY and reopens(p, labels)]
+            if deny_all is not None and is_deny_all(deny_all) and not pending:
+                return
+            if deny_all is None or not is_deny_all(deny_all):
+                ensured = ensure_deny_all(ctx.kube, namespace)
+                changes.append(f"{ensured.what} again (removed while the pod was being isolated)")
+            for policy in pending:
+                with contextlib.suppress(Conflict, NotFound):  # judged again on the next read
+                    exclude(ctx.kube, namespace, policy, labels)
+                    changes.append(f"excluded quarantined pods from NetworkPolicy {namespace}/{policy.name} again")
+        raise PoliciesKeptChanging(
+            f"the isolation of {ctx.pod.name} kept being undone in {namespace}; gave up after {CONFLICT_ATTEMPTS} tries"
         )
 
     @staticmethod

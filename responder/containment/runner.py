@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 
@@ -24,8 +24,9 @@ from responder.containment.detach import DetachAction, DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
 from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
+from responder.containment.progress import progress
 from responder.containment.scheduling import Schedule
-from responder.containment.verification import Verification
+from responder.containment.verification import Verification, vouched, vouched_target
 from responder.errors import Forbidden, NotFound, ResponderError, TransientError, Unavailable
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
@@ -46,6 +47,7 @@ class Blocker:
     status: Status
     retry: bool
     fails_when_enforcing: bool = False
+    gone: bool = False  # the compromised pod (or its cluster) no longer exists: neither does its shell
 
 
 def connect(connector: ClusterConnector | None, target: Target) -> tuple[Connection | None, str | None, Blocker | None]:
@@ -57,13 +59,14 @@ def connect(connector: ClusterConnector | None, target: Target) -> tuple[Connect
         return connector.connect(target.cluster), None, None
     except NotFound as exc:  # the cluster is gone: nothing left to contain
         why = f"cluster {target.cluster.path} not found: {clean(exc, 200)}"
-        return None, why, Blocker(why, Status.SKIPPED, retry=False)
+        return None, why, Blocker(why, Status.SKIPPED, retry=False, gone=True)
     except Unavailable as exc:  # credentials or kubeconfig missing or unusable: an operator must look
         why = f"cluster {target.cluster.path} not reachable: {clean(exc, 200)}"
         return None, why, Blocker(why, Status.SKIPPED, retry=False, fails_when_enforcing=True)
     except Forbidden as exc:
+        # A 403 does not heal by itself: not retried, it ends not contained and pages (see report.outcome.settle).
         why = f"forbidden (check IAM: container.clusters.get on {target.cluster.path}): {clean(exc, 200)}"
-        return None, why, Blocker(why, Status.FAILED, retry=True)
+        return None, why, Blocker(why, Status.FAILED, retry=False)
     except TransientError:
         raise  # nothing was written yet: the whole delivery is retried
     except ResponderError as exc:
@@ -83,10 +86,10 @@ def read_pod(
         )
         return pod, None
     except NotFound:
-        return None, Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False)
+        return None, Blocker(f"pod {where} not found (404): already gone", Status.SKIPPED, retry=False, gone=True)
     except Forbidden as exc:
         why = f"forbidden (check RBAC: pods get in {target.namespace}): {clean(exc, 200)}"
-        return None, Blocker(why, Status.FAILED, retry=True)
+        return None, Blocker(why, Status.FAILED, retry=False)
     except ResponderError as exc:
         kind = "transient failure, will retry on redelivery" if isinstance(exc, TransientError) else "failed"
         return None, Blocker(f"could not read pod {where} ({kind}): {clean(exc, 200)}", Status.FAILED, retry=True)
@@ -210,6 +213,11 @@ def undone_by_rollback(action: str) -> bool:
     return action in registry.ACTIONS and not _needs_scc(registry.traits(action))
 
 
+def forbidden(exc: BaseException) -> bool:
+    """A refusal that will not heal by itself: a 403, or an error caused by one (a budget the identity may not read)."""
+    return isinstance(exc, Forbidden) or isinstance(exc.__cause__, Forbidden)
+
+
 def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
     """The failed result for a bug: it is recorded, and the delivery retried."""
     reason = f"internal error, will retry on redelivery: {type(exc).__name__}: {clean(exc, 200)}"
@@ -251,6 +259,7 @@ def blocker_for(request: ContainmentRequest) -> Blocker | None:
             f"({pod.created.isoformat()} > {finding.event_time.isoformat()}): it is a replacement, left alone",
             Status.SKIPPED,
             retry=False,
+            gone=True,
         )
     if blocker is not None or request.connection is None or pod is None:
         return blocker or Blocker("no pod to act on", Status.SKIPPED, retry=False)
@@ -331,8 +340,9 @@ class Runner:
     def run_step(ctx: ActionContext, step: PlannedStep) -> StepOutcome:
         """Run one action; a failure becomes its result (and asks for redelivery).
 
-        Every failure raised by an action asks for redelivery: a 403 or a 5xx must not be acknowledged as handled
-        while the pod is not contained (repeated failures end in the dead-letter topic, visible, not lost).
+        A failure that may heal (5xx, 429, a timeout, a concurrent writer, a crash) asks for redelivery. A 403 (RBAC,
+        the admission guard, a budget the identity may not read) does not heal by itself: it is recorded as failed
+        without a retry, and the delivery then ends ``not_contained`` and pages unless the pod is contained anyway.
         """
         action = _action(step.action)
         try:
@@ -341,12 +351,12 @@ class Runner:
             hint = "failed, will retry on redelivery: "
             if isinstance(exc, TransientError):
                 hint = "transient failure, will retry on redelivery: "
-            elif isinstance(exc, Forbidden):
-                hint = "forbidden (check RBAC): "
+            elif forbidden(exc):
+                hint = "forbidden (check RBAC and the admission guard): "
             failed = ActionResult(
                 action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 240)
             )
-            return StepOutcome(failed, retry=True)
+            return StepOutcome(failed, retry=not forbidden(exc))
         except Exception as exc:  # a bug must not end the event silently, nor lose what other steps did
             return StepOutcome(crashed(step.action, exc, ctx.dry_run), retry=True)
 
@@ -396,8 +406,11 @@ class _Run:
         if why.fails_when_enforcing and not self.dry_run:
             why = Blocker(f"cannot contain: {why.reason}", Status.FAILED, retry=True)
         prefix = "not run: " if why.status is Status.SKIPPED else ""
+        details = {"gone": True} if why.gone else {}
         self.out.entries.extend(
-            ActionResult(action=s.action, status=why.status, reason=prefix + why.reason, dry_run=self.dry_run)
+            ActionResult(
+                action=s.action, status=why.status, reason=prefix + why.reason, dry_run=self.dry_run, details=details
+            )
             for s in self.request.plan.steps
         )
         self.out.retry = why.retry
@@ -442,4 +455,15 @@ class _Run:
             result = held(step, verification, _action(step.action).held_means, self.dry_run)
             self.ctx.evidence.notes.append(f"evidence not captured: {result.reason}")
             return StepOutcome(result, retry=False)
-        return self.schedule.when_warm(self.runner.run_step, self.ctx, step)
+        earlier = progress(self.request.finding, verification)
+        if earlier is not None and earlier.finished(step.action) and not self.dry_run:
+            # A redelivery resumes what is missing and repeats nothing that is done (an exec is seen by the attacker).
+            why = "done by an earlier delivery of this occurrence (SCC's marks record it): not repeated"
+            self.ctx.evidence.notes.append(f"evidence not captured again: {why}")
+            skipped = ActionResult(action=step.action, status=Status.SKIPPED, reason=why, details={"earlier": True})
+            return StepOutcome(skipped, retry=False)
+        # Evidence is read where SCC says the shell ran (its record's container and connection), not where the
+        # message says: the same context otherwise, so the pod it is bound to is the one containment acted on.
+        finding = vouched(self.request.finding, verification)
+        ctx = replace(self.ctx, finding=finding, target=vouched_target(self.ctx.target, finding))
+        return self.schedule.when_warm(self.runner.run_step, ctx, step)

@@ -230,8 +230,18 @@ class PolicyEngine:
         """Protected namespaces are never touched, whatever the rules or settings say."""
         return any(fnmatch.fnmatchcase(namespace, p) for p in self.protected_namespaces)
 
-    def plan(self, finding: Finding, target: Target, labels: Mapping[str, str]) -> Plan:
-        """Choose the steps for this finding and pod (``labels`` are the live pod's, or the finding's)."""
+    def plan(
+        self,
+        finding: Finding,
+        target: Target,
+        labels: Mapping[str, str],
+        namespace_labels: Mapping[str, str] | None = None,
+    ) -> Plan:
+        """Choose the steps for this finding and pod (``labels`` are the live pod's, or the finding's).
+
+        The exemption is read from the namespace's labels (``namespace_labels``), never from the pod's own: the
+        workload, or anyone with ``pods: patch``, can label its pod, and must not be able to exempt a vouched shell.
+        """
         mode = self.defaults.mode
         if finding.sample:
             return Plan(
@@ -245,12 +255,12 @@ class PolicyEngine:
                 skipped=(f"namespace {target.namespace} is protected: report only",),
             )
         exempt = self.defaults.exempt_label
-        if labels.get(exempt, "").lower() == "true":
+        if (namespace_labels or {}).get(exempt, "").lower() == "true":
             return Plan(
                 mode=mode,
                 rule=None,
                 hold="exempt",
-                skipped=(f"pod carries the exemption label {exempt}=true: report only",),
+                skipped=(f"namespace {target.namespace} carries the exemption label {exempt}=true: report only",),
             )
         chosen: list[Any] = []
         rule_names: list[str] = []

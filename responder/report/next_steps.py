@@ -6,7 +6,7 @@ from responder.containment import registry
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.report.models import IncidentReport
-from responder.report.outcome import Outcome
+from responder.report.outcome import NOT_CONTAINED, Outcome
 from responder.report.record import destroyed, session_left_alive
 
 
@@ -14,7 +14,15 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
     todo: list[str] = []
     actions = list(outcome.record.actions)
     isolate = next((a for a in actions if registry.traits(a.action).isolating), None)
-    if session_left_alive(actions):
+    if outcome.not_contained:
+        # The first line is what the person paged must do: the record's reason says why nothing else could.
+        todo.append(
+            f"Not contained: the reverse shell in {target.namespace}/{target.pod} may still be connected. "
+            f"{clean(outcome.record.reason.removeprefix(NOT_CONTAINED), 300)}. Save what you need (step 5), then "
+            f"delete the pod by hand (kubectl delete pod -n {target.namespace} {target.pod}) or kill the shell's "
+            "process, and fix what stopped the responder."
+        )
+    elif session_left_alive(actions):
         alive_isolate = next(
             a for a in actions if registry.traits(a.action).isolating and a.details.get("session_survives")
         )

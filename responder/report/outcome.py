@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from responder.containment.base import Evidence
+from responder.containment import registry
+from responder.containment.base import ActionResult, Evidence, Status
 from responder.containment.plan import Plan
+from responder.containment.verification import Verification, Vouch
 from responder.errors import PermanentError
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
 from responder.investigation.investigator import Investigation
-from responder.report.record import DecisionRecord, DeliveryInfo, make_record
+from responder.report.record import DecisionRecord, DeliveryInfo, RecordOutcome, destroyed, isolated, make_record
 
 
 @dataclass
@@ -41,3 +44,81 @@ def rejected(exc: PermanentError, delivery: DeliveryInfo) -> Outcome:
     """The outcome of invalid input: a delivery that never became a notification, or a notification that is not a
     finding we can trust (the error says which, by its record code)."""
     return Outcome(record=make_record(Verdict.REJECT, exc.code, clean(exc, 300), delivery=delivery))
+
+
+# How a not_contained record's reason begins: the alert's subject and the report's first line read the same words.
+NOT_CONTAINED = "NOT CONTAINED: an attacker may still be connected; a person must act: "
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a delivery ends, by the one rule (:func:`settle`), and what is left or what a person must do."""
+
+    outcome: RecordOutcome
+    why: str | None = None
+
+
+def settle(plan: Plan, verification: Verification, results: Sequence[ActionResult], retry: bool) -> Settlement:
+    """The one rule for how a delivery ends. **Acknowledged means contained, or rightly left alone.**
+
+    - ``done``: the pod is contained (isolated with the live session cut, or deleted, or gone by other hands), or
+      was rightly left alone (refuted and rolled back; no SCC to vouch for a dry-run plan; a sample SCC vouches for).
+    - ``retry``: a failure that can heal (5xx, 429, timeout, a concurrent writer, a crash, SCC unreachable or not
+      asked in enforce mode, a forged isolation not yet rolled back): raised so Pub/Sub redelivers.
+    - ``not_contained``: SCC vouches for a reverse shell and the pod is not contained, for a reason that will not
+      heal by itself (dry-run, a protected namespace, an exemption, ``live_session: report`` on a dataplane that
+      does not cut the session, a guard, the budget, a 403): acknowledged, at ERROR, and its own alert pages.
+    """
+    vouch = verification.vouch
+    if vouch is Vouch.REFUTED:
+        undone = [r for r in results if r.action == "rollback" and r.status is Status.FAILED]
+        if undone:
+            return Settlement("retry", f"the forged message's isolation is not rolled back yet: {undone[0].reason}")
+        return Settlement("done")
+    if retry:
+        return Settlement("retry", _left(results) or "a step failed in a way that may heal")
+    if vouch is Vouch.UNREACHABLE:
+        return Settlement("retry", f"SCC could not vouch for the message: {clean(verification.reason, 200)}")
+    vouched = vouch in (Vouch.VERIFIED, Vouch.DISABLED)
+    if not vouched:  # UNAVAILABLE: no SCC here (a local replay)
+        if plan.dry_run or not plan.steps:
+            return Settlement("done")
+        return Settlement(
+            "retry",
+            f"SCC was not asked ({clean(verification.reason, 160)}): not verified, so "
+            f"{_left(results) or 'nothing that waits for SCC ran'}; replay with Google APIs on",
+        )
+    if _contained(results):
+        return Settlement("done")
+    if plan.hold == "sample":
+        return Settlement("done")  # SCC itself holds it as a harmless sample
+    return Settlement("not_contained", _why_open(plan, results))
+
+
+def _contained(results: Sequence[ActionResult]) -> bool:
+    """The pod is deleted, gone by other hands, or isolated on a dataplane that cut its established connections."""
+    if destroyed(results) or any(r.details.get("gone") for r in results):
+        return True
+    cut = [r for r in results if registry.traits(r.action).isolating and r.details.get("session_survives") is False]
+    return isolated(cut)
+
+
+def _left(results: Sequence[ActionResult]) -> str:
+    """The steps that did not finish, with their reasons (for a retry's record)."""
+    return "; ".join(
+        f"{r.action}: {clean(r.reason, 160)}" for r in results if r.status is not Status.SUCCEEDED and not r.dry_run
+    )
+
+
+def _why_open(plan: Plan, results: Sequence[ActionResult]) -> str:
+    """Why a vouched shell is not contained, from the plan's hold and the containing steps that did not get there."""
+    if plan.dry_run:
+        return "the responder runs in dry-run: nothing was done to the pod"
+    if not plan.steps:
+        return clean(plan.skipped[0] if plan.skipped else plan.hold or "the policy plans no containment", 300)
+    reasons = [
+        f"{r.action}: {clean(r.reason, 200)}"
+        for r in results
+        if registry.traits(r.action).isolating or registry.traits(r.action).destructive
+    ]
+    return "; ".join(reasons) or "no containing step ran"

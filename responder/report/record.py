@@ -87,6 +87,7 @@ class DecisionRecord(BaseModel):
     # heal, raised so Pub/Sub redelivers; not_contained: terminal (acknowledged) with an attacker possibly still
     # connected, at ERROR, paging a person (the rule: responder.report.outcome).
     outcome: RecordOutcome = "done"
+    left: str | None = None  # with outcome retry: what is left for a redelivery (or a replay) to finish
     warnings: list[str] = Field(default_factory=list)
     delivery: DeliveryInfo = DeliveryInfo()
     duration_ms: float | None = None
@@ -104,6 +105,15 @@ def session_left_alive(actions: list[ActionResult]) -> bool:
     shell may still be connected (``live_session: report``, or an escalation the guards or budget refused)."""
     isolated = any(_isolates(a.action) and not a.dry_run and a.details.get("session_survives") for a in actions)
     return isolated and not destroyed(actions)
+
+
+def isolated(actions: Sequence[ActionResult]) -> bool:
+    """An isolating action left the pod isolated, by this delivery's writes or as it found it (not planned in a dry
+    run, not failed, not blocked before it could judge the pod)."""
+    return any(
+        _isolates(a.action) and not a.dry_run and a.status is not Status.FAILED and "session_survives" in a.details
+        for a in actions
+    )
 
 
 def destroyed(actions: Sequence[ActionResult]) -> bool:

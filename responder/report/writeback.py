@@ -1,7 +1,10 @@
 """What the responder tells the outside after containment: SCC's security marks, INACTIVE, the incident report.
 
-Each of these runs after the cluster writes are done and can only fail on its own: its failure becomes a result in
-the record's ``writebacks`` (``failed``, with the reason), never an exception that would lose what containment did.
+Each of these runs once the delivery's outcome is settled and can only fail on its own: its failure becomes a result
+in the record's ``writebacks`` (``failed``, with the reason), never an exception that would lose what containment did.
+The marks are the response's progress (``responder.containment.progress``), written once per delivery with the
+outcome the delivery ends in; a delivery whose marks could not be written is retried (the service decides), since
+the next delivery could not otherwise tell what this one did.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from responder.containment import registry
 from responder.containment.base import ActionResult, Status
 from responder.containment.plan import Plan
+from responder.containment.progress import EVENT_MARK, marks_for
 from responder.containment.verification import Verification, Vouch
 from responder.errors import ResponderError
 from responder.intake.findings import Finding
@@ -19,12 +22,12 @@ from responder.intake.sanitize import clean
 from responder.policy.rules import Defaults
 from responder.ports import FindingsAPI, Publisher
 from responder.report.outcome import Outcome
-from responder.report.record import destroyed
+from responder.report.record import destroyed, isolated
 
-HANDLED_MARK = "rsr_event"  # eventTime of the occurrence we handled: our own write-back re-sends the notification
+HANDLED_MARK = EVENT_MARK  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
 
-def write_back(
+def write_back(  # noqa: PLR0913 - what the marks record, each named at the call
     api: FindingsAPI | None,
     defaults: Defaults,
     clock: Callable[[], datetime],
@@ -32,8 +35,11 @@ def write_back(
     plan: Plan,
     results: list[ActionResult],
     verification: Verification,
+    outcome: str,
+    pod_uid: str | None,
 ) -> list[ActionResult]:
-    """Security marks recording what was done, and INACTIVE after a successful delete (enforce only).
+    """Security marks recording what was done and how the delivery ends, and INACTIVE after a successful delete
+    (enforce only).
 
     Both write to the finding the message names, so only when SCC confirmed the message is about that finding:
     a forged message reusing a real finding's name must not mark it, let alone set it INACTIVE.
@@ -48,13 +54,9 @@ def write_back(
     name = finding.name
     out: list[ActionResult] = []
     if defaults.write_marks:
-        marks = {
-            "rsr_status": status_word(results),
-            "rsr_actions": ",".join(f"{r.action}:{r.status.value}" for r in results)[:1000] or "none",
-            "rsr_time": clock().isoformat(timespec="seconds"),
-        }
-        if finding.event_time:  # SCC re-sends the notification after a marks update: this mark names the echo
-            marks[HANDLED_MARK] = finding.event_time.isoformat()
+        # A step an earlier delivery finished stays finished in the progress (this delivery skipped it for that).
+        actions = ",".join(f"{r.action}:{'succeeded' if r.details.get('earlier') else r.status.value}" for r in results)
+        marks = marks_for(finding, outcome, status_word(results), actions, pod_uid, clock())
         out.append(
             _attempt(
                 "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks['rsr_status']}"
@@ -101,7 +103,7 @@ def status_word(results: list[ActionResult]) -> str:
     """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute)."""
     if destroyed(results):
         return "deleted"
-    if any(registry.traits(r.action).isolating and r.status is Status.SUCCEEDED for r in results):
+    if isolated(results):
         return "isolated"
     if any(r.status is Status.FAILED for r in results):
         return "failed"

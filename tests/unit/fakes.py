@@ -440,12 +440,21 @@ class FakeConnector:
 
 
 class FakeFindings:
-    """SCC as a dict of findings."""
+    """SCC as a dict of findings. ``raise_on[m]`` is raised by method ``m`` (SCC down, refusing); ``calls`` counts
+    every call, so a test can say how many SCC calls a delivery cost."""
 
     def __init__(self) -> None:
         self.findings: dict[str, SccFinding] = {}
         self.marks_updates: list[tuple[str, dict[str, str]]] = []
         self.state_changes: list[tuple[str, str]] = []
+        self.raise_on: dict[str, Exception] = {}
+        self.calls: list[str] = []
+
+    def _hit(self, method: str) -> None:
+        self.calls.append(method)
+        error = self.raise_on.get(method)
+        if error is not None:
+            raise error
 
     def add(
         self,
@@ -494,9 +503,11 @@ class FakeFindings:
         self.add(finding.name, state, **fields)
 
     def get_finding(self, name: str) -> SccFinding | None:
+        self._hit("get_finding")
         return self.findings.get(name)
 
     def update_marks(self, name: str, marks: Mapping[str, str]) -> None:
+        self._hit("update_marks")
         if name not in self.findings:
             raise NotFound(name)
         self.marks_updates.append((name, dict(marks)))
@@ -504,6 +515,7 @@ class FakeFindings:
         self.findings[name] = f.model_copy(update={"marks": {**f.marks, **marks}})
 
     def set_state(self, name: str, state: Literal["ACTIVE", "INACTIVE"], when: datetime) -> None:
+        self._hit("set_state")
         self.state_changes.append((name, state))
         f = self.findings[name]
         self.findings[name] = f.model_copy(update={"state": state})

@@ -304,6 +304,7 @@ class GuardedKube(FakeKube):
         uid: str,
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
+        resource_version: str | None = None,
     ) -> PodView:
         with self.lock:
             old = self.pods[(namespace, name)]
@@ -312,7 +313,7 @@ class GuardedKube(FakeKube):
             new = old.model_copy(update={"labels": new_labels, "annotations": new_annotations})
             request = admission_request("UPDATE", PODS, namespace=namespace, name=name)
             self._admit(f"patch pod {name}", request, _pod_object(new), _pod_object(old))
-            return super().patch_pod_metadata(namespace, name, uid, labels, annotations)
+            return super().patch_pod_metadata(namespace, name, uid, labels, annotations, resource_version)
 
     def delete_pod(self, namespace: str, name: str, *args: Any, **kwargs: Any) -> None:
         with self.lock:

@@ -15,7 +15,7 @@ from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.errors import BudgetUnavailable
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
-from responder.ports import ClusterInfo, LabelSelector, LabelSelectorRequirement
+from responder.ports import ClusterInfo, LabelSelector, LabelSelectorRequirement, NamespaceView
 from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
@@ -109,14 +109,16 @@ def test_isolate_leaves_a_policy_that_allows_nothing_alone(kube: FakeKube) -> No
     kube.add_policy(NS, "default-deny", policy_types=("Ingress", "Egress"), rules=False)
     kube.add_policy(NS, "egress-dns", policy_types=("Egress",), rules=False)
     kube.policies[(NS, "egress-dns")].spec["egress"] = [{"ports": [{"protocol": "UDP", "port": 53}]}]
-    outcome = run(make(kube))
+    scc = FakeFindings()
+    scc.add_from(FINDING)
+    outcome = run(make(kube, findings=scc))
     assert statuses(outcome)["isolate"] == "succeeded"
     assert kube.policies[(NS, "default-deny")].pod_selector.match_expressions == ()
     assert "patch networkpolicy default-deny" not in kube.writes
     exclusion = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
     assert exclusion in kube.policies[(NS, "egress-dns")].pod_selector.match_expressions  # egress rules allow
     # A redelivery finds the isolation intact: the default-deny without the exclusion is not a gap.
-    again = run(make(kube))
+    again = run(make(kube, findings=scc))
     assert again.record.code == "duplicate", (again.record.code, statuses(again))
 
 
@@ -162,7 +164,9 @@ def test_hostnetwork_pod_isolation_is_reported_ineffective(kube: FakeKube) -> No
     assert isolate.status.value == "failed"
     assert "hostNetwork" in isolate.reason
     assert isolate.details["established_connections"] == "no enforcement"
-    assert outcome.record.severity == "WARNING"
+    # `live_session: report` means "do not escalate, page instead": an uncontained vouched shell is never done.
+    assert (outcome.record.outcome, outcome.record.severity) == ("not_contained", "ERROR")
+    assert outcome.record.reason.startswith("NOT CONTAINED")
     assert kube.pods[(NS, "hostnet-1")].labels[QUARANTINE_LABEL] == "true"  # still applied: defence in depth
 
 
@@ -277,10 +281,11 @@ def test_pod_already_gone_is_skipped_not_failed(kube: FakeKube) -> None:
     assert not outcome.retry
 
 
-def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) -> None:
+def test_protected_namespace_and_exempt_namespace_are_never_touched_and_page(kube: FakeKube) -> None:
     kube.add_pod("kube-system", "dns-1", {"k8s-app": "dns"})
-    kube.add_pod(NS, "exempt-1", {"app": "x", "responder.rsr.dev/exempt": "true"})
-    for ns, pod in (("kube-system", "dns-1"), (NS, "exempt-1")):
+    kube.add_pod("vip", "exempt-1", {"app": "x"})
+    kube.namespaces["vip"] = NamespaceView(name="vip", labels={"responder.rsr.dev/exempt": "true"})
+    for ns, pod in (("kube-system", "dns-1"), ("vip", "exempt-1")):
         doc = notification(namespace=ns, pod=pod, container="api")
         # CTD reports the pod's labels as they were at detection.
         labels = kube.pods[(ns, pod)].labels
@@ -289,13 +294,26 @@ def test_protected_namespace_and_exempt_pod_are_never_touched(kube: FakeKube) ->
         assert containment(outcome) == []
         assert outcome.record.skipped
         assert outcome.record.verdict.value == "ignore"  # nothing done or attempted: not counted as "act"
-    assert kube.writes == []
+        # SCC vouches for a shell that the policy leaves alone: an attacker is connected, and a person is paged.
+        assert (outcome.record.outcome, outcome.record.severity) == ("not_contained", "ERROR")
+    # At most the inert deny-all went out ahead (the exemption is the namespace's, read alongside the pod).
+    assert not any(w.startswith(("patch pod", "delete pod", "patch networkpolicy")) for w in kube.writes)
 
 
-def test_exemption_added_after_detection_still_protects_the_pod(kube: FakeKube) -> None:
-    # The finding shows no exemption (it was added later): the inert deny-all policy may be created ahead, but the
-    # pod itself is never touched and no allowing policy changes.
-    kube.add_pod(NS, "exempt-2", {"app": "x", "responder.rsr.dev/exempt": "true"})
+def test_a_pod_cannot_exempt_itself(kube: FakeKube) -> None:
+    """The exemption label on the pod (which the workload's own identity may be able to write) counts for nothing."""
+    kube.add_pod(NS, "self-exempt", {"app": "x", "responder.rsr.dev/exempt": "true"})
+    doc = notification(namespace=NS, pod="self-exempt", container="api")
+    outcome = run(make(kube, vouch=doc), doc)
+    assert outcome.record.code != "exempt" and outcome.record.outcome == "done"
+    assert kube.pods[(NS, "self-exempt")].labels[QUARANTINE_LABEL] == "true"
+
+
+def test_exemption_of_the_namespace_holds_even_when_the_finding_does_not_show_it(kube: FakeKube) -> None:
+    # The finding's labels show no exemption: the inert deny-all policy may be created ahead, but the pod itself is
+    # never touched and no allowing policy changes.
+    kube.add_pod(NS, "exempt-2", {"app": "x"})
+    kube.namespaces[NS] = NamespaceView(name=NS, labels={"responder.rsr.dev/exempt": "true"})
     before = {name: p.pod_selector for name, p in kube.policies.items()}
     doc = notification(namespace=NS, pod="exempt-2", container="api")
     outcome = run(make(kube, action="delete", vouch=doc), doc)

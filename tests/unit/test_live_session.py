@@ -84,11 +84,12 @@ def test_report_keeps_the_pod_isolated_and_says_the_shell_may_be_alive(kube: Fak
     assert isolate["established_connections"] == "not cut (new connections only)"
     assert "delete" not in statuses(outcome)
     assert (NS, POD) in kube.pods
-    assert outcome.record.severity == "WARNING"
+    assert (outcome.record.outcome, outcome.record.severity) == ("not_contained", "ERROR")
     response = build_report(outcome).response
     assert response is not None
     first = response.todo[0]
-    assert first.startswith("The reverse shell may still be connected"), first
+    assert first.startswith("Not contained: the reverse shell in"), first
+    assert "established connections: not cut" in first and "kubectl delete pod" in first
 
 
 def test_a_rule_can_choose_report_where_the_default_escalates(kube: FakeKube) -> None:
@@ -98,7 +99,7 @@ def test_a_rule_can_choose_report_where_the_default_escalates(kube: FakeKube) ->
     )
     outcome = run(make(kube, action=None, policy=policy, netpol_enforcement="new-only"))
     assert "delete" not in statuses(outcome)
-    assert outcome.record.severity == "WARNING"
+    assert (outcome.record.outcome, outcome.record.severity) == ("not_contained", "ERROR")
 
 
 def test_a_pod_isolation_cannot_contain_is_never_detached(kube: FakeKube) -> None:

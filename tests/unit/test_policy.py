@@ -225,8 +225,9 @@ def test_protected_and_exempt_are_never_touched(
     finding = to_finding(parse_notification(json.dumps(doc).encode()))
     target = triage(finding).target
     assert target is not None
-    labels = {"app": "x", "responder.rsr.dev/exempt": "true"} if exempt else {"app": "x"}
-    plan = engine.plan(finding, target, labels)
+    namespace_labels = {"responder.rsr.dev/exempt": "true"} if exempt else {}
+    # The pod's own exemption label counts for nothing: only the namespace's does.
+    plan = engine.plan(finding, target, {"app": "x", "responder.rsr.dev/exempt": "true"}, namespace_labels)
     if exempt or any(fnmatch.fnmatchcase(namespace, p) for p in protected):
         assert plan.steps == ()
         assert plan.skipped

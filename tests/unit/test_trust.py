@@ -42,6 +42,9 @@ rules:
 """
 
 
+ISOLATE_ONLY = "rules: [{name: r, actions: [{action: isolate, live_session: report}]}]"
+
+
 class FailingFindings(FakeFindings):
     """SCC whose lookups end in ``error`` (a 403, a 5xx, a timeout, a bug)."""
 
@@ -207,35 +210,42 @@ def test_a_shared_canonical_name_is_not_a_shared_budget_slot(kube: FakeKube) -> 
 def test_a_redelivery_for_a_pod_released_after_the_event_is_ignored_unless_the_finding_moved_on(
     kube: FakeKube,
 ) -> None:
+    """The release lives in SCC's marks (``release`` writes them): a redelivery of the original message is not acted
+    on; a finding SCC moved past the release (the shell came back) is."""
     doc = notification(namespace=NS, pod="web-5d9c-aaaaa", name_suffix="released")
     released_at = datetime.now(UTC) + timedelta(seconds=1)
-    pod = kube.pods[(NS, "web-5d9c-aaaaa")]
-    kube.pods[(NS, "web-5d9c-aaaaa")] = pod.model_copy(
-        update={"annotations": {RELEASED_ANNOTATION: released_at.isoformat(timespec="seconds")}}
-    )
     findings = FakeFindings()
-    findings.add_from(doc)
+    findings.add_from(doc, marks={"rsr_status": "released", "rsr_time": released_at.isoformat(timespec="seconds")})
     outcome = deliver(make(kube, findings), doc, attempt=5)
-    assert (outcome.record.verdict.value, outcome.record.code) == ("ignore", "released")
+    assert (outcome.record.verdict.value, outcome.record.code, outcome.record.outcome) == (
+        "ignore",
+        "released",
+        "done",
+    )
     assert QUARANTINE_LABEL not in kube.pods[(NS, "web-5d9c-aaaaa")].labels
     # The shell came back: SCC moved the finding's event time past the release, and the notification says so.
     later = (released_at + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
     again = notification(namespace=NS, pod="web-5d9c-aaaaa", name_suffix="released", eventTime=later)
-    findings.add_from(again)
+    findings.add_from(again, marks=findings.findings[doc["finding"]["name"]].marks)
     outcome = deliver(make(kube, findings), again)
     assert outcome.record.verdict.value == "act" and acts(outcome)["isolate"].status.value == "succeeded"
 
 
-def test_a_release_time_in_the_future_holds_nothing_off(kube: FakeKube) -> None:
+@pytest.mark.parametrize("stamp", ["2999-01-01T00:00:00+00:00", "now"])
+def test_a_release_annotation_planted_on_the_pod_holds_nothing_off(kube: FakeKube, stamp: str) -> None:
+    """Anyone with pods: patch (possibly the workload itself) can write the pod's annotations: a release stamp there,
+    in the future or a plausible one, never makes the responder leave a vouched shell alone."""
     doc = notification(namespace=NS, pod="web-5d9c-aaaaa", name_suffix="planted")
+    when = datetime.now(UTC).isoformat(timespec="seconds") if stamp == "now" else stamp
     pod = kube.pods[(NS, "web-5d9c-aaaaa")]
-    kube.pods[(NS, "web-5d9c-aaaaa")] = pod.model_copy(
-        update={"annotations": {RELEASED_ANNOTATION: "2999-01-01T00:00:00+00:00"}}
-    )
+    kube.pods[(NS, "web-5d9c-aaaaa")] = pod.model_copy(update={"annotations": {RELEASED_ANNOTATION: when}})
     findings = FakeFindings()
     findings.add_from(doc)
-    outcome = deliver(make(kube, findings), doc)
-    assert outcome.record.verdict.value == "act" and acts(outcome)["isolate"].status.value == "succeeded"
+    for attempt in (2, None):  # a redelivery and a first delivery alike
+        outcome = deliver(make(kube, findings, ISOLATE_ONLY), doc, attempt=attempt)
+        assert (outcome.record.verdict.value, outcome.record.outcome) == ("act", "done"), outcome.record.reason
+        assert kube.pods[(NS, "web-5d9c-aaaaa")].labels[QUARANTINE_LABEL] == "true"
+        kube.pods[(NS, "web-5d9c-aaaaa")] = pod.model_copy(update={"annotations": {RELEASED_ANNOTATION: when}})
 
 
 # ------------------------------------------------------------------------------------------ isolation by content
