@@ -889,6 +889,7 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "decision_filter",
                 "containment_filter",
                 "failure_filter",
+                "not_contained_filter",
                 "metric_names",
             )
         )
@@ -971,7 +972,10 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     )
     assert out["decision_filter"] == decisions
     assert out["containment_filter"] == f"{decisions} AND jsonPayload.contained_ms>0"
-    assert out["failure_filter"] == f'{service} AND (severity>=ERROR OR jsonPayload.outcome="retry")'
+    assert out["failure_filter"] == (
+        f'{service} AND ((severity>=ERROR AND NOT jsonPayload.outcome="not_contained") OR jsonPayload.outcome="retry")'
+    )
+    assert out["not_contained_filter"] == f'{decisions} AND jsonPayload.outcome="not_contained"'
     assert out["metric_names"] == {
         "decisions": "rs-responder-decisions",
         "time_to_containment": "rs-responder-time-to-containment",
