@@ -110,6 +110,18 @@ locals {
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 
+  # The same settings for replaying a dead letter from a shell (docs/operations.md, the replay_environment output):
+  # one `export` line per setting, each value single-quoted with every ' written as '\'' (so nothing in it is expanded),
+  # plus RESPONDER_GOOGLE_APIS=on (its default, auto, is off outside Cloud Functions: no SCC check, nothing destructive).
+  # A setting the function leaves unset is unset here too, so a value left in the operator's shell cannot override
+  # the policy file. Built from responder_env_candidates and responder_env, so it cannot drift from the function's.
+  replay_environment = join("\n", concat(
+    ["# ${var.name}: the function's settings for `python -m responder replay` (docs/operations.md)"],
+    [for k, v in merge(local.responder_env, { RESPONDER_GOOGLE_APIS = "on" }) : "export ${k}='${replace(v, "'", "'\\''")}'"],
+    [for k, v in local.responder_env_candidates : "unset ${k}" if v == null],
+    [""],
+  ))
+
   # --- Function source -------------------------------------------------------------------------------------------
   # An allow-list, not the repository minus exclusions: tests, tooling, virtualenvs and .git never reach the build.
   source_files = sort(distinct(concat(

@@ -6,7 +6,7 @@
 # a user metric created in the same apply is refused until the metric has propagated.
 
 locals {
-  alert_documentation = "Runbook: docs/operations.md in the responder's repository (what each alert means, how to replay a dead letter with `python -m responder replay`)."
+  alert_documentation = "Runbook: docs/operations.md in the responder's repository (what each alert means, how to replay a dead letter with the function's settings and when to acknowledge it)."
 }
 
 # --- Log-based metrics ------------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   documentation {
     mime_type = "text/markdown"
     subject   = "Reverse Shell Responder: a finding was dead-lettered"
-    content   = "A finding failed ${var.max_delivery_attempts} delivery attempts and waits in ${local.names.dead_letter_sub}. Its pod may be uncontained. Pull it, fix the cause (see the failure alerts' records), replay it with `python -m responder replay`, then acknowledge it. ${local.alert_documentation}"
+    content   = "A finding failed ${var.max_delivery_attempts} delivery attempts and waits in ${local.names.dead_letter_sub}. Its pod may be uncontained. Pull it, fix the cause (see the failure alerts' records), replay it with the function's settings (the replay_environment output, which turns Google APIs on), and acknowledge it only when the replay exits 0 (3: a person must end the session first). ${local.alert_documentation}"
   }
 
   depends_on = [time_sleep.services_ready]
