@@ -16,7 +16,7 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import hcl2
 import pytest
@@ -24,7 +24,7 @@ import pytest
 from responder.containment.base import ActionResult, Status
 from responder.intake.envelope import Delivery
 from responder.intake.triage import Verdict
-from responder.report.record import PodRef, emit, fallback_line, make_record
+from responder.report.record import PodRef, RecordOutcome, emit, fallback_line, make_record
 from tests.notifications import dead_letter_pulled, notification
 from tests.support.common import environ_without_settings, responder_cli
 from tests.support.google_fakes import parse_log_filter
@@ -479,3 +479,43 @@ def test_the_dashboard_charts_the_metrics_the_module_creates() -> None:
     titles = " / ".join(w["title"] for w in widgets).lower()
     for shown in ("verdict", "code", "time to containment", "failures", "dead letters"):
         assert shown in titles, shown
+
+
+# --- docs/operations.md -------------------------------------------------------------------------------------------------
+
+
+def _doc_section(title: str) -> str:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def alert_titles() -> dict[str, str]:
+    """Each alert policy's display name without the function's name: what the operator's page says."""
+    titles = {}
+    for block in _blocks("monitoring.tf")["resource"]:
+        for name, body in block.get("google_monitoring_alert_policy", {}).items():
+            titles[name] = re.sub(r"^\$\{local\.names\.function\}: ", "", body["display_name"])
+    return titles
+
+
+def test_what_pages_you_lists_every_alert_policy() -> None:
+    table = _doc_section("What pages you")
+    listed = re.findall(r"^\| \*\*(.+?)\*\*", table, re.M)
+    titles = alert_titles()
+    assert "an attacker may still be connected" in titles.values()
+    # "after N min" is the variable's value in the deployed title.
+    assert {t.replace("${var.unanswered_after_min}", "N") for t in titles.values()} == set(listed)
+
+
+def test_the_outcomes_table_lists_every_outcome_and_the_alert_it_pages() -> None:
+    table = _doc_section("Outcomes")
+    rows = {row[0]: row for row in re.findall(r"^\| `([a-z_]+)` \|(.*)$", table, re.M)}
+    assert set(rows) == set(get_args(RecordOutcome))
+    titles = set(alert_titles().values())
+    for outcome, row in rows.items():
+        named = set(re.findall(r"\*\*(.+?)\*\*", row[1]))
+        assert named <= titles, (outcome, named - titles)
+    assert "**an attacker may still be connected**" in rows["not_contained"][1]
+    assert "**a finding failed or was rejected**" in rows["retry"][1]
