@@ -110,6 +110,18 @@ locals {
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 
+  # The same settings for replaying a dead letter from a shell (docs/operations.md, the replay_environment output):
+  # one `export` line per setting, each value single-quoted with every ' written as '\'' (so nothing in it is expanded),
+  # plus RESPONDER_GOOGLE_APIS=on (its default, auto, is off outside Cloud Functions: no SCC check, nothing destructive).
+  # A setting the function leaves unset is unset here too, so a value left in the operator's shell cannot override
+  # the policy file. Built from responder_env_candidates and responder_env, so it cannot drift from the function's.
+  replay_environment = join("\n", concat(
+    ["# ${var.name}: the function's settings for `python -m responder replay` (docs/operations.md)"],
+    [for k, v in merge(local.responder_env, { RESPONDER_GOOGLE_APIS = "on" }) : "export ${k}='${replace(v, "'", "'\\''")}'"],
+    [for k, v in local.responder_env_candidates : "unset ${k}" if v == null],
+    [""],
+  ))
+
   # --- Function source -------------------------------------------------------------------------------------------
   # An allow-list, not the repository minus exclusions: tests, tooling, virtualenvs and .git never reach the build.
   source_files = sort(distinct(concat(
@@ -191,9 +203,15 @@ locals {
   function_logs      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.names.function}\""
   decision_filter    = "${local.function_logs} AND logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\" AND jsonPayload.verdict:* AND jsonPayload.outcome:*"
   containment_filter = "${local.decision_filter} AND jsonPayload.contained_ms>0"
-  # Pages: a decision that asks for redelivery (outcome retry: a failed containment, a 403, a crash) or any entry of
-  # the function at ERROR or above (a rejected or forged message, a configuration error, a traceback).
-  failure_filter = "${local.function_logs} AND (severity>=ERROR OR jsonPayload.outcome=\"retry\")"
+  # Pages: a decision that asks for redelivery (outcome retry: a failed containment, a crash) or any entry of the
+  # function at ERROR or above (a rejected or forged message, a configuration error, a traceback), except a
+  # not_contained decision: it is written at ERROR too, but pages through its own alert below, once.
+  # `NOT field="v"` also holds for an entry without that field (a traceback, a request log), as in Cloud Logging.
+  failure_filter = "${local.function_logs} AND ((severity>=ERROR AND NOT jsonPayload.outcome=\"not_contained\") OR jsonPayload.outcome=\"retry\")"
+  # Pages: a terminal decision that left an attacker possibly connected (outcome not_contained: an escalation refused
+  # by a guard or the budget, a 403, a vouched shell the policy leaves alone, dry-run, live_session report). It is
+  # acknowledged, so nothing retries it: a person must act.
+  not_contained_filter = "${local.decision_filter} AND jsonPayload.outcome=\"not_contained\""
   metric_names = {
     decisions           = "${var.name}-decisions"
     time_to_containment = "${var.name}-time-to-containment"

@@ -1,12 +1,12 @@
 # Operations: what the responder did, and a page when it failed. Log-based metrics on the decision records (one per
-# delivery, see responder/report/record.py), three alert policies and a dashboard, all behind enable_monitoring. The
+# delivery, see responder/report/record.py), four alert policies and a dashboard, all behind enable_monitoring. The
 # filters are pure strings in locals.tf; tests/terraform/test_monitoring.py matches them against real records.
 #
 # The alert policies read only built-in metrics or the logs themselves, never the log-based metrics below: a policy on
 # a user metric created in the same apply is refused until the metric has propagated.
 
 locals {
-  alert_documentation = "Runbook: docs/operations.md in the responder's repository (what each alert means, how to replay a dead letter with `python -m responder replay`)."
+  alert_documentation = "Runbook: docs/operations.md in the responder's repository (what each alert means, how to replay a dead letter with the function's settings and when to acknowledge it)."
 }
 
 # --- Log-based metrics ------------------------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ resource "google_logging_metric" "decisions" {
     labels {
       key         = "outcome"
       value_type  = "STRING"
-      description = "done | retry (Pub/Sub redelivers)"
+      description = "done | retry (Pub/Sub redelivers) | not_contained (a person must act)"
     }
     labels {
       key         = "severity"
@@ -89,8 +89,9 @@ resource "google_logging_metric" "time_to_containment" {
 
 # --- Alert policies ---------------------------------------------------------------------------------------------------
 
-# Any decision that asks for redelivery or any entry of the function at ERROR: each one opens an incident (at most one
-# notification per 5 minutes; a fixed cause closes it after 30 minutes without a new entry).
+# Any decision that asks for redelivery or any entry of the function at ERROR, except a not_contained decision (its own
+# alert below pages for it, so one record pages once): each one opens an incident (at most one notification per 5
+# minutes; a fixed cause closes it after 30 minutes without a new entry).
 resource "google_monitoring_alert_policy" "failures" {
   count = var.enable_monitoring ? 1 : 0
 
@@ -128,6 +129,56 @@ resource "google_monitoring_alert_policy" "failures" {
   depends_on = [time_sleep.services_ready]
 }
 
+# A terminal decision with an attacker possibly still connected (outcome not_contained, written at ERROR): the message
+# is acknowledged, nothing retries it, and nothing the responder does next will close the session. CRITICAL, like a
+# dead letter: a person must end the session by hand.
+resource "google_monitoring_alert_policy" "not_contained" {
+  count = var.enable_monitoring ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.names.function}: an attacker may still be connected"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "Decision with outcome not_contained"
+    condition_matched_log {
+      filter = local.not_contained_filter
+      label_extractors = {
+        code      = "EXTRACT(jsonPayload.code)"
+        finding   = "EXTRACT(jsonPayload.finding)"
+        cluster   = "EXTRACT(jsonPayload.cluster)"
+        namespace = "EXTRACT(jsonPayload.pod.namespace)"
+        pod       = "EXTRACT(jsonPayload.pod.name)"
+      }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Reverse Shell Responder: an attacker may still be connected to $${log.extracted_label.namespace}/$${log.extracted_label.pod} ($${log.extracted_label.code})"
+    content   = <<-EOT
+      The responder handled a Reverse Shell finding and could not contain its pod: the reverse shell may still be connected, the message was acknowledged and nothing will retry it.
+
+      1. Read the decision record named in this incident: its `reason` (why containment stopped: a delete the guards or the budget refused, a 403 from RBAC or the admission guard, a protected namespace, an exempt pod, dry-run, `live_session: report`), and the first line of the incident report (published to ${local.names.reports_topic}), which says what a person must do.
+      2. End the session by hand: delete the pod (`kubectl delete pod -n NAMESPACE POD`, after capturing what you need), or cut its connection at the network, in cluster $${log.extracted_label.cluster}.
+      3. Fix what stopped the responder if it should have acted (RBAC, the budget, the policy), so the next finding is contained.
+
+      More than one record may be behind one notification (at most one per 5 minutes): list them all with the query `${local.not_contained_filter}`. ${local.alert_documentation}
+    EOT
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
 # A message in the dead-letter subscription: a finding the function failed on max_delivery_attempts times. Nothing
 # retries it any more; a person must fix the cause and replay it.
 resource "google_monitoring_alert_policy" "dead_letters" {
@@ -157,7 +208,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   documentation {
     mime_type = "text/markdown"
     subject   = "Reverse Shell Responder: a finding was dead-lettered"
-    content   = "A finding failed ${var.max_delivery_attempts} delivery attempts and waits in ${local.names.dead_letter_sub}. Its pod may be uncontained. Pull it, fix the cause (see the failure alerts' records), replay it with `python -m responder replay`, then acknowledge it. ${local.alert_documentation}"
+    content   = "A finding failed ${var.max_delivery_attempts} delivery attempts and waits in ${local.names.dead_letter_sub}. Its pod may be uncontained. Pull it, fix the cause (see the failure alerts' records), replay it with the function's settings (the replay_environment output, which turns Google APIs on), and acknowledge it only when the replay exits 0 (3: a person must end the session first). ${local.alert_documentation}"
   }
 
   depends_on = [time_sleep.services_ready]

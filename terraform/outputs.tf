@@ -38,6 +38,11 @@ output "findings_dead_letter_subscription" {
   value       = one(google_pubsub_subscription.findings_dead_letter[*].id)
 }
 
+output "replay_environment" {
+  description = "The function's RESPONDER_* settings as shell export lines, plus RESPONDER_GOOGLE_APIS=on: source it before `python -m responder replay` of a dead letter (docs/operations.md)."
+  value       = local.replay_environment
+}
+
 output "report_topic" {
   description = "Topic receiving incident reports (RESPONDER_REPORT_TOPIC)."
   value       = google_pubsub_topic.reports.id

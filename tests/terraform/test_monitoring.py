@@ -4,8 +4,9 @@ Every log filter and extractor of the module is run through the Logging wire fak
 (``tests/support/google_fakes.parse_log_filter``) over decision records produced by real replays: ``python -m
 responder replay`` in a subprocess (a rejected dead letter pulled from its subscription, a containment that cannot
 reach its cluster, a dry run) and the responder on the in-memory cluster (a containment, its duplicate, a containment
-whose writes fail). Each record line is turned into the LogEntry Cloud Run makes of a JSON line on stdout, so a field
-renamed in ``responder/report/record.py`` or in a filter fails here.
+whose writes fail), plus the terminal ``not_contained`` records built by ``make_record`` as the responder builds them.
+Each record line is turned into the LogEntry Cloud Run makes of a JSON line on stdout, so a field renamed in
+``responder/report/record.py`` or in a filter fails here.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import hcl2
 import pytest
 
+from responder.containment.base import ActionResult, Status
 from responder.intake.envelope import Delivery
-from responder.report.record import emit
+from responder.intake.triage import Verdict
+from responder.report.record import PodRef, RecordOutcome, emit, fallback_line, make_record
 from tests.notifications import dead_letter_pulled, notification
 from tests.support.common import environ_without_settings, responder_cli
 from tests.support.google_fakes import parse_log_filter
@@ -180,14 +183,54 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     failing.add_pod(NS, POD, {"app": "web"})
     failing.fail_next["patch_pod_metadata"] = 100  # every isolating write to the pod fails
     lines["write_failed"] = line_of(deliver(make(failing)))
+
+    # Terminal and acknowledged with an attacker possibly still connected, as the responder records it: the names are
+    # the contained delivery's own (the same finding, cluster and pod).
+    contained = json.loads(lines["contained"])
+    where = {
+        "finding": contained["finding"],
+        "category": contained["category"],
+        "cluster": contained["cluster"],
+        "pod": PodRef(**contained["pod"]),
+    }
+    # Calico keeps the established session through the deny-all, and the escalated delete is refused by a guard.
+    isolated = ActionResult(
+        action="isolate",
+        status=Status.SUCCEEDED,
+        reason="deny-all applied; the dataplane (new-only) does not cut established connections",
+        details={"session_survives": True},
+    )
+    refused = ActionResult(action="delete", status=Status.SKIPPED, reason="standalone pod: no controller replaces it")
+    lines["escalation_refused"] = make_record(
+        Verdict.ACT,
+        "reverse_shell",
+        "isolated, but the live session survives and the escalated delete was refused: delete the pod by hand",
+        actions=[isolated, refused],
+        outcome="not_contained",
+        **where,
+    ).to_json()
+    # A shell SCC vouched for in a protected namespace: rightly not touched, but someone must be told.
+    lines["protected_vouched"] = make_record(
+        Verdict.IGNORE,
+        "protected",
+        "namespace is protected: the responder does not act here, a person must end the session",
+        outcome="not_contained",
+        **where,
+    ).to_json()
+    # The same terminal record, written in the fallback form (its full form could not be serialised).
+    broken = make_record(Verdict.ACT, "reverse_shell", "not contained", outcome="not_contained", **where)
+    lines["not_contained_fallback"] = fallback_line(broken, ValueError("unserialisable"))
     return {kind: cloud_run_entry(line) for kind, line in lines.items()}
+
+
+NOT_CONTAINED = {"escalation_refused", "protected_vouched", "not_contained_fallback"}
 
 
 def test_the_replays_produced_the_decisions_the_filters_are_tested_on(records: dict[str, dict[str, Any]]) -> None:
     def what(kind: str) -> tuple[Any, ...]:
         entry = records[kind]
         p = entry["jsonPayload"]
-        return p["verdict"], p["code"], p["outcome"], entry["severity"], p["contained_ms"] is not None
+        return p["verdict"], p["code"], p["outcome"], entry["severity"], p.get("contained_ms") is not None
 
     assert what("rejected") == ("reject", "bad_identifier", "done", "ERROR", False)
     assert records["rejected"]["jsonPayload"]["delivery"]["shape"] == "pull"  # read as gcloud pulled it
@@ -200,6 +243,10 @@ def test_the_replays_produced_the_decisions_the_filters_are_tested_on(records: d
     assert failed["isolate"] == "failed"
     contained = records["contained"]["jsonPayload"]
     assert 0 < contained["contained_ms"] <= contained["duration_ms"]
+    assert what("escalation_refused")[:4] == ("act", "reverse_shell", "not_contained", "ERROR")
+    assert what("protected_vouched")[:4] == ("ignore", "protected", "not_contained", "ERROR")
+    assert what("not_contained_fallback")[2:4] == ("not_contained", "ERROR")
+    assert "record_error" in records["not_contained_fallback"]["jsonPayload"]
 
 
 # --- other entries in the same project, which no filter may count as a decision --------------------------------------
@@ -289,6 +336,7 @@ def test_the_failure_alert_pages_for_a_failed_containment_and_a_rejection_only(
     policy = resource("google_monitoring_alert_policy", "failures")
     condition = policy["conditions"][0]["condition_matched_log"][0]
     assert condition["filter"] == "${local.failure_filter}"
+    # Not a not_contained record, although it is written at ERROR: the not_contained alert pages for it (one page).
     assert matching(log_filter("failure_filter"), records) == {"rejected", "unreachable", "write_failed"}
     # Beyond decision records: anything the function logs at ERROR (a traceback, its 500 to Pub/Sub), never another
     # service's entries.
@@ -303,8 +351,64 @@ def test_the_failure_alert_pages_for_a_failed_containment_and_a_rejection_only(
     assert policy["alert_strategy"][0]["notification_rate_limit"][0]["period"] == "300s"
 
 
+def test_the_not_contained_alert_pages_for_every_record_that_left_an_attacker_connected(
+    records: dict[str, dict[str, Any]],
+) -> None:
+    policy = resource("google_monitoring_alert_policy", "not_contained")
+    condition = policy["conditions"][0]["condition_matched_log"][0]
+    assert condition["filter"] == "${local.not_contained_filter}"
+    assert matching(log_filter("not_contained_filter"), records) == NOT_CONTAINED
+    assert matching(log_filter("not_contained_filter"), other_entries()) == set()
+    # done and retry records never match it, whatever their verdict or severity.
+    for kind, entry in records.items():
+        if entry["jsonPayload"]["outcome"] in ("done", "retry"):
+            assert not matching(log_filter("not_contained_filter"), {kind: entry}), kind
+    # It pages on the outcome alone, at whatever severity the record was written.
+    quieter = {**records["escalation_refused"], "severity": "WARNING"}
+    assert matching(log_filter("not_contained_filter"), {"at_warning": quieter}) == {"at_warning"}
+    # The incident names what a person must look at.
+    payload = records["escalation_refused"]["jsonPayload"]
+    labels = {k: extract(records["escalation_refused"], v) for k, v in condition["label_extractors"].items()}
+    assert labels == {
+        "code": "reverse_shell",
+        "finding": payload["finding"],
+        "cluster": payload["cluster"],
+        "namespace": payload["pod"]["namespace"],
+        "pod": payload["pod"]["name"],
+    }
+    for label in re.findall(r"\$\$\{log\.extracted_label\.([a-z_]+)\}", json.dumps(policy["documentation"])):
+        assert label in condition["label_extractors"], label
+    assert policy["severity"] == "CRITICAL"
+    assert policy["alert_strategy"][0]["notification_rate_limit"][0]["period"] == "300s"
+    # What a person must do: the record's reason, the report's first line, end the session by hand, the runbook.
+    content = policy["documentation"][0]["content"]
+    for said in ("`reason`", "first line", "delete the pod", "${local.not_contained_filter}"):
+        assert said in content, said
+
+
+def test_every_decision_record_pages_at_most_once(records: dict[str, dict[str, Any]]) -> None:
+    """Which log-match alert each record opens: a not_contained record pages through its own alert only, a retry or
+    a reject through the failure alert only, a done record through none."""
+    alerts = {"failures": log_filter("failure_filter"), "not_contained": log_filter("not_contained_filter")}
+    paged = {
+        kind: {name for name, text in alerts.items() if matching(text, {kind: entry})}
+        for kind, entry in records.items()
+    }
+    assert paged == {
+        "rejected": {"failures"},
+        "unreachable": {"failures"},
+        "dry_run": set(),
+        "contained": set(),
+        "duplicate": set(),
+        "write_failed": {"failures"},
+        "escalation_refused": {"not_contained"},
+        "protected_vouched": {"not_contained"},
+        "not_contained_fallback": {"not_contained"},
+    }
+
+
 def test_every_alert_policy_exists_by_default_and_notifies_the_configured_channels() -> None:
-    for name in ("failures", "dead_letters", "unanswered"):
+    for name in ("failures", "not_contained", "dead_letters", "unanswered"):
         policy = resource("google_monitoring_alert_policy", name)
         assert policy["notification_channels"] == "${var.notification_channels}", name
         assert policy["count"].startswith("${var.enable_monitoring"), name
@@ -375,3 +479,43 @@ def test_the_dashboard_charts_the_metrics_the_module_creates() -> None:
     titles = " / ".join(w["title"] for w in widgets).lower()
     for shown in ("verdict", "code", "time to containment", "failures", "dead letters"):
         assert shown in titles, shown
+
+
+# --- docs/operations.md -------------------------------------------------------------------------------------------------
+
+
+def _doc_section(title: str) -> str:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def alert_titles() -> dict[str, str]:
+    """Each alert policy's display name without the function's name: what the operator's page says."""
+    titles = {}
+    for block in _blocks("monitoring.tf")["resource"]:
+        for name, body in block.get("google_monitoring_alert_policy", {}).items():
+            titles[name] = re.sub(r"^\$\{local\.names\.function\}: ", "", body["display_name"])
+    return titles
+
+
+def test_what_pages_you_lists_every_alert_policy() -> None:
+    table = _doc_section("What pages you")
+    listed = re.findall(r"^\| \*\*(.+?)\*\*", table, re.M)
+    titles = alert_titles()
+    assert "an attacker may still be connected" in titles.values()
+    # "after N min" is the variable's value in the deployed title.
+    assert {t.replace("${var.unanswered_after_min}", "N") for t in titles.values()} == set(listed)
+
+
+def test_the_outcomes_table_lists_every_outcome_and_the_alert_it_pages() -> None:
+    table = _doc_section("Outcomes")
+    rows = {row[0]: row for row in re.findall(r"^\| `([a-z_]+)` \|(.*)$", table, re.M)}
+    assert set(rows) == set(get_args(RecordOutcome))
+    titles = set(alert_titles().values())
+    for outcome, row in rows.items():
+        named = set(re.findall(r"\*\*(.+?)\*\*", row[1]))
+        assert named <= titles, (outcome, named - titles)
+    assert "**an attacker may still be connected**" in rows["not_contained"][1]
+    assert "**a finding failed or was rejected**" in rows["retry"][1]

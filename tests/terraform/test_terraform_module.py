@@ -217,9 +217,21 @@ def test_every_operator_setting_is_wired_into_the_function_environment() -> None
 
 
 def test_wiring_only_settings_are_never_set_by_terraform() -> None:
-    text = tf_text()
+    candidates = module().locals["responder_env_candidates"]
     for name in WIRING_ONLY:
-        assert f"RESPONDER_{name.upper()}" not in text
+        assert f"RESPONDER_{name.upper()}" not in candidates
+    # Nowhere else either, with one exception: the replay environment (an output for a shell, never the function's)
+    # turns Google APIs on, because their default, auto, is off outside Cloud Functions.
+    for line in tf_text().splitlines():
+        named = {name for name in WIRING_ONLY if f"RESPONDER_{name.upper()}" in line}
+        if not named:
+            continue
+        assert named == {"google_apis"}, line
+        stripped = line.strip()
+        assert (
+            stripped.startswith(("#", "description "))
+            or '[for k, v in merge(local.responder_env, { RESPONDER_GOOGLE_APIS = "on" }) :' in stripped
+        ), line
 
 
 def test_optional_toggles_default_to_null_and_are_not_exported_when_unset() -> None:
@@ -889,7 +901,9 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "decision_filter",
                 "containment_filter",
                 "failure_filter",
+                "not_contained_filter",
                 "metric_names",
+                "replay_environment",
             )
         )
         + "\n"
@@ -971,7 +985,10 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     )
     assert out["decision_filter"] == decisions
     assert out["containment_filter"] == f"{decisions} AND jsonPayload.contained_ms>0"
-    assert out["failure_filter"] == f'{service} AND (severity>=ERROR OR jsonPayload.outcome="retry")'
+    assert out["failure_filter"] == (
+        f'{service} AND ((severity>=ERROR AND NOT jsonPayload.outcome="not_contained") OR jsonPayload.outcome="retry")'
+    )
+    assert out["not_contained_filter"] == f'{decisions} AND jsonPayload.outcome="not_contained"'
     assert out["metric_names"] == {
         "decisions": "rs-responder-decisions",
         "time_to_containment": "rs-responder-time-to-containment",
