@@ -9,12 +9,12 @@ a mark.
 
 The line is ASCII (everything else JSON-escaped): Cloud Logging reads the escapes, and an operator's terminal
 running ``replay`` cannot be steered by a C1 control or a bidi override in any field. A record that cannot be
-serialised at all (a bug that let unencodable text in) still becomes one line: :func:`fallback_line`.
+serialised at all (a bug that let unencodable text in) still becomes one line: :func:`fallback_line`. Either line
+stays under Cloud Logging's entry limit whatever the record holds, saying what it left out (:mod:`.bounds`).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +28,7 @@ from responder.containment.plan import Plan
 from responder.containment.verification import Verification, Vouch
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
+from responder.report import bounds
 
 RecordOutcome = Literal["done", "retry", "not_contained"]
 
@@ -96,8 +97,8 @@ class DecisionRecord(BaseModel):
     contained_ms: float | None = None
 
     def to_json(self) -> str:
-        """The log line (no newline, ASCII only)."""
-        return self.model_dump_json(ensure_ascii=True)
+        """The log line (no newline, ASCII only), within Cloud Logging's entry limit (:mod:`.bounds`)."""
+        return bounds.fit(self.model_dump_json(ensure_ascii=True))
 
 
 def session_left_alive(actions: list[ActionResult]) -> bool:
@@ -225,7 +226,7 @@ def fallback_line(record: DecisionRecord, error: BaseException) -> str:
             "outcome": "retry",
         }
     document["record_error"] = clean(f"{type(error).__name__}: {error}", 300)
-    return json.dumps(document, ensure_ascii=True)
+    return bounds.bounded_line(document)
 
 
 def _fallback_results(results: list[ActionResult]) -> list[dict[str, str]]:
