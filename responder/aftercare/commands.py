@@ -118,7 +118,12 @@ def cmd_release(args: argparse.Namespace) -> int:
         cluster=args.cluster.path if args.cluster else None,
     )
     request = ReleaseRequest(
-        target=args.target, reason=args.reason, delete=args.delete, apply=args.yes, by=args.by or _operator(settings)
+        target=args.target,
+        reason=args.reason,
+        delete=args.delete,
+        apply=args.yes,
+        by=args.by or _operator(settings),
+        without_marks=args.without_marks,
     )
     outcome = releaser.release(request)
     if args.json:
@@ -157,4 +162,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--delete", action="store_true", help="delete the pod (UID precondition) instead of releasing it")
     p.add_argument("--yes", action="store_true", help="carry it out; without it nothing is written")
     p.add_argument("--json", action="store_true", help="only the decision record, on stdout")
+    p.add_argument(
+        "--without-marks",
+        action="store_true",
+        help="release without recording it in SCC (a local cluster without Google APIs): a redelivery of the "
+        "finding would contain the pod again",
+    )
     p.set_defaults(func=cmd_release)

@@ -40,7 +40,7 @@ from responder.aftercare.facts import (
 )
 from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
 from responder.containment.netpol import ensure_deny_all, is_deny_all, reopens
-from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError
+from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError, TransientError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict
@@ -59,6 +59,9 @@ class ReleaseRequest:
     delete: bool = False
     apply: bool = False
     by: str | None = None
+    # The release lasts only through SCC's marks (a redelivery reads them, never the pod): without them it is a
+    # failure, unless the operator says this cluster has no SCC (``--without-marks``).
+    without_marks: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,18 +218,35 @@ class Releaser:
             return True
         annotations: dict[str, str | None] = dict.fromkeys(keys)
         annotations[RELEASED_ANNOTATION] = self.clock().isoformat(timespec="seconds")
-        written = _pod_write(
-            run,
-            "release",
-            name,
-            lambda: self.kube.patch_pod_metadata(
-                pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: None}, annotations
-            ),
-        )
+        written = _pod_write(run, "release", name, lambda: self._lift(pod, annotations))
         if written is not True:
             return written
         run.add("release", Status.SUCCEEDED, f"released: {what.removeprefix('remove ')} removed", [what])
         return True
+
+    def _lift(self, pod: PodView, annotations: dict[str, str | None]) -> PodView:
+        """The release patch, conditional on the pod's resourceVersion as well as its UID: a quarantine by a new
+        finding that lands between the read and the patch must not be lifted with it. A change that leaves the pod
+        as quarantined as it was (a kubelet status update) is read again and the patch retried."""
+        current = pod
+        for _ in range(3):
+            try:
+                return self.kube.patch_pod_metadata(
+                    pod.namespace,
+                    pod.name,
+                    pod.uid,
+                    {QUARANTINE_LABEL: None},
+                    annotations,
+                    resource_version=current.resource_version,
+                )
+            except Conflict:
+                current = self.kube.get_pod(pod.namespace, pod.name)
+                if current.uid != pod.uid:
+                    raise
+                if current.annotations.get(FINDING_ANNOTATION) != pod.annotations.get(FINDING_ANNOTATION):
+                    why = f"pod {pod.name} was quarantined again for another finding meanwhile"
+                    raise TransientError(why) from None
+        raise TransientError(f"pod {pod.name} kept changing; release it again")
 
     def _delete(self, run: _Run, pod: PodView) -> bool | None:
         """Delete with the UID read at the start as precondition, then wait until it is gone: while it terminates it
@@ -364,14 +384,25 @@ class Releaser:
     ) -> None:
         """Security marks on the finding: released, by whom, why. Only when this run released the pod, so that a
         second release changes nothing anywhere, and only on a finding whose SCC record names this pod."""
-        if self.findings is None:
-            run.tell(Status.SKIPPED, "Google APIs are off (RESPONDER_GOOGLE_APIS): no security marks written")
+        if not released:
+            run.tell(Status.SKIPPED, "nothing was released by this run: security marks left as they are")
             return
         if not finding:
             run.tell(Status.SKIPPED, "the pod records no finding: no security marks written")
             return
-        if not released:
-            run.tell(Status.SKIPPED, "nothing was released by this run: security marks left as they are")
+        if self.findings is None:
+            if run.dry_run and not request.without_marks:
+                run.tell(Status.SKIPPED, "Google APIs are off: with --yes this fails unless --without-marks is given")
+            elif request.without_marks:
+                run.tell(Status.SKIPPED, "--without-marks: not recorded in SCC; a redelivery would contain it again")
+            else:
+                # The release lasts through SCC's marks only: a redelivery of the finding would isolate the pod again.
+                run.tell(
+                    Status.FAILED,
+                    "Google APIs are off (RESPONDER_GOOGLE_APIS): the release is not recorded in SCC's marks, so a "
+                    "redelivery of the finding would contain the pod again; turn them on and release again, or pass "
+                    "--without-marks on a cluster without SCC",
+                )
             return
         unbound = self._names_this_pod(finding, pod)
         if unbound is not None:

@@ -210,8 +210,15 @@ class ActionContext:
         if labelled and prior and not recorded:
             new_annotations[PRIOR_FINDING_ANNOTATION] = prior
         new_annotations.update(annotations or {})
+        # Removing labels (a detach) is conditional on the pod as it was judged, like every write that restores or
+        # strips state; the plain quarantine merge is not (a resourceVersion would collide with every kubelet update).
         self.pod = self.kube.patch_pod_metadata(
-            pod.namespace, pod.name, pod.uid, {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)}, new_annotations
+            pod.namespace,
+            pod.name,
+            pod.uid,
+            {QUARANTINE_LABEL: "true", **dict.fromkeys(removed)},
+            new_annotations,
+            resource_version=pod.resource_version if removed else None,
         )
         return True, describe(done=True)
 

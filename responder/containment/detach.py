@@ -55,6 +55,9 @@ def detach_record(remove: list[str], ctx: ActionContext) -> dict[str, str]:
     return {ORIGINAL_LABELS_ANNOTATION: json.dumps(original, sort_keys=True)}
 
 
+_ATTEMPTS = 3  # fresh reads after a lost race before the detach is left to a redelivery
+
+
 class DetachParams(ActionParams):
     """No parameters: which labels go is decided from the pod and its controller."""
 
@@ -79,9 +82,23 @@ class DetachAction(Traits):
         what = f"remove {', '.join(remove)} from pod {ctx.pod.name}; {notes[0]}"
         if ctx.dry_run:
             return result(self.name, Status.SKIPPED, what, ctx, [what])
-        try:
-            ctx.quarantine(remove, detach_record(remove, ctx))
-        except (NotFound, Conflict) as exc:
-            return pod_gone(self.name, ctx, exc)
+        for attempt in range(_ATTEMPTS):
+            try:
+                ctx.quarantine(remove, detach_record(remove, ctx))
+                break
+            except NotFound as exc:
+                return pod_gone(self.name, ctx, exc)
+            except Conflict as exc:
+                # The detach is conditional on the resourceVersion it was judged on: read the pod again and judge it
+                # afresh (a kubelet status update changes nothing that matters; a replacement ends the step).
+                fresh = ctx.kube.get_pod(ctx.pod.namespace, ctx.pod.name)
+                if fresh.uid != ctx.pod.uid:
+                    return pod_gone(self.name, ctx, exc)
+                if attempt == _ATTEMPTS - 1:
+                    raise  # kept changing: a failure that heals, retried on redelivery
+                ctx.pod = fresh
+                remove, notes = detach_plan(ctx)
+                if not remove:
+                    return result(self.name, Status.SKIPPED, notes[0] if notes else "nothing to detach", ctx)
         done = f"detached from its ReplicaSet ({', '.join(remove)} removed); {notes[0]}"
         return result(self.name, Status.SUCCEEDED, done, ctx, [done])

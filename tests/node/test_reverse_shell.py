@@ -128,7 +128,7 @@ def test_established_mode_cuts_the_live_shell_and_release_restores_the_pod(
     assert rs.connects(kube_admin, victim_ns, bystander.metadata.name, shell.attacker_ip, rs.PROBE_PORT)
 
     released = responder_cli(
-        "release", f"{victim_ns}/{victim}", "--yes", "--json", "--reason", "test: contained and examined",
+        "release", f"{victim_ns}/{victim}", "--yes", "--json", "--without-marks", "--reason", "test: contained",
         env={**{k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")},
              "RESPONDER_KUBECONFIG": str(kube_env.kubeconfig), "RESPONDER_GOOGLE_APIS": "off"},
     )  # fmt: skip

@@ -213,11 +213,11 @@ def test_replaced_pod_is_never_touched(kube: FakeKube) -> None:
     # After the responder read the pod, and before its first write to it, a same-named replacement took its place.
     original_patch = kube.patch_pod_metadata
 
-    def replace_then_patch(*args: Any) -> Any:
+    def replace_then_patch(*args: Any, **kwargs: Any) -> Any:
         with kube.lock:
             if kube.pods[(NS, POD)].uid == old.uid:
                 kube.pods[(NS, POD)] = old.model_copy(update={"uid": "new-uid"})
-        return original_patch(*args)
+        return original_patch(*args, **kwargs)
 
     kube.patch_pod_metadata = replace_then_patch  # type: ignore[method-assign]
     outcome = run(responder)

@@ -203,10 +203,10 @@ def test_protected_namespaces_and_bad_identifiers_are_refused(kube: FakeKube, ta
 def test_the_uid_read_first_is_the_precondition_of_the_pod_write(kube: FakeKube, incident: dict[str, Any]) -> None:
     original = kube.patch_pod_metadata
 
-    def swap(namespace: str, name: str, uid: str, labels: Any, annotations: Any) -> Any:
+    def swap(namespace: str, name: str, uid: str, labels: Any, annotations: Any, resource_version: Any = None) -> Any:
         del kube.pods[(namespace, name)]
         kube.add_pod(namespace, name, {"app": "web"})
-        return original(namespace, name, uid, labels, annotations)
+        return original(namespace, name, uid, labels, annotations, resource_version)
 
     kube.patch_pod_metadata = swap  # type: ignore[method-assign]
     outcome = release(releaser(kube), WEB)
@@ -256,6 +256,26 @@ def test_without_google_apis_the_mark_step_says_they_are_off(kube: FakeKube, inc
     assert "Google APIs are off" in acts(outcome)["mark"].reason
 
 
+def test_a_new_finding_s_quarantine_landing_during_the_release_is_not_lifted(
+    kube: FakeKube, incident: dict[str, Any]
+) -> None:
+    """The release patch carries the pod's resourceVersion: a new finding's quarantine written between the release's
+    read and its patch (forced with a hook) makes the release fail, and the new quarantine stands."""
+    original = kube.patch_pod_metadata
+    newer = "organizations/987654321012/sources/11223311223344556600/findings/bbbb"
+
+    def new_finding_first(ns: str, name: str, uid: str, labels: Any, annotations: Any, resource_version: Any) -> Any:
+        kube.patch_pod_metadata = original  # type: ignore[method-assign]
+        original(ns, name, uid, {QUARANTINE_LABEL: "true"}, {FINDING_ANNOTATION: newer})
+        return original(ns, name, uid, labels, annotations, resource_version)
+
+    kube.patch_pod_metadata = new_finding_first  # type: ignore[method-assign]
+    outcome = release(releaser(kube), WEB)
+    assert acts(outcome)["release"].status.value == "failed" and outcome.failed
+    pod = kube.get_pod(NS, WEB)
+    assert pod.labels[QUARANTINE_LABEL] == "true" and pod.annotations[FINDING_ANNOTATION] == newer
+
+
 # --------------------------------------------------------------------------------------------------------- CLI
 
 
@@ -264,11 +284,14 @@ def test_cli_exit_codes_and_one_record(
 ) -> None:
     monkeypatch.setattr(commands, "connect", lambda settings, cluster: kube)
     assert cli.main(["release", f"{NS}/{WEB}", "--json"]) == 0  # plan
-    assert cli.main(["release", f"{NS}/{WEB}", "--yes", "--json"]) == 0
+    # Without Google APIs the release cannot be recorded in SCC's marks, where it lasts: a failure unless the
+    # operator says this cluster has no SCC.
+    assert cli.main(["release", f"{NS}/{WEB}", "--yes", "--json"]) == 1
+    assert cli.main(["release", f"{NS}/{WEB}", "--yes", "--json", "--without-marks"]) == 0
     assert cli.main(["release", "kube-system/x", "--yes", "--json"]) == 2
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["mode"] for r in records[:2]] == ["dry-run", "enforce"]
-    assert records[2]["code"] == "release_refused"
+    assert records[3]["code"] == "release_refused"
     assert cli.main(["status", "--json"]) == 0
     [entry] = json.loads(capsys.readouterr().out)
     assert {"namespace", "pod", "finding", "quarantined_at", "detached", "policy_intact"} <= set(entry)
