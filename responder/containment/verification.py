@@ -13,10 +13,11 @@ waits for SCC runs, and the delivery is redelivered until SCC answers or it reac
 Fields that steer the response are the vouched ones: SCC's severity and event time are compared with the message's (a
 lowered severity, or an event SCC has not recorded yet, is a mismatch), and when the message lacks one, SCC's is used
 (:func:`vouched`), never a default. So are the node pool (a rule may match on it: a message naming another pool than
-SCC's record is a mismatch) and ``Responder_Sample`` (a genuine finding passed off as a harmless sample is a
-mismatch). What SCC may have updated since the message was sent (the shell recurred: another container, another
-connection) is taken from SCC's record once it vouched: the container evidence is captured in, the connection the
-report looks for, and the security marks, which record the responder's own progress and are never read from a message.
+the one SCC's record names is a mismatch) and ``Responder_Sample`` (a genuine finding passed off as a harmless
+sample is a mismatch). What SCC may have updated since the message was sent (the shell recurred: another container,
+another connection) is taken from SCC's record once it vouched: the container evidence is captured in, the connection
+the report looks for, and the security marks, which record the responder's own progress and are never read from a
+message.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def mismatches(record: SccFinding, finding: Finding, target: Target) -> list[str
             f"eventTime (SCC: {record.event_time.isoformat()}, message: {finding.event_time.isoformat()} is later)"
         )
     steering = record.steering
-    if steering is not None and finding.node_pool and finding.node_pool != steering.node_pool:
+    # Compared when both name a pool: a record without kubernetes.nodePools (SCC does not always fill it) leaves the
+    # message's pool compared with nothing, rather than refuting a genuine finding.
+    if steering is not None and finding.node_pool and steering.node_pool and finding.node_pool != steering.node_pool:
         out.append(
             f"node pool (SCC: {clean(steering.node_pool or 'none', 60)!r}, message: {clean(finding.node_pool, 60)!r})"
         )
@@ -146,7 +149,7 @@ def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: b
 
 
 # Taken from SCC's record once it vouched (see the module's docstring): the message's value never steers them.
-_FROM_SCC = ("container", "image_uri", "node", "node_pool", "remote", "local", "processes", "mitre", "pod_labels")
+_FROM_SCC = ("container", "image_uri", "remote", "local", "processes", "mitre")
 
 
 def vouched(finding: Finding, verification: Verification) -> Finding:
@@ -162,6 +165,7 @@ def vouched(finding: Finding, verification: Verification) -> Finding:
     }
     if record.steering is not None:
         filled |= {key: getattr(record.steering, key) for key in _FROM_SCC}
+        filled["node_pool"] = record.steering.node_pool or finding.node_pool
     return finding.model_copy(update=filled)
 
 
