@@ -10,6 +10,11 @@ run only in enforce mode, only when the plan contains containment, and only when
 /proc/net/tcp6`` (the container's own network namespace: the reverse shell's connection is there, matched against the
 finding's Src/Dst). Their output is the attacker's to shape, so it is read with a byte cap and a deadline, and parsed
 strictly. Each part that cannot be captured is recorded with the reason and the rest carries on.
+
+Evidence is the compromised pod's: the apiserver addresses exec and logs by pod name, so every such read is bound to
+the UID containment acted on (``expected_uid``), and what a same-named replacement may have given is refused, never
+filed. How a command ended is the exec status channel's word, never its output's: a command that failed without
+output is "capture failed: <reason>", and a socket table cut short or not read leaves the connection "unknown".
 """
 
 from __future__ import annotations
