@@ -62,6 +62,18 @@ class Conflict(ResponderError):
     """The object changed under us (UID precondition, resourceVersion) or already exists."""
 
 
+class PodReplaced(Conflict):
+    """The pod by that name is no longer the one the responder acted on: another UID now, or gone (``actual_uid``
+    None). What was read from it (exec output, logs) cannot be told apart from a same-named replacement's, so it is
+    refused as evidence, never filed as the compromised pod's."""
+
+    def __init__(self, namespace: str, name: str, expected_uid: str, actual_uid: str | None) -> None:
+        now = f"is now uid {actual_uid}" if actual_uid else "is gone"
+        super().__init__(f"pod {namespace}/{name} {now}, not uid {expected_uid}")
+        self.namespace, self.name = namespace, name
+        self.expected_uid, self.actual_uid = expected_uid, actual_uid
+
+
 class PoliciesKeptChanging(Conflict):
     """Every re-read of the namespace's policies lost a race: unlike a UID conflict, nothing about the pod."""
 

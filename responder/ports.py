@@ -136,6 +136,17 @@ class NetworkPolicyView(_View):
     spec: dict[str, Any] = Field(default_factory=dict)  # the whole spec as API JSON (rules included), to judge content
 
 
+class ExecOutput(_View):
+    """What one command printed inside a container (stdout and stderr interleaved) and how it ended. The text is the
+    container's, so how it ended is kept apart from it, where the container cannot write."""
+
+    text: str
+    exit_code: int | None = None  # from the exec status channel: 0 on success; None when no status was read
+    failure: str | None = None  # the status channel's message when the command failed (non-zero exit, or no start)
+    truncated_at: int | None = None  # the byte cap, when the output reached it: the rest was never read
+    stopped_after_s: float | None = None  # the deadline, when it passed before the command ended
+
+
 class NodeView(_View):
     """A node: labels (pool, zone) and annotations (``container.googleapis.com/instance_id``)."""
 
@@ -219,13 +230,39 @@ class KubePort(Protocol):
         """Delete, with resourceVersion as precondition (Conflict if the policy changed since it was judged)."""
         ...
 
-    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str: ...
+    def read_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str | None,
+        tail_lines: int,
+        limit_bytes: int,
+        *,
+        expected_uid: str | None = None,
+    ) -> str:
+        """The container's log tail. ``expected_uid``: bound to that pod, as :meth:`exec` is."""
+        ...
 
     def exec(
-        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
-    ) -> str:
-        """Run argv in the container without a shell; at most ``limit_bytes`` of output (then marked truncated) and
-        ``timeout_s`` seconds. Raises Unavailable when exec cannot reach a container, Forbidden without the right."""
+        self,
+        namespace: str,
+        name: str,
+        container: str | None,
+        argv: list[str],
+        timeout_s: float,
+        limit_bytes: int,
+        *,
+        expected_uid: str | None = None,
+    ) -> ExecOutput:
+        """Run argv in the container without a shell; at most ``limit_bytes`` of output and ``timeout_s`` seconds.
+        A command that fails is an output too (its exit code and the status message). Raises Unavailable when exec
+        cannot reach a container, Forbidden without the right.
+
+        ``expected_uid``: the output is returned only if the pod by that name still has that UID once the command
+        has ended (else PodReplaced). The apiserver resolves exec and logs by name alone, and a same-named
+        replacement may stand there now; the caller's own earlier read of the pod with that UID is the check
+        before, so one read after brackets the command: a UID is never reused and a name belongs to one pod at a
+        time. A failure is checked too (its reason would be the replacement's)."""
         ...
 
     def get_node(self, name: str) -> NodeView: ...

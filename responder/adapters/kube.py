@@ -9,19 +9,18 @@ isolating writes, the cold path of the function, never wait for it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from responder.adapters import kube_json as js
 from responder.adapters.kube_errors import call as _call
 from responder.adapters.kube_errors import is_uid_mismatch as _is_uid_mismatch
-from responder.adapters.kube_errors import translate as _translate
-from responder.adapters.kube_http import REQUEST_TIMEOUT, KubeHttp
+from responder.adapters.kube_http import KubeHttp
 from responder.adapters.kube_http import segment as _seg
-from responder.errors import Conflict, Forbidden, NotFound, PermanentError, Unavailable
+from responder.errors import Conflict, NotFound, PermanentError, PodReplaced, ResponderError, Unavailable
 from responder.intake.sanitize import clean
 from responder.ports import (
+    ExecOutput,
     ImportGate,
     LabelSelector,
     LeaseView,
@@ -254,8 +253,18 @@ class KubeAdapter:
         return [js.pod_view(p) for p in listed.get("items") or ()]
 
     # ------------------------------------------------------------------------------------------ logs and exec
-    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
-        """Container log tail; Unavailable when no kubelet can serve it."""
+    def read_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str | None,
+        tail_lines: int,
+        limit_bytes: int,
+        *,
+        expected_uid: str | None = None,
+    ) -> str:
+        """Container log tail; Unavailable when no kubelet can serve it; with ``expected_uid``, bound to that pod
+        (see :meth:`responder.ports.KubePort.exec`)."""
         try:
             text = _call(
                 f"logs of {namespace}/{name}",
@@ -272,73 +281,62 @@ class KubeAdapter:
                 ),
             )
         except PermanentError as exc:
-            raise Unavailable(f"container logs unavailable: {exc}") from exc
+            failed = Unavailable(f"container logs unavailable: {exc}")
+            self._bound(namespace, name, expected_uid, failed)
+            raise failed from exc
+        self._bound(namespace, name, expected_uid)
         return str(text) if text else ""  # a pod that never ran answers 200 with no body
 
     def exec(
-        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
-    ) -> str:
-        """Run argv (no shell) over the exec websocket, capped at ``limit_bytes`` and ``timeout_s`` (``kube_exec``).
-        Through an HTTP proxy (a kubeconfig's proxy-url) the official client's stream is used instead."""
+        self,
+        namespace: str,
+        name: str,
+        container: str | None,
+        argv: list[str],
+        timeout_s: float,
+        limit_bytes: int,
+        *,
+        expected_uid: str | None = None,
+    ) -> ExecOutput:
+        """Run argv (no shell) over the exec websocket, capped at ``limit_bytes`` and ``timeout_s`` (``kube_exec``);
+        with ``expected_uid``, bound to that pod (see :meth:`responder.ports.KubePort.exec`). Through an HTTP proxy
+        (a kubeconfig's proxy-url) the official client's stream is used instead."""
         if self._gate is not None:
             self._gate.wait()  # a cold instance captures after its isolating writes
-        if self.http.proxy:
-            return self._exec_via_client(namespace, name, container, argv, timeout_s, limit_bytes)
         from responder.adapters import kube_exec
 
-        return kube_exec.run(self.http, namespace, name, container, argv, timeout_s, limit_bytes)
-
-    def _exec_via_client(
-        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
-    ) -> str:
-        """``kubernetes.stream``, consumed frame by frame under the same cap and deadline as ``kube_exec``."""
-        core = self.core  # first: on a cold instance this waits until the isolating writes are done
-        from kubernetes.stream import stream
-
         try:
-            resp = stream(
-                core.connect_get_namespaced_pod_exec,
-                name,
-                namespace,
-                command=argv,
-                container=container,
-                stderr=True,
-                stdin=False,
-                stdout=True,
-                tty=False,
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except Exception as exc:
-            translated = _translate(exc, f"exec in {namespace}/{name}")
-            if isinstance(translated, NotFound | Forbidden):
-                raise translated from exc
-            raise Unavailable(f"exec unavailable: {clean(exc, 200)}") from exc
-        output: list[str] = []
-        held = 0
-        ending = ""
-        deadline = time.monotonic() + timeout_s
+            if self.http.proxy:
+                core = self.core  # first: on a cold instance this waits until the isolating writes are done
+                out = kube_exec.run_via_client(core, namespace, name, container, argv, timeout_s, limit_bytes)
+            else:
+                out = kube_exec.run(self.http, namespace, name, container, argv, timeout_s, limit_bytes)
+        except Unavailable as exc:
+            self._bound(namespace, name, expected_uid, exc)
+            raise
+        self._bound(namespace, name, expected_uid)
+        return out
+
+    def _bound(self, namespace: str, name: str, expected_uid: str | None, failed: Exception | None = None) -> None:
+        """After a read by name: PodReplaced unless the pod by that name still has ``expected_uid`` (None: unbound).
+
+        After a failed read (``failed``) only a replacement is reported, and a read that cannot be made leaves the
+        read's own error standing; after a successful one the output is refused when the pod cannot be re-read,
+        since nothing then binds it to the pod."""
+        if expected_uid is None:
+            return
         try:
-            while resp.is_open():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    ending = f"\n[stopped after {timeout_s:g} s: deadline]"
-                    break
-                resp.update(timeout=min(remaining, 1.0))
-                for chunk in (
-                    resp.read_stdout() if resp.peek_stdout() else "",
-                    resp.read_stderr() if resp.peek_stderr() else "",
-                ):
-                    if chunk:
-                        take = chunk[: max(limit_bytes - held, 0)]
-                        output.append(take)
-                        held += len(take)
-                if held >= limit_bytes:
-                    ending = f"\n[truncated at {limit_bytes} bytes]"
-                    break
-        finally:
-            resp.close()
-        return "".join(output) + ending
+            uid: str | None = self.get_pod(namespace, name).uid
+        except NotFound:
+            uid = None
+        except ResponderError as exc:
+            if failed is not None:
+                return
+            raise Unavailable(
+                f"could not confirm that pod {namespace}/{name} is still uid {expected_uid}: {clean(exc, 200)}"
+            ) from exc
+        if uid != expected_uid and (failed is None or uid is not None):
+            raise PodReplaced(namespace, name, expected_uid, uid) from failed
 
     # ------------------------------------------------------------------------------------- nodes, namespaces
     def get_node(self, name: str) -> NodeView:

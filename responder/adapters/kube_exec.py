@@ -7,20 +7,27 @@ with its channel (1 stdout, 2 stderr, 3 the final status), and the server closes
 The container is the attacker's: it decides how much ``ps`` prints and how slowly. So output is consumed frame by
 frame and the socket is closed as soon as ``limit_bytes`` are held or ``timeout_s`` has passed; memory stays at the cap
 plus one frame whatever the container does.
+
+How the command ended comes from the status channel (3), a ``v1.Status`` the kubelet writes, never from the output:
+a failed ``cat`` prints nothing on stdout, and without its status that would read as an empty socket table.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import urlencode
 
+from responder.adapters.kube_errors import translate
 from responder.adapters.kube_http import REQUEST_TIMEOUT, KubeHttp, segment
 from responder.errors import Forbidden, NotFound, Unavailable
 from responder.intake.sanitize import clean
+from responder.ports import ExecOutput
 
-_STDOUT, _STDERR = 1, 2
+_STDOUT, _STDERR, _STATUS = 1, 2, 3
 SUBPROTOCOL = "v4.channel.k8s.io"
+_STATUS_LIMIT = 64 * 1024  # a v1.Status is a few hundred bytes; more is not one
 
 
 def run(
@@ -31,8 +38,9 @@ def run(
     argv: list[str],
     timeout_s: float,
     limit_bytes: int,
-) -> str:
-    """Run argv (no shell, no stdin, no tty); stdout and stderr interleaved as they come, capped and bounded."""
+) -> ExecOutput:
+    """Run argv (no shell, no stdin, no tty); stdout and stderr interleaved as they come, capped and bounded, and
+    how the command ended (its status frame)."""
     query: list[tuple[str, str]] = [("command", a) for a in argv]
     query += [("stdout", "true"), ("stderr", "true"), ("stdin", "false"), ("tty", "false")]
     if container:
@@ -80,33 +88,133 @@ def _connect(http: KubeHttp, url: str, where: str, timeout_s: float) -> Any:
         raise Unavailable(f"exec unavailable: {type(exc).__name__}: {clean(exc, 200)}") from exc
 
 
-def _read(ws: Any, deadline: float, timeout_s: float, limit_bytes: int) -> str:
-    """The command's output until it ends, the deadline passes or ``limit_bytes`` are held (then said so)."""
+def _read(ws: Any, deadline: float, timeout_s: float, limit_bytes: int) -> ExecOutput:
+    """The command's output and status until it ends, the deadline passes or ``limit_bytes`` are held."""
     import websocket
 
-    held: list[bytes] = []
-    size = 0
+    held = _Held(limit_bytes)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _joined(held, f"\n[stopped after {timeout_s:g} s: deadline]")
+            return held.output(stopped_after_s=timeout_s)
         ws.settimeout(min(remaining, 1.0))
         try:
             opcode, data = ws.recv_data()
         except websocket.WebSocketTimeoutException:
             continue
         except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
-            return _joined(held, "")
+            return held.output()
         if opcode == websocket.ABNF.OPCODE_CLOSE:
-            return _joined(held, "")
-        if not data or data[0] not in (_STDOUT, _STDERR):
-            continue  # the status channel, or an empty frame: the output is what evidence keeps
-        take = bytes(data[1 : 1 + max(limit_bytes - size, 0)])
-        held.append(take)
-        size += len(take)
-        if size >= limit_bytes:
-            return _joined(held, f"\n[truncated at {limit_bytes} bytes]")
+            return held.output()
+        if not data:
+            continue
+        if data[0] == _STATUS:
+            held.status += bytes(data[1 : 1 + max(_STATUS_LIMIT - len(held.status), 0)])
+        elif data[0] in (_STDOUT, _STDERR) and held.take(bytes(data[1:])):
+            return held.output(truncated=True)
 
 
-def _joined(held: list[bytes], ending: str) -> str:
-    return b"".join(held).decode("utf-8", errors="replace") + ending
+class _Held:
+    """Output held under the cap, and the status frame's bytes."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.status = b""
+
+    def take(self, chunk: bytes) -> bool:
+        """Hold what fits under the cap; True once the cap is reached."""
+        take = chunk[: max(self.limit - self.size, 0)]
+        self.chunks.append(take)
+        self.size += len(take)
+        return self.size >= self.limit
+
+    def output(self, *, truncated: bool = False, stopped_after_s: float | None = None) -> ExecOutput:
+        exit_code, failure = status(self.status) if self.status else (None, None)
+        return ExecOutput(
+            text=b"".join(self.chunks).decode("utf-8", errors="replace"),
+            exit_code=exit_code,
+            failure=failure,
+            truncated_at=self.limit if truncated else None,
+            stopped_after_s=stopped_after_s,
+        )
+
+
+def status(raw: bytes | str) -> tuple[int | None, str | None]:
+    """(exit code, failure message) from the status channel's ``v1.Status``.
+
+    ``Success`` is exit 0. A non-zero exit is ``Failure`` with reason ``NonZeroExitCode`` and the code as the
+    ``ExitCode`` cause's message; any other ``Failure`` (the command could not start: no such executable, the
+    container is gone) has no exit code. A frame that is not a Status is a failure to say what happened."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        return None, f"unreadable exec status: {clean(text, 120)}"
+    if doc.get("status") == "Success":
+        return 0, None
+    message = clean(doc.get("message") or doc.get("reason") or "the command failed", 300)
+    details = doc.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    for cause in causes if isinstance(causes, list) else ():
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+            try:
+                return int(str(cause.get("message"))), message
+            except ValueError:
+                break
+    return None, message
+
+
+def run_via_client(
+    core: Any,
+    namespace: str,
+    name: str,
+    container: str | None,
+    argv: list[str],
+    timeout_s: float,
+    limit_bytes: int,
+) -> ExecOutput:
+    """The same exec through the official client's ``kubernetes.stream`` (``core``: its CoreV1Api), for an
+    apiserver behind an HTTP proxy; consumed frame by frame under the same cap and deadline."""
+    from kubernetes.stream import stream
+
+    try:
+        resp = stream(
+            core.connect_get_namespaced_pod_exec,
+            name,
+            namespace,
+            command=argv,
+            container=container,
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except Exception as exc:
+        translated = translate(exc, f"exec in {namespace}/{name}")
+        if isinstance(translated, NotFound | Forbidden):
+            raise translated from exc
+        raise Unavailable(f"exec unavailable: {clean(exc, 200)}") from exc
+    held = _Held(limit_bytes)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while resp.is_open():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return held.output(stopped_after_s=timeout_s)
+            resp.update(timeout=min(remaining, 1.0))
+            for chunk in (
+                resp.read_stdout() if resp.peek_stdout() else "",
+                resp.read_stderr() if resp.peek_stderr() else "",
+            ):
+                if chunk and held.take(chunk.encode("utf-8")):
+                    return held.output(truncated=True)
+        held.status = str(resp.read_channel(_STATUS)).encode("utf-8")[:_STATUS_LIMIT]
+        return held.output()
+    finally:
+        resp.close()

@@ -366,9 +366,9 @@ def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> Ins
     if tree:
         note = "captured by the responder (ps axjf via exec) before any destructive step"
     else:
-        tree_notes = [n for n in notes if n.startswith("process tree")]
+        tree_notes = [n for n in notes if n.startswith("process tree: ")]
         if tree_notes:
-            note = tree_notes[0]
+            note = tree_notes[0].removeprefix("process tree: ")  # "not captured: …", "capture refused: …", …
         elif outcome.plan is not None and not any(registry.traits(s.action).read_only for s in outcome.plan.steps):
             note = "not captured: the plan had no capture step"
         else:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from responder.errors import Conflict, NotFound, PermanentError, Unavailable
+from responder.errors import Conflict, NotFound, PermanentError, PodReplaced, Unavailable
 from responder.ports import LabelSelector, LabelSelectorRequirement, OwnerRef
 from tests.contract.conftest import FAKE, LOG_LINE, Side
 from tests.support.common import unique
@@ -78,6 +78,28 @@ def test_exec_in_a_pod_that_never_ran_is_unavailable(side: Side) -> None:
     side.add_pod("web-1", {"app": "web"})
     with pytest.raises(Unavailable):  # the apiserver answers 400: the pod has no node, no container to reach
         side.kube.exec(side.namespace, "web-1", "api", ["ps", "axjf"], 5, 1024)
+
+
+def test_logs_and_exec_bound_to_a_uid_refuse_a_same_named_replacement(side: Side) -> None:
+    """The apiserver resolves exec and logs by name: bound to the UID the responder acted on, a read that reached
+    a same-named replacement is refused, and so is a failure (its reason would be the replacement's)."""
+    old = side.add_pod("web-1", {"app": "web"})
+    new = side.replace_pod("web-1")
+    with pytest.raises(PodReplaced) as logs:
+        side.kube.read_log(side.namespace, "web-1", "api", 10, 1024, expected_uid=old.uid)
+    assert (logs.value.expected_uid, logs.value.actual_uid) == (old.uid, new.uid)
+    assert str(logs.value) == f"pod {side.namespace}/web-1 is now uid {new.uid}, not uid {old.uid}"
+    with pytest.raises(PodReplaced) as exec_:  # the replacement never ran: the exec failed, and that is not said
+        side.kube.exec(side.namespace, "web-1", "api", ["ps", "axjf"], 5, 1024, expected_uid=old.uid)
+    assert exec_.value.actual_uid == new.uid
+
+
+def test_a_failed_exec_bound_to_the_pods_own_uid_keeps_its_reason(side: Side) -> None:
+    pod = side.add_pod("web-1", {"app": "web"})
+    with pytest.raises(Unavailable):  # the pod never ran (400), and it is the pod the responder acted on
+        side.kube.exec(side.namespace, "web-1", "api", ["ps", "axjf"], 5, 1024, expected_uid=pod.uid)
+    with pytest.raises(NotFound):  # a pod that is gone is gone, bound or not
+        side.kube.exec(side.namespace, "ghost", "api", ["ps", "axjf"], 5, 1024, expected_uid=pod.uid)
 
 
 def test_creates_in_a_missing_namespace_are_not_found(side: Side) -> None:
@@ -481,9 +503,10 @@ def test_exec_runs_the_capture_commands(running_side: tuple[Side, str]) -> None:
     side, pod = running_side
     tree = side.kube.exec(side.namespace, pod, "api", ["ps", "axjf"], 30, 64 * 1024)
     sockets = side.kube.exec(side.namespace, pod, "api", SOCKETS, 30, 64 * 1024)
-    assert tree.split()[:4] == ["PPID", "PID", "PGID", "SID"]
-    assert "[truncated" not in tree
-    assert sockets.split()[:3] == ["sl", "local_address", "rem_address"]
+    assert tree.text.split()[:4] == ["PPID", "PID", "PGID", "SID"]
+    assert (tree.exit_code, tree.failure, tree.truncated_at, tree.stopped_after_s) == (0, None, None, None)
+    assert sockets.text.split()[:3] == ["sl", "local_address", "rem_address"]
+    assert sockets.exit_code == 0
 
 
 @pytest.mark.parametrize("argv", [["ps", "axjf"], SOCKETS], ids=["ps", "sockets"])
@@ -493,7 +516,16 @@ def test_exec_output_is_capped_and_marked(running_side: tuple[Side, str], argv: 
 
     capped = side.kube.exec(side.namespace, pod, "api", argv, 30, 40)
 
-    assert capped == whole[:40] + "\n[truncated at 40 bytes]"
+    assert capped.text == whole.text[:40]
+    assert capped.truncated_at == 40 and capped.exit_code is None  # the rest, and how it ended, were never read
+
+
+def test_exec_and_logs_bound_to_the_running_pods_own_uid_return_its_output(running_side: tuple[Side, str]) -> None:
+    side, pod = running_side
+    uid = side.kube.get_pod(side.namespace, pod).uid
+    tree = side.kube.exec(side.namespace, pod, "api", ["ps", "axjf"], 30, 64 * 1024, expected_uid=uid)
+    assert tree.text.split()[:4] == ["PPID", "PID", "PGID", "SID"] and tree.exit_code == 0
+    assert LOG_LINE in side.kube.read_log(side.namespace, pod, "api", 10, 64 * 1024, expected_uid=uid)
 
 
 def test_exec_in_a_container_the_pod_does_not_have_is_unavailable(running_side: tuple[Side, str]) -> None:

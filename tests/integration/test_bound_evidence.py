@@ -23,6 +23,8 @@ from responder.errors import Conflict
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine
 from responder.ports import Connection
+from responder.report.builder import build_report
+from responder.report.markdown import render_markdown
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import workloads as w
@@ -71,6 +73,7 @@ def test_positive_control_a_genuine_finding_is_deleted_marked_and_set_inactive(
     assert outcome.record.verification is not None and outcome.record.verification.status == "verified"
     assert acts(outcome)["delete"].status.value == "succeeded", acts(outcome)["delete"].reason
     assert acts(outcome)["capture"].status.value == "succeeded"  # evidence before the delete
+    assert "refused" not in acts(outcome)["capture"].reason  # the pod stayed itself while it was read
     live = w.wait_for_pods(kube_admin, kube_namespace, 2, "app=web", exclude_uids={target.metadata.uid})
     assert target.metadata.uid not in {p.metadata.uid for p in live}
     record = google_fake.findings[doc["finding"]["name"]]
@@ -162,6 +165,58 @@ def test_an_impostor_deny_all_is_replaced_before_the_pod_leaves_its_allowing_pol
     assert live.metadata.labels[QUARANTINE_LABEL] == "true"
     allow = w.policies(kube_admin, kube_namespace)["allow-web"].spec.pod_selector.match_expressions
     assert [(e.key, e.operator) for e in allow] == [(QUARANTINE_LABEL, "NotIn")]
+
+
+class _ReplacedWhileLogsAreRead:
+    """A connector whose adapter lets the StatefulSet replace the pod just before capture reads its log: the
+    interleaving of issue 27 (a same-named pod's evidence filed as the compromised pod's), forced with a hook."""
+
+    def __init__(self, kubeconfig: Path, admin: client.ApiClient) -> None:
+        self.connector, self.admin = KubeconfigConnector(kubeconfig), admin
+        self.replacement: Any = None
+
+    def connect(self, ref: ClusterRef) -> Connection:
+        connection = self.connector.connect(ref)
+        kube, read_log = connection.kube, connection.kube.read_log
+
+        def replaced_first(namespace: str, name: str, *args: Any, **kwargs: Any) -> str:
+            if self.replacement is None:
+                old = client.CoreV1Api(self.admin).read_namespaced_pod(name, namespace)
+                client.CoreV1Api(self.admin).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+                [self.replacement] = w.wait_for_pods(
+                    self.admin, namespace, 1, "app=db", exclude_uids={old.metadata.uid}
+                )
+            text: str = read_log(namespace, name, *args, **kwargs)
+            return text
+
+        kube.read_log = replaced_first  # type: ignore[method-assign]
+        return connection
+
+
+def test_a_log_read_that_reaches_the_statefulsets_replacement_is_refused_not_filed(
+    google_fake: Any, kube_paths: Any, kube_admin: client.ApiClient, kube_namespace: str
+) -> None:
+    w.create_statefulset(kube_admin, kube_namespace, "db")
+    [target] = w.wait_for_pods(kube_admin, kube_namespace, 1, "app=db")
+    doc = notification(namespace=kube_namespace, pod=target.metadata.name, name_suffix="replaced1")
+    vouch(google_fake, doc)
+    racing = _ReplacedWhileLogsAreRead(kube_paths.responder_kubeconfig, kube_admin)
+
+    outcome = deliver(responder(google_fake, kube_paths.responder_kubeconfig, action="isolate", connector=racing), doc)
+
+    new = racing.replacement
+    assert new is not None and new.metadata.name == target.metadata.name and new.metadata.uid != target.metadata.uid
+    refused = (
+        f"capture refused: pod {kube_namespace}/{target.metadata.name} is now uid {new.metadata.uid}, "
+        f"not the compromised pod's uid {target.metadata.uid}"
+    )
+    capture = acts(outcome)["capture"]
+    assert refused in capture.reason, capture.reason
+    assert outcome.evidence is not None and outcome.evidence.logs is None
+    assert f"logs: {refused}" in outcome.evidence.notes
+    report = build_report(outcome)
+    assert report.logs is not None and report.logs.captured_tail is None
+    assert refused in render_markdown(report).replace("\\", "")
 
 
 class _Impersonating:

@@ -218,8 +218,8 @@ def test_hostile_output_is_cut_at_the_cap_and_does_not_grow_memory(
 
     # The adapter itself, with a small cap: it stops reading at the cap (the marker says so, not the deadline's).
     out = KubeAdapter(kube_responder).exec(kube_namespace, hostile.metadata.name, "api", ["ps", "axjf"], 60, 64 * 1024)
-    assert out.endswith("[truncated at 65536 bytes]"), out[-200:]
-    assert len(out.encode()) <= 64 * 1024 + 100
+    assert out.truncated_at == 64 * 1024 and out.stopped_after_s is None, out.text[-200:]
+    assert len(out.text.encode()) <= 64 * 1024 + 100
 
     # The whole responder, twice, the same way: an honest `ps`, then the hostile one (64 MiB against the default
     # 256 KiB cap). Were the output held, the peak would grow by 64 MiB or more (Python strings).

@@ -40,6 +40,27 @@ def create_deployment(
     client.AppsV1Api(api).create_namespaced_deployment(namespace, body)
 
 
+def create_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int = 1) -> None:
+    """A StatefulSet (pods ``<name>-0`` …, label ``app=<name>``, Pending like the Deployment's): deleted, a pod comes
+    back under the same name with a new UID."""
+    labels = {"app": name}
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "api", "image": "registry.invalid/shop/db:1.0"}]},
+            },
+        },
+    }
+    client.AppsV1Api(api).create_namespaced_stateful_set(namespace, body)
+
+
 def create_service(api: client.ApiClient, namespace: str, name: str, selector: dict[str, str]) -> None:
     """A ClusterIP Service routing to ``selector``."""
     body = {

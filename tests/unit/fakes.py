@@ -10,17 +10,18 @@ import copy
 import itertools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from responder.errors import Conflict, NotFound, PermanentError, TransientError, Unavailable
+from responder.errors import Conflict, NotFound, PermanentError, PodReplaced, TransientError, Unavailable
 from responder.intake.findings import Finding
 from responder.intake.identifiers import ClusterRef
 from responder.ports import (
     ClusterInfo,
     Connection,
     ContainerView,
+    ExecOutput,
     LabelSelector,
     LabelSelectorRequirement,
     LeaseView,
@@ -66,6 +67,9 @@ class FakeKube:
         # The container's sockets: a listener on 8080 and the sample finding's shell, 10.48.2.17:51734 -> 198.51.100.77:9001
         self.tcp_text = TCP_TEXT
         self.logs_text: str | None = None
+        # argv[0] -> (exit code, the status channel's message): how that command ends (default: exit 0)
+        self.exec_exit: dict[str, tuple[int | None, str | None]] = {}
+        self.during: dict[str, Callable[[], None]] = {}  # "exec" / "read_log" -> run while such a read is under way
         self.ps_text = "  PPID   PID  PGID   SID TTY      TPGID STAT   UID   TIME COMMAND\n    0     1     1     1 ?  -1 Ss 0 0:00 sh\n"
 
     def _maybe_fail(self, method: str) -> None:
@@ -305,27 +309,79 @@ class FakeKube:
             del self.policies[(namespace, name)]
             self.writes.append(f"delete networkpolicy {name}")
 
-    def read_log(self, namespace: str, name: str, container: str | None, tail_lines: int, limit_bytes: int) -> str:
+    def read_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str | None,
+        tail_lines: int,
+        limit_bytes: int,
+        *,
+        expected_uid: str | None = None,
+    ) -> str:
         self._maybe_fail("read_log")
         self.get_pod(namespace, name)  # NotFound, as the apiserver answers for a pod that is gone
+        self._in_flight("read_log")
         if self.logs_text is None:
+            self._bound(namespace, name, expected_uid, failed=True)
             raise Unavailable("no kubelet")
+        self._bound(namespace, name, expected_uid)
         return self.logs_text
 
     def exec(
-        self, namespace: str, name: str, container: str | None, argv: list[str], timeout_s: float, limit_bytes: int
-    ) -> str:
+        self,
+        namespace: str,
+        name: str,
+        container: str | None,
+        argv: list[str],
+        timeout_s: float,
+        limit_bytes: int,
+        *,
+        expected_uid: str | None = None,
+    ) -> ExecOutput:
         self._maybe_fail("exec")
         pod = self.get_pod(namespace, name)  # NotFound, as the apiserver answers for a pod that is gone
         if not any(c.running for c in pod.containers if container is None or c.name == container):
+            self._bound(namespace, name, expected_uid, failed=True)
             raise Unavailable("exec unavailable: the container is not running (the apiserver answers 400)")
         if argv == ["cat", "/proc/net/tcp", "/proc/net/tcp6"]:
             self.socket_reads.append((namespace, name))
-            return _capped(self.tcp_text, limit_bytes)
-        if argv != ["ps", "axjf"]:
+            text = self.tcp_text
+        elif argv == ["ps", "axjf"]:
+            self.execs.append((namespace, name))
+            text = self.ps_text
+        else:
             raise AssertionError(f"unexpected exec {argv}")
-        self.execs.append((namespace, name))
-        return _capped(self.ps_text, limit_bytes)
+        self._in_flight("exec")
+        self._bound(namespace, name, expected_uid)
+        code, failure = self.exec_exit.get(argv[0], (0, None))
+        return _capped(text, limit_bytes, code, failure)
+
+    def _in_flight(self, method: str) -> None:
+        """The test's hook for a read that is under way (the pod already resolved by name): replace the pod here."""
+        hook = self.during.get(method)
+        if hook is not None:
+            hook()
+
+    def _bound(self, namespace: str, name: str, expected_uid: str | None, *, failed: bool = False) -> None:
+        """The adapter's rule: after a read by name, PodReplaced unless the pod still has ``expected_uid``; after a
+        failed read, only a replacement (a pod gone leaves the read's own error)."""
+        if expected_uid is None:
+            return
+        try:
+            uid: str | None = self.get_pod(namespace, name).uid
+        except NotFound:
+            uid = None
+        if uid != expected_uid and not (failed and uid is None):
+            raise PodReplaced(namespace, name, expected_uid, uid)
+
+    def replace_pod(self, namespace: str, name: str) -> PodView:
+        """A same-named pod with a new UID in place of the old one, as a StatefulSet (or a person) re-creates it."""
+        with self.lock:
+            old = self.pods[(namespace, name)]
+            new = old.model_copy(update={"uid": f"pod-uid-{next(self._uid)}", "resource_version": self.rv()})
+            self.pods[(namespace, name)] = new
+            return new
 
     def get_node(self, name: str) -> NodeView:
         self._maybe_fail("get_node")
@@ -379,11 +435,12 @@ class FakeKube:
             return lease
 
 
-def _capped(output: str, limit_bytes: int) -> str:
-    """Exec output as the adapter returns it: cut at ``limit_bytes`` and marked, once the cap is reached."""
+def _capped(output: str, limit_bytes: int, exit_code: int | None, failure: str | None) -> ExecOutput:
+    """Exec output as the adapter returns it: cut at ``limit_bytes`` (then no exit status was read), or whole with
+    the command's exit."""
     if len(output) >= limit_bytes:
-        return output[:limit_bytes] + f"\n[truncated at {limit_bytes} bytes]"
-    return output
+        return ExecOutput(text=output[:limit_bytes], truncated_at=limit_bytes)
+    return ExecOutput(text=output, exit_code=exit_code, failure=failure)
 
 
 def selector_json(selector: LabelSelector) -> dict[str, Any]:

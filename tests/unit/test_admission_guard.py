@@ -30,7 +30,7 @@ from responder.containment.netpol import deny_all_body
 from responder.errors import Conflict, Forbidden, NotFound
 from responder.intake.envelope import Delivery
 from responder.policy.rules import PROTECTED_FLOOR, PolicyEngine, parse_policy
-from responder.ports import LabelSelector, LabelSelectorRequirement, LeaseView, NetworkPolicyView, PodView
+from responder.ports import ExecOutput, LabelSelector, LabelSelectorRequirement, LeaseView, NetworkPolicyView, PodView
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support import celguard
@@ -404,7 +404,9 @@ class GuardedKube(FakeKube):
             resource_version,
         )
 
-    def exec(self, namespace: str, name: str, container: str | None, argv: list[str], *args: Any, **kwargs: Any) -> str:
+    def exec(
+        self, namespace: str, name: str, container: str | None, argv: list[str], *args: Any, **kwargs: Any
+    ) -> ExecOutput:
         # The adapter sends stdin=False and tty=False, which the apiserver leaves out of PodExecOptions.
         options = {"kind": "PodExecOptions", "apiVersion": "v1", "stdout": True, "stderr": True, "command": argv}
         if container:

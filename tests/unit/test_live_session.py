@@ -138,7 +138,7 @@ def test_a_dry_run_reads_no_sockets(kube: FakeKube) -> None:
     outcome = run(make(kube, mode="dry-run"))
     assert kube.socket_reads == []
     assert outcome.evidence is not None
-    assert any(n.startswith("sockets not captured: dry-run") for n in outcome.evidence.notes)
+    assert any(n.startswith("sockets: not captured: dry-run") for n in outcome.evidence.notes)
 
 
 # ---------------------------------------------------------------------------------------------- parsing and matching
@@ -153,8 +153,9 @@ TCP6 = (
 
 
 def test_tcp6_entries_and_ipv4_mapped_peers_parse() -> None:
-    found, odd = sockets.parse(TCP6)
-    assert odd == 0
+    table = sockets.parse(TCP6)
+    assert table.odd == 0
+    found = table.sockets
     assert [s.as_dict() for s in found] == [
         {"local": "10.0.0.5:8080", "remote": "10.0.0.9:40000", "state": "ESTABLISHED"},
         {"local": "[2001:db8::1]:4444", "remote": "[2001:db8::2]:50000", "state": "CLOSE_WAIT"},
@@ -174,18 +175,18 @@ def test_tcp6_entries_and_ipv4_mapped_peers_parse() -> None:
     ],
 )
 def test_lines_that_are_not_socket_entries_are_counted_never_interpreted(hostile: str) -> None:
-    found, odd = sockets.parse(hostile)
-    assert found == [] and odd >= 1
+    table = sockets.parse(hostile)
+    assert table.sockets == [] and table.entries == 0 and table.odd >= 1
 
 
 def test_at_most_max_sockets_are_kept() -> None:
     line = "   0: 0100007F:0050 0100007F:0051 01 0 0\n"
-    found, _ = sockets.parse(line * (sockets.MAX_SOCKETS + 50))
-    assert len(found) == sockets.MAX_SOCKETS
+    table = sockets.parse(line * (sockets.MAX_SOCKETS + 50))
+    assert len(table.sockets) == sockets.MAX_SOCKETS and table.entries == sockets.MAX_SOCKETS + 50
 
 
 def test_no_socket_to_the_remote_end_says_so() -> None:
-    found, _ = sockets.parse("   0: 0100007F:0050 0100007F:0051 01 0 0\n")
+    found = sockets.parse("   0: 0100007F:0050 0100007F:0051 01 0 0\n").sockets
     verdict = sockets.the_connection(found, Endpoint(ip="192.0.2.1", port=4444), None)
     assert verdict["matched"] is False and verdict["open"] is False
     assert "192.0.2.1:4444" in str(verdict["why"])
