@@ -163,7 +163,7 @@ variable "protected_namespaces" {
 }
 
 variable "exempt_label" {
-  description = "RESPONDER_EXEMPT_LABEL: pods carrying this label key (value 'true') are never touched. null lets the policy file decide."
+  description = "RESPONDER_EXEMPT_LABEL: namespaces carrying this label key (value 'true') are never touched. null lets the policy file decide."
   type        = string
   default     = null
 
