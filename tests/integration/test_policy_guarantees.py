@@ -14,6 +14,7 @@ from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.pubsub import PubSubPublisher
 from responder.adapters.scc import SccFindings
 from responder.config import Settings
+from responder.containment.base import DENY_ALL_POLICY
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder
@@ -86,16 +87,19 @@ def test_forged_finding_gets_no_deletion_and_a_real_one_does(
     marks = google_fake.findings[name]["securityMarks"]["marks"]
     assert marks["rsr_status"] == "deleted"
     assert marks["rsr_event"]  # lets the responder recognise the notification its own write-back triggers
+    assert (marks["rsr_outcome"], marks["rsr_pod_uid"]) == ("done", pod.metadata.uid)  # the progress
     patch = google_fake.requests_to("PATCH", "*")[-1]
     assert set(patch.param("updateMask").split(",")) == {
         "marks.rsrStatus",
         "marks.rsrActions",
         "marks.rsrTime",
         "marks.rsrEvent",
+        "marks.rsrOutcome",
+        "marks.rsrPodUid",
     }
 
 
-def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
+def test_protected_and_exempt_namespaces_survive_enforce_delete_and_page(
     google_fake: Any, kube_admin: client.ApiClient, kube_paths: Any, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_admin)
@@ -104,9 +108,9 @@ def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
     try:
         w.create_deployment(kube_admin, locked, "web", replicas=1)
         [protected_pod] = w.wait_for_pods(kube_admin, locked, 1, "app=web")
-        w.create_deployment(
-            kube_admin, kube_namespace, "vip", replicas=1, labels={"app": "vip", "responder.rsr.dev/exempt": "true"}
-        )
+        # The exemption is the namespace's: a pod's own label (which its service account may write) counts for nothing.
+        core.patch_namespace(kube_namespace, {"metadata": {"labels": {"responder.rsr.dev/exempt": "true"}}})
+        w.create_deployment(kube_admin, kube_namespace, "vip", replicas=1, labels={"app": "vip"})
         [exempt_pod] = w.wait_for_pods(kube_admin, kube_namespace, 1, "app=vip")
         responder = build(kube_paths.responder_kubeconfig, google_fake.settings())
         for ns, pod in ((locked, protected_pod), (kube_namespace, exempt_pod)):
@@ -119,11 +123,15 @@ def test_protected_namespace_and_exempt_pod_survive_enforce_delete(
             outcome = deliver(responder, doc)
             assert [a.action for a in outcome.record.actions] == []
             assert outcome.record.skipped
+            # SCC vouches for the shell the policy leaves alone: an attacker is connected, a person is paged.
+            assert (outcome.record.outcome, outcome.record.severity) == ("not_contained", "ERROR")
             live = core.read_namespaced_pod(pod.metadata.name, ns)
             assert live.metadata.uid == pod.metadata.uid
             assert live.metadata.deletion_timestamp is None
             assert not any(k.startswith("responder.rsr.dev/quarantine") for k in live.metadata.labels)
-        assert w.policies(kube_admin, kube_namespace) == {}
+        # The exempt namespace's label is read alongside the pod, so the inert deny-all (it selects only quarantined
+        # pods, and none is) may go out ahead of it; nothing else is written there. The protected one is untouched.
+        assert set(w.policies(kube_admin, kube_namespace)) <= {DENY_ALL_POLICY}
         assert w.policies(kube_admin, locked) == {}
     finally:
         core.delete_namespace(locked)
