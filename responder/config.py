@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(default=None, description="policy YAML; default policy.yaml beside main.py")
     categories: CsvList = Field(default=None, description="comma-separated finding categories to handle")
     protected_namespaces: CsvList = Field(default=None, description="comma-separated namespace globs never touched")
-    exempt_label: str | None = Field(default=None, description="pods in namespaces with this label (=true) are untouched")
+    exempt_label: str | None = Field(default=None, description="namespaces labelled so (=true) are untouched")
     verify_finding: bool | None = Field(
         default=None, description="re-read the finding from SCC before destructive acts"
     )
