@@ -221,8 +221,11 @@ def test_a_redelivery_after_release_leaves_the_pod_released(
     r = responder(google_fake, kube_paths.responder_kubeconfig, ISOLATE)
     assert acts(deliver(r, doc))["isolate"].status.value == "succeeded"
     kube = KubeconfigConnector(kube_paths.kubeconfig).connect(REF).kube
-    releaser = Releaser(kube, protected=PolicyEngine(ISOLATE, Settings()).protected)
-    releaser.release(ReleaseRequest(target=f"{kube_namespace}/{target.metadata.name}", apply=True))
+    # The release lasts because it is recorded where the workload cannot write: SCC's marks (Google APIs on).
+    scc = SccFindings(google_fake.settings(), deadline_s=0)
+    releaser = Releaser(kube, protected=PolicyEngine(ISOLATE, Settings()).protected, findings=scc)
+    out = releaser.release(ReleaseRequest(target=f"{kube_namespace}/{target.metadata.name}", apply=True))
+    assert acts(out)["mark"].status.value == "succeeded", out.record.writebacks
     again = deliver(responder(google_fake, kube_paths.responder_kubeconfig, ISOLATE), doc)  # e.g. a topic seek
     assert (again.record.verdict.value, again.record.code) == ("ignore", "released")
     _, labels, _ = state(kube_admin, kube_namespace, target.metadata.name)
