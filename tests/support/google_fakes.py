@@ -842,23 +842,34 @@ class GoogleFake:
 
     # ---- SCC
     def vouch_for(self, doc: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-        """Seed SCC's own record of the finding notification ``doc`` describes (category, cluster, pod), as a
-        genuine notification mirrors it; ``overrides`` change fields (an unrelated finding under the same name)."""
-        f = doc["finding"]
+        """Seed SCC's own record of the finding notification ``doc`` describes, as a genuine notification mirrors it:
+        every field of the message's finding (node pools, container, connection and all: what SCC vouches for is
+        compared field by field), but none of the marks the message carries (SCC's record holds its own); an event
+        time the message lacks is SCC's own (now). ``overrides`` change fields (an unrelated finding under that name).
+        """
+        f = json.loads(json.dumps(doc["finding"]))
         props = f.get("sourceProperties") or {}
         pods = (f.get("kubernetes") or {}).get("pods") or []
-        ns = props.get("Pod_Namespace") or (pods[0].get("ns") if pods else None)
-        pod = props.get("Pod_Name") or (pods[0].get("name") if pods else None)
         fields: dict[str, Any] = {
-            "state": f.get("state", "ACTIVE"),
-            "category": f.get("category", "Reverse Shell"),
-            "resource_name": f.get("resourceName") or doc.get("resource", {}).get("name"),
-            "kubernetes": {"pods": [{"ns": ns, "name": pod}]},
-            "sourceProperties": {"Pod_Namespace": ns, "Pod_Name": pod},
-            "severity": f.get("severity", "CRITICAL"),
+            key: value
+            for key, value in f.items()
+            if key not in {"name", "parent", "securityMarks", "resourceName", "state", "category", "mute"}
         }
-        if f.get("eventTime"):
-            fields["eventTime"] = f["eventTime"]  # else SCC's own: now, when it is seeded
+        fields.update(
+            state=f.get("state", "ACTIVE"),
+            category=f.get("category", "Reverse Shell"),
+            resource_name=f.get("resourceName") or doc.get("resource", {}).get("name"),
+            severity=f.get("severity", "CRITICAL"),
+            sourceProperties={
+                **props,
+                "Pod_Namespace": props.get("Pod_Namespace") or (pods[0].get("ns") if pods else None),
+                "Pod_Name": props.get("Pod_Name") or (pods[0].get("name") if pods else None),
+            },
+        )
+        if f.get("mute") == "MUTED":
+            fields["mute"] = "MUTED"
+        if not f.get("eventTime"):
+            fields.pop("eventTime", None)  # SCC's own: now, when it is seeded
         fields.update(overrides)
         return self.add_finding(f["name"], **fields)
 

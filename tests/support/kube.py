@@ -15,7 +15,8 @@ As root the cluster has a real node (containerd, kubelet, scheduler, sealed in i
 tolerate its taint run, so exec and logs reach real containers (`kube_node`, tests/node). Every other pod stays
 Pending, exactly as on the control-plane-only cluster the API-level tests were written for. Without root there is no
 node: `kube_node` tests skip, or FAIL under `CI=true` (or `RSR_KUBE_REQUIRED`), where a missing node is a broken
-machine, not a choice.
+machine, not a choice. `RSR_KUBE_NODE=0` asks for the control plane only, even as root (started with `up --no-node`,
+or reused from such a `.testenv`): for API-level runs where another cluster's kubelet owns /var/log/pods.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ class KubeEnv:
     node: dict[str, Any] | None = None  # the real node (netns, taint, images...), None on a control-plane-only cluster
 
 
+def _node_wanted() -> bool:
+    """Whether the session's cluster has the real node: as root, unless ``RSR_KUBE_NODE=0`` asks for the control
+    plane only (a run that must not start a kubelet of its own, on a machine where another one owns /var/log/pods)."""
+    return os.geteuid() == 0 and os.environ.get("RSR_KUBE_NODE", "1").strip().lower() not in {"0", "false", "no"}
+
+
 def _required() -> bool:
     return os.environ.get("RSR_KUBE_REQUIRED", "1").strip().lower() not in {"0", "false", "no"}
 
@@ -109,7 +116,7 @@ def _shared_cluster_healthy() -> bool:
         return False  # started with --no-controller-manager: the tests need ReplicaSets and GC to work
     if "responder_nocapture_kubeconfig" not in state:
         return False  # started by an older kubeenv, without the no-capture identity
-    if os.geteuid() == 0 and state.get("mode") != "node":
+    if _node_wanted() and state.get("mode") != "node":
         return False  # root can have the real node: the node tests need it
     result = subprocess.run(
         [sys.executable, str(KUBEENV), "status", "--dir", str(SHARED_ENV_DIR)],
@@ -163,7 +170,8 @@ def kube_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
         directory = SHARED_ENV_DIR
     else:
         directory = tmp_path_factory.mktemp("kubeenv", numbered=True)
-        returncode, tail = _run_kubeenv(pytestconfig, "up", "--dir", str(directory))
+        no_node = () if _node_wanted() else ("--no-node",)
+        returncode, tail = _run_kubeenv(pytestconfig, "up", "--dir", str(directory), *no_node)
         if returncode != 0:
             _run_kubeenv(pytestconfig, "down", "--dir", str(directory))
             _unavailable(f"`tools/kubeenv.py up` failed (exit {returncode}):\n{tail}")
