@@ -117,7 +117,9 @@ def test_quarantine_two_then_release_both(
     assert all(e.policy_intact for e in status.values()), [e.policy_problems for e in status.values()]
     assert status[kept].finding and status[kept].finding.endswith("/aaaa")
 
-    # Dry run: the plan, and not one write.
+    # Dry run: the plan, and not one write. (First the detached pod's replacement must exist: its ReplicaSet's
+    # write is not the release's.)
+    w.wait_for_pods(kube_admin, ns, 3, "app=web")
     before_dry = versions(kube_admin, ns)
     plan = release(r, ns, detached, apply=False)
     assert plan.record.mode == "dry-run" and all(a.dry_run for a in plan.record.actions)

@@ -48,9 +48,10 @@ def finding_for(pod: Any) -> dict[str, Any]:
 
 
 def replay(
-    kube_env: KubeEnv, finding: dict[str, Any], tmp_path: Path, **env_overrides: str
+    kube_env: KubeEnv, finding: dict[str, Any], tmp_path: Path, expect_rc: int = 0, **env_overrides: str
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """(decision record, incident report, peak RSS in KiB) of one `python -m responder replay --report json`."""
+    """(decision record, incident report, peak RSS in KiB) of one `python -m responder replay --report json`, which
+    must exit ``expect_rc`` (3: not contained)."""
     path = tmp_path / f"finding-{uuid.uuid4().hex[:8]}.json"
     path.write_text(json.dumps(finding))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
@@ -78,7 +79,7 @@ def replay(
         check=False,
     )
     result = json.loads(done.stdout)
-    assert result["rc"] == 0, result["stderr"][-3000:]
+    assert result["rc"] == expect_rc, result["stderr"][-3000:]
     records = [json.loads(line) for line in result["stderr"].splitlines() if line.startswith('{"')]
     record = next(r for r in reversed(records) if "verdict" in r)
     return record, json.loads(result["stdout"]), int(result["peak_kib"])

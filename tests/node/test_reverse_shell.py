@@ -71,9 +71,12 @@ def namespaces(kube_admin: client.ApiClient) -> Iterator[tuple[str, str]]:
         client.CoreV1Api(kube_admin).delete_namespace(name)
 
 
-def quarantine(kube_env: KubeEnv, shell: rs.Shell, tmp_path: Path, **env: str) -> tuple[dict[str, Any], Any, datetime]:
+def quarantine(
+    kube_env: KubeEnv, shell: rs.Shell, tmp_path: Path, expect_rc: int = 0, **env: str
+) -> tuple[dict[str, Any], Any, datetime]:
     """Replay the shell's finding; (record, report, when the replay returned)."""
-    record, report, _ = replay(kube_env, shell.finding(), tmp_path, RESPONDER_POLICY_FILE=str(SHELL_POLICY), **env)
+    policy = str(SHELL_POLICY)
+    record, report, _ = replay(kube_env, shell.finding(), tmp_path, expect_rc, RESPONDER_POLICY_FILE=policy, **env)
     return record, report, datetime.now(UTC)
 
 
@@ -154,15 +157,16 @@ def test_new_only_mode_leaves_the_session_alive_unless_the_policy_escalates(
 
     # live_session: report: the pod is isolated for new connections, the shell lives on, and the record says so.
     record, report, replayed = quarantine(
-        kube_env, shell, tmp_path, RESPONDER_NETPOL_ENFORCEMENT="new-only", RESPONDER_LIVE_SESSION="report"
+        kube_env, shell, tmp_path, 3, RESPONDER_NETPOL_ENFORCEMENT="new-only", RESPONDER_LIVE_SESSION="report"
     )
     isolate = actions(record)["isolate"]
     assert isolate["status"] == "succeeded", isolate
     assert isolate["details"]["established_connections"] == "not cut (new connections only)", isolate
     assert "may still be alive" in isolate["reason"]
     assert "delete" not in actions(record)
-    assert record["severity"] == "WARNING", record
-    assert report["response"]["todo"][0].startswith("The reverse shell may still be connected"), report
+    # "Do not escalate, page instead": the shell is alive, so the delivery is not contained, at ERROR, and pages.
+    assert (record["outcome"], record["severity"]) == ("not_contained", "ERROR"), record
+    assert report["response"]["todo"][0].startswith("Not contained: the reverse shell"), report
     victim = shell.victim_pod.metadata.name
     assert not rs.connects(kube_admin, victim_ns, victim, shell.attacker_ip, rs.PROBE_PORT), "new egress allowed"
     assert_still_answering(shell, replayed, 8.0)
