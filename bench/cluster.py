@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_ENV, KUBEENV, RBAC_MANIFEST, ROOT, SHARED_ENV, TEST_NAMESPACE_LABEL, log
+from bench.common import BENCH_API_ENV, BENCH_ENV, KUBEENV, RBAC_MANIFEST, ROOT, SHARED_ENV, TEST_NAMESPACE_LABEL, log
 
 
 def _kubeenv(*args: str, quiet: bool = False) -> int:
@@ -29,22 +29,23 @@ def _kubeenv(*args: str, quiet: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def local_cluster() -> Iterator[dict[str, Any]]:
+def local_cluster(node: bool = True) -> Iterator[dict[str, Any]]:
     """The `make kube-up` cluster (or a bench cluster left running) when healthy, else one started in .testenv-bench
-    and stopped afterwards."""
+    and stopped afterwards. ``node=False``: for measurements at the API only; any healthy cluster will do, else the
+    control plane alone (``up --no-node``: etcd, kube-apiserver, controller-manager; no kubelet, no containers) is
+    started in .testenv-bench-api."""
     started: Path | None = None
+    candidates = (SHARED_ENV, BENCH_ENV) if node else (SHARED_ENV, BENCH_ENV, BENCH_API_ENV)
     healthy = [
-        d
-        for d in (SHARED_ENV, BENCH_ENV)
-        if (d / "state.json").exists() and _kubeenv("status", "--dir", str(d), quiet=True) == 0
+        d for d in candidates if (d / "state.json").exists() and _kubeenv("status", "--dir", str(d), quiet=True) == 0
     ]
     if healthy:
         directory = healthy[0]
         log(f"reusing the healthy cluster in {directory.name}")
     else:
-        directory = BENCH_ENV
-        log(f"starting a cluster in {directory.name}")
-        if _kubeenv("up", "--dir", str(directory)) != 0:
+        directory = BENCH_ENV if node else BENCH_API_ENV
+        log(f"starting a cluster in {directory.name}{'' if node else ' (control plane only)'}")
+        if _kubeenv("up", "--dir", str(directory), *(() if node else ("--no-node",))) != 0:
             _kubeenv("down", "--dir", str(directory))
             raise SystemExit("bench: could not start the local cluster (tools/kubeenv.py up failed)")
         started = directory

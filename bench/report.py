@@ -16,6 +16,11 @@ TARGETS: dict[str, tuple[str, float]] = {
     "containment_L": ("<=", 2.2),
     "full_over_slowest_branch": ("<=", 1.1),
     "duplicate_cost_ratio": ("<=", 0.1),
+    # issue 27: a converged redelivery costs one SCC read, two kube reads and no writes; issue 33: ≤ 0.1 of the CPU
+    "redelivery_cpu_ratio": ("<=", 0.1),
+    "scc_calls_redelivery": ("<=", 1),
+    "kube_reads_redelivery": ("<=", 2),
+    "kube_writes_redelivery": ("<=", 0),
 }
 UNITS = {
     "cold_to_isolated_s": "s",
@@ -44,6 +49,25 @@ UNITS = {
     "time_to_cut_L_ms": "ms",
     "time_to_cut_floor_L_ms": "ms",
 }
+REDELIVERY_UNITS = {
+    "full_event_ms": "ms",
+    "redelivery_ms": "ms",
+    "full_event_cpu_ms": "ms",
+    "redelivery_cpu_ms": "ms",
+    "redelivery_cpu_ratio": "x",
+    "full_event_L": "L",
+    "redelivery_L": "L",
+    "scc_calls_full": "calls",
+    "scc_calls_redelivery": "calls",
+    "scc_calls_resume": "calls",
+    "scc_calls_refuted": "calls",
+    "kube_reads_full": "calls",
+    "kube_writes_full": "calls",
+    "kube_reads_redelivery": "calls",
+    "kube_writes_redelivery": "calls",
+}
+# each figure of this checkout, then the same for the earlier commit (``--before``), when measured
+UNITS.update({f"{name}{suffix}": unit for name, unit in REDELIVERY_UNITS.items() for suffix in ("", "_before")})
 
 
 def ratios(figures: dict[str, Any]) -> dict[str, float]:
@@ -65,6 +89,14 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
         "ignore_per_s / full_per_s": ("ignore_per_s", "full_per_s"),
         "duplicate_per_s / full_per_s": ("duplicate_per_s", "full_per_s"),
     }
+    for suffix in ("", "_before"):  # a converged redelivery against the full event, on each commit
+        for unit in ("ms", "cpu_ms", "L"):
+            pairs[f"redelivery_{unit}{suffix} / full_event_{unit}{suffix}"] = (
+                f"redelivery_{unit}{suffix}",
+                f"full_event_{unit}{suffix}",
+            )
+    for name in ("redelivery_ms", "redelivery_cpu_ms", "redelivery_L", "full_event_ms", "full_event_cpu_ms"):
+        pairs[f"{name} / {name}_before"] = (name, f"{name}_before")  # this checkout against the earlier commit
     out = {}
     for label, (a, b) in pairs.items():
         value = ratio(a, b)
@@ -75,7 +107,7 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
 
 def table(figures: dict[str, Any], ratio_values: dict[str, float], workers: int, notes: list[str]) -> str:
     """The printed summary."""
-    lines = [f"{'figure':<28} {'value':>12}  {'target':>9}  met?", "-" * 60]
+    lines = [f"{'figure':<30} {'value':>12}  {'target':>9}  met?", "-" * 62]
     for name, unit in UNITS.items():
         if name not in figures:
             continue
@@ -85,13 +117,13 @@ def table(figures: dict[str, Any], ratio_values: dict[str, float], workers: int,
         if target:
             op, limit = target
             met = value <= limit if op == "<=" else value >= limit
-            lines.append(f"{name:<28} {shown:>12}  {op + ' ' + format(limit, 'g'):>9}  {'yes' if met else 'NO'}")
+            lines.append(f"{name:<30} {shown:>12}  {op + ' ' + format(limit, 'g'):>9}  {'yes' if met else 'NO'}")
         else:
-            lines.append(f"{name:<28} {shown:>12}  {'-':>9}  -")
-    lines.append("-" * 60)
+            lines.append(f"{name:<30} {shown:>12}  {'-':>9}  -")
+    lines.append("-" * 62)
     lines.append(f"L = {L_S * 1000:g} ms; throughput with {workers} worker threads (functions-framework default)")
     for label, value in ratio_values.items():
-        lines.append(f"{label:<44} {value:g}")
+        lines.append(f"{label:<52} {value:g}")
     lines.extend(notes)
     return "\n".join(lines)
 
@@ -137,3 +169,31 @@ def results_of(
         "duration_s": round(time.monotonic() - started, 1),
         "details": details,
     }
+
+
+def with_previous(results: dict[str, Any], previous: dict[str, Any] | None, part: str) -> dict[str, Any]:
+    """The results of one part run alone (``python -m bench.run redelivery``) merged over the last results: its
+    figures and details replace theirs, every other figure stays as measured then, and ``runs`` says which run
+    measured what (only figures of one run compare; see bench/run.py)."""
+    if previous is None:
+        return {**results, "runs": {part: _run_of(results, sorted(results["figures"]))}}
+    figures = {**previous.get("figures", {}), **results["figures"]}
+    runs = dict(previous.get("runs") or {"all": _run_of(previous, sorted(previous.get("figures", {})))})
+    for run in runs.values():
+        run["figures"] = [f for f in run.get("figures", []) if f not in results["figures"]]
+    runs[part] = _run_of(results, sorted(results["figures"]))
+    return {
+        **results,
+        "figures": figures,
+        "targets": {
+            k: {"op": op, "value": v, "met": figures.get(k, float("inf")) <= v} for k, (op, v) in TARGETS.items()
+        },
+        "ratios": {**previous.get("ratios", {}), **results["ratios"]},
+        "details": {**previous.get("details", {}), **results["details"]},
+        "runs": runs,
+    }
+
+
+def _run_of(results: dict[str, Any], figures: list[str]) -> dict[str, Any]:
+    keys = ("generated_at", "host", "duration_s")
+    return {**{k: results.get(k) for k in keys}, "figures": figures}

@@ -55,9 +55,27 @@ What is measured, and how (L = 50 ms, the injected latency of every remote call)
   that never saw the findings, which presumes them new and recognises them after the pod read (its pools are drained
   before CPU is read, so the work it abandons is counted).
 
+- ``full_event_ms``, ``full_event_cpu_ms`` and ``redelivery_ms``, ``redelivery_cpu_ms``: a first delivery
+  (``deliveryAttempt`` 1, a fresh pod in a fresh namespace: isolation, capture, investigation, verification, marks) and
+  the same message delivered again (same message id, ``deliveryAttempt`` 2) to the same warm instance once the first
+  has converged; wall time of ``Responder.respond`` and CPU seconds of the process that handled it
+  (``time.process_time``, every thread), no added latency, median of ``REDELIVERY_SAMPLES`` pairs after one warm-up
+  pair. ``redelivery_cpu_ratio``: the median redelivery's CPU over the median full event's. ``full_event_L``,
+  ``redelivery_L``: the same wall times with L on every remote call (in L). ``scc_calls_full``,
+  ``scc_calls_redelivery``: the SCC requests each delivery made, counted at the wire fake by the finding's id (reads,
+  marks and state writes alike); ``kube_reads_*``, ``kube_writes_*``: its KubePort calls (:class:`TimedKube`), reads
+  (get, list, log) and writes (create, patch, set, replace, update, delete). ``scc_calls_resume``: the redelivery of
+  a finding whose first delivery met SCC refusing the verification read (one 403: isolation kept, retry);
+  ``scc_calls_refuted``: a forged message (a name SCC does not know), isolated, refuted, rolled back.
+  With ``--before DIR`` (``make bench BEFORE=DIR``: a worktree of an earlier commit), the same figures for that
+  commit's ``responder`` package, suffixed ``_before``: each commit in a worker process of its own, the same harness,
+  fake and apiserver, the two taking turns event by event. ``python -m bench.run redelivery [--before DIR]`` measures
+  these alone, on the control plane alone when no cluster runs (no kubelet; the pods stay Pending, as here anyway).
+
 Where each is measured: bench/imports.py, bench/cold.py (the cold path, memory, the peer), bench/containment.py,
-bench/throughput.py, bench/cut.py (time to cut a live shell); bench/cluster.py seeds the namespaces, bench/timing.py
-times the KubePort calls, bench/baselines.py holds the naive baseline and the floor, bench/report.py the table.
+bench/throughput.py, bench/cut.py (time to cut a live shell), bench/redelivery.py (redeliveries, SCC calls);
+bench/cluster.py seeds the namespaces, bench/timing.py times the KubePort calls, bench/baselines.py holds the naive
+baseline and the floor, bench/report.py the table.
 
 The responder-driving measurements run in a worker process of their own (``python -m bench.run worker ...``) so that
 the fakes' threads in this process do not share its interpreter lock (nor does the proxy, which has its own).
@@ -83,13 +101,25 @@ from bench.common import COLD_SAMPLES, CONTAINMENT_SAMPLES, IMPORT_RUNS, L_S, PO
 from bench.containment import measure_containment, worker_containment
 from bench.cut import measure_time_to_cut, worker_cut
 from bench.imports import measure_imports
-from bench.report import results_of, table
+from bench.redelivery import (
+    DeliveryWorker,
+    RedeliveryShops,
+    all_shops,
+    code_roots,
+    measure_redelivery,
+    seed_redelivery,
+)
+from bench.report import notes, ratios, results_of, table, with_previous
 from bench.throughput import measure_throughput, worker_throughput
+from bench.workers import serve
 
 WORKER_FUNCTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "containment": worker_containment,
     "throughput": worker_throughput,
     "cut": worker_cut,
+}
+SERVED: dict[str, Callable[[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "redelivery": DeliveryWorker,
 }
 
 
@@ -102,15 +132,17 @@ class Shops:
     tput_warm: Shop
     concurrent: Shop
     cold: list[Shop]
+    redelivery: RedeliveryShops
 
 
-def seed(seeder: Seeder, details: dict[str, Any]) -> Shops:
+def seed(seeder: Seeder, details: dict[str, Any], commits: list[str]) -> Shops:
     log("seeding namespaces, deployments and policies")
+    redelivery = seed_redelivery(seeder, commits)
     samples = [seeder.shop("c", 1, 2) for _ in range(3 * CONTAINMENT_SAMPLES + 3)]
     tput, tput_warm = seeder.shop("tput", 10, 10), seeder.shop("tputw", 1, 1)
     concurrent_shop = seeder.shop("rss100", 10, 10)
     cold_shops = [seeder.shop("cold", 1, 1, running=True) for _ in range(1 + 2 * COLD_SAMPLES)]
-    seeder.wait([*samples, tput_warm], 1)
+    seeder.wait([*samples, tput_warm, *all_shops(redelivery)], 1)
     try:
         seeder.wait(cold_shops, 1, timeout_s=120, running=True)
         details["cold_pods"] = "running on the local node: capture execs ps and tails the log"
@@ -120,7 +152,7 @@ def seed(seeder: Seeder, details: dict[str, Any]) -> Shops:
         seeder.wait(cold_shops, 1)
     seeder.wait(samples, 2)
     seeder.wait([tput, concurrent_shop], 10)
-    return Shops(samples, tput, tput_warm, concurrent_shop, cold_shops)
+    return Shops(samples, tput, tput_warm, concurrent_shop, cold_shops, redelivery)
 
 
 def open_bench(stack: contextlib.ExitStack, state: dict[str, Any], tmp: Path, details: dict[str, Any]) -> Bench:
@@ -145,8 +177,9 @@ def open_bench(stack: contextlib.ExitStack, state: dict[str, Any], tmp: Path, de
     return Bench(admin, fake, tmp, policy_file, direct_kc, proxy.kubeconfig, proxy.port, state)
 
 
-def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Everything, in one run. Returns (figures, details)."""
+def measure(tmp: Path, before: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything, in one run (``before``: an earlier commit's worktree, for the redelivery figures). Returns
+    (figures, details)."""
     figures: dict[str, Any] = {}
     details: dict[str, Any] = {}
 
@@ -162,11 +195,12 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         bench = open_bench(stack, state, tmp, details)
         seeder = Seeder(bench.admin)
         stack.callback(seeder.cleanup)
-        shops = seed(seeder, details)
+        shops = seed(seeder, details, list(code_roots(before)))
         phases: list[Callable[[], tuple[dict[str, Any], dict[str, Any]]]] = [
             lambda: measure_containment(bench, shops.samples),
             lambda: measure_cold_path(bench, shops.cold, shops.concurrent),
             lambda: measure_throughput(bench, shops.tput, shops.tput_warm),
+            lambda: measure_redelivery(bench, shops.redelivery, before),
         ]
         for phase in phases:
             phase_figures, phase_details = phase()
@@ -182,25 +216,50 @@ def measure(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return figures, details
 
 
+def measure_redelivery_alone(tmp: Path, before: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The redelivery figures alone, at the API: a healthy cluster if one runs, else the control plane alone."""
+    details: dict[str, Any] = {}
+    with local_cluster(node=False) as state, contextlib.ExitStack() as stack:
+        bench = open_bench(stack, state, tmp, details)
+        seeder = Seeder(bench.admin)
+        stack.callback(seeder.cleanup)
+        log("seeding namespaces, deployments and policies")
+        shops = seed_redelivery(seeder, list(code_roots(before)))
+        seeder.wait(all_shops(shops), 1)
+        figures, found = measure_redelivery(bench, shops, before)
+    details.update(found)
+    details["cluster"] = state.get("mode")
+    return figures, details
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.run`` (everything), or ``python -m bench.run worker NAME SPEC OUT`` (internal)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("command", nargs="?", default="all", choices=("all", "worker"))
+    parser.add_argument("command", nargs="?", default="all", choices=("all", "redelivery", "worker", "serve"))
     parser.add_argument("args", nargs="*")
+    parser.add_argument("--before", type=Path, help="an earlier commit's worktree: its redelivery figures too")
     args = parser.parse_args(argv)
     if args.command == "worker":
         name, spec_path, out_path = args.args
         spec = json.loads(Path(spec_path).read_text())
         Path(out_path).write_text(json.dumps(WORKER_FUNCTIONS[name](spec), default=str))
         return 0
+    if args.command == "serve":
+        name, spec_path = args.args
+        return serve(SERVED[name], spec_path)
 
     started = time.monotonic()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="rsr-bench-") as tmp:
-        figures, details = measure(Path(tmp))
+        if args.command == "redelivery":
+            figures, details = measure_redelivery_alone(Path(tmp), args.before)
+        else:
+            figures, details = measure(Path(tmp), args.before)
     results = results_of(figures, details, started, load_at_start)
+    if args.command != "all":  # a part alone: the other figures stay as the last run left them, each run named
+        results = with_previous(results, json.loads(RESULTS.read_text()) if RESULTS.exists() else None, args.command)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(table(figures, results["ratios"], WORKERS, results["notes"]))
+    print(table(figures, ratios(figures), WORKERS, notes(figures, details)))  # this run's figures
     print(
         f"\nwritten: {RESULTS.relative_to(ROOT)} ({results['duration_s']} s; load average "
         f"{load_at_start[0]:g} -> {results['host']['load_average_at_end'][0]:g} on {os.cpu_count()} CPUs)"

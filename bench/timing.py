@@ -40,6 +40,11 @@ class Timeline:
         with self._lock:
             return [c for c in self.calls if c.start >= start and c.end <= end]
 
+    def started_between(self, start: float, end: float) -> list[Call]:
+        """The calls that started in [start, end] and have ended (a call is recorded when it ends)."""
+        with self._lock:
+            return [c for c in self.calls if start <= c.start <= end]
+
     def isolated_at(
         self, since: float, namespace: str, pod: str, policies: list[str], policies_ready: bool = False
     ) -> float | None:
