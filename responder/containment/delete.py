@@ -17,7 +17,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, Traits, pod_gone, result
+from responder.containment.action import ActionParams, Traits
+from responder.containment.context import ActionContext
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 

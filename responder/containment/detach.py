@@ -13,18 +13,11 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from responder.containment.base import (
-    ORIGINAL_LABELS_ANNOTATION,
-    QUARANTINE_LABEL,
-    ActionContext,
-    ActionParams,
-    ActionResult,
-    Status,
-    Traits,
-    pod_gone,
-    result,
-)
+from responder.containment.action import ActionParams, Traits
+from responder.containment.context import ActionContext
 from responder.containment.enforcement import CUT, established_connections
+from responder.containment.keys import ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 

@@ -25,18 +25,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal
 
-from responder.containment.base import (
-    DENY_ALL_POLICY,
-    QUARANTINE_LABEL,
-    ActionContext,
-    ActionParams,
-    ActionResult,
-    Status,
-    Traits,
-    pod_gone,
-    result,
-)
+from responder.containment.action import ActionParams, Traits
+from responder.containment.context import ActionContext
 from responder.containment.enforcement import CUT, established_connections
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.containment.netpol import (
     CONFLICT_ATTEMPTS,
     describe,
@@ -45,6 +37,7 @@ from responder.containment.netpol import (
     is_deny_all,
     reopens,
 )
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import (
     Conflict,
     NotFound,

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from responder.containment.base import (
-    ActionContext,
-    ActionParams,
-    ActionResult,
-    Status,
-    Traits,
-    pod_gone,
-    result,
-)
+from responder.containment.action import ActionParams, Traits
+from responder.containment.context import ActionContext
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from responder.config import Mode
 from responder.containment import registry
-from responder.containment.base import ActionParams
+from responder.containment.action import ActionParams
 
 
 class PlannedStep(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from responder.containment.base import Action, Traits
+from responder.containment.action import Action, Traits
 from responder.containment.capture import CaptureAction
 from responder.containment.delete import DeleteAction
 from responder.containment.isolate import IsolateAction

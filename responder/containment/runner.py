@@ -19,12 +19,14 @@ from functools import partial
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
-from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status, Traits
+from responder.containment.action import Action, Traits
+from responder.containment.context import ActionContext, Evidence, Prefetched
 from responder.containment.detach import DetachAction, DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
 from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
 from responder.containment.progress import progress
+from responder.containment.results import ActionResult, Status
 from responder.containment.scheduling import Schedule
 from responder.containment.verification import Verification, vouched, vouched_target
 from responder.errors import Forbidden, NotFound, ResponderError, TransientError, Unavailable
@@ -108,7 +110,7 @@ class RunRules:
     process_capture: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainmentRequest:
     """One event's containment: the ``plan`` to run on ``pod`` over ``connection``, or why nothing can run
     (``blocker``); SCC's answer as it arrives (``verifying``); where evidence goes; the event's schedule."""
@@ -299,7 +301,7 @@ class Runner:
         if not request.plan.steps:
             return out
         try:
-            _Run(self, request, out).run()
+            _PlanRun(self, request, out).run()
         except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
             out.entries.append(crashed("contain", exc, request.plan.dry_run))
             out.retry = True
@@ -361,7 +363,7 @@ class Runner:
             return StepOutcome(crashed(step.action, exc, ctx.dry_run), retry=True)
 
 
-class _Run:
+class _PlanRun:
     """One plan on one pod: the queue of steps, worked off in order (an escalation appends to it)."""
 
     def __init__(self, runner: Runner, request: ContainmentRequest, out: ContainmentResult) -> None:

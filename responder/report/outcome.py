@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from responder.containment import registry
-from responder.containment.base import ActionResult, Evidence, Status
+from responder.containment.context import Evidence
 from responder.containment.plan import Plan
+from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import PermanentError
 from responder.intake.findings import Finding

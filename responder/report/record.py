@@ -23,8 +23,8 @@ from typing import Literal, TextIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.containment import registry
-from responder.containment.base import ActionResult, Status
 from responder.containment.plan import Plan
+from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict

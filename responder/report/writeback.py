@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from responder.containment.base import ActionResult, Status
 from responder.containment.plan import Plan
 from responder.containment.progress import EVENT_MARK, marks_for
+from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import ResponderError
 from responder.intake.findings import Finding
