@@ -25,7 +25,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from responder.containment import sockets as tcp
-from responder.containment.action import ActionParams, Traits
+from responder.containment.action import ActionParams, Rule, Traits
 from responder.containment.context import ActionContext
 from responder.containment.results import ActionResult, Status
 from responder.errors import Forbidden, NotFound, PodReplaced, ResponderError
@@ -53,7 +53,16 @@ class CaptureAction(Traits):
 
     name: ClassVar[str] = "capture"
     read_only: ClassVar[bool] = True
+    waits_for_scc: ClassVar[bool] = True  # never exec or read logs in a container a forged message chose
     held_means: ClassVar[str] = "no exec and no log read in the container"
+    released_by: ClassVar[str] = "nothing to undo: it only reads"
+    rbac: ClassVar[tuple[Rule, ...]] = (
+        Rule(("pods", "pods/log"), ("get",)),
+        Rule(("pods/exec",), ("get", "create"), manifest="rbac-capture.yaml"),
+        Rule(("replicasets", "deployments", "statefulsets", "daemonsets"), ("get",), group="apps"),  # the owner chain
+        Rule(("jobs", "cronjobs"), ("get",), group="batch"),
+    )
+    guard: ClassVar[tuple[str, ...]] = ("isExec",)
     Params: ClassVar[type[ActionParams]] = CaptureParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

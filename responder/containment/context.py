@@ -86,8 +86,9 @@ class ActionContext:
     pool: Executor | None = None
     prefetched: Prefetched = field(default_factory=Prefetched)
     planned: tuple[str, ...] = ()
-    # Takes one slot of the blast-radius budget, after an action's own guards passed; raises when the budget cannot
-    # be read (which refuses the action: the budget fails closed). None: no budget here (dry-run, tests).
+    # Takes one slot of the blast-radius budget: called by an action that declares ``budgeted``, after its own guards
+    # passed; raises when the budget cannot be read (which refuses the action: the budget fails closed). None: no
+    # budget here (dry-run, tests).
     charge_budget: Callable[[], BudgetDecision] | None = None
     process_capture: bool = True  # False when the operator withheld pods/exec (RESPONDER_PROCESS_CAPTURE=false)
     # Opened once the isolating writes are on the wire (see WritesOut): evidence and the investigation start then.
