@@ -29,7 +29,7 @@ class NaiveSequential:
 
     def respond(self, payload: bytes) -> dict[str, Any]:
         from responder.containment import registry
-        from responder.containment.base import ActionContext, Evidence
+        from responder.containment.context import ActionContext, Evidence
         from responder.intake.findings import to_finding
         from responder.intake.notification import parse_notification
         from responder.intake.triage import triage
@@ -75,7 +75,7 @@ class TwoRounds:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="floor")
 
     def contain(self, namespace: str, pod_name: str) -> None:
-        from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+        from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
         from responder.containment.netpol import deny_all_body
         from responder.ports import LabelSelectorRequirement
 

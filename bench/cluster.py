@@ -193,7 +193,7 @@ def verify_isolated(admin: Any, events: list[dict[str, Any]]) -> None:
     """Read back with the admin client: every pod labelled, deny-all present, its allowing policies excluded."""
     from kubernetes import client
 
-    from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+    from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 
     core, net = client.CoreV1Api(admin), client.NetworkingV1Api(admin)
     problems = []

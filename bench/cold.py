@@ -112,7 +112,7 @@ class IsolationWatch:
     """When the apiserver had accepted each write that isolates ``pod`` (monotonic clock, shared by processes)."""
 
     def __init__(self, admin: Any, namespace: str, pod: str, allowing: list[str]) -> None:
-        from responder.containment.base import DENY_ALL_POLICY
+        from responder.containment.keys import DENY_ALL_POLICY
 
         self.admin = admin
         self.namespace = namespace
@@ -136,7 +136,7 @@ class IsolationWatch:
     def start(self) -> IsolationWatch:
         from kubernetes import client, watch
 
-        from responder.containment.base import QUARANTINE_LABEL
+        from responder.containment.keys import QUARANTINE_LABEL
 
         core, net = client.CoreV1Api(self.admin), client.NetworkingV1Api(self.admin)
         pods_rv = core.list_namespaced_pod(self.namespace).metadata.resource_version

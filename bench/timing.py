@@ -105,7 +105,7 @@ class TimedKube:
 
 
 def _classify(method: str, arguments: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+    from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 
     namespace = arguments.get("namespace")
     if method == "create_network_policy":

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from responder.config import Mode
-from responder.containment.base import Evidence, Prefetched
+from responder.containment.context import Evidence, Prefetched
 from responder.containment.plan import Plan
 from responder.containment.runner import Blocker, ContainmentRequest
 from responder.containment.scheduling import Schedule
@@ -27,9 +27,10 @@ from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, make_r
 class Event:
     """One finding on its way through the pipeline: what is known about it, gathered once and handed along.
 
-    Filled in stage by stage: triage (``verdict``), SCC's answer when the message lacked fields (``asked``),
-    preflight (``connection``, ``pod``, ``blocker``, ``prefetched``), and the plan, computed once from the pod's
-    labels (or the finding's, when there is no pod).
+    Filled in stage by stage: triage (``verdict``), SCC's answer when it was asked before containment
+    (``scc_answer``: the message lacked fields, or the delivery may be a redelivery), preflight (``connection``,
+    ``pod``, ``blocker``, ``prefetched``), and the plan, computed once from the pod's labels (or the finding's, when
+    there is no pod).
     """
 
     finding: Finding
@@ -37,9 +38,9 @@ class Event:
     delivery: DeliveryInfo
     mode: Mode
     warnings: list[str]
-    asked: Verification | None = None
+    scc_answer: Verification | None = None  # SCC's word on the message, when it was asked before containment
     connection: Connection | None = None
-    unavailable: str | None = None  # why the investigation has no cluster, when it has none
+    no_cluster_why: str | None = None  # why the investigation has no cluster, when it has none
     blocker: Blocker | None = None
     pod: PodView | None = None
     pod_read: Future[PodView] | None = None  # the pod read itself, when it went out in round one
@@ -95,16 +96,16 @@ class Event:
     ) -> ContainmentRequest:
         """What the runner needs of this event to run ``plan``."""
         return ContainmentRequest(
-            self.finding,
-            self.target,
-            plan,
-            self.connection,
-            self.pod,
-            self.blocker,
-            self.prefetched,
-            verifying,
-            evidence,
-            schedule,
+            finding=self.finding,
+            target=self.target,
+            plan=plan,
+            connection=self.connection,
+            pod=self.pod,
+            blocker=self.blocker,
+            prefetched=self.prefetched,
+            verifying=verifying,
+            evidence=evidence,
+            schedule=schedule,
         )
 
     def outcome(self, record: DecisionRecord, **fields: Any) -> Outcome:

@@ -15,18 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from responder.config import Settings
-from responder.containment.base import (
-    FINDING_ANNOTATION,
-    RELEASED_ANNOTATION,
-    ActionResult,
-    Evidence,
-    Prefetched,
-    Status,
-    done,
-)
+from responder.containment.context import Evidence, Prefetched
+from responder.containment.keys import FINDING_ANNOTATION, RELEASED_ANNOTATION
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.progress import converged, released
+from responder.containment.results import ActionResult, Status
 from responder.containment.runner import (
     Runner,
     RunRules,
@@ -35,7 +29,7 @@ from responder.containment.runner import (
     read_pod,
     undone_by_rollback,
 )
-from responder.containment.scheduling import Schedule
+from responder.containment.scheduling import Schedule, resolved
 from responder.containment.undo import undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
 from responder.errors import PermanentError, ResponderError, TransientError
@@ -195,7 +189,7 @@ class Responder:
                 outcome="done" if forged else "retry",
             )
             return event.outcome(record)
-        event.finding, event.asked = filled.finding, filled.answer
+        event.finding, event.scc_answer = filled.finding, filled.answer
         return None
 
     def _plan(self, event: Event) -> Plan:
@@ -214,7 +208,7 @@ class Responder:
         Anything else is presumed new, and round one of isolation goes out with the pod read.
         """
         suspect = self._seen(event.finding.name) or (event.delivery.delivery_attempt or 0) > 1
-        event.connection, event.unavailable, event.blocker = connect(self.deps.connector, event.target)
+        event.connection, event.no_cluster_why, event.blocker = connect(self.deps.connector, event.target)
         if event.connection is None:
             schedule.warm()  # nothing to write here: the investigation may load what it needs now
             return None
@@ -232,7 +226,7 @@ class Responder:
         event.pod_read = self.workers.submit(kube.get_pod, target.namespace, target.pod)
         event.prefetched = Prefetched(policies=self.workers.submit(kube.list_network_policies, target.namespace))
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
-        event.asked = asking.result()
+        event.scc_answer = asking.result()
         return self._judge_progress(event) or self._round_one(event, connection, schedule)
 
     def _ask(self, event: Event) -> Verification:
@@ -259,11 +253,11 @@ class Responder:
         if event.pod is not None or event.blocker is not None or event.pod_read is None:
             return None
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
-        if event.asked is None and event.pod is not None and _touched_before(event.finding.name, event.pod):
+        if event.scc_answer is None and event.pod is not None and _touched_before(event.finding.name, event.pod):
             # The pod says a delivery of this finding (or a release) came before: SCC's marks decide whether anything
             # is left to do, so they are read before any write that is not inert (the deny-all above is).
             schedule.warm()
-            event.asked = self._ask(event)
+            event.scc_answer = self._ask(event)
             return self._judge_progress(event)
         return None
 
@@ -275,7 +269,7 @@ class Responder:
         and the cluster still shows it. Anything else (SCC unreachable, progress missing or decayed) is handled in
         full, and the answer is reused rather than asked again.
         """
-        answer = event.asked
+        answer = event.scc_answer
         if answer is None:
             return None
         if answer.vouch is Vouch.REFUTED:
@@ -343,8 +337,8 @@ class Responder:
 
     def _verify(self, event: Event, schedule: Schedule) -> Future[Verification]:
         """SCC's answer: the one it already gave (the message lacked fields), else asked behind the isolating writes."""
-        if event.asked is not None:
-            return done(event.asked)
+        if event.scc_answer is not None:
+            return resolved(event.scc_answer)
         api, enabled = self.deps.findings_api, self.deps.policy.defaults.verify_finding
         return schedule.later(self.workers, verify, api, event.finding, event.target, enabled)
 
@@ -352,7 +346,7 @@ class Responder:
         """Start the investigation behind the isolating writes, sharing the pod read with evidence capture."""
         pod_facts = None
         if event.connection is not None and event.pod is not None and not schedule.cold:
-            read = event.pod_read if event.pod_read is not None else done(event.pod)
+            read = event.pod_read if event.pod_read is not None else resolved(event.pod)
             pod_facts = schedule.later(
                 self.workers, self.investigator.pod_facts, event.connection.kube, event.target, read, event.pod_read_at
             )
@@ -367,7 +361,7 @@ class Responder:
             event.finding,
             event.target,
             event.connection,
-            event.unavailable,
+            event.no_cluster_why,
             pod_facts,
         )
 

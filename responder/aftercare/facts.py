@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from responder.containment.base import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
-from responder.containment.base import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
+from responder.containment.keys import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
+from responder.containment.keys import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
 from responder.containment.netpol import is_deny_all, reopens
 from responder.intake.sanitize import clean
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView

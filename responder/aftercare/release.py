@@ -38,8 +38,9 @@ from responder.aftercare.facts import (
     with_exclusion,
     without_exclusion,
 )
-from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, ActionResult, Status
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.netpol import ensure_deny_all, is_deny_all, reopens
+from responder.containment.results import ActionResult, Status
 from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError, TransientError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
@@ -78,7 +79,7 @@ class ReleaseOutcome:
 
 
 @dataclass
-class _Run:
+class _ReleaseLog:
     """One release in progress: its mode and the results so far."""
 
     dry_run: bool
@@ -107,7 +108,7 @@ class _Run:
         return ActionResult(action=action, status=status, reason=reason, dry_run=self.dry_run, changes=tuple(changes))
 
 
-def _pod_write(run: _Run, step: str, name: str, write: Callable[[], object]) -> bool | None:
+def _pod_write(run: _ReleaseLog, step: str, name: str, write: Callable[[], object]) -> bool | None:
     """One write to the pod under its UID precondition: True when done; False (recorded as skipped) when the pod is
     gone or was replaced; None (recorded as failed) on any other error."""
     try:
@@ -183,7 +184,7 @@ class Releaser:
                 "after the quarantine under the same name is never touched)",
                 ref,
             )
-        run = _Run(dry_run=not request.apply)
+        run = _ReleaseLog(dry_run=not request.apply)
         finding = pod.annotations.get(FINDING_ANNOTATION) if pod is not None else None
         released = self._pod_step(run, pod, namespace, name, request)
         if released is not None:  # None: the pod step failed, so the namespace keeps its isolation
@@ -193,7 +194,7 @@ class Releaser:
 
     # ---------------------------------------------------------------------------------------------- the pod
     def _pod_step(
-        self, run: _Run, pod: PodView | None, namespace: str, name: str, request: ReleaseRequest
+        self, run: _ReleaseLog, pod: PodView | None, namespace: str, name: str, request: ReleaseRequest
     ) -> bool | None:
         """Release or delete the pod. True: this run changed it; False: nothing to change; None: failed."""
         if pod is None:
@@ -248,7 +249,7 @@ class Releaser:
                     raise TransientError(why) from None
         raise TransientError(f"pod {pod.name} kept changing; release it again")
 
-    def _delete(self, run: _Run, pod: PodView) -> bool | None:
+    def _delete(self, run: _ReleaseLog, pod: PodView) -> bool | None:
         """Delete with the UID read at the start as precondition, then wait until it is gone: while it terminates it
         still carries the label, and the namespace's isolation must stay until then."""
         what = f"delete pod {pod.name} (uid {pod.uid} as precondition) and wait until it is gone"
@@ -285,7 +286,7 @@ class Releaser:
             self.sleep(0.5)
 
     # --------------------------------------------------------------------------------------- the namespace
-    def _namespace_step(self, run: _Run, namespace: str, ignore_uid: str | None) -> None:
+    def _namespace_step(self, run: _ReleaseLog, namespace: str, ignore_uid: str | None) -> None:
         """Remove the exclusions and the deny-all when no quarantined pod remains; never while one does."""
         done: list[str] = []
         for _ in range(_ATTEMPTS):
@@ -347,7 +348,7 @@ class Releaser:
             writes.append((f"deleted NetworkPolicy {namespace}/{DENY_ALL_POLICY}", _delete_policy(self.kube, deny)))
         return writes
 
-    def _recheck(self, run: _Run, namespace: str) -> None:
+    def _recheck(self, run: _ReleaseLog, namespace: str) -> None:
         """A pod the responder quarantined while the namespace was being cleaned would now be open: isolate it again."""
         try:
             pods = self.kube.list_pods(namespace, QUARANTINE_SELECTOR)
@@ -380,7 +381,7 @@ class Releaser:
 
     # ------------------------------------------------------------------------------------------------- SCC
     def _marks_step(
-        self, run: _Run, finding: str | None, released: bool, request: ReleaseRequest, pod: tuple[str, str]
+        self, run: _ReleaseLog, finding: str | None, released: bool, request: ReleaseRequest, pod: tuple[str, str]
     ) -> None:
         """Security marks on the finding: released, by whom, why. Only when this run released the pod, so that a
         second release changes nothing anywhere, and only on a finding whose SCC record names this pod."""
@@ -454,7 +455,7 @@ class Releaser:
         return None
 
     # ----------------------------------------------------------------------------------------------- record
-    def _record(self, run: _Run, ref: PodRef, finding: str | None, pod: PodView | None) -> DecisionRecord:
+    def _record(self, run: _ReleaseLog, ref: PodRef, finding: str | None, pod: PodView | None) -> DecisionRecord:
         changed = any(a.changes for a in run.results)
         if run.dry_run:
             reason = f"plan to release {ref.namespace}/{ref.name}; nothing written (--yes to apply)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.aftercare.facts import QUARANTINE_SELECTOR, is_detached, original_labels, policy_problems
-from responder.containment.base import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION
+from responder.containment.keys import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, NetworkPolicyView, PodView
 

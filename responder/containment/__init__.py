@@ -2,9 +2,11 @@
 
 One module per action (``label``, ``isolate``, ``capture``, ``delete``: parameters, required permissions and an
 example in each docstring), the single catalogue (``registry``: add an action there and the policy file accepts it),
-what they share (``base``), a plan and its ordering rules (``plan``), SCC verification of the message
-(``verification``), the blast-radius budget (``budget``), undoing a refuted delivery (``undo``), the NetworkPolicy
-judgements isolation, duplicates and release share (``netpol``), reaching the cluster and the pod (``connect``), what
-waits for the isolating writes (``scheduling``) and the ``runner``.
+what they share, one concept a module (``action``: what an action is and declares; ``context``: what it runs with,
+and the one pod patch; ``results``: how it ends; ``keys``: the labels and annotations the responder writes), a plan
+and its ordering rules (``plan``), SCC verification of the message (``verification``), the blast-radius budget
+(``budget``), undoing a refuted delivery (``undo``), the NetworkPolicy judgements isolation, duplicates and release
+share (``netpol``), reaching the cluster and the pod (``connect``), what waits for the isolating writes
+(``scheduling``) and the ``runner``.
 May import ``intake``, ``investigation`` (the owner chain read once for both), ``ports``, ``config``, ``errors``.
 """

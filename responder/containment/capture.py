@@ -25,7 +25,9 @@ from typing import ClassVar
 from pydantic import Field
 
 from responder.containment import sockets as tcp
-from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, Traits
+from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.context import ActionContext
+from responder.containment.results import ActionResult, Status
 from responder.errors import Forbidden, NotFound, PodReplaced, ResponderError
 from responder.intake.sanitize import clean
 from responder.investigation.investigator import owner_chain
@@ -51,7 +53,16 @@ class CaptureAction(Traits):
 
     name: ClassVar[str] = "capture"
     read_only: ClassVar[bool] = True
+    waits_for_scc: ClassVar[bool] = True  # never exec or read logs in a container a forged message chose
     held_means: ClassVar[str] = "no exec and no log read in the container"
+    released_by: ClassVar[str] = "nothing to undo: it only reads"
+    rbac: ClassVar[tuple[Rule, ...]] = (
+        Rule(("pods", "pods/log"), ("get",)),
+        Rule(("pods/exec",), ("get", "create"), manifest="rbac-capture.yaml"),
+        Rule(("replicasets", "deployments", "statefulsets", "daemonsets"), ("get",), group="apps"),  # the owner chain
+        Rule(("jobs", "cronjobs"), ("get",), group="batch"),
+    )
+    guard: ClassVar[tuple[str, ...]] = ("isExec",)
     Params: ClassVar[type[ActionParams]] = CaptureParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
@@ -92,7 +103,7 @@ class CaptureAction(Traits):
             details={
                 "captured": captured,
                 "notes": list(ev.notes),
-                "connection": ev.connection,
+                "connection": ev.shell_connection,
                 **({"refused": capture.refused} if capture.refused else {}),
             },
         )
@@ -202,13 +213,13 @@ class _Capture:
         remote, local = self.ctx.finding.remote, self.ctx.finding.local
         out = self.run_in_container("sockets", tcp.SOCKETS_ARGV)
         if isinstance(out, str):
-            self.ev.connection = tcp.the_connection([], remote, local, f"the socket table was not read ({out})")
+            self.ev.shell_connection = tcp.the_connection([], remote, local, f"the socket table was not read ({out})")
             return
         cut = cut_short(out)
         table = tcp.parse(out.text)
         self.ev.sockets = [s.as_dict() for s in table.sockets]
         incomplete = f"the socket table is incomplete ({cut})" if cut else None
-        self.ev.connection = tcp.the_connection(tcp.every_socket(out.text), remote, local, incomplete)
+        self.ev.shell_connection = tcp.the_connection(tcp.every_socket(out.text), remote, local, incomplete)
         self.parts["sockets"] = True
         if cut:
             self.ev.notes.append(f"sockets: the socket table is incomplete: {cut}")

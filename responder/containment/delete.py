@@ -17,7 +17,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from responder.containment.base import ActionContext, ActionParams, ActionResult, Status, Traits, pod_gone, result
+from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.context import ActionContext
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 
@@ -35,10 +37,21 @@ class DeleteAction(Traits):
     """Delete with UID precondition, after guards."""
 
     name: ClassVar[str] = "delete"
-    verified_first: ClassVar[bool] = True
-    destructive: ClassVar[bool] = True
-    needs_capture_before: ClassVar[bool] = True
+    waits_for_scc: ClassVar[bool] = True
+    needs_evidence_first: ClassVar[bool] = True
+    budgeted: ClassVar[bool] = True
+    ends_pod: ClassVar[bool] = True
+    replaced_by_controller: ClassVar[bool] = True
+    contains: ClassVar[bool] = True
     held_means: ClassVar[str] = "no destructive action"
+    status_word: ClassVar[str | None] = "deleted"
+    released_by: ClassVar[str] = "nothing to undo: the pod is gone (``release --delete`` is this, run by hand)"
+    rbac: ClassVar[tuple[Rule, ...]] = (
+        Rule(("pods",), ("get", "delete")),
+        Rule(("replicasets", "deployments", "statefulsets", "daemonsets"), ("get",), group="apps"),  # the guards
+        Rule(("leases",), ("get", "create", "update"), group="coordination.k8s.io"),  # the budget
+    )
+    guard: ClassVar[tuple[str, ...]] = ("isPod", "isLease", "leaseEntries", "oldLeaseEntries")
     Params: ClassVar[type[ActionParams]] = DeleteParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

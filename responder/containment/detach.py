@@ -13,18 +13,11 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from responder.containment.base import (
-    ORIGINAL_LABELS_ANNOTATION,
-    QUARANTINE_LABEL,
-    ActionContext,
-    ActionParams,
-    ActionResult,
-    Status,
-    Traits,
-    pod_gone,
-    result,
-)
+from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.context import ActionContext
 from responder.containment.enforcement import CUT, established_connections
+from responder.containment.keys import ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 
@@ -66,8 +59,13 @@ class DetachAction(Traits):
     """Remove the workload labels of a quarantined ReplicaSet pod (recorded on it, for whoever re-attaches it)."""
 
     name: ClassVar[str] = "detach"
-    verified_first: ClassVar[bool] = True
+    waits_for_scc: ClassVar[bool] = True
     held_means: ClassVar[str] = "not detached"
+    released_by: ClassVar[str] = (
+        "not undone: its controller replaced it, and re-adding its labels would have the pod adopted again"
+    )
+    rbac: ClassVar[tuple[Rule, ...]] = (Rule(("pods",), ("patch",)),)
+    guard: ClassVar[tuple[str, ...]] = ("isPod", "removedLabels", "detachRecordItems", "controlledByReplicaSet")
     Params: ClassVar[type[ActionParams]] = DetachParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

@@ -25,18 +25,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal
 
-from responder.containment.base import (
-    DENY_ALL_POLICY,
-    QUARANTINE_LABEL,
-    ActionContext,
-    ActionParams,
-    ActionResult,
-    Status,
-    Traits,
-    pod_gone,
-    result,
-)
+from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.context import ActionContext
 from responder.containment.enforcement import CUT, established_connections
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.containment.netpol import (
     CONFLICT_ATTEMPTS,
     describe,
@@ -45,6 +37,7 @@ from responder.containment.netpol import (
     is_deny_all,
     reopens,
 )
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import (
     Conflict,
     NotFound,
@@ -71,7 +64,25 @@ class IsolateAction(Traits):
 
     name: ClassVar[str] = "isolate"
     isolating: ClassVar[bool] = True
+    contains: ClassVar[bool] = True
     held_means: ClassVar[str] = "not isolated"
+    status_word: ClassVar[str | None] = "isolated"
+    released_by: ClassVar[str] = (
+        "the pod's quarantine is lifted; once no pod in the namespace is quarantined, the exclusions are removed and "
+        "the deny-all deleted (a detached pod's labels are not put back: its controller replaced it)"
+    )
+    rbac: ClassVar[tuple[Rule, ...]] = (
+        Rule(("networkpolicies",), ("list", "create", "patch"), group="networking.k8s.io"),
+        Rule(("pods",), ("patch",)),
+    )
+    guard: ClassVar[tuple[str, ...]] = (
+        "isPod",
+        "isNetworkPolicy",
+        "isExactDenyAll",
+        "onlyExclusionAdded",
+        "policyAllowsTraffic",
+        "onlyResponderAnnotationsChanged",
+    )
     Params: ClassVar[type[ActionParams]] = IsolateParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

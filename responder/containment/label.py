@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from responder.containment.base import (
-    ActionContext,
-    ActionParams,
-    ActionResult,
-    Status,
-    Traits,
-    pod_gone,
-    result,
-)
+from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.context import ActionContext
+from responder.containment.results import ActionResult, Status, pod_gone, result
 from responder.errors import Conflict, NotFound
 
 
@@ -30,6 +24,9 @@ class LabelAction(Traits):
 
     name: ClassVar[str] = "label"
     held_means: ClassVar[str] = "not labelled"
+    released_by: ClassVar[str] = "the quarantine label and the record annotations are removed from the pod"
+    rbac: ClassVar[tuple[Rule, ...]] = (Rule(("pods",), ("patch",)),)
+    guard: ClassVar[tuple[str, ...]] = ("isPod", "onlyResponderAnnotationsChanged")
     Params: ClassVar[type[ActionParams]] = LabelParams
 
     def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:

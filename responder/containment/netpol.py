@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL, DenyAllState
+from responder.containment.context import DenyAllState
+from responder.containment.keys import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
 from responder.errors import Conflict, DenyAllNotEnsured, IsolationNotEnsured, NotFound, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView

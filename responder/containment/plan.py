@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from responder.config import Mode
 from responder.containment import registry
-from responder.containment.base import ActionParams
+from responder.containment.action import ActionParams
 
 
 class PlannedStep(BaseModel):
@@ -21,6 +21,7 @@ class PlannedStep(BaseModel):
 
     action: str
     params: ActionParams
+    # Shown to operators (``plan``, the report): the step ends the pod. The runner asks the action's own traits.
     destructive: bool = False
 
 
@@ -46,8 +47,8 @@ class Plan(BaseModel):
 
 
 def step(params: ActionParams, action: str) -> PlannedStep:
-    """A planned step for ``action`` with ``params``; destructiveness comes from the action itself."""
-    return PlannedStep(action=action, params=params, destructive=registry.get(action).destructive)
+    """A planned step for ``action`` with ``params``; whether it ends the pod comes from the action itself."""
+    return PlannedStep(action=action, params=params, destructive=registry.get(action).ends_pod)
 
 
 def default_step(action: str) -> PlannedStep:
@@ -64,8 +65,8 @@ def ordered(steps: list[PlannedStep], capture_before_destructive: bool) -> list[
 
 
 def with_evidence_first(steps: list[PlannedStep], capture_before_destructive: bool) -> list[PlannedStep]:
-    """Capture ahead of the first step that needs it (a destructive one; stable otherwise); see :func:`ordered`."""
-    first_destructive = next((i for i, s in enumerate(steps) if registry.traits(s.action).needs_capture_before), None)
+    """Capture ahead of the first step that needs evidence first (stable otherwise); see :func:`ordered`."""
+    first_destructive = next((i for i, s in enumerate(steps) if registry.traits(s.action).needs_evidence_first), None)
     if first_destructive is None:
         return list(steps)
     late = [s for s in steps[first_destructive:] if registry.traits(s.action).read_only]

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.netpol import is_deny_all, reopens
 from responder.containment.verification import Verification, Vouch
 from responder.intake.findings import Finding

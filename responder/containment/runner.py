@@ -19,12 +19,14 @@ from functools import partial
 
 from responder.containment import budget as budget_mod
 from responder.containment import registry
-from responder.containment.base import Action, ActionContext, ActionResult, Evidence, Prefetched, Status, Traits
-from responder.containment.detach import DetachAction, DetachParams
+from responder.containment.action import Action
+from responder.containment.context import ActionContext, Evidence, Prefetched
+from responder.containment.detach import DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
 from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
 from responder.containment.progress import progress
+from responder.containment.results import ActionResult, Status
 from responder.containment.scheduling import Schedule
 from responder.containment.verification import Verification, vouched, vouched_target
 from responder.errors import Forbidden, NotFound, ResponderError, TransientError, Unavailable
@@ -108,7 +110,7 @@ class RunRules:
     process_capture: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainmentRequest:
     """One event's containment: the ``plan`` to run on ``pod`` over ``connection``, or why nothing can run
     (``blocker``); SCC's answer as it arrives (``verifying``); where evidence goes; the event's schedule."""
@@ -167,24 +169,15 @@ class ContainmentResult:
         return results, retry
 
 
-# Run by the runner, never named in a policy: the second half of `isolate` with `detach: true` (see detach.py).
-_DETACH = DetachAction()
-
-
 def _action(name: str) -> Action:
-    return _DETACH if name == _DETACH.name else registry.get(name)
+    return registry.runnable(name)
 
 
 def waits_for_scc(step: PlannedStep) -> bool:
     """Before SCC vouches, only what a refuted message's rollback takes back exactly may run: the inert deny-all,
     the exclusions and the quarantine label. A detach (its controller replaces the pod at once), evidence capture
-    (exec and log reads in the container the message names) and anything destructive wait for the verification."""
-    return step.destructive or _needs_scc(_action(step.action))
-
-
-def _needs_scc(action: Action | Traits) -> bool:
-    """What a refuted message's rollback could not take back exactly (see :func:`waits_for_scc`)."""
-    return action.verified_first or action.read_only or action.destructive
+    (exec and log reads in the container the message names) and a delete declare ``waits_for_scc``."""
+    return _action(step.action).waits_for_scc
 
 
 def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
@@ -199,7 +192,7 @@ def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
         for s in steps
     ]
     at = next((i for i, s in enumerate(out) if waits_for_scc(s)), len(out))
-    out.insert(at, PlannedStep(action=_DETACH.name, params=DetachParams()))
+    out.insert(at, PlannedStep(action=registry.DETACH, params=DetachParams()))
     return out
 
 
@@ -210,7 +203,7 @@ def isolating(plan: Plan) -> bool:
 
 def undone_by_rollback(action: str) -> bool:
     """Whether a refuted message's rollback takes this action's success back: what may run before SCC vouches."""
-    return action in registry.ACTIONS and not _needs_scc(registry.traits(action))
+    return action in registry.ACTIONS and not registry.traits(action).waits_for_scc
 
 
 def forbidden(exc: BaseException) -> bool:
@@ -299,7 +292,7 @@ class Runner:
         if not request.plan.steps:
             return out
         try:
-            _Run(self, request, out).run()
+            _PlanRun(self, request, out).run()
         except Exception as exc:  # a bug mid-containment: keep what was done, say what broke, ask for redelivery
             out.entries.append(crashed("contain", exc, request.plan.dry_run))
             out.retry = True
@@ -361,7 +354,7 @@ class Runner:
             return StepOutcome(crashed(step.action, exc, ctx.dry_run), retry=True)
 
 
-class _Run:
+class _PlanRun:
     """One plan on one pod: the queue of steps, worked off in order (an escalation appends to it)."""
 
     def __init__(self, runner: Runner, request: ContainmentRequest, out: ContainmentResult) -> None:
@@ -379,7 +372,7 @@ class _Run:
             return
         self.ctx = self.runner.context(request, request.connection, request.pod)
         steps = split_detach(list(request.plan.steps))
-        destructive_planned = any(s.destructive for s in steps)
+        ends_pod_planned = any(_action(s.action).ends_pod for s in steps)
         # Read-only steps (evidence) need nothing from containment: they run alongside it (once SCC vouched) and are
         # joined at their place in the plan, which the planner puts before any destructive step.
         queue = deque(
@@ -394,11 +387,11 @@ class _Run:
                 continue
             out.retry = out.retry or taken.retry
             out.entries.append(taken.result)
-            if escalates(item.step, taken.result) and not destructive_planned:
+            if escalates(item.step, taken.result) and not ends_pod_planned:
                 # Isolation cannot end a shell that is already connected (new-only dataplane, no enforcement,
                 # hostNetwork): the process has to go. A destructive step like any other: evidence first (unless the
                 # policy opts out), verified first, budgeted.
-                destructive_planned = True
+                ends_pod_planned = True
                 self.escalate(queue)
 
     def blocked(self, why: Blocker) -> None:
@@ -422,13 +415,14 @@ class _Run:
     def take(self, item: _Queued, rest: deque[_Queued]) -> StepOutcome | ActionResult | StillRunning:
         """Run or join one step; or hold it (its skipped result), or leave it running for the caller."""
         step = item.step
-        if (step.destructive or _action(step.action).verified_first) and not self.dry_run:
+        action = _action(step.action)
+        if action.waits_for_scc and not action.read_only and not self.dry_run:  # evidence is gated in evidence()
             self.schedule.settle()
             verification = self.request.verifying.result()
             if not verification.allows_destructive:
-                return held(step, verification, _action(step.action).held_means)
+                return held(step, verification, action.held_means)
         if item.running is not None:
-            if not any(q.step.destructive for q in rest):
+            if not any(_action(q.step.action).needs_evidence_first for q in rest):
                 return StillRunning(step.action, item.running)  # nothing destructive waits for it
             self.schedule.settle()
             return item.running.result()

@@ -115,3 +115,10 @@ class Schedule:
         if self.gate is not None:
             self.gate.wait()
         return fn(*args)
+
+
+def resolved(value: T) -> Future[T]:
+    """A future that already holds ``value``: a read made synchronously, handed where a read under way would go."""
+    future: Future[T] = Future()
+    future.set_result(value)
+    return future

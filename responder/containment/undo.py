@@ -22,15 +22,14 @@ Permissions: ``pods: get, patch`` (already held for isolation).
 
 from __future__ import annotations
 
-from responder.containment.base import (
+from responder.containment.keys import (
     ACTIONS_ANNOTATION,
     AT_ANNOTATION,
     FINDING_ANNOTATION,
     PRIOR_FINDING_ANNOTATION,
     QUARANTINE_LABEL,
-    ActionResult,
-    Status,
 )
+from responder.containment.results import ActionResult, Status
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, PodView

@@ -136,7 +136,7 @@ class Investigator:
         pod_facts: PodFacts | None = None,
     ) -> Investigation:
         """Gather facts; never raises for a dependency failure. ``pod_facts``: see :meth:`pod_facts`."""
-        run = _Run(self, finding, target, connection, unavailable_reason, pod_facts)
+        run = _Gathering(self, finding, target, connection, unavailable_reason, pod_facts)
         return run.collect()
 
     @staticmethod
@@ -151,7 +151,7 @@ class Investigator:
         return value, round((time.monotonic() - start) * 1000, 1)
 
 
-class _Run:
+class _Gathering:
     """One investigation: its futures, their branch names, and the results so far."""
 
     def __init__(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from responder.config import Mode, Settings
 from responder.containment import registry
-from responder.containment.base import Action, ActionParams
+from responder.containment.action import Action, ActionParams
 from responder.containment.isolate import IsolateParams, LiveSession
 from responder.containment.plan import Plan, ordered, step
 from responder.errors import ConfigError, InvalidIdentifier

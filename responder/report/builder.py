@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from responder.containment import registry
-from responder.containment.base import ActionResult
+from responder.containment.results import ActionResult
 from responder.errors import ResponderError
 from responder.intake import identifiers
 from responder.intake.findings import Endpoint, Finding
@@ -383,7 +383,7 @@ def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> Ins
         process_tree=tree,
         process_tree_note=note,
         sockets=tuple(evidence.sockets) if evidence and evidence.sockets is not None else None,
-        connection=evidence.connection if evidence else None,
+        connection=evidence.shell_connection if evidence else None,
         evidence_notes=notes,
     )
 

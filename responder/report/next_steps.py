@@ -7,7 +7,7 @@ from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.report.models import IncidentReport
 from responder.report.outcome import NOT_CONTAINED, Outcome
-from responder.report.record import destroyed, session_left_alive
+from responder.report.record import replaced, session_left_alive
 
 
 def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
@@ -45,7 +45,7 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
     pod_ref = f"{target.namespace}/{target.pod}"
     if dry_run:
         todo.append("The responder ran in dry-run: nothing in the cluster was changed. Contain the pod by hand.")
-    if destroyed(actions):
+    if replaced(actions):
         controller = report.pod.owner_chain[-1] if report.pod and report.pod.owner_chain else None
         owner_text = f" by {controller.kind} {controller.name}" if controller else ""
         todo.append(

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from responder.containment import registry
-from responder.containment.base import ActionResult, Evidence, Status
+from responder.containment.context import Evidence
 from responder.containment.plan import Plan
+from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import PermanentError
 from responder.intake.findings import Finding
@@ -116,9 +117,5 @@ def _why_open(plan: Plan, results: Sequence[ActionResult]) -> str:
         return "the responder runs in dry-run: nothing was done to the pod"
     if not plan.steps:
         return clean(plan.skipped[0] if plan.skipped else plan.hold or "the policy plans no containment", 300)
-    reasons = [
-        f"{r.action}: {clean(r.reason, 200)}"
-        for r in results
-        if registry.traits(r.action).isolating or registry.traits(r.action).destructive
-    ]
+    reasons = [f"{r.action}: {clean(r.reason, 200)}" for r in results if registry.traits(r.action).contains]
     return "; ".join(reasons) or "no containing step ran"

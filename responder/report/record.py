@@ -23,8 +23,8 @@ from typing import Literal, TextIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.containment import registry
-from responder.containment.base import ActionResult, Status
 from responder.containment.plan import Plan
+from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
@@ -118,8 +118,36 @@ def isolated(actions: Sequence[ActionResult]) -> bool:
 
 
 def destroyed(actions: Sequence[ActionResult]) -> bool:
-    """A destructive action (a delete) was carried out and accepted: the pod is gone, not merely planned."""
-    return any(_destroys(a.action) and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
+    """An action that ends the pod (a delete) was carried out and accepted: the pod is gone, not merely planned."""
+    return any(_ends_pod(a.action) and a.status is Status.SUCCEEDED and not a.dry_run for a in actions)
+
+
+def replaced(actions: Sequence[ActionResult]) -> bool:
+    """What an action ended, the pod's controller replaces (the next steps ask the reader to confirm it)."""
+    return any(
+        registry.traits(a.action).replaced_by_controller and a.status is Status.SUCCEEDED and not a.dry_run
+        for a in actions
+    )
+
+
+def took_effect(result: ActionResult) -> bool:
+    """The action changed what happened to the workload: an isolation that holds (by this delivery's writes or as
+    found, see :func:`isolated`), or any other action carried out and accepted; never a dry run's plan."""
+    if _isolates(result.action):
+        return isolated([result])
+    return result.status is Status.SUCCEEDED and not result.dry_run
+
+
+def status_word(results: Sequence[ActionResult]) -> str:
+    """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute): the
+    word of the action that took effect, an action that ends the pod before any other; else failed or reported."""
+    effective = [r for r in results if registry.traits(r.action).status_word and took_effect(r)]
+    effective.sort(key=lambda r: not registry.traits(r.action).ends_pod)  # stable: plan order otherwise
+    if effective:
+        return registry.traits(effective[0].action).status_word or "reported"
+    if any(r.status is Status.FAILED for r in results):
+        return "failed"
+    return "reported"
 
 
 def severity_for(
@@ -245,24 +273,23 @@ def timed(record: DecisionRecord, started: float, contained_at: float | None = N
 
 
 def contained(entries: Sequence[object]) -> bool:
-    """Whether an isolate or a delete was written and accepted (not planned in a dry run, not skipped)."""
+    """Whether an action that counts as containing the pod (an isolate, a delete) was written and accepted (not
+    planned in a dry run, not skipped)."""
     return any(
-        isinstance(s, ActionResult) and _contains(s.action) and s.status is Status.SUCCEEDED and not s.dry_run
+        isinstance(s, ActionResult)
+        and registry.traits(s.action).contains
+        and s.status is Status.SUCCEEDED
+        and not s.dry_run
         for s in entries
     )
-
-
-def _contains(action: str) -> bool:
-    """An action whose success contains the pod: it isolates it, or it is destructive (the pod is gone)."""
-    return _isolates(action) or _destroys(action)
 
 
 def _isolates(action: str) -> bool:
     return registry.traits(action).isolating
 
 
-def _destroys(action: str) -> bool:
-    return registry.traits(action).destructive
+def _ends_pod(action: str) -> bool:
+    return registry.traits(action).ends_pod
 
 
 def decide(verdict: Triage, plan: Plan, verification: Verification) -> tuple[Verdict, str, str]:

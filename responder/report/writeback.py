@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from responder.containment.base import ActionResult, Status
 from responder.containment.plan import Plan
 from responder.containment.progress import EVENT_MARK, marks_for
+from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import ResponderError
 from responder.intake.findings import Finding
@@ -22,7 +22,7 @@ from responder.intake.sanitize import clean
 from responder.policy.rules import Defaults
 from responder.ports import FindingsAPI, Publisher
 from responder.report.outcome import Outcome
-from responder.report.record import destroyed, isolated
+from responder.report.record import destroyed, status_word
 
 HANDLED_MARK = EVENT_MARK  # eventTime of the occurrence we handled: our own write-back re-sends the notification
 
@@ -97,17 +97,6 @@ def notify(
     return [
         _attempt("notify", lambda: publisher.publish(topic, data, attributes), f"incident report published to {topic}")
     ]
-
-
-def status_word(results: list[ActionResult]) -> str:
-    """One word for what happened to the workload (the ``rsr_status`` mark, the report's routing attribute)."""
-    if destroyed(results):
-        return "deleted"
-    if isolated(results):
-        return "isolated"
-    if any(r.status is Status.FAILED for r in results):
-        return "failed"
-    return "reported"
 
 
 def _attempt(action: str, fn: Callable[[], object], success: str) -> ActionResult:

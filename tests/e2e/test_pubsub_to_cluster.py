@@ -10,7 +10,7 @@ import pytest
 from google.cloud import pubsub_v1
 from kubernetes import client
 
-from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from tests.notifications import notification, sample
 from tests.support import workloads as w
 from tests.support.pubsub_emulator import create_push_subscription, create_topic

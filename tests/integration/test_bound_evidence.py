@@ -18,7 +18,7 @@ from kubernetes import client
 from responder.adapters.kube import KubeAdapter
 from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.scc import SccFindings
-from responder.containment.base import DENY_ALL_POLICY, PREFIX, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, PREFIX, QUARANTINE_LABEL
 from responder.errors import Conflict
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from responder.adapters.kube_connect import KubeconfigConnector
 from responder.config import Settings
-from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.report.outcome import Outcome

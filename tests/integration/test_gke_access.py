@@ -16,7 +16,7 @@ from kubernetes import client
 
 from responder.adapters.gke import GkeClusterAPI
 from responder.adapters.kube_connect import GkeConnector
-from responder.containment.base import QUARANTINE_LABEL
+from responder.containment.keys import QUARANTINE_LABEL
 from responder.errors import TransientError
 from responder.intake.envelope import Delivery
 from responder.intake.identifiers import ClusterRef

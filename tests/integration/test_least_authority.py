@@ -27,14 +27,14 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from kubernetes.stream import stream
 
-from responder.containment.base import (
+from responder.containment.capture import PROCESS_TREE_ARGV
+from responder.containment.keys import (
     ACTIONS_ANNOTATION,
     AT_ANNOTATION,
     FINDING_ANNOTATION,
     ORIGINAL_LABELS_ANNOTATION,
     QUARANTINE_LABEL,
 )
-from responder.containment.capture import PROCESS_TREE_ARGV
 from responder.containment.netpol import deny_all_body
 from tests.support import workloads as w
 from tests.support.admission_guard import PODS, POLICIES, Decision, Guard, admission_request, load_guard

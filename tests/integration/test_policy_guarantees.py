@@ -14,7 +14,7 @@ from responder.adapters.kube_connect import KubeconfigConnector
 from responder.adapters.pubsub import PubSubPublisher
 from responder.adapters.scc import SccFindings
 from responder.config import Settings
-from responder.containment.base import DENY_ALL_POLICY
+from responder.containment.keys import DENY_ALL_POLICY
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.report.outcome import Outcome
 from responder.service import Dependencies, Responder

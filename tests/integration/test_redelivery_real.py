@@ -52,7 +52,8 @@ from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.bootstrap import build_dependencies
 from responder.config import Settings
-from responder.containment.base import (
+from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
+from responder.containment.keys import (
     ACTIONS_ANNOTATION,
     AT_ANNOTATION,
     DENY_ALL_POLICY,
@@ -61,7 +62,6 @@ from responder.containment.base import (
     QUARANTINE_LABEL,
     RELEASED_ANNOTATION,
 )
-from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.errors import KubeHttpError
 from responder.intake.envelope import PUBSUB_EVENT_TYPE, from_cloud_event
 from responder.intake.identifiers import ClusterRef

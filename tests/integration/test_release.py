@@ -18,7 +18,7 @@ from responder.adapters.kube_connect import KubeconfigConnector
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
-from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy

@@ -29,7 +29,7 @@ from kubernetes import client
 
 from bench.latency_proxy import FAULT_MODES, LatencyProxy
 from responder.bootstrap import build_dependencies
-from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
 from responder.report.outcome import Outcome
 from responder.service import Responder

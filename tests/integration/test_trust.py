@@ -19,7 +19,7 @@ from responder.adapters.scc import SccFindings
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
-from responder.containment.base import QUARANTINE_LABEL
+from responder.containment.keys import QUARANTINE_LABEL
 from responder.intake.identifiers import ClusterRef
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.ports import LabelSelector

@@ -21,7 +21,7 @@ from typing import Any, get_args
 import hcl2
 import pytest
 
-from responder.containment.base import ActionResult, Status
+from responder.containment.results import ActionResult, Status
 from responder.intake.envelope import Delivery
 from responder.intake.triage import Verdict
 from responder.report.record import PodRef, RecordOutcome, emit, fallback_line, make_record

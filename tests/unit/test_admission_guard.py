@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from responder.config import Settings
-from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
 from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.containment.capture import PROCESS_TREE_ARGV
+from responder.containment.keys import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
 from responder.containment.netpol import deny_all_body
 from responder.errors import Conflict, Forbidden, NotFound
 from responder.intake.envelope import Delivery

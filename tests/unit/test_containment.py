@@ -11,7 +11,7 @@ import pytest
 
 from responder.config import Settings
 from responder.containment import budget
-from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.errors import BudgetUnavailable
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy

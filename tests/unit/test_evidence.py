@@ -47,8 +47,8 @@ def report(outcome: Outcome) -> str:
 
 
 def connection(outcome: Outcome) -> dict[str, Any]:
-    assert outcome.evidence is not None and outcome.evidence.connection is not None
-    return dict(outcome.evidence.connection)
+    assert outcome.evidence is not None and outcome.evidence.shell_connection is not None
+    return dict(outcome.evidence.shell_connection)
 
 
 def refused(uid: str | None) -> str:

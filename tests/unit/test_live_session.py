@@ -125,8 +125,8 @@ def test_detach_happens_where_isolation_cuts(kube: FakeKube) -> None:
 def test_the_capture_matches_the_findings_connection_among_the_containers_sockets(kube: FakeKube) -> None:
     outcome = run(make(kube))
     assert kube.socket_reads == [(NS, POD)]
-    assert outcome.evidence is not None and outcome.evidence.connection is not None
-    connection = outcome.evidence.connection
+    assert outcome.evidence is not None and outcome.evidence.shell_connection is not None
+    connection = outcome.evidence.shell_connection
     assert connection["matched"] and connection["open"], connection
     assert connection["socket"] == {"local": "10.48.2.17:51734", "remote": "198.51.100.77:9001", "state": "ESTABLISHED"}
     inspect = build_report(outcome).inspect

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responder import cli, handler
-from responder.containment.base import ActionResult, Status
+from responder.containment.results import ActionResult, Status
 from responder.intake.sanitize import clean, untrusted_text
 from responder.intake.triage import Verdict
 from responder.report.outcome import Outcome
@@ -457,7 +457,7 @@ def test_status_and_release_print_hostile_annotations_clean(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from responder.aftercare import commands
-    from responder.containment.base import FINDING_ANNOTATION, QUARANTINE_LABEL
+    from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL
     from tests.unit.fakes import FakeKube
 
     kube = FakeKube()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from responder.containment.base import QUARANTINE_LABEL, ActionResult, Status
+from responder.containment.keys import QUARANTINE_LABEL
+from responder.containment.results import ActionResult, Status
 from responder.intake.triage import Verdict
 from responder.ports import LabelSelectorRequirement
 from responder.report import bounds

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, PRIOR_FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, PRIOR_FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.netpol import is_deny_all
 from responder.containment.progress import isolation_holds
 from responder.containment.verification import Verification, Vouch, vouched, vouched_target

@@ -14,7 +14,7 @@ from responder.aftercare.facts import RELEASED_ANNOTATION
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
-from responder.containment.base import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.ports import LabelSelector

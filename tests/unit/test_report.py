@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from responder.config import Settings
-from responder.containment.base import ActionResult, Evidence, Status
+from responder.containment.context import Evidence
+from responder.containment.results import ActionResult, Status
 from responder.intake.envelope import detect_bytes
 from responder.intake.findings import Process
 from responder.intake.triage import Verdict, triage

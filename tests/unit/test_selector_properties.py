@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from responder.aftercare.facts import policy_problems
-from responder.containment.base import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
 from responder.containment.netpol import DENY_ALL_SPEC, reopens, with_exclusion
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
 

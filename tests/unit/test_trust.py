@@ -13,8 +13,8 @@ import pytest
 
 from responder.aftercare.facts import RELEASED_ANNOTATION, policy_problems
 from responder.config import Settings
-from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
+from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.errors import Forbidden, TransientError
 from responder.policy.rules import PolicyEngine, parse_policy
 from responder.ports import LabelSelector, LabelSelectorRequirement, SccFinding

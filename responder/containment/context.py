@@ -1,4 +1,5 @@
-"""What every action shares: its result, its context, and the labels/annotations it writes.
+"""What an action runs with: its context (the cluster, the pod, the finding, the event's pools and reads under way),
+the evidence it fills in, and the one pod patch every quarantining action shares.
 
 An action is idempotent (delivery is at-least-once and many instances run at once), names what it creates
 deterministically, and in dry-run computes the same decisions without writing anything.
@@ -10,63 +11,24 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, ClassVar, Protocol, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, TypeVar
 
 from responder.containment.budget import BudgetDecision
 from responder.containment.enforcement import Enforcement, resolve
+from responder.containment.keys import (
+    ACTIONS_ANNOTATION,
+    AT_ANNOTATION,
+    FINDING_ANNOTATION,
+    PRIOR_FINDING_ANNOTATION,
+    QUARANTINE_LABEL,
+)
 from responder.containment.scheduling import WritesOut
-from responder.errors import Conflict, NotFound, ResponderError
+from responder.errors import ResponderError
 from responder.intake.findings import Finding
 from responder.intake.triage import Target
 from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
 
 T = TypeVar("T")
-
-
-# Keys the responder writes. A domain of its own, so they can never collide with a workload's labels.
-PREFIX = "responder.rsr.dev"
-QUARANTINE_LABEL = f"{PREFIX}/quarantine"
-FINDING_ANNOTATION = f"{PREFIX}/finding"
-ACTIONS_ANNOTATION = f"{PREFIX}/actions"
-AT_ANNOTATION = f"{PREFIX}/at"
-ORIGINAL_LABELS_ANNOTATION = f"{PREFIX}/original-labels"
-# The finding whose quarantine this pod carried when another finding's delivery recorded itself on it: a rollback
-# of the later one (refuted by SCC) hands the quarantine back to it instead of lifting it.
-PRIOR_FINDING_ANNOTATION = f"{PREFIX}/prior-finding"
-# Left on a released pod (``release``): when, so that a redelivery of the finding it was released from is not acted on.
-RELEASED_ANNOTATION = f"{PREFIX}/released-at"
-DENY_ALL_POLICY = "rsr-quarantine-deny-all"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
-
-
-class Status(StrEnum):
-    """The three result states of every action."""
-
-    SUCCEEDED = "succeeded"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-class ActionResult(BaseModel):
-    """One action's outcome, as it appears in the decision record."""
-
-    model_config = ConfigDict(frozen=True)
-
-    action: str
-    status: Status
-    reason: str
-    dry_run: bool = False
-    changes: tuple[str, ...] = ()
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class ActionParams(BaseModel):
-    """Base of every action's typed parameters; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass
@@ -78,7 +40,8 @@ class Evidence:
     logs: str | None = None
     process_tree: str | None = None
     sockets: list[dict[str, str | int]] | None = None  # the container's TCP sockets (/proc/net/tcp, tcp6)
-    connection: dict[str, object] | None = None  # the finding's connection among them, and whether it was open
+    # The finding's own connection among them (matched on its Src/Dst), and whether it was open: the reverse shell's.
+    shell_connection: dict[str, object] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -123,8 +86,9 @@ class ActionContext:
     pool: Executor | None = None
     prefetched: Prefetched = field(default_factory=Prefetched)
     planned: tuple[str, ...] = ()
-    # Takes one slot of the blast-radius budget, after an action's own guards passed; raises when the budget cannot
-    # be read (which refuses the action: the budget fails closed). None: no budget here (dry-run, tests).
+    # Takes one slot of the blast-radius budget: called by an action that declares ``budgeted``, after its own guards
+    # passed; raises when the budget cannot be read (which refuses the action: the budget fails closed). None: no
+    # budget here (dry-run, tests).
     charge_budget: Callable[[], BudgetDecision] | None = None
     process_capture: bool = True  # False when the operator withheld pods/exec (RESPONDER_PROCESS_CAPTURE=false)
     # Opened once the isolating writes are on the wire (see WritesOut): evidence and the investigation start then.
@@ -225,72 +189,3 @@ class ActionContext:
     def record(self) -> dict[str, str]:
         """Annotations that tie the pod to the finding, for the humans who look at it later."""
         return {FINDING_ANNOTATION: self.finding.name or "", AT_ANNOTATION: self.now.isoformat(timespec="seconds")}
-
-
-class Traits:
-    """What an action is, declared on its class. An action declares only what is true of it: by default it writes
-    nothing a refuted message's rollback cannot take back exactly, runs in plan order, and ends nothing."""
-
-    isolating: ClassVar[bool] = False
-    verified_first: ClassVar[bool] = False
-    read_only: ClassVar[bool] = False
-    destructive: ClassVar[bool] = False
-    needs_capture_before: ClassVar[bool] = False
-
-
-class Action(Protocol):
-    """An action module's entry point."""
-
-    name: ClassVar[str]
-    isolating: ClassVar[bool]  # cuts the pod off: its writes go out first, and everything else waits for them
-    verified_first: ClassVar[bool]  # a write a refuted message's rollback cannot take back: held until SCC vouches
-    read_only: ClassVar[bool]  # only reads: may run alongside containment
-    destructive: ClassVar[bool]  # ends the pod: counted against the blast-radius budget
-    needs_capture_before: ClassVar[bool]  # what it ends is evidence: capture runs first (unless the policy opts out)
-    held_means: ClassVar[str]  # what the record says it did not do while SCC had not vouched for the message
-    Params: ClassVar[type[ActionParams]]
-
-    def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult: ...
-
-
-def result(
-    action: str,
-    status: Status,
-    reason: str,
-    ctx: ActionContext,
-    changes: list[str] | tuple[str, ...] = (),
-    **details: Any,
-) -> ActionResult:
-    """Build a result, prefixing dry-run reasons so nobody mistakes a plan for a change."""
-    if ctx.dry_run and status is Status.SKIPPED and changes:
-        reason = f"dry-run: would {reason}"
-    return ActionResult(
-        action=action, status=status, reason=reason, dry_run=ctx.dry_run, changes=tuple(changes), details=details
-    )
-
-
-def pod_gone(
-    action: str, ctx: ActionContext, exc: NotFound | Conflict, changes: list[str] | tuple[str, ...] = ()
-) -> ActionResult:
-    """The skipped result when the pod vanished, or was replaced under us (the new pod is never touched)."""
-    # ``gone``: the compromised pod no longer runs, so neither does its shell (the outcome rule reads it).
-    if isinstance(exc, NotFound):
-        return result(action, Status.SKIPPED, "pod no longer exists", ctx, changes, gone=True)
-    return result(action, Status.SKIPPED, "pod was replaced (UID changed); the new pod is not touched", ctx, gone=True)
-
-
-def done(value: T) -> Future[T]:
-    """A future that already holds ``value`` (a read made synchronously, handed where a read under way would go)."""
-    future: Future[T] = Future()
-    future.set_result(value)
-    return future
-
-
-def now(fn: Callable[..., T], *args: Any) -> Future[T]:
-    """``fn(*args)`` called here and now, its result or its error in a future (for code that takes reads under way)."""
-    future: Future[T] = Future()
-    try:
-        future.set_result(fn(*args))
-    except ResponderError as exc:
-        future.set_exception(exc)
-    return future
