@@ -245,7 +245,7 @@ class Action(Protocol):
     isolating: ClassVar[bool]  # cuts the pod off: its writes go out first, and everything else waits for them
     verified_first: ClassVar[bool]  # a write a refuted message's rollback cannot take back: held until SCC vouches
     read_only: ClassVar[bool]  # only reads: may run alongside containment
-    destructive: ClassVar[bool]  # ends the pod: counted against the blast-radius budget
+    destructive: ClassVar[bool]  # ends the pod (held for SCC); the runner charges no budget: delete.py charges its own
     needs_capture_before: ClassVar[bool]  # what it ends is evidence: capture runs first (unless the policy opts out)
     held_means: ClassVar[str]  # what the record says it did not do while SCC had not vouched for the message
     Params: ClassVar[type[ActionParams]]

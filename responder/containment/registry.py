@@ -1,4 +1,5 @@
-"""The explicit list of actions. Adding an action means adding its module and one line here."""
+"""The explicit list of actions: the policy file, its schema, the plan and the runner take them from here. A new
+action is its module and one line here, and more besides: docs/architecture.md ("Where to add") lists the rest."""
 
 from __future__ import annotations
 
