@@ -5,7 +5,7 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test unit integration e2e lint typecheck run demo bench bench-redelivery kube-up kube-down kube-build clean
+.PHONY: help setup test unit guard contract integration node e2e lint typecheck run demo bench bench-redelivery kube-up kube-down kube-build clean
 
 help:
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -24,16 +24,26 @@ lint: $(STAMP) ## ruff (lint + format check)
 typecheck: $(STAMP) ## mypy strict on responder/ and main.py
 	$(BIN)/mypy
 
-unit: $(STAMP) ## fast tests only
-	$(BIN)/pytest -q -m "not integration and not e2e"
+# Test tiers: one folder and one marker each (tests/README.md says what each needs). `make test` runs them all.
+unit: $(STAMP) ## tests/unit: in process, fakes of the ports (no server, no Go, no terraform)
+	$(BIN)/pytest -q -m unit
 
-integration: $(STAMP) kube-build ## real clients against real/wire servers
+guard: $(STAMP) ## tests/guard: the admission guard in Kubernetes' own CEL (Go; the first build uses the Go module proxy)
+	$(BIN)/pytest -q -m guard
+
+contract: $(STAMP) kube-build ## tests/contract: FakeKube and KubeAdapter on the same cases (local apiserver; exec cases: the node)
+	$(BIN)/pytest -q -m contract
+
+integration: $(STAMP) kube-build ## tests/integration: real clients against the local apiserver, Pub/Sub emulator, wire fakes
 	$(BIN)/pytest -q -m integration
 
-e2e: $(STAMP) kube-build ## functions-framework + Pub/Sub emulator + kube-apiserver
+node: $(STAMP) kube-build ## tests/node: the real node (root): containers, exec, logs, the NetworkPolicy dataplane
+	$(BIN)/pytest -q -m node
+
+e2e: $(STAMP) kube-build ## tests/e2e: Pub/Sub emulator push -> functions-framework -> responder -> apiserver; make demo
 	$(BIN)/pytest -q -m e2e
 
-test: lint typecheck tf-check kube-build ## everything CI runs: lint, types, terraform checks, unit, integration (incl. the real node), e2e
+test: lint typecheck tf-check kube-build ## everything CI runs: lint, types, terraform checks, every test tier (unit, guard, contract, integration, node, e2e, terraform)
 	$(BIN)/pytest -q
 
 run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_MODE=enforce)

@@ -20,7 +20,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    := .venv-checkov
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: terraform tf-fmt checkov tf-check plan deploy
+.PHONY: terraform tf-fmt checkov tf-check tf-test plan deploy
 
 terraform: ## a Terraform CLI for the offline checks: terraform on PATH, else OpenTofu built from its Go module (cached)
 	@if [ "$(TF)" = "$(TOFU_BIN)" ]; then $(MAKE) --no-print-directory $(TOFU_BIN); else echo "terraform: $(TF)"; fi
@@ -52,6 +52,9 @@ checkov: $(CHECKOV_STAMP) ## static security scan of terraform/ (own venv; any f
 	$(CHECKOV_VENV)/bin/checkov -d $(TF_DIR) --framework terraform --skip-download --quiet --compact
 
 tf-check: tf-fmt checkov ## offline Terraform checks: fmt + checkov
+
+tf-test: $(STAMP) terraform $(CHECKOV_STAMP) ## tests/terraform: the module, its monitoring and the runbook, offline (a Terraform CLI, checkov)
+	$(BIN)/pytest -q -m terraform
 
 plan: ## terraform init + plan (NEEDS network to the provider registry and Google credentials)
 	@echo "plan: needs network access (provider download) and Google credentials (gcloud auth application-default login)." >&2

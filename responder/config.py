@@ -1,7 +1,8 @@
 """Settings: the only place environment variables are read.
 
 Every operator toggle is a ``RESPONDER_*`` variable (Terraform sets them on the function). A toggle left unset is
-``None`` here and the policy file decides; precedence is env > policy file > built-in defaults (see ``policy.py``).
+``None`` here and the policy file decides; precedence is env > policy file > built-in defaults (see
+``responder.policy.rules``).
 Invalid values raise :class:`ConfigError` at cold start, and the function then refuses to act.
 """
 

@@ -555,7 +555,7 @@ variable "rbac_cluster_endpoint" {
 }
 
 variable "enable_process_capture" {
-  description = "Let the responder run `ps axjf` in a compromised container (kubectl exec). true applies deploy/kubernetes/rbac-capture.yaml (the exec ClusterRole) when manage_kubernetes_rbac is on; false leaves exec out and exports RESPONDER_PROCESS_CAPTURE=false so the responder does not try."
+  description = "Let the responder run `ps axjf` and `cat /proc/net/tcp /proc/net/tcp6` in a compromised container (kubectl exec). true applies deploy/kubernetes/rbac-capture.yaml (the exec ClusterRole) when manage_kubernetes_rbac is on; false leaves exec out and exports RESPONDER_PROCESS_CAPTURE=false so the responder does not try."
   type        = bool
   default     = false
   nullable    = false

@@ -1,4 +1,5 @@
-"""The explicit list of actions. Adding an action means adding its module and one line here.
+"""The explicit list of actions. Adding an action means adding its module, one line here, and what the tests below ask
+for by name (its RBAC rule, its guard variable, its README row): nothing else.
 
 Everything else asks the registry what an action is (its declarations, :mod:`.action`), never its name; what the
 reviewed artifacts must say for it (RBAC, the admission guard, the README's table) is checked against the same

@@ -1,6 +1,7 @@
 """Stage 3b, investigation: the runbook's reading steps, concurrently with containment.
 
-Owns cluster, node and pod facts with the Kubernetes owner chain (``investigator``, ``owner_chain``), the three Cloud
-Logging filters (``logfilters``) and the console links and commands a responder would use (``links``). Talks to the
-outside only through ``responder.ports``. May import ``intake``, ``ports``, ``errors``.
+Owns cluster, node and pod facts with the Kubernetes owner chain (``investigator``, whose ``owner_chain()`` evidence
+capture walks too), the three Cloud Logging filters (``logfilters``) and the console links and commands a responder
+would use (``links``). Talks to the outside only through ``responder.ports``. May import ``intake``, ``ports``,
+``errors``.
 """

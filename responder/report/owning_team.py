@@ -1,6 +1,7 @@
 """The owning team: who to contact about a workload (runbook step 7), from namespace or cluster labels.
 
-Not to be confused with Kubernetes ownerReferences (``responder.investigation.owner_chain``): this is about people.
+Not to be confused with Kubernetes ownerReferences (``responder.investigation.investigator.owner_chain``): this is
+about people.
 """
 
 from __future__ import annotations

@@ -226,7 +226,7 @@ class RealSide:
 # ------------------------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(params=[FAKE, pytest.param(REAL, marks=pytest.mark.integration)])
+@pytest.fixture(params=[FAKE, REAL])
 def side(request: pytest.FixtureRequest) -> Iterator[Side]:
     """The port under test: FakeKube, or KubeAdapter on the local apiserver (as cluster-admin)."""
     if request.param == FAKE:
@@ -245,7 +245,7 @@ def side(request: pytest.FixtureRequest) -> Iterator[Side]:
 LOG_LINE = "shop api listening on 8080"
 
 
-@pytest.fixture(params=[FAKE, pytest.param(REAL, marks=[pytest.mark.integration, pytest.mark.node])])
+@pytest.fixture(params=[FAKE, REAL])
 def running_side(request: pytest.FixtureRequest) -> Iterator[tuple[Side, str]]:
     """A side holding one running pod (container ``api``, which logged LOG_LINE): exec and logs reach it. On the
     real apiserver it runs on the real node (root only); returns (side, the pod's name)."""

@@ -7,10 +7,11 @@ behind pods/log and pods/exec); a refused call must get the authorizer's 403 nam
 
 What RBAC cannot refuse: a change of a pod's spec (an image swap) rides on `pods: patch`, and `pods: patch, delete` and
 `networkpolicies: create, patch` hold in kube-system as everywhere, because the compromised pod can be in any
-namespace. On GKE 1.30+ deploy/kubernetes/admission-guard.yaml refuses those (and any exec argv but `ps axjf`). This
-1.20 apiserver predates ValidatingAdmissionPolicy, so the last test shows RBAC letting them through and the guard's
-own CEL (tests/support/admission_guard.py) refusing the very objects this apiserver produced; the allowed writes
-below go through the same guard and must be admitted. Full offline coverage: tests/unit/test_admission_guard.py.
+namespace. On GKE 1.30+ deploy/kubernetes/admission-guard.yaml refuses those (and any exec argv but `ps axjf` and
+`cat /proc/net/tcp /proc/net/tcp6`). This 1.20 apiserver predates ValidatingAdmissionPolicy, so the last test shows
+RBAC letting them through and the guard's own CEL (tests/support/admission_guard.py) refusing the very objects this
+apiserver produced; the allowed writes below go through the same guard and must be admitted. Full offline coverage:
+tests/unit/test_admission_guard.py and tests/guard/test_kubernetes_cel.py.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tests.notifications import notification
 from tests.support import workloads as w
 from tests.support.kube import KubeEnv
 
-pytestmark = [pytest.mark.integration, pytest.mark.node]
+pytestmark = pytest.mark.node
 ROOT = Path(__file__).resolve().parents[2]
 
 # Runs the replay as its only child and reports that child's peak resident memory (ru_maxrss of RUSAGE_CHILDREN

@@ -29,7 +29,7 @@ from tests.support import workloads as w
 from tests.support.common import responder_cli
 from tests.support.kube import KubeEnv
 
-pytestmark = [pytest.mark.integration, pytest.mark.node]
+pytestmark = pytest.mark.node
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_POLICY = ROOT / "policy.yaml"  # the shipped policy: default-isolate for these namespaces, live_session: escalate
 CUT_WITHIN_S = 40.0  # the dataplane's reaction (informer events, then one conntrack sweep): seconds at most

@@ -19,7 +19,7 @@ from kubernetes import client, config
 from tests.support import workloads as w
 from tests.support.reverse_shell import exec_out
 
-pytestmark = [pytest.mark.integration, pytest.mark.node]
+pytestmark = pytest.mark.node
 ROOT = Path(__file__).resolve().parents[2]
 KUBEENV = ROOT / "tools" / "kubeenv.py"
 

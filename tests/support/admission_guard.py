@@ -7,7 +7,8 @@ apiserver does (tests/support/celguard.py runs them in Kubernetes' own CEL envir
 then the variables, then every validation; a validation that is not true refuses the request (failurePolicy Fail: an
 error refuses too). Requests are shaped as the apiserver builds them (see admission_request).
 
-Used by tests/unit/test_admission_guard.py (fixtures, the responder's writes on an in-memory cluster) and by
+Used by tests/unit/test_admission_guard.py (fixtures, the responder's writes on an in-memory cluster), by
+tests/guard/test_kubernetes_cel.py (which judges the same requests again in Go) and by
 tests/integration/test_least_authority.py (objects exactly as a real apiserver stored them).
 """
 

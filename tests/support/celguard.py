@@ -92,7 +92,7 @@ class CompileError:
 
 @dataclass(frozen=True)
 class Request:
-    """One admission request: as tests/support/admission_guard.admission_request shapes it, plus its objects."""
+    """One admission request: as ``tests.support.admission_guard.admission_request`` shapes it, plus its objects."""
 
     request: Mapping[str, Any]
     obj: Any = None

@@ -3,8 +3,8 @@
 The real client libraries (gapic REST transports for GKE and SCC, google-cloud-logging's HTTP client) talk to it over
 HTTP on 127.0.0.1, so URL paths, verbs, query parameters, JSON field names, enum encodings and error bodies are all
 exercised. Point a client at it with ``client_options={"api_endpoint": fake.url}`` (an ``http://`` URL: the gapic REST
-transports keep a scheme given in the host, see ``rest_base.py``) and anonymous credentials; the
-:func:`google_settings` fixture gives a :class:`responder.config.Settings` wired that way.
+transports keep a scheme given in the host, see ``transports/rest_base.py`` in each client library) and anonymous
+credentials; the :func:`google_settings` fixture gives a :class:`responder.config.Settings` wired that way.
 
 Served (everything else is 404, a wrong verb 405, a body it cannot read 400, in Google's JSON error format):
 

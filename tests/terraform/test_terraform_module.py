@@ -1180,7 +1180,6 @@ def test_project_scope_needs_no_organization(pure_module: Path) -> None:
 # --- checkov (its own virtualenv) -------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 def test_checkov_reports_no_failed_checks() -> None:
     checkov = ROOT / ".venv-checkov" / "bin" / "checkov"
     if not checkov.exists():
