@@ -61,6 +61,22 @@ def _scc(*docs: dict[str, Any]) -> FakeFindings:
     return scc
 
 
+def _on_calico(kube: FakeKube, doc: dict[str, Any]) -> Outcome:
+    """Both categories enabled, the policy with a rule for added binaries, on a dataplane that keeps established
+    connections (Calico, read from GKE)."""
+    calico = ClusterInfo(name="c", location="us-east1", network_policy_enabled=True)
+    responder = make(
+        kube,
+        action=None,
+        policy=CONTAIN_BINARIES,
+        findings=_scc(doc),
+        categories=BOTH,
+        info=calico,
+        netpol_enforcement="auto",
+    )
+    return run(responder, doc)
+
+
 def _markdown(outcome: Outcome) -> str:
     return render_markdown(build_report(outcome)).replace("\\", "")
 
@@ -150,18 +166,7 @@ def test_enabled_it_is_report_only_by_default_and_done(kube: FakeKube, policy: P
 def test_a_rule_that_names_it_contains_it_with_its_own_code_wording_and_techniques(kube: FakeKube) -> None:
     """On a dataplane that keeps established connections (Calico) the isolation still contains an added binary: its
     threat is not a live session, so nothing escalates to a delete and nothing warns of a shell left alive."""
-    outcome = run(
-        make(
-            kube,
-            action=None,
-            policy=CONTAIN_BINARIES,
-            findings=_scc(BINARY),
-            categories=BOTH,
-            info=ClusterInfo(name="c", location="us-east1", network_policy_enabled=True),
-            netpol_enforcement="auto",
-        ),
-        BINARY,
-    )
+    outcome = _on_calico(kube, BINARY)
     record = outcome.record
     assert (record.verdict.value, record.code, record.rule) == ("act", "added_binary_executed", "binaries-isolate")
     assert (record.outcome, record.severity) == ("done", "NOTICE")
@@ -233,18 +238,7 @@ def test_dry_run_leaves_both_alone_and_only_the_shell_pages(
 def test_reverse_shell_behaviour_is_unchanged_beside_it(kube: FakeKube) -> None:
     """Same policy, same Calico dataplane: the shell's rule is the catch-all (the binaries' rule does not match it),
     it is captured then deleted, and the report speaks of a reverse shell with the runbook's T1059 and T1105."""
-    outcome = run(
-        make(
-            kube,
-            action=None,
-            policy=CONTAIN_BINARIES,
-            findings=_scc(SHELL),
-            categories=BOTH,
-            info=ClusterInfo(name="c", location="us-east1", network_policy_enabled=True),
-            netpol_enforcement="auto",
-        ),
-        SHELL,
-    )
+    outcome = _on_calico(kube, SHELL)
     assert (outcome.record.code, outcome.record.rule, outcome.record.outcome) == (
         "reverse_shell",
         "everything-else",
