@@ -32,7 +32,11 @@ class Settings(BaseSettings):
         default=None, description="override every rule's containment: isolate|delete|none"
     )
     policy_file: Path | None = Field(default=None, description="policy YAML; default policy.yaml beside main.py")
-    categories: CsvList = Field(default=None, description="comma-separated finding categories to handle")
+    categories: CsvList = Field(
+        default=None,
+        description="comma-separated finding categories to handle, each one with a profile (responder/intake/"
+        "categories.py): Reverse Shell (default), Added Binary Executed",
+    )
     protected_namespaces: CsvList = Field(default=None, description="comma-separated namespace globs never touched")
     exempt_label: str | None = Field(default=None, description="namespaces labelled so (=true) are untouched")
     verify_finding: bool | None = Field(

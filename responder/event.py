@@ -15,6 +15,8 @@ from responder.containment.runner import Blocker, ContainmentRequest
 from responder.containment.scheduling import Schedule
 from responder.containment.verification import Verification
 from responder.errors import ResponderError
+from responder.intake import categories
+from responder.intake.categories import CategoryProfile
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target, Triage, Verdict
@@ -68,6 +70,12 @@ class Event:
         """The pod the finding names (only events that passed triage get this far)."""
         assert self.verdict.target is not None
         return self.verdict.target
+
+    @property
+    def profile(self) -> CategoryProfile:
+        """What the finding's category means to the responder (only events that passed triage get this far, so its
+        category has a profile)."""
+        return categories.of(self.finding.category)
 
     @property
     def labels(self) -> Mapping[str, str]:

@@ -51,7 +51,7 @@ from responder.ports import (
     PodView,
     Publisher,
 )
-from responder.report.outcome import NOT_CONTAINED, Outcome, Settlement, rejected, settle
+from responder.report.outcome import Outcome, Settlement, not_contained_prefix, rejected, settle
 from responder.report.record import (
     DecisionRecord,
     DeliveryInfo,
@@ -299,7 +299,7 @@ class Responder:
         ours = pod is not None and pod.annotations.get(FINDING_ANNOTATION) == event.finding.name
         if event.connection is not None and pod is not None and ours and not self._plan(event).dry_run:
             actions.append(undo_quarantine(event.connection.kube, pod, event.finding.name))
-        settlement = settle(self._plan(event), answer, actions, retry=False)
+        settlement = settle(self._plan(event), answer, actions, retry=False, profile=event.profile)
         record = event.record(
             Verdict.REJECT,
             "suspected_forgery",
@@ -402,13 +402,14 @@ class Responder:
         """
         plan, verification, results = settled.plan, settled.verification, settled.results
         decided, code, reason = decide(event.verdict, plan, verification)
-        settlement = settle(plan, verification, results, settled.retry)
+        settlement = settle(plan, verification, results, settled.retry, profile=event.profile)
+        not_contained = not_contained_prefix(event.profile)
 
         def record(writebacks: list[ActionResult], ends: Settlement) -> DecisionRecord:
             return event.record(
                 decided,
                 code,
-                f"{NOT_CONTAINED}{ends.why}" if ends.outcome == "not_contained" and ends.why else reason,
+                f"{not_contained}{ends.why}" if ends.outcome == "not_contained" and ends.why else reason,
                 actions=results,
                 writebacks=writebacks,
                 rule=plan.rule,

@@ -133,7 +133,7 @@ variable "action" {
 }
 
 variable "categories" {
-  description = "RESPONDER_CATEGORIES and the SCC notification filter: finding categories to handle."
+  description = "RESPONDER_CATEGORIES and the SCC notification filter: finding categories to handle, each with a profile in the responder (Reverse Shell, Added Binary Executed)."
   type        = list(string)
   default     = ["Reverse Shell"]
   nullable    = false

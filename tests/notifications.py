@@ -31,10 +31,12 @@ def notification(
     container: str = "api",
     name_suffix: str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
     resource: str | None = None,
+    kind: str = "reverse_shell",
     **finding_overrides: Any,
 ) -> dict[str, Any]:
-    """A Reverse Shell notification naming ``namespace/pod``; keyword overrides replace finding fields."""
-    doc = sample("reverse_shell_v1" if version == "v1" else "reverse_shell_v2")
+    """A notification naming ``namespace/pod``; keyword overrides replace finding fields. ``kind`` picks the sample
+    (a Reverse Shell by default; see :func:`added_binary_notification`)."""
+    doc = sample(f"{kind}_{'v1' if version == 'v1' else 'v2'}")
     f = doc["finding"]
     f["name"] = f["name"].rsplit("/", 1)[0] + "/" + name_suffix
     f["canonicalName"] = f["canonicalName"].rsplit("/", 1)[0] + "/" + name_suffix
@@ -55,6 +57,17 @@ def notification(
         else:
             f[key] = value
     return doc
+
+
+def added_binary_notification(
+    *, name_suffix: str = "ab1b2c3d4e5f60718293a4b5c6d7e8f9", **kwargs: Any
+) -> dict[str, Any]:
+    """An Added Binary Executed notification naming ``namespace/pod`` (the same keywords as :func:`notification`).
+
+    What sets it apart from a Reverse Shell: its category, LOW severity, the binary's own process (a file the image
+    did not ship), ATT&CK Ingress Tool Transfer and Native API, and no ``Reverse_Shell_Stdin_Redirection_*``: its
+    sourceProperties name the pod, container, image and node only (SCC's Added Binary Executed finding page)."""
+    return notification(kind="added_binary_executed", name_suffix=name_suffix, **kwargs)
 
 
 def _move_nodes(finding: dict[str, Any], resource: str) -> None:

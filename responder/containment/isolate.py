@@ -44,6 +44,7 @@ from responder.errors import (
     PoliciesKeptChanging,
     ResponderError,
 )
+from responder.intake import categories
 from responder.ports import NetworkPolicyView
 
 LiveSession = Literal["escalate", "report"]
@@ -111,8 +112,9 @@ class IsolateAction(Traits):
             "session_survives": session != CUT,
         }
         sessions = f"established connections: {session} ({enforcement.dataplane})"
-        if session != CUT:
-            sessions += "; a reverse shell connected before the isolation may still be alive"
+        profile = categories.of(ctx.finding.category)
+        if session != CUT and profile.live_session:
+            sessions += f"; a {profile.noun} connected before the isolation may still be alive"
         if ineffective:
             return result(
                 self.name,

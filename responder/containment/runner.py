@@ -30,6 +30,8 @@ from responder.containment.results import ActionResult, Status
 from responder.containment.scheduling import Schedule
 from responder.containment.verification import Verification, vouched, vouched_target
 from responder.errors import Forbidden, NotFound, ResponderError, TransientError, Unavailable
+from responder.intake import categories
+from responder.intake.categories import CategoryProfile
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
@@ -223,10 +225,14 @@ def held(step: PlannedStep, verification: Verification, consequence: str, dry_ru
     return ActionResult(action=step.action, status=Status.SKIPPED, reason=reason, dry_run=dry_run)
 
 
-def escalates(step: PlannedStep, result: ActionResult) -> bool:
-    """Isolation ran but cannot end a shell that is already connected, and the policy says the process must go."""
+def escalates(step: PlannedStep, result: ActionResult, profile: CategoryProfile) -> bool:
+    """Isolation ran but cannot end a shell that is already connected, and the policy says the process must go.
+
+    Only for a category whose threat is that live session (its profile says so): for any other, the connections
+    that were open before the isolation are not what the finding is about, and they never cost the pod its life."""
     return (
-        isinstance(step.params, IsolateParams)
+        profile.live_session
+        and isinstance(step.params, IsolateParams)
         and bool(result.details.get("session_survives"))
         and step.params.live_session == "escalate"
     )
@@ -245,7 +251,7 @@ def blocker_for(request: ContainmentRequest) -> Blocker | None:
             retry=False,
         )
     if blocker is None and pod is not None and finding.event_time and pod.created and pod.created > finding.event_time:
-        # Findings carry no pod UID. A pod created after the event cannot have run the reverse shell: it is a
+        # Findings carry no pod UID. A pod created after the event cannot have run the finding's process: it is a
         # same-named replacement (StatefulSet, or a re-created pod), and acting on it would punish the clean one.
         return Blocker(
             f"pod {target.namespace}/{target.pod} was created after the finding's event "
@@ -372,6 +378,7 @@ class _PlanRun:
             return
         self.ctx = self.runner.context(request, request.connection, request.pod)
         steps = split_detach(list(request.plan.steps))
+        profile = categories.of(request.finding.category)
         ends_pod_planned = any(_action(s.action).ends_pod for s in steps)
         # Read-only steps (evidence) need nothing from containment: they run alongside it (once SCC vouched) and are
         # joined at their place in the plan, which the planner puts before any destructive step.
@@ -387,7 +394,7 @@ class _PlanRun:
                 continue
             out.retry = out.retry or taken.retry
             out.entries.append(taken.result)
-            if escalates(item.step, taken.result) and not ends_pod_planned:
+            if escalates(item.step, taken.result, profile) and not ends_pod_planned:
                 # Isolation cannot end a shell that is already connected (new-only dataplane, no enforcement,
                 # hostNetwork): the process has to go. A destructive step like any other: evidence first (unless the
                 # policy opts out), verified first, budgeted.

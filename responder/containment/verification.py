@@ -28,9 +28,10 @@ from enum import StrEnum
 
 from responder.errors import InvalidIdentifier, ResponderError, TransientError
 from responder.intake import identifiers as ids
+from responder.intake.categories import normalise_category
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
-from responder.intake.triage import Target, normalise_category
+from responder.intake.triage import Target
 from responder.ports import FindingsAPI, SccFinding
 
 

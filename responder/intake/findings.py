@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.errors import InvalidFinding
+from responder.intake import categories
 from responder.intake.notification import NotificationMessage, RawFinding, RawPod, RawResource, _int64
 from responder.intake.sanitize import clean
 
@@ -37,7 +38,7 @@ class Process(_Domain):
 
 
 class Endpoint(_Domain):
-    """One end of the redirected stdin socket."""
+    """One end of the connection the finding reports (a reverse shell's redirected stdin socket)."""
 
     ip: str
     port: int | None = None
@@ -100,15 +101,29 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _endpoint(props: dict[str, Any], side: str, warnings: list[str]) -> Endpoint | None:
-    ip_raw = props.get(f"Reverse_Shell_Stdin_Redirection_{side}_Ip")
-    port_raw = props.get(f"Reverse_Shell_Stdin_Redirection_{side}_Port")
+def _connection(
+    props: dict[str, Any], category: str | None, warnings: list[str]
+) -> tuple[Endpoint | None, Endpoint | None]:
+    """The (remote, local) ends of the connection the finding reports, from the ``sourceProperties`` its category's
+    profile names; none for a category that reports no connection (or that the responder has no profile for)."""
+    profile = categories.get(category)
+    keys = profile.connection if profile else None
+    if keys is None:
+        return None, None
+    return (
+        _endpoint(props, keys.remote_ip, keys.remote_port, warnings),
+        _endpoint(props, keys.local_ip, keys.local_port, warnings),
+    )
+
+
+def _endpoint(props: dict[str, Any], ip_key: str, port_key: str, warnings: list[str]) -> Endpoint | None:
+    ip_raw, port_raw = props.get(ip_key), props.get(port_key)
     if ip_raw is None:
         return None
     try:
         ip = str(ipaddress.ip_address(str(ip_raw).strip()))
     except ValueError:
-        warnings.append(f"{side} IP {clean(ip_raw, 60)!r} is not an IP address; ignored")
+        warnings.append(f"{ip_key} {clean(ip_raw, 60)!r} is not an IP address; ignored")
         return None
     port: int | None = None
     if port_raw is not None:
@@ -117,7 +132,7 @@ def _endpoint(props: dict[str, Any], side: str, warnings: list[str]) -> Endpoint
         except (ValueError, TypeError):
             port = None
         if port is None or not 0 <= port <= 65535:
-            warnings.append(f"{side} port {clean(port_raw, 30)!r} is not a port number; ignored")
+            warnings.append(f"{port_key} {clean(port_raw, 30)!r} is not a port number; ignored")
             port = None
     return Endpoint(ip=ip, port=port)
 
@@ -153,6 +168,7 @@ def to_finding(message: NotificationMessage) -> Finding:
         )
     contradictions.extend(_node_contradictions(raw, resource_name, node))
 
+    remote, local = _connection(props, raw.category, warnings)
     gcp = resource.gcp_metadata
     is_v2 = gcp is not None or "/locations/" in (raw.name or "") or any(p.user_id is not None for p in raw.processes)
     return Finding(
@@ -178,8 +194,8 @@ def to_finding(message: NotificationMessage) -> Finding:
         node=node,
         node_pool=node_pool,
         processes=_processes(raw),
-        remote=_endpoint(props, "Dst", warnings),
-        local=_endpoint(props, "Src", warnings),
+        remote=remote,
+        local=local,
         mitre=_mitre(raw),
         security_marks=dict(raw.security_marks.marks) if raw.security_marks else {},
         sample=str(props.get(SAMPLE_PROPERTY, "")).lower() == "true",
@@ -217,7 +233,7 @@ def _mitre(raw: RawFinding) -> Mitre:
 def _the_pod(
     raw: RawFinding, props: dict[str, Any], warnings: list[str], contradictions: list[str]
 ) -> tuple[RawPod | None, str | None, str | None]:
-    """The pod the reverse shell ran in: (its kubernetes.pods[] entry, namespace, name).
+    """The pod the finding's process ran in: (its kubernetes.pods[] entry, namespace, name).
 
     CTD names the pod twice (``kubernetes.pods[]`` and ``sourceProperties``). When they disagree, or several pods are
     listed and nothing says which one ran the shell, no pod can be trusted: that is recorded as a contradiction and
@@ -245,7 +261,7 @@ def _the_pod(
     elif len(listed) > 1:
         contradictions.append(
             f"the finding lists {len(listed)} pods ({_pods_text(listed)}) and sourceProperties does not say which one "
-            "ran the reverse shell"
+            "ran the process"
         )
     elif listed:
         pod = next(iter(listed.values()))
@@ -254,7 +270,7 @@ def _the_pod(
     others = {k: v for k, v in listed.items() if v is not pod}
     if pod is not None and others:
         warnings.append(
-            f"the finding also lists {_pods_text(others)}: not acted on, the reverse shell ran in "
+            f"the finding also lists {_pods_text(others)}: not acted on, the process ran in "
             f"{clean(namespace, 63)}/{clean(pod_name, 253)} (sourceProperties)"
         )
     return pod, namespace, pod_name

@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from responder.errors import InvalidIdentifier
+from responder.intake import categories as profiles
 from responder.intake import identifiers as ids
+from responder.intake.categories import DEFAULT_CATEGORIES, normalise_category
 from responder.intake.findings import Finding
 from responder.intake.identifiers import ClusterRef
 from responder.intake.sanitize import clean
 
-DEFAULT_CATEGORIES = ("Reverse Shell",)
 # CTD began in 2020; an event before that, or more than a day ahead of our clock, is not a real detection. Such times
 # would also decide wrongly whether a pod is the one that ran the shell or a later replacement.
 EARLIEST_EVENT = datetime(2020, 1, 1, tzinfo=UTC)
@@ -54,11 +55,6 @@ class Triage:
     target: Target | None = None
 
 
-def normalise_category(category: str | None) -> str:
-    """``"Reverse Shell"``, ``"REVERSE_SHELL"`` and ``"reverse-shell"`` compare equal."""
-    return " ".join((category or "").replace("_", " ").replace("-", " ").casefold().split())
-
-
 def _ignore(code: str, reason: str) -> Triage:
     return Triage(Verdict.IGNORE, code, reason)
 
@@ -80,11 +76,15 @@ def _implausible_time(finding: Finding, now: datetime) -> str | None:
 
 
 def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES, now: datetime | None = None) -> Triage:
-    """Classify one finding (``now`` bounds the event time; default: the clock)."""
+    """Classify one finding (``now`` bounds the event time; default: the clock).
+
+    ``categories`` are the handled ones; a category is acted on only when it also has a profile (the settings and
+    the policy refuse a handled category without one, so that is a second lock, not the first)."""
     handled = {normalise_category(c) for c in categories}
     if finding.finding_class and finding.finding_class != "THREAT":
         return _ignore("not_threat", f"finding class is {clean(finding.finding_class, 40)}, not THREAT")
-    if normalise_category(finding.category) not in handled:
+    profile = profiles.get(finding.category)
+    if profile is None or normalise_category(finding.category) not in handled:
         return _ignore("category", f"category {clean(finding.category, 100)!r} is not handled")
     if not ids.is_gke_resource(finding.resource_name, finding.resource_type):
         return _ignore("not_gke", f"resource {clean(finding.resource_name, 160)!r} is not a GKE cluster")
@@ -116,4 +116,4 @@ def triage(finding: Finding, categories: Iterable[str] = DEFAULT_CATEGORIES, now
         )
     except InvalidIdentifier as exc:
         return _reject("bad_identifier", clean(exc, 200))
-    return Triage(Verdict.ACT, "reverse_shell", f"active {clean(finding.category, 60)} finding on a GKE pod", target)
+    return Triage(Verdict.ACT, profile.code, f"active {clean(finding.category, 60)} finding on a GKE pod", target)

@@ -25,8 +25,6 @@ from responder.intake.triage import Target
 CONSOLE = "https://console.cloud.google.com"
 VIRUSTOTAL = "https://www.virustotal.com/gui/file/"
 ATTACK = "https://attack.mitre.org"
-# The runbook's techniques for a reverse shell, listed whatever the finding says.
-RUNBOOK_TECHNIQUES = ("T1059", "T1105")
 INSTANCE_ID_JSONPATH = r"{.metadata.annotations.container\.googleapis\.com/instance_id}"
 
 # SCC's MitreAttack enum names (securitycenter v1/v2 mitre_attack.proto) -> ATT&CK IDs and titles.
@@ -200,8 +198,9 @@ def resolve_attack(name: str) -> tuple[str, str | None] | None:
     return None
 
 
-def attack_techniques(mitre: Mitre) -> list[Technique]:
-    """The finding's tactics and techniques, then the runbook's T1059 and T1105 when not already there.
+def attack_techniques(mitre: Mitre, runbook: Iterable[str] = ()) -> list[Technique]:
+    """The finding's tactics and techniques, then the runbook's (its category profile's ATT&CK IDs, e.g. T1059 and
+    T1105 for a reverse shell) when not already there.
 
     Names the table does not know (a newer SCC enum value) are listed without a link rather than dropped.
     """
@@ -220,7 +219,7 @@ def attack_techniques(mitre: Mitre) -> list[Technique]:
             continue
         seen.add(attack_id)
         out.append(Technique(name=name, attack_id=attack_id, title=title, url=attack_url(attack_id), source="finding"))
-    for attack_id in RUNBOOK_TECHNIQUES:
+    for attack_id in runbook:
         if attack_id not in seen:
             seen.add(attack_id)
             out.append(

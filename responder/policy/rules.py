@@ -22,10 +22,12 @@ from responder.containment.action import Action, ActionParams
 from responder.containment.isolate import IsolateParams, LiveSession
 from responder.containment.plan import Plan, ordered, step
 from responder.errors import ConfigError, InvalidIdentifier
+from responder.intake import categories as profiles
 from responder.intake import identifiers
+from responder.intake.categories import DEFAULT_CATEGORIES, CategoryProfile, normalise_category
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
-from responder.intake.triage import DEFAULT_CATEGORIES, Target, normalise_category
+from responder.intake.triage import Target
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "policy.yaml"  # beside main.py
 # Namespaces a GKE cluster runs its own machinery in, and the responder's own. Always protected: configuration can
@@ -45,6 +47,15 @@ _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _profiled(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Categories must each have a profile (``intake/categories.py``): the responder would not know what a finding of
+    any other category means, and a typo ("Reverse Shel") would silently handle, or match, nothing."""
+    missing = profiles.unknown(value)
+    if missing:
+        raise ValueError(f"no category profile for {missing[:5]!r}; categories with a profile: {profiles.known()}")
+    return value
 
 
 def _step_model(action: Action) -> type[ActionParams]:
@@ -96,6 +107,11 @@ class Defaults(_Strict):
     live_session: LiveSession = "escalate"
     capture_before_destructive: bool = True  # evidence before every delete, escalations included; false opts out
 
+    @field_validator("categories")
+    @classmethod
+    def _handled_categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _profiled(value)
+
     @field_validator("protected_namespaces")
     @classmethod
     def _namespace_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -118,7 +134,12 @@ class Defaults(_Strict):
 
 
 class Match(_Strict):
-    """An AND of predicates; an empty or missing predicate matches anything. Strings accept shell globs."""
+    """An AND of predicates; an empty or missing predicate matches anything. Strings accept shell globs.
+
+    One exception: a category whose profile is not ``contained_by_default`` (Added Binary Executed) is matched only
+    by a rule that names it in ``categories``; catch-all rules were written for the categories that are contained by
+    default, and enabling a noisy report-only category must not put its pods under them.
+    """
 
     categories: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
@@ -127,6 +148,11 @@ class Match(_Strict):
     namespaces: tuple[str, ...] = ()
     pod_labels: dict[str, str] = Field(default_factory=dict)
     node_pools: tuple[str, ...] = ()
+
+    @field_validator("categories")
+    @classmethod
+    def _matchable_categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _profiled(value)
 
 
 class Rule(_Strict):
@@ -165,6 +191,8 @@ def rule_matches(rule: Rule, finding: Finding, target: Target, labels: Mapping[s
     """True when every predicate of ``rule.match`` holds."""
     m = rule.match
     cats = tuple(normalise_category(c) for c in m.categories)
+    if not cats and not profiles.of(finding.category).contained_by_default:
+        return False  # a report-only category is contained only by a rule that names it
     return (
         _matches_any(normalise_category(finding.category), cats)
         and _matches_any(finding.severity, m.severities)
@@ -262,14 +290,19 @@ class PolicyEngine:
                 hold="exempt",
                 skipped=(f"namespace {target.namespace} carries the exemption label {exempt}=true: report only",),
             )
-        chosen: list[Any] = []
-        rule_names: list[str] = []
-        for rule in self.policy.rules:
-            if rule_matches(rule, finding, target, labels):
-                rule_names.append(rule.name)
-                chosen.extend(rule.actions)
-                if not rule.continue_:
-                    break
+        profile = profiles.of(finding.category)
+        chosen, rule_names = self._chosen(finding, target, labels)
+        if not rule_names and not profile.contained_by_default:
+            # Before RESPONDER_ACTION: it overrides the containment rules chose, and no rule chose any for this one.
+            return Plan(
+                mode=mode,
+                rule=None,
+                hold="report_only",
+                skipped=(
+                    f"{profile.category} is report-only by default and no policy rule names it "
+                    "(match.categories): report only",
+                ),
+            )
         if not rule_names:
             chosen = _steps_for("isolate", detach=False)
         rule_name = "+".join(rule_names) if rule_names else "(built-in default: isolate)"
@@ -278,7 +311,7 @@ class PolicyEngine:
             chosen = _steps_for(self.settings.action, detach)
             rule_name = f"RESPONDER_ACTION={self.settings.action}"
         steps = ordered(
-            [step(self._resolved(s), getattr(s, "action")) for s in chosen],  # noqa: B009 - every step model's field
+            [step(self._resolved(s, profile), getattr(s, "action")) for s in chosen],  # noqa: B009 - every step model's field
             self.defaults.capture_before_destructive,
         )
         if not steps:
@@ -290,9 +323,22 @@ class PolicyEngine:
             )
         return Plan(mode=mode, rule=rule_name, steps=tuple(steps))
 
-    def _resolved(self, params: Any) -> Any:
-        """An isolate step without its own ``live_session`` takes the policy's (so the plan says what will happen)."""
-        if isinstance(params, IsolateParams) and params.live_session is None:
+    def _chosen(self, finding: Finding, target: Target, labels: Mapping[str, str]) -> tuple[list[Any], list[str]]:
+        """The steps of the matching rules, and their names: the first match, and the next while one continues."""
+        chosen: list[Any] = []
+        rule_names: list[str] = []
+        for rule in self.policy.rules:
+            if rule_matches(rule, finding, target, labels):
+                rule_names.append(rule.name)
+                chosen.extend(rule.actions)
+                if not rule.continue_:
+                    break
+        return chosen, rule_names
+
+    def _resolved(self, params: Any, profile: CategoryProfile) -> Any:
+        """An isolate step without its own ``live_session`` takes the policy's (so the plan says what will happen);
+        not for a category whose threat is not a live session (nothing escalates for one: see ``runner.escalates``)."""
+        if isinstance(params, IsolateParams) and params.live_session is None and profile.live_session:
             return params.model_copy(update={"live_session": self.defaults.live_session})
         return params
 

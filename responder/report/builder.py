@@ -20,7 +20,8 @@ from typing import Literal
 from responder.containment import registry
 from responder.containment.results import ActionResult
 from responder.errors import ResponderError
-from responder.intake import identifiers
+from responder.intake import categories, identifiers
+from responder.intake.categories import CategoryProfile
 from responder.intake.findings import Endpoint, Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
@@ -83,36 +84,37 @@ def build_report(
         what = clean(finding.category, 100) if finding and finding.category else "finding"
         return IncidentReport(
             title=f"{what}: {record.verdict.value} ({record.code})",
-            finding=_finding_section(finding, None) if finding else None,
+            finding=_finding_section(finding, None, None) if finding else None,
             **base,
         )
 
+    profile = categories.of(finding.category)
     investigation = outcome.investigation or Investigation()
     owner = find_owning_team(owner_keys or _DEFAULT_OWNER_KEYS, investigation.namespace, investigation.cluster)
     cluster = _cluster_section(target, investigation)
     node = _node_section(finding, target, investigation)
     pod = _pod_section(finding, target, investigation)
     logs = _logs_section(finding, target, investigation, outcome, generated)
-    mitre = tuple(links.attack_techniques(finding.mitre))
+    mitre = tuple(links.attack_techniques(finding.mitre, profile.techniques))
     virustotal = tuple(links.virustotal_links(finding.processes))
     console = _console_links(finding, target, cluster, node, pod)
-    category = clean(finding.category or "Reverse Shell", 60)
+    category = clean(finding.category or profile.category, 60)
     report = IncidentReport(
         title=f"{category} in {target.namespace}/{target.pod} ({target.cluster.name}, {target.cluster.location})",
         owner=owner.value if owner else None,
         owner_info=owner,
-        finding=_finding_section(finding, target),
+        finding=_finding_section(finding, target, profile),
         cluster=cluster,
         node=node,
         pod=pod,
         logs=logs,
-        inspect=_inspect_section(target, node, outcome),
+        inspect=_inspect_section(target, node, outcome, profile),
         mitre=mitre,
         virustotal=virustotal,
         console=console,
         **base,
     )
-    return report.model_copy(update={"response": _response_section(outcome, report, target)})
+    return report.model_copy(update={"response": _response_section(outcome, report, target, profile)})
 
 
 def _endpoint(value: Endpoint | None) -> str | None:
@@ -135,7 +137,7 @@ def _args(values: Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return tuple(out), len(values) > MAX_ARGS
 
 
-def _finding_section(finding: Finding, target: Target | None) -> FindingSection:
+def _finding_section(finding: Finding, target: Target | None, profile: CategoryProfile | None) -> FindingSection:
     processes = []
     for p in finding.processes[:16]:
         args, cut = _args(p.args)
@@ -175,6 +177,8 @@ def _finding_section(finding: Finding, target: Target | None) -> FindingSection:
         container=target.container if target else _opt(finding.container, 80),
         node=target.node if target else _opt(finding.node, 80),
         node_pool=_opt(finding.node_pool, 80),
+        what=profile.noun if profile else None,
+        reports_connection=profile is not None and profile.connection is not None,
         remote=_endpoint(finding.remote),
         local=_endpoint(finding.local),
         processes=tuple(processes),
@@ -356,7 +360,7 @@ def _logs_section(
     )
 
 
-def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> InspectSection:
+def _inspect_section(target: Target, node: NodeSection, outcome: Outcome, profile: CategoryProfile) -> InspectSection:
     commands = [*links.runbook_commands(target), links.describe_pod(target), links.delete_pod(target)]
     if target.node and not node.instance_id:
         commands.insert(1, links.node_instance_id(target.node))
@@ -383,7 +387,9 @@ def _inspect_section(target: Target, node: NodeSection, outcome: Outcome) -> Ins
         process_tree=tree,
         process_tree_note=note,
         sockets=tuple(evidence.sockets) if evidence and evidence.sockets is not None else None,
-        connection=evidence.shell_connection if evidence else None,
+        # The finding's connection among the sockets: only for a category that reports one (else there is none to
+        # look for, and "the finding names no remote address" would read as a gap).
+        connection=evidence.shell_connection if evidence and profile.connection is not None else None,
         evidence_notes=notes,
     )
 
@@ -408,7 +414,9 @@ def _console_links(
     return tuple(out)
 
 
-def _response_section(outcome: Outcome, report: IncidentReport, target: Target) -> ResponseSection:
+def _response_section(
+    outcome: Outcome, report: IncidentReport, target: Target, profile: CategoryProfile
+) -> ResponseSection:
     record, plan = outcome.record, outcome.plan
     dry_run = plan.dry_run if plan else True
     planned = tuple(f"{s.action}{' (destructive)' if s.destructive else ''}" for s in plan.steps) if plan else ()
@@ -420,7 +428,7 @@ def _response_section(outcome: Outcome, report: IncidentReport, target: Target) 
         actions=_action_infos(record.actions),
         writebacks=_action_infos(record.writebacks),
         skipped=tuple(clean(s, 300) for s in record.skipped),
-        todo=tuple(next_steps(outcome, report, target, dry_run)),
+        todo=tuple(next_steps(outcome, report, target, dry_run, profile)),
     )
 
 

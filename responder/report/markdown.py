@@ -110,9 +110,12 @@ def _step1(r: IncidentReport) -> list[str]:
         ),
         f"- **Resource full name**: {md_code(f.resource_name)}",
         f"- **Container**: {md_code(f.container or 'unknown')}; **image** {md_code(f.image_uri or 'unknown')}",
-        f"- **Reverse shell**: remote (attacker) end {md_code(f.remote or 'unknown')}, local end "
-        f"{md_code(f.local or 'unknown')}",
     ]
+    if f.reports_connection:  # only a category whose finding carries a connection: "unknown" is then a gap
+        out.append(
+            f"- **{md_text((f.what or 'connection').capitalize())}**: remote (attacker) end "
+            f"{md_code(f.remote or 'unknown')}, local end {md_code(f.local or 'unknown')}"
+        )
     if f.console_url:
         out.append(f"- {md_link('Open the finding in Security Command Center', f.console_url)}")
     if not f.processes:
@@ -262,7 +265,8 @@ def _step5(r: IncidentReport) -> list[str]:
     else:
         out.append(f"Process tree: {md_text(i.process_tree_note)}.")
     if i.connection is not None:
-        out.append(f"Reverse shell connection: {md_text(str(i.connection.get('why', '')))}.")
+        what = (r.finding.what if r.finding and r.finding.what else "the finding's").capitalize()
+        out.append(f"{md_text(what)} connection: {md_text(str(i.connection.get('why', '')))}.")
     if i.sockets:
         rows = [f"{s['local']} -> {s['remote']} {s['state']}" for s in i.sockets]
         out += ["", "TCP sockets of the container at capture time:", "", md_block("\n".join(rows)), ""]

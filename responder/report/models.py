@@ -73,7 +73,11 @@ class FindingSection(_Model):
     container: str | None = None
     node: str | None = None
     node_pool: str | None = None
-    remote: str | None = None  # the attacker's end of the redirected stdin socket, ip:port
+    # What ran, as the category's profile names it ("reverse shell"), and whether the category reports a connection
+    # (``remote``, ``local``): the report's wording follows the category, not one threat.
+    what: str | None = None
+    reports_connection: bool = False
+    remote: str | None = None  # the attacker's end of the connection (a reverse shell's redirected stdin), ip:port
     local: str | None = None
     processes: tuple[ProcessInfo, ...] = ()
     console_url: str | None = None

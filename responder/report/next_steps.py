@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 from responder.containment import registry
+from responder.intake.categories import CategoryProfile
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 from responder.report.models import IncidentReport
-from responder.report.outcome import NOT_CONTAINED, Outcome
+from responder.report.outcome import Outcome, not_contained_prefix
 from responder.report.record import replaced, session_left_alive
 
 
-def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool) -> list[str]:
+def next_steps(
+    outcome: Outcome, report: IncidentReport, target: Target, dry_run: bool, profile: CategoryProfile
+) -> list[str]:
+    """What is left for a person, in the words of the finding's category (``profile``)."""
     todo: list[str] = []
     actions = list(outcome.record.actions)
     isolate = next((a for a in actions if registry.traits(a.action).isolating), None)
     if outcome.not_contained:
         # The first line is what the person paged must do: the record's reason says why nothing else could.
         todo.append(
-            f"Not contained: the reverse shell in {target.namespace}/{target.pod} may still be connected. "
-            f"{clean(outcome.record.reason.removeprefix(NOT_CONTAINED), 300)}. Save what you need (step 5), then "
-            f"delete the pod by hand (kubectl delete pod -n {target.namespace} {target.pod}) or kill the shell's "
-            "process, and fix what stopped the responder."
+            f"Not contained: the {profile.noun} in {target.namespace}/{target.pod} {profile.still}. "
+            f"{clean(outcome.record.reason.removeprefix(not_contained_prefix(profile)), 300)}. Save what you need "
+            f"(step 5), then delete the pod by hand (kubectl delete pod -n {target.namespace} {target.pod}) or kill "
+            f"the {profile.noun}'s process, and fix what stopped the responder."
         )
-    elif session_left_alive(actions):
+    elif session_left_alive(actions, profile):
         alive_isolate = next(
             a for a in actions if registry.traits(a.action).isolating and a.details.get("session_survives")
         )
         what = clean(alive_isolate.details.get("established_connections", ""), 80)
         todo.append(
-            f"The reverse shell may still be connected: isolation left established connections {what} "
+            f"The {profile.noun} {profile.still}: isolation left established connections {what} "
             f"({clean(alive_isolate.details.get('dataplane', ''), 120)}). End it now: delete the pod "
-            f"{target.namespace}/{target.pod} after saving what you need (step 5), or kill the shell's process; "
-            "new connections are already blocked."
+            f"{target.namespace}/{target.pod} after saving what you need (step 5), or kill the {profile.noun}'s "
+            "process; new connections are already blocked."
         )
     owner = report.owner_info
     if owner:
@@ -43,8 +47,13 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
             "cluster (or they could not be read)."
         )
     pod_ref = f"{target.namespace}/{target.pod}"
+    # A category that is not contained by default is often harmless (an unexpected package install): the person
+    # decides whether it is an incident before ending the pod.
+    unless = "" if profile.contained_by_default else f"If the {profile.noun} was not expected: "
     if dry_run:
-        todo.append("The responder ran in dry-run: nothing in the cluster was changed. Contain the pod by hand.")
+        todo.append(
+            f"The responder ran in dry-run: nothing in the cluster was changed. {unless}Contain the pod by hand."
+        )
     if replaced(actions):
         controller = report.pod.owner_chain[-1] if report.pod and report.pod.owner_chain else None
         owner_text = f" by {controller.kind} {controller.name}" if controller else ""
@@ -54,8 +63,8 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
         )
     else:
         todo.append(
-            f"Stop or delete the compromised container ({pod_ref}) and confirm it is replaced by a clean one "
-            "(step 5 lists the delete command)."
+            f"{unless + 'stop' if unless else 'Stop'} or delete the compromised container ({pod_ref}) and confirm it "
+            "is replaced by a clean one (step 5 lists the delete command)."
         )
     if isolate is not None and (
         isolate.status.value == "failed"
@@ -66,6 +75,7 @@ def next_steps(outcome: Outcome, report: IncidentReport, target: Target, dry_run
     remote = report.finding.remote if report.finding else None
     if remote:
         todo.append(f"Block egress to {remote} and look for other workloads that connected to it.")
+    todo.extend(profile.advice)
     if report.pod and report.pod.service_account:
         todo.append(
             f"Review what service account {report.pod.service_account} can reach and rotate the credentials the "

@@ -11,6 +11,7 @@ from responder.containment.plan import Plan
 from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import PermanentError
+from responder.intake.categories import CategoryProfile
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
@@ -47,8 +48,10 @@ def rejected(exc: PermanentError, delivery: DeliveryInfo) -> Outcome:
     return Outcome(record=make_record(Verdict.REJECT, exc.code, clean(exc, 300), delivery=delivery))
 
 
-# How a not_contained record's reason begins: the alert's subject and the report's first line read the same words.
-NOT_CONTAINED = "NOT CONTAINED: an attacker may still be connected; a person must act: "
+def not_contained_prefix(profile: CategoryProfile) -> str:
+    """How a not_contained record's reason begins: the alert's subject and the report's first line read the same
+    words, the category's own (``NOT CONTAINED: an attacker may still be connected; ...`` for a reverse shell)."""
+    return f"NOT CONTAINED: {profile.danger}; a person must act: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +62,26 @@ class Settlement:
     why: str | None = None
 
 
-def settle(plan: Plan, verification: Verification, results: Sequence[ActionResult], retry: bool) -> Settlement:
+def settle(
+    plan: Plan,
+    verification: Verification,
+    results: Sequence[ActionResult],
+    retry: bool,
+    profile: CategoryProfile,
+) -> Settlement:
     """The one rule for how a delivery ends. **Acknowledged means contained, or rightly left alone.**
 
-    - ``done``: the pod is contained (isolated with the live session cut, or deleted, or gone by other hands), or
-      was rightly left alone (refuted and rolled back; no SCC to vouch for a dry-run plan; a sample SCC vouches for).
+    - ``done``: the pod is contained (isolated, with the live session cut when the category's threat is one; or
+      deleted, or gone by other hands), or was rightly left alone (refuted and rolled back; no SCC to vouch for a
+      dry-run plan; a sample SCC vouches for; a category whose profile does not page when the configuration leaves
+      it alone, and it did).
     - ``retry``: a failure that can heal (5xx, 429, timeout, a concurrent writer, a crash, SCC unreachable or not
       asked in enforce mode, a forged isolation not yet rolled back): raised so Pub/Sub redelivers.
-    - ``not_contained``: SCC vouches for a reverse shell and the pod is not contained, for a reason that will not
-      heal by itself (dry-run, a protected namespace, an exemption, ``live_session: report`` on a dataplane that
-      does not cut the session, a guard, the budget, a 403): acknowledged, at ERROR, and its own alert pages.
+    - ``not_contained``: SCC vouches for the finding and the pod is not contained, for a reason that will not heal by
+      itself (dry-run, a protected namespace, an exemption, ``live_session: report`` on a dataplane that does not
+      cut the session, a guard, the budget, a 403): acknowledged, at ERROR, and its own alert pages. For a category
+      whose profile says ``left_alone_pages: false`` only a containment the plan asked for and did not get pages
+      (see :class:`~responder.intake.categories.CategoryProfile`).
     """
     vouch = verification.vouch
     if vouch is Vouch.REFUTED:
@@ -89,19 +102,33 @@ def settle(plan: Plan, verification: Verification, results: Sequence[ActionResul
             f"SCC was not asked ({clean(verification.reason, 160)}): not verified, so "
             f"{_left(results) or 'nothing that waits for SCC ran'}; replay with Google APIs on",
         )
-    if _contained(results):
+    if _contained(results, profile):
         return Settlement("done")
     if plan.hold == "sample":
         return Settlement("done")  # SCC itself holds it as a harmless sample
+    if not profile.left_alone_pages and _left_alone(plan):
+        return Settlement("done")  # the configuration chose to report it only, and its category does not page for that
     return Settlement("not_contained", _why_open(plan, results))
 
 
-def _contained(results: Sequence[ActionResult]) -> bool:
-    """The pod is deleted, gone by other hands, or isolated on a dataplane that cut its established connections."""
+def _contained(results: Sequence[ActionResult], profile: CategoryProfile) -> bool:
+    """The pod is deleted, gone by other hands, or isolated: on a dataplane that cut its established connections
+    when the category's threat is a live session, by the isolation's own writes otherwise."""
     if destroyed(results) or any(r.details.get("gone") for r in results):
         return True
-    cut = [r for r in results if registry.traits(r.action).isolating and r.details.get("session_survives") is False]
+    cut = [
+        r
+        for r in results
+        if registry.traits(r.action).isolating
+        and (r.details.get("session_survives") is False or not profile.live_session)
+    ]
     return isolated(cut)
+
+
+def _left_alone(plan: Plan) -> bool:
+    """The configuration planned nothing that contains the pod (report-only, protected, exempt, dry-run, or only
+    evidence): as opposed to a containment it planned and could not carry out."""
+    return plan.dry_run or not any(registry.traits(s.action).contains for s in plan.steps)
 
 
 def _left(results: Sequence[ActionResult]) -> str:
@@ -112,7 +139,8 @@ def _left(results: Sequence[ActionResult]) -> str:
 
 
 def _why_open(plan: Plan, results: Sequence[ActionResult]) -> str:
-    """Why a vouched shell is not contained, from the plan's hold and the containing steps that did not get there."""
+    """Why a vouched finding's pod is not contained, from the plan's hold and the containing steps that did not get
+    there."""
     if plan.dry_run:
         return "the responder runs in dry-run: nothing was done to the pod"
     if not plan.steps:

@@ -26,6 +26,8 @@ from responder.containment import registry
 from responder.containment.plan import Plan
 from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
+from responder.intake import categories
+from responder.intake.categories import UNPROFILED, CategoryProfile
 from responder.intake.sanitize import clean
 from responder.intake.triage import Triage, Verdict
 from responder.report import bounds
@@ -101,9 +103,12 @@ class DecisionRecord(BaseModel):
         return bounds.fit(self.model_dump_json(ensure_ascii=True))
 
 
-def session_left_alive(actions: list[ActionResult]) -> bool:
+def session_left_alive(actions: list[ActionResult], profile: CategoryProfile) -> bool:
     """Isolation was enforced but cannot cut an established connection, and no delete ended the pod: the reverse
-    shell may still be connected (``live_session: report``, or an escalation the guards or budget refused)."""
+    shell may still be connected (``live_session: report``, or an escalation the guards or budget refused). Never
+    for a category whose threat is not a live session: its connections are not what the finding is about."""
+    if not profile.live_session:
+        return False
     isolated = any(_isolates(a.action) and not a.dry_run and a.details.get("session_survives") for a in actions)
     return isolated and not destroyed(actions)
 
@@ -151,14 +156,18 @@ def status_word(results: Sequence[ActionResult]) -> str:
 
 
 def severity_for(
-    verdict: Verdict, actions: list[ActionResult], outcome: str, writebacks: Sequence[ActionResult] = ()
+    verdict: Verdict,
+    actions: list[ActionResult],
+    outcome: str,
+    writebacks: Sequence[ActionResult] = (),
+    profile: CategoryProfile = UNPROFILED,
 ) -> str:
     """Cloud Logging severity: a reject or failed action or write-back needs eyes; acting is a NOTICE; ignoring is
-    INFO."""
+    INFO. ``profile``: the finding's category's (without one, a surviving session is taken to matter)."""
     if outcome in ("retry", "not_contained") or verdict is Verdict.REJECT:
         return "ERROR"
     failed = any(a.status is Status.FAILED for a in [*actions, *writebacks])
-    if failed or session_left_alive(actions):
+    if failed or session_left_alive(actions, profile):
         return "WARNING"
     if verdict is Verdict.ACT:
         return "NOTICE"
@@ -186,7 +195,7 @@ def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, 
         summary += "; written back: " + ", ".join(f"{a.action}={a.status.value}" for a in writebacks)
     return DecisionRecord.model_validate(
         {
-            "severity": severity_for(verdict, actions, outcome, writebacks),
+            "severity": severity_for(verdict, actions, outcome, writebacks, categories.of(category)),
             "message": clean(f"{verdict.value}: {reason} [{summary}]", 600),
             "verdict": verdict,
             "code": code,

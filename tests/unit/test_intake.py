@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from responder.config import Settings
-from responder.errors import InvalidEnvelope
+from responder.errors import ConfigError, InvalidEnvelope
 from responder.intake.envelope import Delivery, detect, detect_bytes, from_cloud_event
 from responder.policy.rules import Policy, PolicyEngine
 from responder.report.outcome import Outcome
@@ -179,9 +179,16 @@ def test_without_cluster_access_it_still_decides_and_plans_dry_run() -> None:
 
 
 def test_categories_are_configurable() -> None:
-    settings = Settings(categories=["Unexpected Child Shell"])
-    assert respond(sample("unexpected_child_shell_v1"), settings).record.verdict.value == "act"
+    """RESPONDER_CATEGORIES chooses among the category profiles (tests/unit/test_categories.py has the rest)."""
+    settings = Settings(categories=["Added Binary Executed"])
+    # Handled, and report-only by default: no rule names it (decided without SCC here: a local replay).
+    binary = respond(sample("added_binary_executed_v1"), settings).record
+    assert (binary.verdict.value, binary.code, binary.outcome) == ("ignore", "report_only", "done")
     assert respond(sample("reverse_shell_v1"), settings).record.code == "category"
+    # A category without a profile is not handled, whatever the settings say: the policy refuses it at load.
+    assert respond(sample("unexpected_child_shell_v1")).record.code == "category"
+    with pytest.raises(ConfigError, match="no category profile"):
+        respond(sample("unexpected_child_shell_v1"), Settings(categories=["Unexpected Child Shell"]))
 
 
 # ----------------------------------------------------------------------------------------------------- envelopes

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from responder.errors import InvalidIdentifier
+from responder.intake.categories import ADDED_BINARY_EXECUTED, REVERSE_SHELL
 from responder.intake.findings import Mitre, Process
 from responder.investigation import links, logfilters
 from tests.unit.sample_world import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_target
@@ -112,7 +113,8 @@ def test_scc_names_map_to_attack_ids() -> None:
 
 def test_attack_techniques_always_include_the_runbooks_and_list_unknown_names_without_link() -> None:
     techniques = links.attack_techniques(
-        Mitre(tactics=("EXECUTION",), techniques=("UNIX_SHELL", "COMMAND_AND_SCRIPTING_INTERPRETER", "NEW_THING"))
+        Mitre(tactics=("EXECUTION",), techniques=("UNIX_SHELL", "COMMAND_AND_SCRIPTING_INTERPRETER", "NEW_THING")),
+        REVERSE_SHELL.techniques,
     )
     by_id = {t.attack_id: t for t in techniques}
     assert list(by_id) == ["TA0002", "T1059.004", "T1059", None, "T1105"]
@@ -124,7 +126,11 @@ def test_attack_techniques_always_include_the_runbooks_and_list_unknown_names_wi
 
 
 def test_attack_techniques_for_an_empty_finding_are_the_runbooks() -> None:
-    assert [t.attack_id for t in links.attack_techniques(Mitre())] == ["T1059", "T1105"]
+    assert [t.attack_id for t in links.attack_techniques(Mitre(), REVERSE_SHELL.techniques)] == ["T1059", "T1105"]
+    assert [t.attack_id for t in links.attack_techniques(Mitre(), ADDED_BINARY_EXECUTED.techniques)] == [
+        "T1105",
+        "T1106",
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------- console
