@@ -249,9 +249,16 @@ def peer_import(log: Any, runs: int) -> tuple[float | None, dict[str, Any]]:
 
 
 def _cold_sample(
-    bench: Bench, metadata: MetadataServer, access: tuple[str, str], tag: str, shop: Shop
+    bench: Bench,
+    metadata: MetadataServer,
+    access: tuple[str, str],
+    tag: str,
+    shop: Shop,
+    profile: bool = False,
+    root: Path = ROOT,
 ) -> dict[str, Any]:
-    """One fresh process: ``import main`` and one event on the GKE path, timed until the pod is isolated."""
+    """One fresh process: ``import main`` and one event on the GKE path, timed until the pod is isolated
+    (``profile``: profiled up to its first write, bench/coldprofile.py; ``root``: the checkout that runs)."""
     from tests.notifications import message_published
 
     kube_host, ca_b64 = access
@@ -265,7 +272,8 @@ def _cold_sample(
     watch = IsolationWatch(bench.admin, shop.namespace, sample["pod"], sample["policies"]).start()
     try:
         spawned = time.monotonic()
-        probe = run_probe(tag, env, [message_published(sample["doc"])], bench.tmp, mode="first-event")
+        events = [message_published(sample["doc"])]
+        probe = run_probe(tag, env, events, bench.tmp, mode="first-event", profile=profile, root=root)
         isolated = watch.isolated_at()
     finally:
         watch.stop()
@@ -282,20 +290,31 @@ def _cold_sample(
 
 
 def measure_cold(
-    bench: Bench, access: tuple[str, str, str], latency_s: float, shops: list[Shop]
+    bench: Bench,
+    access: tuple[str, str, str],
+    latency_s: float,
+    shops: list[Shop],
+    profile: bool = False,
+    roots: tuple[Path, ...] = (ROOT,),
 ) -> list[dict[str, Any]]:
     """One fresh process per shop: ``import main`` and one event on the GKE path, timed until the pod is isolated.
 
     The GKE wire fake describes the cluster (``access``: the endpoint, the apiserver or the latency proxy in front of
     it; its CA; the token), Application Default Credentials hand out the responder's apiserver token through a local
     metadata server (:class:`MetadataServer`), every Google call waits ``latency_s``. No RESPONDER_KUBECONFIG: the
-    production wiring.
+    production wiring. ``roots``: the checkouts that take turns, shop by shop (another commit's worktree beside
+    this one); each sample says which ran it (``root``).
     """
     kube_host, ca_b64, token = access
     metadata = MetadataServer(token).start()
     try:
         bench.fake.latency_s = latency_s
-        return [_cold_sample(bench, metadata, (kube_host, ca_b64), f"cold-{i}", shop) for i, shop in enumerate(shops)]
+        out = []
+        for i, shop in enumerate(shops):
+            root = roots[i % len(roots)]
+            sample = _cold_sample(bench, metadata, (kube_host, ca_b64), f"cold-{i}", shop, profile, root)
+            out.append({**sample, "root": str(root)})
+        return out
     finally:
         metadata.stop()
         bench.fake.latency_s = 0.0
@@ -310,11 +329,18 @@ def measure_cold_path(
     kube_host, ca_b64, token = kube_access(bench.direct_kc)
     log("cold path: a fresh process per event, GKE path, no latency (one warm-up writes the bytecode)")
     measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[:1])
+    log("cold path: one more fresh process, profiled up to its first write (bench/coldprofile.py)")
+    profiled = measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[-1:], profile=True)[0]
     cold = measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[1 : 1 + COLD_SAMPLES])
     log(f"cold path at L = {L_S * 1000:.0f} ms (apiserver through the latency proxy)")
     proxied = (f"127.0.0.1:{bench.proxy_port}", ca_b64, token)
-    cold_l = measure_cold(bench, proxied, L_S, cold_shops[1 + COLD_SAMPLES :])
-    details: dict[str, Any] = {"cold": cold, "cold_latency": cold_l, "first_event_probe": cold[0]}
+    cold_l = measure_cold(bench, proxied, L_S, cold_shops[1 + COLD_SAMPLES : 1 + 2 * COLD_SAMPLES])
+    details: dict[str, Any] = {
+        "cold": cold,
+        "cold_latency": cold_l,
+        "first_event_probe": cold[0],
+        "cold_profile": profiled.get("profile"),
+    }
     figures: dict[str, Any] = {
         "cold_to_isolated_s": _median3([c["cold_to_isolated_s"] for c in cold]),
         "cold_to_isolated_L": _median([c["cold_to_isolated_s"] / L_S for c in cold_l if c["cold_to_isolated_s"]]),

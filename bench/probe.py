@@ -6,6 +6,7 @@ as usual; the measurement goes to ``--out`` as one JSON object.
 
     python -m bench.probe first-event --events EVENTS.jsonl --out OUT.json
     python -m bench.probe concurrent  --events EVENTS.jsonl --out OUT.json
+    python -X importtime -m bench.probe first-event --profile --events EVENTS.jsonl --out OUT.json  # the profile
 
 ``EVENTS.jsonl`` holds one Pub/Sub ``MessagePublishedData`` object per line (the CloudEvent ``data``).
 """
@@ -65,8 +66,14 @@ def _call(handler: Any, event: Any) -> str:
     return "ok"
 
 
-def first_event(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Import main, handle one event: the cold start and the memory of an instance that has done real work."""
+def first_event(events: list[dict[str, Any]], profile: bool = False) -> dict[str, Any]:
+    """Import main, handle one event: the cold start and the memory of an instance that has done real work.
+    ``profile``: what runs before the first isolating write (bench/coldprofile.py; not a timed sample)."""
+    profiler = None
+    if profile:
+        from bench.coldprofile import ColdProfile  # standard library only
+
+        profiler = ColdProfile()
     t0_monotonic = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the parent compares it with its watch
     started = time.perf_counter()
     import main
@@ -86,6 +93,7 @@ def first_event(events: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_after_import_mib": rss_import,
         "rss_mib": _rss_mib(),
         "ru_maxrss_mib": _ru_maxrss_mib(),
+        **({"profile": profiler.result()} if profiler is not None else {}),
     }
 
 
@@ -131,9 +139,10 @@ def main_(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", choices=("first-event", "concurrent"))
     parser.add_argument("--events", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--profile", action="store_true", help="first-event: profile it up to the first write")
     args = parser.parse_args(argv)
     events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
-    result = first_event(events) if args.mode == "first-event" else concurrent(events)
+    result = first_event(events, args.profile) if args.mode == "first-event" else concurrent(events)
     args.out.write_text(json.dumps(result))
     return 0
 

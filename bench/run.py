@@ -97,7 +97,18 @@ from typing import Any
 
 from bench.cluster import Bench, Seeder, Shop, apply_rbac, local_cluster
 from bench.cold import measure_cold_path, peer_import
-from bench.common import COLD_SAMPLES, CONTAINMENT_SAMPLES, IMPORT_RUNS, L_S, POLICY, RESULTS, ROOT, WORKERS, log
+from bench.common import (
+    COLD_SAMPLES,
+    CONTAINMENT_SAMPLES,
+    IMPORT_RUNS,
+    L_S,
+    POLICY,
+    RESULTS,
+    ROOT,
+    WORKERS,
+    _median3,
+    log,
+)
 from bench.containment import measure_containment, worker_containment
 from bench.cut import measure_time_to_cut, worker_cut
 from bench.imports import measure_imports
@@ -141,7 +152,7 @@ def seed(seeder: Seeder, details: dict[str, Any], commits: list[str]) -> Shops:
     samples = [seeder.shop("c", 1, 2) for _ in range(3 * CONTAINMENT_SAMPLES + 3)]
     tput, tput_warm = seeder.shop("tput", 10, 10), seeder.shop("tputw", 1, 1)
     concurrent_shop = seeder.shop("rss100", 10, 10)
-    cold_shops = [seeder.shop("cold", 1, 1, running=True) for _ in range(1 + 2 * COLD_SAMPLES)]
+    cold_shops = [seeder.shop("cold", 1, 1, running=True) for _ in range(2 + 2 * COLD_SAMPLES)]  # + the profiled one
     seeder.wait([*samples, tput_warm, *all_shops(redelivery)], 1)
     try:
         seeder.wait(cold_shops, 1, timeout_s=120, running=True)
@@ -232,10 +243,42 @@ def measure_redelivery_alone(tmp: Path, before: Path | None) -> tuple[dict[str, 
     return figures, details
 
 
+def measure_cold_alone(tmp: Path, before: Path | None, samples: int = 7) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cold path alone, at the API (the pods stay Pending without a node: capture execs nothing): fresh processes
+    of this checkout and, with ``before``, of an earlier commit's worktree, taking turns; then one profiled process
+    each (bench/coldprofile.py). ``cold_to_isolated_s`` (and ``_before``): the median of ``samples`` each."""
+    from bench.cluster import kube_access
+    from bench.cold import measure_cold
+
+    details: dict[str, Any] = {}
+    roots = (ROOT,) if before is None else (ROOT, before.resolve())
+    with local_cluster(node=False) as state, contextlib.ExitStack() as stack:
+        bench = open_bench(stack, state, tmp, details)
+        seeder = Seeder(bench.admin)
+        stack.callback(seeder.cleanup)
+        log("seeding namespaces, deployments and policies")
+        shops = [seeder.shop("cold", 1, 1) for _ in range(len(roots) * (samples + 2))]
+        seeder.wait(shops, 1)
+        access = kube_access(bench.direct_kc)
+        log(f"cold path alone: {samples} fresh processes per checkout, taking turns (one warm-up each first)")
+        measure_cold(bench, access, 0.0, shops[: len(roots)], roots=roots)
+        ran = measure_cold(bench, access, 0.0, shops[len(roots) : len(roots) * (samples + 1)], roots=roots)
+        profiled = measure_cold(bench, access, 0.0, shops[len(roots) * (samples + 1) :], profile=True, roots=roots)
+    figures: dict[str, Any] = {}
+    for root, suffix in zip(roots, ("", "_before"), strict=False):
+        mine = [c for c in ran if c["root"] == str(root)]
+        figures[f"cold_to_isolated_s{suffix}"] = _median3([c["cold_to_isolated_s"] for c in mine])
+        figures[f"cold_import_s{suffix}"] = _median3([c["import_s"] for c in mine])
+        details[f"cold{suffix}"] = mine
+        details[f"cold_profile{suffix}"] = next(p.get("profile") for p in profiled if p["root"] == str(root))
+    details["cluster"] = state.get("mode")
+    return figures, details
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.run`` (everything), or ``python -m bench.run worker NAME SPEC OUT`` (internal)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("command", nargs="?", default="all", choices=("all", "redelivery", "worker", "serve"))
+    parser.add_argument("command", nargs="?", default="all", choices=("all", "redelivery", "cold", "worker", "serve"))
     parser.add_argument("args", nargs="*")
     parser.add_argument("--before", type=Path, help="an earlier commit's worktree: its redelivery figures too")
     args = parser.parse_args(argv)
@@ -253,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rsr-bench-") as tmp:
         if args.command == "redelivery":
             figures, details = measure_redelivery_alone(Path(tmp), args.before)
+        elif args.command == "cold":
+            figures, details = measure_cold_alone(Path(tmp), args.before)
         else:
             figures, details = measure(Path(tmp), args.before)
     results = results_of(figures, details, started, load_at_start)

@@ -31,22 +31,48 @@ def run_worker(name: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
 
 
 def run_probe(
-    tag: str, env: dict[str, str], events: list[dict[str, Any]], tmp: Path, mode: str | None = None
+    tag: str,
+    env: dict[str, str],
+    events: list[dict[str, Any]],
+    tmp: Path,
+    mode: str | None = None,
+    profile: bool = False,
+    root: Path = ROOT,
 ) -> dict[str, Any]:
-    """bench/probe.py in a fresh process configured only through RESPONDER_* variables (``mode``: default ``tag``)."""
+    """bench/probe.py in a fresh process configured only through RESPONDER_* variables (``mode``: default ``tag``).
+    ``profile``: first-event only, profiled up to the first write (bench/coldprofile.py), with ``-X importtime``.
+    ``root``: the checkout whose ``main`` and ``responder`` run (another commit's worktree: its own bench/probe.py)."""
     mode = mode or tag
     events_path, out_path = tmp / f"probe-{tag}.jsonl", tmp / f"probe-{tag}.json"
     events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
     probe_env = clean_env(**env)
     probe_env.pop("PYTHONDONTWRITEBYTECODE", None)  # a deployed instance has its bytecode
-    subprocess.run(
-        [sys.executable, "-m", "bench.probe", mode, "--events", str(events_path), "--out", str(out_path)],
-        cwd=ROOT,
+    flags, extra = (["-X", "importtime"], ["--profile"]) if profile else ([], [])
+    done = subprocess.run(
+        [
+            sys.executable,
+            *flags,
+            "-m",
+            "bench.probe",
+            mode,
+            "--events",
+            str(events_path),
+            "--out",
+            str(out_path),
+            *extra,
+        ],
+        cwd=root,
         env=probe_env,
         check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if profile else None,
+        text=True,
     )
     result: dict[str, Any] = json.loads(out_path.read_text())
+    if profile:
+        from bench.coldprofile import modules_before
+
+        result["profile"] = {**result.get("profile", {}), **modules_before(done.stderr)}
     return result
 
 
