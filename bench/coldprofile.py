@@ -78,12 +78,13 @@ class ColdProfile:
 
     def _name(self, frame: FrameType) -> str:
         code = frame.f_code
-        path = code.co_filename
+        path = code.co_filename  # string operations only: the sampler must stay cheap
         if path.startswith(self._root):
             path = path[len(self._root) :]
+        elif "site-packages/" in path:
+            path = path.rsplit("site-packages/", 1)[1]
         else:
-            parts = Path(path).parts
-            path = "/".join(parts[parts.index("site-packages") + 1 :] if "site-packages" in parts else parts[-2:])
+            path = "/".join(path.rsplit("/", 2)[-2:])
         return f"{path}:{code.co_qualname}"
 
     def _sample(self) -> None:
@@ -94,7 +95,7 @@ class ColdProfile:
                 if ident == me:
                     continue
                 code = frame.f_code
-                if (Path(code.co_filename).name, code.co_name) in _IDLE:
+                if (code.co_filename.rsplit("/", 1)[-1], code.co_name) in _IDLE:
                     continue
                 self.busy_samples += 1
                 self.self_samples[self._name(frame)] += 1
