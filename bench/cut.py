@@ -5,11 +5,17 @@ reverse shells (tests/support/reverse_shell.py), one per sample, each to its own
 :data:`INTERVAL_S`. The attacker's container log stamps every answer it gets (CRI timestamps), so "the last answer"
 is read where the attacker sits, to within one interval.
 
-Beside it, in the same run and interleaved, the floor: a client that only writes the deny-all NetworkPolicy and the
-quarantine label, both at once, through the same adapter (what the dataplane itself takes to react: its informers
-see the writes, its conntrack sweep cuts the flow). Both with no added latency and with L on every apiserver call.
-The responder and the floor run in a worker process of their own (as the other containment figures do); receipt is
-the wall-clock time just before ``Responder.respond`` (the floor: just before its first write).
+Beside it, in the same run and interleaved, two floors through the same adapter and dataplane:
+
+- ``floor`` (one round): a client that only writes the deny-all NetworkPolicy and the quarantine label, both at
+  once, the pod read before receipt (what the dataplane itself takes to react: its informers see the writes, its
+  conntrack sweep cuts the flow);
+- ``floor2`` (two rounds, the safe order, issue 33): the pod read and the deny-all together, then the label (the
+  deny-all must exist before the label lands). What a responder that keeps the safe order can at best reach.
+
+All with no added latency and with L on every apiserver call. The responder and the floors run in a worker process
+of their own (as the other containment figures do), taking turns; receipt is the wall-clock time just before
+``Responder.respond`` (the floors: just before their first request after the receipt).
 """
 
 from __future__ import annotations
@@ -54,6 +60,15 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
             write.result()
         return {"who": "floor", "id": sample["id"], "receipt": t0, "done": time.time()}
 
+    def floor2(sample: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.time()
+        reading = pool.submit(floor_kube.get_pod, sample["namespace"], sample["pod"])  # round one: read ∥ deny-all
+        creating = pool.submit(floor_kube.create_network_policy, sample["namespace"], deny_all_body())
+        pod = reading.result()
+        creating.result()
+        floor_kube.patch_pod_metadata(sample["namespace"], pod.name, pod.uid, {QUARANTINE_LABEL: "true"}, {})  # two
+        return {"who": "floor2", "id": sample["id"], "receipt": t0, "done": time.time()}
+
     def respond(sample: dict[str, Any]) -> dict[str, Any]:
         delivery = _payload(sample["doc"])
         t0 = time.time()
@@ -69,9 +84,9 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
 
     respond(spec["warmup"])
     out = []
-    for i, pair in enumerate(zip(spec["responder"], spec["floor"], strict=True)):
-        runs = [(respond, pair[0]), (floor, pair[1])]
-        for fn, sample in runs if i % 2 == 0 else runs[::-1]:
+    for i, trio in enumerate(zip(spec["responder"], spec["floor"], spec["floor2"], strict=True)):
+        runs = [(respond, trio[0]), (floor, trio[1]), (floor2, trio[2])]
+        for fn, sample in runs[i % 3 :] + runs[: i % 3]:  # each takes each place in turn
             out.append(fn(sample))
             time.sleep(1.0)  # the dataplane settles; the next shell is untouched meanwhile
     return {"samples": out}
@@ -102,11 +117,11 @@ def measure_time_to_cut(bench: Bench) -> tuple[dict[str, Any], dict[str, Any]]:
     figures: dict[str, Any] = {}
     details: dict[str, Any] = {}
     for label, kubeconfig, latency in (("", bench.direct_kc, 0.0), ("_L", bench.proxy_kc, L_S)):
-        log(f"time to cut: {CUT_SAMPLES} live reverse shells each, responder vs floor, latency {latency * 1000:g} ms")
+        log(f"time to cut: {CUT_SAMPLES} shells each, responder vs floors, latency {latency * 1000:g} ms")
         bench.fake.latency_s = latency
         shells = {}
         events = []
-        for i in range(1 + 2 * CUT_SAMPLES):
+        for i in range(1 + 3 * CUT_SAMPLES):
             victims, attackers = rs.create_namespace(bench.admin, "cut"), rs.create_namespace(bench.admin, "cutc2")
             shell = rs.open_shell(bench.admin, victims, attackers, interval_s=INTERVAL_S)
             doc = shell.finding()
@@ -117,17 +132,18 @@ def measure_time_to_cut(bench: Bench) -> tuple[dict[str, Any], dict[str, Any]]:
             "settings": {**bench.settings(kubeconfig), "netpol_enforcement": "established"},
             "warmup": events[0],
             "responder": events[1 : 1 + CUT_SAMPLES],
-            "floor": events[1 + CUT_SAMPLES :],
+            "floor": events[1 + CUT_SAMPLES : 1 + 2 * CUT_SAMPLES],
+            "floor2": events[1 + 2 * CUT_SAMPLES :],
         }
         ran = run_worker("cut", spec, bench.tmp)["samples"]
         for sample in ran:
             sample["cut_s"] = cut_after(shells[sample["id"]], sample["receipt"])
         details[f"samples{label}"] = ran
-        for who in ("responder", "floor"):
+        for who in ("responder", "floor", "floor2"):
             values = [s["cut_s"] for s in ran if s["who"] == who and s["cut_s"] is not None]
             if len([s for s in ran if s["who"] == who]) != len(values):
                 log(f"WARNING: {who}: a shell was not cut within the wait")
-            name = f"time_to_cut{'_floor' if who == 'floor' else ''}{label}_ms"
+            name = f"time_to_cut{'' if who == 'responder' else '_' + who}{label}_ms"
             figures[name] = round(statistics.median(values) * 1000, 1) if values else None
         for shell in shells.values():
             for namespace in (shell.victim_namespace, shell.attacker_namespace):

@@ -48,6 +48,8 @@ UNITS = {
     "time_to_cut_floor_ms": "ms",
     "time_to_cut_L_ms": "ms",
     "time_to_cut_floor_L_ms": "ms",
+    "time_to_cut_floor2_ms": "ms",
+    "time_to_cut_floor2_L_ms": "ms",
 }
 REDELIVERY_UNITS = {
     "full_event_ms": "ms",
@@ -83,6 +85,8 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
         "containment_L / containment_floor_L": ("containment_L", "containment_floor_L"),
         "time_to_cut_ms / time_to_cut_floor_ms": ("time_to_cut_ms", "time_to_cut_floor_ms"),
         "time_to_cut_L_ms / time_to_cut_floor_L_ms": ("time_to_cut_L_ms", "time_to_cut_floor_L_ms"),
+        "time_to_cut_ms / time_to_cut_floor2_ms": ("time_to_cut_ms", "time_to_cut_floor2_ms"),
+        "time_to_cut_L_ms / time_to_cut_floor2_L_ms": ("time_to_cut_L_ms", "time_to_cut_floor2_L_ms"),
         "import_main_s / import_floor_s": ("import_main_s", "import_floor_s"),
         "import_main_s / import_eager_s": ("import_main_s", "import_eager_s"),
         "rss_100_concurrent_mib / rss_mib": ("rss_100_concurrent_mib", "rss_mib"),

@@ -38,6 +38,12 @@ What is measured, and how (L = 50 ms, the injected latency of every remote call)
   everything, then act": parse + triage → connect → ``Investigator.investigate`` (all branches, which run
   concurrently among themselves, to completion) → plan on the investigated pod → run the plan's steps in order
   (label, isolate, capture) → security marks. Samples alternate with the responder's, on identical namespaces.
+- ``time_to_cut_ms``, ``time_to_cut_floor_ms``, ``time_to_cut_floor2_ms`` (and ``_L_ms``): bench/cut.py, on the
+  node only: the responder, the one-round floor (deny-all and label at once) and the two-round floor of the safe
+  order (pod read ∥ deny-all, then the label), taking turns shell by shell.
+- ``cold_profile`` (a detail): one more fresh process, profiled from ``import main`` to its first isolating write
+  (bench/coldprofile.py): the modules imported before it (``-X importtime``) and the functions sampled. Not timed.
+  ``python -m bench.run cold [--before DIR]``: the cold path alone at the API, two checkouts taking turns.
 - ``containment_floor_L``: the same measurement for :class:`TwoRounds`, a client that makes exactly the two rounds
   isolation takes (pod read, policies, deny-all; then exclusions and label) and nothing else, through the same
   adapter and proxy, on identical namespaces, its samples interleaved with the others. It is what two rounds cost on

@@ -9,7 +9,6 @@ Permissions: ``securitycenter.findings.list`` (verify), ``securitycenter.finding
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -179,7 +178,9 @@ def _steering(finding: Any) -> Finding | None:
     """SCC's record read exactly as a notification's finding is (the same models, the same validation), so every
     field that steers the response can be compared with, or taken from, what SCC itself holds."""
     try:
-        document = json.loads(type(finding).to_json(finding, use_integers_for_enums=False))
+        # The proto as a camelCased dict, as a notification carries it: MessageToDict directly, the dict that
+        # to_json would serialise and json.loads parse again (half the cost of reading the record, issue 33).
+        document = type(finding).to_dict(finding, use_integers_for_enums=False, preserving_proto_field_name=False)
         return to_finding(NotificationMessage.model_validate({"finding": document}))
     except (ValueError, TypeError, ResponderError):
         # Unreadable as a notification: nothing of it can steer; verification then compares the core fields only.
