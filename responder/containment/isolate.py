@@ -34,10 +34,10 @@ from responder.containment.netpol import (
     describe,
     ensure_deny_all,
     exclude,
-    is_deny_all,
     reopens,
 )
 from responder.containment.results import ActionResult, Status, pod_gone, result
+from responder.containment.shape import is_deny_all
 from responder.errors import (
     Conflict,
     NotFound,
