@@ -4,7 +4,8 @@ and the ``NotIn`` exclusion term it needs in the namespace's other policies.
 Everything that needs the deny-all's shape derives it from here: the body isolation writes (``deny_all_body``), the
 judgement that it is intact (``is_deny_all``: the current shape, what isolation and convergence require), the
 recognition of what any version of the responder wrote (``known_shape``: what ``release`` deletes and ``status``
-names), and the admission guard's ``isExactDenyAll`` clause, which states the same shape in CEL.
+names), and, checked by tests/unit/test_shape.py, the admission guard's ``isExactDenyAll`` clause and the fixtures in
+tests/fixtures/admission/deny-all.yaml (generated from ``CURRENT`` by tests/support/deny_all_fixtures.py).
 
 Content is compared on the spec as the apiserver returns it (``normalised_spec``), never on the name alone: anyone
 who can write NetworkPolicies in a namespace can create one under the deny-all's name, and the responder must neither
@@ -108,7 +109,7 @@ CURRENT = V1
 # recognises here (a policy under the name that matches no entry is a squatter, and stays). So far there is one:
 # the name, the label, the selector and the policy types have not changed since the first commit (git log -S on
 # DENY_ALL_SPEC, deny_all_body, rsr-quarantine-deny-all and managed-by). A new shape goes first, as CURRENT; the
-# guard's isExactDenyAll follows it.
+# guard's isExactDenyAll and the generated fixtures follow it (tests/unit/test_shape.py says where they differ).
 SHAPES: tuple[DenyAllShape, ...] = (V1,)
 
 
