@@ -56,7 +56,7 @@ def ensure_deny_all(
                     existing.resource_version,
                 )
                 if is_deny_all(fixed):
-                    return DenyAllState(True, f"{replaced(where, existing)} with the deny-all")
+                    return DenyAllState(True, f"replaced {replaced(where, existing)} with the deny-all")
             continue
         if is_deny_all(made):
             return DenyAllState(True, f"created NetworkPolicy {where} (deny all ingress and egress)")
@@ -74,12 +74,12 @@ def _listed_deny_all(listed: Future[list[NetworkPolicyView]] | None) -> NetworkP
 
 
 def replaced(where: str, existing: NetworkPolicyView) -> str:
-    """What replacing ``existing`` under the deny-all's name is: upgrading an older version's deny-all, or
-    replacing an impostor."""
+    """What ``existing``, under the deny-all's name but not today's deny-all, is when isolation writes over it: an
+    older version's deny-all (an upgrade, nothing to worry about) or an impostor (someone else's content)."""
     shape = known_shape(existing)
     if shape is not None:
-        return f"replaced the deny-all {where} of shape v{shape.version} (an older responder's)"
-    return f"replaced an impostor NetworkPolicy {where} (it was not the deny-all: {describe(existing)})"
+        return f"the deny-all {where} of shape v{shape.version} (an older responder's)"
+    return f"an impostor NetworkPolicy {where} (it was not the deny-all: {describe(existing)})"
 
 
 def describe(policy: NetworkPolicyView) -> str:
