@@ -76,7 +76,7 @@ class TwoRounds:
 
     def contain(self, namespace: str, pod_name: str) -> None:
         from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
-        from responder.containment.netpol import deny_all_body
+        from responder.containment.shape import deny_all_body
         from responder.ports import LabelSelectorRequirement
 
         kube, pool = self.kube, self.pool

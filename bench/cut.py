@@ -38,7 +38,7 @@ QUIET_S = 2.0  # no answer for this long (while the attacker keeps sending) mean
 def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs the responder's and the floor's events, alternating; returns each one's receipt time (epoch seconds)."""
     from responder.containment.keys import QUARANTINE_LABEL
-    from responder.containment.netpol import deny_all_body
+    from responder.containment.shape import deny_all_body
     from responder.service import Responder
 
     responder = Responder(_deps(spec))

@@ -1,7 +1,8 @@
 """What the cluster says about a quarantine: the facts ``status`` shows and ``release`` decides on.
 
 Everything here is judged from live objects, never from a name alone: the deny-all counts only when its content is the
-responder's (``is_deny_all``), and a pod counts as quarantined only while it carries the quarantine label.
+responder's (``is_deny_all``; an older version's deny-all is named as such, see ``containment.shape``), and a pod
+counts as quarantined only while it carries the quarantine label.
 """
 
 from __future__ import annotations
@@ -9,23 +10,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from responder.containment.keys import DENY_ALL_POLICY, ORIGINAL_LABELS_ANNOTATION, PREFIX, QUARANTINE_LABEL
+from responder.containment.keys import ORIGINAL_LABELS_ANNOTATION, PREFIX
 from responder.containment.keys import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
-from responder.containment.netpol import is_deny_all, reopens
+from responder.containment.netpol import reopens
+from responder.containment.shape import CURRENT, is_deny_all, known_shape, responders_deny_alls
 from responder.intake.sanitize import clean
-from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
+from responder.ports import NetworkPolicyView, PodView
 
-QUARANTINE_SELECTOR = f"{QUARANTINE_LABEL}=true"
+# The pods the deny-all selects, as a label selector for a list.
+QUARANTINE_SELECTOR = ",".join(f"{key}={value}" for key, value in CURRENT.selects.items())
 # Left on a released pod, so that a second release can tell "already released" (no change) from a same-named
 # replacement that was never quarantined (refused). It is the only responder key a released pod keeps.
 RELEASED_ANNOTATION = BASE_RELEASED_ANNOTATION
-# The term isolation appends to allowing policies; equal by value to the one isolate.py writes.
-EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
 
 
 def is_quarantined(pod: PodView) -> bool:
     """The label is what the deny-all selects: a pod without it is not isolated, whatever its annotations say."""
-    return pod.labels.get(QUARANTINE_LABEL) == "true"
+    return all(pod.labels.get(key) == value for key, value in CURRENT.selects.items())
 
 
 def is_detached(pod: PodView) -> bool:
@@ -49,37 +50,35 @@ def responder_annotations(pod: PodView) -> list[str]:
     return sorted(k for k in pod.annotations if k.startswith(f"{PREFIX}/"))
 
 
-def has_exclusion(policy: NetworkPolicyView) -> bool:
-    """Whether the policy carries the quarantine exclusion."""
-    return EXCLUDE in policy.pod_selector.match_expressions
-
-
-def without_exclusion(selector: LabelSelector) -> LabelSelector:
-    """The selector as it was before isolation appended the exclusion (every copy of it removed)."""
-    kept = tuple(e for e in selector.match_expressions if e != EXCLUDE)
-    return selector.model_copy(update={"match_expressions": kept})
-
-
-def with_exclusion(selector: LabelSelector) -> LabelSelector:
-    """The selector with the exclusion appended, as isolation writes it."""
-    return selector.model_copy(update={"match_expressions": (*selector.match_expressions, EXCLUDE)})
-
-
 def policy_problems(pod: PodView, policies: Iterable[NetworkPolicyView]) -> list[str]:
     """Why the pod's isolation is not intact ([] when it is): the deny-all missing or not what it should be, or an
     allowing policy that still selects the pod."""
     listed = list(policies)
     problems: list[str] = []
-    deny = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
-    if deny is None:
-        problems.append(f"no NetworkPolicy {DENY_ALL_POLICY} in the namespace")
-    elif not is_deny_all(deny):
-        problems.append(f"NetworkPolicy {DENY_ALL_POLICY} is not the deny-all (its content was changed)")
+    deny = next((p for p in listed if p.name == CURRENT.name), None)
+    if deny is None or not is_deny_all(deny):
+        problems.append(_deny_all_problem(deny, listed))
     # The judgement isolation makes, by content (see ``reopens``): a policy on the quarantine label itself, or any
     # other that selects the quarantined pod and allows something, breaks the isolation.
     problems.extend(
         f"NetworkPolicy {p.name} selects the pod and does not exclude quarantined pods"
         for p in listed
-        if p.name != DENY_ALL_POLICY and reopens(p, pod.labels)
+        if p.name != CURRENT.name and reopens(p, pod.labels)
     )
     return problems
+
+
+def _deny_all_problem(deny: NetworkPolicyView | None, listed: list[NetworkPolicyView]) -> str:
+    """Why the namespace has no intact deny-all. An older version's deny-all is the responder's own, not a
+    squatter's, and isolation writes today's over it (or beside it), so it is named as what it is."""
+    if deny is None:
+        older = [f"{p.name} (shape v{s.version})" for p, s in responders_deny_alls(listed) if s is not CURRENT]
+        found = f"; an older responder's deny-all is there: {', '.join(older)}" if older else ""
+        return f"no NetworkPolicy {CURRENT.name} in the namespace{found}"
+    shape = known_shape(deny)
+    if shape is not None:
+        return (
+            f"NetworkPolicy {CURRENT.name} is the deny-all of shape v{shape.version} (an older responder's), not the "
+            f"current v{CURRENT.version}: isolating a pod here again replaces it"
+        )
+    return f"NetworkPolicy {CURRENT.name} is not the deny-all (its content was changed)"

@@ -7,7 +7,8 @@ Order matters, because a mistake re-opens a compromised pod:
    restoring them would have the controller adopt it again and then scale away a pod, maybe the clean one;
 2. then the namespace, judged from the live list of quarantined pods: while any other pod there carries the label,
    the deny-all policy and every exclusion stay. Otherwise the exclusions are removed (each write optimistic on the
-   policy's resourceVersion) and the deny-all is deleted, only if it is the responder's by content;
+   policy's resourceVersion) and the deny-all is deleted, only if it is the responder's by content (any version's
+   shape, ``containment.shape.SHAPES``: an upgrade leaves no older deny-all behind, and a squatter is never deleted);
 3. then the namespace is listed again: if the responder quarantined a pod there meanwhile, its deny-all and
    exclusions are put back at once (the one race a release can lose is re-isolated, not left open);
 4. SCC security marks record the release when Google APIs are on.
@@ -30,17 +31,22 @@ from datetime import UTC, datetime
 from responder.aftercare.facts import (
     QUARANTINE_SELECTOR,
     RELEASED_ANNOTATION,
-    has_exclusion,
     is_detached,
     is_quarantined,
     original_labels,
     responder_annotations,
+)
+from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.netpol import ensure_deny_all, reopens
+from responder.containment.results import ActionResult, Status
+from responder.containment.shape import (
+    CURRENT,
+    deny_all_names,
+    has_exclusion,
+    responders_deny_alls,
     with_exclusion,
     without_exclusion,
 )
-from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
-from responder.containment.netpol import ensure_deny_all, is_deny_all, reopens
-from responder.containment.results import ActionResult, Status
 from responder.errors import Conflict, InvalidIdentifier, NotFound, ResponderError, TransientError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
@@ -333,19 +339,19 @@ class Releaser:
         self, namespace: str, policies: list[NetworkPolicyView]
     ) -> list[tuple[str, Callable[[], object]]]:
         """The writes that return the namespace's policies to their state before any quarantine: exclusions first,
-        the deny-all last (it is only deleted when it is the responder's by content, with its resourceVersion)."""
+        the deny-alls last (each deleted only when it is some version's by content, with its resourceVersion)."""
         writes: list[tuple[str, Callable[[], object]]] = []
         for p in policies:
-            if p.name != DENY_ALL_POLICY and has_exclusion(p):
+            if p.name not in deny_all_names() and has_exclusion(p):
                 writes.append(
                     (
                         f"removed the quarantine exclusion from NetworkPolicy {namespace}/{p.name}",
                         _unexclude(self.kube, p),
                     )
                 )
-        deny = next((p for p in policies if p.name == DENY_ALL_POLICY), None)
-        if deny is not None and is_deny_all(deny):
-            writes.append((f"deleted NetworkPolicy {namespace}/{DENY_ALL_POLICY}", _delete_policy(self.kube, deny)))
+        for deny, shape in responders_deny_alls(policies):
+            older = "" if shape is CURRENT else f" (shape v{shape.version}, an older responder's deny-all)"
+            writes.append((f"deleted NetworkPolicy {namespace}/{deny.name}{older}", _delete_policy(self.kube, deny)))
         return writes
 
     def _recheck(self, run: _ReleaseLog, namespace: str) -> None:
@@ -358,7 +364,7 @@ class Releaser:
             for _ in range(_ATTEMPTS):
                 try:
                     for p in self.kube.list_network_policies(namespace):
-                        if p.name != DENY_ALL_POLICY and any(reopens(p, pod.labels) for pod in pods):
+                        if p.name != CURRENT.name and any(reopens(p, pod.labels) for pod in pods):
                             self.kube.set_network_policy_selector(
                                 namespace, p.name, with_exclusion(p.pod_selector), p.resource_version
                             )

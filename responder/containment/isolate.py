@@ -31,13 +31,13 @@ from responder.containment.enforcement import CUT, established_connections
 from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
 from responder.containment.netpol import (
     CONFLICT_ATTEMPTS,
-    describe,
     ensure_deny_all,
     exclude,
-    is_deny_all,
     reopens,
+    replaced,
 )
 from responder.containment.results import ActionResult, Status, pod_gone, result
+from responder.containment.shape import is_deny_all
 from responder.errors import (
     Conflict,
     NotFound,
@@ -215,10 +215,7 @@ class IsolateAction(Traits):
         if current is None:
             changes.append(f"create NetworkPolicy {namespace}/{DENY_ALL_POLICY} (deny all ingress and egress)")
         elif not is_deny_all(current):
-            changes.append(
-                f"replace the impostor NetworkPolicy {namespace}/{DENY_ALL_POLICY} ({describe(current)}) "
-                "with the deny-all"
-            )
+            changes.append(f"replace {replaced(f'{namespace}/{DENY_ALL_POLICY}', current)} with the deny-all")
         changes.extend(f"exclude quarantined pods from NetworkPolicy {namespace}/{p.name}" for p in pending)
         _, what = ctx.quarantine()
         changes.append(what)

@@ -1,9 +1,9 @@
 """The responder's NetworkPolicy judgements and writes, shared by isolation, the duplicate check and release.
 
 NetworkPolicies are additive: a deny-all policy does not override another policy that allows traffic to the same pod.
-So isolation needs three things, all judged by content, never by name: the deny-all itself (``ensure_deny_all``,
-``is_deny_all``), which policies allow anything (``allows_traffic``), and which of those would reopen a quarantined
-pod (``reopens``), each of which gets the ``NotIn`` exclusion (``exclude``).
+So isolation needs three things, all judged by content, never by name: the deny-all itself (``ensure_deny_all``; its
+shape and ``is_deny_all`` live in ``shape``), which policies allow anything (``allows_traffic``), and which of those
+would reopen a quarantined pod (``reopens``), each of which gets the ``NotIn`` exclusion (``exclude``).
 """
 
 from __future__ import annotations
@@ -12,49 +12,14 @@ import contextlib
 import json
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import Any
 
 from responder.containment.context import DenyAllState
-from responder.containment.keys import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
+from responder.containment.shape import CURRENT, deny_all_body, is_deny_all, known_shape, with_exclusion
 from responder.errors import Conflict, DenyAllNotEnsured, IsolationNotEnsured, NotFound, ResponderError
 from responder.intake.sanitize import clean
-from responder.ports import KubePort, LabelSelector, LabelSelectorRequirement, NetworkPolicyView
+from responder.ports import KubePort, NetworkPolicyView
 
 CONFLICT_ATTEMPTS = 5
-
-_EXCLUDE = LabelSelectorRequirement(key=QUARANTINE_LABEL, operator="NotIn", values=("true",))
-
-
-DENY_ALL_SPEC: dict[str, Any] = {
-    "podSelector": {"matchLabels": {QUARANTINE_LABEL: "true"}},
-    "policyTypes": ["Ingress", "Egress"],
-}
-
-
-def is_deny_all(policy: NetworkPolicyView) -> bool:
-    """True when ``policy`` is exactly the responder's deny-all: judged by its content, not its name."""
-    spec = policy.spec
-    selector = spec.get("podSelector") or {}
-    return (
-        set(spec) <= {"podSelector", "policyTypes", "ingress", "egress"}
-        and set(selector) <= {"matchLabels", "matchExpressions"}
-        and (selector.get("matchLabels") or {}) == {QUARANTINE_LABEL: "true"}
-        and not selector.get("matchExpressions")
-        and sorted(spec.get("policyTypes") or ()) == ["Egress", "Ingress"]
-        and not spec.get("ingress")
-        and not spec.get("egress")
-        and all(policy.labels.get(k) == v for k, v in MANAGED_BY.items())
-    )
-
-
-def deny_all_body() -> dict[str, object]:
-    """The deny-all policy: selects quarantined pods, allows nothing in either direction."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": DENY_ALL_POLICY, "labels": dict(MANAGED_BY)},
-        "spec": json.loads(json.dumps(DENY_ALL_SPEC)),
-    }
 
 
 def ensure_deny_all(
@@ -68,7 +33,7 @@ def ensure_deny_all(
     already there (a second incident in the namespace) and that read shows it intact, its content is judged from that
     read, which saves a round; anything else is judged from a fresh read, as before.
     """
-    where = f"{namespace}/{DENY_ALL_POLICY}"
+    where = f"{namespace}/{CURRENT.name}"
     for _ in range(CONFLICT_ATTEMPTS):
         try:
             made = kube.create_network_policy(namespace, deny_all_body())
@@ -77,7 +42,7 @@ def ensure_deny_all(
             listed = None  # used once: a second conflict is judged on a fresh read
             if seen is not None and is_deny_all(seen):
                 return DenyAllState(False, f"NetworkPolicy {where} (deny all ingress and egress) in place")
-            existing = next((p for p in kube.list_network_policies(namespace) if p.name == DENY_ALL_POLICY), None)
+            existing = next((p for p in kube.list_network_policies(namespace) if p.name == CURRENT.name), None)
             if existing is None:
                 continue  # deleted between our create and our read: create again
             if is_deny_all(existing):
@@ -85,17 +50,13 @@ def ensure_deny_all(
             with contextlib.suppress(Conflict, NotFound):  # changed or deleted under us: judge it again
                 fixed = kube.replace_network_policy(
                     namespace,
-                    DENY_ALL_POLICY,
-                    DENY_ALL_SPEC,
-                    {**existing.labels, **MANAGED_BY},
+                    CURRENT.name,
+                    CURRENT.spec(),
+                    {**existing.labels, **CURRENT.labels},  # the squatter's own labels stay: only its content was wrong
                     existing.resource_version,
                 )
                 if is_deny_all(fixed):
-                    return DenyAllState(
-                        True,
-                        f"replaced an impostor NetworkPolicy {where} (it was not the deny-all: "
-                        f"{describe(existing)}) with the deny-all",
-                    )
+                    return DenyAllState(True, f"replaced {replaced(where, existing)} with the deny-all")
             continue
         if is_deny_all(made):
             return DenyAllState(True, f"created NetworkPolicy {where} (deny all ingress and egress)")
@@ -107,9 +68,18 @@ def _listed_deny_all(listed: Future[list[NetworkPolicyView]] | None) -> NetworkP
     if listed is None:
         return None
     try:
-        return next((p for p in listed.result() if p.name == DENY_ALL_POLICY), None)
+        return next((p for p in listed.result() if p.name == CURRENT.name), None)
     except ResponderError:
         return None
+
+
+def replaced(where: str, existing: NetworkPolicyView) -> str:
+    """What ``existing``, under the deny-all's name but not today's deny-all, is when isolation writes over it: an
+    older version's deny-all (an upgrade, nothing to worry about) or an impostor (someone else's content)."""
+    shape = known_shape(existing)
+    if shape is not None:
+        return f"the deny-all {where} of shape v{shape.version} (an older responder's)"
+    return f"an impostor NetworkPolicy {where} (it was not the deny-all: {describe(existing)})"
 
 
 def describe(policy: NetworkPolicyView) -> str:
@@ -120,11 +90,6 @@ def describe(policy: NetworkPolicyView) -> str:
         f"egress rules={len(spec.get('egress') or [])}, labels={json.dumps(policy.labels, sort_keys=True)}",
         300,
     )
-
-
-def excludes_quarantine(policy: NetworkPolicyView) -> bool:
-    """The policy carries the `NotIn` term that keeps quarantined pods out of it."""
-    return _EXCLUDE in policy.pod_selector.match_expressions
 
 
 def allows_traffic(policy: NetworkPolicyView) -> bool:
@@ -142,16 +107,10 @@ def allows_traffic(policy: NetworkPolicyView) -> bool:
     return ingress or egress
 
 
-def allows_anything(policy: NetworkPolicyView) -> bool:
-    """The policy has a rule in a direction it governs (an empty rule allows everything). A policy without such a
-    rule allows nothing to the pods it selects, so it cannot reopen a quarantined pod; every other one can."""
-    return allows_traffic(policy)
-
-
 def quarantined_views(labels: Mapping[str, str]) -> list[dict[str, str]]:
     """The label sets a quarantined pod is judged by: its own labels with the quarantine label, and the quarantine
     label alone (what is left once detach, or anyone, removes the others)."""
-    return [{**labels, QUARANTINE_LABEL: "true"}, {QUARANTINE_LABEL: "true"}]
+    return [{**labels, **CURRENT.selects}, dict(CURRENT.selects)]
 
 
 def reopens(policy: NetworkPolicyView, labels: Mapping[str, str]) -> bool:
@@ -162,9 +121,9 @@ def reopens(policy: NetworkPolicyView, labels: Mapping[str, str]) -> bool:
     ``Exists``, ``In``, ``DoesNotExist`` on a label detach removes, the empty selector). NetworkPolicies are additive,
     so any such policy would open a hole in the deny-all. Its ``NotIn`` exclusion makes it match no quarantined pod.
     """
-    if policy.name == DENY_ALL_POLICY and is_deny_all(policy):
+    if is_deny_all(policy):
         return False
-    return allows_anything(policy) and any(policy.pod_selector.matches(v) for v in quarantined_views(labels))
+    return allows_traffic(policy) and any(policy.pod_selector.matches(v) for v in quarantined_views(labels))
 
 
 def exclude(kube: KubePort, namespace: str, policy: NetworkPolicyView, labels: Mapping[str, str]) -> None:
@@ -177,7 +136,3 @@ def exclude(kube: KubePort, namespace: str, policy: NetworkPolicyView, labels: M
             f"NetworkPolicy {namespace}/{policy.name} still selects the quarantined pod after its exclusion was "
             f"written ({describe(stored)})"
         )
-
-
-def with_exclusion(selector: LabelSelector) -> LabelSelector:
-    return selector.model_copy(update={"match_expressions": (*selector.match_expressions, _EXCLUDE)})

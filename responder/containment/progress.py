@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
-from responder.containment.netpol import is_deny_all, reopens
+from responder.containment.netpol import reopens
+from responder.containment.shape import is_deny_all
 from responder.containment.verification import Verification, Vouch
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean

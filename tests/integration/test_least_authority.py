@@ -36,7 +36,7 @@ from responder.containment.keys import (
     ORIGINAL_LABELS_ANNOTATION,
     QUARANTINE_LABEL,
 )
-from responder.containment.netpol import deny_all_body
+from responder.containment.shape import deny_all_body
 from tests.support import workloads as w
 from tests.support.admission_guard import PODS, POLICIES, Decision, Guard, admission_request, load_guard
 from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv, status_of

@@ -26,7 +26,7 @@ from responder.config import Settings
 from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.containment.capture import PROCESS_TREE_ARGV
 from responder.containment.keys import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
-from responder.containment.netpol import deny_all_body
+from responder.containment.shape import deny_all_body
 from responder.errors import Conflict, Forbidden, NotFound
 from responder.intake.envelope import Delivery
 from responder.policy.rules import PROTECTED_FLOOR, PolicyEngine, parse_policy

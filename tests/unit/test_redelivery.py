@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, PRIOR_FINDING_ANNOTATION, QUARANTINE_LABEL
-from responder.containment.netpol import is_deny_all
 from responder.containment.progress import isolation_holds
+from responder.containment.shape import is_deny_all
 from responder.containment.verification import Verification, Vouch, vouched, vouched_target
 from responder.errors import Forbidden, TransientError
 from responder.intake.envelope import Delivery

@@ -14,7 +14,9 @@ from responder.aftercare.facts import RELEASED_ANNOTATION
 from responder.aftercare.release import Releaser, ReleaseRequest
 from responder.aftercare.status import collect_status
 from responder.config import Settings
-from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment import shape
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, MANAGED_BY, QUARANTINE_LABEL
+from responder.containment.shape import CURRENT, DenyAllShape, is_deny_all
 from responder.intake.envelope import Delivery
 from responder.policy.rules import Budget, Defaults, Policy, PolicyEngine, parse_policy
 from responder.ports import LabelSelector
@@ -274,6 +276,110 @@ def test_a_new_finding_s_quarantine_landing_during_the_release_is_not_lifted(
     assert acts(outcome)["release"].status.value == "failed" and outcome.failed
     pod = kube.get_pod(NS, WEB)
     assert pod.labels[QUARANTINE_LABEL] == "true" and pod.annotations[FINDING_ANNOTATION] == newer
+
+
+# ------------------------------------------------------------------------------- older deny-alls and squatters
+
+# A deny-all an older responder wrote. Every version so far wrote the same one (shape.SHAPES holds only v1), so these
+# tests add an older entry to the table, as the next change of the shape will: one under another name, and one under
+# today's name whose content differs (its label's value).
+OLDER_ELSEWHERE = DenyAllShape(
+    version=0,
+    written_by="an older responder (test)",
+    name="rsr-deny-all",
+    selects=dict(CURRENT.selects),
+    policy_types=CURRENT.policy_types,
+    labels=dict(CURRENT.labels),
+)
+OLDER_HERE = DenyAllShape(
+    version=0,
+    written_by="an older responder (test)",
+    name=CURRENT.name,
+    selects=dict(CURRENT.selects),
+    policy_types=CURRENT.policy_types,
+    labels={"app.kubernetes.io/managed-by": "rsr"},
+)
+OLDER = [pytest.param(OLDER_ELSEWHERE, id="another name"), pytest.param(OLDER_HERE, id="today's name")]
+
+
+def upgraded_from(kube: FakeKube, older: DenyAllShape) -> None:
+    """The namespace as the older version left it: its deny-all in place of today's (the exclusions are the same)."""
+    kube.delete_network_policy(NS, DENY_ALL_POLICY, None)
+    kube.create_network_policy(NS, older.body())
+
+
+@pytest.mark.parametrize("older", OLDER)
+def test_release_deletes_an_older_version_s_deny_all(
+    kube: FakeKube, incident: dict[str, Any], monkeypatch: pytest.MonkeyPatch, older: DenyAllShape
+) -> None:
+    monkeypatch.setattr(shape, "SHAPES", (CURRENT, older))
+    upgraded_from(kube, older)
+    entries = collect_status(kube)
+    assert entries and not any(e.policy_intact for e in entries)  # not today's deny-all: isolation would rewrite it
+    assert all(any("older responder's" in p for p in e.policy_problems) for e in entries), entries
+    release(releaser(kube), WEB)
+    assert older.name in specs(kube)  # API is still quarantined: its (older) deny-all stays
+    second = release(releaser(kube), API)
+    assert f"deleted NetworkPolicy {NS}/{older.name} (shape v0, an older responder's deny-all)" in (
+        acts(second)["policies"].changes
+    )
+    assert specs(kube) == incident["before"]
+
+
+@pytest.mark.parametrize("older", OLDER)
+def test_a_shape_missing_from_the_table_is_left_behind_as_a_squatter(
+    kube: FakeKube, incident: dict[str, Any], older: DenyAllShape
+) -> None:
+    """The bug the table prevents: a release after an upgrade that forgot an older shape leaves its deny-all."""
+    upgraded_from(kube, older)
+    release(releaser(kube), WEB)
+    release(releaser(kube), API)
+    assert older.name in specs(kube) and set(specs(kube)) - {older.name} == set(incident["before"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "labels"),
+    [
+        pytest.param({"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}, MANAGED_BY, id="allows ingress"),
+        pytest.param({"podSelector": {"matchLabels": {"selects": "nothing"}}}, MANAGED_BY, id="selects nothing"),
+        pytest.param(CURRENT.spec(), {"team.example/owner": "x"}, id="today's content without the label"),
+    ],
+)
+def test_a_squatter_under_the_name_is_never_trusted_as_the_deny_all(
+    kube: FakeKube,
+    incident: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    spec: dict[str, Any],
+    labels: dict[str, str],
+) -> None:
+    """Whatever the table knows, a policy under the deny-all's name that matches none of its shapes is not the
+    responder's: status says so and release leaves it where it is."""
+    monkeypatch.setattr(shape, "SHAPES", (CURRENT, OLDER_HERE))
+    deny = next(p for p in kube.list_network_policies(NS) if p.name == DENY_ALL_POLICY)
+    kube.replace_network_policy(NS, DENY_ALL_POLICY, spec, labels, deny.resource_version)
+    squatter = specs(kube)[DENY_ALL_POLICY]
+    assert all("is not the deny-all" in e.policy_problems[0] for e in collect_status(kube))
+    release(releaser(kube), WEB)
+    outcome = release(releaser(kube), API)
+    assert not any("deleted NetworkPolicy" in c for c in acts(outcome)["policies"].changes)
+    assert specs(kube)[DENY_ALL_POLICY] == squatter
+
+
+def test_isolation_replaces_an_older_deny_all_under_today_s_name(
+    kube: FakeKube, incident: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shape, "SHAPES", (CURRENT, OLDER_HERE))
+    upgraded_from(kube, OLDER_HERE)
+    settings = Settings(mode="enforce", action="isolate")
+    engine = PolicyEngine(Policy(defaults=Defaults(verify_finding=False, budget=Budget())), settings)
+    responder = Responder(Dependencies(settings=settings, policy=engine, connector=FakeConnector(kube)))
+    doc = notification(namespace=NS, pod=OTHER, container="api", name_suffix="cccc")
+    outcome = responder.respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
+    isolate = {a.action: a for a in outcome.record.actions}["isolate"]
+    assert isolate.status.value == "succeeded"
+    assert any("of shape v0 (an older responder's)" in c for c in isolate.changes), isolate.changes
+    assert is_deny_all(next(p for p in kube.list_network_policies(NS) if p.name == DENY_ALL_POLICY))
+    assert all(e.policy_intact for e in collect_status(kube)), [e.policy_problems for e in collect_status(kube)]
 
 
 # --------------------------------------------------------------------------------------------------------- CLI

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from responder.aftercare.facts import policy_problems
 from responder.containment.keys import DENY_ALL_POLICY, MANAGED_BY, QUARANTINE_LABEL
-from responder.containment.netpol import DENY_ALL_SPEC, reopens, with_exclusion
+from responder.containment.netpol import reopens
+from responder.containment.shape import CURRENT, with_exclusion
 from responder.ports import LabelSelector, LabelSelectorRequirement, NetworkPolicyView, PodView
 
 Q = QUARANTINE_LABEL
@@ -131,7 +132,7 @@ def test_status_judges_a_quarantined_pod_as_isolation_does(selector: LabelSelect
         namespace="shop",
         name=DENY_ALL_POLICY,
         pod_selector=LabelSelector(match_labels={Q: "true"}),
-        spec=DENY_ALL_SPEC,
+        spec=CURRENT.spec(),
         labels=dict(MANAGED_BY),
     )
     problems = policy_problems(pod, [deny, policy(selector)])
