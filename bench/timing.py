@@ -104,8 +104,18 @@ class TimedKube:
         return timed
 
 
+def _keys() -> tuple[str, str]:
+    """The deny-all's name and the quarantine label, from whichever module the measured tree keeps them in: a
+    side-by-side run's earlier tree (``--before``) may predate their own module."""
+    try:
+        from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
+    except ImportError:  # an earlier tree kept them with the action context
+        from responder.containment.base import DENY_ALL_POLICY, QUARANTINE_LABEL  # type: ignore[import-not-found,no-redef]
+    return DENY_ALL_POLICY, QUARANTINE_LABEL
+
+
 def _classify(method: str, arguments: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
+    DENY_ALL_POLICY, QUARANTINE_LABEL = _keys()
 
     namespace = arguments.get("namespace")
     if method == "create_network_policy":
