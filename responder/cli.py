@@ -147,11 +147,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for i, step in enumerate(plan.steps, 1):
         params = step.params.model_dump(exclude={"action"})
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        gate = "  [destructive: SCC verification + blast-radius budget apply]" if step.destructive else ""
-        say(f"  {i}.", f"{step.action}({shown}){gate}")
+        say(f"  {i}.", f"{step.action}({shown}){_gates(step.action)}")
     for reason in plan.skipped:
         say("skipped ", reason)
     return EXIT_OK
+
+
+def _gates(action: str) -> str:
+    """What stands between a planned step and the cluster, from what the action declares (not from its name)."""
+    from responder.containment import registry
+
+    traits = registry.traits(action)
+    gates = [
+        what
+        for what, applies in (
+            ("ends the pod", traits.ends_pod),
+            ("waits for SCC's verification", traits.waits_for_scc),
+            ("evidence first", traits.needs_evidence_first),
+            ("blast-radius budget", traits.budgeted),
+        )
+        if applies
+    ]
+    return f"  [{'; '.join(gates)}]" if gates else ""
 
 
 def cmd_validate_policy(args: argparse.Namespace) -> int:
