@@ -143,13 +143,26 @@ def node(bins: Path, layout: Layout, ports: Ports) -> dict[str, list[str]]:
     }
 
 
+# Flags 1.20 needs to close its plain-HTTP ports, removed in 1.24 (a 1.35 binary refuses to start with them).
+LEGACY_ONLY_FLAGS = frozenset({"--insecure-port=0", "--port=0"})
+
+
 def all_commands(
-    bins: Path, layout: Layout, ports: Ports, creds: Credentials, names: host.NodeNames | None, with_kcm: bool
+    bins: Path,
+    layout: Layout,
+    ports: Ports,
+    creds: Credentials,
+    names: host.NodeNames | None,
+    with_kcm: bool,
+    legacy: bool = True,
 ) -> dict[str, list[str]]:
-    """Every component to start, by name; ``names`` (the node's namespace) is None for the control plane alone."""
+    """Every component to start, by name; ``names`` (the node's namespace) is None for the control plane alone;
+    ``legacy`` False for a current release (RSR_KUBE=1.35), which has no plain-HTTP ports to close."""
     commands = {"etcd": etcd(bins, layout, ports), "kube-apiserver": apiserver(bins, layout, ports, creds)}
     if with_kcm:
         commands["kube-controller-manager"] = controller_manager(bins, layout, ports, creds)
+    if not legacy:
+        commands = {name: [arg for arg in argv if arg not in LEGACY_ONLY_FLAGS] for name, argv in commands.items()}
     if names is None:
         return commands
     commands = {name: host.in_netns(names, argv) for name, argv in commands.items()}

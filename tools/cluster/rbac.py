@@ -24,6 +24,9 @@ from cluster.common import (
 )
 from cluster.layout import Layout
 
+GUARD_MANIFEST = "admission-guard.yaml"  # a 1.30+ apiserver runs it (RSR_KUBE=1.35)
+GUARD_NAME = "reverse-shell-responder-guard"  # the policy's and its binding's name
+
 
 def render_manifest(name: str, identity: str) -> str:
     """A deploy/kubernetes manifest with `${responder_identity}` filled in, as Terraform's templatefile() does."""
@@ -118,3 +121,27 @@ def apply_rbac(layout: Layout, timeout: float = 20.0) -> None:
     if can_i(admin, NOCAPTURE_IDENTITY, "create", "pods", "default", "exec"):
         die(f"{NOCAPTURE_IDENTITY} may exec: something besides {CAPTURE_RBAC} grants pods/exec")
     log(f"RBAC applied: {RESPONDER_IDENTITY} ({CORE_RBAC} + {CAPTURE_RBAC}), {NOCAPTURE_IDENTITY} ({CORE_RBAC} only)")
+
+
+def apply_guard(layout: Layout, timeout: float = 30.0) -> None:
+    """Installs deploy/kubernetes/admission-guard.yaml (a ValidatingAdmissionPolicy and its binding: a 1.30+ apiserver,
+    so RSR_KUBE=1.35 only) and waits until the apiserver has compiled the policy (status.observedGeneration); a
+    type-checking warning stops the start, since it means an expression the apiserver reads otherwise than the tests."""
+    admin = layout.admin_kubeconfig
+    guard = render_manifest(GUARD_MANIFEST, RESPONDER_IDENTITY)
+    apply = ["apply", "--server-side", "--field-manager=rsr-kubeenv", "--force-conflicts", "-f", "-"]
+    kubectl(admin, apply, stdin=guard)
+    deadline = time.monotonic() + timeout
+    policy: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        out = kubectl(admin, ["get", "validatingadmissionpolicy", GUARD_NAME, "-o", "json"]).stdout
+        policy = json.loads(out)
+        if policy.get("status", {}).get("observedGeneration") == policy["metadata"]["generation"]:
+            break
+        time.sleep(0.2)
+    else:
+        die(f"the apiserver did not compile the admission guard within {timeout:.0f}s")
+    warnings = (policy["status"].get("typeChecking") or {}).get("expressionWarnings") or []
+    if warnings:
+        die(f"the apiserver's type check of {GUARD_MANIFEST} warns: {warnings}")
+    log(f"admission guard installed: {GUARD_NAME} (enforced for {RESPONDER_IDENTITY})")

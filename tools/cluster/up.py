@@ -16,7 +16,7 @@ from typing import Any
 
 from node import host, netpol
 
-from cluster import credentials
+from cluster import credentials, gobuild
 from cluster.build import KUBE_VERSION, PAUSE_SOURCE, build, ensure_node_packages
 from cluster.commands import Ports, all_commands
 from cluster.common import (
@@ -28,6 +28,7 @@ from cluster.common import (
     SCHEDULER_USER,
     SEALED_ENV,
     cache_root,
+    die,
     fmt_duration,
     log,
 )
@@ -36,7 +37,7 @@ from cluster.down import down
 from cluster.layout import Layout, free_ports, load_state, write_private, write_state
 from cluster.node_runtime import ctr, import_images, node_possible, start_netpol, switch_netpol, write_node_files
 from cluster.processes import StartupError, check_health, https_get, log_tail, node_status, start_process, wait_until
-from cluster.rbac import apply_rbac, kubectl
+from cluster.rbac import apply_guard, apply_rbac, kubectl
 
 
 def node_line(state: dict[str, Any]) -> str:
@@ -74,6 +75,7 @@ class Startup:
     ports: Ports
     creds: Credentials
     commands: dict[str, list[str]]
+    release: str | None = None  # RSR_KUBE's release (1.35: the control plane alone, the guard installed); None: 1.20
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     node_info: dict[str, Any] = field(default_factory=dict)
 
@@ -92,7 +94,7 @@ class Startup:
         return kubeconfig_text(self.server, self.layout.ca_bundle, user, self.creds.tokens[token_of])
 
 
-def _reuse(directory: Path, layout: Layout, with_node: bool, controller_manager: bool) -> bool:
+def _reuse(directory: Path, layout: Layout, with_node: bool, controller_manager: bool, version: str) -> bool:
     """True when a healthy cluster with the same options runs already (its RBAC and dataplane brought up to date);
     otherwise whatever an earlier or crashed `up` left is stopped and removed."""
     state = load_state(layout)
@@ -103,6 +105,7 @@ def _reuse(directory: Path, layout: Layout, with_node: bool, controller_manager:
         same = (
             bool(state.get("pids", {}).get("kube-controller-manager")) == controller_manager
             and (state.get("mode") == "node") == with_node
+            and state.get("version") == version
         )
         if not problems and same:
             apply_rbac(layout)  # the manifests may have changed since it started
@@ -235,7 +238,7 @@ def _state(run: Startup, with_node: bool) -> dict[str, Any]:
         "responder_identity": RESPONDER_IDENTITY,
         "responder_nocapture_kubeconfig": str(layout.responder_nocapture_kubeconfig),
         "responder_nocapture_identity": NOCAPTURE_IDENTITY,
-        "version": KUBE_VERSION,
+        "version": gobuild.KUBE_VERSION if run.release else KUBE_VERSION,
         "ca_file": str(layout.ca_bundle),
         "admin_token": run.admin_token,  # for `status`; the same secret is in the kubeconfig next to this file
         "dir": str(layout.dir),
@@ -254,16 +257,21 @@ def _start(
     if controller_manager:
         _start_controller_manager(run)
     apply_rbac(run.layout)
+    if run.release:
+        apply_guard(run.layout)
     if names is not None:
         _start_node(run, names, bins, netpol_mode, netpol_bin)
 
 
 def up(directory: Path, controller_manager: bool = True, node: bool = True) -> int:
     layout = Layout(directory.resolve())
+    release = gobuild.requested()
+    if release and node:
+        die(f"RSR_KUBE={release} builds no kubelet yet (issue 29's spike): run `up --no-node`")
     with_node = node_possible(node and controller_manager)
-    if _reuse(directory, layout, with_node, controller_manager):
+    if _reuse(directory, layout, with_node, controller_manager, gobuild.KUBE_VERSION if release else KUBE_VERSION):
         return 0
-    bins = build()
+    bins = gobuild.build() if release else build()
     netpol_mode = netpol.mode_from_env() if with_node else "none"
     netpol_bin = None
     if with_node:
@@ -275,7 +283,8 @@ def up(directory: Path, controller_manager: bool = True, node: bool = True) -> i
     creds = credentials.issue(layout, with_node)
     names = host.NodeNames.for_dir(layout.dir) if with_node else None
     ports = Ports(*free_ports(7))
-    run = Startup(layout, ports, creds, all_commands(bins, layout, ports, creds, names, controller_manager))
+    commands = all_commands(bins, layout, ports, creds, names, controller_manager, legacy=release is None)
+    run = Startup(layout, ports, creds, commands, release)
     try:
         _start(run, names, controller_manager, (bins, netpol_mode, netpol_bin))
     except (StartupError, OSError, subprocess.SubprocessError, RuntimeError) as exc:

@@ -1,0 +1,203 @@
+"""`RSR_KUBE=1.35 build` (opt-in, issue 29's spike): a current control plane compiled with `go build` from the Go
+module proxy, cached in ~/.cache/rsr/kube-1.35.4 beside the default 1.20.2 build, which it never touches.
+
+`k8s.io/kubernetes`'s go.mod points its 31 staging modules at ./staging/..., folders its module zip leaves out, so a
+small wrapper module requires `k8s.io/kubernetes` and replaces each staging module with its published v0.35.x (the
+replace lines are read from the release's own go.mod). etcd is Kubernetes 1.35's pinned 3.6.6 (build/dependencies.yaml;
+hack/lib/etcd.sh refuses anything older for its own tests), built the same way: Debian 12's 3.4.23 is two minors behind.
+Only kube-apiserver and kube-controller-manager: no kubelet or scheduler, so `up` runs the control plane alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cluster.build import exclusive_lock
+from cluster.common import cache_root, die, fmt_duration, log
+
+RELEASES = ("1.35",)  # what RSR_KUBE may ask for besides the default (unset, or "1.20")
+KUBE_VERSION = "1.35.4"  # the one 1.35 patch release the module proxy serves here
+STAGING_VERSION = "v0.35.4"
+ETCD_VERSION = "3.6.6"
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager")
+BINARIES = (*KUBE_COMMANDS, "etcd")
+ETCD_MAIN = "go.etcd.io/etcd/server/v3"  # its main.go is the etcd server command
+
+
+def requested() -> str | None:
+    """The release RSR_KUBE asks for, or None for the default 1.20.2 build."""
+    wanted = os.environ.get("RSR_KUBE", "").strip()
+    if wanted in {"", "1.20", "1.20.2"}:
+        return None
+    if wanted not in RELEASES:
+        die(f"RSR_KUBE={wanted!r}: this tree builds 1.20 (the default) or {', '.join(RELEASES)}")
+    return wanted
+
+
+def work_dir() -> Path:
+    return cache_root() / f"kube-{KUBE_VERSION}.work"  # module cache, build cache, wrapper modules: kept
+
+
+def bin_dir() -> Path:
+    return cache_root() / f"kube-{KUBE_VERSION}" / "bin"
+
+
+def binaries_present() -> bool:
+    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES)
+
+
+def _go_env(work: Path) -> dict[str, str]:
+    """The module proxy only (no `direct` fetch from a VCS), static binaries, caches under the work directory."""
+    proxy = subprocess.run(["go", "env", "GOPROXY"], capture_output=True, text=True, check=False).stdout.strip()
+    proxies = [p for p in proxy.replace("|", ",").split(",") if p and p not in {"direct", "off"}]
+    if not proxies:
+        die(f"GOPROXY is {proxy!r}: this build fetches from a Go module proxy only")
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GO", "CGO_"))},
+        "GOPROXY": ",".join(proxies),
+        "GOMODCACHE": str(work / "gomod"),
+        "GOCACHE": str(work / "gocache"),
+        "GOFLAGS": "-mod=mod -buildvcs=false",
+        "GOTOOLCHAIN": "local",
+        "CGO_ENABLED": "0",
+    }
+
+
+def _go(args: list[str], cwd: Path, env: dict[str, str], label: str) -> str:
+    """Runs `go ARGS`, with a heartbeat while it is silent; returns stdout, or stops with its output on failure."""
+    started, done = time.monotonic(), threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(30):
+            log(f"  ... still {label} ({fmt_duration(time.monotonic() - started)} elapsed)")
+
+    thread = threading.Thread(target=heartbeat, daemon=True)
+    thread.start()
+    try:
+        proc = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    finally:
+        done.set()
+        thread.join()
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        die(f"`go {' '.join(args[:2])} ...` failed (exit {proc.returncode}) while {label}")
+    return proc.stdout
+
+
+def _wrappers(work: Path, env: dict[str, str]) -> tuple[Path, Path]:
+    """Phase 1: the wrapper modules, the staging replaces read from k8s.io/kubernetes' own go.mod."""
+    log(f"phase 1/4: wrapper modules for k8s.io/kubernetes v{KUBE_VERSION} and {ETCD_MAIN} v{ETCD_VERSION}")
+    out = _go(["mod", "download", "-json", f"k8s.io/kubernetes@v{KUBE_VERSION}"], work, env, "fetching go.mod")
+    gomod = Path(json.loads(out)["GoMod"]).read_text()
+    staging = sorted(
+        line.split()[0] for line in gomod.splitlines() if "=> ./staging/" in line and line.startswith("\t")
+    )
+    if len(staging) < 20:
+        die(f"k8s.io/kubernetes v{KUBE_VERSION}'s go.mod lists {len(staging)} staging modules; expected ~31")
+    kube, etcd = work / "kube", work / "etcd"
+    for path in (kube, etcd):
+        path.mkdir(parents=True, exist_ok=True)
+    replaces = "".join(f"\t{mod} => {mod} {STAGING_VERSION}\n" for mod in staging)
+    (kube / "go.mod").write_text(
+        f"module rsr.local/kube\n\ngo 1.25\n\nrequire k8s.io/kubernetes v{KUBE_VERSION}\n\nreplace (\n{replaces})\n"
+    )
+    (etcd / "go.mod").write_text(f"module rsr.local/etcd\n\ngo 1.25\n\nrequire {ETCD_MAIN} v{ETCD_VERSION}\n")
+    log(f"  {len(staging)} staging modules replaced by their published {STAGING_VERSION}")
+    return kube, etcd
+
+
+def _download(kube: Path, etcd: Path, env: dict[str, str]) -> None:
+    """Phase 2: every module the three commands import (only those: not the kubelet's or kubectl's)."""
+    log("phase 2/4: download the modules the commands import (Go module proxy, checked against the checksum db)")
+    started = time.monotonic()
+    _go(["list", "-deps", *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS)], kube, env, "downloading")
+    _go(["list", "-deps", ETCD_MAIN], etcd, env, "downloading")
+    size = sum(f.stat().st_size for f in (Path(env["GOMODCACHE"]) / "cache" / "download").rglob("*.zip"))
+    log(f"  modules ready in {fmt_duration(time.monotonic() - started)} ({size / 1e6:.0f} MB of module zips cached)")
+
+
+def _ldflags(version: str) -> str:
+    """What Kubernetes' own build stamps in (hack/lib/version.sh): the binaries report v1.35.4, not v0.0.0."""
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        major, minor = version.split(".")[:2]
+        flags += [f"-X {pkg}.gitVersion=v{version}", f"-X {pkg}.gitMajor={major}", f"-X {pkg}.gitMinor={minor}"]
+        flags += [f"-X {pkg}.gitTreeState=clean", f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+    return " ".join(flags)
+
+
+def _compile(kube: Path, etcd: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
+    """Phase 3: one `go build` per command (the build cache shares what they have in common); seconds each."""
+    log(f"phase 3/4: compile {', '.join(BINARIES)} (~15 min on 2 cores from an empty Go build cache)")
+    took: dict[str, float] = {}
+    for name in BINARIES:
+        started = time.monotonic()
+        cwd, pkg = (etcd, ETCD_MAIN) if name == "etcd" else (kube, f"k8s.io/kubernetes/cmd/{name}")
+        args = ["build", "-trimpath", "-ldflags", _ldflags(KUBE_VERSION), "-o", str(out / name), pkg]
+        _go(args, cwd, env, f"compiling {name}")
+        took[name] = round(time.monotonic() - started, 1)
+        log(f"  {name} built in {fmt_duration(took[name])}")
+    return took
+
+
+def _install(out: Path, final: Path, info: dict[str, object]) -> dict[str, str]:
+    """Phase 4: the binaries into the cache, with build-info.json; returns each binary's version line."""
+    log("phase 4/4: install")
+    versions = {
+        name: subprocess.run([str(out / name), "--version"], capture_output=True, text=True, check=False)
+        .stdout.strip()
+        .splitlines()[0]
+        for name in BINARIES
+    }
+    (out / "build-info.json").write_text(json.dumps({**info, "binaries": versions}, indent=2) + "\n")
+    staging = final.with_name(final.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "bin").mkdir(parents=True)
+    for name in BINARIES:
+        os.replace(out / name, staging / "bin" / name)
+    os.replace(out / "build-info.json", staging / "build-info.json")
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return versions
+
+
+def build() -> Path:
+    """Builds (once) and returns the directory holding kube-apiserver, kube-controller-manager and etcd (1.35)."""
+    if binaries_present():
+        return bin_dir()
+    if not shutil.which("go"):
+        die("the `go` command is missing: RSR_KUBE=1.35 builds with Go (1.25 or newer) from the Go module proxy")
+    with exclusive_lock(cache_root() / f"kube-{KUBE_VERSION}.lock"):
+        if binaries_present():
+            return bin_dir()
+        started, work = time.monotonic(), work_dir()
+        log(f"building Kubernetes v{KUBE_VERSION} + etcd {ETCD_VERSION} from the Go module proxy into {bin_dir()}")
+        work.mkdir(parents=True, exist_ok=True)
+        env = _go_env(work)
+        out = work / "out"
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(out)
+        out.mkdir()
+        kube, etcd = _wrappers(work, env)
+        _download(kube, etcd, env)
+        took = _compile(kube, etcd, out, env)
+        info = {
+            "kube_version": KUBE_VERSION,
+            "etcd_version": ETCD_VERSION,
+            "staging_version": STAGING_VERSION,
+            "compile_seconds": took,
+            "build_seconds": round(time.monotonic() - started),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        versions = _install(out, bin_dir().parent, info)
+        log(f"built in {fmt_duration(time.monotonic() - started)}: {', '.join(versions.values())}")
+        log(f"cached in {bin_dir()} (module and Go build caches kept in {work})")
+    return bin_dir()
