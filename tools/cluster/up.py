@@ -109,6 +109,8 @@ def _reuse(directory: Path, layout: Layout, with_node: bool, controller_manager:
         )
         if not problems and same:
             apply_rbac(layout)  # the manifests may have changed since it started
+            if version != KUBE_VERSION:
+                apply_guard(layout)  # a 1.30+ apiserver (RSR_KUBE=1.35) runs the guard too
             if with_node and (state["node"].get("netpol") or {}).get("mode") != netpol.mode_from_env():
                 switch_netpol(directory, netpol.mode_from_env())
                 state = load_state(layout) or state
