@@ -27,8 +27,10 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 
 from responder.adapters.kube import KubeAdapter
+from responder.adapters.kube_http import KubeHttp
 from responder.containment.keys import AT_ANNOTATION, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.shape import deny_all_body
+from responder.errors import KubeHttpError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBEENV = REPO_ROOT / "tools" / "kubeenv.py"
@@ -143,13 +145,16 @@ def test_the_guard_is_installed_and_bound(admin: client.ApiClient) -> None:
 
 
 def _rbac_allows(admin: client.ApiClient, cluster: dict[str, Any], verb: str, resource: str, namespace: str) -> bool:
+    resource, _, subresource = resource.partition("/")
     group = "networking.k8s.io" if resource == "networkpolicies" else ""
-    review = {
-        "spec": {
-            "user": cluster["responder_identity"],
-            "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace},
-        }
+    attributes = {
+        "verb": verb,
+        "resource": resource,
+        "subresource": subresource,
+        "group": group,
+        "namespace": namespace,
     }
+    review = {"spec": {"user": cluster["responder_identity"], "resourceAttributes": attributes}}
     return bool(client.AuthorizationV1Api(admin).create_subject_access_review(review).status.allowed)
 
 
@@ -167,6 +172,8 @@ REFUSED = {
     "strip a pod's label": ("patch", "pods", NAMESPACE, "on a pod the responder removes labels only to detach"),
     "swap a pod's image": ("patch", "pods", NAMESPACE, "the responder never changes a pod's spec"),
     "create an allow-all NetworkPolicy": ("create", "networkpolicies", NAMESPACE, "the only NetworkPolicy"),
+    # CONNECT is admitted before the apiserver dials a kubelet, so it is refused here without a node.
+    "exec a shell": ("create", "pods/exec", NAMESPACE, "the responder may exec only"),
 }
 
 
@@ -183,6 +190,7 @@ def _write(case: str, api: client.ApiClient) -> Callable[[], Any]:
             {"spec": {"containers": [{"name": "c", "image": "registry.invalid/evil:1"}]}},
             _content_type=SMP,
         ),
+        "exec a shell": lambda: _exec_shell(api),
         "create an allow-all NetworkPolicy": lambda: net.create_namespaced_network_policy(
             NAMESPACE,
             {
@@ -192,6 +200,17 @@ def _write(case: str, api: client.ApiClient) -> Callable[[], Any]:
         ),
     }
     return writes[case]
+
+
+def _exec_shell(api: client.ApiClient) -> None:
+    """An exec of `sh` through the responder's own transport (a plain POST: admission judges it before any upgrade)."""
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods/shop/exec"
+    try:
+        KubeHttp.from_configuration(api.configuration).request("POST", path, query={"command": "sh", "stdout": True})
+    except KubeHttpError as exc:
+        refused = ApiException(status=exc.status, reason=exc.reason)
+        refused.body = exc.body
+        raise refused from exc
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))

@@ -136,7 +136,7 @@ def _ldflags(version: str) -> str:
 
 def _compile(kube: Path, etcd: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
     """Phase 3: one `go build` per command (the build cache shares what they have in common); seconds each."""
-    log(f"phase 3/4: compile {', '.join(BINARIES)} (~15 min on 2 cores from an empty Go build cache)")
+    log(f"phase 3/4: compile {', '.join(BINARIES)} (~5 min on 2 cores from an empty Go build cache)")
     took: dict[str, float] = {}
     for name in BINARIES:
         started = time.monotonic()
