@@ -1,10 +1,11 @@
 """`RSR_KUBE=1.35 build` (opt-in, issue 29's spike): a current control plane compiled with `go build` from the Go
 module proxy, cached in ~/.cache/rsr/kube-1.35.4 beside the default 1.20.2 build, which it never touches.
 
-`k8s.io/kubernetes`'s go.mod points its 31 staging modules at ./staging/..., folders its module zip leaves out, so a
-small wrapper module requires `k8s.io/kubernetes` and replaces each staging module with its published v0.35.x (the
-replace lines are read from the release's own go.mod). etcd is Kubernetes 1.35's pinned 3.6.6 (build/dependencies.yaml;
-hack/lib/etcd.sh refuses anything older for its own tests), built the same way: Debian 12's 3.4.23 is two minors behind.
+`k8s.io/kubernetes`'s go.mod points its 31 staging modules at folders of its own repository that its module zip
+leaves out, so a small wrapper module requires `k8s.io/kubernetes` and replaces each staging module with its published
+v0.35.x (the replace lines are read from the release's own go.mod). etcd is the 3.6.6 Kubernetes 1.35 pins
+(build/dependencies.yaml; hack/lib/etcd.sh refuses anything older for its own tests), built the same way: Debian 12's
+3.4.23 is two minors behind, and a 1.35 apiserver on it loses consistent reads from its watch cache.
 Only kube-apiserver and kube-controller-manager: no kubelet or scheduler, so `up` runs the control plane alone.
 """
 
