@@ -10,6 +10,7 @@ so what was done before it is never lost.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -213,6 +214,19 @@ def forbidden(exc: BaseException) -> bool:
     return isinstance(exc, Forbidden) or isinstance(exc.__cause__, Forbidden)
 
 
+_ADMISSION = re.compile(r"ValidatingAdmissionPolicy '(?P<policy>[^']+)'.*?denied request: (?P<message>.*)", re.S)
+
+
+def refusal(exc: BaseException) -> str:
+    """A 403's text for the record. An admission policy's refusal (the guard's) leads with the policy's name and its
+    own message, which says what was refused and why: the apiserver's preamble would push it past the record's cap."""
+    text = str(exc)
+    admission = _ADMISSION.search(text)
+    if admission is None:
+        return clean(text, 240)
+    return clean(f"refused by admission policy {admission['policy']}: {admission['message']}", 400)
+
+
 def crashed(action: str, exc: BaseException, dry_run: bool) -> ActionResult:
     """The failed result for a bug: it is recorded, and the delivery retried."""
     reason = f"internal error, will retry on redelivery: {type(exc).__name__}: {clean(exc, 200)}"
@@ -347,14 +361,12 @@ class Runner:
         try:
             return StepOutcome(action.run(ctx, step.params), retry=False)
         except ResponderError as exc:
-            hint = "failed, will retry on redelivery: "
+            hint, why = "failed, will retry on redelivery: ", clean(exc, 240)
             if isinstance(exc, TransientError):
                 hint = "transient failure, will retry on redelivery: "
             elif forbidden(exc):
-                hint = "forbidden (check RBAC and the admission guard): "
-            failed = ActionResult(
-                action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + clean(exc, 240)
-            )
+                hint, why = "forbidden (check RBAC and the admission guard): ", refusal(exc)
+            failed = ActionResult(action=step.action, status=Status.FAILED, dry_run=ctx.dry_run, reason=hint + why)
             return StepOutcome(failed, retry=not forbidden(exc))
         except Exception as exc:  # a bug must not end the event silently, nor lose what other steps did
             return StepOutcome(crashed(step.action, exc, ctx.dry_run), retry=True)

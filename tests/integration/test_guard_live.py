@@ -246,3 +246,84 @@ def test_the_responders_own_writes_pass(
     assert patched.labels[QUARANTINE_LABEL] == "true" and patched.labels["tier"] == "web"
     policy = kube.create_network_policy(NAMESPACE, deny_all_body())
     assert policy.name == "rsr-quarantine-deny-all"
+
+
+GUARDED = "vault-guarded"  # a namespace the platform protects in the guard, which the responder's policy does not know
+
+
+def _protect_in_guard(admin: client.ApiClient, namespace: str) -> Callable[[], None]:
+    """Add ``namespace`` to the live guard's protected namespaces (as a platform team would, beyond the responder's
+    own floor); returns the undo."""
+    api = client.AdmissionregistrationV1Api(admin)
+    policy = api.read_validating_admission_policy(POLICY)
+    original = [v.expression for v in policy.spec.variables]
+    for variable in policy.spec.variables:
+        if variable.name == "protectedNamespace":
+            variable.expression = f"variables.requestNamespace == '{namespace}' || ({variable.expression})"
+    api.replace_validating_admission_policy(POLICY, policy)
+
+    def undo() -> None:
+        current = api.read_validating_admission_policy(POLICY)
+        for variable, expression in zip(current.spec.variables, original, strict=True):
+            variable.expression = expression
+        api.replace_validating_admission_policy(POLICY, current)
+
+    return undo
+
+
+def test_a_guard_refusal_of_the_responder_ends_not_contained_with_the_guard_s_message(
+    cluster: dict[str, Any], admin: client.ApiClient, responder: client.ApiClient
+) -> None:
+    """The guard refuses the responder's isolation (the namespace is protected by the platform, not by the
+    responder's policy): a 403 with the guard's own message in the record, never retried, never `done`: the delivery
+    ends `not_contained` at ERROR, which pages a person."""
+    import time
+
+    from responder.adapters.kube_connect import KubeconfigConnector
+    from responder.config import Settings
+    from responder.intake.envelope import Delivery
+    from responder.policy.rules import Policy, PolicyEngine
+    from responder.service import Dependencies, Responder
+    from tests.notifications import notification
+
+    core = client.CoreV1Api(admin)
+    core.create_namespace({"metadata": {"name": GUARDED}})
+    body = {
+        "metadata": {"name": "secrets-0", "labels": {"app": "vault"}},
+        "spec": {"containers": [{"name": "c", "image": IMAGE}]},
+    }
+    core.create_namespaced_pod(GUARDED, body)
+    undo = _protect_in_guard(admin, GUARDED)
+    try:
+        probe = {"metadata": {"labels": {QUARANTINE_LABEL: "true"}}}
+        deadline = time.monotonic() + 30
+        while True:  # the apiserver's policy informer takes the change in a moment
+            try:
+                client.CoreV1Api(responder).patch_namespaced_pod("secrets-0", GUARDED, probe, dry_run="All")
+            except ApiException as exc:
+                if exc.status == 403:
+                    break
+                raise
+            assert time.monotonic() < deadline, "the guard never took the added protected namespace"
+            time.sleep(0.5)
+        settings = Settings(mode="enforce", action="isolate", verify_finding=False, netpol_enforcement="established")
+        deps = Dependencies(
+            settings=settings,
+            policy=PolicyEngine(Policy(), settings),
+            connector=KubeconfigConnector(Path(cluster["responder_kubeconfig"])),
+        )
+        doc = notification(namespace=GUARDED, pod="secrets-0", container="c")
+        pod = core.read_namespaced_pod("secrets-0", GUARDED)
+        doc["finding"]["eventTime"] = pod.metadata.creation_timestamp.isoformat().replace("+00:00", "Z")
+        outcome = Responder(deps).respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
+        record = outcome.record
+        assert (record.outcome, record.severity) == ("not_contained", "ERROR"), record
+        isolate = next(a for a in record.actions if a.action == "isolate")
+        assert isolate.status.value == "failed" and "forbidden" in isolate.reason, isolate
+        assert POLICY in isolate.reason and "protected namespace" in isolate.reason, isolate.reason
+        assert record.reason.startswith("NOT CONTAINED")
+        live = core.read_namespaced_pod("secrets-0", GUARDED)
+        assert QUARANTINE_LABEL not in (live.metadata.labels or {})  # the guard held: nothing was written there
+        assert not client.NetworkingV1Api(admin).list_namespaced_network_policy(GUARDED).items
+    finally:
+        undo()

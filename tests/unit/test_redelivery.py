@@ -422,3 +422,19 @@ def test_the_container_and_the_connection_come_from_scc_s_record() -> None:
     assert steered.container == "api" and vouched_target(target, steered).container == "api"
     assert steered.remote is not None and steered.remote.ip == "198.51.100.7"
     assert steered.security_marks == {}  # never the message's marks
+
+
+def test_a_guard_refusal_is_recorded_with_the_guard_s_own_message_and_pages(kube: FakeKube) -> None:
+    """The apiserver's preamble would push the admission policy's message past the record's cap: the record leads with
+    the policy's name and its message (the live 1.35 apiserver proves the same in tests/integration/test_guard_live.py)."""
+    message = "the responder never writes in a protected namespace (kube-system, ...)"
+    text = (
+        "create networkpolicy in shop: 403 networkpolicies.networking.k8s.io 'rsr-quarantine-deny-all' is forbidden: "
+        "ValidatingAdmissionPolicy 'reverse-shell-responder-guard' with binding 'reverse-shell-responder-guard' "
+        f"denied request: {message}"
+    )
+    kube.raise_on["create_network_policy"] = Forbidden(text)
+    outcome = deliver(make(kube, findings=scc(), **CUT))
+    isolate = next(a for a in outcome.record.actions if a.action == "isolate")
+    assert isolate.reason.endswith(f"refused by admission policy reverse-shell-responder-guard: {message}")
+    assert ends(outcome) == ("act", "not_contained", "ERROR")
