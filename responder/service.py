@@ -32,7 +32,7 @@ from responder.containment.runner import (
 from responder.containment.scheduling import Schedule, resolved
 from responder.containment.undo import undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
-from responder.errors import PermanentError, ResponderError, TransientError
+from responder.errors import PermanentError, TransientError
 from responder.event import Event
 from responder.intake.envelope import Delivery
 from responder.intake.findings import to_finding
@@ -47,7 +47,6 @@ from responder.ports import (
     FindingsAPI,
     ImportGate,
     LogsAPI,
-    NetworkPolicyView,
     PodView,
     Publisher,
 )
@@ -86,7 +85,6 @@ class Settled:
     plan: Plan
     verification: Verification
     results: list[ActionResult]  # what was done to the workload (and a rollback of it)
-    writebacks: list[ActionResult]  # what was told SCC about it
     retry: bool
     contained_at: float | None  # time.monotonic() when the first containing write was accepted
 
@@ -283,7 +281,7 @@ class Responder:
         gone = event.pod is None and event.blocker is not None and event.blocker.gone
         if event.pod is None and not gone:
             return None  # the pod could not be read: nothing can be judged, the full path retries what failed
-        why = converged(event.finding, answer, event.pod, _listed(event.prefetched.policies))
+        why = converged(event.finding, answer, event.pod, event.prefetched.listed_policies())
         if why is None:
             return None
         self._remember(event.finding.name)
@@ -294,12 +292,10 @@ class Responder:
     def _refuted(self, event: Event, answer: Verification) -> Outcome:
         """SCC refutes the message before this delivery wrote anything to the pod: undo what an earlier delivery of
         it did (kept, fail safe, while SCC could not answer), and reject it."""
-        actions: list[ActionResult] = []
-        pod = event.pod
-        ours = pod is not None and pod.annotations.get(FINDING_ANNOTATION) == event.finding.name
-        if event.connection is not None and pod is not None and ours and not self._plan(event).dry_run:
-            actions.append(undo_quarantine(event.connection.kube, pod, event.finding.name))
-        settlement = settle(self._plan(event), answer, actions, retry=False, profile=event.profile)
+        plan = self._plan(event)
+        undone = _rollback(event, plan, [])
+        actions = [undone] if undone is not None else []
+        settlement = settle(plan, answer, actions, retry=False, profile=event.profile)
         record = event.record(
             Verdict.REJECT,
             "suspected_forgery",
@@ -332,7 +328,7 @@ class Responder:
             contained_at = time.monotonic()
         results, retry = self._reconcile(event, plan, verification, results, retry)
         event.finding = vouched(event.finding, verification)  # the report shows what SCC vouches for
-        settled = Settled(plan, verification, results, [], retry, contained_at)
+        settled = Settled(plan, verification, results, retry, contained_at)
         return self._report(event, settled, investigating.result(), evidence)
 
     def _verify(self, event: Event, schedule: Schedule) -> Future[Verification]:
@@ -369,13 +365,9 @@ class Responder:
         self, event: Event, plan: Plan, verification: Verification, results: list[ActionResult], retry: bool
     ) -> tuple[list[ActionResult], bool]:
         """Keep, undo or hold what containment did, by SCC's answer."""
-        pod = event.pod
-        if verification.vouch is Vouch.REFUTED and event.connection is not None and pod is not None:
-            if not plan.dry_run and (
-                any(r.status is Status.SUCCEEDED and undone_by_rollback(r.action) for r in results)
-                or pod.annotations.get(FINDING_ANNOTATION) == event.finding.name  # an earlier delivery's
-            ):
-                undone = undo_quarantine(event.connection.kube, pod, event.finding.name)
+        if verification.vouch is Vouch.REFUTED:
+            undone = _rollback(event, plan, results)
+            if undone is not None:
                 return [*results, undone], retry or undone.status is Status.FAILED
         elif verification.vouch is Vouch.UNREACHABLE and not plan.dry_run and plan.steps:
             if any(r.status is Status.SUCCEEDED for r in results):
@@ -468,18 +460,21 @@ class Responder:
                 self._handled.popitem(last=False)
 
 
+def _rollback(event: Event, plan: Plan, results: list[ActionResult]) -> ActionResult | None:
+    """Undo the refuted message's quarantine of the pod, whichever delivery put it there (this one's ``results``, or
+    an earlier one's, kept fail safe while SCC could not answer: the pod's record names this finding); None when
+    there is nothing of it to undo, or nothing may be written (a dry run, no cluster)."""
+    pod = event.pod
+    if event.connection is None or pod is None or plan.dry_run:
+        return None
+    earlier = pod.annotations.get(FINDING_ANNOTATION) == event.finding.name
+    if not earlier and not any(r.status is Status.SUCCEEDED and undone_by_rollback(r.action) for r in results):
+        return None
+    return undo_quarantine(event.connection.kube, pod, event.finding.name)
+
+
 def _failed(results: list[ActionResult]) -> bool:
     return any(r.status is Status.FAILED for r in results)
-
-
-def _listed(policies: Future[list[NetworkPolicyView]] | None) -> list[NetworkPolicyView] | None:
-    """The namespace's policies as read alongside the pod, or None when that read failed or was not made."""
-    if policies is None:
-        return None
-    try:
-        return policies.result()
-    except ResponderError:
-        return None
 
 
 def _touched_before(finding_name: str | None, pod: PodView) -> bool:

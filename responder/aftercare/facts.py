@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from responder.containment.keys import ORIGINAL_LABELS_ANNOTATION, PREFIX
 from responder.containment.keys import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
-from responder.containment.netpol import reopens
-from responder.containment.shape import CURRENT, is_deny_all, known_shape, responders_deny_alls
+from responder.containment.netpol import gaps
+from responder.containment.shape import CURRENT, known_shape, responders_deny_alls
 from responder.intake.sanitize import clean
 from responder.ports import NetworkPolicyView, PodView
 
@@ -54,16 +54,12 @@ def policy_problems(pod: PodView, policies: Iterable[NetworkPolicyView]) -> list
     """Why the pod's isolation is not intact ([] when it is): the deny-all missing or not what it should be, or an
     allowing policy that still selects the pod."""
     listed = list(policies)
-    problems: list[str] = []
-    deny = next((p for p in listed if p.name == CURRENT.name), None)
-    if deny is None or not is_deny_all(deny):
-        problems.append(_deny_all_problem(deny, listed))
-    # The judgement isolation makes, by content (see ``reopens``): a policy on the quarantine label itself, or any
-    # other that selects the quarantined pod and allows something, breaks the isolation.
+    # The judgement isolation makes, by content (see ``netpol.gaps``): a policy on the quarantine label itself, or
+    # any other that selects the quarantined pod and allows something, breaks the isolation.
+    found = gaps(listed, pod.labels)
+    problems = [] if found.intact else [_deny_all_problem(found.deny_all, listed)]
     problems.extend(
-        f"NetworkPolicy {p.name} selects the pod and does not exclude quarantined pods"
-        for p in listed
-        if p.name != CURRENT.name and reopens(p, pod.labels)
+        f"NetworkPolicy {p.name} selects the pod and does not exclude quarantined pods" for p in found.reopening
     )
     return problems
 

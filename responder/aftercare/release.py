@@ -38,6 +38,7 @@ from responder.aftercare.facts import (
 )
 from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.netpol import ensure_deny_all, reopens
+from responder.containment.progress import RELEASED, STATUS_MARK, TIME_MARK
 from responder.containment.results import ActionResult, Status
 from responder.containment.shape import (
     CURRENT,
@@ -415,7 +416,8 @@ class Releaser:
         if unbound is not None:
             run.tell(*unbound)
             return
-        marks = {"rsr_status": "released", "rsr_time": self.clock().isoformat(timespec="seconds")}
+        # The marks a redelivery reads to leave the pod released (``containment.progress.released``).
+        marks = {STATUS_MARK: RELEASED, TIME_MARK: self.clock().isoformat(timespec="seconds")}
         if request.by:
             marks["rsr_released_by"] = clean(request.by, 200)
         if request.reason and request.reason.strip():

@@ -61,6 +61,11 @@ class Prefetched:
     deny_all: Future[DenyAllState] | None = None  # the (inert) deny-all policy, ensured when isolation is certain
     pod_facts: Future[tuple[object, float]] | None = None  # the investigation's read of the pod and its owner chain
 
+    def listed_policies(self) -> list[NetworkPolicyView] | None:
+        """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
+        (then the caller simply reads again)."""
+        return _result(self.policies)
+
 
 def _result(future: Future[T] | None) -> T | None:
     if future is None:
@@ -102,9 +107,8 @@ class ActionContext:
         return self.enforcement or resolve("auto", self.cluster_info)
 
     def prefetched_policies(self) -> list[NetworkPolicyView] | None:
-        """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
-        (then the caller simply reads again)."""
-        return _result(self.prefetched.policies)
+        """The namespace's NetworkPolicies as read alongside the pod (see :meth:`Prefetched.listed_policies`)."""
+        return self.prefetched.listed_policies()
 
     def deny_all_ensured(self) -> DenyAllState | None:
         """What ensuring the deny-all alongside the pod read did (it is then in place, content checked), or None

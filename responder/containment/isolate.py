@@ -33,6 +33,7 @@ from responder.containment.netpol import (
     CONFLICT_ATTEMPTS,
     ensure_deny_all,
     exclude,
+    gaps,
     reopens,
     replaced,
 )
@@ -186,15 +187,13 @@ class IsolateAction(Traits):
         namespace = ctx.target.namespace
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
         for _ in range(CONFLICT_ATTEMPTS):
-            listed = ctx.kube.list_network_policies(namespace)
-            deny_all = next((p for p in listed if p.name == DENY_ALL_POLICY), None)
-            pending = [p for p in listed if p.name != DENY_ALL_POLICY and reopens(p, labels)]
-            if deny_all is not None and is_deny_all(deny_all) and not pending:
+            found = gaps(ctx.kube.list_network_policies(namespace), labels)
+            if found.none:
                 return
-            if deny_all is None or not is_deny_all(deny_all):
+            if not found.intact:
                 ensured = ensure_deny_all(ctx.kube, namespace)
                 changes.append(f"{ensured.what} again (removed while the pod was being isolated)")
-            for policy in pending:
+            for policy in found.reopening:
                 with contextlib.suppress(Conflict, NotFound):  # judged again on the next read
                     exclude(ctx.kube, namespace, policy, labels)
                     changes.append(f"excluded quarantined pods from NetworkPolicy {namespace}/{policy.name} again")

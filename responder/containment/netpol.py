@@ -3,15 +3,18 @@
 NetworkPolicies are additive: a deny-all policy does not override another policy that allows traffic to the same pod.
 So isolation needs three things, all judged by content, never by name: the deny-all itself (``ensure_deny_all``; its
 shape and ``is_deny_all`` live in ``shape``), which policies allow anything (``allows_traffic``), and which of those
-would reopen a quarantined pod (``reopens``), each of which gets the ``NotIn`` exclusion (``exclude``).
+would reopen a quarantined pod (``reopens``), each of which gets the ``NotIn`` exclusion (``exclude``). Whether a
+namespace's policies hold a quarantined pod is one judgement (``gaps``), made alike by isolation's re-check, the
+redelivery's convergence check and ``status``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from responder.containment.context import DenyAllState
 from responder.containment.shape import CURRENT, deny_all_body, is_deny_all, known_shape, with_exclusion
@@ -124,6 +127,30 @@ def reopens(policy: NetworkPolicyView, labels: Mapping[str, str]) -> bool:
     if is_deny_all(policy):
         return False
     return allows_traffic(policy) and any(policy.pod_selector.matches(v) for v in quarantined_views(labels))
+
+
+@dataclass(frozen=True, slots=True)
+class Gaps:
+    """What keeps a namespace's policies from holding a quarantined pod: ``deny_all`` is the policy under the
+    deny-all's name (None: none), ``intact`` whether it is the deny-all by content, ``reopening`` every other policy
+    that would let traffic reach or leave the pod (see :func:`reopens`)."""
+
+    deny_all: NetworkPolicyView | None
+    intact: bool
+    reopening: list[NetworkPolicyView]
+
+    @property
+    def none(self) -> bool:
+        """The isolation holds: the deny-all is intact and nothing reopens the pod."""
+        return self.intact and not self.reopening
+
+
+def gaps(policies: Iterable[NetworkPolicyView], labels: Mapping[str, str]) -> Gaps:
+    """Judge the namespace's ``policies`` for a pod with ``labels`` (with or without the quarantine label)."""
+    listed = list(policies)
+    deny_all = next((p for p in listed if p.name == CURRENT.name), None)
+    reopening = [p for p in listed if p.name != CURRENT.name and reopens(p, labels)]
+    return Gaps(deny_all, deny_all is not None and is_deny_all(deny_all), reopening)
 
 
 def exclude(kube: KubePort, namespace: str, policy: NetworkPolicyView, labels: Mapping[str, str]) -> None:

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
-from responder.containment.netpol import reopens
-from responder.containment.shape import is_deny_all
+from responder.containment.netpol import gaps
 from responder.containment.verification import Verification, Vouch
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
@@ -92,10 +91,7 @@ def isolation_holds(finding_name: str | None, pod: PodView, policies: list[Netwo
         return None
     if pod.labels.get(QUARANTINE_LABEL) != "true" or pod.annotations.get(FINDING_ANNOTATION) != finding_name:
         return None
-    deny_all = next((p for p in policies if p.name == DENY_ALL_POLICY), None)
-    if deny_all is None or not is_deny_all(deny_all):
-        return None
-    if any(reopens(p, pod.labels) for p in policies):
+    if not gaps(policies, pod.labels).none:
         return None
     return (
         f"pod {pod.namespace}/{pod.name} (uid {pod.uid}) carries {QUARANTINE_LABEL}=true and this finding's record; "

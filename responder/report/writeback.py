@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from responder.containment.plan import Plan
-from responder.containment.progress import EVENT_MARK, marks_for
+from responder.containment.progress import EVENT_MARK, STATUS_MARK, marks_for
 from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import ResponderError
@@ -59,7 +59,7 @@ def write_back(  # noqa: PLR0913 - what the marks record, each named at the call
         marks = marks_for(finding, outcome, status_word(results), actions, pod_uid, clock())
         out.append(
             _attempt(
-                "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks['rsr_status']}"
+                "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks[STATUS_MARK]}"
             )
         )
     # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
