@@ -241,12 +241,6 @@ def isolated(admin: client.ApiClient, namespace: str, name: str, finding: str | 
     )
 
 
-def versions(admin: client.ApiClient, namespace: str) -> dict[str, str]:
-    """Every pod's and policy's resourceVersion: any write moves it (Pending pods have no kubelet to update them)."""
-    pods = {f"pod/{p.metadata.name}": p.metadata.resource_version for p in w.pods(admin, namespace)}
-    return pods | {f"np/{n}": p.metadata.resource_version for n, p in w.policies(admin, namespace).items()}
-
-
 def marks(fake: GoogleFake, name: str) -> dict[str, str]:
     """SCC's marks on the finding, as the fake holds them ({} for a name SCC does not know)."""
     finding = fake.findings.get(name)
@@ -443,7 +437,7 @@ def test_a_genuine_finding_with_scc_down_first_finishes_on_the_next_attempt_and_
     assert when(written["rsr_event"]) == when(doc["finding"]["eventTime"])
     assert isolated(kube_admin, ns, pod, name)
 
-    settled = versions(kube_admin, ns)
+    settled = w.written_state(kube_admin, ns)
     scc_before = len(google_fake.requests)
     third_instance = start()  # another instance: it remembers nothing
     third = seen.add(3, third_instance.deliver(doc, 3))
@@ -457,7 +451,7 @@ def test_a_genuine_finding_with_scc_down_first_finishes_on_the_next_attempt_and_
     assert [(r.method, fnmatch.fnmatchcase(r.path, SCC_READ)) for r in google_fake.requests[scc_before:]] == [
         ("GET", True)
     ]
-    assert versions(kube_admin, ns) == settled and marks(google_fake, name) == written
+    assert w.written_state(kube_admin, ns) == settled and marks(google_fake, name) == written
 
 
 def test_a_redelivery_whose_isolation_decayed_converges_again_and_a_seek_is_recognised(
@@ -483,13 +477,13 @@ def test_a_redelivery_whose_isolation_decayed_converges_again_and_a_seek_is_reco
     assert steps(second)["capture"] == "skipped" and "earlier delivery" in reason(second, "capture")
     assert isolated(kube_admin, ns, pod, name)
 
-    settled = versions(kube_admin, ns)
+    settled = w.written_state(kube_admin, ns)
     seek = start()
     data = message_published(doc)  # no deliveryAttempt: Pub/Sub sets it only with a dead-letter policy
     third = seen.add(None, seek.responder.respond(from_cloud_event(PUBSUB_EVENT_TYPE, "seek", data)))
     assert ends(third) == ("ignore", "duplicate", "done", "INFO"), third.record.reason
     assert [(m, st) for m, _, st in seek.writes()] in ([], [("POST", 409)])
-    assert versions(kube_admin, ns) == settled
+    assert w.written_state(kube_admin, ns) == settled
 
 
 def test_marks_scc_refuses_make_the_delivery_a_retry_and_the_next_one_writes_them(
@@ -830,13 +824,13 @@ def test_a_genuine_release_recorded_in_scc_lasts_across_redeliveries(
         timedelta(seconds=1)
     )
     assert not quarantined(kube_admin, ns, pod) and DENY_ALL_POLICY not in w.policies(kube_admin, ns)
-    settled = versions(kube_admin, ns)
+    settled = w.written_state(kube_admin, ns)
 
     for attempt in (2, 3):  # a redelivery, a topic seek: the release lasts
         instance = start()
         outcome = seen.add(attempt, instance.deliver(doc, attempt))
         assert ends(outcome) == ("ignore", "released", "done", "INFO"), outcome.record.reason
-        assert instance.writes() == [] and versions(kube_admin, ns) == settled
+        assert instance.writes() == [] and w.written_state(kube_admin, ns) == settled
         assert not quarantined(kube_admin, ns, pod)
 
 
@@ -887,7 +881,7 @@ def test_a_vouched_shell_the_policy_leaves_alone_pages_on_every_attempt(
     doc = finding_doc(ns, pod)
     google_fake.vouch_for(doc)
     seen = Attempts(why)
-    before = versions(kube_admin, ns)
+    before = w.written_state(kube_admin, ns)
     expected = {
         "namespace exemption": ("ignore", "exempt"),
         "protected namespace": ("ignore", "protected"),
@@ -900,7 +894,7 @@ def test_a_vouched_shell_the_policy_leaves_alone_pages_on_every_attempt(
         assert outcome.record.reason.startswith("NOT CONTAINED"), outcome.record.reason
         inert = [(m, p) for m, p, _ in instance.writes()] == [("POST", policies_path(ns))]
         assert instance.writes() == [] or (why == "namespace exemption" and inert), instance.writes()
-        assert {k: v for k, v in versions(kube_admin, ns).items() if k != f"np/{DENY_ALL_POLICY}"} == before
+        assert {k: v for k, v in w.written_state(kube_admin, ns).items() if k != f"np/{DENY_ALL_POLICY}"} == before
         assert not quarantined(kube_admin, ns, pod)
     written = marks(google_fake, doc["finding"]["name"])
     if why == "dry-run":

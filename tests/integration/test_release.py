@@ -53,19 +53,6 @@ def policy_specs(api: client.ApiClient, namespace: str) -> dict[str, Any]:
     return {n: api.sanitize_for_serialization(p.spec) for n, p in w.policies(api, namespace).items()}
 
 
-def versions(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    """What a release could write: each policy's resourceVersion (any write moves it), and each pod's UID, labels
-    and annotations (a pod's resourceVersion also moves when the scheduler or the kubelet updates its status)."""
-    pods = {
-        f"pod/{p.metadata.name}": json.dumps(
-            [p.metadata.uid, p.metadata.labels or {}, p.metadata.annotations or {}], sort_keys=True
-        )
-        for p in w.pods(api, namespace)
-    }
-    pols = {f"np/{n}": p.metadata.resource_version for n, p in w.policies(api, namespace).items()}
-    return pods | pols
-
-
 def operator_releaser(kube_env: Any) -> Releaser:
     settings = Settings()
     kube = KubeconfigConnector(kube_env.kubeconfig).connect(REF).kube
@@ -120,10 +107,10 @@ def test_quarantine_two_then_release_both(
     # Dry run: the plan, and not one write. (First the detached pod's replacement must exist: its ReplicaSet's
     # write is not the release's.)
     w.wait_for_pods(kube_admin, ns, 3, "app=web")
-    before_dry = versions(kube_admin, ns)
+    before_dry = w.written_state(kube_admin, ns)
     plan = release(r, ns, detached, apply=False)
     assert plan.record.mode == "dry-run" and all(a.dry_run for a in plan.record.actions)
-    assert versions(kube_admin, ns) == before_dry
+    assert w.written_state(kube_admin, ns) == before_dry
 
     # Release the detached pod: the other one is still quarantined, so the namespace's isolation stays whole.
     first = release(r, ns, detached)
@@ -146,10 +133,10 @@ def test_quarantine_two_then_release_both(
     assert released.metadata.labels.get("app") == "web"  # never detached: still its ReplicaSet's
 
     # Twice: no write at all, and the record says so.
-    settled = versions(kube_admin, ns)
+    settled = w.written_state(kube_admin, ns)
     again = release(r, ns, kept)
     assert not again.refused and "no change" in again.record.reason
-    assert versions(kube_admin, ns) == settled
+    assert w.written_state(kube_admin, ns) == settled
 
 
 def test_a_same_named_replacement_is_refused(kube_env: Any, kube_admin: client.ApiClient, kube_namespace: str) -> None:
@@ -167,10 +154,10 @@ def test_a_same_named_replacement_is_refused(kube_env: Any, kube_admin: client.A
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-    before = versions(kube_admin, ns)
+    before = w.written_state(kube_admin, ns)
     outcome = release(operator_releaser(kube_env), ns, "lonely")
     assert outcome.refused and "not quarantined" in outcome.record.reason
-    assert versions(kube_admin, ns) == before
+    assert w.written_state(kube_admin, ns) == before
 
 
 def _cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -220,3 +221,16 @@ def wait_for_running(
 ) -> list[Any]:
     """Wait until ``count`` live pods are Running with every container ready (on the real node)."""
     return _wait(api, namespace, count, label_selector, timeout_s, exclude_uids, "Running ", is_running)
+
+
+def written_state(api: client.ApiClient, namespace: str) -> dict[str, str]:
+    """What a responder or a release could have written: each policy's resourceVersion (only they write policies
+    here) and each pod's UID, labels and annotations. Not a pod's resourceVersion: the scheduler moves it while a pod
+    stays Pending (each retry rewrites the PodScheduled condition), and the kubelet while one runs."""
+    seen = {
+        f"pod/{p.metadata.name}": json.dumps(
+            [p.metadata.uid, p.metadata.labels or {}, p.metadata.annotations or {}], sort_keys=True
+        )
+        for p in pods(api, namespace)
+    }
+    return seen | {f"np/{n}": p.metadata.resource_version for n, p in policies(api, namespace).items()}
