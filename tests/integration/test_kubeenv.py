@@ -17,6 +17,10 @@ import pytest
 from kubernetes import client, dynamic
 from kubernetes.client import ApiException
 
+from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.shape import deny_all_body
+from tests.support import workloads as w
 from tests.support.common import unique
 from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv, status_of
 
@@ -143,17 +147,18 @@ def test_responder_reads_labels_and_deletes_pods(
     assert_forbidden(lambda: core_responder.list_namespaced_pod(ns))
     assert_forbidden(lambda: core_responder.list_pod_for_all_namespaces(label_selector="app=victim"))
 
+    # The label and annotation the responder writes (the admission guard refuses any other label or annotation).
     patched = core_responder.patch_namespaced_pod(
         "victim",
         ns,
-        {"metadata": {"labels": {"quarantine": "true"}, "annotations": {"rsr/finding": "abc"}}},
+        {"metadata": {"labels": {QUARANTINE_LABEL: "true"}, "annotations": {FINDING_ANNOTATION: "abc"}}},
         _content_type=MERGE_PATCH,
     )
-    assert patched.metadata.labels["quarantine"] == "true"
-    assert patched.metadata.annotations["rsr/finding"] == "abc"
+    assert patched.metadata.labels[QUARANTINE_LABEL] == "true"
+    assert patched.metadata.annotations[FINDING_ANNOTATION] == "abc"
 
-    # Authorised, but no kubelet stands behind the pod: for a pod without a node, 1.20 answers 200 with an empty
-    # body (newer servers may answer 400). What matters is that authorization let the request through.
+    # Authorised, but no kubelet stands behind the pod: 1.20 answers 200 with an empty body for a pod without a
+    # node, current servers 400. What matters is that authorization let the request through.
     logs: list[str | None] = []
     log_status = status_of(lambda: logs.append(core_responder.read_namespaced_pod_log("victim", ns, tail_lines=10)))
     assert log_status != FORBIDDEN
@@ -169,22 +174,40 @@ def test_responder_reads_labels_and_deletes_pods(
 
 
 def test_responder_creates_lists_and_patches_networkpolicies(
-    kube_namespace: str, kube_responder: client.ApiClient
+    kube_namespace: str, kube_admin: client.ApiClient, kube_responder: client.ApiClient
 ) -> None:
     ns = kube_namespace
-    net = client.NetworkingV1Api(kube_responder)
-    created = net.create_namespaced_network_policy(ns, deny_all_policy("rsr-deny-all"))
+    net, admin = client.NetworkingV1Api(kube_responder), client.NetworkingV1Api(kube_admin)
+    created = net.create_namespaced_network_policy(ns, deny_all_body())
     assert created.spec.policy_types == ["Ingress", "Egress"]
-    assert [p.metadata.name for p in net.list_namespaced_network_policy(ns).items] == ["rsr-deny-all"]
-    assert_forbidden(lambda: net.read_namespaced_network_policy("rsr-deny-all", ns))  # list is all it needs
-    patched = net.patch_namespaced_network_policy(
-        "rsr-deny-all", ns, {"metadata": {"labels": {"rsr/managed": "true"}}}, _content_type=MERGE_PATCH
+    allow_web = client.V1NetworkPolicy(
+        metadata=client.V1ObjectMeta(name="allow-web"),
+        spec=client.V1NetworkPolicySpec(
+            pod_selector=client.V1LabelSelector(),
+            ingress=[client.V1NetworkPolicyIngressRule()],
+            policy_types=["Ingress"],
+        ),
     )
-    assert patched.metadata.labels == {"rsr/managed": "true"}
+    admin.create_namespaced_network_policy(ns, allow_web)
+    assert sorted(p.metadata.name for p in net.list_namespaced_network_policy(ns).items) == [
+        "allow-web",
+        DENY_ALL_POLICY,
+    ]
+    assert_forbidden(lambda: net.read_namespaced_network_policy(DENY_ALL_POLICY, ns))  # list is all it needs
+    # The one change it makes to another policy (what the admission guard lets it make): the quarantine exclusion.
+    exclusion = {"key": QUARANTINE_LABEL, "operator": "NotIn", "values": ["true"]}
+    patched = net.patch_namespaced_network_policy(
+        "allow-web", ns, {"spec": {"podSelector": {"matchExpressions": [exclusion]}}}, _content_type=MERGE_PATCH
+    )
+    assert patched.spec.pod_selector.match_expressions[0].key == QUARANTINE_LABEL
 
 
 def test_responder_reads_the_owner_chain_nodes_and_namespaces(
-    kube_namespace: str, kube_admin: client.ApiClient, kube_responder: client.ApiClient, test_node: str
+    kube_env: KubeEnv,
+    kube_namespace: str,
+    kube_admin: client.ApiClient,
+    kube_responder: client.ApiClient,
+    test_node: str,
 ) -> None:
     ns = kube_namespace
     apps_admin, apps = client.AppsV1Api(kube_admin), client.AppsV1Api(kube_responder)
@@ -220,9 +243,10 @@ def test_responder_reads_the_owner_chain_nodes_and_namespaces(
             spec=client.V1JobSpec(template=pod_template("w-job", restart_policy="Never")),
         ),
     )
-    # Kubernetes 1.20 serves CronJob only as batch/v1beta1, which client 37 has no typed API for.
+    # batch/v1 (GA in 1.21; 1.25 stopped serving v1beta1). RSR_KUBE=1.20 serves only v1beta1.
+    cron_version = "batch/v1beta1" if kube_env.version.startswith("1.20.") else "batch/v1"
     cronjob_body = {
-        "apiVersion": "batch/v1beta1",
+        "apiVersion": cron_version,
         "kind": "CronJob",
         "metadata": {"name": "w-cron", "namespace": ns},
         "spec": {
@@ -236,7 +260,7 @@ def test_responder_reads_the_owner_chain_nodes_and_namespaces(
         },
     }
     dyn_admin = dynamic.DynamicClient(kube_admin)
-    dyn_admin.create(dyn_admin.resources.get(api_version="batch/v1beta1", kind="CronJob"), body=cronjob_body)
+    dyn_admin.create(dyn_admin.resources.get(api_version=cron_version, kind="CronJob"), body=cronjob_body)
 
     assert apps.read_namespaced_deployment("w", ns).metadata.name == "w"
     assert apps.read_namespaced_replica_set("w-rs", ns).metadata.name == "w-rs"
@@ -244,11 +268,11 @@ def test_responder_reads_the_owner_chain_nodes_and_namespaces(
     assert apps.read_namespaced_daemon_set("w-ds", ns).metadata.name == "w-ds"
     assert batch.read_namespaced_job("w-job", ns).metadata.name == "w-job"
     dyn = dynamic.DynamicClient(kube_responder)
-    cron = dyn.get(dyn.resources.get(api_version="batch/v1beta1", kind="CronJob"), name="w-cron", namespace=ns)
+    cron = dyn.get(dyn.resources.get(api_version=cron_version, kind="CronJob"), name="w-cron", namespace=ns)
     assert cron.metadata.name == "w-cron"
-    # batch/v1 CronJob (what newer clusters serve) passes authorization here and is then not found: this 1.20
-    # server does not have that version. A responder reading CronJobs must fall back to v1beta1 on old clusters.
-    assert status_of(lambda: batch.read_namespaced_cron_job("w-cron", ns)) == 404
+    # The typed batch/v1 read the responder makes: found here; on 1.20 authorised and then not found.
+    expected = 404 if cron_version == "batch/v1beta1" else 200
+    assert status_of(lambda: batch.read_namespaced_cron_job("w-cron", ns)) == expected
 
     core = client.CoreV1Api(kube_responder)
     assert core.read_node(test_node).metadata.name == test_node
@@ -258,19 +282,23 @@ def test_responder_reads_the_owner_chain_nodes_and_namespaces(
 def test_responder_gets_creates_and_updates_budget_leases(
     kube_namespace: str, kube_admin: client.ApiClient, kube_responder: client.ApiClient
 ) -> None:
-    coord, coord_admin = client.CoordinationV1Api(kube_responder), client.CoordinationV1Api(kube_admin)
-    name = unique("rsr-budget")
-    lease = client.V1Lease(
-        metadata=client.V1ObjectMeta(name=name), spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=60)
-    )
-    try:
+    """The budget Lease as the responder writes it (the one name, one entry appended per write: what the admission
+    guard allows); the real one is set aside for the test and put back."""
+    coord = client.CoordinationV1Api(kube_responder)
+    name = LEASE_NAME
+
+    def entries(*keys: str) -> dict[str, str]:
+        return {ENTRIES_ANNOTATION: json.dumps([["2026-12-07T04:00:00+00:00", k] for k in keys])}
+
+    lease = client.V1Lease(metadata=client.V1ObjectMeta(name=name, annotations=entries("a")), spec={})
+    with w.budget_lease_set_aside(kube_admin, RESPONDER_NAMESPACE, name):
         coord.create_namespaced_lease(RESPONDER_NAMESPACE, lease)
         current = coord.read_namespaced_lease(name, RESPONDER_NAMESPACE)
-        current.spec.holder_identity = "b"
+        current.metadata.annotations = entries("a", "b")
         updated = coord.replace_namespaced_lease(name, RESPONDER_NAMESPACE, current)
-        assert updated.spec.holder_identity == "b"
+        assert updated.metadata.annotations == entries("a", "b")
         # Optimistic concurrency is what makes the shared budget safe: a write based on a stale read is refused.
-        current.spec.holder_identity = "c"
+        current.metadata.annotations = entries("a", "c")
         assert status_of(lambda: coord.replace_namespaced_lease(name, RESPONDER_NAMESPACE, current)) == 409
 
         # Only `get, create, update` on leases, and only in responder-system.
@@ -278,8 +306,6 @@ def test_responder_gets_creates_and_updates_budget_leases(
         assert_forbidden(lambda: coord.list_namespaced_lease(RESPONDER_NAMESPACE))
         assert_forbidden(lambda: coord.create_namespaced_lease(kube_namespace, lease))
         assert_forbidden(lambda: coord.create_namespaced_lease("default", lease))
-    finally:
-        coord_admin.delete_namespaced_lease(name, RESPONDER_NAMESPACE)
 
 
 # ------------------------------------------------------------------------------ what the responder must not do

@@ -7,11 +7,12 @@ behind pods/log and pods/exec); a refused call must get the authorizer's 403 nam
 
 What RBAC cannot refuse: a change of a pod's spec (an image swap) rides on `pods: patch`, and `pods: patch, delete` and
 `networkpolicies: create, patch` hold in kube-system as everywhere, because the compromised pod can be in any
-namespace. On GKE 1.30+ deploy/kubernetes/admission-guard.yaml refuses those (and any exec argv but `ps axjf` and
-`cat /proc/net/tcp /proc/net/tcp6`). This 1.20 apiserver predates ValidatingAdmissionPolicy, so the last test shows
-RBAC letting them through and the guard's own CEL (tests/support/admission_guard.py) refusing the very objects this
-apiserver produced; the allowed writes below go through the same guard and must be admitted. Full offline coverage:
-tests/unit/test_admission_guard.py and tests/guard/test_kubernetes_cel.py.
+namespace. deploy/kubernetes/admission-guard.yaml refuses those (and any exec argv but `ps axjf` and
+`cat /proc/net/tcp /proc/net/tcp6`); `make kube-up` installs it on this 1.35 apiserver, which enforces it. The last
+test shows the authorizer allowing such writes (a SubjectAccessReview) and the apiserver refusing them with the
+guard's own message, the one the offline evaluator (tests/support/admission_guard.py) gives; the allowed writes below
+pass the live guard and are judged again offline, admitted. The full live table: tests/integration/test_guard_live.py;
+offline: tests/unit/test_admission_guard.py and tests/guard/test_kubernetes_cel.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from kubernetes.stream import stream
 
+from responder.containment.budget import ENTRIES_ANNOTATION, LEASE_NAME
 from responder.containment.capture import PROCESS_TREE_ARGV
 from responder.containment.keys import (
     ACTIONS_ANNOTATION,
@@ -38,7 +40,15 @@ from responder.containment.keys import (
 )
 from responder.containment.shape import deny_all_body
 from tests.support import workloads as w
-from tests.support.admission_guard import PODS, POLICIES, Decision, Guard, admission_request, load_guard
+from tests.support.admission_guard import (
+    PODS,
+    POLICIES,
+    Decision,
+    Guard,
+    admission_request,
+    load_guard,
+    manifest_documents,
+)
 from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv, status_of
 
 pytestmark = pytest.mark.integration
@@ -91,6 +101,30 @@ def exec_handshake(api: client.ApiClient, namespace: str, pod: str, argv: list[s
         return int(found.group(1)), str(json.loads(body).get("message", body))
     except ValueError:
         return int(found.group(1)), body
+
+
+def guard_refusal(call: Callable[[], Any]) -> str:
+    """The admission guard's 403 (not the authorizer's), as the apiserver words it: its message."""
+    with pytest.raises(ApiException) as info:
+        call()
+    assert info.value.status == FORBIDDEN, f"expected 403, got {info.value.status}: {info.value.body}"
+    message = str(json.loads(info.value.body)["message"])
+    name = next(d for d in manifest_documents() if d["kind"] == "ValidatingAdmissionPolicy")["metadata"]["name"]
+    assert f"ValidatingAdmissionPolicy '{name}'" in message and "denied request" in message, message
+    return message
+
+
+def rbac_allows(admin: client.ApiClient, user: str, verb: str, resource: str, namespace: str, group: str = "") -> bool:
+    """What the authorizer alone decides for ``user`` (a SubjectAccessReview): admission comes after it."""
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=user,
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb, resource=resource, namespace=namespace, group=group
+            ),
+        )
+    )
+    return bool(client.AuthorizationV1Api(admin).create_subject_access_review(review).status.allowed)
 
 
 def admitted(guard: Guard, request: dict[str, Any], new: Any, old: Any) -> Decision:
@@ -181,18 +215,18 @@ def test_every_action_the_responder_takes_is_allowed(
     decision = admitted(guard, admission_request("UPDATE", PODS, namespace=ns, name=name), patched, pod)
     assert decision.allowed, decision.refusals
 
-    # The blast-radius budget: a Lease in responder-system, created, read and updated optimistically.
-    lease_name = f"rsr-budget-{uuid.uuid4().hex[:8]}"
-    lease = client.V1Lease(metadata=client.V1ObjectMeta(name=lease_name, annotations={"n": "0"}), spec={})
-    try:
+    # The blast-radius budget: its Lease in responder-system (set aside and put back), created with one entry, read,
+    # and updated optimistically by appending one.
+    def entries(*keys: str) -> dict[str, str]:
+        return {ENTRIES_ANNOTATION: json.dumps([["2026-11-28T10:02:07+00:00", k] for k in keys])}
+
+    lease = client.V1Lease(metadata=client.V1ObjectMeta(name=LEASE_NAME, annotations=entries("f1")), spec={})
+    with w.budget_lease_set_aside(kube_admin, RESPONDER_NAMESPACE, LEASE_NAME):
         coord.create_namespaced_lease(RESPONDER_NAMESPACE, lease)
-        current = coord.read_namespaced_lease(lease_name, RESPONDER_NAMESPACE)
-        current.metadata.annotations = {"n": "1"}
-        assert coord.replace_namespaced_lease(lease_name, RESPONDER_NAMESPACE, current).metadata.annotations == {
-            "n": "1"
-        }
-    finally:
-        client.CoordinationV1Api(kube_admin).delete_namespaced_lease(lease_name, RESPONDER_NAMESPACE)
+        current = coord.read_namespaced_lease(LEASE_NAME, RESPONDER_NAMESPACE)
+        current.metadata.annotations = entries("f1", "f2")
+        replaced = coord.replace_namespaced_lease(LEASE_NAME, RESPONDER_NAMESPACE, current)
+        assert replaced.metadata.annotations == entries("f1", "f2")
 
     # Delete exactly this incarnation.
     options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
@@ -306,42 +340,54 @@ def test_rbac_refuses_everything_else(
 
 
 def test_what_rbac_cannot_refuse_the_admission_guard_does(
-    kube_admin: client.ApiClient, kube_responder: client.ApiClient, kube_namespace: str, guard: Guard
+    kube_env: KubeEnv, kube_admin: client.ApiClient, kube_responder: client.ApiClient, kube_namespace: str, guard: Guard
 ) -> None:
-    """On this 1.20 apiserver these writes succeed: `pods: patch` and `networkpolicies: create` are needed in every
-    namespace, and RBAC cannot look inside a patch. The guard (GKE 1.30+) refuses each, judged here on the objects
-    this apiserver actually produced."""
-    ns = kube_namespace
+    """`pods: patch` and `networkpolicies: create` are needed in every namespace, and RBAC cannot look inside a patch:
+    the authorizer allows each write below (a SubjectAccessReview says so), and the apiserver's admission guard
+    refuses it with its own message, the message the offline evaluator gives for the same request."""
+    if kube_env.version.startswith("1.20."):
+        pytest.skip("RSR_KUBE=1.20 predates ValidatingAdmissionPolicy: no guard runs there")
+    ns, identity = kube_namespace, kube_env.responder_identity
     core, net = client.CoreV1Api(kube_responder), client.NetworkingV1Api(kube_responder)
     admin_core = client.CoreV1Api(kube_admin)
 
     # An image swap through `pods: patch`.
     w.create_pod(kube_admin, ns, "suspect")
     before = raw(admin_core.read_namespaced_pod, "suspect", ns)
+    assert rbac_allows(kube_admin, identity, "patch", "pods", ns)
     swap = {"spec": {"containers": [{"name": "api", "image": "attacker/backdoor:1"}]}}
-    after = raw(core.patch_namespaced_pod, "suspect", ns, swap, _content_type=STRATEGIC)
-    assert after["spec"]["containers"][0]["image"] == "attacker/backdoor:1"  # RBAC let it through
-    decision = admitted(guard, admission_request("UPDATE", PODS, namespace=ns, name="suspect"), after, before)
-    assert any("never changes a pod's spec" in m for m in decision.refusals), decision.refusals
+    message = guard_refusal(lambda: core.patch_namespaced_pod("suspect", ns, swap, _content_type=STRATEGIC))
+    would_be = json.loads(json.dumps(before))
+    would_be["spec"]["containers"][0]["image"] = "attacker/backdoor:1"
+    offline = admitted(guard, admission_request("UPDATE", PODS, namespace=ns, name="suspect"), would_be, before)
+    assert "never changes a pod's spec" in message and any(m in message for m in offline.refusals), offline
+    assert raw(admin_core.read_namespaced_pod, "suspect", ns)["spec"] == before["spec"]
 
     # A label added to a kube-system pod, and a deny-all created there.
     name = f"rsr-sys-{uuid.uuid4().hex[:8]}"
-    admin_net = client.NetworkingV1Api(kube_admin)
-    with contextlib.suppress(ApiException):  # left over by an interrupted run on a reused cluster
-        admin_net.delete_namespaced_network_policy("rsr-quarantine-deny-all", "kube-system")
     w.create_pod(kube_admin, "kube-system", name)
     try:
         before = raw(admin_core.read_namespaced_pod, name, "kube-system")
+        assert rbac_allows(kube_admin, identity, "patch", "pods", "kube-system")
         body = {"metadata": {"labels": {QUARANTINE_LABEL: "true"}}}
-        after = raw(core.patch_namespaced_pod, name, "kube-system", body, _content_type=STRATEGIC)
+        message = guard_refusal(lambda: core.patch_namespaced_pod(name, "kube-system", body, _content_type=STRATEGIC))
+        would_be = json.loads(json.dumps(before))
+        would_be["metadata"]["labels"] = {**would_be["metadata"].get("labels", {}), QUARANTINE_LABEL: "true"}
         request = admission_request("UPDATE", PODS, namespace="kube-system", name=name)
-        assert any("protected namespace" in m for m in admitted(guard, request, after, before).refusals)
+        offline = admitted(guard, request, would_be, before)
+        assert "protected namespace" in message and any(m in message for m in offline.refusals), offline
 
-        created = raw(net.create_namespaced_network_policy, "kube-system", deny_all_body())
-        request = admission_request("CREATE", POLICIES, namespace="kube-system", name="rsr-quarantine-deny-all")
-        assert any("protected namespace" in m for m in admitted(guard, request, created, None).refusals)
+        assert rbac_allows(kube_admin, identity, "create", "networkpolicies", "kube-system", "networking.k8s.io")
+        message = guard_refusal(lambda: net.create_namespaced_network_policy("kube-system", deny_all_body()))
+        assert "protected namespace" in message, message
+        assert (
+            status_of(
+                lambda: client.NetworkingV1Api(kube_admin).read_namespaced_network_policy(
+                    "rsr-quarantine-deny-all", "kube-system"
+                )
+            )
+            == 404
+        )
     finally:
         with contextlib.suppress(ApiException):
             admin_core.delete_namespaced_pod(name, "kube-system", grace_period_seconds=0)
-        with contextlib.suppress(ApiException):
-            admin_net.delete_namespaced_network_policy("rsr-quarantine-deny-all", "kube-system")

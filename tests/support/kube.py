@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -107,6 +108,17 @@ def _run_kubeenv(pytestconfig: pytest.Config, *args: str) -> tuple[int, str]:
     return returncode, "".join(tail)
 
 
+def _wanted_version() -> str:
+    """The version tools/cluster builds for this RSR_KUBE, asked of tools/cluster itself (standard library only)."""
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    try:
+        from cluster import gobuild
+
+        return gobuild.wanted_version()
+    finally:
+        sys.path.remove(str(REPO_ROOT / "tools"))
+
+
 def _shared_cluster_healthy() -> bool:
     try:
         state = json.loads((SHARED_ENV_DIR / "state.json").read_text())
@@ -118,6 +130,8 @@ def _shared_cluster_healthy() -> bool:
         return False  # started by an older kubeenv, without the no-capture identity
     if _node_wanted() and state.get("mode") != "node":
         return False  # root can have the real node: the node tests need it
+    if state.get("version") != _wanted_version():
+        return False  # another Kubernetes than RSR_KUBE asks for (make test's is 1.35): start the right one
     result = subprocess.run(
         [sys.executable, str(KUBEENV), "status", "--dir", str(SHARED_ENV_DIR)],
         capture_output=True,
@@ -266,6 +280,21 @@ def kube_namespace(kube_admin: client.ApiClient) -> Iterator[str]:
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={TEST_NAMESPACE_LABEL: "true"}))
     )
+    wait_for_default_service_account(kube_admin, name)
     yield name
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name, propagation_policy="Background")
+
+
+def wait_for_default_service_account(admin: client.ApiClient, namespace: str, timeout: float = 30.0) -> None:
+    """Until the service-account controller has made ``namespace``'s `default` ServiceAccount: the apiserver's
+    ServiceAccount admission (on, as on GKE) refuses a pod whose service account does not exist yet."""
+    core, deadline = client.CoreV1Api(admin), time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            return
+        except client.ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes import client
@@ -234,3 +235,28 @@ def written_state(api: client.ApiClient, namespace: str) -> dict[str, str]:
         for p in pods(api, namespace)
     }
     return seen | {f"np/{n}": p.metadata.resource_version for n, p in policies(api, namespace).items()}
+
+
+@contextlib.contextmanager
+def budget_lease_set_aside(api: client.ApiClient, namespace: str, name: str) -> Iterator[None]:
+    """The real budget Lease (the only one the admission guard lets the responder write) taken out of the way for a
+    test that writes it as the responder, and put back afterwards, so a reused cluster's budget is not touched."""
+    coord = client.CoordinationV1Api(api)
+    kept = None
+    try:
+        kept = coord.read_namespaced_lease(name, namespace)
+        coord.delete_namespaced_lease(name, namespace)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    try:
+        yield
+    finally:
+        with contextlib.suppress(client.ApiException):
+            coord.delete_namespaced_lease(name, namespace)
+        if kept is not None:
+            kept.metadata.resource_version = None
+            kept.metadata.uid = None
+            kept.metadata.creation_timestamp = None
+            kept.metadata.managed_fields = None
+            coord.create_namespaced_lease(namespace, kept)

@@ -4,11 +4,12 @@ the apiserver through a bridge over a Unix socket (tools/node/bridge.py). Withou
 the host's loopback (and under CI=true that is an error: the node tests need the node).
 
 Used by the integration/e2e tests and the demo. No registry ships a kube-apiserver binary that this project may use, so
-`build` compiles one from Debian's `kubernetes` *source* package with Debian's Go 1.19 (see
-docs/local-cluster.md). Everything is fetched through apt with a private configuration: the system's apt sources
-and state are never modified.
+`build` compiles Kubernetes 1.35 with Go from the Go module proxy (tools/cluster/gobuild.py); `RSR_KUBE=1.20` asks
+for the old 1.20.2 instead, compiled from Debian's `kubernetes` *source* package with Debian's Go 1.19, fetched
+through apt with a private configuration (the system's apt sources and state are never modified). See
+docs/local-cluster.md.
 
-    python3 tools/kubeenv.py build                 # ~4 min the first time, then instant (cached)
+    python3 tools/kubeenv.py build                 # ~5-8 min the first time, then instant (cached)
     python3 tools/kubeenv.py up [--dir .testenv]   # the cluster + RBAC: ~10 s, ~30 s with the node
     python3 tools/kubeenv.py rbac [--dir .testenv] # (re)apply deploy/kubernetes RBAC to a running cluster
     python3 tools/kubeenv.py status [--dir .testenv]
@@ -27,13 +28,13 @@ from pathlib import Path
 from node import netpol
 
 from cluster import gobuild
-from cluster.build import build, ensure_node_packages
+from cluster.build import KUBE_VERSION, build, ensure_node_packages
 from cluster.common import die, log
 from cluster.down import down
 from cluster.layout import Layout, load_state
 from cluster.node_runtime import switch_netpol
 from cluster.processes import check_health
-from cluster.rbac import apply_rbac
+from cluster.rbac import apply_guard, apply_rbac
 from cluster.up import print_summary, up
 
 
@@ -59,6 +60,8 @@ def rbac(directory: Path) -> int:
         print("kubeenv: cannot apply RBAC: " + "; ".join(problems))
         return 1
     apply_rbac(layout)
+    if state is not None and state.get("version") != KUBE_VERSION:
+        apply_guard(layout)  # a 1.30+ apiserver (not RSR_KUBE=1.20's): the guard as the manifest says today
     return 0
 
 
@@ -90,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if args.command == "build":
-            if gobuild.requested():  # RSR_KUBE=1.35: the control plane from the Go module proxy, nothing for a node
-                print(gobuild.build())
-                return 0
-            print(build())
+            # 1.35 from the Go module proxy (the default), or RSR_KUBE=1.20 from Debian's source package
+            print(gobuild.build() if gobuild.requested() else build())
             if os.geteuid() == 0:
                 ensure_node_packages()  # so that `make kube-build` (and so `make test` on CI) prepares the node too
             return 0

@@ -65,7 +65,8 @@ def apiserver(bins: Path, layout: Layout, ports: Ports, creds: Credentials) -> l
         f"--token-auth-file={layout.pki / 'tokens.csv'}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
-        # No kubelet mounts tokens here, and pods must be creatable without a token controller race.
+        # 1.20 only (dropped for a current release): its kubelet here mounts no tokens, and pods must be creatable
+        # without racing the service-account controller.
         "--disable-admission-plugins=ServiceAccount",
         f"--kubelet-certificate-authority={layout.ca_bundle}",
         f"--kubelet-client-certificate={creds.kubelet_client_crt}",
@@ -113,23 +114,26 @@ def bridge(layout: Layout, ports: Ports) -> dict[str, list[str]]:
     }
 
 
-def node(bins: Path, layout: Layout, ports: Ports) -> dict[str, list[str]]:
-    """containerd, the kubelet and the scheduler (the scheduler only matters once there is a node)."""
+def node(bins: Path, layout: Layout, ports: Ports, legacy: bool = True) -> dict[str, list[str]]:
+    """containerd, the kubelet and the scheduler (the scheduler only matters once there is a node). ``legacy`` for
+    1.20's kubelet, which still needs to be told the runtime is remote and which sandbox image to use (a current one
+    takes the sandbox image from containerd's config and refuses both flags)."""
+    kubelet = [
+        str(bins / "kubelet"),
+        f"--config={layout.node / 'kubelet-config.yaml'}",
+        f"--kubeconfig={layout.node / 'kubelet.kubeconfig'}",
+        f"--container-runtime-endpoint=unix://{layout.containerd_socket}",
+        f"--root-dir={layout.node / 'kubelet'}",
+        # 1.20 refuses a loopback --node-ip and would then publish no address (no exec, no logs).
+        f"--hostname-override={host.NODE_NAME}",
+        f"--register-with-taints={host.TAINT_KEY}=true:NoSchedule",
+        "--v=1",
+    ]
+    if legacy:
+        kubelet[4:4] = ["--container-runtime=remote", f"--pod-infra-container-image={images.PAUSE_IMAGE}"]
     return {
         "containerd": ["/usr/bin/containerd", f"--config={layout.node / 'containerd' / 'config.toml'}"],
-        "kubelet": [
-            str(bins / "kubelet"),
-            f"--config={layout.node / 'kubelet-config.yaml'}",
-            f"--kubeconfig={layout.node / 'kubelet.kubeconfig'}",
-            "--container-runtime=remote",
-            f"--container-runtime-endpoint=unix://{layout.containerd_socket}",
-            f"--root-dir={layout.node / 'kubelet'}",
-            # 1.20 refuses a loopback --node-ip and would then publish no address (no exec, no logs).
-            f"--hostname-override={host.NODE_NAME}",
-            f"--register-with-taints={host.TAINT_KEY}=true:NoSchedule",
-            f"--pod-infra-container-image={images.PAUSE_IMAGE}",
-            "--v=1",
-        ],
+        "kubelet": kubelet,
         "kube-scheduler": [
             str(bins / "kube-scheduler"),
             f"--kubeconfig={layout.node / 'scheduler.kubeconfig'}",
@@ -143,8 +147,15 @@ def node(bins: Path, layout: Layout, ports: Ports) -> dict[str, list[str]]:
     }
 
 
-# Flags 1.20 needs to close its plain-HTTP ports, removed in 1.24 (a 1.35 binary refuses to start with them).
-LEGACY_ONLY_FLAGS = frozenset({"--insecure-port=0", "--port=0"})
+# Flags 1.20 needs to close its plain-HTTP ports, removed in 1.24 (a 1.35 binary refuses to start with them), and
+# the admission plugin 1.20 runs without: with it, its pods would wait for service-account tokens no kubelet mounts.
+# A current cluster runs the ServiceAccount plugin, so pods get projected tokens as on GKE.
+LEGACY_ONLY_FLAGS = frozenset({"--insecure-port=0", "--port=0", "--disable-admission-plugins=ServiceAccount"})
+
+
+def current(argv: list[str]) -> list[str]:
+    """A 1.20 command line as a current release takes it."""
+    return [arg for arg in argv if arg not in LEGACY_ONLY_FLAGS]
 
 
 def all_commands(
@@ -162,12 +173,13 @@ def all_commands(
     if with_kcm:
         commands["kube-controller-manager"] = controller_manager(bins, layout, ports, creds)
     if not legacy:
-        commands = {name: [arg for arg in argv if arg not in LEGACY_ONLY_FLAGS] for name, argv in commands.items()}
+        commands = {name: current(argv) for name, argv in commands.items()}
     if names is None:
         return commands
     commands = {name: host.in_netns(names, argv) for name, argv in commands.items()}
     bridges = bridge(layout, ports)
     commands["bridge-inner"] = host.in_netns(names, bridges["bridge-inner"])
     commands["bridge-outer"] = bridges["bridge-outer"]  # the host's half
-    commands.update({name: host.in_netns(names, argv) for name, argv in node(bins, layout, ports).items()})
+    started = node(bins, layout, ports, legacy)
+    commands.update({name: host.in_netns(names, argv if legacy else current(argv)) for name, argv in started.items()})
     return commands

@@ -1,12 +1,13 @@
-"""`RSR_KUBE=1.35 build` (opt-in, issue 29's spike): a current control plane compiled with `go build` from the Go
-module proxy, cached in ~/.cache/rsr/kube-1.35.4 beside the default 1.20.2 build, which it never touches.
+"""The local cluster's Kubernetes (the default; `RSR_KUBE=1.20` asks for the old Debian build instead): compiled with
+`go build` from the Go module proxy, cached in ~/.cache/rsr/kube-1.35.4 beside the 1.20.2 build, which it never
+touches.
 
 `k8s.io/kubernetes`'s go.mod points its 31 staging modules at folders of its own repository that its module zip
 leaves out, so a small wrapper module requires `k8s.io/kubernetes` and replaces each staging module with its published
 v0.35.x (the replace lines are read from the release's own go.mod). etcd is the 3.6.6 Kubernetes 1.35 pins
 (build/dependencies.yaml; hack/lib/etcd.sh refuses anything older for its own tests), built the same way: Debian 12's
 3.4.23 is two minors behind, and a 1.35 apiserver on it loses consistent reads from its watch cache.
-Only kube-apiserver and kube-controller-manager: no kubelet or scheduler, so `up` runs the control plane alone.
+The control plane and the node: kube-apiserver, kube-controller-manager, kube-scheduler and the kubelet.
 """
 
 from __future__ import annotations
@@ -21,26 +22,33 @@ import threading
 import time
 from pathlib import Path
 
-from cluster.build import exclusive_lock
+from cluster.build import KUBE_VERSION as LEGACY_VERSION
+from cluster.build import PAUSE_SOURCE, exclusive_lock
 from cluster.common import cache_root, die, fmt_duration, log
 
-RELEASES = ("1.35",)  # what RSR_KUBE may ask for besides the default (unset, or "1.20")
+DEFAULT_RELEASE = "1.35"
+RELEASES = (DEFAULT_RELEASE,)  # built here; RSR_KUBE=1.20 asks for cluster.build's Debian 1.20.2 instead
 KUBE_VERSION = "1.35.4"  # the one 1.35 patch release the module proxy serves here
 STAGING_VERSION = "v0.35.4"
 ETCD_VERSION = "3.6.6"
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager")
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 BINARIES = (*KUBE_COMMANDS, "etcd")
 ETCD_MAIN = "go.etcd.io/etcd/server/v3"  # its main.go is the etcd server command
 
 
 def requested() -> str | None:
-    """The release RSR_KUBE asks for, or None for the default 1.20.2 build."""
-    wanted = os.environ.get("RSR_KUBE", "").strip()
-    if wanted in {"", "1.20", "1.20.2"}:
+    """The release RSR_KUBE asks for (unset: 1.35, built here), or None for the legacy Debian 1.20.2 build."""
+    wanted = os.environ.get("RSR_KUBE", "").strip() or DEFAULT_RELEASE
+    if wanted in {"1.20", "1.20.2"}:
         return None
     if wanted not in RELEASES:
-        die(f"RSR_KUBE={wanted!r}: this tree builds 1.20 (the default) or {', '.join(RELEASES)}")
+        die(f"RSR_KUBE={wanted!r}: this tree builds {', '.join(RELEASES)} (the default) or 1.20")
     return wanted
+
+
+def wanted_version() -> str:
+    """The Kubernetes version RSR_KUBE asks for, as `up` records it in state.json (a reused cluster must match)."""
+    return KUBE_VERSION if requested() else LEGACY_VERSION
 
 
 def work_dir() -> Path:
@@ -52,7 +60,7 @@ def bin_dir() -> Path:
 
 
 def binaries_present() -> bool:
-    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES)
+    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES) and (bin_dir() / PAUSE_SOURCE).is_file()
 
 
 def _go_env(work: Path) -> dict[str, str]:
@@ -93,11 +101,16 @@ def _go(args: list[str], cwd: Path, env: dict[str, str], label: str) -> str:
     return proc.stdout
 
 
-def _wrappers(work: Path, env: dict[str, str]) -> tuple[Path, Path]:
-    """Phase 1: the wrapper modules, the staging replaces read from k8s.io/kubernetes' own go.mod."""
+def _wrappers(work: Path, env: dict[str, str]) -> tuple[Path, Path, Path]:
+    """Phase 1: the wrapper modules, the staging replaces read from k8s.io/kubernetes' own go.mod; also returns
+    the release's pause.c (build/pause/linux), which the node's sandbox image is compiled from."""
     log(f"phase 1/4: wrapper modules for k8s.io/kubernetes v{KUBE_VERSION} and {ETCD_MAIN} v{ETCD_VERSION}")
     out = _go(["mod", "download", "-json", f"k8s.io/kubernetes@v{KUBE_VERSION}"], work, env, "fetching go.mod")
-    gomod = Path(json.loads(out)["GoMod"]).read_text()
+    module = json.loads(out)
+    gomod = Path(module["GoMod"]).read_text()
+    pause = Path(module["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    if not pause.is_file():
+        die(f"k8s.io/kubernetes v{KUBE_VERSION}'s module has no {pause.relative_to(module['Dir'])}")
     staging = sorted(
         line.split()[0] for line in gomod.splitlines() if "=> ./staging/" in line and line.startswith("\t")
     )
@@ -112,11 +125,11 @@ def _wrappers(work: Path, env: dict[str, str]) -> tuple[Path, Path]:
     )
     (etcd / "go.mod").write_text(f"module rsr.local/etcd\n\ngo 1.25\n\nrequire {ETCD_MAIN} v{ETCD_VERSION}\n")
     log(f"  {len(staging)} staging modules replaced by their published {STAGING_VERSION}")
-    return kube, etcd
+    return kube, etcd, pause
 
 
 def _download(kube: Path, etcd: Path, env: dict[str, str]) -> None:
-    """Phase 2: every module the three commands import (only those: not the kubelet's or kubectl's)."""
+    """Phase 2: every module the commands import (only those: not kubectl's or kube-proxy's)."""
     log("phase 2/4: download the modules the commands import (Go module proxy, checked against the checksum db)")
     started = time.monotonic()
     _go(["list", "-deps", *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMMANDS)], kube, env, "downloading")
@@ -150,7 +163,7 @@ def _compile(kube: Path, etcd: Path, out: Path, env: dict[str, str]) -> dict[str
 
 
 def _install(out: Path, final: Path, info: dict[str, object]) -> dict[str, str]:
-    """Phase 4: the binaries into the cache, with build-info.json; returns each binary's version line."""
+    """Phase 4: the binaries and pause.c into the cache, with build-info.json; returns each binary's version line."""
     log("phase 4/4: install")
     versions = {
         name: subprocess.run([str(out / name), "--version"], capture_output=True, text=True, check=False)
@@ -162,7 +175,7 @@ def _install(out: Path, final: Path, info: dict[str, object]) -> dict[str, str]:
     staging = final.with_name(final.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "bin").mkdir(parents=True)
-    for name in BINARIES:
+    for name in (*BINARIES, PAUSE_SOURCE):
         os.replace(out / name, staging / "bin" / name)
     os.replace(out / "build-info.json", staging / "build-info.json")
     shutil.rmtree(final, ignore_errors=True)
@@ -171,11 +184,11 @@ def _install(out: Path, final: Path, info: dict[str, object]) -> dict[str, str]:
 
 
 def build() -> Path:
-    """Builds (once) and returns the directory holding kube-apiserver, kube-controller-manager and etcd (1.35)."""
+    """Builds (once) and returns the directory holding the 1.35 binaries, etcd and pause.c."""
     if binaries_present():
         return bin_dir()
     if not shutil.which("go"):
-        die("the `go` command is missing: RSR_KUBE=1.35 builds with Go (1.25 or newer) from the Go module proxy")
+        die(f"the `go` command is missing: Kubernetes {KUBE_VERSION} is built with Go (1.25+) from the Go module proxy")
     with exclusive_lock(cache_root() / f"kube-{KUBE_VERSION}.lock"):
         if binaries_present():
             return bin_dir()
@@ -187,7 +200,8 @@ def build() -> Path:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(out)
         out.mkdir()
-        kube, etcd = _wrappers(work, env)
+        kube, etcd, pause = _wrappers(work, env)
+        shutil.copyfile(pause, out / PAUSE_SOURCE)
         _download(kube, etcd, env)
         took = _compile(kube, etcd, out, env)
         info = {

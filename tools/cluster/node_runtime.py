@@ -45,13 +45,15 @@ def ctr(layout: Layout, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def write_node_files(layout: Layout, names: host.NodeNames, ports: dict[str, int], kubeconfigs: dict[str, str]) -> None:
+def write_node_files(
+    layout: Layout, names: host.NodeNames, ports: dict[str, int], kubeconfigs: dict[str, str], legacy: bool = True
+) -> None:
     node = layout.node
     for sub in ("containerd", "cni", "cni-ipam", "kubelet", "images", "scheduler-certs"):
         (node / sub).mkdir(parents=True, exist_ok=True)
     (node / "containerd" / "config.toml").write_text(host.containerd_config(node))
     (node / "cni" / "10-rsr.conflist").write_text(host.cni_conflist(node, names))
-    (node / "kubelet-config.yaml").write_text(host.kubelet_config(layout.pki, names, ports["kubelet"]))
+    (node / "kubelet-config.yaml").write_text(host.kubelet_config(layout.pki, names, ports["kubelet"], legacy))
     for name, text in kubeconfigs.items():
         write_private(node / f"{name}.kubeconfig", text)
 

@@ -28,7 +28,6 @@ from cluster.common import (
     SCHEDULER_USER,
     SEALED_ENV,
     cache_root,
-    die,
     fmt_duration,
     log,
 )
@@ -75,7 +74,7 @@ class Startup:
     ports: Ports
     creds: Credentials
     commands: dict[str, list[str]]
-    release: str | None = None  # RSR_KUBE's release (1.35: the control plane alone, the guard installed); None: 1.20
+    release: str | None = None  # the release built with Go (1.35: the guard installed); None: RSR_KUBE=1.20
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     node_info: dict[str, Any] = field(default_factory=dict)
 
@@ -110,7 +109,7 @@ def _reuse(directory: Path, layout: Layout, with_node: bool, controller_manager:
         if not problems and same:
             apply_rbac(layout)  # the manifests may have changed since it started
             if version != KUBE_VERSION:
-                apply_guard(layout)  # a 1.30+ apiserver (RSR_KUBE=1.35) runs the guard too
+                apply_guard(layout)  # a 1.30+ apiserver (not RSR_KUBE=1.20's) runs the guard too
             if with_node and (state["node"].get("netpol") or {}).get("mode") != netpol.mode_from_env():
                 switch_netpol(directory, netpol.mode_from_env())
                 state = load_state(layout) or state
@@ -201,7 +200,7 @@ def _start_node(run: Startup, names: host.NodeNames, bins: Path, netpol_mode: st
         "scheduler": run.kubeconfig(SCHEDULER_USER, "scheduler"),
         "netpol": run.kubeconfig(netpol.USER, "netpol"),
     }
-    write_node_files(layout, names, {"kubelet": run.ports.kubelet}, kubeconfigs)
+    write_node_files(layout, names, {"kubelet": run.ports.kubelet}, kubeconfigs, legacy=run.release is None)
     kubectl(layout.admin_kubeconfig, ["apply", "-f", "-"], stdin=netpol.rbac_manifest())
     netpol.install_rules(names)
     run.start("containerd", SEALED_ENV)
@@ -268,8 +267,6 @@ def _start(
 def up(directory: Path, controller_manager: bool = True, node: bool = True) -> int:
     layout = Layout(directory.resolve())
     release = gobuild.requested()
-    if release and node:
-        die(f"RSR_KUBE={release} builds no kubelet yet (issue 29's spike): run `up --no-node`")
     with_node = node_possible(node and controller_manager)
     if _reuse(directory, layout, with_node, controller_manager, gobuild.KUBE_VERSION if release else KUBE_VERSION):
         return 0

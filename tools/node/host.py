@@ -382,8 +382,11 @@ def cni_conflist(node: Path, names: NodeNames) -> str:
     )
 
 
-def kubelet_config(pki: Path, names: NodeNames, port: int) -> str:
+def kubelet_config(pki: Path, names: NodeNames, port: int, legacy: bool = True) -> str:
+    """The kubelet's configuration; a current kubelet (not ``legacy`` 1.20) also needs ``failCgroupV1: false``:
+    from 1.35 it refuses to start on a cgroup v1 host, as these machines are, unless told to go on."""
     q = json.dumps
+    current = "" if legacy else "failCgroupV1: false\n"
     return f"""apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -410,4 +413,4 @@ authentication:
 authorization: {{mode: Webhook}}
 tlsCertFile: {q(str(pki / "kubelet.crt"))}
 tlsPrivateKeyFile: {q(str(pki / "kubelet.key"))}
-"""
+{current}"""
