@@ -1,240 +1,128 @@
-"""The admission guard enforced by a real apiserver: Kubernetes 1.35 (issue 29's spike, opt-in).
+"""The admission guard enforced by the real apiserver (Kubernetes 1.35, the local cluster's version).
 
-SKIPPED unless `RSR_KUBE=1.35 python3 tools/kubeenv.py build` has cached the 1.35 control plane (kube-apiserver,
-kube-controller-manager and etcd from the Go module proxy, in ~/.cache/rsr/kube-1.35.4/bin), so `make test` on a
-machine without it is unchanged (even under CI=true: an opt-in until issue 29 makes 1.35 `make test`'s one
-version). With it, this module starts its own control plane (`RSR_KUBE=1.35 up --no-node`: never a kubelet) in a
-temporary directory, which installs deploy/kubernetes/rbac.yaml, rbac-capture.yaml and admission-guard.yaml, and
-stops it at the end.
-
-Every refused write below is one RBAC grants the responder's identity (checked first, with a SubjectAccessReview),
-so the 403 is the guard's: the apiserver's refusal carries the policy's name and the validation's own message. The
-writes the responder really makes (the quarantine label patch, the deny-all) go through its own KubeAdapter and pass.
+`make kube-up` (and the session cluster of tests/support/kube.py) installs deploy/kubernetes/rbac.yaml,
+rbac-capture.yaml and admission-guard.yaml. Here:
+- every admission fixture (tests/fixtures/admission/, the table the offline tiers evaluate with cel-python and with
+  Kubernetes' own CEL) whose user is the responder is tried on the live apiserver as the responder's identity
+  (tests/support/admission_live.py). A write RBAC grants is sent, as a dry run, and must be allowed or refused by the
+  guard exactly as the fixture says, with the fixture's refusal in the apiserver's message; a write RBAC refuses is
+  refused before admission, and the fixture must say deny (RBAC never refuses what the responder needs). One table
+  drives all three evaluators, so they cannot drift;
+- the responder's own writes through its KubeAdapter pass;
+- a guard refusal of the responder's isolation ends `not_contained`, with the guard's message in the record.
+Under RSR_KUBE=1.20, which predates ValidatingAdmissionPolicy, the module is skipped.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client import ApiException
 
 from responder.adapters.kube import KubeAdapter
-from responder.adapters.kube_http import KubeHttp
+from responder.adapters.kube_connect import KubeconfigConnector
+from responder.config import Settings
 from responder.containment.keys import AT_ANNOTATION, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.shape import deny_all_body
-from responder.errors import KubeHttpError
+from responder.intake.envelope import Delivery
+from responder.policy.rules import Policy, PolicyEngine
+from responder.service import Dependencies, Responder
+from tests.notifications import notification
+from tests.support import admission_live as live
+from tests.support import workloads as w
+from tests.support.admission_guard import Decision, Guard, load_guard, manifest_documents
+from tests.support.kube import KubeEnv
+from tests.unit.test_admission_guard import CASES, fixture_request
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KUBEENV = REPO_ROOT / "tools" / "kubeenv.py"
-GUARD = REPO_ROOT / "deploy" / "kubernetes" / "admission-guard.yaml"
-POLICY = "reverse-shell-responder-guard"
-VERSION = "1.35.4"
-NAMESPACE = "guard-live"
-IMAGE = "registry.invalid/shop:1"  # never pulled: there is no kubelet
-SMP = "application/strategic-merge-patch+json"
+pytestmark = pytest.mark.integration
 
-
-def _bin_dir() -> Path:
-    base = os.environ.get("RSR_CACHE_DIR") or str(Path.home() / ".cache" / "rsr")
-    return Path(base).expanduser().resolve() / f"kube-{VERSION}" / "bin"
-
-
-def _built() -> bool:
-    return all(os.access(_bin_dir() / name, os.X_OK) for name in ("kube-apiserver", "kube-controller-manager", "etcd"))
+POLICY = next(d for d in manifest_documents() if d["kind"] == "ValidatingAdmissionPolicy")["metadata"]["name"]
+IMAGE = "registry.invalid/shop:1"  # never pulled: these pods do not tolerate the node's taint
+LIVE_CASES = [case for case in CASES if "user" not in case.values[0]["request"]]  # the responder's own requests
+TABLE: dict[str, str] = {}  # case -> how the live apiserver answered, printed at the end of the module
 
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not _built(), reason=f"no Kubernetes {VERSION} build in {_bin_dir()} (RSR_KUBE=1.35 tools/kubeenv.py build)"
-    ),
-]
+@pytest.fixture(autouse=True)
+def _guard_runs_here(kube_env: KubeEnv) -> None:
+    if kube_env.version.startswith("1.20."):
+        pytest.skip("RSR_KUBE=1.20 predates ValidatingAdmissionPolicy: no guard runs there")
 
 
-def guard_message(start: str) -> str:
-    """The one validation message of admission-guard.yaml that begins with ``start``, as the apiserver prints it."""
-    policy = next(d for d in yaml.safe_load_all(GUARD.read_text()) if d["kind"] == "ValidatingAdmissionPolicy")
-    (message,) = [v["message"] for v in policy["spec"]["validations"] if v["message"].startswith(start)]
-    return str(message)
+@pytest.fixture(scope="module", autouse=True)
+def _print_table() -> Iterator[None]:
+    yield
+    if TABLE:
+        counts = Counter(TABLE.values())
+        print(f"\n[guard-live] {len(TABLE)} fixture cases on the live apiserver: {dict(sorted(counts.items()))}")
+        for name, how in sorted(TABLE.items()):
+            print(f"[guard-live]   {how:<24} {name}")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    directory = tmp_path_factory.mktemp("kube135")
-    env = {**os.environ, "RSR_KUBE": "1.35"}
-    command = [sys.executable, str(KUBEENV)]
-    up = [*command, "up", "--no-node", "--dir", str(directory)]
-    started = subprocess.run(up, env=env, capture_output=True, text=True, timeout=300, check=False)
-    try:
-        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
-        yield json.loads((directory / "state.json").read_text())
-    finally:
-        down = [*command, "down", "--dir", str(directory)]
-        subprocess.run(down, env=env, capture_output=True, timeout=120, check=False)
-
-
-def _api(kubeconfig: str) -> client.ApiClient:
-    return config.new_client_from_config(config_file=kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def admin(cluster: dict[str, Any]) -> client.ApiClient:
-    return _api(cluster["kubeconfig"])
-
-
-@pytest.fixture(scope="module")
-def responder(cluster: dict[str, Any]) -> client.ApiClient:
-    return _api(cluster["responder_kubeconfig"])
-
-
-@pytest.fixture(scope="module")
-def pods(admin: client.ApiClient) -> dict[str, Any]:
-    """A shop pod in a namespace of its own and a system pod in kube-system, created by the admin."""
-    core = client.CoreV1Api(admin)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    made = {}
-    for namespace, name in ((NAMESPACE, "shop"), ("kube-system", "system-agent")):
-        body = {
-            "metadata": {"name": name, "labels": {"app": name, "tier": "web"}},
-            "spec": {"containers": [{"name": "c", "image": IMAGE}]},
-        }
-        made[name] = core.create_namespaced_pod(namespace, body)
-    return made
-
-
-def _listening_addresses(pid: int) -> set[str]:
-    """The local addresses of every listening TCP socket process ``pid`` holds (its fds matched to /proc/net/tcp*)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd) if fd.is_symlink() else ""
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    addresses = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                addresses.add(fields[1].split(":")[0])
-    return addresses
-
-
-def test_the_135_control_plane_listens_on_loopback_only(cluster: dict[str, Any], admin: client.ApiClient) -> None:
-    assert cluster["version"] == VERSION and cluster["mode"] == "control-plane"
-    assert cluster["server"].startswith("https://127.0.0.1:")
-    assert client.VersionApi(admin).get_code().git_version == f"v{VERSION}"
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
-        addresses = _listening_addresses(cluster["pids"][name])
-        # 0100007F is 127.0.0.1 in /proc/net/tcp's byte order; nothing on 0.0.0.0, ::, or an outside address
-        assert addresses and addresses <= {"0100007F"}, (name, addresses)
-
-
-def test_the_guard_is_installed_and_bound(admin: client.ApiClient) -> None:
-    api = client.AdmissionregistrationV1Api(admin)
+def test_the_guard_is_installed_and_bound(kube_admin: client.ApiClient) -> None:
+    api = client.AdmissionregistrationV1Api(kube_admin)
     policy = api.read_validating_admission_policy(POLICY)
     assert policy.status.observed_generation == policy.metadata.generation
     assert not (policy.status.type_checking and policy.status.type_checking.expression_warnings)
     assert api.read_validating_admission_policy_binding(POLICY).spec.validation_actions == ["Deny", "Audit"]
 
 
-def _rbac_allows(admin: client.ApiClient, cluster: dict[str, Any], verb: str, resource: str, namespace: str) -> bool:
-    resource, _, subresource = resource.partition("/")
-    group = "networking.k8s.io" if resource == "networkpolicies" else ""
-    attributes = {
-        "verb": verb,
-        "resource": resource,
-        "subresource": subresource,
-        "group": group,
-        "namespace": namespace,
-    }
-    review = {"spec": {"user": cluster["responder_identity"], "resourceAttributes": attributes}}
-    return bool(client.AuthorizationV1Api(admin).create_subject_access_review(review).status.allowed)
+@pytest.fixture(scope="module")
+def guard() -> Guard:
+    return load_guard()
 
 
-def _refused_by_guard(call: Callable[[], Any], message: str) -> None:
-    with pytest.raises(ApiException) as info:
-        call()
-    body = json.loads(info.value.body)
-    assert info.value.status == 403, body
-    assert f"ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request" in body["message"], body
-    assert body["message"].endswith(message), body["message"]
+def _offline(guard: Guard, case: Mapping[str, Any]) -> Decision:
+    request = fixture_request(case)
+    return guard.review(request.request, request.obj, request.old)
 
 
-REFUSED = {
-    "delete a pod in kube-system": ("delete", "pods", "kube-system", "the responder never writes in a protected"),
-    "strip a pod's label": ("patch", "pods", NAMESPACE, "on a pod the responder removes labels only to detach"),
-    "swap a pod's image": ("patch", "pods", NAMESPACE, "the responder never changes a pod's spec"),
-    "create an allow-all NetworkPolicy": ("create", "networkpolicies", NAMESPACE, "the only NetworkPolicy"),
-    # CONNECT is admitted before the apiserver dials a kubelet, so it is refused here without a node.
-    "exec a shell": ("create", "pods/exec", NAMESPACE, "the responder may exec only"),
-}
-
-
-def _write(case: str, api: client.ApiClient) -> Callable[[], Any]:
-    core, net = client.CoreV1Api(api), client.NetworkingV1Api(api)
-    writes: dict[str, Callable[[], Any]] = {
-        "delete a pod in kube-system": lambda: core.delete_namespaced_pod("system-agent", "kube-system"),
-        "strip a pod's label": lambda: core.patch_namespaced_pod(
-            "shop", NAMESPACE, {"metadata": {"labels": {"tier": None}}}, _content_type=SMP
-        ),
-        "swap a pod's image": lambda: core.patch_namespaced_pod(
-            "shop",
-            NAMESPACE,
-            {"spec": {"containers": [{"name": "c", "image": "registry.invalid/evil:1"}]}},
-            _content_type=SMP,
-        ),
-        "exec a shell": lambda: _exec_shell(api),
-        "create an allow-all NetworkPolicy": lambda: net.create_namespaced_network_policy(
-            NAMESPACE,
-            {
-                "metadata": {"name": "allow-everything"},
-                "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]},
-            },
-        ),
-    }
-    return writes[case]
-
-
-def _exec_shell(api: client.ApiClient) -> None:
-    """An exec of `sh` through the responder's own transport (a plain POST: admission judges it before any upgrade)."""
-    path = f"/api/v1/namespaces/{NAMESPACE}/pods/shop/exec"
-    try:
-        KubeHttp.from_configuration(api.configuration).request("POST", path, query={"command": "sh", "stdout": True})
-    except KubeHttpError as exc:
-        refused = ApiException(status=exc.status, reason=exc.reason)
-        refused.body = exc.body
-        raise refused from exc
-
-
-@pytest.mark.parametrize("case", sorted(REFUSED))
-def test_the_apiserver_refuses_as_the_guard_says(
-    case: str, cluster: dict[str, Any], admin: client.ApiClient, responder: client.ApiClient, pods: dict[str, Any]
+@pytest.mark.parametrize("case", LIVE_CASES)
+def test_fixture_on_the_live_apiserver(
+    case: Mapping[str, Any],
+    guard: Guard,
+    kube_env: KubeEnv,
+    kube_admin: client.ApiClient,
+    kube_responder: client.ApiClient,
+    kube_namespace: str,
 ) -> None:
-    verb, resource, namespace, message_start = REFUSED[case]
-    assert _rbac_allows(admin, cluster, verb, resource, namespace), f"RBAC refuses {case}: not the guard's case"
-    _refused_by_guard(_write(case, responder), guard_message(message_start))
-    shop = client.CoreV1Api(admin).read_namespaced_pod("shop", NAMESPACE)
-    assert shop.metadata.labels["tier"] == "web" and shop.spec.containers[0].image == IMAGE
-    assert (
-        client.CoreV1Api(admin).read_namespaced_pod("system-agent", "kube-system").metadata.deletion_timestamp is None
-    )
+    request, expect = case["request"], case["expect"]
+    replay = live.Replay(kube_admin, kube_responder, kube_namespace, case)
+    if not live.rbac_allows(kube_admin, kube_env.responder_identity, request, replay.namespace()):
+        assert expect == "deny", f"RBAC refuses what the responder must be able to do: {case['name']}"
+        TABLE[case["name"]] = "refused by RBAC"
+        return  # refused by the authorizer, before admission; the guard's refusal is proven offline
+    assert live.replayable(case), f"RBAC grants this write but the live replay cannot send it: {case['name']}"
+    with live.replayed(kube_admin, kube_responder, kube_namespace, case) as answer:
+        if expect == "allow":
+            assert not answer.refused_by_guard and answer.status != 403, answer
+            if request["operation"] != "CONNECT":  # an admitted exec then fails: no node runs the pod
+                assert answer.status in (200, 201, 202), answer
+            TABLE[case["name"]] = f"admitted ({answer.status})"
+        else:
+            # The apiserver names the first validation that fails; the offline evaluator lists every one (the
+            # fixture names one of them). The live reason must be one the offline evaluator gives.
+            assert answer.refused_by_guard, answer
+            assert f"ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request" in answer.message
+            offline = _offline(guard, case)
+            assert any(case["refusal"] in m for m in offline.refusals), offline
+            assert any(answer.message.endswith(m) for m in offline.refusals), (answer.message, offline.refusals)
+            TABLE[case["name"]] = "refused by the guard"
 
 
 def test_the_responders_own_writes_pass(
-    admin: client.ApiClient, responder: client.ApiClient, pods: dict[str, Any]
+    kube_admin: client.ApiClient, kube_responder: client.ApiClient, kube_namespace: str
 ) -> None:
-    kube = KubeAdapter(responder)
-    shop = pods["shop"]
+    ns = kube_namespace
+    shop = w.create_pod(kube_admin, ns, "shop", {"app": "shop", "tier": "web"})
+    kube = KubeAdapter(kube_responder)
     patched = kube.patch_pod_metadata(
-        NAMESPACE,
+        ns,
         "shop",
         shop.metadata.uid,
         {QUARANTINE_LABEL: "true"},
@@ -244,11 +132,8 @@ def test_the_responders_own_writes_pass(
         },
     )
     assert patched.labels[QUARANTINE_LABEL] == "true" and patched.labels["tier"] == "web"
-    policy = kube.create_network_policy(NAMESPACE, deny_all_body())
+    policy = kube.create_network_policy(ns, deny_all_body())
     assert policy.name == "rsr-quarantine-deny-all"
-
-
-GUARDED = "vault-guarded"  # a namespace the platform protects in the guard, which the responder's policy does not know
 
 
 def _protect_in_guard(admin: client.ApiClient, namespace: str) -> Callable[[], None]:
@@ -272,34 +157,25 @@ def _protect_in_guard(admin: client.ApiClient, namespace: str) -> Callable[[], N
 
 
 def test_a_guard_refusal_of_the_responder_ends_not_contained_with_the_guard_s_message(
-    cluster: dict[str, Any], admin: client.ApiClient, responder: client.ApiClient
+    kube_env: KubeEnv, kube_admin: client.ApiClient, kube_responder: client.ApiClient, kube_namespace: str
 ) -> None:
-    """The guard refuses the responder's isolation (the namespace is protected by the platform, not by the
-    responder's policy): a 403 with the guard's own message in the record, never retried, never `done`: the delivery
-    ends `not_contained` at ERROR, which pages a person."""
-    import time
-
-    from responder.adapters.kube_connect import KubeconfigConnector
-    from responder.config import Settings
-    from responder.intake.envelope import Delivery
-    from responder.policy.rules import Policy, PolicyEngine
-    from responder.service import Dependencies, Responder
-    from tests.notifications import notification
-
+    """The guard refuses the responder's isolation (the namespace is protected by the platform in the guard, not by
+    the responder's policy): a 403 with the guard's own message in the record, never retried, never `done`: the
+    delivery ends `not_contained` at ERROR, which pages a person."""
+    admin, responder, guarded = kube_admin, kube_responder, kube_namespace
     core = client.CoreV1Api(admin)
-    core.create_namespace({"metadata": {"name": GUARDED}})
     body = {
         "metadata": {"name": "secrets-0", "labels": {"app": "vault"}},
         "spec": {"containers": [{"name": "c", "image": IMAGE}]},
     }
-    core.create_namespaced_pod(GUARDED, body)
-    undo = _protect_in_guard(admin, GUARDED)
+    core.create_namespaced_pod(guarded, body)
+    undo = _protect_in_guard(admin, guarded)
     try:
         probe = {"metadata": {"labels": {QUARANTINE_LABEL: "true"}}}
         deadline = time.monotonic() + 30
         while True:  # the apiserver's policy informer takes the change in a moment
             try:
-                client.CoreV1Api(responder).patch_namespaced_pod("secrets-0", GUARDED, probe, dry_run="All")
+                client.CoreV1Api(responder).patch_namespaced_pod("secrets-0", guarded, probe, dry_run="All")
             except ApiException as exc:
                 if exc.status == 403:
                     break
@@ -310,10 +186,10 @@ def test_a_guard_refusal_of_the_responder_ends_not_contained_with_the_guard_s_me
         deps = Dependencies(
             settings=settings,
             policy=PolicyEngine(Policy(), settings),
-            connector=KubeconfigConnector(Path(cluster["responder_kubeconfig"])),
+            connector=KubeconfigConnector(kube_env.responder_kubeconfig),
         )
-        doc = notification(namespace=GUARDED, pod="secrets-0", container="c")
-        pod = core.read_namespaced_pod("secrets-0", GUARDED)
+        doc = notification(namespace=guarded, pod="secrets-0", container="c")
+        pod = core.read_namespaced_pod("secrets-0", guarded)
         doc["finding"]["eventTime"] = pod.metadata.creation_timestamp.isoformat().replace("+00:00", "Z")
         outcome = Responder(deps).respond(Delivery(payload=json.dumps(doc).encode(), shape="test"))
         record = outcome.record
@@ -322,8 +198,8 @@ def test_a_guard_refusal_of_the_responder_ends_not_contained_with_the_guard_s_me
         assert isolate.status.value == "failed" and "forbidden" in isolate.reason, isolate
         assert POLICY in isolate.reason and "protected namespace" in isolate.reason, isolate.reason
         assert record.reason.startswith("NOT CONTAINED")
-        live = core.read_namespaced_pod("secrets-0", GUARDED)
+        live = core.read_namespaced_pod("secrets-0", guarded)
         assert QUARANTINE_LABEL not in (live.metadata.labels or {})  # the guard held: nothing was written there
-        assert not client.NetworkingV1Api(admin).list_namespaced_network_policy(GUARDED).items
+        assert not client.NetworkingV1Api(admin).list_namespaced_network_policy(guarded).items
     finally:
         undo()
