@@ -52,10 +52,10 @@ run: $(STAMP) ## serve the function locally on :8080 (dry-run unless RESPONDER_M
 demo: $(STAMP) ## real local cluster + findings replayed in enforce mode (see README)
 	$(BIN)/python tools/demo.py $(DEMO_ARGS)
 
-kube-build: ## build kube-apiserver/controller-manager/scheduler/kubelet from Debian source (cached in ~/.cache/rsr); as root, install the node's packages
+kube-build: ## build Kubernetes 1.35 (apiserver, controller-manager, scheduler, kubelet) and etcd with Go from the module proxy (cached in ~/.cache/rsr; RSR_KUBE=1.20: the old Debian build); as root, install the node's packages
 	$(PY) tools/kubeenv.py build
 
-kube-up: ## start the local cluster (as root with a real node, sealed in its own network namespace) and apply the responder's RBAC; kubeconfigs in .testenv/
+kube-up: ## start the local cluster (as root with a real node, sealed in its own network namespace), apply the responder's RBAC and install the admission guard; kubeconfigs in .testenv/
 	$(PY) tools/kubeenv.py up --dir .testenv
 
 kube-down: ## stop the local cluster and remove everything it created

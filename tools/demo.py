@@ -80,6 +80,21 @@ def apply_rbac(api: client.ApiClient, identity: str) -> None:
                 raise
 
 
+def guard_line(api: client.ApiClient) -> str:
+    """Whether the apiserver enforces deploy/kubernetes/admission-guard.yaml on the responder's identity."""
+    import yaml
+
+    docs = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "admission-guard.yaml").read_text())
+    name = next(d for d in docs if d and d["kind"] == "ValidatingAdmissionPolicy")["metadata"]["name"]
+    try:
+        binding = client.AdmissionregistrationV1Api(api).read_validating_admission_policy_binding(name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return f"admission guard {name}: NOT installed (this apiserver predates ValidatingAdmissionPolicy)"
+        raise
+    return f"admission guard {name}: on, enforced by the apiserver ({', '.join(binding.spec.validation_actions)})"
+
+
 def seed(api: client.ApiClient, namespace: str, node: bool) -> list[Any]:
     client.CoreV1Api(api).create_namespace(
         {"metadata": {"name": namespace, "labels": {"rsr-demo": "true", "owner": "shop-team"}}}
@@ -317,7 +332,9 @@ def main() -> int:
     for ns in client.CoreV1Api(api).list_namespace(label_selector="rsr-demo=true").items:
         client.CoreV1Api(api).delete_namespace(ns.metadata.name)  # earlier demo runs
     run = uuid.uuid4().hex[:5]
-    say(f"   responder identity: {state['responder_identity']} (rights: deploy/kubernetes/rbac.yaml only)", args.json)
+    say(f"   Kubernetes v{state['version']}; {guard_line(api)}", args.json)
+    rights = "deploy/kubernetes/rbac.yaml + rbac-capture.yaml"
+    say(f"   responder identity: {state['responder_identity']} (rights: {rights})", args.json)
     scenario(api, state, f"prod-shop-{run}", "2. production namespace: policy rule production-isolate", args.json)
     scenario(api, state, f"dev-shop-{run}", "3. development namespace: policy rule development-delete", args.json)
     say(

@@ -12,7 +12,7 @@ Each attempt is delivered by a fresh :class:`Instance` (the production compositi
 instance, which remembers nothing), unless a case needs one instance's hook. An instance records every request its
 Kubernetes adapter sends (method, path, status), which is how "no write" is counted; it can also answer a request as
 the apiserver would refuse it (a 503, a 403), which is how a failed delete is injected: the local apiserver cannot be
-made to answer 503, and a 403 from the admission guard needs an apiserver newer than 1.20. Interleavings (a release
+made to answer 503 (a 403 from the admission guard is real: test_guard_live.py). Interleavings (a release
 racing an isolation, a rollback racing a genuine isolation) are forced with hooks on the adapter method that is about
 to write: the other party's write runs first, in full, then the hooked write goes out. Nothing relies on timing.
 

@@ -1,7 +1,7 @@
 """An offline evaluator for deploy/kubernetes/admission-guard.yaml (a ValidatingAdmissionPolicy).
 
-The local kube-apiserver is 1.20 and predates ValidatingAdmissionPolicy (GA in 1.30), so it cannot run the guard. This
-module evaluates the policy's own expressions, read from the manifest, with a CEL interpreter (cel-python), the way the
+The local kube-apiserver (1.35) runs the guard itself; the unit tier has no apiserver, and FakeKube puts this
+evaluator in front of every write instead. This module evaluates the policy's own expressions, read from the manifest, with a CEL interpreter (cel-python), the way the
 apiserver does (tests/support/celguard.py runs them in Kubernetes' own CEL environment, which also catches what a
 1.30+ apiserver would refuse to create; this one is in process, so it can judge each of the responder's writes): match constraints and match conditions first (the guard applies to the responder's identity only),
 then the variables, then every validation; a validation that is not true refuses the request (failurePolicy Fail: an

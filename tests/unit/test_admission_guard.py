@@ -1,4 +1,4 @@
-"""deploy/kubernetes/admission-guard.yaml, evaluated offline (the local 1.20 apiserver predates the API).
+"""deploy/kubernetes/admission-guard.yaml, evaluated offline (tests/integration/test_guard_live.py: on the apiserver).
 
 Two evaluators run the policy's own CEL: tests/support/admission_guard.py (cel-python, in process: here) and
 tests/support/celguard.py (k8s.io/apiserver's CEL environment and admission code, built with Go: what a 1.30+
