@@ -172,6 +172,15 @@ class LeaseView(_View):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class ConfigMapView(_View):
+    """A ConfigMap the responder keeps (the identity quarantine's parameter); ``data`` is its whole content."""
+
+    namespace: str
+    name: str
+    resource_version: str | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+
+
 class KubePort(Protocol):
     """One cluster's Kubernetes API, as the responder uses it."""
 
@@ -276,6 +285,18 @@ class KubePort(Protocol):
     def update_lease(
         self, namespace: str, name: str, annotations: Mapping[str, str], resource_version: str | None
     ) -> LeaseView: ...
+
+    def get_config_map(self, namespace: str, name: str) -> ConfigMapView: ...
+
+    def create_config_map(self, namespace: str, name: str, data: Mapping[str, str]) -> ConfigMapView:
+        """Create; raises Conflict if it already exists."""
+        ...
+
+    def update_config_map(
+        self, namespace: str, name: str, data: Mapping[str, str], resource_version: str | None
+    ) -> ConfigMapView:
+        """Replace the whole ``data``, optimistic on resourceVersion (Conflict if it moved since it was read)."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------------------- Google

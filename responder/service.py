@@ -30,7 +30,7 @@ from responder.containment.runner import (
     undone_by_rollback,
 )
 from responder.containment.scheduling import Schedule, resolved
-from responder.containment.undo import undo_quarantine
+from responder.containment.undo import identity_left, undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
 from responder.errors import PermanentError, TransientError
 from responder.event import Event
@@ -293,7 +293,7 @@ class Responder:
         """SCC refutes the message before this delivery wrote anything to the pod: undo what an earlier delivery of
         it did (kept, fail safe, while SCC could not answer), and reject it."""
         plan = self._plan(event)
-        undone = _rollback(event, plan, [])
+        undone = _rollback(event, plan, [], self.deps.settings.budget_namespace)
         actions = [undone] if undone is not None else []
         settlement = settle(plan, answer, actions, retry=False, profile=event.profile)
         record = event.record(
@@ -366,7 +366,7 @@ class Responder:
     ) -> tuple[list[ActionResult], bool]:
         """Keep, undo or hold what containment did, by SCC's answer."""
         if verification.vouch is Vouch.REFUTED:
-            undone = _rollback(event, plan, results)
+            undone = _rollback(event, plan, results, self.deps.settings.budget_namespace)
             if undone is not None:
                 return [*results, undone], retry or undone.status is Status.FAILED
         elif verification.vouch is Vouch.UNREACHABLE and not plan.dry_run and plan.steps:
@@ -460,17 +460,19 @@ class Responder:
                 self._handled.popitem(last=False)
 
 
-def _rollback(event: Event, plan: Plan, results: list[ActionResult]) -> ActionResult | None:
+def _rollback(event: Event, plan: Plan, results: list[ActionResult], own_namespace: str) -> ActionResult | None:
     """Undo the refuted message's quarantine of the pod, whichever delivery put it there (this one's ``results``, or
-    an earlier one's, kept fail safe while SCC could not answer: the pod's record names this finding); None when
-    there is nothing of it to undo, or nothing may be written (a dry run, no cluster)."""
+    an earlier one's, kept fail safe while SCC could not answer: the pod's record names this finding), and the
+    identity quarantine with it; None when there is nothing of it to undo, or nothing may be written (a dry run, no
+    cluster)."""
     pod = event.pod
     if event.connection is None or pod is None or plan.dry_run:
         return None
     earlier = pod.annotations.get(FINDING_ANNOTATION) == event.finding.name
-    if not earlier and not any(r.status is Status.SUCCEEDED and undone_by_rollback(r.action) for r in results):
+    did = any(r.status is Status.SUCCEEDED and undone_by_rollback(r.action) for r in results)
+    if not earlier and not did and not identity_left(event.connection.kube, own_namespace, pod):
         return None
-    return undo_quarantine(event.connection.kube, pod, event.finding.name)
+    return undo_quarantine(event.connection.kube, pod, event.finding.name, own_namespace)
 
 
 def _failed(results: list[ActionResult]) -> bool:

@@ -20,6 +20,7 @@ from responder.adapters.kube_http import segment as _seg
 from responder.errors import Conflict, NotFound, PermanentError, PodReplaced, ResponderError, Unavailable
 from responder.intake.sanitize import clean
 from responder.ports import (
+    ConfigMapView,
     ExecOutput,
     ImportGate,
     LabelSelector,
@@ -51,6 +52,11 @@ def _pod_path(namespace: str, name: str = "") -> str:
 
 def _np_path(namespace: str, name: str = "") -> str:
     base = f"/apis/networking.k8s.io/v1/namespaces/{_seg(namespace)}/networkpolicies"
+    return f"{base}/{_seg(name)}" if name else base
+
+
+def _config_map_path(namespace: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{_seg(namespace)}/configmaps"
     return f"{base}/{_seg(name)}" if name else base
 
 
@@ -391,5 +397,47 @@ class KubeAdapter:
             _call(
                 f"update lease {namespace}/{name}",
                 lambda: self.http.request("PUT", _lease_path(namespace, name), body=body),
+            )
+        )
+
+    # -------------------------------------------------------------------------------------------- configmaps
+    def get_config_map(self, namespace: str, name: str) -> ConfigMapView:
+        """Read a ConfigMap (the identity quarantine's parameter)."""
+        return js.config_map_view(self._get(f"get configmap {namespace}/{name}", _config_map_path(namespace, name)))
+
+    def create_config_map(self, namespace: str, name: str, data: Mapping[str, str]) -> ConfigMapView:
+        """Create a ConfigMap; Conflict when another instance did first."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": dict(_MANAGED_BY)},
+            "data": dict(data),
+        }
+        return js.config_map_view(
+            _call(
+                f"create configmap {namespace}/{name}",
+                lambda: self.http.request("POST", _config_map_path(namespace), body=body),
+            )
+        )
+
+    def update_config_map(
+        self, namespace: str, name: str, data: Mapping[str, str], resource_version: str | None
+    ) -> ConfigMapView:
+        """Replace the ConfigMap's data; resourceVersion makes it optimistic (Conflict if it moved)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": resource_version,
+                "labels": dict(_MANAGED_BY),
+            },
+            "data": dict(data),
+        }
+        return js.config_map_view(
+            _call(
+                f"update configmap {namespace}/{name}",
+                lambda: self.http.request("PUT", _config_map_path(namespace, name), body=body),
             )
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from responder.ports import (
+    ConfigMapView,
     ContainerView,
     LabelSelector,
     LabelSelectorRequirement,
@@ -124,6 +125,17 @@ def workload_view(kind: str, namespace: str, obj: dict[str, Any]) -> WorkloadVie
         annotations=_strings(meta.get("annotations")),
         replicas=spec.get("replicas"),
         ready_replicas=status.get("readyReplicas") or status.get("numberReady"),
+    )
+
+
+def config_map_view(obj: dict[str, Any]) -> ConfigMapView:
+    """A ConfigMap's identity and data."""
+    meta = _dict(obj.get("metadata"))
+    return ConfigMapView(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        resource_version=meta.get("resourceVersion"),
+        data=_strings(obj.get("data")),
     )
 
 

@@ -116,6 +116,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         protected=engine.protected,
         findings=_findings(settings),
         cluster=args.cluster.path if args.cluster else None,
+        own_namespace=settings.budget_namespace,
     )
     request = ReleaseRequest(
         target=args.target,

@@ -14,6 +14,8 @@ from responder.containment.keys import ORIGINAL_LABELS_ANNOTATION, PREFIX
 from responder.containment.keys import RELEASED_ANNOTATION as BASE_RELEASED_ANNOTATION
 from responder.containment.netpol import gaps
 from responder.containment.shape import CURRENT, known_shape, responders_deny_alls
+from responder.errors import InvalidIdentifier
+from responder.intake import identifiers
 from responder.intake.sanitize import clean
 from responder.ports import NetworkPolicyView, PodView
 
@@ -78,3 +80,11 @@ def _deny_all_problem(deny: NetworkPolicyView | None, listed: list[NetworkPolicy
             f"current v{CURRENT.version}: isolating a pod here again replaces it"
         )
     return f"NetworkPolicy {CURRENT.name} is not the deny-all (its content was changed)"
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``NAMESPACE/POD`` → (namespace, pod), each checked against Kubernetes naming rules (never escaped)."""
+    namespace, sep, pod = target.partition("/")
+    if not sep:
+        raise InvalidIdentifier(f"{clean(target, 80)!r} is not NAMESPACE/POD")
+    return identifiers.namespace(namespace), identifiers.pod_name(pod)

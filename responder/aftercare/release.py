@@ -12,6 +12,7 @@ Order matters, because a mistake re-opens a compromised pod:
 3. then the namespace is listed again: if the responder quarantined a pod there meanwhile, its deny-all and
    exclusions are put back at once (the one race a release can lose is re-isolated, not left open);
 4. SCC security marks record the release when Google APIs are on.
+With the pod, its identity quarantine is lifted (``containment.identity.release``): its token may write again.
 
 A dry run (no ``--yes``) computes the same steps and writes nothing. A release of a pod already released changes
 nothing and says so; a same-named pod that never carried the quarantine is refused.
@@ -34,8 +35,10 @@ from responder.aftercare.facts import (
     is_detached,
     is_quarantined,
     original_labels,
+    parse_target,
     responder_annotations,
 )
+from responder.containment import identity
 from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.netpol import ensure_deny_all, reopens
 from responder.containment.progress import RELEASED, STATUS_MARK, TIME_MARK
@@ -140,18 +143,10 @@ def _planned(done: str) -> str:
     return done
 
 
-def parse_target(target: str) -> tuple[str, str]:
-    """``NAMESPACE/POD`` → (namespace, pod), each checked against Kubernetes naming rules (never escaped)."""
-    namespace, sep, pod = target.partition("/")
-    if not sep:
-        raise InvalidIdentifier(f"{clean(target, 80)!r} is not NAMESPACE/POD")
-    return identifiers.namespace(namespace), identifiers.pod_name(pod)
-
-
 class Releaser:
     """Releases one pod at a time through a :class:`KubePort` (and SCC marks through a :class:`FindingsAPI`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only: where a release reads and writes, and its clock
         self,
         kube: KubePort,
         *,
@@ -161,8 +156,10 @@ class Releaser:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         delete_wait_s: float = 60.0,
+        own_namespace: str = "responder-system",
     ) -> None:
-        """``protected``: the policy engine's protected-namespace test (floor + configured globs)."""
+        """``protected``: the policy engine's protected-namespace test; ``own_namespace``: the responder's."""
+        self.own_namespace = own_namespace
         self.kube = kube
         self.protected = protected
         self.findings = findings
@@ -194,6 +191,9 @@ class Releaser:
         run = _ReleaseLog(dry_run=not request.apply)
         finding = pod.annotations.get(FINDING_ANNOTATION) if pod is not None else None
         released = self._pod_step(run, pod, namespace, name, request)
+        lifted = identity.release(self.kube, self.own_namespace, pod, run.dry_run) if released is not None else None
+        if lifted is not None:
+            run.add(lifted.action, lifted.status, lifted.reason, lifted.changes)
         if released is not None:  # None: the pod step failed, so the namespace keeps its isolation
             self._namespace_step(run, namespace, ignore_uid=pod.uid if (run.dry_run and pod) else None)
         self._marks_step(run, finding, bool(released), request, (namespace, name))

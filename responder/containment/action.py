@@ -17,6 +17,7 @@ the built-in plans and the README's action table agree with them, naming the act
 - ``ends_pod``: when it succeeds the pod is gone (status word, INACTIVE, "destructive" in the plan).
 - ``replaced_by_controller``: what it ends, the pod's controller replaces (the next steps: "confirm the replacement").
 - ``contains``: its success counts as containing the pod (``contained_ms``, the outcome's reasons).
+- ``quarantines``: puts the quarantine label on the pod; the pod's identity is quarantined right after it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Traits:
     ends_pod: ClassVar[bool] = False
     replaced_by_controller: ClassVar[bool] = False
     contains: ClassVar[bool] = False
+    quarantines: ClassVar[bool] = False
     # What the record says it did not do while SCC had not vouched for the message.
     held_means: ClassVar[str] = ""
     # The one word for the workload once it took effect (the ``rsr_status`` mark, the report's routing attribute);
@@ -94,6 +96,7 @@ class Action(Protocol):
     ends_pod: ClassVar[bool]
     replaced_by_controller: ClassVar[bool]
     contains: ClassVar[bool]
+    quarantines: ClassVar[bool]
     held_means: ClassVar[str]
     status_word: ClassVar[str | None]
     released_by: ClassVar[str]

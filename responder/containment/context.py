@@ -101,6 +101,12 @@ class ActionContext:
     # What the cluster's NetworkPolicy dataplane does to established connections (RESPONDER_NETPOL_ENFORCEMENT);
     # None: read from the cluster (``auto``).
     enforcement: Enforcement | None = None
+    # The responder's own namespace (RESPONDER_BUDGET_NAMESPACE): the budget Lease and the quarantined identities.
+    own_namespace: str = "responder-system"
+
+    def quarantined(self) -> bool:
+        """The pod carries the quarantine label (as last read or written)."""
+        return self.pod.labels.get(QUARANTINE_LABEL) == "true"
 
     def netpol(self) -> Enforcement:
         """The enforcement in force: as configured, else from the GKE metadata (new-only when there is none)."""

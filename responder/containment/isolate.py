@@ -67,6 +67,7 @@ class IsolateAction(Traits):
     name: ClassVar[str] = "isolate"
     isolating: ClassVar[bool] = True
     contains: ClassVar[bool] = True
+    quarantines: ClassVar[bool] = True
     held_means: ClassVar[str] = "not isolated"
     status_word: ClassVar[str | None] = "isolated"
     released_by: ClassVar[str] = (

@@ -23,6 +23,7 @@ class LabelAction(Traits):
     """Quarantine label plus annotations recording the finding and the action."""
 
     name: ClassVar[str] = "label"
+    quarantines: ClassVar[bool] = True
     held_means: ClassVar[str] = "not labelled"
     released_by: ClassVar[str] = "the quarantine label and the record annotations are removed from the pod"
     rbac: ClassVar[tuple[Rule, ...]] = (Rule(("pods",), ("patch",)),)

@@ -12,16 +12,19 @@ from responder.containment.action import Action, Traits
 from responder.containment.capture import CaptureAction
 from responder.containment.delete import DeleteAction
 from responder.containment.detach import DetachAction
+from responder.containment.identity import IdentityAction
 from responder.containment.isolate import IsolateAction
 from responder.containment.label import LabelAction
 
 # What a policy may name, in the order the README's table lists them.
 ACTIONS: dict[str, Action] = {a.name: a for a in (LabelAction(), IsolateAction(), CaptureAction(), DeleteAction())}
-# Run by the runner, never named in a policy: ``detach`` is the second half of ``isolate`` with ``detach: true``.
-INTERNAL: dict[str, Action] = {a.name: a for a in (DetachAction(),)}
+# Run by the runner, never named in a policy: ``detach`` is the second half of ``isolate`` with ``detach: true``;
+# ``identity`` follows whichever step quarantines the pod.
+INTERNAL: dict[str, Action] = {a.name: a for a in (DetachAction(), IdentityAction())}
 EVIDENCE = CaptureAction.name  # what runs ahead of anything that needs evidence first, unless the policy opts out
 ESCALATION = DeleteAction.name  # what an isolation that cannot end a live session escalates to
 DETACH = DetachAction.name
+IDENTITY = IdentityAction.name
 
 
 # A name no policy can use (a release step, a rollback, a crash): nothing is true of it.

@@ -24,6 +24,7 @@ from responder.containment.action import Action
 from responder.containment.context import ActionContext, Evidence, Prefetched
 from responder.containment.detach import DetachParams
 from responder.containment.enforcement import EnforcementSetting, resolve
+from responder.containment.identity import IdentityParams
 from responder.containment.isolate import IsolateParams
 from responder.containment.plan import Plan, PlannedStep, default_step, with_evidence_first
 from responder.containment.progress import progress
@@ -199,6 +200,15 @@ def split_detach(steps: list[PlannedStep]) -> list[PlannedStep]:
     return out
 
 
+def with_identity(steps: list[PlannedStep]) -> list[PlannedStep]:
+    """The pod's identity is quarantined right after the step that quarantines the pod (isolate, or label): its
+    token's writes are refused from then on (deploy/kubernetes/identity-guard.yaml)."""
+    at = next((i for i, s in enumerate(steps) if _action(s.action).quarantines), None)
+    if at is None or any(s.action == registry.IDENTITY for s in steps):
+        return steps
+    return [*steps[: at + 1], PlannedStep(action=registry.IDENTITY, params=IdentityParams()), *steps[at + 1 :]]
+
+
 def isolating(plan: Plan) -> bool:
     """The plan makes isolating writes (everything else is scheduled behind them)."""
     return not plan.dry_run and any(_action(s.action).isolating for s in plan.steps)
@@ -336,6 +346,7 @@ class Runner:
             process_capture=rules.process_capture,
             writes_out=request.schedule.writes_out,
             enforcement=resolve(rules.netpol_enforcement, connection.info),
+            own_namespace=rules.budget_namespace,
         )
         if not dry_run:
             ctx.charge_budget = partial(
@@ -389,7 +400,7 @@ class _PlanRun:
             self.blocked(why or Blocker("no pod to act on", Status.SKIPPED, retry=False))
             return
         self.ctx = self.runner.context(request, request.connection, request.pod)
-        steps = split_detach(list(request.plan.steps))
+        steps = with_identity(split_detach(list(request.plan.steps)))
         profile = categories.of(request.finding.category)
         ends_pod_planned = any(_action(s.action).ends_pod for s in steps)
         # Read-only steps (evidence) need nothing from containment: they run alongside it (once SCC vouched) and are

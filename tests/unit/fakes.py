@@ -19,6 +19,7 @@ from responder.intake.findings import Finding
 from responder.intake.identifiers import ClusterRef
 from responder.ports import (
     ClusterInfo,
+    ConfigMapView,
     Connection,
     ContainerView,
     ExecOutput,
@@ -56,6 +57,7 @@ class FakeKube:
         self.nodes: dict[str, NodeView] = {}
         self.namespaces: dict[str, NamespaceView] = {}
         self.leases: dict[tuple[str, str], LeaseView] = {}
+        self.config_maps: dict[tuple[str, str], ConfigMapView] = {}
         self.deleted: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.fail_next: dict[str, int] = {}  # method name -> transient failures to inject
@@ -396,7 +398,7 @@ class FakeKube:
         with self.lock:
             if name in self.namespaces:
                 return self.namespaces[name]
-            held = itertools.chain(self.pods, self.policies, self.leases, self.workloads)
+            held = itertools.chain(self.pods, self.policies, self.leases, self.workloads, self.config_maps)
             if any(key[0] == name for key in held):
                 return NamespaceView(name=name)
         raise NotFound(f"namespace {name}")
@@ -433,6 +435,39 @@ class FakeKube:
             lease = current.model_copy(update={"annotations": dict(annotations), "resource_version": self.rv()})
             self.leases[(namespace, name)] = lease
             return lease
+
+    def get_config_map(self, namespace: str, name: str) -> ConfigMapView:
+        self._maybe_fail("get_config_map")
+        with self.lock:
+            try:
+                return self.config_maps[(namespace, name)]
+            except KeyError:
+                raise NotFound(f"configmap {namespace}/{name}") from None
+
+    def create_config_map(self, namespace: str, name: str, data: Mapping[str, str]) -> ConfigMapView:
+        self._maybe_fail("create_config_map")
+        with self.lock:
+            if (namespace, name) in self.config_maps:
+                raise Conflict("exists")
+            made = ConfigMapView(namespace=namespace, name=name, resource_version=self.rv(), data=dict(data))
+            self.config_maps[(namespace, name)] = made
+            return made
+
+    def update_config_map(
+        self, namespace: str, name: str, data: Mapping[str, str], resource_version: str | None
+    ) -> ConfigMapView:
+        self._maybe_fail("update_config_map")
+        with self.lock:
+            current = self.config_maps.get((namespace, name))
+            if current is None:  # unlike a Lease's, a ConfigMap's PUT never creates it
+                raise NotFound(f"configmap {namespace}/{name}")
+            if resource_version is None:
+                raise PermanentError("422: metadata.resourceVersion must be specified for an update")
+            if current.resource_version != resource_version:
+                raise Conflict("resourceVersion")
+            updated = current.model_copy(update={"data": dict(data), "resource_version": self.rv()})
+            self.config_maps[(namespace, name)] = updated
+            return updated
 
 
 def _capped(output: str, limit_bytes: int, exit_code: int | None, failure: str | None) -> ExecOutput:

@@ -221,7 +221,7 @@ def test_a_throwaway_action_is_its_module_and_its_registry_line(tmp_path: Path) 
     ran = _run(copy, "run")
     assert ran["problems"] == []
     assert ran["steps"] == ["isolate", "cordon"]  # isolation first; cordon after, held until SCC vouched
-    assert ran["actions"] == {"isolate": "succeeded", "cordon": "succeeded"}
+    assert ran["actions"] == {"isolate": "succeeded", "identity": "succeeded", "cordon": "succeeded"}
     assert ran["cordon_only"] == "cordoned" and ran["status"] == "isolated"
     assert ran["budget_charged"] is True  # budgeted: it took a slot, though it ends nothing
     assert ran["outcome"] == "done"

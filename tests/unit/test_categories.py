@@ -173,6 +173,7 @@ def test_a_rule_that_names_it_contains_it_with_its_own_code_wording_and_techniqu
     assert statuses(outcome) == {
         "label": "skipped",
         "isolate": "succeeded",
+        "identity": "succeeded",
         "capture": "succeeded",
         "mark": "succeeded",
     }

@@ -83,6 +83,7 @@ def test_isolate_denies_both_directions_and_excludes_from_allowing_policies(kube
     assert statuses(outcome) == {
         "label": "skipped",
         "isolate": "succeeded",
+        "identity": "succeeded",
         "capture": "succeeded",
         "mark": "succeeded",
     }
@@ -135,7 +136,7 @@ def test_detach_removes_workload_labels_and_keeps_them_in_an_annotation(kube: Fa
 
 def test_dry_run_plans_the_same_and_writes_nothing(kube: FakeKube) -> None:
     outcome = run(make(kube, mode="dry-run", action="delete"))
-    assert [a.action for a in outcome.record.actions] == ["isolate", "label", "capture", "delete"]
+    assert [a.action for a in outcome.record.actions] == ["isolate", "identity", "label", "capture", "delete"]
     assert kube.writes == []
     isolate = next(a for a in outcome.record.actions if a.action == "isolate")
     assert isolate.status.value == "skipped" and isolate.reason.startswith("dry-run: would")
@@ -376,7 +377,7 @@ def test_write_back_marks_and_the_echo_is_ignored(kube: FakeKube) -> None:
     assert statuses(first)["set_inactive"] == "succeeded"
     # Recorded apart from what was done to the workload: a count of cluster actions never counts a mark.
     assert [a.action for a in first.record.writebacks] == ["mark", "set_inactive"]
-    assert {a.action for a in first.record.actions} == {"isolate", "label", "capture", "delete"}
+    assert {a.action for a in first.record.actions} == {"isolate", "identity", "label", "capture", "delete"}
     marks = findings.findings[NAME].marks
     assert marks["rsr_status"] == "deleted"
     assert "delete:succeeded" in marks["rsr_actions"]
@@ -442,7 +443,7 @@ def test_escalation_of_an_ineffective_isolation_captures_evidence_first(kube: Fa
     doc = notification(namespace=NS, pod="hostnet-2", container="api")
     policy = parse_policy("defaults: {live_session: escalate}\nrules: [{name: r, actions: [{action: isolate}]}]")
     outcome = run(make(kube, action=None, policy=policy, vouch=doc), doc)
-    assert [a.action for a in containment(outcome)] == ["isolate", "capture", "delete"]
+    assert [a.action for a in containment(outcome)] == ["isolate", "identity", "capture", "delete"]
     assert statuses(outcome)["capture"] == "succeeded" and statuses(outcome)["delete"] == "succeeded"
     assert kube.execs == [(NS, "hostnet-2")]  # the process tree was taken before the pod was deleted
 

@@ -135,8 +135,9 @@ def test_a_vouched_finding_is_detached_captured_and_deleted(kube: FakeKube) -> N
     findings = FakeFindings()
     findings.add_from(doc)
     outcome = deliver(make(kube, findings), doc)
-    assert [(a.action, a.status.value) for a in outcome.record.actions][:5] == [
+    assert [(a.action, a.status.value) for a in outcome.record.actions][:6] == [
         ("isolate", "succeeded"),
+        ("identity", "succeeded"),  # its token's writes refused right after the pod is quarantined
         ("label", "skipped"),  # the isolate's pod patch already wrote the label and record
         ("detach", "succeeded"),
         ("capture", "succeeded"),

@@ -35,7 +35,9 @@ from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
 ROOT = Path(__file__).resolve().parents[2]
 OURS = (str(ROOT / "responder") + "/", str(ROOT / "main.py"))
 FAKES = str(Path(__file__).with_name("fakes.py"))
-MAX_MODULES = 14
+# 14 until issue 31 added containment/identity.py: the step that refuses the quarantined pod's token its writes is a
+# concept of its own (the identity guard's parameter), one module worth its step.
+MAX_MODULES = 15
 MAX_FIRST_WRITE_DEPTH = 14
 
 Stack = tuple[tuple[str, str], ...]  # (module, function) from handle_finding down

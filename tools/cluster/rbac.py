@@ -24,8 +24,11 @@ from cluster.common import (
 )
 from cluster.layout import Layout
 
-GUARD_MANIFEST = "admission-guard.yaml"  # a 1.30+ apiserver runs it (RSR_KUBE=1.35)
+GUARD_MANIFEST = "admission-guard.yaml"  # a 1.30+ apiserver runs it (not RSR_KUBE=1.20's)
 GUARD_NAME = "reverse-shell-responder-guard"  # the policy's and its binding's name
+IDENTITY_MANIFEST = "identity-guard.yaml"  # the quarantined pods' tokens may not write (issue 31)
+IDENTITY_NAME = "reverse-shell-responder-identity"
+POLICIES = ((GUARD_MANIFEST, GUARD_NAME), (IDENTITY_MANIFEST, IDENTITY_NAME))
 
 
 def render_manifest(name: str, identity: str) -> str:
@@ -124,24 +127,31 @@ def apply_rbac(layout: Layout, timeout: float = 20.0) -> None:
 
 
 def apply_guard(layout: Layout, timeout: float = 30.0) -> None:
-    """Installs deploy/kubernetes/admission-guard.yaml (a ValidatingAdmissionPolicy and its binding: a 1.30+ apiserver,
-    so RSR_KUBE=1.35 only) and waits until the apiserver has compiled the policy (status.observedGeneration); a
-    type-checking warning stops the start, since it means an expression the apiserver reads otherwise than the tests."""
-    admin = layout.admin_kubeconfig
-    guard = render_manifest(GUARD_MANIFEST, RESPONDER_IDENTITY)
+    """Installs deploy/kubernetes/admission-guard.yaml and identity-guard.yaml (ValidatingAdmissionPolicies and their
+    bindings: a 1.30+ apiserver, not RSR_KUBE=1.20's) and waits until the apiserver has compiled each policy
+    (status.observedGeneration); a type-checking warning stops the start, since it means an expression the apiserver
+    reads otherwise than the tests."""
+    for manifest, name in POLICIES:
+        _install_policy(layout.admin_kubeconfig, manifest, name, timeout)
+    log(
+        f"admission guard installed: {GUARD_NAME} (enforced for {RESPONDER_IDENTITY}); {IDENTITY_NAME} (tokens of pods "
+        "in the quarantined identities may not write)"
+    )
+
+
+def _install_policy(admin: Path, manifest: str, name: str, timeout: float) -> None:
     apply = ["apply", "--server-side", "--field-manager=rsr-kubeenv", "--force-conflicts", "-f", "-"]
-    kubectl(admin, apply, stdin=guard)
+    kubectl(admin, apply, stdin=render_manifest(manifest, RESPONDER_IDENTITY))
     deadline = time.monotonic() + timeout
     policy: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        out = kubectl(admin, ["get", "validatingadmissionpolicy", GUARD_NAME, "-o", "json"]).stdout
+        out = kubectl(admin, ["get", "validatingadmissionpolicy", name, "-o", "json"]).stdout
         policy = json.loads(out)
         if policy.get("status", {}).get("observedGeneration") == policy["metadata"]["generation"]:
             break
         time.sleep(0.2)
     else:
-        die(f"the apiserver did not compile the admission guard within {timeout:.0f}s")
+        die(f"the apiserver did not compile {name} ({manifest}) within {timeout:.0f}s")
     warnings = (policy["status"].get("typeChecking") or {}).get("expressionWarnings") or []
     if warnings:
-        die(f"the apiserver's type check of {GUARD_MANIFEST} warns: {warnings}")
-    log(f"admission guard installed: {GUARD_NAME} (enforced for {RESPONDER_IDENTITY})")
+        die(f"the apiserver's type check of {manifest} warns: {warnings}")

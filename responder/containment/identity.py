@@ -1,0 +1,162 @@
+"""identity: the quarantined pod's service-account token may no longer write, wherever it is used from.
+
+Permissions: ``configmaps: get, create, update`` in the responder's own namespace (rbac.yaml's Role there). Not a
+policy action of its own: the runner runs it right after the step that puts the quarantine label on the pod (isolate,
+or label), since the first thing an attacker with a shell does is read the pod's token.
+
+It adds the pod to the parameter of deploy/kubernetes/identity-guard.yaml, the ConfigMap
+``<own namespace>/rsr-quarantined-identities``: its UID mapped to ``system:serviceaccount:NAMESPACE:ACCOUNT
+NAMESPACE/POD``. Every request made with a pod-bound token carries the pod's UID, and that admission policy refuses
+each write (CREATE, UPDATE, DELETE, CONNECT) whose token belongs to a pod listed there. Reads cannot be refused by
+admission (it never sees them): the result says so. A refuted message's rollback removes the entry again, exactly,
+and ``release`` removes it with the operator's rights; so it runs before SCC vouches, like the label.
+
+The ConfigMap is read and replaced with its resourceVersion (two instances adding pods at once: one retries). It is
+kept small: when it holds more than :data:`PRUNE_AT` pods, the entries of pods that are gone (or replaced under the
+same name) are dropped in the same write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.context import ActionContext
+from responder.containment.results import ActionResult, Status, result
+from responder.errors import Conflict, NotFound, ResponderError
+from responder.intake.sanitize import clean
+from responder.ports import KubePort, PodView
+
+IDENTITIES = "rsr-quarantined-identities"
+PRUNE_AT = 2000  # ~200 KB of entries: well inside a ConfigMap's 1 MiB
+_ATTEMPTS = 5
+READS_NOTE = "reads with it are not refused (admission never sees a read): see the report's identity section"
+
+
+def account(pod: PodView) -> str:
+    """The user name the pod's service-account token authenticates as."""
+    return f"system:serviceaccount:{pod.namespace}:{pod.service_account or 'default'}"
+
+
+def entry(pod: PodView) -> str:
+    """The parameter's value for ``pod``: its account (the token must belong to it) and the pod (for pruning)."""
+    return f"{account(pod)} {pod.namespace}/{pod.name}"
+
+
+def listed(kube: KubePort, namespace: str, pod: PodView) -> bool:
+    """Whether the pod's identity is quarantined (its entry is in the parameter); raises what the read raises,
+    except a missing parameter (nothing is quarantined)."""
+    try:
+        return kube.get_config_map(namespace, IDENTITIES).data.get(pod.uid) == entry(pod)
+    except NotFound:
+        return False
+
+
+def _gone(kube: KubePort, uid: str, value: str) -> bool:
+    """Whether the pod an entry names no longer stands (deleted, or replaced under its name)."""
+    _, _, where = value.partition(" ")
+    namespace, _, name = where.partition("/")
+    try:
+        return kube.get_pod(namespace, name).uid != uid
+    except NotFound:
+        return True
+
+
+def _pruned(kube: KubePort, data: Mapping[str, str], keep: str) -> dict[str, str]:
+    if len(data) <= PRUNE_AT:
+        return dict(data)
+    return {uid: value for uid, value in data.items() if uid == keep or not _gone(kube, uid, value)}
+
+
+def change(kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], dict[str, str] | None]) -> bool:
+    """Apply ``edit`` to the parameter's data (None: nothing to change), creating the ConfigMap when it is missing;
+    optimistic, retried on a concurrent writer. True when something was written."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            current = kube.get_config_map(namespace, IDENTITIES)
+        except NotFound:
+            current = None
+        wanted = edit(dict(current.data) if current else {})
+        if wanted is None:
+            return False
+        try:
+            if current is None:
+                kube.create_config_map(namespace, IDENTITIES, wanted)
+            else:
+                kube.update_config_map(namespace, IDENTITIES, wanted, current.resource_version)
+            return True
+        except Conflict:
+            if attempt == _ATTEMPTS - 1:
+                raise  # kept changing under us: a failure that heals, retried on redelivery
+    return False
+
+
+def forget(kube: KubePort, namespace: str, pod: PodView) -> bool:
+    """Remove the pod's entry (a rollback, or release with the operator's rights); True when one was removed."""
+
+    def without(data: dict[str, str]) -> dict[str, str] | None:
+        if data.get(pod.uid) != entry(pod):
+            return None
+        return {uid: value for uid, value in data.items() if uid != pod.uid}
+
+    return change(kube, namespace, without)
+
+
+def release(kube: KubePort, namespace: str, pod: PodView | None, dry_run: bool) -> ActionResult | None:
+    """How ``python -m responder release`` undoes the step (with the operator's rights): the pod's entry leaves the
+    quarantined identities and its token may write again; None when the pod's identity is not quarantined."""
+    where = f"{namespace}/{IDENTITIES}"
+    if pod is None:
+        return None
+    try:
+        if not listed(kube, namespace, pod):
+            return None
+        what = f"remove pod {pod.name}'s entry from {where} (its service-account token may write again)"
+        if dry_run:
+            return ActionResult(
+                action=IdentityAction.name, status=Status.SKIPPED, reason=what, dry_run=True, changes=(what,)
+            )
+        forget(kube, namespace, pod)
+    except ResponderError as exc:
+        why = f"could not lift the identity quarantine in {where}: {clean(exc, 200)}"
+        return ActionResult(action=IdentityAction.name, status=Status.FAILED, reason=why)
+    done = f"released: {what.removeprefix('remove ')}"
+    return ActionResult(action=IdentityAction.name, status=Status.SUCCEEDED, reason=done, changes=(what,))
+
+
+class IdentityParams(ActionParams):
+    """No parameters: every quarantined pod's identity is quarantined with it."""
+
+
+class IdentityAction(Traits):
+    """Add the quarantined pod to the identity guard's parameter: its token's writes are refused by the cluster."""
+
+    name: ClassVar[str] = "identity"
+    held_means: ClassVar[str] = "identity not quarantined"
+    released_by: ClassVar[str] = "the pod's entry is removed from rsr-quarantined-identities: its token writes again"
+    rbac: ClassVar[tuple[Rule, ...]] = (Rule(("configmaps",), ("get", "create", "update")),)
+    guard: ClassVar[tuple[str, ...]] = ("isIdentityList",)
+    Params: ClassVar[type[ActionParams]] = IdentityParams
+
+    def run(self, ctx: ActionContext, params: ActionParams) -> ActionResult:
+        """Quarantine the identity of a quarantined pod (idempotent); ``skipped`` for a pod that is not quarantined."""
+        pod, namespace = ctx.pod, ctx.own_namespace
+        where = f"{namespace}/{IDENTITIES}"
+        what = f"writes with the service-account token of pod {pod.name} ({account(pod)}) refused by the cluster"
+        if ctx.dry_run:
+            plan = f"add pod {pod.name}'s UID to {where}: {what}"
+            return result(self.name, Status.SKIPPED, plan, ctx, [plan])
+        if not ctx.quarantined():
+            return result(self.name, Status.SKIPPED, "the pod is not quarantined: its identity is left alone", ctx)
+
+        def add(data: dict[str, str]) -> dict[str, str] | None:
+            if data.get(pod.uid) == entry(pod):
+                return None
+            return {**_pruned(ctx.kube, data, pod.uid), pod.uid: entry(pod)}
+
+        written = change(ctx.kube, namespace, add)
+        if not written:
+            return result(self.name, Status.SKIPPED, f"already {what} ({where}); {READS_NOTE}", ctx)
+        done = f"{what} (pod UID added to {where}, judged by admission policy reverse-shell-responder-identity)"
+        return result(self.name, Status.SUCCEEDED, f"{done}; {READS_NOTE}", ctx, [done])
