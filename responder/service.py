@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 from responder.config import Settings
 from responder.containment.context import Evidence, Prefetched
-from responder.containment.keys import FINDING_ANNOTATION, RELEASED_ANNOTATION
+from responder.containment.identity import listed as identity_listed
+from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL, RELEASED_ANNOTATION
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.progress import converged, released
@@ -32,7 +33,7 @@ from responder.containment.runner import (
 from responder.containment.scheduling import Schedule, resolved
 from responder.containment.undo import identity_left, undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
-from responder.errors import PermanentError, TransientError
+from responder.errors import PermanentError, ResponderError, TransientError
 from responder.event import Event
 from responder.intake.envelope import Delivery
 from responder.intake.findings import to_finding
@@ -282,12 +283,23 @@ class Responder:
         if event.pod is None and not gone:
             return None  # the pod could not be read: nothing can be judged, the full path retries what failed
         why = converged(event.finding, answer, event.pod, event.prefetched.listed_policies())
-        if why is None:
+        if why is None or not self._identity_holds(event):
             return None
         self._remember(event.finding.name)
         plan = self._plan(event)
         record = event.record(Verdict.IGNORE, "duplicate", why, rule=plan.rule, verification=verification_info(answer))
         return event.outcome(record, plan=plan)
+
+    def _identity_holds(self, event: Event) -> bool:
+        """A quarantined pod's identity is still quarantined (its entry in the identity guard's parameter): else the
+        delivery is handled in full, and the identity step restores it. A pod that is gone needs none."""
+        pod = event.pod
+        if pod is None or pod.deleting or event.connection is None or pod.labels.get(QUARANTINE_LABEL) != "true":
+            return True
+        try:
+            return identity_listed(event.connection.kube, self.deps.settings.budget_namespace, pod)
+        except ResponderError:
+            return False  # unknown: handle in full, which writes it again if it is missing
 
     def _refuted(self, event: Event, answer: Verification) -> Outcome:
         """SCC refutes the message before this delivery wrote anything to the pod: undo what an earlier delivery of

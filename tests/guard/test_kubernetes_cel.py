@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support import celguard
-from tests.support.admission_guard import Decision, Guard, manifest_documents
+from tests.support.admission_guard import IDENTITY_MANIFEST, Decision, Guard, manifest_documents
 from tests.unit.test_admission_guard import (
     CASES,
     GuardedKube,
@@ -53,6 +54,14 @@ def test_every_expression_compiles_in_kubernetes_cel_environment(kubernetes_cel:
     """What the apiserver does when the policy is created: each match condition, variable and validation compiled in
     Kubernetes' CEL environment (1.30's, at its default compatibility version), with and without strict cost."""
     assert kubernetes_cel.compile_errors(_policy()) == []
+
+
+def test_the_identity_guard_compiles_in_kubernetes_cel_environment(kubernetes_cel: celguard.CelGuard) -> None:
+    """deploy/kubernetes/identity-guard.yaml (issue 31), with its ConfigMap parameter declared: what the apiserver
+    compiles when the policy is created. (How it decides is proven on the apiserver itself:
+    tests/integration/test_identity_guard_live.py.)"""
+    policy = next(d for d in yaml.safe_load_all(IDENTITY_MANIFEST.read_text()) if d)
+    assert kubernetes_cel.compile_errors(policy) == []
 
 
 @pytest.mark.parametrize(

@@ -443,8 +443,10 @@ def test_a_genuine_finding_with_scc_down_first_finishes_on_the_next_attempt_and_
     third = seen.add(3, third_instance.deliver(doc, 3))
     assert ends(third) == ("ignore", "duplicate", "done", "INFO"), third.record.reason
     assert "SCC's marks record this occurrence as done" in third.record.reason
-    # A converged redelivery: one SCC read, two kube reads, no write anywhere.
+    # A converged redelivery: one SCC read, three kube reads (the pod, the policies, the quarantined identities),
+    # no write anywhere.
     assert sorted(third_instance.requests) == [
+        ("GET", "/api/v1/namespaces/responder-system/configmaps/rsr-quarantined-identities", 200),
         ("GET", pod_path(ns, pod), 200),
         ("GET", policies_path(ns), 200),
     ]

@@ -25,6 +25,7 @@ from celpy.evaluation import CELEvalError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = REPO_ROOT / "deploy" / "kubernetes" / "admission-guard.yaml"
+IDENTITY_MANIFEST = REPO_ROOT / "deploy" / "kubernetes" / "identity-guard.yaml"  # issue 31: a second policy
 IDENTITY = "responder@rsr-test.iam.gserviceaccount.com"  # what tools/kubeenv.py and the tests call the responder
 PODS = {"group": "", "version": "v1", "resource": "pods"}
 POLICIES = {"group": "networking.k8s.io", "version": "v1", "resource": "networkpolicies"}

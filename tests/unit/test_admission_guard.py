@@ -36,6 +36,7 @@ from tests.notifications import notification
 from tests.support import celguard
 from tests.support.admission_guard import (
     IDENTITY,
+    IDENTITY_MANIFEST,
     LEASES,
     MANIFEST,
     PODS,
@@ -67,6 +68,23 @@ def test_manifest_objects_match_the_kubernetes_schema(version: str) -> None:
     assert [d["kind"] for d in documents] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     for document in documents:
         kubernetes_validate.validate(document, version, strict=True)
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.35"])
+def test_the_identity_guard_matches_the_kubernetes_schema(version: str) -> None:
+    """deploy/kubernetes/identity-guard.yaml (issue 31): its policy and binding, with the parameter the responder
+    keeps. (What only the apiserver checks, such as "*/*" beside another resource, `make kube-up` meets.)"""
+    documents = [d for d in yaml.safe_load_all(IDENTITY_MANIFEST.read_text()) if d]
+    assert [d["kind"] for d in documents] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+    policy, binding = documents
+    assert policy["spec"]["failurePolicy"] == "Fail" and policy["spec"]["paramKind"]["kind"] == "ConfigMap"
+    assert binding["spec"]["paramRef"] == {
+        "name": "rsr-quarantined-identities",
+        "namespace": "responder-system",
+        "parameterNotFoundAction": "Allow",  # no parameter: nothing is refused, never every pod's writes
+    }
 
 
 def test_the_api_the_guard_needs_does_not_exist_before_1_30() -> None:

@@ -32,7 +32,8 @@ from tests.unit.fakes import FakeFindings, FakeKube, FakeLogs, FakePublisher
 from tests.unit.test_containment import FINDING, NAME, NS, POD, make
 
 # What a converged redelivery may cost: the pod read and the namespace's policies, and one SCC read.
-CHECK_CALLS = {"get_pod", "list_network_policies"}
+# The pod, its namespace's policies, and the quarantined identities (issue 31: a lost entry is restored).
+CHECK_CALLS = {"get_pod", "list_network_policies", "get_config_map"}
 CUT = {"netpol_enforcement": "established"}  # Dataplane V2: isolation cuts the live session
 NEW_ONLY = {"netpol_enforcement": "new-only"}  # Calico: it does not
 
@@ -82,7 +83,7 @@ def holds(kube: FakeKube, pod: str = POD) -> bool:
 
 
 # ------------------------------------------------------------------------------------- a converged redelivery
-def test_a_converged_redelivery_costs_one_scc_read_two_kube_reads_and_no_write(kube: FakeKube) -> None:
+def test_a_converged_redelivery_costs_one_scc_read_three_kube_reads_and_no_write(kube: FakeKube) -> None:
     findings = scc()
     first = deliver(make(kube, findings=findings, **CUT))
     assert ends(first) == ("act", "done", "NOTICE")
