@@ -1,7 +1,8 @@
 # Kubernetes RBAC for the function's identity, rendered from deploy/kubernetes/rbac.yaml (the single source of truth;
 # see local.rbac_rendered), plus, each behind its toggle, the exec ClusterRole (rbac-capture.yaml) and the admission
-# guard (admission-guard.yaml). Off by default: the kubernetes provider needs network access to the cluster's control
-# plane at plan time and handles one cluster per run. The alternative, per cluster, is the rbac_apply_command output:
+# guard (admission-guard.yaml, with the identity quarantine identity-guard.yaml). Off by default: the kubernetes
+# provider needs network access to the cluster's control plane at plan time and handles one cluster per run. The
+# alternative, per cluster, is the rbac_apply_command output:
 #   sed 's/${responder_identity}/SA_EMAIL/' deploy/kubernetes/rbac.yaml | kubectl apply -f -
 #
 # The cluster is read whenever rbac_cluster is set, whatever manage_kubernetes_rbac says: after the toggle goes from on
@@ -63,7 +64,8 @@ resource "kubernetes_manifest" "process_capture" {
   depends_on = [kubernetes_manifest.rbac_cluster_scoped, kubernetes_manifest.rbac_namespaced]
 }
 
-# enable_admission_guard: ValidatingAdmissionPolicy + binding (GKE 1.30+).
+# enable_admission_guard: the guard's and the identity quarantine's ValidatingAdmissionPolicy + binding each
+# (admission-guard.yaml, identity-guard.yaml; GKE 1.30+).
 resource "kubernetes_manifest" "admission_guard" {
   for_each = { for key, doc in local.admission_guard_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_admission_guard }
 

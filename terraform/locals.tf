@@ -147,17 +147,19 @@ locals {
     if try(doc.metadata.namespace, null) != null
   }
   # Optional manifests, applied beside rbac.yaml when their toggle is on: the exec ClusterRole for process capture and
-  # the admission guard (ValidatingAdmissionPolicy + binding, GKE 1.30+). Each file is only read when Terraform
-  # applies it, so the module plans without them otherwise.
+  # the admission guard (ValidatingAdmissionPolicy + binding, GKE 1.30+) shipped with the identity quarantine
+  # (identity-guard.yaml: a quarantined pod's service-account token may not write; no template variable, rendered the
+  # same way). Each file is only read when Terraform applies it, so the module plans without them otherwise.
   capture_manifest_path         = "${path.module}/../deploy/kubernetes/rbac-capture.yaml"
   admission_guard_manifest_path = "${path.module}/../deploy/kubernetes/admission-guard.yaml"
+  identity_guard_manifest_path  = "${path.module}/../deploy/kubernetes/identity-guard.yaml"
   capture_documents = flatten([
     for path in(var.manage_kubernetes_rbac && var.enable_process_capture ? [local.capture_manifest_path] : []) : [
       for chunk in split("\n---\n", "\n${templatefile(path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)
     ]
   ])
   admission_guard_documents = flatten([
-    for path in(var.manage_kubernetes_rbac && var.enable_admission_guard ? [local.admission_guard_manifest_path] : []) : [
+    for path in(var.manage_kubernetes_rbac && var.enable_admission_guard ? [local.admission_guard_manifest_path, local.identity_guard_manifest_path] : []) : [
       for chunk in split("\n---\n", "\n${templatefile(path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)
     ]
   ])
@@ -173,7 +175,7 @@ locals {
   kubernetes_manifest_files = concat(
     ["deploy/kubernetes/rbac.yaml"],
     var.enable_process_capture ? ["deploy/kubernetes/rbac-capture.yaml"] : [],
-    var.enable_admission_guard ? ["deploy/kubernetes/admission-guard.yaml"] : [],
+    var.enable_admission_guard ? ["deploy/kubernetes/admission-guard.yaml", "deploy/kubernetes/identity-guard.yaml"] : [],
   )
 
   # The budget Leases live where rbac.yaml grants access to them.

@@ -562,7 +562,7 @@ variable "enable_process_capture" {
 }
 
 variable "enable_admission_guard" {
-  description = "Apply deploy/kubernetes/admission-guard.yaml (ValidatingAdmissionPolicy + binding: the cluster refuses what the responder must never do) when manage_kubernetes_rbac is on. Needs GKE 1.30+."
+  description = "Apply deploy/kubernetes/admission-guard.yaml (the guard: the cluster refuses what the responder must never do) and deploy/kubernetes/identity-guard.yaml (the identity quarantine: a quarantined pod's service-account token may not write), each a ValidatingAdmissionPolicy + binding, when manage_kubernetes_rbac is on. Needs GKE 1.30+."
   type        = bool
   default     = true
   nullable    = false

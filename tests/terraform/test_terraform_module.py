@@ -25,6 +25,7 @@ from typing import Any
 
 import hcl2
 import pytest
+import yaml
 
 from responder.config import Settings
 
@@ -33,6 +34,8 @@ TF_DIR = ROOT / "terraform"
 RBAC_MANIFEST = ROOT / "deploy" / "kubernetes" / "rbac.yaml"
 CAPTURE_MANIFEST = ROOT / "deploy" / "kubernetes" / "rbac-capture.yaml"
 ADMISSION_GUARD_MANIFEST = ROOT / "deploy" / "kubernetes" / "admission-guard.yaml"
+IDENTITY_GUARD_MANIFEST = ROOT / "deploy" / "kubernetes" / "identity-guard.yaml"  # shipped with the admission guard
+GUARD_FILES = ["deploy/kubernetes/admission-guard.yaml", "deploy/kubernetes/identity-guard.yaml"]
 
 # Settings that only make sense for local tests and must never be set by Terraform. `google_apis` defaults to
 # "auto", which turns the Google adapters on in Cloud Functions (K_SERVICE is set there).
@@ -696,13 +699,19 @@ def test_optional_manifests_are_applied_behind_their_toggles() -> None:
     locals_ = module().locals
     assert locals_["capture_manifest_path"] == "${path.module}/../deploy/kubernetes/rbac-capture.yaml"
     assert locals_["admission_guard_manifest_path"] == "${path.module}/../deploy/kubernetes/admission-guard.yaml"
-    for documents, path_local, toggle in (
+    assert locals_["identity_guard_manifest_path"] == "${path.module}/../deploy/kubernetes/identity-guard.yaml"
+    for documents, path_locals, toggle in (
         ("capture_documents", "local.capture_manifest_path", "var.enable_process_capture"),
-        ("admission_guard_documents", "local.admission_guard_manifest_path", "var.enable_admission_guard"),
+        # The identity quarantine is shipped with the guard: same toggle, same documents, same resource.
+        (
+            "admission_guard_documents",
+            "local.admission_guard_manifest_path, local.identity_guard_manifest_path",
+            "var.enable_admission_guard",
+        ),
     ):
         expr = locals_[documents]
         # Read (templatefile) only when Terraform applies it, rendered for the function's identity like rbac.yaml.
-        assert f"var.manage_kubernetes_rbac && {toggle} ? [{path_local}] : []" in expr, expr
+        assert f"var.manage_kubernetes_rbac && {toggle} ? [{path_locals}] : []" in expr, expr
         assert "templatefile(path, {responder_identity = local.function_sa_email})" in expr, expr
     for name, source, toggle in (
         ("process_capture", "local.capture_manifests", "var.enable_process_capture"),
@@ -713,6 +722,16 @@ def test_optional_manifests_are_applied_behind_their_toggles() -> None:
         assert f"var.manage_kubernetes_rbac && {toggle}" in manifest["for_each"]
         assert manifest["manifest"] == "${each.value}"
         assert "${kubernetes_manifest.rbac_cluster_scoped}" in manifest["depends_on"]
+    # identity-guard.yaml has no resource of its own: the guard's applies its objects, from the same map.
+    assert sorted(name for rtype, name in module().resources if rtype == "kubernetes_manifest") == [
+        "admission_guard",
+        "process_capture",
+        "rbac_cluster_scoped",
+        "rbac_namespaced",
+    ]
+    # Listed for kubectl right after admission-guard.yaml, under the same toggle.
+    files = ", ".join(f'"{f}"' for f in GUARD_FILES)
+    assert f"var.enable_admission_guard ? [{files}] : []" in locals_["kubernetes_manifest_files"]
     env = locals_["responder_env_candidates"]
     assert env["RESPONDER_PROCESS_CAPTURE"] == "${tostring(var.enable_process_capture)}"
 
@@ -747,7 +766,12 @@ def test_kubernetes_provider_can_reach_the_cluster_by_its_dns_endpoint() -> None
 def test_rbac_alternative_is_documented_and_output() -> None:
     readme = (TF_DIR / "README.md").read_text()
     assert "sed 's/${responder_identity}/SA_EMAIL/' deploy/kubernetes/rbac.yaml | kubectl apply -f -" in readme
-    assert "sed 's/$${responder_identity}/" in module().outputs["rbac_apply_command"]["value"]
+    for file in GUARD_FILES:
+        assert f'sed "s/\\${{responder_identity}}/$SA_EMAIL/" {file} | kubectl apply -f -' in readme, file
+    output = module().outputs["rbac_apply_command"]
+    assert "sed 's/$${responder_identity}/" in output["value"]
+    assert "for file in local.kubernetes_manifest_files" in output["value"]
+    assert "admission-guard.yaml + identity-guard.yaml" in output["description"]
 
 
 # --- variables, versions, checkov hygiene ----------------------------------------------------------------------------
@@ -881,6 +905,14 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(TF_DIR / name, work / name)
     (root / "deploy").symlink_to(ROOT / "deploy")
     (root / "responder").symlink_to(ROOT / "responder")
+    # The real rbac_apply_command output, with the function's e-mail from locals.tf instead of its resource.
+    apply_command = re.search(
+        r'^output "rbac_apply_command" \{\n.*?^\}\n', (TF_DIR / "outputs.tf").read_text(), re.M | re.S
+    )
+    assert apply_command, "outputs.tf has no rbac_apply_command output"
+    (work / "apply_command.tf").write_text(
+        apply_command.group(0).replace("google_service_account.function.email", "local.function_sa_email")
+    )
     (work / "outputs.tf").write_text(
         "\n".join(
             f'output "{name}" {{\n  value = local.{name}\n}}'
@@ -965,7 +997,11 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     assert set(out["protected_namespaces"]) == PROTECTED_FLOOR
     assert "compute.googleapis.com" not in out["required_services"]  # only with Direct VPC egress
     assert out["capture_manifests"] == {} and out["admission_guard_manifests"] == {}  # not read unless applied
-    assert out["kubernetes_manifest_files"] == ["deploy/kubernetes/rbac.yaml", "deploy/kubernetes/admission-guard.yaml"]
+    assert out["kubernetes_manifest_files"] == ["deploy/kubernetes/rbac.yaml", *GUARD_FILES]
+    sed = "sed 's/${responder_identity}/rs-responder-fn@shop-sec-123.iam.gserviceaccount.com/'"
+    assert out["rbac_apply_command"] == " && ".join(
+        f"{sed} {file} | kubectl apply -f -" for file in ["deploy/kubernetes/rbac.yaml", *GUARD_FILES]
+    )
     assert (
         out["notification_filter"] == '(category = "Reverse Shell" OR category = "REVERSE_SHELL") AND state = "ACTIVE"'
     )
@@ -1126,6 +1162,7 @@ def test_vpc_egress_enables_compute_and_allows_the_private_endpoint(pure_module:
 def test_optional_manifests_are_listed_for_kubectl_when_enabled(pure_module: Path) -> None:
     out = _outputs(pure_module, *REQUIRED_VARS, "-var=enable_process_capture=true", "-var=enable_admission_guard=false")
     assert out["kubernetes_manifest_files"] == ["deploy/kubernetes/rbac.yaml", "deploy/kubernetes/rbac-capture.yaml"]
+    assert "guard" not in out["rbac_apply_command"]  # neither guard file without the toggle
     assert out["responder_env"]["RESPONDER_PROCESS_CAPTURE"] == "true"
 
 
@@ -1135,6 +1172,7 @@ def test_optional_manifests_are_listed_for_kubectl_when_enabled(pure_module: Pat
     [
         ("enable_process_capture", CAPTURE_MANIFEST, "capture_manifests"),
         ("enable_admission_guard", ADMISSION_GUARD_MANIFEST, "admission_guard_manifests"),
+        ("enable_admission_guard", IDENTITY_GUARD_MANIFEST, "admission_guard_manifests"),
     ],
 )
 def test_optional_manifest_is_rendered_for_the_function_identity(
@@ -1152,6 +1190,55 @@ def test_optional_manifest_is_rendered_for_the_function_identity(
     )
     assert out[output], f"{manifest.name} rendered no object"
     assert "${responder_identity}" not in json.dumps(out[output])
+
+
+def _guard_keys(path: Path) -> list[str]:
+    """The admission_guard_manifests keys of one file's objects, split the way locals.tf splits it."""
+    chunks = [yaml.safe_load(chunk) for chunk in f"\n{path.read_text()}\n".split("\n---\n")]
+    return [f"{doc['kind']}/{doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}" for doc in chunks if doc]
+
+
+def test_identity_guard_splits_into_its_policy_and_binding() -> None:
+    # No template variable (templatefile renders it unchanged) and no "\n---\n" but the one between its two objects.
+    text = IDENTITY_GUARD_MANIFEST.read_text()
+    assert "${" not in text and "%{" not in text
+    chunks = f"\n{text}\n".split("\n---\n")
+    assert [yaml.safe_load(chunk)["kind"] for chunk in chunks] == [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    assert _guard_keys(IDENTITY_GUARD_MANIFEST) == [
+        "ValidatingAdmissionPolicy//reverse-shell-responder-identity",
+        "ValidatingAdmissionPolicyBinding//reverse-shell-responder-identity",
+    ]
+    assert not set(_guard_keys(IDENTITY_GUARD_MANIFEST)) & set(_guard_keys(ADMISSION_GUARD_MANIFEST))
+
+
+@needs_terraform
+@pytest.mark.parametrize("enabled", [True, False])
+def test_both_guard_files_are_read_only_when_the_toggle_is_on(pure_module: Path, enabled: bool) -> None:
+    out = _outputs(
+        pure_module,
+        *REQUIRED_VARS,
+        "-var=manage_kubernetes_rbac=true",
+        '-var=rbac_cluster={project="shop-prod",location="europe-west1",name="gke"}',
+        f"-var=enable_admission_guard={str(enabled).lower()}",
+    )
+    manifests = out["admission_guard_manifests"]
+    if not enabled:
+        assert manifests == {}
+        assert not [f for f in out["kubernetes_manifest_files"] if f in GUARD_FILES]
+        return
+    # One map, keyed like the guard's: the guard's objects, then the identity quarantine's.
+    assert list(manifests) == sorted(_guard_keys(ADMISSION_GUARD_MANIFEST) + _guard_keys(IDENTITY_GUARD_MANIFEST))
+    identity = [manifests[key] for key in _guard_keys(IDENTITY_GUARD_MANIFEST)]
+    assert [doc["kind"] for doc in identity] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    assert identity[1]["spec"]["paramRef"] == {
+        "name": "rsr-quarantined-identities",
+        "namespace": "responder-system",
+        "parameterNotFoundAction": "Allow",
+    }
+    assert out["kubernetes_manifest_files"][-2:] == GUARD_FILES
 
 
 @needs_terraform
