@@ -95,7 +95,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """List quarantined pods and whether their isolation still holds."""
     from responder.aftercare.status import collect_status, render_table
 
-    entries = collect_status(connect(load_settings(), args.cluster), args.namespace)
+    settings = load_settings()
+    entries = collect_status(connect(settings, args.cluster), args.namespace, settings.budget_namespace)
     if args.json:
         print(json.dumps([e.model_dump() for e in entries], indent=2))  # ASCII: non-ASCII is escaped
     else:

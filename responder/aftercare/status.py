@@ -6,10 +6,14 @@ without the exclusion. ``policy_intact`` re-judges all of that from the namespac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.aftercare.facts import QUARANTINE_SELECTOR, is_detached, original_labels, policy_problems
+from responder.containment import identity
 from responder.containment.keys import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION
+from responder.errors import NotFound, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, NetworkPolicyView, PodView
 
@@ -31,11 +35,15 @@ class QuarantinedPod(BaseModel):
     terminating: bool = False
     policy_intact: bool
     policy_problems: list[str] = Field(default_factory=list)
+    # Its service-account token's writes refused (its entry in the identity guard's parameter); None: not known.
+    identity_quarantined: bool | None = None
 
 
-def describe(pod: PodView, policies: list[NetworkPolicyView]) -> QuarantinedPod:
+def describe(
+    pod: PodView, policies: list[NetworkPolicyView], identities: Mapping[str, str] | None = None
+) -> QuarantinedPod:
     """The status of one quarantined pod; annotation values are free text anyone with pods: patch can write, so they
-    are cleaned before they reach a terminal."""
+    are cleaned before they reach a terminal. ``identities``: the identity guard's parameter (None: unreadable)."""
     problems = policy_problems(pod, policies)
     ann = pod.annotations
     actions = [clean(a, 40) for a in (ann.get(ACTIONS_ANNOTATION) or "").split(",") if a]
@@ -52,21 +60,32 @@ def describe(pod: PodView, policies: list[NetworkPolicyView]) -> QuarantinedPod:
         terminating=pod.deleting,
         policy_intact=not problems,
         policy_problems=problems,
+        identity_quarantined=None if identities is None else identities.get(pod.uid) == identity.entry(pod),
     )
 
 
-def collect_status(kube: KubePort, namespace: str | None = None) -> list[QuarantinedPod]:
-    """Every pod carrying the quarantine label (in ``namespace``, or everywhere), one policy list per namespace."""
+def collect_status(
+    kube: KubePort, namespace: str | None = None, own_namespace: str = "responder-system"
+) -> list[QuarantinedPod]:
+    """Every pod carrying the quarantine label (in ``namespace``, or everywhere), one policy list per namespace, and
+    whether each one's identity is quarantined (``own_namespace``'s quarantined identities)."""
     pods = sorted(kube.list_pods(namespace, QUARANTINE_SELECTOR), key=lambda p: (p.namespace, p.name))
     policies = {ns: kube.list_network_policies(ns) for ns in dict.fromkeys(p.namespace for p in pods)}
-    return [describe(p, policies[p.namespace]) for p in pods]
+    identities: dict[str, str] | None
+    try:
+        identities = kube.get_config_map(own_namespace, identity.IDENTITIES).data if pods else {}
+    except NotFound:
+        identities = {}
+    except ResponderError:
+        identities = None
+    return [describe(p, policies[p.namespace], identities) for p in pods]
 
 
 def render_table(entries: list[QuarantinedPod]) -> str:
     """The human view: one line per pod, then the reasons an isolation is not intact."""
     if not entries:
         return "no quarantined pods"
-    rows = [("NAMESPACE", "POD", "QUARANTINED", "ACTIONS", "DETACHED", "PHASE", "ISOLATION")]
+    rows = [("NAMESPACE", "POD", "QUARANTINED", "ACTIONS", "DETACHED", "PHASE", "ISOLATION", "TOKEN WRITES")]
     rows.extend(
         (
             e.namespace,
@@ -76,6 +95,7 @@ def render_table(entries: list[QuarantinedPod]) -> str:
             "yes" if e.detached else "no",
             (e.phase or "?") + (" (terminating)" if e.terminating else ""),
             "intact" if e.policy_intact else "BROKEN",
+            {True: "refused", False: "ALLOWED", None: "?"}[e.identity_quarantined],
         )
         for e in entries
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from responder.containment import registry
+from responder.containment.results import ActionResult
 from responder.intake.categories import CategoryProfile
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
@@ -76,11 +77,8 @@ def next_steps(
     if remote:
         todo.append(f"Block egress to {remote} and look for other workloads that connected to it.")
     todo.extend(profile.advice)
-    if report.pod and report.pod.service_account:
-        todo.append(
-            f"Review what service account {report.pod.service_account} can reach and rotate the credentials the "
-            "pod could read (secrets, tokens)."
-        )
+    if report.pod:
+        todo.append(_identity_step(report, target, actions))
     unavailable = sorted(k for k, v in report.enrichment.items() if not v.startswith("ok"))
     if unavailable:
         todo.append(f"Enrichment incomplete ({', '.join(unavailable)}): run the step 4 and 5 filters and commands.")
@@ -89,3 +87,27 @@ def next_steps(
 
 
 # -------------------------------------------------------------------------------------------------------- helpers
+def _identity_step(report: IncidentReport, target: Target, actions: list[ActionResult]) -> str:
+    """What the pod's stolen credentials can still do: the identity step's outcome, and what admission cannot
+    refuse (reads, tokens not bound to the pod, Google access tokens already taken)."""
+    pod = report.pod
+    account = f"system:serviceaccount:{target.namespace}:{(pod.service_account if pod else None) or 'default'}"
+    step = next((a for a in actions if a.action == registry.IDENTITY), None)
+    if step is not None and step.status.value != "failed" and not step.dry_run and "refused" in step.reason:
+        writes = f"Writes with the pod's service-account token ({account}) are refused by the cluster"
+    else:
+        why = f" ({clean(step.reason, 160)})" if step is not None else ""
+        writes = f"The pod's service-account token ({account}) can still WRITE{why}: contain it by hand"
+    host = (
+        " it ran on the node's network, so it could reach the node's metadata server and the NODE's identity;"
+        if (pod and pod.host_network)
+        else ""
+    )
+    return (
+        f"{writes}; its reads are not (admission never sees a read). Review what {account} may read and write "
+        f"(kubectl get rolebindings,clusterrolebindings -A -o wide | grep {target.namespace}:), its Google identity "
+        f"(the iam.gke.io/gcp-service-account annotation, Workload Identity principals), and Secret-based tokens of "
+        f"the account, which no policy covers; rotate what the pod could read.{host} A Google access token already "
+        "taken stays valid until it expires (about an hour); the deny-all's egress blocks new requests to the "
+        "metadata server."
+    )

@@ -12,11 +12,13 @@ from __future__ import annotations
 import pytest
 
 from responder.aftercare.release import ReleaseRequest
+from responder.aftercare.status import collect_status, render_table
 from responder.containment import identity
 from responder.containment.identity import IDENTITIES, PRUNE_AT, account, entry
 from responder.containment.keys import QUARANTINE_LABEL
 from responder.errors import Forbidden
 from responder.ports import LabelSelector, PodView
+from responder.report.builder import build_report
 from tests.notifications import notification
 from tests.support.common import acts, deliver
 from tests.unit.fakes import FakeFindings, FakeKube
@@ -153,3 +155,29 @@ def test_the_value_names_the_account_the_token_authenticates_as() -> None:
     view = PodView(namespace="payments", name="api-0", uid="u", service_account="api")
     assert account(view) == "system:serviceaccount:payments:api"
     assert entry(view) == "system:serviceaccount:payments:api payments/api-0"
+
+
+def test_the_report_says_what_the_stolen_token_can_still_do(kube: FakeKube) -> None:
+    report = build_report(deliver(make(kube, vouch=FINDING), FINDING))
+    [identity_step] = [s for s in (report.response.todo if report.response else ()) if "service-account token" in s]
+    assert "system:serviceaccount:shop:default) are refused by the cluster" in identity_step
+    assert "its reads are not" in identity_step and "Secret-based tokens" in identity_step
+    assert "about an hour" in identity_step  # a Google access token already taken
+
+
+def test_the_report_says_so_when_the_token_still_writes(kube: FakeKube) -> None:
+    kube.raise_on["get_config_map"] = Forbidden("configmaps is forbidden")
+    report = build_report(deliver(make(kube, vouch=FINDING), FINDING))
+    [identity_step] = [s for s in (report.response.todo if report.response else ()) if "service-account token" in s]
+    assert "can still WRITE" in identity_step and "contain it by hand" in identity_step
+
+
+def test_status_says_whether_each_quarantined_pod_s_token_still_writes(kube: FakeKube) -> None:
+    deliver(make(kube, vouch=FINDING), FINDING)
+    [entry_] = collect_status(kube)
+    assert entry_.identity_quarantined is True and "refused" in render_table([entry_])
+    kube.config_maps.clear()  # the parameter lost: the token writes again, and status says so
+    [lost] = collect_status(kube)
+    assert lost.identity_quarantined is False and "ALLOWED" in render_table([lost])
+    kube.raise_on["get_config_map"] = Forbidden("configmaps is forbidden")
+    assert collect_status(kube)[0].identity_quarantined is None  # unknown, not "fine"
