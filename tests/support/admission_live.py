@@ -13,7 +13,8 @@ reused cluster keeps its state.
   and a template that cannot make a pod (its service account does not exist), so the controller neither adds a pod
   nor removes this one, and the garbage collector has an owner to find.
 - NetworkPolicies are changed by a JSON merge patch, the difference between the fixture's two objects.
-- Leases are replaced (RBAC grants `update`), with the stored resourceVersion.
+- Leases and the quarantined-identities ConfigMap are replaced (RBAC grants `update`), with the stored
+  resourceVersion; the real ones are set aside for the case and put back.
 - Exec, attach and port-forward are a POST to the subresource, with the PodExecOptions as query parameters. Admission
   judges CONNECT before the apiserver dials a kubelet, so an admitted exec of a pod that no node runs fails later,
   and not with 403.
@@ -35,6 +36,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from responder.containment.budget import LEASE_NAME
+from responder.containment.identity import IDENTITIES
 from tests.support.kube import wait_for_default_service_account
 from tests.support.workloads import budget_lease_set_aside
 
@@ -48,8 +50,10 @@ VERBS = {"CREATE": ("create",), "UPDATE": ("update", "patch"), "DELETE": ("delet
 REPLAYED = {("", "pods", ""), ("", "pods", "exec"), ("", "pods", "attach"), ("", "pods", "portforward")} | {
     ("networking.k8s.io", "networkpolicies", ""),
     ("coordination.k8s.io", "leases", ""),
+    ("", "configmaps", ""),
     ("authorization.k8s.io", "selfsubjectaccessreviews", ""),
 }
+REPLACED = {"leases", "configmaps"}  # RBAC grants the responder `update` on these, not `patch`
 
 
 @dataclass(frozen=True)
@@ -285,7 +289,7 @@ class Replay:
         old = self._localised(self.case["oldObject"])
         assert old is not None
         url = path(resource, ns, name)
-        if resource["resource"] == "leases":
+        if resource["resource"] in REPLACED:
             new["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
             return send(self.responder, "PUT", url, new, query=DRY_RUN)
         if resource["resource"] == "pods" and old.get("spec") != new.get("spec"):
@@ -297,6 +301,23 @@ class Replay:
         for url in reversed(self.seeded):
             with contextlib.suppress(ApiException):
                 send(self.admin, "DELETE", url, {"gracePeriodSeconds": 0})
+
+
+@contextlib.contextmanager
+def _config_map_set_aside(admin: client.ApiClient, namespace: str, name: str) -> Iterator[None]:
+    """The quarantined identities taken out of the way for a case that writes them, and put back."""
+    core = client.CoreV1Api(admin)
+    kept = None
+    with contextlib.suppress(ApiException):
+        kept = core.read_namespaced_config_map(name, namespace)
+        core.delete_namespaced_config_map(name, namespace)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ApiException):
+            core.delete_namespaced_config_map(name, namespace)
+        if kept is not None:
+            core.create_namespaced_config_map(namespace, {"metadata": {"name": name}, "data": kept.data or {}})
 
 
 def _connect(options: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -317,8 +338,13 @@ def replayed(
     """Seeds the case, sends its write, yields the answer, and removes what it seeded."""
     replay = Replay(admin, responder, test_namespace, case)
     request = case["request"]
-    budget = request["resource"]["resource"] == "leases" and request.get("namespace") == "responder-system"
-    with budget_lease_set_aside(admin, "responder-system", LEASE_NAME) if budget else contextlib.nullcontext():
+    own = request.get("namespace") == "responder-system"
+    kept: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if own and request["resource"]["resource"] == "leases":
+        kept = budget_lease_set_aside(admin, "responder-system", LEASE_NAME)
+    elif own and request["resource"]["resource"] == "configmaps":
+        kept = _config_map_set_aside(admin, "responder-system", IDENTITIES)
+    with kept:
         try:
             yield replay.write(replay.seed())
         finally:
