@@ -18,6 +18,8 @@ same name) are dropped in the same write.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
@@ -30,7 +32,10 @@ from responder.ports import KubePort, PodView
 
 IDENTITIES = "rsr-quarantined-identities"
 PRUNE_AT = 2000  # ~200 KB of entries: well inside a ConfigMap's 1 MiB
-_ATTEMPTS = 5
+# One ConfigMap for every quarantined pod: a worm quarantines many pods at once, every instance writing it. Each lost
+# race is read again after a short random pause (so the losers do not collide again in step).
+_ATTEMPTS = 20
+_PAUSE_S = 0.01
 READS_NOTE = "reads with it are not refused (admission never sees a read): see the report's identity section"
 
 
@@ -89,6 +94,7 @@ def change(kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], dict
         except Conflict:
             if attempt == _ATTEMPTS - 1:
                 raise  # kept changing under us: a failure that heals, retried on redelivery
+            time.sleep(random.uniform(0, _PAUSE_S * min(attempt + 1, 5)))  # noqa: S311 - jitter, not a secret
     return False
 
 

@@ -138,7 +138,7 @@ def test_dry_run_writes_nothing(
         kube_namespace,
         shop[0].metadata.name,
     )
-    assert [a.action for a in outcome.record.actions] == ["isolate", "label", "capture", "delete"]
+    assert [a.action for a in outcome.record.actions] == ["isolate", "identity", "label", "capture", "delete"]
     assert all(a.dry_run for a in outcome.record.actions)
     after = {n: p.metadata.resource_version for n, p in w.policies(kube_admin, kube_namespace).items()}
     assert after == before

@@ -349,6 +349,7 @@ def test_a_forged_message_isolated_while_scc_was_down_is_rolled_back_once_scc_an
         # handled as a first delivery, isolated before SCC answers and rolled back when SCC refutes it.
         assert steps(third) == {
             "isolate": "succeeded",
+            "identity": "succeeded",
             "label": "skipped",
             "capture": "skipped",
             "rollback": "succeeded",

@@ -118,3 +118,27 @@ def test_a_token_taken_from_the_pod_stops_writing_once_the_pod_is_quarantined(
     )
     assert released.returncode == 0, released.stdout[-2000:] + released.stderr[-2000:]
     until("the released pod's token writes again", lambda: write(stolen, ns, f"again-{time.time_ns()}")[0] == 201, 10)
+
+
+def test_after_a_delete_the_stolen_token_stops_authenticating(
+    kube_env: KubeEnv, kube_admin: client.ApiClient, kube_namespace: str, kube_node: dict[str, Any], tmp_path: Path
+) -> None:
+    """`delete` ends the token's life: a pod-bound token is valid only while its pod exists (the apiserver checks the
+    bound pod's UID on every request). Measured: how long after the responder finished it still authenticated."""
+    ns = kube_namespace
+    w.create_running_deployment(kube_admin, ns, "web", 2, "sleep 2147483647")
+    victim = w.wait_for_running(kube_admin, ns, 2, "app=web")[0]
+    stolen = as_token(kube_env, exec_in(kube_admin, victim, ["cat", TOKEN]).strip())
+
+    record, _, _ = replay(kube_env, finding_for(victim), tmp_path, RESPONDER_ACTION="delete")
+    assert actions(record)["delete"]["status"] == "succeeded", actions(record)
+
+    def rejected() -> bool:
+        try:
+            client.AuthenticationV1Api(stolen).create_self_subject_review({"kind": "SelfSubjectReview"})
+        except client.ApiException as exc:
+            return exc.status == 401
+        return False
+
+    took = until("the stolen token rejected", rejected, 90)
+    print(f"\n[identity] after the delete, the stolen token authenticated for {took * 1000:.0f} ms more")
