@@ -288,6 +288,11 @@ class KubePort(Protocol):
 
     def get_config_map(self, namespace: str, name: str) -> ConfigMapView: ...
 
+    def get_admission_binding(self, name: str) -> tuple[str, ...]:
+        """The validationActions of the ValidatingAdmissionPolicyBinding ``name`` (NotFound when the cluster has
+        none): whether an admission policy the responder relies on is in force there."""
+        ...
+
     def create_config_map(self, namespace: str, name: str, data: Mapping[str, str]) -> ConfigMapView:
         """Create; raises Conflict if it already exists."""
         ...

@@ -400,6 +400,13 @@ class KubeAdapter:
             )
         )
 
+    # ---------------------------------------------------------------------------------- admission policies
+    def get_admission_binding(self, name: str) -> tuple[str, ...]:
+        """A ValidatingAdmissionPolicyBinding's validationActions (NotFound when it is not installed)."""
+        path = f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{_seg(name)}"
+        binding = self._get(f"get validatingadmissionpolicybinding {name}", path)
+        return tuple(str(a) for a in (binding.get("spec") or {}).get("validationActions") or ())
+
     # -------------------------------------------------------------------------------------------- configmaps
     def get_config_map(self, namespace: str, name: str) -> ConfigMapView:
         """Read a ConfigMap (the identity quarantine's parameter)."""

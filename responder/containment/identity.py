@@ -31,6 +31,7 @@ from responder.intake.sanitize import clean
 from responder.ports import KubePort, PodView
 
 IDENTITIES = "rsr-quarantined-identities"
+GUARD_BINDING = "reverse-shell-responder-identity"  # deploy/kubernetes/identity-guard.yaml's binding
 PRUNE_AT = 2000  # ~200 KB of entries: well inside a ConfigMap's 1 MiB
 # One ConfigMap for every quarantined pod: a worm quarantines many pods at once, every instance writing it. Each lost
 # race is read again after a short random pause (so the losers do not collide again in step).
@@ -56,6 +57,18 @@ def listed(kube: KubePort, namespace: str, pod: PodView) -> bool:
         return kube.get_config_map(namespace, IDENTITIES).data.get(pod.uid) == entry(pod)
     except NotFound:
         return False
+
+
+def _not_enforced(kube: KubePort) -> str | None:
+    """Why the cluster does not refuse a listed pod's writes (identity-guard.yaml not installed, or its binding does
+    not deny), or None when it does: the step never claims a refusal the cluster will not make."""
+    try:
+        actions = kube.get_admission_binding(GUARD_BINDING)
+    except NotFound:
+        return f"this cluster has no admission binding {GUARD_BINDING} (deploy/kubernetes/identity-guard.yaml)"
+    except ResponderError as exc:
+        return f"whether admission binding {GUARD_BINDING} is installed could not be read ({clean(exc, 160)})"
+    return None if "Deny" in actions else f"admission binding {GUARD_BINDING} does not deny ({', '.join(actions)})"
 
 
 def _gone(kube: KubePort, uid: str, value: str) -> bool:
@@ -141,7 +154,10 @@ class IdentityAction(Traits):
     name: ClassVar[str] = "identity"
     held_means: ClassVar[str] = "identity not quarantined"
     released_by: ClassVar[str] = "the pod's entry is removed from rsr-quarantined-identities: its token writes again"
-    rbac: ClassVar[tuple[Rule, ...]] = (Rule(("configmaps",), ("get", "create", "update")),)
+    rbac: ClassVar[tuple[Rule, ...]] = (
+        Rule(("configmaps",), ("get", "create", "update")),
+        Rule(("validatingadmissionpolicybindings",), ("get",), group="admissionregistration.k8s.io"),
+    )
     guard: ClassVar[tuple[str, ...]] = ("isIdentityList",)
     Params: ClassVar[type[ActionParams]] = IdentityParams
 
@@ -162,7 +178,12 @@ class IdentityAction(Traits):
             return {**_pruned(ctx.kube, data, pod.uid), pod.uid: entry(pod)}
 
         written = change(ctx.kube, namespace, add)
+        unenforced = _not_enforced(ctx.kube)
+        if unenforced is not None:
+            # The entry is kept (it takes effect once the policy is installed), but nothing refuses the token yet.
+            why = f"pod UID {'added to' if written else 'already in'} {where}, but {unenforced}: the token still writes"
+            return result(self.name, Status.FAILED, why, ctx, [why] if written else [])
         if not written:
             return result(self.name, Status.SKIPPED, f"already {what} ({where}); {READS_NOTE}", ctx)
-        done = f"{what} (pod UID added to {where}, judged by admission policy reverse-shell-responder-identity)"
+        done = f"{what} (pod UID added to {where}, judged by admission policy {GUARD_BINDING})"
         return result(self.name, Status.SUCCEEDED, f"{done}; {READS_NOTE}", ctx, [done])

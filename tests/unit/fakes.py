@@ -58,6 +58,8 @@ class FakeKube:
         self.namespaces: dict[str, NamespaceView] = {}
         self.leases: dict[tuple[str, str], LeaseView] = {}
         self.config_maps: dict[tuple[str, str], ConfigMapView] = {}
+        # Installed admission policy bindings and their validationActions (the identity guard's, as make kube-up has).
+        self.admission_bindings: dict[str, tuple[str, ...]] = {"reverse-shell-responder-identity": ("Deny", "Audit")}
         self.deleted: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.fail_next: dict[str, int] = {}  # method name -> transient failures to inject
@@ -435,6 +437,13 @@ class FakeKube:
             lease = current.model_copy(update={"annotations": dict(annotations), "resource_version": self.rv()})
             self.leases[(namespace, name)] = lease
             return lease
+
+    def get_admission_binding(self, name: str) -> tuple[str, ...]:
+        self._maybe_fail("get_admission_binding")
+        try:
+            return self.admission_bindings[name]
+        except KeyError:
+            raise NotFound(f"validatingadmissionpolicybinding {name}") from None
 
     def get_config_map(self, namespace: str, name: str) -> ConfigMapView:
         self._maybe_fail("get_config_map")

@@ -181,3 +181,21 @@ def test_status_says_whether_each_quarantined_pod_s_token_still_writes(kube: Fak
     assert lost.identity_quarantined is False and "ALLOWED" in render_table([lost])
     kube.raise_on["get_config_map"] = Forbidden("configmaps is forbidden")
     assert collect_status(kube)[0].identity_quarantined is None  # unknown, not "fine"
+
+
+def test_where_the_identity_guard_is_not_installed_the_record_never_claims_a_refusal(kube: FakeKube) -> None:
+    kube.admission_bindings.clear()  # a cluster without deploy/kubernetes/identity-guard.yaml (or before 1.30)
+    outcome = deliver(make(kube, vouch=FINDING), FINDING)
+    step = acts(outcome)["identity"]
+    assert step.status.value == "failed"
+    assert "no admission binding reverse-shell-responder-identity" in step.reason and "still writes" in step.reason
+    assert pod(kube).uid in identities(kube)  # kept: it takes effect once the policy is installed
+    assert statuses(outcome)["isolate"] == "succeeded" and outcome.record.outcome == "done"
+    report = build_report(outcome)
+    assert any("can still WRITE" in s for s in (report.response.todo if report.response else ()))
+
+
+def test_a_binding_that_only_audits_is_not_taken_for_a_refusal(kube: FakeKube) -> None:
+    kube.admission_bindings["reverse-shell-responder-identity"] = ("Audit",)
+    step = acts(deliver(make(kube, vouch=FINDING), FINDING))["identity"]
+    assert step.status.value == "failed" and "does not deny (Audit)" in step.reason
