@@ -163,6 +163,14 @@ class NamespaceView(_View):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class ServiceAccountView(_View):
+    """A pod's service account: its annotations name its Google identity (Workload Identity)."""
+
+    namespace: str
+    name: str
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
 class LeaseView(_View):
     """A coordination.k8s.io Lease used as a shared counter; ``annotations`` carry the data."""
 
@@ -277,6 +285,8 @@ class KubePort(Protocol):
     def get_node(self, name: str) -> NodeView: ...
 
     def get_namespace(self, name: str) -> NamespaceView: ...
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountView: ...
 
     def get_lease(self, namespace: str, name: str) -> LeaseView: ...
 

@@ -30,6 +30,7 @@ from responder.ports import (
     NodeView,
     OwnerRef,
     PodView,
+    ServiceAccountView,
     WorkloadView,
 )
 
@@ -356,6 +357,12 @@ class KubeAdapter:
         return NamespaceView(
             name=meta["name"], labels=meta.get("labels") or {}, annotations=meta.get("annotations") or {}
         )
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountView:
+        """Read a service account (for its Workload Identity annotation)."""
+        path = f"/api/v1/namespaces/{_seg(namespace)}/serviceaccounts/{_seg(name)}"
+        meta = self._get(f"get serviceaccount {namespace}/{name}", path).get("metadata") or {}
+        return ServiceAccountView(namespace=namespace, name=name, annotations=meta.get("annotations") or {})
 
     # ------------------------------------------------------------------------------------------------ leases
     def get_lease(self, namespace: str, name: str) -> LeaseView:

@@ -35,6 +35,7 @@ from responder.ports import (
     NodeView,
     OwnerRef,
     PodView,
+    ServiceAccountView,
     WorkloadView,
 )
 
@@ -95,6 +96,7 @@ class Investigation(BaseModel):
     pod: PodView | None = None
     owner_chain: tuple[WorkloadView, ...] = ()
     namespace: NamespaceView | None = None
+    service_account: ServiceAccountView | None = None  # the pod's (its Google identity, for the report)
     log_window: LogWindow | None = None
     logs: tuple[LogSearch, ...] = ()
     branches: dict[str, Branch] = Field(default_factory=dict)
@@ -261,6 +263,8 @@ class _Gathering:
                 self.record(name, future)
                 if name == "node":
                     self.after_node()
+                elif name == "pod":
+                    self.after_pod()
         for future, name in self.pending.items():
             future.cancel()  # not started yet: don't start it; running ones finish in the background
             self.branches[name] = Branch(status="timeout", detail=f"no answer within {self.inv.timeout_s:g}s")
@@ -281,6 +285,16 @@ class _Gathering:
             self.branches[name] = Branch(status="failed", detail=clean(exc, 200))
         except Exception as exc:  # a bug in one branch must not cost the others or the containment
             self.branches[name] = Branch(status="failed", detail=f"{type(exc).__name__}: {clean(exc, 200)}")
+
+    def after_pod(self) -> None:
+        """The pod names its service account: read it (its annotations name its Google identity)."""
+        facts, kube = self.values.get("pod"), self.kube
+        pod = facts[0] if isinstance(facts, tuple) and facts and isinstance(facts[0], PodView) else None
+        if pod is None or kube is None:
+            self.branches["service_account"] = Branch(status="unavailable", detail="the pod could not be read")
+            return
+        namespace, account = pod.namespace, pod.service_account or "default"
+        self.submit("service_account", lambda: kube.get_service_account(namespace, account))
 
     def after_node(self) -> None:
         node = self.values.get("node")
@@ -319,6 +333,9 @@ class _Gathering:
             pod=pod,
             owner_chain=tuple(owners),
             namespace=namespace if isinstance(namespace, NamespaceView) else None,
+            service_account=account
+            if isinstance(account := self.values.get("service_account"), ServiceAccountView)
+            else None,
             log_window=self.window,
             logs=tuple(logs),
             branches=self.branches,

@@ -241,6 +241,14 @@ def _vm_url(target: Target, zone: str | None) -> str | None:
         return None
 
 
+WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
+
+
+def _google_identity(investigation: Investigation) -> str | None:
+    account = investigation.service_account
+    return _opt(account.annotations.get(WORKLOAD_IDENTITY_ANNOTATION), 320) if account else None
+
+
 def _pod_section(finding: Finding, target: Target, investigation: Investigation) -> PodSection:
     pod = investigation.pod
     chain = tuple(
@@ -282,6 +290,7 @@ def _pod_section(finding: Finding, target: Target, investigation: Investigation)
         phase=_opt(pod.phase, 40),
         node=_opt(pod.node_name, 253),
         service_account=_opt(pod.service_account, 253),
+        google_service_account=_google_identity(investigation),
         start_time=pod.start_time,
         host_network=pod.host_network,
         host_pid=pod.host_pid,

@@ -189,7 +189,8 @@ def _step3(r: IncidentReport) -> list[str]:
         out += [
             f"- **UID** {md_code(p.uid or 'unknown')}; **phase** {md_code(p.phase or 'unknown')}; "
             f"**started** {_when(p.start_time)}; **node** {md_code(p.node or 'unknown')}",
-            f"- **Service account**: {md_code(p.service_account or 'default')}",
+            f"- **Service account**: {md_code(p.service_account or 'default')}"
+            + (f" (Google identity {md_code(p.google_service_account)})" if p.google_service_account else ""),
             f"- **hostNetwork** {_flag(p.host_network)}; **hostPID** {_flag(p.host_pid)}",
         ]
     out.append(f"- **Labels**: {_kv(p.labels)}")

@@ -155,6 +155,8 @@ class PodSection(_Model):
     phase: str | None = None
     node: str | None = None
     service_account: str | None = None
+    # Its Google identity, where Workload Identity gives it one (the service account's iam.gke.io annotation).
+    google_service_account: str | None = None
     start_time: datetime | None = None
     host_network: bool | None = None
     host_pid: bool | None = None

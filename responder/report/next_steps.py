@@ -103,11 +103,17 @@ def _identity_step(report: IncidentReport, target: Target, actions: list[ActionR
         if (pod and pod.host_network)
         else ""
     )
+    google = pod.google_service_account if pod else None
+    gsa = (
+        f"its Google identity {google} (Workload Identity: review that account's IAM roles and its keys)"
+        if google
+        else "its Google identity (no iam.gke.io/gcp-service-account annotation was read: check Workload Identity "
+        "Federation principals for the namespace and account)"
+    )
     return (
         f"{writes}; its reads are not (admission never sees a read). Review what {account} may read and write "
-        f"(kubectl get rolebindings,clusterrolebindings -A -o wide | grep {target.namespace}:), its Google identity "
-        f"(the iam.gke.io/gcp-service-account annotation, Workload Identity principals), and Secret-based tokens of "
-        f"the account, which no policy covers; rotate what the pod could read.{host} A Google access token already "
-        "taken stays valid until it expires (about an hour); the deny-all's egress blocks new requests to the "
-        "metadata server."
+        f"(kubectl get rolebindings,clusterrolebindings -A -o wide | grep {target.namespace}:), {gsa}, and "
+        f"Secret-based tokens of the account, which no policy covers; rotate what the pod could read.{host} A "
+        "Google access token already taken stays valid until it expires (about an hour); the deny-all's egress "
+        "blocks new requests to the metadata server."
     )

@@ -453,6 +453,44 @@ def test_lease_update_of_a_missing_lease_creates_it(side: Side) -> None:
     assert kube.get_lease(ns, "budget") == made
 
 
+# ------------------------------------------------------------------------------ configmaps (the quarantined identities)
+
+
+def test_config_map_create_then_update_at_its_version(side: Side) -> None:
+    kube, ns = side.kube, side.namespace
+    made = kube.create_config_map(ns, "identities", {"uid-1": "system:serviceaccount:a:b a/p"})
+    assert made.resource_version and made.data == {"uid-1": "system:serviceaccount:a:b a/p"}
+    assert kube.get_config_map(ns, "identities") == made
+
+    with pytest.raises(Conflict):  # another instance created it first
+        kube.create_config_map(ns, "identities", {})
+
+    updated = kube.update_config_map(ns, "identities", {"uid-2": "x"}, made.resource_version)
+    assert updated.data == {"uid-2": "x"}  # the data is replaced, not merged
+    with pytest.raises(Conflict):  # a write based on a stale read
+        kube.update_config_map(ns, "identities", {"uid-3": "y"}, made.resource_version)
+    assert kube.get_config_map(ns, "identities") == updated
+
+
+def test_config_map_update_of_a_missing_one_is_not_found_and_a_blind_one_overwrites(side: Side) -> None:
+    """Unlike a Lease's, a ConfigMap's PUT never creates it (the caller creates it again: a parameter deleted between
+    a read and the update), and takes no resourceVersion as a blind overwrite (why the responder always sends one)."""
+    kube, ns = side.kube, side.namespace
+    with pytest.raises(NotFound):
+        kube.get_config_map(ns, "identities")
+    with pytest.raises(NotFound):
+        kube.update_config_map(ns, "identities", {"uid-1": "x"}, "12345")
+    kube.create_config_map(ns, "identities", {"uid-0": "kept?"})
+    assert kube.update_config_map(ns, "identities", {"uid-1": "x"}, None).data == {"uid-1": "x"}
+
+
+def test_the_default_service_account_is_read(side: Side) -> None:
+    account = side.kube.get_service_account(side.namespace, "default")
+    assert (account.namespace, account.name) == (side.namespace, "default")
+    with pytest.raises(NotFound):
+        side.kube.get_service_account(side.namespace, "ghost")
+
+
 # ------------------------------------------------------------------------------------- namespaces, nodes, workloads
 
 

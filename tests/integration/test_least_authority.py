@@ -179,6 +179,11 @@ def test_every_action_the_responder_takes_is_allowed(
     assert apps.read_namespaced_deployment(replica_set.metadata.owner_references[0].name, ns).metadata.name == "web"
     assert core.read_namespace(ns).metadata.name == ns
     assert core.read_node(node).metadata.name == node
+    assert core.read_namespaced_service_account("default", ns).metadata.name == "default"  # its Google identity
+    binding = client.AdmissionregistrationV1Api(kube_responder).read_validating_admission_policy_binding(
+        "reverse-shell-responder-identity"
+    )  # the identity guard is in force (the step never claims a refusal the cluster will not make)
+    assert "Deny" in binding.spec.validation_actions
     assert status_of(lambda: core.read_namespaced_pod_log(name, ns, tail_lines=10)) != FORBIDDEN
     status, message = exec_handshake(kube_responder, ns, name, PROCESS_TREE_ARGV)
     assert status != FORBIDDEN, message  # authorised; no kubelet behind the pod: "does not have a host assigned"

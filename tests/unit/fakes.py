@@ -33,6 +33,7 @@ from responder.ports import (
     OwnerRef,
     PodView,
     SccFinding,
+    ServiceAccountView,
     WorkloadView,
 )
 
@@ -58,6 +59,7 @@ class FakeKube:
         self.namespaces: dict[str, NamespaceView] = {}
         self.leases: dict[tuple[str, str], LeaseView] = {}
         self.config_maps: dict[tuple[str, str], ConfigMapView] = {}
+        self.service_accounts: dict[tuple[str, str], ServiceAccountView] = {}
         # Installed admission policy bindings and their validationActions (the identity guard's, as make kube-up has).
         self.admission_bindings: dict[str, tuple[str, ...]] = {"reverse-shell-responder-identity": ("Deny", "Audit")}
         self.deleted: list[tuple[str, str, str]] = []
@@ -438,6 +440,16 @@ class FakeKube:
             self.leases[(namespace, name)] = lease
             return lease
 
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountView:
+        """A seeded one, or the bare `default` every namespace has."""
+        self._maybe_fail("get_service_account")
+        with self.lock:
+            if (namespace, name) in self.service_accounts:
+                return self.service_accounts[(namespace, name)]
+        if name == "default":
+            return ServiceAccountView(namespace=namespace, name=name)
+        raise NotFound(f"serviceaccount {namespace}/{name}")
+
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         self._maybe_fail("get_admission_binding")
         try:
@@ -470,9 +482,7 @@ class FakeKube:
             current = self.config_maps.get((namespace, name))
             if current is None:  # unlike a Lease's, a ConfigMap's PUT never creates it
                 raise NotFound(f"configmap {namespace}/{name}")
-            if resource_version is None:
-                raise PermanentError("422: metadata.resourceVersion must be specified for an update")
-            if current.resource_version != resource_version:
+            if resource_version is not None and current.resource_version != resource_version:
                 raise Conflict("resourceVersion")
             updated = current.model_copy(update={"data": dict(data), "resource_version": self.rv()})
             self.config_maps[(namespace, name)] = updated

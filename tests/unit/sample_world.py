@@ -19,6 +19,7 @@ from responder.ports import (
     NodeView,
     OwnerRef,
     PodView,
+    ServiceAccountView,
     WorkloadView,
 )
 from tests.unit.fakes import FakeKube
@@ -85,6 +86,11 @@ def ReportKube(
             ),
         ),
         manifest={"kind": "Pod", "metadata": {"name": target.pod}},
+    )
+    kube.service_accounts[(target.namespace, "cart-api")] = ServiceAccountView(
+        namespace=target.namespace,
+        name="cart-api",
+        annotations={"iam.gke.io/gcp-service-account": "cart-api@example-retail-prod.iam.gserviceaccount.com"},
     )
     kube.workloads[(target.namespace, "ReplicaSet", "cart-api-5c8d7b9f4")] = WorkloadView(
         kind="ReplicaSet", namespace=target.namespace, name="cart-api-5c8d7b9f4", uid="rs-1", owners=(dep,)

@@ -58,12 +58,13 @@ def test_all_branches_ok(pool: ThreadPoolExecutor) -> None:
         "pod": "ok",
         "node": "ok",
         "namespace": "ok",
+        "service_account": "ok",
         "cluster": "ok",
         "logs.container": "ok",
         "logs.audit": "ok",
         "logs.serial_console": "ok",
     }
-    assert inv.pod is not None
+    assert inv.pod is not None and inv.service_account is not None
     assert [w.kind for w in inv.owner_chain] == ["ReplicaSet", "Deployment"]
     assert (inv.instance_id, inv.node_pool, inv.zone) == (INSTANCE_ID, "default-pool", "us-east1-b")
     assert inv.namespace is not None

@@ -17,8 +17,9 @@ from responder.containment import identity
 from responder.containment.identity import IDENTITIES, PRUNE_AT, account, entry
 from responder.containment.keys import QUARANTINE_LABEL
 from responder.errors import Forbidden
-from responder.ports import LabelSelector, PodView
+from responder.ports import LabelSelector, PodView, ServiceAccountView
 from responder.report.builder import build_report
+from responder.report.markdown import render_markdown
 from tests.notifications import notification
 from tests.support.common import acts, deliver
 from tests.unit.fakes import FakeFindings, FakeKube
@@ -199,3 +200,16 @@ def test_a_binding_that_only_audits_is_not_taken_for_a_refusal(kube: FakeKube) -
     kube.admission_bindings["reverse-shell-responder-identity"] = ("Audit",)
     step = acts(deliver(make(kube, vouch=FINDING), FINDING))["identity"]
     assert step.status.value == "failed" and "does not deny (Audit)" in step.reason
+
+
+def test_the_report_names_the_google_identity_a_stolen_token_leads_to(kube: FakeKube) -> None:
+    kube.service_accounts[(NS, "default")] = ServiceAccountView(
+        namespace=NS, name="default", annotations={"iam.gke.io/gcp-service-account": "shop@p.iam.gserviceaccount.com"}
+    )
+    outcome = deliver(make(kube, vouch=FINDING), FINDING)
+    report = build_report(outcome)
+    assert report.pod is not None and report.pod.google_service_account == "shop@p.iam.gserviceaccount.com"
+    [identity_step] = [s for s in (report.response.todo if report.response else ()) if "service-account token" in s]
+    assert "its Google identity shop@p.iam.gserviceaccount.com" in identity_step
+    assert "Google identity `shop@p.iam.gserviceaccount.com`" in render_markdown(report)
+    assert outcome.record.enrichment["service_account"] == "ok"
