@@ -20,7 +20,7 @@ from responder.intake.categories import CategoryProfile
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target, Triage, Verdict
-from responder.ports import Connection, NamespaceView, PodView
+from responder.ports import ConfigMapView, Connection, NamespaceView, PodView
 from responder.report.outcome import Outcome
 from responder.report.record import DecisionRecord, DeliveryInfo, PodRef, make_record
 
@@ -46,6 +46,8 @@ class Event:
     blocker: Blocker | None = None
     pod: PodView | None = None
     pod_read: Future[PodView] | None = None  # the pod read itself, when it went out in round one
+    # A redelivery's read of the quarantined identities, sent beside the pod read (the convergence check needs it).
+    identities_read: Future[ConfigMapView] | None = None
     pod_read_at: float | None = None  # when it went out (time.monotonic), for the pod branch's duration
     prefetched: Prefetched = field(default_factory=Prefetched)
     namespace_read: Future[NamespaceView] | None = None  # the namespace (its exemption label), read in round one

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from responder.config import Settings
+from responder.containment import identity as identity_mod
 from responder.containment.context import Evidence, Prefetched
-from responder.containment.identity import listed as identity_listed
-from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL, RELEASED_ANNOTATION
+from responder.containment.keys import FINDING_ANNOTATION, RELEASED_ANNOTATION
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.progress import converged, released
@@ -33,7 +33,7 @@ from responder.containment.runner import (
 from responder.containment.scheduling import Schedule, resolved
 from responder.containment.undo import identity_left, undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
-from responder.errors import PermanentError, ResponderError, TransientError
+from responder.errors import PermanentError, TransientError
 from responder.event import Event
 from responder.intake.envelope import Delivery
 from responder.intake.findings import to_finding
@@ -216,14 +216,16 @@ class Responder:
         return self._round_one(event, event.connection, schedule)
 
     def _recheck(self, event: Event, connection: Connection, schedule: Schedule) -> Outcome | None:
-        """SCC's record, the pod and the namespace's policies, read at once: a converged redelivery costs these three
-        reads and no write; anything else goes on to round one (which reuses all three)."""
+        """SCC's record, the pod, the namespace's policies and the quarantined identities, read at once: a converged
+        redelivery costs these four reads and no write; anything else goes on to round one (which reuses them)."""
         target, kube = event.target, connection.kube
         schedule.warm()  # SCC's answer is needed now, ahead of any write: its client may load at once
         asking = self.workers.submit(self._ask, event)
         event.pod_read_at = time.monotonic()
         event.pod_read = self.workers.submit(kube.get_pod, target.namespace, target.pod)
         event.prefetched = Prefetched(policies=self.workers.submit(kube.list_network_policies, target.namespace))
+        own = self.deps.settings.budget_namespace
+        event.identities_read = self.workers.submit(kube.get_config_map, own, identity_mod.IDENTITIES)
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
         event.scc_answer = asking.result()
         return self._judge_progress(event) or self._round_one(event, connection, schedule)
@@ -283,23 +285,15 @@ class Responder:
         if event.pod is None and not gone:
             return None  # the pod could not be read: nothing can be judged, the full path retries what failed
         why = converged(event.finding, answer, event.pod, event.prefetched.listed_policies())
-        if why is None or not self._identity_holds(event):
-            return None
+        own, pod, connection = self.deps.settings.budget_namespace, event.pod, event.connection
+        if why is None or (
+            pod and connection and not identity_mod.holds(connection.kube, own, pod, event.identities_read)
+        ):
+            return None  # its identity's entry is gone: handled in full, the identity step writes it again
         self._remember(event.finding.name)
         plan = self._plan(event)
         record = event.record(Verdict.IGNORE, "duplicate", why, rule=plan.rule, verification=verification_info(answer))
         return event.outcome(record, plan=plan)
-
-    def _identity_holds(self, event: Event) -> bool:
-        """A quarantined pod's identity is still quarantined (its entry in the identity guard's parameter): else the
-        delivery is handled in full, and the identity step restores it. A pod that is gone needs none."""
-        pod = event.pod
-        if pod is None or pod.deleting or event.connection is None or pod.labels.get(QUARANTINE_LABEL) != "true":
-            return True
-        try:
-            return identity_listed(event.connection.kube, self.deps.settings.budget_namespace, pod)
-        except ResponderError:
-            return False  # unknown: handle in full, which writes it again if it is missing
 
     def _refuted(self, event: Event, answer: Verification) -> Outcome:
         """SCC refutes the message before this delivery wrote anything to the pod: undo what an earlier delivery of

@@ -21,14 +21,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import ClassVar
 
 from responder.containment.action import ActionParams, Rule, Traits
 from responder.containment.context import ActionContext
+from responder.containment.keys import QUARANTINE_LABEL
 from responder.containment.results import ActionResult, Status, result
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.sanitize import clean
-from responder.ports import KubePort, PodView
+from responder.ports import ConfigMapView, KubePort, PodView
 
 IDENTITIES = "rsr-quarantined-identities"
 GUARD_BINDING = "reverse-shell-responder-identity"  # deploy/kubernetes/identity-guard.yaml's binding
@@ -69,6 +71,19 @@ def _not_enforced(kube: KubePort) -> str | None:
     except ResponderError as exc:
         return f"whether admission binding {GUARD_BINDING} is installed could not be read ({clean(exc, 160)})"
     return None if "Deny" in actions else f"admission binding {GUARD_BINDING} does not deny ({', '.join(actions)})"
+
+
+def holds(kube: KubePort, namespace: str, pod: PodView, read: Future[ConfigMapView] | None = None) -> bool:
+    """For a redelivery: a quarantined pod's identity is still quarantined (``read``: the parameter as read beside the
+    pod; None: read it now). A pod that is not quarantined, or is going, needs none. Unknown counts as lost: the
+    delivery is then handled in full, and the step writes the entry again."""
+    if pod.deleting or pod.labels.get(QUARANTINE_LABEL) != "true":
+        return True
+    try:
+        data = (read.result() if read is not None else kube.get_config_map(namespace, IDENTITIES)).data
+    except ResponderError:  # NotFound among them: no parameter, nothing quarantined
+        return False
+    return data.get(pod.uid) == entry(pod)
 
 
 def _gone(kube: KubePort, uid: str, value: str) -> bool:
@@ -177,8 +192,10 @@ class IdentityAction(Traits):
                 return None
             return {**_pruned(ctx.kube, data, pod.uid), pod.uid: entry(pod)}
 
+        # Whether the policy is in force is asked alongside the write (one round fewer before the delivery ends).
+        checking = ctx.pool.submit(_not_enforced, ctx.kube) if ctx.pool is not None else None
         written = change(ctx.kube, namespace, add)
-        unenforced = _not_enforced(ctx.kube)
+        unenforced = checking.result() if checking is not None else _not_enforced(ctx.kube)
         if unenforced is not None:
             # The entry is kept (it takes effect once the policy is installed), but nothing refuses the token yet.
             why = f"pod UID {'added to' if written else 'already in'} {where}, but {unenforced}: the token still writes"
