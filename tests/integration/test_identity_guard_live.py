@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from responder.containment.identity import IDENTITIES
 from tests.support import workloads as w
-from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv
+from tests.support.kube import RESPONDER_NAMESPACE, KubeEnv, client_with_token
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +66,7 @@ def token_client(
     if pod is not None:
         spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid}
     issued = client.CoreV1Api(admin).create_namespaced_service_account_token(account, namespace, {"spec": spec})
-    loaded = client.Configuration()
-    config.load_kube_config(config_file=str(kube_env.kubeconfig), client_configuration=loaded)
-    cfg = client.Configuration(host=loaded.host, api_key={"BearerToken": f"Bearer {issued.status.token}"})
-    cfg.ssl_ca_cert = loaded.ssl_ca_cert
-    return client.ApiClient(cfg)
+    return client_with_token(kube_env.kubeconfig, issued.status.token)
 
 
 def write(api: client.ApiClient, namespace: str) -> tuple[int, str]:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.node.test_real_node import actions, exec_in, finding_for, replay
 from tests.support import workloads as w
 from tests.support.common import environ_without_settings, responder_cli
-from tests.support.kube import KubeEnv
+from tests.support.kube import KubeEnv, client_with_token
 
 pytestmark = pytest.mark.node
 
@@ -35,11 +35,7 @@ REFUSED_WITHIN_S = 10.0  # the apiserver reads the parameter from an informer: a
 
 def as_token(kube_env: KubeEnv, token: str) -> client.ApiClient:
     """A client that authenticates with ``token`` alone (the admin kubeconfig's server and CA, not its user)."""
-    loaded = client.Configuration()
-    config.load_kube_config(config_file=str(kube_env.kubeconfig), client_configuration=loaded)
-    cfg = client.Configuration(host=loaded.host, api_key={"BearerToken": f"Bearer {token}"})
-    cfg.ssl_ca_cert = loaded.ssl_ca_cert
-    api = client.ApiClient(cfg)
+    api = client_with_token(kube_env.kubeconfig, token)
     review = client.AuthenticationV1Api(api).create_self_subject_review({"kind": "SelfSubjectReview"})
     assert review.status.user_info.username.startswith("system:serviceaccount:"), review.status.user_info
     return api

@@ -298,3 +298,13 @@ def wait_for_default_service_account(admin: client.ApiClient, namespace: str, ti
             if exc.status != 404 or time.monotonic() > deadline:
                 raise
         time.sleep(0.05)
+
+
+def client_with_token(kubeconfig: Path, token: str) -> client.ApiClient:
+    """A client that authenticates with ``token`` alone: the kubeconfig's server and CA, not its user (a stolen
+    service-account token, used from outside its pod)."""
+    loaded = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=loaded)
+    cfg = client.Configuration(host=loaded.host, api_key={"BearerToken": f"Bearer {token}"})
+    cfg.ssl_ca_cert = loaded.ssl_ca_cert
+    return client.ApiClient(cfg)
