@@ -313,6 +313,11 @@ class KubePort(Protocol):
         """Replace the whole ``data``, optimistic on resourceVersion (Conflict if it moved since it was read)."""
         ...
 
+    def patch_config_map_data(self, namespace: str, name: str, data: Mapping[str, str | None]) -> ConfigMapView:
+        """Merge-patch ``data`` key by key (None removes a key): concurrent writers of different keys never conflict.
+        NotFound when the ConfigMap does not exist."""
+        ...
+
 
 # --------------------------------------------------------------------------------------------------------- Google
 

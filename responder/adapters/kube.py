@@ -434,6 +434,18 @@ class KubeAdapter:
             )
         )
 
+    def patch_config_map_data(self, namespace: str, name: str, data: Mapping[str, str | None]) -> ConfigMapView:
+        """JSON merge patch of the ConfigMap's data (None removes a key)."""
+        body = {"data": dict(data)}
+        return js.config_map_view(
+            _call(
+                f"patch configmap {namespace}/{name}",
+                lambda: self.http.request(
+                    "PATCH", _config_map_path(namespace, name), body=body, content_type="application/merge-patch+json"
+                ),
+            )
+        )
+
     def update_config_map(
         self, namespace: str, name: str, data: Mapping[str, str], resource_version: str | None
     ) -> ConfigMapView:

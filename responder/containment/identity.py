@@ -1,6 +1,6 @@
 """identity: the quarantined pod's service-account token may no longer write, wherever it is used from.
 
-Permissions: ``configmaps: get, create, update`` in the responder's own namespace (rbac.yaml's Role there). Not a
+Permissions: ``configmaps: get, create, patch`` in the responder's own namespace (rbac.yaml's Role there). Not a
 policy action of its own: the runner runs it right after the step that puts the quarantine label on the pod (isolate,
 or label), since the first thing an attacker with a shell does is read the pod's token.
 
@@ -11,7 +11,7 @@ each write (CREATE, UPDATE, DELETE, CONNECT) whose token belongs to a pod listed
 admission (it never sees them): the result says so. A refuted message's rollback removes the entry again, exactly,
 and ``release`` removes it with the operator's rights; so it runs before SCC vouches, like the label.
 
-The ConfigMap is read and replaced with its resourceVersion (two instances adding pods at once: one retries). It is
+The ConfigMap is read, then merge-patched key by key (instances adding different pods at once never conflict). It is
 kept small: when it holds more than :data:`PRUNE_AT` pods, the entries of pods that are gone (or replaced under the
 same name) are dropped in the same write.
 """
@@ -35,9 +35,8 @@ from responder.ports import ConfigMapView, KubePort, PodView
 IDENTITIES = "rsr-quarantined-identities"
 GUARD_BINDING = "reverse-shell-responder-identity"  # deploy/kubernetes/identity-guard.yaml's binding
 PRUNE_AT = 2000  # ~200 KB of entries: well inside a ConfigMap's 1 MiB
-# One ConfigMap for every quarantined pod: a worm quarantines many pods at once, every instance writing it. Each lost
-# race is read again after a short random pause (so the losers do not collide again in step).
-_ATTEMPTS = 20
+# A create raced by another instance (or a parameter deleted meanwhile) is read again after a short random pause.
+_ATTEMPTS = 5
 _PAUSE_S = 0.01
 READS_NOTE = "reads with it are not refused (admission never sees a read): see the report's identity section"
 
@@ -96,43 +95,46 @@ def _gone(kube: KubePort, uid: str, value: str) -> bool:
         return True
 
 
-def _pruned(kube: KubePort, data: Mapping[str, str], keep: str) -> dict[str, str]:
+def _pruned(kube: KubePort, data: Mapping[str, str], keep: str) -> dict[str, None]:
+    """The entries to drop with this write: those of pods that are gone, once the list is long."""
     if len(data) <= PRUNE_AT:
-        return dict(data)
-    return {uid: value for uid, value in data.items() if uid == keep or not _gone(kube, uid, value)}
+        return {}
+    return {uid: None for uid, value in data.items() if uid != keep and _gone(kube, uid, value)}
 
 
-def change(kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], dict[str, str] | None]) -> bool:
-    """Apply ``edit`` to the parameter's data (None: nothing to change), creating the ConfigMap when it is missing;
-    optimistic, retried on a concurrent writer. True when something was written."""
+Delta = dict[str, str | None]  # keys to set, and keys to remove (None)
+
+
+def change(kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], Delta | None]) -> bool:
+    """Apply what ``edit`` asks of the parameter's data (None or empty: nothing), key by key with a merge patch, so
+    that instances adding different pods at once never conflict (a worm quarantines many pods together); the
+    ConfigMap is created when missing. True when something was written."""
     for attempt in range(_ATTEMPTS):
         try:
-            current = kube.get_config_map(namespace, IDENTITIES)
+            current: dict[str, str] | None = dict(kube.get_config_map(namespace, IDENTITIES).data)
         except NotFound:
             current = None
-        wanted = edit(dict(current.data) if current else {})
-        if wanted is None:
+        delta = edit(current or {})
+        if not delta:
             return False
         try:
             if current is None:
-                kube.create_config_map(namespace, IDENTITIES, wanted)
+                kube.create_config_map(namespace, IDENTITIES, {k: v for k, v in delta.items() if v is not None})
             else:
-                kube.update_config_map(namespace, IDENTITIES, wanted, current.resource_version)
+                kube.patch_config_map_data(namespace, IDENTITIES, delta)
             return True
-        except Conflict:
+        except (Conflict, NotFound):  # created or deleted by someone else between the read and the write
             if attempt == _ATTEMPTS - 1:
-                raise  # kept changing under us: a failure that heals, retried on redelivery
-            time.sleep(random.uniform(0, _PAUSE_S * min(attempt + 1, 5)))  # noqa: S311 - jitter, not a secret
+                raise  # a failure that heals, retried on redelivery
+            time.sleep(random.uniform(0, _PAUSE_S))  # noqa: S311 - jitter, not a secret
     return False
 
 
 def forget(kube: KubePort, namespace: str, pod: PodView) -> bool:
     """Remove the pod's entry (a rollback, or release with the operator's rights); True when one was removed."""
 
-    def without(data: dict[str, str]) -> dict[str, str] | None:
-        if data.get(pod.uid) != entry(pod):
-            return None
-        return {uid: value for uid, value in data.items() if uid != pod.uid}
+    def without(data: dict[str, str]) -> Delta | None:
+        return {pod.uid: None} if data.get(pod.uid) == entry(pod) else None
 
     return change(kube, namespace, without)
 
@@ -170,7 +172,7 @@ class IdentityAction(Traits):
     held_means: ClassVar[str] = "identity not quarantined"
     released_by: ClassVar[str] = "the pod's entry is removed from rsr-quarantined-identities: its token writes again"
     rbac: ClassVar[tuple[Rule, ...]] = (
-        Rule(("configmaps",), ("get", "create", "update")),
+        Rule(("configmaps",), ("get", "create", "patch")),
         Rule(("validatingadmissionpolicybindings",), ("get",), group="admissionregistration.k8s.io"),
     )
     guard: ClassVar[tuple[str, ...]] = ("isIdentityList",)
@@ -187,7 +189,7 @@ class IdentityAction(Traits):
         if not ctx.quarantined():
             return result(self.name, Status.SKIPPED, "the pod is not quarantined: its identity is left alone", ctx)
 
-        def add(data: dict[str, str]) -> dict[str, str] | None:
+        def add(data: dict[str, str]) -> Delta | None:
             if data.get(pod.uid) == entry(pod):
                 return None
             return {**_pruned(ctx.kube, data, pod.uid), pod.uid: entry(pod)}

@@ -17,7 +17,7 @@ A detach never runs before SCC vouches (see ``runner.waits_for_scc``): removing 
 replacement at once and cannot be taken back. Labels a pod lacks are never re-added: adding labels is what the
 admission guard refuses the responder's identity (a label can select a pod into a policy or a Service).
 
-Permissions: ``pods: get, patch`` (already held for isolation); ``configmaps: get, update`` on the quarantined
+Permissions: ``pods: get, patch`` (already held for isolation); ``configmaps: get, patch`` on the quarantined
 identities (held for the identity step).
 """
 

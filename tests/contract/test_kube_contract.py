@@ -484,6 +484,17 @@ def test_config_map_update_of_a_missing_one_is_not_found_and_a_blind_one_overwri
     assert kube.update_config_map(ns, "identities", {"uid-1": "x"}, None).data == {"uid-1": "x"}
 
 
+def test_config_map_merge_patch_sets_and_removes_keys_and_a_missing_one_is_not_found(side: Side) -> None:
+    kube, ns = side.kube, side.namespace
+    with pytest.raises(NotFound):
+        kube.patch_config_map_data(ns, "identities", {"uid-1": "x"})
+    made = kube.create_config_map(ns, "identities", {"uid-1": "a", "uid-2": "b"})
+    patched = kube.patch_config_map_data(ns, "identities", {"uid-2": None, "uid-3": "c"})
+    assert patched.data == {"uid-1": "a", "uid-3": "c"}  # key by key: the others stay
+    assert patched.resource_version != made.resource_version
+    assert kube.get_config_map(ns, "identities") == patched
+
+
 def test_the_default_service_account_is_read(side: Side) -> None:
     account = side.kube.get_service_account(side.namespace, "default")
     assert (account.namespace, account.name) == (side.namespace, "default")

@@ -13,8 +13,8 @@ reused cluster keeps its state.
   and a template that cannot make a pod (its service account does not exist), so the controller neither adds a pod
   nor removes this one, and the garbage collector has an owner to find.
 - NetworkPolicies are changed by a JSON merge patch, the difference between the fixture's two objects.
-- Leases and the quarantined-identities ConfigMap are replaced (RBAC grants `update`), with the stored
-  resourceVersion; the real ones are set aside for the case and put back.
+- Leases are replaced (RBAC grants `update`), with the stored resourceVersion; the quarantined-identities ConfigMap
+  is merge-patched, as the responder does. The real ones are set aside for the case and put back.
 - Exec, attach and port-forward are a POST to the subresource, with the PodExecOptions as query parameters. Admission
   judges CONNECT before the apiserver dials a kubelet, so an admitted exec of a pod that no node runs fails later,
   and not with 403.
@@ -53,7 +53,7 @@ REPLAYED = {("", "pods", ""), ("", "pods", "exec"), ("", "pods", "attach"), ("",
     ("", "configmaps", ""),
     ("authorization.k8s.io", "selfsubjectaccessreviews", ""),
 }
-REPLACED = {"leases", "configmaps"}  # RBAC grants the responder `update` on these, not `patch`
+REPLACED = {"leases"}  # RBAC grants the responder `update` on these, not `patch`
 
 
 @dataclass(frozen=True)

@@ -474,6 +474,19 @@ class FakeKube:
             self.config_maps[(namespace, name)] = made
             return made
 
+    def patch_config_map_data(self, namespace: str, name: str, data: Mapping[str, str | None]) -> ConfigMapView:
+        self._maybe_fail("patch_config_map_data")
+        with self.lock:
+            current = self.config_maps.get((namespace, name))
+            if current is None:
+                raise NotFound(f"configmap {namespace}/{name}")
+            merged = {k: v for k, v in {**current.data, **data}.items() if v is not None}
+            if merged == current.data:
+                return current  # a patch that changes nothing keeps the resourceVersion, as on the apiserver
+            patched = current.model_copy(update={"data": merged, "resource_version": self.rv()})
+            self.config_maps[(namespace, name)] = patched
+            return patched
+
     def update_config_map(
         self, namespace: str, name: str, data: Mapping[str, str], resource_version: str | None
     ) -> ConfigMapView:

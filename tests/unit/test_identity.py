@@ -94,7 +94,7 @@ def test_a_refuted_message_s_rollback_takes_the_identity_quarantine_back(kube: F
 def test_a_rollback_that_cannot_lift_the_identity_is_retried(kube: FakeKube) -> None:
     forged = notification(namespace=NS, pod=POD, container="api", name_suffix="forged")
     responder = make(kube, findings=FakeFindings())
-    kube.fail_next["update_config_map"] = 1  # the identity is listed (create), then its removal hits a 503
+    kube.fail_next["patch_config_map_data"] = 1  # the identity is listed (create), then its removal hits a 503
     outcome = deliver(responder, forged)
     assert outcome.record.outcome == "retry" and pod(kube).uid in identities(kube)
     deliver(responder, forged, attempt=2)
@@ -127,18 +127,33 @@ def test_entries_of_pods_that_are_gone_are_pruned_once_the_list_is_long(
     assert PRUNE_AT > 100  # the shipped threshold prunes only a long list (each entry costs a pod read)
 
 
-def test_a_concurrent_writer_is_retried_and_both_entries_stay(kube: FakeKube) -> None:
+def test_a_concurrent_writer_between_the_read_and_the_write_loses_nothing(kube: FakeKube) -> None:
+    """Another instance adds its pod after this one read the parameter: the merge patch sets only this pod's key,
+    so both entries stay, with no conflict to retry (a worm quarantines many pods at once)."""
     other = pod(kube, "web-5d9c-other")
-    real_update = kube.update_config_map
+    real_patch = kube.patch_config_map_data
 
-    def racing(namespace: str, name: str, data: dict[str, str], resource_version: str | None) -> object:
-        kube.update_config_map = real_update  # type: ignore[method-assign]
-        current = kube.config_maps[(namespace, name)]
-        real_update(namespace, name, {**current.data, other.uid: entry(other)}, current.resource_version)
-        return real_update(namespace, name, data, resource_version)  # stale now: Conflict, read again
+    def racing(namespace: str, name: str, data: dict[str, str | None]) -> object:
+        kube.patch_config_map_data = real_patch  # type: ignore[method-assign]
+        real_patch(namespace, name, {other.uid: entry(other)})  # the other instance's write lands first
+        return real_patch(namespace, name, data)
 
     kube.create_config_map(OWN, IDENTITIES, {})
-    kube.update_config_map = racing  # type: ignore[method-assign]
+    kube.patch_config_map_data = racing  # type: ignore[method-assign]
+    deliver(make(kube, vouch=FINDING), FINDING)
+    assert identities(kube) == {other.uid: entry(other), pod(kube).uid: entry(pod(kube))}
+
+
+def test_a_parameter_created_by_another_instance_meanwhile_is_patched_instead(kube: FakeKube) -> None:
+    other = pod(kube, "web-5d9c-other")
+    real_create = kube.create_config_map
+
+    def racing(namespace: str, name: str, data: dict[str, str]) -> object:
+        kube.create_config_map = real_create  # type: ignore[method-assign]
+        real_create(namespace, name, {other.uid: entry(other)})  # created first by the other instance
+        return real_create(namespace, name, data)  # Conflict: read again, then patch
+
+    kube.create_config_map = racing  # type: ignore[method-assign]
     deliver(make(kube, vouch=FINDING), FINDING)
     assert identities(kube) == {other.uid: entry(other), pod(kube).uid: entry(pod(kube))}
 
