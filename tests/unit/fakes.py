@@ -156,6 +156,14 @@ class FakeKube:
             spec=spec,
         )
 
+    def add_web_deployment(self, namespace: str, *pods: str) -> None:
+        """The tests' usual workload: Deployment ``web`` → ReplicaSet ``web-5d9c`` (the controller :meth:`add_pod`
+        gives a pod by default), with ``pods`` (labelled ``app=web`` and the template hash) under it."""
+        for name in pods:
+            self.add_pod(namespace, name, {"app": "web", "pod-template-hash": "5d9c"})
+        self.add_workload(namespace, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
+        self.add_workload(namespace, "Deployment", "web")
+
     def add_workload(
         self, namespace: str, kind: str, name: str, *, ready: int = 3, owner: tuple[str, str] | None = None
     ) -> None:

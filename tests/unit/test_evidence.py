@@ -30,9 +30,7 @@ EXIT_1 = "command terminated with non-zero exit code: error executing command [c
 def kube() -> FakeKube:
     """The sample finding's pod (uid ``pod-uid-1``), managed by a Deployment, with a log and the shell's socket."""
     k = FakeKube()
-    k.add_pod(NS, POD, {"app": "web", "pod-template-hash": "5d9c"})
-    k.add_workload(NS, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
-    k.add_workload(NS, "Deployment", "web")
+    k.add_web_deployment(NS, POD)
     k.logs_text = "2026-03-14T10:00:00Z GET /cart 200\n"
     return k
 

@@ -33,10 +33,7 @@ FINDING = notification(namespace=NS, pod=POD, container="api", name_suffix="iden
 @pytest.fixture
 def kube() -> FakeKube:
     k = FakeKube()
-    k.add_pod(NS, POD, {"app": "web", "pod-template-hash": "5d9c"})
-    k.add_pod(NS, "web-5d9c-other", {"app": "web", "pod-template-hash": "5d9c"})
-    k.add_workload(NS, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
-    k.add_workload(NS, "Deployment", "web")
+    k.add_web_deployment(NS, POD, "web-5d9c-other")
     k.add_policy(NS, "allow-web", LabelSelector(match_labels={"app": "web"}))
     return k
 

@@ -25,9 +25,7 @@ GKE = {"name": "c", "location": "us-east1"}
 def kube() -> FakeKube:
     """The suspect pod of the sample finding, managed by a Deployment (the shared fixture's workload)."""
     k = FakeKube()
-    k.add_pod(NS, POD, {"app": "web", "pod-template-hash": "5d9c"})
-    k.add_workload(NS, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
-    k.add_workload(NS, "Deployment", "web")
+    k.add_web_deployment(NS, POD)
     return k
 
 

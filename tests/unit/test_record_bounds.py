@@ -45,9 +45,7 @@ def line_of(record: DecisionRecord) -> str:
 def crowded_namespace() -> FakeKube:
     """The suspect pod in a namespace where 1,500 policies, each with a name as long as real ones are, allow it in."""
     kube = FakeKube()
-    kube.add_pod(NS, POD, {"app": "web", "pod-template-hash": "5d9c"})
-    kube.add_workload(NS, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
-    kube.add_workload(NS, "Deployment", "web")
+    kube.add_web_deployment(NS, POD)
     for i in range(POLICIES):
         kube.add_policy(NS, f"allow-ingress-from-storefront-frontend-{i:04d}")
     return kube

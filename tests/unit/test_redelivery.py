@@ -41,9 +41,7 @@ NEW_ONLY = {"netpol_enforcement": "new-only"}  # Calico: it does not
 @pytest.fixture
 def kube() -> FakeKube:
     k = FakeKube()
-    k.add_pod(NS, POD, {"app": "web", "pod-template-hash": "5d9c"})
-    k.add_workload(NS, "ReplicaSet", "web-5d9c", owner=("Deployment", "web"))
-    k.add_workload(NS, "Deployment", "web")
+    k.add_web_deployment(NS, POD)
     k.add_policy(NS, "allow-all")
     k.add_policy(NS, "allow-web", LabelSelector(match_labels={"app": "web"}))
     k.add_policy(NS, "allow-db", LabelSelector(match_labels={"app": "db"}))
