@@ -79,10 +79,11 @@ def holds(kube: KubePort, namespace: str, pod: PodView, read: Future[ConfigMapVi
     if pod.deleting or pod.labels.get(QUARANTINE_LABEL) != "true":
         return True
     try:
-        data = (read.result() if read is not None else kube.get_config_map(namespace, IDENTITIES)).data
-    except ResponderError:  # NotFound among them: no parameter, nothing quarantined
+        if read is None:
+            return listed(kube, namespace, pod)
+        return read.result().data.get(pod.uid) == entry(pod)
+    except ResponderError:  # NotFound from the read beside the pod among them: no parameter, nothing quarantined
         return False
-    return data.get(pod.uid) == entry(pod)
 
 
 def _gone(kube: KubePort, uid: str, value: str) -> bool:

@@ -11,10 +11,8 @@ a request without extra info (every admin, controller and kubelet request) would
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -34,28 +32,6 @@ SETTLE_S = 10.0  # the apiserver reads the parameter from an informer
 def _guard_runs_here(kube_env: KubeEnv) -> None:
     if kube_env.version.startswith("1.20."):
         pytest.skip("RSR_KUBE=1.20 predates ValidatingAdmissionPolicy")
-
-
-@contextlib.contextmanager
-def parameter_set_aside(admin: client.ApiClient) -> Iterator[Callable[[dict[str, str] | None], None]]:
-    """The real parameter taken out of the way and put back; yields ``put(data)`` (None: no ConfigMap at all)."""
-    core = client.CoreV1Api(admin)
-    kept = None
-    with contextlib.suppress(client.ApiException):
-        kept = core.read_namespaced_config_map(IDENTITIES, RESPONDER_NAMESPACE)
-
-    def put(data: dict[str, str] | None) -> None:
-        with contextlib.suppress(client.ApiException):
-            core.delete_namespaced_config_map(IDENTITIES, RESPONDER_NAMESPACE)
-        if data is not None:
-            core.create_namespaced_config_map(RESPONDER_NAMESPACE, {"metadata": {"name": IDENTITIES}, "data": data})
-
-    try:
-        yield put
-    finally:
-        put(None)
-        if kept is not None:
-            put(dict(kept.data or {}))
 
 
 def token_client(
@@ -125,7 +101,7 @@ def test_who_the_identity_guard_refuses_and_who_never(
     kube_admin: client.ApiClient, kube_namespace: str, scene: dict[str, Any]
 ) -> None:
     ns, victim = scene["ns"], scene["victim"]
-    with parameter_set_aside(kube_admin) as put:
+    with w.config_map_set_aside(kube_admin, RESPONDER_NAMESPACE, IDENTITIES) as put:
         put(None)  # no parameter: refuses nothing
         assert settles(scene["stolen"], ns, 201)[0] == 201
 
@@ -161,7 +137,7 @@ def test_a_protected_namespace_s_service_account_is_never_refused(
     pod = w.create_pod(kube_admin, "kube-system", name)
     try:
         api = token_client(kube_env, kube_admin, "kube-system", "default", pod)
-        with parameter_set_aside(kube_admin) as put:
+        with w.config_map_set_aside(kube_admin, RESPONDER_NAMESPACE, IDENTITIES) as put:
             put(entry("default", pod))
             time.sleep(2)  # the informer has it by now (the refusal above settles in well under a second)
             assert write(api, "kube-system") == (201, "")

@@ -38,7 +38,7 @@ from kubernetes.client import ApiException
 from responder.containment.budget import LEASE_NAME
 from responder.containment.identity import IDENTITIES
 from tests.support.kube import wait_for_default_service_account
-from tests.support.workloads import budget_lease_set_aside
+from tests.support.workloads import budget_lease_set_aside, config_map_set_aside
 
 FIXTURE_NAMESPACE = "shop"  # the fixtures' workload namespace, replaced by the test's own
 SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "deletionTimestamp", "generation")
@@ -303,23 +303,6 @@ class Replay:
                 send(self.admin, "DELETE", url, {"gracePeriodSeconds": 0})
 
 
-@contextlib.contextmanager
-def _config_map_set_aside(admin: client.ApiClient, namespace: str, name: str) -> Iterator[None]:
-    """The quarantined identities taken out of the way for a case that writes them, and put back."""
-    core = client.CoreV1Api(admin)
-    kept = None
-    with contextlib.suppress(ApiException):
-        kept = core.read_namespaced_config_map(name, namespace)
-        core.delete_namespaced_config_map(name, namespace)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ApiException):
-            core.delete_namespaced_config_map(name, namespace)
-        if kept is not None:
-            core.create_namespaced_config_map(namespace, {"metadata": {"name": name}, "data": kept.data or {}})
-
-
 def _connect(options: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """PodExecOptions as the query an exec, attach or port-forward request carries (one `command` per argument)."""
     query: list[tuple[str, str]] = []
@@ -339,11 +322,11 @@ def replayed(
     replay = Replay(admin, responder, test_namespace, case)
     request = case["request"]
     own = request.get("namespace") == "responder-system"
-    kept: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    kept: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if own and request["resource"]["resource"] == "leases":
         kept = budget_lease_set_aside(admin, "responder-system", LEASE_NAME)
     elif own and request["resource"]["resource"] == "configmaps":
-        kept = _config_map_set_aside(admin, "responder-system", IDENTITIES)
+        kept = config_map_set_aside(admin, "responder-system", IDENTITIES)
     with kept:
         try:
             yield replay.write(replay.seed())

@@ -260,3 +260,29 @@ def budget_lease_set_aside(api: client.ApiClient, namespace: str, name: str) -> 
             kept.metadata.creation_timestamp = None
             kept.metadata.managed_fields = None
             coord.create_namespaced_lease(namespace, kept)
+
+
+@contextlib.contextmanager
+def config_map_set_aside(
+    api: client.ApiClient, namespace: str, name: str
+) -> Iterator[Callable[[dict[str, str] | None], None]]:
+    """A ConfigMap the responder keeps (the quarantined identities) taken out of the way for a test and put back;
+    yields ``put(data)``, which replaces it (None: no ConfigMap at all)."""
+    core = client.CoreV1Api(api)
+    kept = None
+    with contextlib.suppress(client.ApiException):
+        kept = core.read_namespaced_config_map(name, namespace)
+
+    def put(data: dict[str, str] | None) -> None:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_config_map(name, namespace)
+        if data is not None:
+            core.create_namespaced_config_map(namespace, {"metadata": {"name": name}, "data": data})
+
+    put(None)
+    try:
+        yield put
+    finally:
+        put(None)
+        if kept is not None:
+            put(dict(kept.data or {}))
