@@ -298,6 +298,16 @@ class KubePort(Protocol):
 
     def get_config_map(self, namespace: str, name: str) -> ConfigMapView: ...
 
+    def served_group_versions(self) -> frozenset[str]:
+        """Every ``group/version`` the apiserver serves (API discovery: ``/apis``), cached for the connection's life
+        (a few minutes at most): which kinds of cluster-scoped network policy the cluster has."""
+        ...
+
+    def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of an API kind as the apiserver stored it (JSON), cluster-wide or in ``namespace``: the
+        cluster-scoped network policies, judged by content. NotFound when the kind is not served."""
+        ...
+
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         """The validationActions of the ValidatingAdmissionPolicyBinding ``name`` (NotFound when the cluster has
         none): whether an admission policy the responder relies on is in force there."""

@@ -9,6 +9,7 @@ isolating writes, the cold path of the function, never wait for it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -44,6 +45,7 @@ _WORKLOAD_PATHS = {
     "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
 }
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
+DISCOVERY_TTL_S = 300.0
 
 
 def _pod_path(namespace: str, name: str = "") -> str:
@@ -90,6 +92,7 @@ class KubeAdapter:
         self._api_client_factory = api_client_factory
         self._gate = gate
         self._lock = threading.Lock()
+        self._discovered: tuple[frozenset[str], float] | None = None
 
     # ------------------------------------------------------------------------------- the official client, lazily
     @property
@@ -408,6 +411,32 @@ class KubeAdapter:
         )
 
     # ---------------------------------------------------------------------------------- admission policies
+    def served_group_versions(self) -> frozenset[str]:
+        """``/apis`` discovery, kept for ``DISCOVERY_TTL_S``: a CRD installed later is seen within minutes, and an
+        event pays for the read only when the cache is cold (behind its isolating writes)."""
+        with self._lock:
+            cached = self._discovered
+        if cached is not None and time.monotonic() - cached[1] < DISCOVERY_TTL_S:
+            return cached[0]
+        listed = self._get("discover the served API groups", "/apis")
+        served = frozenset(
+            str(v.get("groupVersion"))
+            for g in listed.get("groups") or ()
+            if isinstance(g, dict)
+            for v in g.get("versions") or ()
+            if isinstance(v, dict) and v.get("groupVersion")
+        )
+        with self._lock:
+            self._discovered = (served, time.monotonic())
+        return served
+
+    def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """List a kind (the cluster-scoped network policies); NotFound when it is not served."""
+        where = f"/namespaces/{_seg(namespace)}" if namespace else ""
+        path = f"/apis/{_seg(group)}/{_seg(version)}{where}/{_seg(plural)}"
+        listed = self._get(f"list {plural}.{group}" + (f" in {namespace}" if namespace else ""), path)
+        return [o for o in listed.get("items") or () if isinstance(o, dict)]
+
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         """A ValidatingAdmissionPolicyBinding's validationActions (NotFound when it is not installed)."""
         path = f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{_seg(name)}"

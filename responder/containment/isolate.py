@@ -1,6 +1,7 @@
 """isolate: cut the pod off the network, both directions, and optionally detach it from its controller.
 
-Permissions: ``networkpolicies: list, create, patch``; ``pods: patch``.
+Permissions: ``networkpolicies: list, create, patch``; ``pods: patch``; ``list`` on the cluster-scoped policy kinds
+(``cluster_tier``), read behind the writes.
 Example (policy): ``- action: isolate\n  detach: true``.
 
 NetworkPolicies are additive: a deny-all policy does not override another policy that allows traffic to the same pod.
@@ -25,7 +26,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal
 
+from responder.containment import cluster_tier
 from responder.containment.action import ActionParams, Rule, Traits
+from responder.containment.cluster_tier import ClusterTier
 from responder.containment.context import ActionContext
 from responder.containment.enforcement import CUT, established_connections
 from responder.containment.keys import DENY_ALL_POLICY, QUARANTINE_LABEL
@@ -77,6 +80,11 @@ class IsolateAction(Traits):
     rbac: ClassVar[tuple[Rule, ...]] = (
         Rule(("networkpolicies",), ("list", "create", "patch"), group="networking.k8s.io"),
         Rule(("pods",), ("patch",)),
+        # The tier above the namespace, read only (the responder never writes a cluster-scoped object).
+        *(
+            Rule(tuple(k.plural for k in cluster_tier.KINDS if k.group == group), ("list",), group=group)
+            for group in dict.fromkeys(k.group for k in cluster_tier.KINDS)
+        ),
     )
     guard: ClassVar[tuple[str, ...]] = (
         "isPod",
@@ -105,18 +113,28 @@ class IsolateAction(Traits):
         ineffective = self._ineffective(ctx)
         enforcement = ctx.netpol()
         session = established_connections(enforcement, ctx.pod.host_network)
+        # Behind the writes: whether a policy above the namespace lets the pod's traffic through anyway.
+        above = ClusterTier() if ineffective else self._above(ctx)
         details: dict[str, Any] = {
             "policy": DENY_ALL_POLICY,
             "notes": [],
             # The record never claims a cut the dataplane cannot make: this is what happens to the live shell.
             "established_connections": session,
             "dataplane": enforcement.dataplane,
-            "session_survives": session != CUT,
+            "session_survives": session != CUT or above.reopened,
+            **above.details(),
         }
         sessions = f"established connections: {session} ({enforcement.dataplane})"
         profile = categories.of(ctx.finding.category)
-        if session != CUT and profile.live_session:
+        if above.reopened:
+            # The live-session rule decides what follows (escalate, or the not-contained outcome): a pod whose
+            # traffic a cluster-scoped allow lets through is not isolated, whatever the namespace says.
+            details["reopened"] = True
+            sessions += "; the isolation does not hold above the namespace (first in this record)"
+        elif session != CUT and profile.live_session:
             sessions += f"; a {profile.noun} connected before the isolation may still be alive"
+        # First, where a person reads first (the outcome's reason keeps the head of it).
+        held = f"NOT HELD: a policy above the namespace lets traffic through: {above.why_open()}; " * above.reopened
         if ineffective:
             return result(
                 self.name,
@@ -128,10 +146,17 @@ class IsolateAction(Traits):
                 **details,
             )
         if not changes:
-            return result(self.name, Status.SKIPPED, f"pod already isolated; {sessions}", ctx, **details)
+            return result(self.name, Status.SKIPPED, f"{held}pod already isolated; {sessions}", ctx, **details)
         status = Status.SKIPPED if ctx.dry_run else Status.SUCCEEDED
         summary = f"{'; '.join(changes)}; {sessions}"
-        return result(self.name, status, summary if ctx.dry_run else f"isolated: {summary}", ctx, changes, **details)
+        summary = summary if ctx.dry_run else f"isolated: {summary}"
+        return result(self.name, status, held + summary, ctx, changes, **details)
+
+    @staticmethod
+    def _above(ctx: ActionContext) -> ClusterTier:
+        """The tier above the namespace, judged for the pod as quarantined (see ``cluster_tier``)."""
+        labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
+        return cluster_tier.read(ctx.kube, ctx.pod, labels, ctx.run_concurrently)
 
     @staticmethod
     def _ineffective(ctx: ActionContext) -> str | None:

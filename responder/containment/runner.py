@@ -253,9 +253,10 @@ def escalates(step: PlannedStep, result: ActionResult, profile: CategoryProfile)
     """Isolation ran but cannot end a shell that is already connected, and the policy says the process must go.
 
     Only for a category whose threat is that live session (its profile says so): for any other, the connections
-    that were open before the isolation are not what the finding is about, and they never cost the pod its life."""
+    that were open before the isolation are not what the finding is about, and they never cost the pod its life.
+    Except when a policy above the namespace reopens the pod (``reopened``): then it is not isolated at all."""
     return (
-        profile.live_session
+        (profile.live_session or bool(result.details.get("reopened")))
         and isinstance(step.params, IsolateParams)
         and bool(result.details.get("session_survives"))
         and step.params.live_session == "escalate"

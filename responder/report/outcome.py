@@ -120,6 +120,7 @@ def _contained(results: Sequence[ActionResult], profile: CategoryProfile) -> boo
         r
         for r in results
         if registry.traits(r.action).isolating
+        and not r.details.get("reopened")  # a cluster-scoped allow lets its traffic through: not isolated
         and (r.details.get("session_survives") is False or not profile.live_session)
     ]
     return isolated(cut)

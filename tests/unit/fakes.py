@@ -62,6 +62,9 @@ class FakeKube:
         self.service_accounts: dict[tuple[str, str], ServiceAccountView] = {}
         # Installed admission policy bindings and their validationActions (the identity guard's, as make kube-up has).
         self.admission_bindings: dict[str, tuple[str, ...]] = {"reverse-shell-responder-identity": ("Deny", "Audit")}
+        # Served kinds beyond the core ones ((group, version, plural) -> objects as API JSON): the cluster-scoped
+        # network policies. None served by default (a cluster without them).
+        self.custom_objects: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.deleted: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.fail_next: dict[str, int] = {}  # method name -> transient failures to inject
@@ -457,6 +460,21 @@ class FakeKube:
         if name == "default":
             return ServiceAccountView(namespace=namespace, name=name)
         raise NotFound(f"serviceaccount {namespace}/{name}")
+
+    def served_group_versions(self) -> frozenset[str]:
+        self._maybe_fail("served_group_versions")
+        with self.lock:
+            return frozenset(f"{g}/{v}" for g, v, _ in self.custom_objects)
+
+    def list_objects(
+        self, group: str, version: str, plural: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        self._maybe_fail("list_objects")
+        with self.lock:
+            if (group, version, plural) not in self.custom_objects:
+                raise NotFound(f"{plural}.{group}/{version} is not served")
+            listed = self.custom_objects[(group, version, plural)]
+            return [o for o in listed if namespace is None or (o.get("metadata") or {}).get("namespace") == namespace]
 
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         self._maybe_fail("get_admission_binding")

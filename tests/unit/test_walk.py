@@ -36,8 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 OURS = (str(ROOT / "responder") + "/", str(ROOT / "main.py"))
 FAKES = str(Path(__file__).with_name("fakes.py"))
 # 14 until issue 31 added containment/identity.py: the step that refuses the quarantined pod's token its writes is a
-# concept of its own (the identity guard's parameter), one module worth its step.
-MAX_MODULES = 15
+# concept of its own (the identity guard's parameter), one module worth its step. 16 since issue 30 added
+# containment/cluster_tier.py: the tier above the namespace (discovery, then the judgement of what it serves) runs
+# behind the writes of every isolation; its judges (cluster_judge.py) are not on the walk when nothing is served.
+MAX_MODULES = 16
 MAX_FIRST_WRITE_DEPTH = 14
 
 Stack = tuple[tuple[str, str], ...]  # (module, function) from handle_finding down
