@@ -73,3 +73,14 @@ resource "kubernetes_manifest" "admission_guard" {
 
   depends_on = [kubernetes_manifest.rbac_cluster_scoped, kubernetes_manifest.rbac_namespaced]
 }
+
+# enable_cluster_quarantine_policy: the static Admin-tier ClusterNetworkPolicy (cluster-quarantine.yaml) that holds a
+# quarantined pod ahead of any Admin-tier Accept at a worse priority. Cluster-scoped, applied by Terraform's identity,
+# never by the responder's.
+resource "kubernetes_manifest" "cluster_quarantine" {
+  for_each = { for key, doc in local.cluster_quarantine_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_cluster_quarantine_policy }
+
+  manifest = each.value
+
+  depends_on = [kubernetes_manifest.rbac_cluster_scoped]
+}

@@ -171,11 +171,20 @@ locals {
     for doc in local.admission_guard_documents : "${doc.kind}/${try(doc.metadata.namespace, "")}/${doc.metadata.name}" => doc
     if try(doc.kind, null) != null
   }
+  # The static Admin-tier ClusterNetworkPolicy (cluster-quarantine.yaml; its one template variable is the priority).
+  cluster_quarantine_manifest_path = "${path.module}/../deploy/kubernetes/cluster-quarantine.yaml"
+  cluster_quarantine_manifests = {
+    for doc in [
+      for path in(var.manage_kubernetes_rbac && var.enable_cluster_quarantine_policy ? [local.cluster_quarantine_manifest_path] : []) :
+      yamldecode(templatefile(path, { priority = var.cluster_quarantine_priority }))
+    ] : "${doc.kind}//${doc.metadata.name}" => doc
+  }
   # The files applied by hand when Terraform does not manage the RBAC (the rbac_apply_command output).
   kubernetes_manifest_files = concat(
     ["deploy/kubernetes/rbac.yaml"],
     var.enable_process_capture ? ["deploy/kubernetes/rbac-capture.yaml"] : [],
     var.enable_admission_guard ? ["deploy/kubernetes/admission-guard.yaml", "deploy/kubernetes/identity-guard.yaml"] : [],
+    var.enable_cluster_quarantine_policy ? ["deploy/kubernetes/cluster-quarantine.yaml"] : [],
   )
 
   # The budget Leases live where rbac.yaml grants access to them.

@@ -69,9 +69,9 @@ output "source_bucket" {
 }
 
 output "rbac_apply_command" {
-  description = "Applies deploy/kubernetes/rbac.yaml (and rbac-capture.yaml / admission-guard.yaml + identity-guard.yaml when their toggles are on) for this deployment's identity to the current kubectl context (run from the repository root, once per cluster)."
+  description = "Applies deploy/kubernetes/rbac.yaml (and rbac-capture.yaml / admission-guard.yaml + identity-guard.yaml / cluster-quarantine.yaml when their toggles are on) for this deployment's identity to the current kubectl context (run from the repository root, once per cluster)."
   value = join(" && ", [
     for file in local.kubernetes_manifest_files :
-    "sed 's/$${responder_identity}/${google_service_account.function.email}/' ${file} | kubectl apply -f -"
+    "sed -e 's/$${responder_identity}/${google_service_account.function.email}/' -e 's/$${priority}/${var.cluster_quarantine_priority}/' ${file} | kubectl apply -f -"
   ])
 }

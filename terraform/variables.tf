@@ -568,6 +568,25 @@ variable "enable_admission_guard" {
   nullable    = false
 }
 
+variable "enable_cluster_quarantine_policy" {
+  description = "Apply deploy/kubernetes/cluster-quarantine.yaml when manage_kubernetes_rbac is on: one static Admin-tier ClusterNetworkPolicy that denies all ingress and egress of pods carrying the quarantine label, so that no Admin-tier Accept at a worse priority reopens a quarantined pod. The responder only reads it (it never writes a cluster-scoped object). Needs a cluster that serves ClusterNetworkPolicy (GKE Dataplane V2 from 1.36.0-gke.4447000, a Preview feature with an alpha CRD, hence opt-in); the kubernetes provider needs the CRD at plan time. Inert until a pod carries the label."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "cluster_quarantine_priority" {
+  description = "The static ClusterNetworkPolicy's priority within the Admin tier (0-1000, lower wins). Keep it better (lower) than every Admin-tier Accept you run: the responder counts an Admin Accept that selects a quarantined pod at an equal or better priority as reopening it, and runs the live-session rule (escalate to delete, or not_contained)."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.cluster_quarantine_priority >= 0 && var.cluster_quarantine_priority <= 1000 && floor(var.cluster_quarantine_priority) == var.cluster_quarantine_priority
+    error_message = "cluster_quarantine_priority must be a whole number from 0 to 1000 (ClusterNetworkPolicy's range)."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Operations: log-based metrics, alert policies, dashboard (monitoring.tf)
 # ---------------------------------------------------------------------------------------------------------------------

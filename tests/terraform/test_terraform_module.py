@@ -725,6 +725,7 @@ def test_optional_manifests_are_applied_behind_their_toggles() -> None:
     # identity-guard.yaml has no resource of its own: the guard's applies its objects, from the same map.
     assert sorted(name for rtype, name in module().resources if rtype == "kubernetes_manifest") == [
         "admission_guard",
+        "cluster_quarantine",
         "process_capture",
         "rbac_cluster_scoped",
         "rbac_namespaced",
@@ -769,7 +770,8 @@ def test_rbac_alternative_is_documented_and_output() -> None:
     for file in GUARD_FILES:
         assert f'sed "s/\\${{responder_identity}}/$SA_EMAIL/" {file} | kubectl apply -f -' in readme, file
     output = module().outputs["rbac_apply_command"]
-    assert "sed 's/$${responder_identity}/" in output["value"]
+    assert "sed -e 's/$${responder_identity}/" in output["value"]
+    assert "-e 's/$${priority}/${var.cluster_quarantine_priority}/'" in output["value"]
     assert "for file in local.kubernetes_manifest_files" in output["value"]
     assert "admission-guard.yaml + identity-guard.yaml" in output["description"]
 
@@ -929,6 +931,7 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "protected_namespaces",
                 "capture_manifests",
                 "admission_guard_manifests",
+                "cluster_quarantine_manifests",
                 "kubernetes_manifest_files",
                 "decision_filter",
                 "containment_filter",
@@ -997,8 +1000,9 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     assert set(out["protected_namespaces"]) == PROTECTED_FLOOR
     assert "compute.googleapis.com" not in out["required_services"]  # only with Direct VPC egress
     assert out["capture_manifests"] == {} and out["admission_guard_manifests"] == {}  # not read unless applied
+    assert out["cluster_quarantine_manifests"] == {}  # opt-in: GKE's ClusterNetworkPolicy is a Preview
     assert out["kubernetes_manifest_files"] == ["deploy/kubernetes/rbac.yaml", *GUARD_FILES]
-    sed = "sed 's/${responder_identity}/rs-responder-fn@shop-sec-123.iam.gserviceaccount.com/'"
+    sed = "sed -e 's/${responder_identity}/rs-responder-fn@shop-sec-123.iam.gserviceaccount.com/' -e 's/${priority}/1/'"
     assert out["rbac_apply_command"] == " && ".join(
         f"{sed} {file} | kubectl apply -f -" for file in ["deploy/kubernetes/rbac.yaml", *GUARD_FILES]
     )
@@ -1289,3 +1293,22 @@ def test_checkov_reports_no_failed_checks() -> None:
     for skipped in report["results"]["skipped_checks"]:
         assert skipped["check_result"].get("suppress_comment"), f"unjustified skip {skipped['check_id']}"
     assert result.returncode == 0, result.stderr
+
+
+@needs_terraform
+def test_the_static_admin_tier_policy_is_opt_in_and_rendered_with_its_priority(pure_module: Path) -> None:
+    on = [
+        "-var=manage_kubernetes_rbac=true",
+        '-var=rbac_cluster={project="shop-prod",location="europe-west1",name="gke"}',
+        "-var=enable_cluster_quarantine_policy=true",
+    ]
+    out = _outputs(pure_module, *REQUIRED_VARS, *on, "-var=cluster_quarantine_priority=7")
+    (doc,) = out["cluster_quarantine_manifests"].values()
+    assert (doc["kind"], doc["spec"]["tier"], doc["spec"]["priority"]) == ("ClusterNetworkPolicy", "Admin", 7)
+    assert doc["spec"]["subject"]["pods"]["podSelector"] == {"matchLabels": {"responder.rsr.dev/quarantine": "true"}}
+    assert out["kubernetes_manifest_files"][-1] == "deploy/kubernetes/cluster-quarantine.yaml"
+    assert "-e 's/${priority}/7/' deploy/kubernetes/cluster-quarantine.yaml" in out["rbac_apply_command"]
+    manifest = resource("kubernetes_manifest", "cluster_quarantine")
+    assert "var.enable_cluster_quarantine_policy" in manifest["for_each"]
+    refused, _ = _evaluate(pure_module, *REQUIRED_VARS, *on, "-var=cluster_quarantine_priority=1001")
+    assert refused.returncode != 0 and "cluster_quarantine_priority must be a whole number" in refused.stderr
