@@ -1,18 +1,20 @@
 """``status``: every quarantined pod, what quarantined it, and whether its isolation still holds.
 
 Isolation can decay after the fact: someone deletes the deny-all, edits it, or adds a policy that selects the pod
-without the exclusion. ``policy_intact`` re-judges all of that from the namespace's policies as they are now.
+without the exclusion. ``policy_intact`` re-judges all of that from the namespace's policies as they are now, and
+``above_namespace`` the cluster-scoped policies (a cluster-wide allow added later reopens the pod too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from responder.aftercare.facts import QUARANTINE_SELECTOR, is_detached, original_labels, policy_problems
-from responder.containment import identity
-from responder.containment.keys import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION
+from responder.containment import cluster_tier, identity
+from responder.containment.cluster_tier import ClusterTier
+from responder.containment.keys import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.errors import NotFound, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, NetworkPolicyView, PodView
@@ -37,10 +39,18 @@ class QuarantinedPod(BaseModel):
     policy_problems: list[str] = Field(default_factory=list)
     # Its service-account token's writes refused (its entry in the identity guard's parameter); None: not known.
     identity_quarantined: bool | None = None
+    # The tier above the namespace (cluster_tier): "held" (a cluster-scoped deny holds it first), "namespace only"
+    # (policies served, none holds or reopens it), "none served", "REOPENED" (one lets its traffic through, or one
+    # could not be read), None: not judged (the read failed).
+    above_namespace: str | None = None
+    above_problems: list[str] = Field(default_factory=list)
 
 
 def describe(
-    pod: PodView, policies: list[NetworkPolicyView], identities: Mapping[str, str] | None = None
+    pod: PodView,
+    policies: list[NetworkPolicyView],
+    identities: Mapping[str, str] | None = None,
+    above: ClusterTier | None = None,
 ) -> QuarantinedPod:
     """The status of one quarantined pod; annotation values are free text anyone with pods: patch can write, so they
     are cleaned before they reach a terminal. ``identities``: the identity guard's parameter (None: unreadable)."""
@@ -61,7 +71,36 @@ def describe(
         policy_intact=not problems,
         policy_problems=problems,
         identity_quarantined=None if identities is None else identities.get(pod.uid) == identity.entry(pod),
+        above_namespace=None if above is None else _above_word(above),
+        above_problems=[] if above is None or not above.reopened else [f"above the namespace: {above.why_open()}"],
     )
+
+
+def _above_word(above: ClusterTier) -> str:
+    if above.reopened:
+        return "REOPENED"
+    if above.holding:
+        return "held"
+    return "namespace only" if above.kinds else "none served"
+
+
+def _judge_above(kube: KubePort, pod: PodView) -> ClusterTier | None:
+    """The tier above the namespace for one quarantined pod (None when it could not be read: shown as unknown)."""
+    labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
+    try:
+        return cluster_tier.read(kube, pod, labels, _one_by_one)
+    except ResponderError:
+        return None
+
+
+def _one_by_one(calls: list[Callable[[], object]]) -> list[object]:
+    outcomes: list[object] = []
+    for call in calls:
+        try:
+            outcomes.append(call())
+        except ResponderError as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def collect_status(
@@ -78,14 +117,16 @@ def collect_status(
         identities = {}
     except ResponderError:
         identities = None
-    return [describe(p, policies[p.namespace], identities) for p in pods]
+    return [describe(p, policies[p.namespace], identities, _judge_above(kube, p)) for p in pods]
 
 
 def render_table(entries: list[QuarantinedPod]) -> str:
     """The human view: one line per pod, then the reasons an isolation is not intact."""
     if not entries:
         return "no quarantined pods"
-    rows = [("NAMESPACE", "POD", "QUARANTINED", "ACTIONS", "DETACHED", "PHASE", "ISOLATION", "TOKEN WRITES")]
+    rows = [
+        ("NAMESPACE", "POD", "QUARANTINED", "ACTIONS", "DETACHED", "PHASE", "ISOLATION", "ABOVE NS", "TOKEN WRITES")
+    ]
     rows.extend(
         (
             e.namespace,
@@ -95,6 +136,7 @@ def render_table(entries: list[QuarantinedPod]) -> str:
             "yes" if e.detached else "no",
             (e.phase or "?") + (" (terminating)" if e.terminating else ""),
             "intact" if e.policy_intact else "BROKEN",
+            e.above_namespace or "?",
             {True: "refused", False: "ALLOWED", None: "?"}[e.identity_quarantined],
         )
         for e in entries
@@ -106,5 +148,5 @@ def render_table(entries: list[QuarantinedPod]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     for e in entries:
         lines.append(clean(f"{e.namespace}/{e.pod}: finding {e.finding or '(not recorded)'}", 600))
-        lines.extend(clean(f"  ! {problem}", 600) for problem in e.policy_problems)
+        lines.extend(clean(f"  ! {problem}", 600) for problem in [*e.policy_problems, *e.above_problems])
     return "\n".join(lines)

@@ -466,9 +466,7 @@ class FakeKube:
         with self.lock:
             return frozenset(f"{g}/{v}" for g, v, _ in self.custom_objects)
 
-    def list_objects(
-        self, group: str, version: str, plural: str, namespace: str | None = None
-    ) -> list[dict[str, Any]]:
+    def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         self._maybe_fail("list_objects")
         with self.lock:
             if (group, version, plural) not in self.custom_objects:

@@ -12,7 +12,7 @@ from responder import cli
 from responder.aftercare import commands
 from responder.aftercare.facts import RELEASED_ANNOTATION
 from responder.aftercare.release import Releaser, ReleaseRequest
-from responder.aftercare.status import collect_status
+from responder.aftercare.status import collect_status, render_table
 from responder.config import Settings
 from responder.containment import shape
 from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, MANAGED_BY, QUARANTINE_LABEL
@@ -24,6 +24,7 @@ from responder.service import Dependencies, Responder
 from tests.notifications import notification
 from tests.support.common import acts
 from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube
+from tests.unit.test_cluster_tier import NPA, cnp, static_deny
 
 NS = "shop"
 WEB, API, OTHER = "web-5d9c-aaaaa", "api-7f6b-bbbbb", "web-5d9c-ccccc"
@@ -112,6 +113,18 @@ def test_status_notices_isolation_that_decayed(kube: FakeKube, incident: dict[st
     assert "is not the deny-all" in collect_status(kube)[0].policy_problems[0]
     kube.delete_network_policy(NS, DENY_ALL_POLICY, None)
     assert collect_status(kube)[0].policy_problems[0] == f"no NetworkPolicy {DENY_ALL_POLICY} in the namespace"
+
+
+def test_status_judges_the_tier_above_the_namespace_as_it_is_now(kube: FakeKube, incident: dict[str, Any]) -> None:
+    assert {e.above_namespace for e in collect_status(kube)} == {"none served"}
+    kube.custom_objects[NPA] = [static_deny(1)]
+    assert {e.above_namespace for e in collect_status(kube)} == {"held"}
+    kube.custom_objects[NPA].append(cnp("late-guardrail", 0))  # an Admin Accept on app=web, added afterwards
+    entries = {e.pod: e for e in collect_status(kube)}
+    assert (entries[WEB].above_namespace, entries[API].above_namespace) == ("REOPENED", "held")
+    assert "late-guardrail: reopens the quarantined pod" in entries[WEB].above_problems[0]
+    table = render_table(collect_status(kube))
+    assert "ABOVE NS" in table and "REOPENED" in table and "! above the namespace: ClusterNetworkPolicy" in table
 
 
 # ----------------------------------------------------------------------------------------------------- release
