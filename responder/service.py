@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from responder.config import Settings
+from responder.containment import cluster_tier
 from responder.containment import identity as identity_mod
 from responder.containment.context import Evidence, Prefetched
 from responder.containment.keys import FINDING_ANNOTATION, RELEASED_ANNOTATION
@@ -287,9 +288,14 @@ class Responder:
         why = converged(event.finding, answer, event.pod, event.prefetched.listed_policies())
         own, pod, connection = self.deps.settings.budget_namespace, event.pod, event.connection
         if why is None or (
-            pod and connection and not identity_mod.holds(connection.kube, own, pod, event.identities_read)
+            pod
+            and connection
+            and (
+                not identity_mod.holds(connection.kube, own, pod, event.identities_read)
+                or cluster_tier.reopened_now(connection.kube, pod)
+            )
         ):
-            return None  # its identity's entry is gone: handled in full, the identity step writes it again
+            return None  # its identity's entry is gone, or a cluster-wide allow reopens it: handled in full
         self._remember(event.finding.name)
         plan = self._plan(event)
         record = event.record(Verdict.IGNORE, "duplicate", why, rule=plan.rule, verification=verification_info(answer))

@@ -7,7 +7,7 @@ without the exclusion. ``policy_intact`` re-judges all of that from the namespac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,19 +88,9 @@ def _judge_above(kube: KubePort, pod: PodView) -> ClusterTier | None:
     """The tier above the namespace for one quarantined pod (None when it could not be read: shown as unknown)."""
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     try:
-        return cluster_tier.read(kube, pod, labels, _one_by_one)
+        return cluster_tier.read(kube, pod, labels, cluster_tier.one_by_one)
     except ResponderError:
         return None
-
-
-def _one_by_one(calls: list[Callable[[], object]]) -> list[object]:
-    outcomes: list[object] = []
-    for call in calls:
-        try:
-            outcomes.append(call())
-        except ResponderError as exc:
-            outcomes.append(exc)
-    return outcomes
 
 
 def collect_status(

@@ -21,7 +21,8 @@ from typing import Any
 
 from responder.containment import cluster_judge as judge
 from responder.containment.cluster_judge import Subject, Tagged, Verdict
-from responder.errors import Forbidden, NotFound, PermanentError
+from responder.containment.keys import QUARANTINE_LABEL
+from responder.errors import Forbidden, NotFound, PermanentError, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, NamespaceView, PodView
 
@@ -171,3 +172,26 @@ def read(
     verdicts = [v for family, tagged in by_family.items() for v in _JUDGES[family](tagged, who)]
     names = tuple(dict.fromkeys(f"{k.kind} ({k.group_version})" for k in kinds))
     return ClusterTier(names, tuple(verdicts), tuple(unread))
+
+
+def one_by_one(calls: list[Callable[[], object]]) -> list[object]:
+    """Run the reads in turn, each one's result or error handed back (where no pool is at hand: ``status``, the
+    redelivery's convergence check)."""
+    outcomes: list[object] = []
+    for call in calls:
+        try:
+            outcomes.append(call())
+        except ResponderError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def reopened_now(kube: KubePort, pod: PodView) -> bool:
+    """Whether the tier above the namespace lets the quarantined ``pod``'s traffic through now, for a redelivery's
+    convergence check: a cluster-wide allow added since the isolation means the delivery is handled in full (the
+    isolate step judges again, and the live-session rule runs). What cannot be read counts as reopened."""
+    labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
+    try:
+        return read(kube, pod, labels, one_by_one).reopened
+    except ResponderError:
+        return True

@@ -29,11 +29,14 @@ from responder.report.outcome import Outcome
 from responder.service import Responder
 from tests.notifications import notification
 from tests.unit.fakes import FakeFindings, FakeKube, FakeLogs, FakePublisher
+from tests.unit.test_cluster_tier import NPA, cnp, static_deny
 from tests.unit.test_containment import FINDING, NAME, NS, POD, make
 
 # What a converged redelivery may cost: the pod read and the namespace's policies, and one SCC read.
 # The pod, its namespace's policies, and the quarantined identities (issue 31: a lost entry is restored).
-CHECK_CALLS = {"get_pod", "list_network_policies", "get_config_map"}
+# The convergence check's reads; served_group_versions is API discovery, which the adapter caches per connection (one
+# `/apis` read per cluster every five minutes), and nothing is listed when no cluster-scoped policy kind is served.
+CHECK_CALLS = {"get_pod", "list_network_policies", "get_config_map", "served_group_versions"}
 CUT = {"netpol_enforcement": "established"}  # Dataplane V2: isolation cuts the live session
 NEW_ONLY = {"netpol_enforcement": "new-only"}  # Calico: it does not
 
@@ -150,6 +153,19 @@ def test_a_redelivery_whose_isolation_decayed_converges_again(kube: FakeKube, de
     assert holds(kube), what  # isolation holds again, judged on the cluster
     assert steps(again)["capture"] == "skipped"  # the first delivery's capture is not repeated
     assert "earlier delivery" in next(a.reason for a in again.record.actions if a.action == "capture")
+
+
+def test_a_cluster_wide_allow_added_since_makes_a_redelivery_escalate(kube: FakeKube) -> None:
+    findings = scc()
+    kube.custom_objects[NPA] = [static_deny(5)]
+    assert ends(deliver(make(kube, findings=findings, **CUT))) == ("act", "done", "NOTICE") and holds(kube)
+    kube.custom_objects[NPA].append(cnp("allow-proxy", 1))  # an Admin Accept ahead of the static deny
+    again = deliver(make(kube, findings=findings, **CUT), attempt=2)
+    assert again.record.code != "duplicate"
+    isolate = next(a for a in again.record.actions if a.action == "isolate")
+    assert isolate.details["reopened"] and "allow-proxy" in isolate.reason
+    assert steps(again)["delete"] == "succeeded" and (NS, POD) not in kube.pods  # the live-session rule: escalate
+    assert ends(again)[:2] == ("act", "done")
 
 
 def test_dry_run_is_never_a_duplicate_and_a_vouched_shell_it_leaves_alone_pages(kube: FakeKube) -> None:
