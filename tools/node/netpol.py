@@ -9,11 +9,11 @@ deny it, the one property a reverse shell's survival depends on:
 
 The policy semantics are kube-network-policies' own (its policy engine, pinned in tools/netpol/go.mod): SIG Network's
 ClusterNetworkPolicy Admin tier, then NetworkPolicy, then the Baseline tier (on an apiserver that serves
-ClusterNetworkPolicy: `up` installs its CRD, from the network-policy-api module version pinned beside it, on 1.35). Its standard
-command cannot run on these machines' kernel, which lacks nft_queue; tools/netpol/main.go says what replaces its packet
-path. Everything here runs inside the node's network namespace: the rules (iptables-nft: one nftables table, `ip
-filter`), conntrack and the queue. Standard library only (plus the `go`, `iptables-nft`, `nft` and `conntrack`
-commands).
+ClusterNetworkPolicy: `up` installs its CRD, from the network-policy-api version pinned beside it, on 1.35). Its
+standard command cannot run on these machines' kernel, which lacks nft_queue; tools/netpol/main.go says what replaces
+its packet path. Everything here runs inside the node's network namespace: the rules (iptables-nft: one nftables
+table, `ip filter`), conntrack and the queue. Standard library only (plus the `go`, `iptables-nft`, `nft` and
+`conntrack` commands).
 """
 
 from __future__ import annotations
