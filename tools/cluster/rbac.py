@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from node import netpol
+
 from cluster.common import (
     CAPTURE_RBAC,
     CORE_RBAC,
@@ -19,6 +21,7 @@ from cluster.common import (
     NOCAPTURE_IDENTITY,
     RBAC_NAMESPACE,
     RESPONDER_IDENTITY,
+    cache_root,
     die,
     log,
 )
@@ -29,14 +32,28 @@ GUARD_NAME = "reverse-shell-responder-guard"  # the policy's and its binding's n
 IDENTITY_MANIFEST = "identity-guard.yaml"  # the quarantined pods' tokens may not write (issue 31)
 IDENTITY_NAME = "reverse-shell-responder-identity"
 POLICIES = ((GUARD_MANIFEST, GUARD_NAME), (IDENTITY_MANIFEST, IDENTITY_NAME))
+CLUSTER_QUARANTINE_MANIFEST = "cluster-quarantine.yaml"  # the static Admin-tier ClusterNetworkPolicy (issue 30)
+CLUSTER_QUARANTINE_NAME = "rsr-quarantine-deny-all"
+CLUSTER_QUARANTINE_PRIORITY = 1  # the local cluster's; Terraform's cluster_quarantine_priority sets a real one
+TEMPLATE_VARIABLES = {  # the variables each manifest may have beside responder_identity (Terraform fills the same)
+    CLUSTER_QUARANTINE_MANIFEST: frozenset({"priority"}),
+}
 
 
-def render_manifest(name: str, identity: str) -> str:
-    """A deploy/kubernetes manifest with `${responder_identity}` filled in, as Terraform's templatefile() does."""
+def render_manifest(name: str, identity: str, **variables: str) -> str:
+    """A deploy/kubernetes manifest with `${responder_identity}` (and the manifest's own variables, given here: only
+    `${priority}` in cluster-quarantine.yaml) filled in, as Terraform's templatefile() does. A variable left over, or
+    one the manifest may not have, stops the start."""
     path = MANIFEST_DIR / name
+    unexpected = set(variables) - TEMPLATE_VARIABLES.get(name, frozenset())
+    if unexpected:
+        die(f"{path} takes no template variable {', '.join(sorted(unexpected))}")
     text = path.read_text().replace("${responder_identity}", identity)
+    for key, value in variables.items():
+        text = text.replace("${" + key + "}", value)
     if "${" in text:
-        die(f"{path} has a template variable other than responder_identity")
+        allowed = ", ".join(["responder_identity", *sorted(variables)])
+        die(f"{path} has a template variable other than {allowed}")
     return text
 
 
@@ -130,12 +147,44 @@ def apply_guard(layout: Layout, timeout: float = 30.0) -> None:
     """Installs deploy/kubernetes/admission-guard.yaml and identity-guard.yaml (ValidatingAdmissionPolicies and their
     bindings: a 1.30+ apiserver, not RSR_KUBE=1.20's) and waits until the apiserver has compiled each policy
     (status.observedGeneration); a type-checking warning stops the start, since it means an expression the apiserver
-    reads otherwise than the tests."""
+    reads otherwise than the tests. Then the cluster-scoped quarantine: the ClusterNetworkPolicy CRD and
+    cluster-quarantine.yaml (apply_cluster_quarantine)."""
     for manifest, name in POLICIES:
         _install_policy(layout.admin_kubeconfig, manifest, name, timeout)
     log(
         f"admission guard installed: {GUARD_NAME} (enforced for {RESPONDER_IDENTITY}); {IDENTITY_NAME} (tokens of pods "
         "in the quarantined identities may not write)"
+    )
+    apply_cluster_quarantine(layout, timeout)
+
+
+def apply_cluster_quarantine(layout: Layout, timeout: float = 30.0) -> None:
+    """SIG Network's ClusterNetworkPolicy CRD, from the network-policy-api version the node's dataplane pins
+    (tools/node/netpol.py reads it from that module), awaited until Established; then the static Admin-tier policy
+    deploy/kubernetes/cluster-quarantine.yaml at priority CLUSTER_QUARANTINE_PRIORITY. Idempotent (server-side
+    apply)."""
+    admin = layout.admin_kubeconfig
+    apply = ["apply", "--server-side", "--field-manager=rsr-kubeenv", "--force-conflicts", "-f", "-"]
+    try:
+        crd = netpol.cluster_network_policy_crd(cache_root())
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        die(f"the ClusterNetworkPolicy CRD: {exc}")
+    kubectl(admin, apply, stdin=crd.read_text())
+    wait = ["wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", f"crd/{netpol.CNP_CRD_NAME}"]
+    kubectl(admin, wait)
+    quarantine = render_manifest(
+        CLUSTER_QUARANTINE_MANIFEST, RESPONDER_IDENTITY, priority=str(CLUSTER_QUARANTINE_PRIORITY)
+    )
+    # Just Established, the new kind may be unknown to the apiserver's REST mapping for a moment: retry briefly.
+    deadline = time.monotonic() + timeout
+    while True:
+        done = kubectl(admin, apply, stdin=quarantine, check=time.monotonic() >= deadline)
+        if done.returncode == 0:
+            break
+        time.sleep(0.5)
+    log(
+        f"ClusterNetworkPolicy CRD installed ({crd.parents[3].name}); {CLUSTER_QUARANTINE_NAME} "
+        f"(Admin tier, priority {CLUSTER_QUARANTINE_PRIORITY}) from {CLUSTER_QUARANTINE_MANIFEST}"
     )
 
 

@@ -1,7 +1,11 @@
 // Command rsr-netpol is the local test node's NetworkPolicy dataplane (a test-time component, never shipped).
 //
-// Policy semantics are Kubernetes SIG Network's own: kube-network-policies' policy engine and standard NetworkPolicy
-// evaluator, fed by informers on Namespaces, Pods and NetworkPolicies. Only the packet path is ours, because the
+// Policy semantics are Kubernetes SIG Network's own: kube-network-policies' policy engine and its evaluators, wired as
+// its cmd/kube-network-policies/npa-v1alpha2 command does: the Admin tier of SIG Network's ClusterNetworkPolicy
+// (sigs.k8s.io/network-policy-api, policy.networking.k8s.io/v1alpha2), then standard NetworkPolicy, then the Baseline
+// tier, fed by informers on Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies. An apiserver that does
+// not serve ClusterNetworkPolicy (no CRD installed, e.g. RSR_KUBE=1.20) gets the NetworkPolicy evaluator alone (found
+// by discovery at start). Only the packet path is ours, because the
 // project's machines run a kernel without nft_queue (CONFIG_NFT_QUEUE is not set, so kube-network-policies' own
 // nftables `queue` rule cannot be created) and without NETFILTER_NETLINK_GLUE_CT (so a queue verdict cannot mark a
 // connection). The packet path here uses what that kernel has:
@@ -12,8 +16,8 @@
 //     listens, as kube-network-policies' --fail-open does).
 //   - A queued packet is evaluated by the policy engine: allowed, it is re-injected (NF_REPEAT) with the allow mark on
 //     the packet, so the rules mark its connection; denied, it is dropped.
-//   - --strict-mode=true (kube-network-policies' default, Cilium's behaviour): whenever a policy, pod or namespace
-//     changes, every marked connection is evaluated again in its original direction and the ones no longer allowed are
+//   - --strict-mode=true (kube-network-policies' default, Cilium's behaviour): whenever a policy (NetworkPolicy or
+//     ClusterNetworkPolicy), pod or namespace changes, every marked connection is evaluated again in its original direction and the ones no longer allowed are
 //     deleted from conntrack, so their next packet is queued and dropped. --strict-mode=false (Calico's behaviour):
 //     policy is checked only when a connection is set up, and established connections keep flowing.
 package main
@@ -33,9 +37,12 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
@@ -44,6 +51,10 @@ import (
 	"sigs.k8s.io/kube-network-policies/pkg/network"
 	"sigs.k8s.io/kube-network-policies/pkg/networkpolicy"
 	"sigs.k8s.io/kube-network-policies/pkg/podinfo"
+	cnp "sigs.k8s.io/kube-network-policies/plugins/npa-v1alpha2"
+	npav1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	npaclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+	npainformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 )
 
 type options struct {
@@ -62,6 +73,7 @@ var (
 	cut      atomic.Uint64
 	sweeps   atomic.Uint64
 	ready    atomic.Bool
+	tiers    atomic.Bool // ClusterNetworkPolicy (Admin and Baseline tiers) enforced
 )
 
 func main() {
@@ -103,6 +115,7 @@ func run(o options) error {
 	nsInformer := factory.Core().V1().Namespaces()
 	npInformer := factory.Networking().V1().NetworkPolicies()
 	podInformer := factory.Core().V1().Pods()
+	nodeInformer := factory.Core().V1().Nodes()
 	if err := podInformer.Informer().SetTransform(func(obj interface{}) (interface{}, error) {
 		if accessor, err := meta.Accessor(obj); err == nil {
 			accessor.SetManagedFields(nil)
@@ -115,26 +128,70 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	provider := podinfo.NewInformerProvider(podInformer, nsInformer, nil, []podinfo.IPResolver{resolver})
-	engine := networkpolicy.NewPolicyEngine(provider, []api.PolicyEvaluator{
-		networkpolicy.NewStandardNetworkPolicy(o.nodeName, nsInformer, podInformer, npInformer),
-	})
+	provider := podinfo.NewInformerProvider(podInformer, nsInformer, nodeInformer, []podinfo.IPResolver{resolver})
+	standard := networkpolicy.NewStandardNetworkPolicy(o.nodeName, nsInformer, podInformer, npInformer)
+	evaluators := []api.PolicyEvaluator{standard}
 
 	// A policy, pod or namespace changed: in strict mode, sweep the established connections at once (coalesced: one
 	// pending request is enough, since a sweep reads the latest state).
 	changed := make(chan struct{}, 1)
-	engine.SetDataplaneSyncCallbacks(func() {
+	poke := func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
-	})
+	}
+
+	// ClusterNetworkPolicy, when the apiserver serves it: the Admin tier before NetworkPolicy, the Baseline tier after,
+	// from one informer on a client of its own (a CRD speaks JSON only). No domain resolver: `domainNames` peers match
+	// nothing here (the node resolves no names anyway).
+	var npaFactory npainformers.SharedInformerFactory
+	served, err := servesClusterNetworkPolicy(clientset)
+	if err != nil {
+		return err
+	}
+	if served {
+		npa, err := npaclient.NewForConfig(rest.CopyConfig(cfg))
+		if err != nil {
+			return err
+		}
+		npaFactory = npainformers.NewSharedInformerFactory(npa, 0)
+		cnpInformer := npaFactory.Policy().V1alpha2().ClusterNetworkPolicies()
+		evaluators = []api.PolicyEvaluator{
+			cnp.NewClusterNetworkPolicy(npav1alpha2.AdminTier, cnpInformer, nil, nodeInformer.Lister()),
+			standard,
+			cnp.NewClusterNetworkPolicy(npav1alpha2.BaselineTier, cnpInformer, nil, nodeInformer.Lister()),
+		}
+		// The plugin's SetDataplaneSyncCallback is a no-op (kube-network-policies v1.1.1): a ClusterNetworkPolicy
+		// change must trigger the strict-mode sweep too, so the informer signals it directly.
+		if _, err := cnpInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(interface{}) { poke() },
+			UpdateFunc: func(interface{}, interface{}) { poke() },
+			DeleteFunc: func(interface{}) { poke() },
+		}); err != nil {
+			return err
+		}
+		tiers.Store(true)
+	}
+	engine := networkpolicy.NewPolicyEngine(provider, evaluators)
+	engine.SetDataplaneSyncCallbacks(poke)
 
 	factory.Start(ctx.Done())
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("informer for %v did not sync", typ)
 		}
+	}
+	if npaFactory != nil {
+		npaFactory.Start(ctx.Done())
+		for typ, ok := range npaFactory.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("informer for %v did not sync", typ)
+			}
+		}
+	}
+	if !engine.Ready() {
+		return fmt.Errorf("policy evaluators not ready after their informers synced")
 	}
 
 	go serveMetrics(ctx, o)
@@ -185,7 +242,8 @@ func run(o options) error {
 		return fmt.Errorf("registering on nfqueue %d: %w", o.queueID, err)
 	}
 	ready.Store(true)
-	klog.InfoS("rsr-netpol ready", "node", o.nodeName, "strict", o.strict, "queue", o.queueID)
+	klog.InfoS("rsr-netpol ready", "node", o.nodeName, "strict", o.strict, "queue", o.queueID,
+		"clusterNetworkPolicy", tiers.Load())
 
 	if !o.strict {
 		<-ctx.Done()
@@ -203,6 +261,24 @@ func run(o options) error {
 		}
 		sweep(ctx, engine, mark)
 	}
+}
+
+// servesClusterNetworkPolicy: whether the apiserver serves policy.networking.k8s.io/v1alpha2 clusternetworkpolicies
+// (kube-up installs the CRD, Established, before the dataplane starts; RSR_KUBE=1.20's cluster has none).
+func servesClusterNetworkPolicy(clientset kubernetes.Interface) (bool, error) {
+	resources, err := clientset.Discovery().ServerResourcesForGroupVersion(npav1alpha2.GroupVersion.String())
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("discovering %s: %w", npav1alpha2.GroupVersion, err)
+	}
+	for _, r := range resources.APIResources {
+		if r.Name == "clusternetworkpolicies" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // stale matches the marked (allowed) connections that the current policies no longer allow, judged in their original
@@ -261,6 +337,11 @@ func serveMetrics(ctx context.Context, o options) {
 			strict = 1
 		}
 		fmt.Fprintf(w, "rsr_netpol_strict_mode %d\n", strict)
+		clusterTiers := 0
+		if tiers.Load() {
+			clusterTiers = 1
+		}
+		fmt.Fprintf(w, "rsr_netpol_cluster_network_policy %d\n", clusterTiers)
 		fmt.Fprintf(w, "rsr_netpol_packets_total{verdict=\"accept\"} %d\n", accepted.Load())
 		fmt.Fprintf(w, "rsr_netpol_packets_total{verdict=\"drop\"} %d\n", dropped.Load())
 		fmt.Fprintf(w, "rsr_netpol_connections_cut_total %d\n", cut.Load())
@@ -275,4 +356,3 @@ func serveMetrics(ctx context.Context, o options) {
 		klog.ErrorS(err, "metrics server")
 	}
 }
-

@@ -7,11 +7,13 @@ deny it, the one property a reverse shell's survival depends on:
     new-only     policy is checked when a connection is set up only (Calico, GKE's older enforcement)
     none         no dataplane: NetworkPolicies are stored and never enforced
 
-The policy semantics are kube-network-policies' own (its policy engine, pinned in tools/netpol/go.mod). Its standard
-command cannot run on these machines' kernel, which lacks nft_queue; tools/netpol/main.go says what replaces its packet
-path. Everything here runs inside the node's network namespace: the rules (iptables-nft: one nftables table, `ip
-filter`), conntrack and the queue. Standard library only (plus the `go`, `iptables-nft`, `nft` and `conntrack`
-commands).
+The policy semantics are kube-network-policies' own (its policy engine, pinned in tools/netpol/go.mod): SIG Network's
+ClusterNetworkPolicy Admin tier, then NetworkPolicy, then the Baseline tier (on an apiserver that serves
+ClusterNetworkPolicy: `up` installs its CRD, from the network-policy-api version pinned beside it, on 1.35). Its
+standard command cannot run on these machines' kernel, which lacks nft_queue; tools/netpol/main.go says what replaces
+its packet path. Everything here runs inside the node's network namespace: the rules (iptables-nft: one nftables
+table, `ip filter`), conntrack and the queue. Standard library only (plus the `go`, `iptables-nft`, `nft` and
+`conntrack` commands).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from node import host
 MODES = ("established", "new-only", "none")
 DEFAULT_MODE = "established"
 SOURCE = Path(__file__).resolve().parents[1] / "netpol"  # the Go module
-USER = "rsr-netpol"  # the dataplane's own identity: reads namespaces, pods and NetworkPolicies, writes nothing
+USER = "rsr-netpol"  # the dataplane's own identity: reads namespaces, pods, nodes and policies, writes nothing
 CHAIN = "RSR-NETPOL"
 TABLE = "filter"  # iptables-nft's table (family ip): ours alone, since the namespace is ours
 QUEUE = 100
 ALLOW_MARK = 0x100
+NPA_MODULE = "sigs.k8s.io/network-policy-api"  # ClusterNetworkPolicy's API module (pinned in tools/netpol/go.mod)
+NPA_CRD = "config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml"
+CNP_CRD_NAME = "clusternetworkpolicies.policy.networking.k8s.io"
 RBAC = {
     "apiVersion": "v1",
     "kind": "List",
@@ -44,10 +49,15 @@ RBAC = {
             "kind": "ClusterRole",
             "metadata": {"name": "rsr-netpol"},
             "rules": [
-                {"apiGroups": [""], "resources": ["namespaces", "pods"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["namespaces", "pods", "nodes"], "verbs": ["get", "list", "watch"]},
                 {
                     "apiGroups": ["networking.k8s.io"],
                     "resources": ["networkpolicies"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {
+                    "apiGroups": ["policy.networking.k8s.io"],
+                    "resources": ["clusternetworkpolicies"],
                     "verbs": ["get", "list", "watch"],
                 },
             ],
@@ -82,16 +92,11 @@ def binary_path(cache: Path) -> Path:
     return cache / f"rsr-netpol-{_source_key()}" / "rsr-netpol"
 
 
-def build(cache: Path, log: Callable[[str], None]) -> Path:
-    """`go build` of tools/netpol, cached by its sources (modules from the Go module proxy, checked against go.sum)."""
-    target = binary_path(cache)
-    if target.exists():
-        return target
+def _go(cache: Path, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """The `go` command in tools/netpol, on the module cache in `cache` (modules checked against go.sum)."""
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
     if go is None:
         raise RuntimeError("the `go` command is missing: the node's NetworkPolicy dataplane is built with Go 1.26")
-    log(f"building the NetworkPolicy dataplane (tools/netpol) into {target.parent} (~1-3 min the first time)")
-    target.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "CGO_ENABLED": "0",
@@ -99,20 +104,40 @@ def build(cache: Path, log: Callable[[str], None]) -> Path:
         "GOMODCACHE": str(cache / "gomod"),
         "GOTOOLCHAIN": "local",
     }
-    partial = target.with_suffix(".partial")
-    proc = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(partial), "."],
-        cwd=SOURCE,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
+    return subprocess.run(
+        [go, *args], cwd=SOURCE, env=env, capture_output=True, text=True, check=False, timeout=timeout
     )
+
+
+def build(cache: Path, log: Callable[[str], None]) -> Path:
+    """`go build` of tools/netpol, cached by its sources (modules from the Go module proxy, checked against go.sum)."""
+    target = binary_path(cache)
+    if target.exists():
+        return target
+    log(f"building the NetworkPolicy dataplane (tools/netpol) into {target.parent} (~1-3 min the first time)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    proc = _go(cache, ["build", "-trimpath", "-o", str(partial), "."], timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"building tools/netpol failed: {(proc.stderr or proc.stdout)[-2000:]}")
     partial.rename(target)
     return target
+
+
+def cluster_network_policy_crd(cache: Path) -> Path:
+    """The ClusterNetworkPolicy CRD of the network-policy-api version tools/netpol/go.mod pins (the one its
+    kube-network-policies requires), read from that module as downloaded (`go mod download`: the module proxy the
+    first time, then the module cache; checked against go.sum), never a copy of ours."""
+    proc = _go(cache, ["mod", "download", "-json", NPA_MODULE], timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"downloading {NPA_MODULE} failed: {(proc.stderr or proc.stdout)[-2000:]}")
+    module = json.loads(proc.stdout)
+    if module.get("Error") or not module.get("Dir"):
+        raise RuntimeError(f"downloading {NPA_MODULE} failed: {module.get('Error') or proc.stdout[-500:]}")
+    crd = Path(module["Dir"]) / NPA_CRD
+    if not crd.is_file():
+        raise RuntimeError(f"{NPA_MODULE}@{module['Version']} has no {NPA_CRD}")
+    return crd
 
 
 def command(binary: Path, kubeconfig: Path, metrics_port: int, mode: str) -> list[str]:
