@@ -131,8 +131,11 @@ class IsolateAction(Traits):
             # traffic a cluster-scoped allow lets through is not isolated, whatever the namespace says.
             details["reopened"] = True
             sessions += "; the isolation does not hold above the namespace (first in this record)"
-        elif session != CUT and profile.live_session:
-            sessions += f"; a {profile.noun} connected before the isolation may still be alive"
+        else:
+            if above.kinds:  # the cluster has policy above the namespace: say which tier holds the pod
+                sessions += f"; held at the {above.isolated_at()}"
+            if session != CUT and profile.live_session:
+                sessions += f"; a {profile.noun} connected before the isolation may still be alive"
         # First, where a person reads first (the outcome's reason keeps the head of it).
         held = f"NOT HELD: a policy above the namespace lets traffic through: {above.why_open()}; " * above.reopened
         if ineffective:

@@ -12,7 +12,9 @@ learns to judge the cluster-scoped tiers. A bystander pod in the victim's namesp
        namespace's deny-all cannot cut the shell (the Admin tier comes first); the static Deny, re-created, cuts it
     b. the same `Accept` at 500 under the static Deny at 1: the shell is cut; `responder release` opens the pod again
     c. a Baseline `Accept` selecting the victim (the static Deny set aside): the namespace's deny-all comes first, and
-       the shell is cut
+       the shell is cut; no escalation
+    d. an Admin `Accept` at a better priority than the static Deny: the responder judges it reopening, the
+       live-session rule escalates (capture, then delete), the shell ends with the pod and the record names the policy
 """
 
 from __future__ import annotations
@@ -145,9 +147,9 @@ def report_only_policy(tmp_path: Path) -> Path:
     return path
 
 
-def replay(kube_env: KubeEnv, shell: rs.Shell, tmp_path: Path, policy: Path) -> datetime:
+def replay(kube_env: KubeEnv, shell: rs.Shell, tmp_path: Path, policy: Path) -> tuple[datetime, str]:
     """`python -m responder replay` of the shell's finding as the responder's least-privilege identity, in enforce
-    mode; only "it ran" is asserted (0 contained or 3 not contained), never what it concluded. Returns when it did."""
+    mode; only "it ran" is asserted here (0 contained or 3 not contained). Returns when it did, and its JSON report."""
     finding = tmp_path / f"finding-{uuid.uuid4().hex[:8]}.json"
     finding.write_text(json.dumps(shell.finding()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
@@ -172,7 +174,7 @@ def replay(kube_env: KubeEnv, shell: rs.Shell, tmp_path: Path, policy: Path) -> 
         check=False,
     )
     assert done.returncode in (0, 3), done.stderr[-3000:]
-    return datetime.now(UTC)
+    return datetime.now(UTC), done.stdout
 
 
 def pod_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
@@ -216,7 +218,7 @@ def test_admin_accept_keeps_the_shell_alive_past_the_namespace_deny_all_without_
     custom = client.CustomObjectsApi(kube_admin)
     custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, STATIC)
     try:
-        replayed = replay(kube_env, shell, tmp_path, report_only_policy(tmp_path))
+        replayed, _ = replay(kube_env, shell, tmp_path, report_only_policy(tmp_path))
         victim = shell.victim_pod.metadata.name
         assert pod_exists(kube_admin, victim_ns, victim), "live_session: report never deletes the pod"
         labels = client.CoreV1Api(kube_admin).read_namespaced_pod(victim, victim_ns).metadata.labels
@@ -252,9 +254,12 @@ def test_static_admin_deny_outranks_a_worse_admin_accept_and_release_reopens_the
     assert_still_answering(shell, datetime.now(UTC), 3.0)  # the Accept alone changes nothing for a live shell
     bystander.check("before the replay")
 
-    replayed = replay(kube_env, shell, tmp_path, SHELL_POLICY)
+    replayed, report = replay(kube_env, shell, tmp_path, SHELL_POLICY)
     assert_cut(shell, replayed)
     victim = shell.victim_pod.metadata.name
+    assert pod_exists(kube_admin, victim_ns, victim), "an outranked Accept is no reason to escalate"
+    isolate = next(a for a in json.loads(report)["response"]["actions"] if a["action"] == "isolate")
+    assert f"held at the cluster tier (ClusterNetworkPolicy {STATIC})" in isolate["reason"], isolate
     assert not rs.connects(kube_admin, victim_ns, victim, shell.attacker_ip, rs.PROBE_PORT), "new egress allowed"
     assert not rs.connects(kube_admin, attacker_ns, "c2", shell.victim_ip, rs.SERVICE_PORT), "new ingress allowed"
     bystander.check("after the replay")
@@ -297,12 +302,43 @@ def test_baseline_accept_does_not_reopen_a_quarantined_pod(
     # shell: NetworkPolicy is evaluated first, and it denies.
     client.CustomObjectsApi(kube_admin).delete_cluster_custom_object(GROUP, VERSION, PLURAL, STATIC)
     try:
-        replayed = replay(kube_env, shell, tmp_path, SHELL_POLICY)
+        replayed, _ = replay(kube_env, shell, tmp_path, SHELL_POLICY)
         assert_cut(shell, replayed)
         victim = shell.victim_pod.metadata.name
+        assert pod_exists(kube_admin, victim_ns, victim), "a Baseline Accept is no reason to escalate"
         assert not rs.connects(kube_admin, victim_ns, victim, shell.attacker_ip, rs.PROBE_PORT), "new egress allowed"
         assert not rs.connects(kube_admin, attacker_ns, "c2", shell.victim_ip, rs.SERVICE_PORT), "ingress allowed"
         bystander.check("after the replay")
     finally:
         restore_static(kube_admin, static_deny)
     bystander.check("with the static deny back")
+
+
+def test_an_admin_accept_ahead_of_the_static_deny_escalates_and_the_shell_ends_with_the_pod(
+    kube_env: KubeEnv,
+    kube_admin: client.ApiClient,
+    namespaces: tuple[str, str],
+    established: None,
+    static_deny: dict[str, Any],
+    cluster_policies: Callable[[dict[str, Any]], str],
+    tmp_path: Path,
+) -> None:
+    victim_ns, attacker_ns = namespaces
+    shell = rs.open_shell(kube_admin, victim_ns, attacker_ns)
+    bystander = Bystander(kube_admin, shell)
+    accept = cluster_policies(accept_egress_to_attacker(shell, "Admin", 0))  # better than the static Deny's 1
+    bystander.check("before the replay")
+    replayed, report = replay(kube_env, shell, tmp_path, SHELL_POLICY)  # shipped policy: live_session: escalate
+    actions = {a["action"]: a for a in json.loads(report)["response"]["actions"]}
+    isolate = actions["isolate"]
+    assert isolate["reason"].startswith("NOT HELD") and f"ClusterNetworkPolicy {accept}: reopens" in isolate["reason"]
+    assert actions["delete"]["status"] == "succeeded", actions
+    victim = shell.victim_pod.metadata.name
+    assert not pod_exists(kube_admin, victim_ns, victim) or _terminating(kube_admin, victim_ns, victim)
+    assert_cut(shell, replayed)  # the shell ends with the pod
+    bystander.check("after the escalation")
+
+
+def _terminating(api: client.ApiClient, namespace: str, name: str) -> bool:
+    pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+    return pod.metadata.deletion_timestamp is not None
