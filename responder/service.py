@@ -292,7 +292,7 @@ class Responder:
             and connection
             and (
                 not identity_mod.holds(connection.kube, own, pod, event.identities_read)
-                or cluster_tier.reopened_now(connection.kube, pod)
+                or cluster_tier.reopened_now(connection.kube, pod, self.workers)
             )
         ):
             return None  # its identity's entry is gone, or a cluster-wide allow reopens it: handled in full

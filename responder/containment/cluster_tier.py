@@ -15,6 +15,7 @@ at a worse priority; it is recognised by content, like the deny-all.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -174,24 +175,30 @@ def read(
     return ClusterTier(names, tuple(verdicts), tuple(unread))
 
 
+def _attempt(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except ResponderError as exc:
+        return exc
+
+
 def one_by_one(calls: list[Callable[[], object]]) -> list[object]:
-    """Run the reads in turn, each one's result or error handed back (where no pool is at hand: ``status``, the
-    redelivery's convergence check)."""
-    outcomes: list[object] = []
-    for call in calls:
-        try:
-            outcomes.append(call())
-        except ResponderError as exc:
-            outcomes.append(exc)
-    return outcomes
+    """Run the reads in turn, each one's result or error handed back (``status``: an operator's command)."""
+    return [_attempt(c) for c in calls]
 
 
-def reopened_now(kube: KubePort, pod: PodView) -> bool:
+def in_pool(pool: Executor) -> Callable[[list[Callable[[], object]]], list[object]]:
+    """Run the reads at once on ``pool``, each one's result or error handed back."""
+    return lambda calls: [f.result() for f in [pool.submit(_attempt, c) for c in calls]]
+
+
+def reopened_now(kube: KubePort, pod: PodView, pool: Executor) -> bool:
     """Whether the tier above the namespace lets the quarantined ``pod``'s traffic through now, for a redelivery's
     convergence check: a cluster-wide allow added since the isolation means the delivery is handled in full (the
-    isolate step judges again, and the live-session rule runs). What cannot be read counts as reopened."""
+    isolate step judges again, and the live-session rule runs). What cannot be read counts as reopened. Costs
+    nothing where no such kind is served (discovery is cached), else one round: the namespace and each kind at once."""
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     try:
-        return read(kube, pod, labels, one_by_one).reopened
+        return read(kube, pod, labels, in_pool(pool)).reopened
     except ResponderError:
         return True
