@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         default=None,
         description="when isolation cannot cut an established reverse shell: escalate (capture, delete) or report",
     )
+    identity: Literal["report", "revoke"] | None = Field(
+        default=None,
+        description="the quarantined pod's service account: report (what it can read and write) or revoke (delete the "
+        "bindings naming it alone; release recreates them)",
+    )
     netpol_enforcement: Literal["auto", "established", "new-only", "none"] = Field(
         default="auto",
         description="what NetworkPolicy does to established connections: auto (from GKE; new-only with a "

@@ -308,6 +308,18 @@ class KubePort(Protocol):
         cluster-scoped network policies, judged by content. NotFound when the kind is not served."""
         ...
 
+    def create_object(self, group: str, version: str, plural: str, namespace: str | None, body: dict[str, Any]) -> None:
+        """Create an object of an API kind (``release`` recreating a revoked RoleBinding, with the operator's
+        rights); Conflict when one of that name exists."""
+        ...
+
+    def delete_object(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str, uid: str, resource_version: str
+    ) -> None:
+        """Delete with preconditions on ``uid`` and ``resource_version``: only the object that was judged (a binding
+        revoked), never one changed or recreated since; Conflict when it moved, NotFound when it is gone."""
+        ...
+
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         """The validationActions of the ValidatingAdmissionPolicyBinding ``name`` (NotFound when the cluster has
         none): whether an admission policy the responder relies on is in force there."""

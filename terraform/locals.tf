@@ -107,6 +107,8 @@ locals {
     # what to do when isolation cannot cut a live session: escalate | report (null: the policy file decides).
     RESPONDER_NETPOL_ENFORCEMENT = var.netpol_enforcement
     RESPONDER_LIVE_SESSION       = var.live_session
+    # The quarantined pod's service account: report | revoke (null: the policy file decides).
+    RESPONDER_IDENTITY = var.identity
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 

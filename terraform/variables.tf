@@ -259,6 +259,17 @@ variable "enrichment_timeout_s" {
   }
 }
 
+variable "identity" {
+  description = "RESPONDER_IDENTITY: what is done about a quarantined pod's service account beyond refusing its token's writes (always done where the identity guard is installed): report (what it can read and write goes in the report) or revoke (a revoke step in every plan that quarantines a pod: the RoleBindings and ClusterRoleBindings naming only that account are recorded, then deleted, so a stolen token's reads are refused too; release recreates them; refused where pods that are not quarantined may share the account). null lets the policy file decide (policy.yaml: report)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.identity == null || contains(["report", "revoke"], coalesce(var.identity, "-"))
+    error_message = "identity must be report, revoke or null."
+  }
+}
+
 variable "live_session" {
   description = "RESPONDER_LIVE_SESSION: what happens when isolation cannot cut an established reverse shell (netpol_enforcement resolves to new-only or none, or a hostNetwork pod): escalate (capture, then delete the pod; the replacement comes from its controller) or report (the pod stays isolated for new connections; the record says at WARNING that the session may be alive). null lets the policy file decide (policy.yaml: escalate)."
   type        = string

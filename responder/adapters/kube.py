@@ -58,6 +58,13 @@ def _np_path(namespace: str, name: str = "") -> str:
     return f"{base}/{_seg(name)}" if name else base
 
 
+def _kind_path(group: str, version: str, plural: str, namespace: str | None) -> str:
+    """The collection of a kind: ``/api/v1`` for the core group, ``/apis/GROUP/VERSION`` for the others."""
+    root = f"/apis/{_seg(group)}/{_seg(version)}" if group else f"/api/{_seg(version)}"
+    where = f"/namespaces/{_seg(namespace)}" if namespace else ""
+    return f"{root}{where}/{_seg(plural)}"
+
+
 def _config_map_path(namespace: str, name: str = "") -> str:
     base = f"/api/v1/namespaces/{_seg(namespace)}/configmaps"
     return f"{base}/{_seg(name)}" if name else base
@@ -432,10 +439,24 @@ class KubeAdapter:
 
     def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """List a kind (the cluster-scoped network policies); NotFound when it is not served."""
-        where = f"/namespaces/{_seg(namespace)}" if namespace else ""
-        path = f"/apis/{_seg(group)}/{_seg(version)}{where}/{_seg(plural)}"
+        path = _kind_path(group, version, plural, namespace)
         listed = self._get(f"list {plural}.{group}" + (f" in {namespace}" if namespace else ""), path)
         return [o for o in listed.get("items") or () if isinstance(o, dict)]
+
+    def create_object(self, group: str, version: str, plural: str, namespace: str | None, body: dict[str, Any]) -> None:
+        """Create an object of a kind (a RoleBinding recreated by release); Conflict when the name is taken."""
+        path = _kind_path(group, version, plural, namespace)
+        _call(f"create {plural}.{group or 'core'}", lambda: self.http.request("POST", path, body=body))
+
+    def delete_object(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str, uid: str, resource_version: str
+    ) -> None:
+        """Delete with preconditions on UID and resourceVersion: only the version that was judged is removed."""
+        path = f"{_kind_path(group, version, plural, namespace)}/{_seg(name)}"
+        preconditions = {"uid": uid, "resourceVersion": resource_version}
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
+        where = f"{namespace}/{name}" if namespace else name
+        _call(f"delete {plural}.{group or 'core'} {where}", lambda: self.http.request("DELETE", path, body=options))
 
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         """A ValidatingAdmissionPolicyBinding's validationActions (NotFound when it is not installed)."""

@@ -12,7 +12,7 @@ Order matters, because a mistake re-opens a compromised pod:
 3. then the namespace is listed again: if the responder quarantined a pod there meanwhile, its deny-all and
    exclusions are put back at once (the one race a release can lose is re-isolated, not left open);
 4. SCC security marks record the release when Google APIs are on.
-With the pod, its identity quarantine is lifted (``containment.identity.release``): its token may write again.
+With the pod, its token's rights come back: writes (``identity.release``) and revoked bindings (``revoke.release``).
 
 A dry run (no ``--yes``) computes the same steps and writes nothing. A release of a pod already released changes
 nothing and says so; a same-named pod that never carried the quarantine is refused.
@@ -38,7 +38,7 @@ from responder.aftercare.facts import (
     parse_target,
     responder_annotations,
 )
-from responder.containment import identity
+from responder.containment import identity, revoke
 from responder.containment.keys import FINDING_ANNOTATION, QUARANTINE_LABEL
 from responder.containment.netpol import ensure_deny_all, reopens
 from responder.containment.progress import RELEASED, STATUS_MARK, TIME_MARK
@@ -191,9 +191,9 @@ class Releaser:
         run = _ReleaseLog(dry_run=not request.apply)
         finding = pod.annotations.get(FINDING_ANNOTATION) if pod is not None else None
         released = self._pod_step(run, pod, namespace, name, request)
-        lifted = identity.release(self.kube, self.own_namespace, pod, run.dry_run) if released is not None else None
-        if lifted is not None:
-            run.add(lifted.action, lifted.status, lifted.reason, lifted.changes)
+        for lift in (identity.release, revoke.release) if released is not None else ():  # the token's rights back
+            if (lifted := lift(self.kube, self.own_namespace, pod, run.dry_run)) is not None:
+                run.add(lifted.action, lifted.status, lifted.reason, lifted.changes)
         if released is not None:  # None: the pod step failed, so the namespace keeps its isolation
             self._namespace_step(run, namespace, ignore_uid=pod.uid if (run.dry_run and pod) else None)
         self._marks_step(run, finding, bool(released), request, (namespace, name))

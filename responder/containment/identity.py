@@ -106,13 +106,16 @@ def _pruned(kube: KubePort, data: Mapping[str, str], keep: str) -> dict[str, Non
 Delta = dict[str, str | None]  # keys to set, and keys to remove (None)
 
 
-def change(kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], Delta | None]) -> bool:
-    """Apply what ``edit`` asks of the parameter's data (None or empty: nothing), key by key with a merge patch, so
-    that instances adding different pods at once never conflict (a worm quarantines many pods together); the
-    ConfigMap is created when missing. True when something was written."""
+def change(
+    kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], Delta | None], name: str = IDENTITIES
+) -> bool:
+    """Apply what ``edit`` asks of the ConfigMap ``name``'s data (None or empty: nothing), key by key with a merge
+    patch, so that instances adding different pods at once never conflict (a worm quarantines many pods together);
+    the ConfigMap is created when missing. True when something was written. The quarantined identities by default;
+    the revoked bindings' records (``containment.revoke``) too."""
     for attempt in range(_ATTEMPTS):
         try:
-            current: dict[str, str] | None = dict(kube.get_config_map(namespace, IDENTITIES).data)
+            current: dict[str, str] | None = dict(kube.get_config_map(namespace, name).data)
         except NotFound:
             current = None
         delta = edit(current or {})
@@ -120,9 +123,9 @@ def change(kube: KubePort, namespace: str, edit: Callable[[dict[str, str]], Delt
             return False
         try:
             if current is None:
-                kube.create_config_map(namespace, IDENTITIES, {k: v for k, v in delta.items() if v is not None})
+                kube.create_config_map(namespace, name, {k: v for k, v in delta.items() if v is not None})
             else:
-                kube.patch_config_map_data(namespace, IDENTITIES, delta)
+                kube.patch_config_map_data(namespace, name, delta)
             return True
         except (Conflict, NotFound):  # created or deleted by someone else between the read and the write
             if attempt == _ATTEMPTS - 1:

@@ -20,3 +20,16 @@ PRIOR_FINDING_ANNOTATION = f"{PREFIX}/prior-finding"
 RELEASED_ANNOTATION = f"{PREFIX}/released-at"
 DENY_ALL_POLICY = "rsr-quarantine-deny-all"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
+
+# Namespaces a GKE cluster runs its own machinery in, and the responder's own. Always protected: configuration can
+# only add to this floor (an empty or invalid list never leaves the cluster's system pods open to deletion).
+PROTECTED_FLOOR = (
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "gke-*",
+    "gmp-*",
+    "config-management-*",
+    "resource-group-system",
+    "responder-system",
+)

@@ -15,9 +15,12 @@ from responder.containment.detach import DetachAction
 from responder.containment.identity import IdentityAction
 from responder.containment.isolate import IsolateAction
 from responder.containment.label import LabelAction
+from responder.containment.revoke import RevokeAction
 
 # What a policy may name, in the order the README's table lists them.
-ACTIONS: dict[str, Action] = {a.name: a for a in (LabelAction(), IsolateAction(), CaptureAction(), DeleteAction())}
+ACTIONS: dict[str, Action] = {
+    a.name: a for a in (LabelAction(), IsolateAction(), CaptureAction(), RevokeAction(), DeleteAction())
+}
 # Run by the runner, never named in a policy: ``detach`` is the second half of ``isolate`` with ``detach: true``;
 # ``identity`` follows whichever step quarantines the pod.
 INTERNAL: dict[str, Action] = {a.name: a for a in (DetachAction(), IdentityAction())}

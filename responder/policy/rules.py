@@ -20,7 +20,9 @@ from responder.config import Mode, Settings
 from responder.containment import registry
 from responder.containment.action import Action, ActionParams
 from responder.containment.isolate import IsolateParams, LiveSession
-from responder.containment.plan import Plan, ordered, step
+from responder.containment.keys import PROTECTED_FLOOR
+from responder.containment.plan import Plan, PlannedStep, default_step, ordered, step
+from responder.containment.revoke import RevokeAction
 from responder.errors import ConfigError, InvalidIdentifier
 from responder.intake import categories as profiles
 from responder.intake import identifiers
@@ -30,18 +32,6 @@ from responder.intake.sanitize import clean
 from responder.intake.triage import Target
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "policy.yaml"  # beside main.py
-# Namespaces a GKE cluster runs its own machinery in, and the responder's own. Always protected: configuration can
-# only add to this floor (an empty or invalid list never leaves the cluster's system pods open to deletion).
-PROTECTED_FLOOR = (
-    "kube-system",
-    "kube-public",
-    "kube-node-lease",
-    "gke-*",
-    "gmp-*",
-    "config-management-*",
-    "resource-group-system",
-    "responder-system",
-)
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?")
 
 
@@ -106,6 +96,10 @@ class Defaults(_Strict):
     # evidence, then deletes the pod so its controller replaces it; report leaves it isolated for new connections.
     live_session: LiveSession = "escalate"
     capture_before_destructive: bool = True  # evidence before every delete, escalations included; false opts out
+    # What is done about the quarantined pod's service account beyond refusing its token's writes (always done):
+    # report lists what it can read and write; revoke adds a ``revoke`` step (its bindings deleted, reads refused too)
+    # to every plan that quarantines a pod and has none of its own.
+    identity: Literal["report", "revoke"] = "report"
 
     @field_validator("categories")
     @classmethod
@@ -234,6 +228,7 @@ class PolicyEngine:
             "set_inactive": settings.set_inactive,
             "log_window_min": settings.log_window_min,
             "live_session": settings.live_session,
+            "identity": settings.identity,
             "report_topic": settings.report_topic,
             "budget": {
                 "max_actions": settings.budget_max if settings.budget_max is not None else d.budget.max_actions,
@@ -314,6 +309,8 @@ class PolicyEngine:
             [step(self._resolved(s, profile), getattr(s, "action")) for s in chosen],  # noqa: B009 - every step model's field
             self.defaults.capture_before_destructive,
         )
+        if self.defaults.identity == "revoke":
+            steps = with_revoke(steps)
         if not steps:
             return Plan(
                 mode=mode,
@@ -341,6 +338,16 @@ class PolicyEngine:
         if isinstance(params, IsolateParams) and params.live_session is None and profile.live_session:
             return params.model_copy(update={"live_session": self.defaults.live_session})
         return params
+
+
+def with_revoke(steps: list[PlannedStep]) -> list[PlannedStep]:
+    """``identity: revoke``: a plan that quarantines the pod gets a ``revoke`` step (unless it has one), ahead of any
+    step that ends the pod (after it, the account would be revoked from the replacement only)."""
+    names = [s.action for s in steps]
+    if RevokeAction.name in names or not any(registry.traits(n).quarantines for n in names):
+        return steps
+    at = next((i for i, n in enumerate(names) if registry.traits(n).ends_pod), len(steps))
+    return [*steps[:at], default_step(RevokeAction.name), *steps[at:]]
 
 
 def _format_errors(exc: ValidationError) -> str:

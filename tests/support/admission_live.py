@@ -52,6 +52,8 @@ REPLAYED = {("", "pods", ""), ("", "pods", "exec"), ("", "pods", "attach"), ("",
     ("coordination.k8s.io", "leases", ""),
     ("", "configmaps", ""),
     ("authorization.k8s.io", "selfsubjectaccessreviews", ""),
+    ("rbac.authorization.k8s.io", "rolebindings", ""),
+    ("rbac.authorization.k8s.io", "clusterrolebindings", ""),
 }
 REPLACED = {"leases"}  # RBAC grants the responder `update` on these, not `patch`
 
@@ -326,7 +328,7 @@ def replayed(
     if own and request["resource"]["resource"] == "leases":
         kept = budget_lease_set_aside(admin, "responder-system", LEASE_NAME)
     elif own and request["resource"]["resource"] == "configmaps":
-        kept = config_map_set_aside(admin, "responder-system", IDENTITIES)
+        kept = config_map_set_aside(admin, "responder-system", request.get("name") or IDENTITIES)
     with kept:
         try:
             yield replay.write(replay.seed())

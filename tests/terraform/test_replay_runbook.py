@@ -226,6 +226,7 @@ def test_the_replay_environment_sources_cleanly_into_the_function_settings(pure_
         "RESPONDER_POLICY_FILE",
         "RESPONDER_BUDGET_NAMESPACE",
         "RESPONDER_ENRICHMENT_TIMEOUT_S",
+        "RESPONDER_IDENTITY",
     }
 
 

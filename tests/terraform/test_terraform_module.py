@@ -53,7 +53,7 @@ WIRING_ONLY = {
 
 # Settings Terraform exports that the application reads (they were exported ahead of it once; kept as a check that
 # they stay operator settings).
-PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement", "live_session"}
+PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement", "live_session", "identity"}
 NETPOL_ENFORCEMENT = ["auto", "established", "new-only", "none"]
 
 PROTECTED_FLOOR = {
@@ -799,6 +799,7 @@ def test_every_variable_has_a_description_and_a_type() -> None:
         ("organization_id", 'var.scc_scope != "organization"'),
         ("netpol_enforcement", '"auto", "established", "new-only", "none"'),
         ("live_session", '"escalate", "report"'),
+        ("identity", '"report", "revoke"'),
         ("rbac_cluster_endpoint", '"ip", "dns"'),
         ("notification_channels", "notificationChannels"),
         ("unanswered_after_min", "var.unanswered_after_min >= 2"),
@@ -1060,6 +1061,7 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
         "-var=enable_process_capture=true",
         "-var=netpol_enforcement=new-only",
         "-var=live_session=report",
+        "-var=identity=revoke",
     )
     env = out["responder_env"]
     assert set(env) == {f"RESPONDER_{name.upper()}" for name in operator_settings()}
@@ -1255,7 +1257,11 @@ def test_every_netpol_enforcement_value_the_responder_knows_is_exported(pure_mod
 
 def test_terraform_accepts_exactly_the_values_the_responder_accepts() -> None:
     # The Literal types of Settings are the source of truth; each Terraform validation lists the same values.
-    for variable, setting in (("netpol_enforcement", "netpol_enforcement"), ("live_session", "live_session")):
+    for variable, setting in (
+        ("netpol_enforcement", "netpol_enforcement"),
+        ("live_session", "live_session"),
+        ("identity", "identity"),
+    ):
         allowed = set(re.findall(r"[a-z-]+", str(Settings.model_fields[setting].annotation).split("Literal[", 1)[1]))
         condition = module().variables[variable]["validation"][0]["condition"]
         listed = set(re.findall(r'"([a-z-]+)"', condition.split("contains([", 1)[1].split("]", 1)[0]))

@@ -45,6 +45,11 @@ TCP_TEXT = (
 )
 
 
+def _same(obj: Mapping[str, Any], namespace: str | None, name: object) -> bool:
+    meta = obj.get("metadata") or {}
+    return bool(meta.get("name") == name and (meta.get("namespace") or None) == namespace)
+
+
 class FakeKube:
     """An in-memory cluster implementing ``KubePort``."""
 
@@ -473,6 +478,35 @@ class FakeKube:
                 raise NotFound(f"{plural}.{group}/{version} is not served")
             listed = self.custom_objects[(group, version, plural)]
             return [o for o in listed if namespace is None or (o.get("metadata") or {}).get("namespace") == namespace]
+
+    def create_object(self, group: str, version: str, plural: str, namespace: str | None, body: dict[str, Any]) -> None:
+        self._maybe_fail("create_object")
+        meta = body.get("metadata") or {}
+        with self.lock:
+            listed = self.custom_objects.setdefault((group, version, plural), [])
+            here = namespace or None
+            if any(_same(o, here, meta.get("name")) for o in listed):
+                raise Conflict(f"{plural} {meta.get('name')} exists")
+            made = {**body, "metadata": {**meta, "uid": f"uid-{next(self._uid)}", "resourceVersion": self.rv()}}
+            if here:
+                made["metadata"]["namespace"] = here
+            listed.append(made)
+            self.writes.append(f"create {plural} {meta.get('name')}")
+
+    def delete_object(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str, uid: str, resource_version: str
+    ) -> None:
+        self._maybe_fail("delete_object")
+        with self.lock:
+            listed = self.custom_objects.get((group, version, plural), [])
+            found = next((o for o in listed if _same(o, namespace or None, name)), None)
+            if found is None:
+                raise NotFound(f"{plural} {name}")
+            meta = found.get("metadata") or {}
+            if meta.get("uid") != uid or meta.get("resourceVersion") != resource_version:
+                raise Conflict(f"{plural} {name}: precondition failed")
+            listed.remove(found)
+            self.writes.append(f"delete {plural} {name}")
 
     def get_admission_binding(self, name: str) -> tuple[str, ...]:
         self._maybe_fail("get_admission_binding")

@@ -191,7 +191,7 @@ def test_a_throwaway_action_is_its_module_and_its_registry_line(tmp_path: Path) 
         "from responder.containment.delete import DeleteAction\n",
         "from responder.containment.cordon import CordonAction\nfrom responder.containment.delete import DeleteAction\n",
     )
-    text = text.replace("CaptureAction(), DeleteAction())", "CaptureAction(), DeleteAction(), CordonAction())")
+    text = text.replace("DeleteAction())", "DeleteAction(), CordonAction())")
     reg.write_text(text)
 
     asked = _run(copy, "check")["problems"]
