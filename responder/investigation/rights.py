@@ -56,24 +56,27 @@ class RbacRule(_Model):
         """The verbs that change something (every verb, on exec, attach or port-forward)."""
         if any(_session(r) for r in self.resources):
             return self.verbs
-        return tuple(v for v in self.verbs if v in WRITE_VERBS or v == "*")
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        """The verbs that read (admission never sees them, so nothing refuses them)."""
-        return tuple(v for v in self.verbs if v in READ_VERBS or v == "*")
+        return _writes(self.verbs)
 
     @property
     def targets(self) -> tuple[str, ...]:
         """What the rule applies to: ``resource`` (core), ``resource.group``, ``resource/name``, or a URL path."""
-        groups = self.api_groups or ("",)
-        named = [f"{r}.{g}" if g else r for g in groups for r in self.resources]  # every group with every resource
-        if self.resource_names:
-            named = [f"{t}/{n}" for t in named for n in self.resource_names]
-        every = [*named, *(f"URL {u}" for u in self.non_resource_urls)]
-        if len(every) > MAX_TARGETS:
-            every = [*every[:MAX_TARGETS], f"{len(every) - MAX_TARGETS} more"]
-        return tuple(every)
+        return tuple(target for target, _, _ in self.access())
+
+    def access(self) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+        """(target, the verbs that write it, the verbs that read it), at most MAX_TARGETS: a session into a pod
+        (exec, attach, port-forward) is a write whatever its verb, never a read."""
+        out = []
+        for group in self.api_groups or ("",):
+            for resource in self.resources:
+                session = _session(resource)
+                writes, reads = (self.verbs, ()) if session else (_writes(self.verbs), _reads(self.verbs))
+                base = f"{resource}.{group}" if group else resource
+                out += [(f"{base}/{n}", writes, reads) for n in self.resource_names] or [(base, writes, reads)]
+        out += [(f"URL {u}", _writes(self.verbs), _reads(self.verbs)) for u in self.non_resource_urls]
+        if len(out) > MAX_TARGETS:
+            out = [*out[:MAX_TARGETS], (f"{len(out) - MAX_TARGETS} more", (), ())]
+        return tuple(out)
 
 
 class Grant(_Model):
@@ -115,12 +118,11 @@ class Rights(_Model):
         verbs: dict[tuple[str, str], list[str]] = {}
         for grant in self.grants:
             for rule in grant.rules:
-                granted = rule.writes if access == "writes" else rule.reads
-                if not granted:
-                    continue
-                for target in rule.targets:
-                    seen = verbs.setdefault((target, grant.scope), [])
-                    seen.extend(v for v in granted if v not in seen)
+                for target, writes, reads in rule.access():
+                    granted = writes if access == "writes" else reads
+                    if granted:
+                        seen = verbs.setdefault((target, grant.scope), [])
+                        seen.extend(v for v in granted if v not in seen)
         phrases = [f"{target} in {scope} ({', '.join(v)})" for (target, scope), v in verbs.items()]
         if len(phrases) > MAX_SUMMARY:
             phrases = [*phrases[:MAX_SUMMARY], f"{len(phrases) - MAX_SUMMARY} more"]
@@ -226,6 +228,15 @@ def _rule(raw: Mapping[str, Any]) -> RbacRule:
         resource_names=values("resourceNames"),
         non_resource_urls=values("nonResourceURLs"),
     )
+
+
+def _writes(verbs: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v for v in verbs if v in WRITE_VERBS or v == "*")
+
+
+def _reads(verbs: tuple[str, ...]) -> tuple[str, ...]:
+    """Admission never sees these, so nothing refuses them."""
+    return tuple(v for v in verbs if v in READ_VERBS or v == "*")
 
 
 def _session(resource: str) -> bool:

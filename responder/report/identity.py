@@ -32,7 +32,7 @@ def writes_refused(actions: Sequence[ActionResult]) -> tuple[bool, str]:
     if step is None:
         return False, "no identity step ran: writes with the pod's token are not refused"
     refused = step.status.value != "failed" and not step.dry_run and "refused" in step.reason
-    return refused, clean(step.reason, 300)
+    return refused, clean(step.reason, 600)
 
 
 def google_principal(project: str, namespace: str, account: str) -> str:
