@@ -164,11 +164,14 @@ class NamespaceView(_View):
 
 
 class ServiceAccountView(_View):
-    """A pod's service account: its annotations name its Google identity (Workload Identity)."""
+    """A pod's service account: its annotations name its Google identity (Workload Identity); ``secrets`` are the
+    Secrets its ``secrets`` field names (legacy Secret-based tokens, which no pod is bound to), by name only."""
 
     namespace: str
     name: str
     annotations: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    automount_token: bool | None = None  # automountServiceAccountToken; None: not set (pods mount a token)
 
 
 class LeaseView(_View):

@@ -369,10 +369,9 @@ class KubeAdapter:
         )
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountView:
-        """Read a service account (for its Workload Identity annotation)."""
+        """Read a service account (its Workload Identity annotation, the Secret-based tokens its ``secrets`` name)."""
         path = f"/api/v1/namespaces/{_seg(namespace)}/serviceaccounts/{_seg(name)}"
-        meta = self._get(f"get serviceaccount {namespace}/{name}", path).get("metadata") or {}
-        return ServiceAccountView(namespace=namespace, name=name, annotations=meta.get("annotations") or {})
+        return js.service_account_view(namespace, name, self._get(f"get serviceaccount {namespace}/{name}", path))
 
     # ------------------------------------------------------------------------------------------------ leases
     def get_lease(self, namespace: str, name: str) -> LeaseView:

@@ -17,8 +17,11 @@ from responder.ports import (
     NetworkPolicyView,
     OwnerRef,
     PodView,
+    ServiceAccountView,
     WorkloadView,
 )
+
+MAX_ACCOUNT_SECRETS = 50  # named in the report; a bound, since the object is the cluster's, not ours
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -147,4 +150,21 @@ def lease_view(obj: dict[str, Any]) -> LeaseView:
         name=meta["name"],
         resource_version=meta.get("resourceVersion"),
         annotations=_strings(meta.get("annotations")),
+    )
+
+
+def service_account_view(namespace: str, name: str, obj: dict[str, Any]) -> ServiceAccountView:
+    """A ServiceAccount: its annotations, the Secrets its ``secrets`` field names (by name: the responder never reads
+    a Secret) and ``automountServiceAccountToken``."""
+    meta = _dict(obj.get("metadata"))
+    refs = obj.get("secrets")
+    refs = refs if isinstance(refs, list) else []
+    secrets = [str(r["name"]) for r in refs if isinstance(r, dict) and isinstance(r.get("name"), str) and r["name"]]
+    automount = obj.get("automountServiceAccountToken")
+    return ServiceAccountView(
+        namespace=namespace,
+        name=name,
+        annotations=_strings(meta.get("annotations")),
+        secrets=tuple(dict.fromkeys(secrets))[:MAX_ACCOUNT_SECRETS],
+        automount_token=automount if isinstance(automount, bool) else None,
     )

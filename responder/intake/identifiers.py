@@ -70,6 +70,11 @@ def pod_name(value: str) -> str:
     return _check(_DNS1123_SUBDOMAIN, value, "pod name", 253)
 
 
+def service_account(value: str) -> str:
+    """A service account name, as a pod's spec names it: DNS-1123 subdomain (<= 253)."""
+    return _check(_DNS1123_SUBDOMAIN, value, "service account", 253)
+
+
 def node_name(value: str) -> str:
     """A GKE node / Compute Engine instance name (RFC 1035 label, <= 63)."""
     return _check(_INSTANCE, value, "node name", 63)

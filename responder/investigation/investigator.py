@@ -5,8 +5,10 @@ start), and a failed, slow or unavailable branch is recorded with its reason rat
 
 Log searches (step 4) need only the validated target, so they start at once, next to the Kubernetes reads; the node's
 serial console needs the numeric instance ID from the node's annotation, so that search starts as soon as the node
-branch answers. Each filter is kept verbatim in the investigation, also when the search failed or Logging is not
-configured here, so the report can always show the human what to run.
+branch answers, and the writes made with the pod's identity need its service account, so that one starts with the
+reads of the account and of what it may do (``rights``) as soon as the pod branch answers. Each filter is kept
+verbatim in the investigation, also when the search failed or Logging is not configured here, so the report can
+always show the human what to run.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from responder.errors import NotFound, ResponderError, Unavailable
 from responder.intake.findings import Finding
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
-from responder.investigation import logfilters
+from responder.investigation import logfilters, rights
 from responder.investigation.logfilters import LogWindow
+from responder.investigation.rights import Rights
 from responder.ports import (
     ClusterInfo,
     Connection,
@@ -46,12 +49,13 @@ NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 DEFAULT_MAX_ENTRIES = 50
 
-LogKind = Literal["container", "audit", "serial_console"]
-LOG_KINDS: tuple[LogKind, ...] = ("container", "audit", "serial_console")
+LogKind = Literal["container", "audit", "serial_console", "identity_writes"]
+LOG_KINDS: tuple[LogKind, ...] = ("container", "audit", "serial_console", "identity_writes")
 LOG_TITLES: dict[LogKind, str] = {
     "container": "Pod container logs",
     "audit": "Cluster audit logs (Admin Activity) for the pod",
     "serial_console": "Node serial console (port 1)",
+    "identity_writes": "Writes made with the pod's service account since the event (Admin Activity: writes only)",
 }
 
 
@@ -97,6 +101,7 @@ class Investigation(BaseModel):
     owner_chain: tuple[WorkloadView, ...] = ()
     namespace: NamespaceView | None = None
     service_account: ServiceAccountView | None = None  # the pod's (its Google identity, for the report)
+    rights: Rights | None = None  # what that account may do: the RBAC bindings naming it
     log_window: LogWindow | None = None
     logs: tuple[LogSearch, ...] = ()
     branches: dict[str, Branch] = Field(default_factory=dict)
@@ -179,6 +184,8 @@ class _Gathering:
         self.window = logfilters.log_window(finding.event_time, owner.log_window_min, now=owner.clock())
         self.searches: dict[LogKind, LogSearch] = {}
         self.serial_decided = False
+        self.writes_decided = False
+        self.finding = finding
 
     # ----------------------------------------------------------------------------------------------- scheduling
     def submit(self, name: str, fn: Callable[[], object]) -> None:
@@ -271,6 +278,9 @@ class _Gathering:
         if not self.serial_decided:
             node = self.branches.get("node")
             self.decide_serial(None, f"instance ID unknown: node branch {node.status if node else 'did not run'}")
+        if not self.writes_decided:
+            pod = self.branches.get("pod")
+            self.decide_writes(None, f"service account unknown: pod branch {pod.status if pod else 'did not run'}")
         return self.result()
 
     def record(self, name: str, future: Future[tuple[object, float]]) -> None:
@@ -287,14 +297,35 @@ class _Gathering:
             self.branches[name] = Branch(status="failed", detail=f"{type(exc).__name__}: {clean(exc, 200)}")
 
     def after_pod(self) -> None:
-        """The pod names its service account: read it (its annotations name its Google identity)."""
+        """The pod names its service account: read it (its annotations name its Google identity), what RBAC lets it
+        do, and search for the writes made with it."""
         facts, kube = self.values.get("pod"), self.kube
         pod = facts[0] if isinstance(facts, tuple) and facts and isinstance(facts[0], PodView) else None
         if pod is None or kube is None:
-            self.branches["service_account"] = Branch(status="unavailable", detail="the pod could not be read")
+            for name in ("service_account", "rights"):
+                self.branches[name] = Branch(status="unavailable", detail="the pod could not be read")
+            self.decide_writes(None, "service account unknown: the pod could not be read")
             return
         namespace, account = pod.namespace, pod.service_account or "default"
         self.submit("service_account", lambda: kube.get_service_account(namespace, account))
+        self.submit("rights", lambda: rights.gather(kube, namespace, account))
+        self.decide_writes(account, None)
+
+    def decide_writes(self, account: str | None, reason: str | None) -> None:
+        """Plan the search of the account's writes once the pod names the account (or cannot)."""
+        if self.writes_decided:
+            return
+        self.writes_decided = True
+        if account is None:
+            kind: LogKind = "identity_writes"
+            self.searches[kind] = LogSearch(kind=kind, title=LOG_TITLES[kind], project=self.target.cluster.project)
+            self.branches["logs.identity_writes"] = Branch(status="unavailable", detail=reason)
+            return
+        since = logfilters.since_event(self.window, self.finding.event_time, self.inv.clock())
+        namespace = self.target.namespace
+        self.plan_search(
+            "identity_writes", lambda: logfilters.identity_writes_filter(self.target, namespace, account, since)
+        )
 
     def after_node(self) -> None:
         node = self.values.get("node")
@@ -336,6 +367,7 @@ class _Gathering:
             service_account=account
             if isinstance(account := self.values.get("service_account"), ServiceAccountView)
             else None,
+            rights=found if isinstance(found := self.values.get("rights"), Rights) else None,
             log_window=self.window,
             logs=tuple(logs),
             branches=self.branches,

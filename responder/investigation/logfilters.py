@@ -1,4 +1,5 @@
-"""The runbook's three Cloud Logging filters (step 4), built from a validated :class:`~responder.intake.triage.Target`.
+"""The runbook's Cloud Logging filters (step 4) and the search of the writes made with the pod's identity, built from
+a validated :class:`~responder.intake.triage.Target`.
 
 Pure functions: no I/O, so the report can show the exact filters even when Logging was never reached.
 
@@ -22,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from responder.errors import InvalidIdentifier
+from responder.intake import identifiers
 from responder.intake.triage import Target
 
 AUDIT_LOG = "cloudaudit.googleapis.com/activity"
@@ -52,12 +54,14 @@ class LogWindow(BaseModel):
 
     start: datetime
     end: datetime
-    anchor: Literal["event_time", "now"]
+    anchor: Literal["event_time", "now", "since_event"]
     minutes: int
 
     @property
     def note(self) -> str:
         """Human explanation of where the window comes from."""
+        if self.anchor == "since_event":
+            return "from eventTime to the search"
         if self.anchor == "event_time":
             return f"eventTime ± {self.minutes} min"
         return f"the finding has no eventTime: searched the last {self.minutes} min before the report instead"
@@ -84,6 +88,15 @@ def log_window(event_time: datetime | None, minutes: int, now: datetime | None =
         )
     current = _utc(now or datetime.now(UTC))
     return LogWindow(start=_floor_s(current - span), end=_ceil_s(current), anchor="now", minutes=minutes)
+
+
+def since_event(window: LogWindow, event_time: datetime | None, now: datetime) -> LogWindow:
+    """From the event to ``now``: what was done with a stolen credential happens after the theft, and goes on after
+    the investigation's ± window closes. Without an event time, from the start of ``window`` (the minutes before the
+    report). Bounded at both ends like every filter here."""
+    start = _floor_s(_utc(event_time)) if event_time is not None else window.start
+    end = max(_ceil_s(_utc(now)), start)  # an event stamped a little ahead of this clock still gets a valid window
+    return LogWindow(start=start, end=end, anchor="since_event", minutes=window.minutes)
 
 
 def quote(value: str) -> str:
@@ -134,6 +147,30 @@ def audit_filter(target: Target, window: LogWindow) -> str:
         f"resource.labels.cluster_name={quote(c.name)}",
         f"log_id({quote(AUDIT_LOG)})",
         f"({resource_names})",
+        window.clause,
+    ]
+    return " AND ".join(parts)
+
+
+def identity_writes_filter(target: Target, account_namespace: str, account: str, window: LogWindow) -> str:
+    """(d) The cluster's Admin Activity audit entries made by the pod's service account, from the event on.
+
+    Admin Activity holds writes only (reads are Data Access entries, off by default on GKE), so this finds what a
+    stolen token changed, not what it read. ``principalEmail`` is compared with ``=``, never ``:``: a substring test
+    would also find every account whose name starts with this one (``web`` finds ``web-admin``).
+    """
+    c = target.cluster
+    # The account's name comes from the pod's spec, not from triage: validated here before it reaches the filter.
+    principal = (
+        f"system:serviceaccount:{identifiers.namespace(account_namespace)}:{identifiers.service_account(account)}"
+    )
+    parts = [
+        f"resource.type={quote('k8s_cluster')}",
+        f"resource.labels.project_id={quote(c.project)}",
+        f"resource.labels.location={quote(c.location)}",
+        f"resource.labels.cluster_name={quote(c.name)}",
+        f"log_id({quote(AUDIT_LOG)})",
+        f"protoPayload.authenticationInfo.principalEmail={quote(principal)}",
         window.clause,
     ]
     return " AND ".join(parts)

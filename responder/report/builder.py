@@ -28,6 +28,7 @@ from responder.intake.triage import Target
 from responder.investigation import links, logfilters
 from responder.investigation.investigator import LOG_KINDS, LOG_TITLES, Investigation
 from responder.policy.rules import Defaults
+from responder.report.identity import WORKLOAD_IDENTITY_ANNOTATION, identity_section
 from responder.report.models import (
     _DEFAULT_OWNER_KEYS,
     MAX_ARG_CHARS,
@@ -107,6 +108,7 @@ def build_report(
         cluster=cluster,
         node=node,
         pod=pod,
+        identity=identity_section(target, investigation, outcome.record.actions),
         logs=logs,
         inspect=_inspect_section(target, node, outcome, profile),
         mitre=mitre,
@@ -241,9 +243,6 @@ def _vm_url(target: Target, zone: str | None) -> str | None:
         return None
 
 
-WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
-
-
 def _google_identity(investigation: Investigation) -> str | None:
     account = investigation.service_account
     return _opt(account.annotations.get(WORKLOAD_IDENTITY_ANNOTATION), 320) if account else None
@@ -333,6 +332,8 @@ def _logs_section(
             status, detail = branch.status, (clean(branch.detail, 300) if branch.detail else None)
         elif kind == "serial_console" and filter_ is None:
             status, detail = "unavailable", "instance ID unknown: no investigation ran"
+        elif kind == "identity_writes" and filter_ is None:
+            status, detail = "unavailable", "service account unknown: no investigation ran"
         else:
             status, detail = "unavailable", "no investigation ran; run the filter by hand"
         entries = tuple(

@@ -8,7 +8,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from responder.intake.sanitize import clean
-from responder.report.models import MD_ENTRIES_PER_SEARCH, STEP_TITLES, ActionInfo, IncidentReport
+from responder.report.models import (
+    MD_ENTRIES_PER_SEARCH,
+    STEP_TITLES,
+    ActionInfo,
+    IdentitySection,
+    IncidentReport,
+    LogSection,
+)
+
+IDENTITY_SEARCH = "identity_writes"  # shown in the Identity section (step 3), not with the pod's own searches
+IDENTITY_HEADING = "### Identity: what a token stolen from the pod can do"
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~#])")
 _BACKTICKS = re.compile(r"`+")
@@ -221,7 +231,74 @@ def _step3(r: IncidentReport) -> list[str]:
     else:
         out.append("- **Owner chain**: unknown (cluster not read)")
     out.append(f"- Enrichment: {md_text(p.enrichment)}")
+    if r.identity is not None:
+        writes = next((s for s in r.logs.searches if s.kind == IDENTITY_SEARCH), None) if r.logs else None
+        out += ["", *_identity(r.identity, writes)]
     return out
+
+
+def _identity(i: IdentitySection, writes: LogSection | None) -> list[str]:
+    """Who a token stolen from the pod is, what RBAC lets it do, what the guard refuses and what it cannot see."""
+    out = [
+        IDENTITY_HEADING,
+        "",
+        f"- **Service account**: {md_code(i.username)}",
+        f"- **Google identity**: {md_code(i.google_identity)} ("
+        + ("annotation" if i.google_identity_source == "annotation" else "Workload Identity Federation principal")
+        + f"): {md_text(i.google_identity_note)}",
+        "- **Writes**: "
+        + ("refused by the cluster now" if i.writes_refused else "**not refused**")
+        + f" (identity step: {md_text(i.writes_note)}). **Reads are never refused**: admission never sees a get, "
+        "list or watch.",
+    ]
+    if i.rights_status != "ok":
+        out.append(
+            f"- **RBAC bindings**: not listed ({md_text(i.rights_status)}), which does not mean it has none. "
+            f"Run {md_code('kubectl get rolebindings,clusterrolebindings -A -o wide')} and look for "
+            f"{md_code(i.username)}, {md_code('system:serviceaccounts:' + i.namespace)} and the other groups."
+        )
+    else:
+        out.append(f"- **Can write**: {_phrases(i.can_write)}")
+        out.append(f"- **Can read**: {_phrases(i.can_read)}")
+        extra = [
+            f"{i.bindings_truncated} more not listed" if i.bindings_truncated else "",
+            f"{i.defaults_skipped} default binding(s) of the cluster left out" if i.defaults_skipped else "",
+        ]
+        notes = "; ".join(x for x in extra if x)
+        out.append(f"- **Bindings naming it** ({len(i.bindings)}{'; ' + notes if notes else ''}):")
+        for b in i.bindings:
+            where = f"{b.namespace}/{b.name}" if b.namespace else b.name
+            missing = " (the role does not exist: it grants nothing until it is created)" if not b.role_found else ""
+            out.append(
+                f"  - {md_text(b.kind)} {md_code(where)} → {md_text(b.role_kind)} {md_code(b.role_name)}, "
+                f"{'names it as' if b.direct else 'through'} {md_code(b.subject)}{missing}"
+            )
+            for rule in b.rules:
+                what = "write" if rule.writes else "read"
+                out.append(f"    - {what}: {md_code(', '.join(rule.verbs))} on {md_code(', '.join(rule.targets))}")
+            if b.rules_truncated:
+                out.append(f"    - {b.rules_truncated} more rules not listed")
+    if not i.account_read:
+        tokens = "unknown (the service account could not be read)"
+    elif i.secret_tokens:
+        tokens = ", ".join(md_code(t) for t in i.secret_tokens)
+    else:
+        tokens = "none named in its secrets field"
+    automount = {None: "not set (pods mount a token)", True: "true", False: "false"}[i.automount_token]
+    out += [
+        f"- **Secret-based tokens** (its {md_code('secrets')} field): {tokens}; automountServiceAccountToken "
+        f"{md_text(automount)}. The identity guard does not cover tokens that are not bound to a pod (legacy "
+        "Secret-based tokens, TokenRequest tokens bound to nothing): they write whatever the pod is. Find the "
+        f"ones its {md_code('secrets')} field does not list with {md_code(i.secrets_command)} (the "
+        f"{md_code('kubernetes.io/service-account.name')} annotation names the account).",
+    ]
+    if writes is not None:
+        out += ["", f"#### {md_text(writes.title)}", "", *_search_lines(writes)]
+    return out
+
+
+def _phrases(values: tuple[str, ...]) -> str:
+    return ", ".join(md_code(v) for v in values) if values else "nothing, as far as the bindings say"
 
 
 def _step4(r: IncidentReport) -> list[str]:
@@ -229,30 +306,33 @@ def _step4(r: IncidentReport) -> list[str]:
     assert logs is not None
     out = [f"Window: {_when(logs.window_start)} to {_when(logs.window_end)} ({md_text(logs.window_note or '')}).", ""]
     for s in logs.searches:
-        out += [f"### {md_text(s.title)}", ""]
-        status = f"{md_text(s.status)}" + (f": {md_text(s.detail)}" if s.detail else "")
-        if s.filter is None:
-            out += [f"Filter not available ({status}).", ""]
-            if s.template:
-                out += ["Fill in the instance ID (step 5 shows how to read it):", "", md_block(s.template), ""]
+        if s.kind == IDENTITY_SEARCH and r.identity is not None:
+            out += [f"The writes made with the pod's service account: step 3, {md_text(s.title)}.", ""]
             continue
-        out += [md_block(s.filter), "", f"{md_link('Open in Logs Explorer', s.explorer_url)} · search: {status}", ""]
-        if s.status == "ok":
-            if not s.entries:
-                out += ["No entries in the window.", ""]
-            else:
-                shown = s.entries[:MD_ENTRIES_PER_SEARCH]
-                more = len(s.entries) - len(shown)
-                body = "\n".join(f"{_when(e.timestamp)} {e.severity or '-'} {e.text}" for e in shown)
-                note = f" ({more} more in the JSON report)" if more else ""
-                out += [
-                    f"Newest first, {len(shown)} of {len(s.entries)} (limit {s.limit}){note}:",
-                    "",
-                    md_block(body),
-                    "",
-                ]
+        out += [f"### {md_text(s.title)}", "", *_search_lines(s)]
     if logs.captured_tail:
         out += ["### Container log tail captured before containment", "", md_block(logs.captured_tail), ""]
+    return out
+
+
+def _search_lines(s: LogSection) -> list[str]:
+    """One search: its filter verbatim, where to run it, and what it found (or why not)."""
+    status = f"{md_text(s.status)}" + (f": {md_text(s.detail)}" if s.detail else "")
+    if s.filter is None:
+        out = [f"Filter not available ({status}).", ""]
+        if s.template:
+            out += ["Fill in the instance ID (step 5 shows how to read it):", "", md_block(s.template), ""]
+        return out
+    out = [md_block(s.filter), "", f"{md_link('Open in Logs Explorer', s.explorer_url)} · search: {status}", ""]
+    if s.status == "ok":
+        if not s.entries:
+            out += ["No entries in the window.", ""]
+        else:
+            shown = s.entries[:MD_ENTRIES_PER_SEARCH]
+            more = len(s.entries) - len(shown)
+            body = "\n".join(f"{_when(e.timestamp)} {e.severity or '-'} {e.text}" for e in shown)
+            note = f" ({more} more in the JSON report)" if more else ""
+            out += [f"Newest first, {len(shown)} of {len(s.entries)} (limit {s.limit}){note}:", "", md_block(body), ""]
     return out
 
 

@@ -168,6 +168,53 @@ class PodSection(_Model):
     enrichment: str
 
 
+class RuleInfo(_Model):
+    """One rule of a bound role: its verbs on its targets (``configmaps``, ``deployments.apps``, ``URL /metrics``)."""
+
+    verbs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    writes: bool = False  # a write verb, or any verb on exec, attach or port-forward
+
+
+class BindingInfo(_Model):
+    """A RoleBinding or ClusterRoleBinding that names the pod's service account, and its role's rules."""
+
+    kind: str
+    namespace: str | None = None
+    name: str
+    role_kind: str
+    role_name: str
+    subject: str  # how it names the account
+    direct: bool
+    role_found: bool = True
+    rules: tuple[RuleInfo, ...] = ()
+    rules_truncated: int = 0
+
+
+class IdentitySection(_Model):
+    """The pod's identity: who its stolen token is, what RBAC lets it do, which tokens the guard cannot see, and
+    whether its writes are refused now."""
+
+    namespace: str
+    service_account: str
+    username: str  # system:serviceaccount:NS:SA, what its tokens authenticate as
+    google_identity: str
+    google_identity_source: Literal["annotation", "principal"]
+    google_identity_note: str
+    rights_status: str  # the rights branch: ok, or why the bindings are not listed
+    bindings: tuple[BindingInfo, ...] = ()
+    bindings_truncated: int = 0
+    defaults_skipped: int = 0
+    can_write: tuple[str, ...] = ()
+    can_read: tuple[str, ...] = ()
+    writes_refused: bool = False
+    writes_note: str
+    account_read: bool = False  # the ServiceAccount object was read: ``secret_tokens`` and ``automount_token`` hold
+    automount_token: bool | None = None
+    secret_tokens: tuple[str, ...] = ()
+    secrets_command: str
+
+
 class LogLine(_Model):
     """One log entry, bounded."""
 
@@ -191,7 +238,7 @@ class LogSection(_Model):
 
 
 class LogsSection(_Model):
-    """Step 4: the window and the three searches, plus the log tail captured from the pod."""
+    """Step 4: the window and the searches, plus the log tail captured from the pod."""
 
     window_start: datetime | None = None
     window_end: datetime | None = None
@@ -257,6 +304,7 @@ class IncidentReport(_Model):
     cluster: ClusterSection | None = None
     node: NodeSection | None = None
     pod: PodSection | None = None
+    identity: IdentitySection | None = None
     logs: LogsSection | None = None
     inspect: InspectSection | None = None
     mitre: tuple[links.Technique, ...] = ()

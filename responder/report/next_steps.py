@@ -7,6 +7,7 @@ from responder.containment.results import ActionResult
 from responder.intake.categories import CategoryProfile
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
+from responder.report.identity import writes_refused
 from responder.report.models import IncidentReport
 from responder.report.outcome import Outcome, not_contained_prefix
 from responder.report.record import replaced, session_left_alive
@@ -89,31 +90,44 @@ def next_steps(
 # -------------------------------------------------------------------------------------------------------- helpers
 def _identity_step(report: IncidentReport, target: Target, actions: list[ActionResult]) -> str:
     """What the pod's stolen credentials can still do: the identity step's outcome, and what admission cannot
-    refuse (reads, tokens not bound to the pod, Google access tokens already taken)."""
+    refuse (reads, tokens not bound to the pod, Google access tokens already taken). The details (bindings, the
+    Google identity, Secret-based tokens, the writes since the event) are the report's Identity section."""
     pod = report.pod
     account = f"system:serviceaccount:{target.namespace}:{(pod.service_account if pod else None) or 'default'}"
-    step = next((a for a in actions if a.action == registry.IDENTITY), None)
-    if step is not None and step.status.value != "failed" and not step.dry_run and "refused" in step.reason:
+    refused, why = writes_refused(actions)
+    if refused:
         writes = f"Writes with the pod's service-account token ({account}) are refused by the cluster"
     else:
-        why = f" ({clean(step.reason, 160)})" if step is not None else ""
-        writes = f"The pod's service-account token ({account}) can still WRITE{why}: contain it by hand"
+        writes = f"The pod's service-account token ({account}) can still WRITE ({why}): contain it by hand"
     host = (
         " it ran on the node's network, so it could reach the node's metadata server and the NODE's identity;"
         if (pod and pod.host_network)
         else ""
     )
-    google = pod.google_service_account if pod else None
-    gsa = (
-        f"its Google identity {google} (Workload Identity: review that account's IAM roles and its keys)"
-        if google
-        else "its Google identity (no iam.gke.io/gcp-service-account annotation was read: check Workload Identity "
-        "Federation principals for the namespace and account)"
-    )
+    identity = report.identity
+    if identity is not None and identity.rights_status == "ok":
+        review = (
+            f"Review what {account} may read and write ({len(identity.bindings)} binding(s) in step 3, Identity) "
+            "and the writes it made since the event (same section)"
+        )
+    else:
+        review = (
+            f"Review what {account} may read and write (the bindings could not be listed: kubectl get "
+            f"rolebindings,clusterrolebindings -A -o wide | grep {target.namespace}:)"
+        )
+    if identity is None:
+        google = "its Google identity (check Workload Identity Federation principals for the namespace and account)"
+    elif identity.google_identity_source == "annotation":
+        google = (
+            f"its Google identity {identity.google_identity} (Workload Identity: review that account's IAM roles and "
+            "its keys)"
+        )
+    else:
+        google = f"the IAM roles granted to its Google principal {identity.google_identity}"
     return (
-        f"{writes}; its reads are not (admission never sees a read). Review what {account} may read and write "
-        f"(kubectl get rolebindings,clusterrolebindings -A -o wide | grep {target.namespace}:), {gsa}, and "
-        f"Secret-based tokens of the account, which no policy covers; rotate what the pod could read.{host} A "
-        "Google access token already taken stays valid until it expires (about an hour); the deny-all's egress "
-        "blocks new requests to the metadata server."
+        f"{writes}; its reads are not (admission never sees a read). {review}, {google}, and Secret-based tokens "
+        f"and tokens requested for the account (not bound to the pod), which no policy covers (step 3 names what was "
+        f"found and how to find the rest); rotate what the pod could read.{host} A Google access token already "
+        "taken stays valid until it expires (about an hour); the deny-all's egress blocks new requests to the "
+        "metadata server."
     )

@@ -180,6 +180,11 @@ def test_every_action_the_responder_takes_is_allowed(
     assert core.read_namespace(ns).metadata.name == ns
     assert core.read_node(node).metadata.name == node
     assert core.read_namespaced_service_account("default", ns).metadata.name == "default"  # its Google identity
+    rbac = client.RbacAuthorizationV1Api(kube_responder)  # what that account may do: the four lists, cluster-wide
+    rbac.list_role_binding_for_all_namespaces()
+    rbac.list_cluster_role_binding()
+    rbac.list_role_for_all_namespaces()
+    rbac.list_cluster_role()
     binding = client.AdmissionregistrationV1Api(kube_responder).read_validating_admission_policy_binding(
         "reverse-shell-responder-identity"
     )  # the identity guard is in force (the step never claims a refusal the cluster will not make)

@@ -68,8 +68,12 @@ class FakeKube:
         # Installed admission policy bindings and their validationActions (the identity guard's, as make kube-up has).
         self.admission_bindings: dict[str, tuple[str, ...]] = {"reverse-shell-responder-identity": ("Deny", "Audit")}
         # Served kinds beyond the core ones ((group, version, plural) -> objects as API JSON): the cluster-scoped
-        # network policies. None served by default (a cluster without them).
-        self.custom_objects: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        # network policies, none served by default (a cluster without them); and RBAC, which every cluster serves
+        # (empty here: no binding names anyone until a test adds one).
+        self.custom_objects: dict[tuple[str, str, str], list[dict[str, Any]]] = {
+            ("rbac.authorization.k8s.io", "v1", plural): []
+            for plural in ("rolebindings", "clusterrolebindings", "roles", "clusterroles")
+        }
         self.deleted: list[tuple[str, str, str]] = []
         self.writes: list[str] = []
         self.fail_next: dict[str, int] = {}  # method name -> transient failures to inject
@@ -735,6 +739,8 @@ class FakeLogs(Switches):
     def kind_of(filter_: str) -> str:
         if 'resource.type="k8s_container"' in filter_:
             return "container"
+        if "protoPayload.authenticationInfo.principalEmail=" in filter_:
+            return "identity_writes"
         if 'resource.type="k8s_cluster"' in filter_:
             return "audit"
         if 'resource.type="gce_instance"' in filter_:

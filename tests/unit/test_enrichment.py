@@ -59,10 +59,12 @@ def test_all_branches_ok(pool: ThreadPoolExecutor) -> None:
         "node": "ok",
         "namespace": "ok",
         "service_account": "ok",
+        "rights": "ok",
         "cluster": "ok",
         "logs.container": "ok",
         "logs.audit": "ok",
         "logs.serial_console": "ok",
+        "logs.identity_writes": "ok",
     }
     assert inv.pod is not None and inv.service_account is not None
     assert [w.kind for w in inv.owner_chain] == ["ReplicaSet", "Deployment"]
@@ -74,8 +76,10 @@ def test_all_branches_ok(pool: ThreadPoolExecutor) -> None:
 
     window = logfilters.log_window(FINDING.event_time, 30)
     assert inv.log_window == window
-    container, audit, serial = inv.logs
+    container, audit, serial, writes = inv.logs
     assert container.filter == logfilters.container_filter(TARGET, window)
+    assert writes.filter is not None
+    assert f'principalEmail="system:serviceaccount:{TARGET.namespace}:cart-api"' in writes.filter
     assert audit.filter == logfilters.audit_filter(TARGET, window)
     assert serial.filter == logfilters.serial_console_filter(INSTANCE_ID, window)
     assert [e.text for e in container.entries] == ["newest", "middle", "older"]  # newest first

@@ -11,6 +11,7 @@ from responder.errors import InvalidIdentifier
 from responder.intake.identifiers import ClusterRef
 from responder.intake.triage import Target, triage
 from responder.investigation import logfilters
+from tests.support.google_fakes import parse_log_filter
 from tests.unit.sample_world import EVENT_TIME, REGIONAL, ZONAL, make_target, sample_finding, sample_target
 
 WINDOW = logfilters.log_window(EVENT_TIME, 30)
@@ -103,6 +104,58 @@ def test_audit_filter_matches_exec_exactly_and_never_by_substring() -> None:
     assert 'protoPayload.resourceName="core/v1/namespaces/storefront/pods/web-1"' in flt
     assert "protoPayload.resourceName:" not in flt  # `:` would also match web-10 … web-19
     assert len(flt) < 20_000
+
+
+# ------------------------------------------------------------------------- the writes made with the pod's identity
+SINCE = logfilters.since_event(WINDOW, EVENT_TIME, EVENT_TIME + timedelta(hours=2, microseconds=1))
+AUDIT_LOG_NAME = "projects/example-retail-prod/logs/cloudaudit.googleapis.com%2Factivity"
+
+
+def test_identity_writes_filter_exact_from_the_event_to_the_search() -> None:
+    target = sample_target()
+    c = target.cluster
+    assert SINCE.clause == 'timestamp>="2026-03-14T09:26:53Z" AND timestamp<="2026-03-14T11:26:54Z"'
+    assert logfilters.identity_writes_filter(target, "storefront", "cart-api", SINCE) == (
+        f'resource.type="k8s_cluster" AND resource.labels.project_id="{c.project}" AND '
+        f'resource.labels.location="{c.location}" AND resource.labels.cluster_name="{c.name}" AND '
+        'log_id("cloudaudit.googleapis.com/activity") AND '
+        'protoPayload.authenticationInfo.principalEmail="system:serviceaccount:storefront:cart-api" AND '
+        f"{SINCE.clause}"
+    )
+
+
+def _audit_entry(principal: str, minutes_after_event: int) -> dict[str, object]:
+    c = sample_target().cluster
+    return {
+        "logName": AUDIT_LOG_NAME,
+        "resource": {
+            "type": "k8s_cluster",
+            "labels": {"project_id": c.project, "location": c.location, "cluster_name": c.name},
+        },
+        "timestamp": (EVENT_TIME + timedelta(minutes=minutes_after_event)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "protoPayload": {
+            "authenticationInfo": {"principalEmail": principal},
+            "methodName": "io.k8s.core.v1.configmaps.create",
+        },
+    }
+
+
+def test_identity_writes_filter_finds_that_accounts_writes_after_the_event_and_nothing_else() -> None:
+    """Evaluated by the Logging fake's query-language evaluator (the one its entries.list serves with)."""
+    matches = parse_log_filter(logfilters.identity_writes_filter(sample_target(), "storefront", "cart-api", SINCE))
+    ours = "system:serviceaccount:storefront:cart-api"
+    assert matches(_audit_entry(ours, 5))
+    assert not matches(_audit_entry("system:serviceaccount:storefront:cart-api-admin", 5))  # a prefix is not it
+    assert not matches(_audit_entry("system:serviceaccount:billing:cart-api", 5))  # same name, another namespace
+    assert not matches(_audit_entry(ours, -1))  # before the event: not the stolen token's doing
+    data_access = {**_audit_entry(ours, 5), "logName": AUDIT_LOG_NAME.replace("activity", "data_access")}
+    assert not matches(data_access)
+
+
+@pytest.mark.parametrize("account", ["", "Cart", 'x" OR "y', "a\nb", "a:b", "a" * 254])
+def test_identity_writes_filter_refuses_an_account_that_is_not_a_service_account_name(account: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        logfilters.identity_writes_filter(sample_target(), "storefront", account, SINCE)
 
 
 def test_serial_console_filter_exact() -> None:

@@ -20,7 +20,7 @@ from responder.investigation.investigator import LOG_TITLES
 from responder.policy.rules import Policy, PolicyEngine
 from responder.ports import NamespaceView
 from responder.report.builder import build_report
-from responder.report.markdown import md_block, md_code, md_text, render_markdown
+from responder.report.markdown import IDENTITY_HEADING, md_block, md_code, md_text, render_markdown
 from responder.report.models import STEP_TITLES, IncidentReport
 from responder.report.outcome import Outcome
 from responder.report.owning_team import find_owning_team
@@ -136,7 +136,7 @@ def test_full_report_model(full: tuple[Outcome, IncidentReport, str]) -> None:
     assert report.pod.containers[0].privileged
     assert report.pod.containers[0].restarts == 2
     assert report.logs is not None
-    assert [s.status for s in report.logs.searches] == ["ok", "ok", "ok"]
+    assert [s.status for s in report.logs.searches] == ["ok", "ok", "ok", "ok"]
     assert outcome.investigation is not None
     assert [s.filter for s in report.logs.searches] == [s.filter for s in outcome.investigation.logs]
     assert report.inspect is not None
@@ -220,7 +220,7 @@ def test_act_outcome_without_investigation_still_gets_filters() -> None:
     record = make_record(Verdict.ACT, verdict.code, verdict.reason)
     report = build_report(Outcome(record=record, finding=finding, triage=verdict), now=NOW)
     assert report.logs is not None
-    assert [s.filter is not None for s in report.logs.searches] == [True, True, False]
+    assert [s.filter is not None for s in report.logs.searches] == [True, True, False, False]
     assert all(s.status == "unavailable" for s in report.logs.searches)
     assert report.response is not None
     assert report.response.actions == ()
@@ -343,7 +343,8 @@ def test_attacker_controlled_text_cannot_break_out_of_its_block() -> None:
     md = render_markdown(report)
     outside, blocks = split_markdown(md)
     ours = {outside[0], *HEADINGS, *(f"### {t}" for t in LOG_TITLES.values())}
-    ours.add("### Container log tail captured before containment")
+    ours |= {"### Container log tail captured before containment", IDENTITY_HEADING}
+    ours.add(f"#### {LOG_TITLES['identity_writes']}")  # the writes made with the pod's account, in its section
     assert {line for line in outside if line.startswith("#")} <= ours
     assert [line for line in outside if line.startswith(("# ", "## "))] == [outside[0], *HEADINGS]
     assert not any("Owned" in line for line in outside)
