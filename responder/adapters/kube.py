@@ -9,7 +9,6 @@ isolating writes, the cold path of the function, never wait for it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ from responder.adapters.kube_errors import call as _call
 from responder.adapters.kube_errors import is_uid_mismatch as _is_uid_mismatch
 from responder.adapters.kube_http import KubeHttp
 from responder.adapters.kube_http import segment as _seg
+from responder.adapters.kube_objects import ObjectCalls
 from responder.errors import Conflict, NotFound, PermanentError, PodReplaced, ResponderError, Unavailable
 from responder.intake.sanitize import clean
 from responder.ports import (
@@ -45,7 +45,6 @@ _WORKLOAD_PATHS = {
     "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
 }
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
-DISCOVERY_TTL_S = 300.0
 
 
 def _pod_path(namespace: str, name: str = "") -> str:
@@ -58,13 +57,6 @@ def _np_path(namespace: str, name: str = "") -> str:
     return f"{base}/{_seg(name)}" if name else base
 
 
-def _kind_path(group: str, version: str, plural: str, namespace: str | None) -> str:
-    """The collection of a kind: ``/api/v1`` for the core group, ``/apis/GROUP/VERSION`` for the others."""
-    root = f"/apis/{_seg(group)}/{_seg(version)}" if group else f"/api/{_seg(version)}"
-    where = f"/namespaces/{_seg(namespace)}" if namespace else ""
-    return f"{root}{where}/{_seg(plural)}"
-
-
 def _config_map_path(namespace: str, name: str = "") -> str:
     base = f"/api/v1/namespaces/{_seg(namespace)}/configmaps"
     return f"{base}/{_seg(name)}" if name else base
@@ -75,7 +67,7 @@ def _lease_path(namespace: str, name: str = "") -> str:
     return f"{base}/{_seg(name)}" if name else base
 
 
-class KubeAdapter:
+class KubeAdapter(ObjectCalls):
     """:class:`responder.ports.KubePort` over one apiserver.
 
     Built from a :class:`KubeHttp` (GKE: endpoint, CA, token) or from a ``kubernetes.client.ApiClient`` (a loaded
@@ -122,9 +114,6 @@ class KubeAdapter:
         from kubernetes import client
 
         return client.CoreV1Api(api_client)
-
-    def _get(self, what: str, path: str, **query: Any) -> Any:
-        return _call(what, lambda: self.http.request("GET", path, query=query))
 
     # -------------------------------------------------------------------------------------------------- pods
     def get_pod(self, namespace: str, name: str) -> PodView:
@@ -415,53 +404,6 @@ class KubeAdapter:
                 lambda: self.http.request("PUT", _lease_path(namespace, name), body=body),
             )
         )
-
-    # ---------------------------------------------------------------------------------- admission policies
-    def served_group_versions(self) -> frozenset[str]:
-        """``/apis`` discovery, kept for ``DISCOVERY_TTL_S``: a CRD installed later is seen within minutes, and an
-        event pays for the read only when the cache is cold (behind its isolating writes)."""
-        with self._lock:
-            cached = self._discovered
-        if cached is not None and time.monotonic() - cached[1] < DISCOVERY_TTL_S:
-            return cached[0]
-        listed = self._get("discover the served API groups", "/apis")
-        served = frozenset(
-            str(v.get("groupVersion"))
-            for g in listed.get("groups") or ()
-            if isinstance(g, dict)
-            for v in g.get("versions") or ()
-            if isinstance(v, dict) and v.get("groupVersion")
-        )
-        with self._lock:
-            self._discovered = (served, time.monotonic())
-        return served
-
-    def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        """List a kind (the cluster-scoped network policies); NotFound when it is not served."""
-        path = _kind_path(group, version, plural, namespace)
-        listed = self._get(f"list {plural}.{group}" + (f" in {namespace}" if namespace else ""), path)
-        return [o for o in listed.get("items") or () if isinstance(o, dict)]
-
-    def create_object(self, group: str, version: str, plural: str, namespace: str | None, body: dict[str, Any]) -> None:
-        """Create an object of a kind (a RoleBinding recreated by release); Conflict when the name is taken."""
-        path = _kind_path(group, version, plural, namespace)
-        _call(f"create {plural}.{group or 'core'}", lambda: self.http.request("POST", path, body=body))
-
-    def delete_object(
-        self, group: str, version: str, plural: str, namespace: str | None, name: str, uid: str, resource_version: str
-    ) -> None:
-        """Delete with preconditions on UID and resourceVersion: only the version that was judged is removed."""
-        path = f"{_kind_path(group, version, plural, namespace)}/{_seg(name)}"
-        preconditions = {"uid": uid, "resourceVersion": resource_version}
-        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
-        where = f"{namespace}/{name}" if namespace else name
-        _call(f"delete {plural}.{group or 'core'} {where}", lambda: self.http.request("DELETE", path, body=options))
-
-    def get_admission_binding(self, name: str) -> tuple[str, ...]:
-        """A ValidatingAdmissionPolicyBinding's validationActions (NotFound when it is not installed)."""
-        path = f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{_seg(name)}"
-        binding = self._get(f"get validatingadmissionpolicybinding {name}", path)
-        return tuple(str(a) for a in (binding.get("spec") or {}).get("validationActions") or ())
 
     # -------------------------------------------------------------------------------------------- configmaps
     def get_config_map(self, namespace: str, name: str) -> ConfigMapView:

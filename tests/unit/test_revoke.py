@@ -147,17 +147,16 @@ def test_nothing_is_revoked_before_scc_vouches(kube: FakeKube) -> None:
 def test_a_redelivery_revokes_nothing_more_and_a_binding_changed_meanwhile_is_retried(kube: FakeKube) -> None:
     bare_pod(kube)
     responder = make(kube, vouch=FINDING, identity="revoke")
-    kube.custom_objects[(RBAC, "v1", "clusterrolebindings")][0]["metadata"]["resourceVersion"] = "8"
-    listed = kube.list_objects
+    delete = kube.delete_object
+    changed: list[str] = []
 
-    def stale(group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        out = listed(group, version, plural, namespace)
-        if plural == "clusterrolebindings" and not getattr(stale, "done", False):
-            stale.done = True  # type: ignore[attr-defined]
-            return [{**o, "metadata": {**o["metadata"], "resourceVersion": "7"}} for o in out]  # read before a change
-        return out
+    def changed_meanwhile(*args: Any) -> None:
+        if args[2] == "clusterrolebindings" and not changed:  # someone edits it between the list and the delete
+            changed.append(args[4])
+            kube.custom_objects[(RBAC, "v1", "clusterrolebindings")][0]["metadata"]["resourceVersion"] = "8"
+        delete(*args)
 
-    kube.list_objects = stale  # type: ignore[method-assign]
+    kube.delete_object = changed_meanwhile  # type: ignore[method-assign]
     first = deliver(responder, FINDING)
     assert first.record.outcome == "retry" and "runner-view" in names(kube, "clusterrolebindings")
     second = deliver(responder, FINDING, attempt=2)
