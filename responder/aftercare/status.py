@@ -15,6 +15,7 @@ from responder.aftercare.facts import QUARANTINE_SELECTOR, is_detached, original
 from responder.containment import cluster_tier, identity
 from responder.containment.cluster_tier import ClusterTier
 from responder.containment.keys import ACTIONS_ANNOTATION, AT_ANNOTATION, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.revoke import STORE
 from responder.errors import NotFound, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, NetworkPolicyView, PodView
@@ -44,6 +45,8 @@ class QuarantinedPod(BaseModel):
     # could not be read), None: not judged (the read failed).
     above_namespace: str | None = None
     above_problems: list[str] = Field(default_factory=list)
+    # Bindings ``revoke`` deleted for it, recorded for release (the stolen token's reads refused); None: not known.
+    revoked_bindings: int | None = None
 
 
 def describe(
@@ -51,6 +54,7 @@ def describe(
     policies: list[NetworkPolicyView],
     identities: Mapping[str, str] | None = None,
     above: ClusterTier | None = None,
+    revoked: Mapping[str, str] | None = None,
 ) -> QuarantinedPod:
     """The status of one quarantined pod; annotation values are free text anyone with pods: patch can write, so they
     are cleaned before they reach a terminal. ``identities``: the identity guard's parameter (None: unreadable)."""
@@ -73,6 +77,7 @@ def describe(
         identity_quarantined=None if identities is None else identities.get(pod.uid) == identity.entry(pod),
         above_namespace=None if above is None else _above_word(above),
         above_problems=[] if above is None or not above.reopened else [f"above the namespace: {above.why_open()}"],
+        revoked_bindings=None if revoked is None else sum(k.startswith(f"{pod.uid}.") for k in revoked),
     )
 
 
@@ -100,14 +105,18 @@ def collect_status(
     whether each one's identity is quarantined (``own_namespace``'s quarantined identities)."""
     pods = sorted(kube.list_pods(namespace, QUARANTINE_SELECTOR), key=lambda p: (p.namespace, p.name))
     policies = {ns: kube.list_network_policies(ns) for ns in dict.fromkeys(p.namespace for p in pods)}
-    identities: dict[str, str] | None
+    identities, revoked = (_own(kube, own_namespace, name) if pods else {} for name in (identity.IDENTITIES, STORE))
+    return [describe(p, policies[p.namespace], identities, _judge_above(kube, p), revoked) for p in pods]
+
+
+def _own(kube: KubePort, own_namespace: str, name: str) -> dict[str, str] | None:
+    """One of the responder's own ConfigMaps (none: empty; unreadable: None, shown as unknown)."""
     try:
-        identities = kube.get_config_map(own_namespace, identity.IDENTITIES).data if pods else {}
+        return dict(kube.get_config_map(own_namespace, name).data)
     except NotFound:
-        identities = {}
+        return {}
     except ResponderError:
-        identities = None
-    return [describe(p, policies[p.namespace], identities, _judge_above(kube, p)) for p in pods]
+        return None
 
 
 def render_table(entries: list[QuarantinedPod]) -> str:
@@ -115,7 +124,18 @@ def render_table(entries: list[QuarantinedPod]) -> str:
     if not entries:
         return "no quarantined pods"
     rows = [
-        ("NAMESPACE", "POD", "QUARANTINED", "ACTIONS", "DETACHED", "PHASE", "ISOLATION", "ABOVE NS", "TOKEN WRITES")
+        (
+            "NAMESPACE",
+            "POD",
+            "QUARANTINED",
+            "ACTIONS",
+            "DETACHED",
+            "PHASE",
+            "ISOLATION",
+            "ABOVE NS",
+            "TOKEN WRITES",
+            "REVOKED",
+        )
     ]
     rows.extend(
         (
@@ -128,6 +148,7 @@ def render_table(entries: list[QuarantinedPod]) -> str:
             "intact" if e.policy_intact else "BROKEN",
             e.above_namespace or "?",
             {True: "refused", False: "ALLOWED", None: "?"}[e.identity_quarantined],
+            "?" if e.revoked_bindings is None else str(e.revoked_bindings),
         )
         for e in entries
     )

@@ -8,6 +8,9 @@ used from the host, through the apiserver's socket. Before containment its write
 adds it to deploy/kubernetes/identity-guard.yaml's parameter: from then on the apiserver refuses the stolen token's
 writes with that policy's message. A replica of the same Deployment that is not quarantined keeps its rights; reads
 with the stolen token still work (admission never sees them: the record says so). `release` lifts it again.
+
+With `revoke` in the policy, the binding that gave the account its rights is recorded and deleted: RBAC then refuses
+the stolen token's reads too, and `release` recreates the binding, so both come back.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def until(what: str, check: Callable[[], bool], timeout_s: float) -> float:
     return time.monotonic() - started
 
 
-def grant_configmaps(admin: client.ApiClient, namespace: str) -> None:
+def grant_configmaps(admin: client.ApiClient, namespace: str, account: str = "default") -> None:
     """The workload's own right, which a stolen token carries: create and read ConfigMaps in its namespace."""
     rbac = client.RbacAuthorizationV1Api(admin)
     rbac.create_namespaced_role(
@@ -74,7 +77,7 @@ def grant_configmaps(admin: client.ApiClient, namespace: str) -> None:
         {
             "metadata": {"name": "web-configmaps"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "web-configmaps"},
-            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
         },
     )
 
@@ -138,3 +141,56 @@ def test_after_a_delete_the_stolen_token_stops_authenticating(
 
     took = until("the stolen token rejected", rejected, 90)
     print(f"\n[identity] after the delete, the stolen token authenticated for {took * 1000:.0f} ms more")
+
+
+def test_with_revoke_the_stolen_token_s_reads_are_refused_too_and_release_restores_both(
+    kube_env: KubeEnv, kube_admin: client.ApiClient, kube_namespace: str, kube_node: dict[str, Any], tmp_path: Path
+) -> None:
+    ns = kube_namespace
+    client.CoreV1Api(kube_admin).create_namespaced_service_account(ns, {"metadata": {"name": "runner"}})
+    grant_configmaps(kube_admin, ns, account="runner")
+    rbac = client.RbacAuthorizationV1Api(kube_admin)
+    before = rbac.read_namespaced_role_binding("web-configmaps", ns)
+    w.create_running_deployment(kube_admin, ns, "runner", 1, "sleep 2147483647", service_account="runner")
+    victim = w.wait_for_running(kube_admin, ns, 1, "app=runner")[0]
+    stolen = as_token(kube_env, exec_in(kube_admin, victim, ["cat", TOKEN]).strip())
+
+    def read() -> int:
+        try:
+            client.CoreV1Api(stolen).list_namespaced_config_map(ns)
+        except client.ApiException as exc:
+            return int(exc.status)
+        return 200
+
+    assert read() == 200 and write(stolen, ns, "before") == (201, "")
+    policy = tmp_path / "revoke.yaml"  # the Deployment's replacement would share the account: the rule says so
+    policy.write_text(
+        "version: 1\nrules:\n  - name: all\n    actions:\n"
+        "      - {action: isolate}\n      - {action: revoke, shared: true}\n"
+    )
+    record, _, _ = replay(kube_env, finding_for(victim), tmp_path, RESPONDER_POLICY_FILE=str(policy))
+    step = actions(record)["revoke"]
+    assert step["status"] == "succeeded" and "revoked 1 binding(s)" in step["reason"], step
+    took = until("the stolen token's read refused", lambda: read() == 403, REFUSED_WITHIN_S)
+    assert write(stolen, ns, "after")[0] == 403
+    print(f"\n[identity] the stolen token's reads refused {took * 1000:.0f} ms after the responder finished")
+    with pytest.raises(client.ApiException) as gone:
+        rbac.read_namespaced_role_binding("web-configmaps", ns)
+    assert gone.value.status == 404
+    kept = client.CoreV1Api(kube_admin).read_namespaced_config_map("rsr-revoked-bindings", "responder-system").data
+    assert any(k.startswith(f"{victim.metadata.uid}.") for k in kept)
+    assert [b["metadata"]["name"] for b in step["details"]["revoked"]] == ["web-configmaps"]  # recorded whole
+
+    operator = {**environ_without_settings(), "RESPONDER_KUBECONFIG": str(kube_env.kubeconfig)}
+    released = responder_cli(
+        "release",
+        f"{ns}/{victim.metadata.name}",
+        "--yes",
+        "--without-marks",
+        env={**operator, "RESPONDER_GOOGLE_APIS": "off"},
+    )
+    assert released.returncode == 0, released.stdout[-2000:] + released.stderr[-2000:]
+    until("the released pod's token reads again", lambda: read() == 200, REFUSED_WITHIN_S)
+    until("and writes again", lambda: write(stolen, ns, f"again-{time.time_ns()}")[0] == 201, REFUSED_WITHIN_S)
+    again = rbac.read_namespaced_role_binding("web-configmaps", ns)
+    assert again.role_ref == before.role_ref and again.subjects == before.subjects

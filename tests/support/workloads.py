@@ -190,9 +190,14 @@ def create_running_deployment(
     replicas: int = 1,
     command: str = REVERSE_SHELL,
     host_network: bool = False,
+    service_account: str | None = None,
 ) -> None:
-    """A Deployment whose pods run on the real node (by default: the in-pod reverse shell)."""
+    """A Deployment whose pods run on the real node (by default: the in-pod reverse shell), as ``service_account``
+    (default: the namespace's ``default``)."""
     labels = {"app": name}
+    spec = runnable_spec(command, host_network)
+    if service_account:
+        spec["serviceAccountName"] = service_account
     body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -200,7 +205,7 @@ def create_running_deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": runnable_spec(command, host_network)},
+            "template": {"metadata": {"labels": labels}, "spec": spec},
         },
     }
     client.AppsV1Api(api).create_namespaced_deployment(namespace, body)

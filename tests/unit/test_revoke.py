@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from responder.aftercare.release import ReleaseRequest
+from responder.aftercare.status import collect_status, render_table
 from responder.containment.revoke import RBAC, STORE
 from responder.policy.rules import parse_policy
 from responder.ports import PodView
@@ -173,6 +174,7 @@ def test_release_recreates_what_was_revoked_and_a_dry_run_only_says_so(kube: Fak
     planned = releaser(kube).release(ReleaseRequest(target=f"{NS}/{POD}", without_marks=True))
     assert "dry-run: would recreate RoleBinding shop/runner-edit" in acts(planned)["revoke"].reason
     assert "runner-edit" not in names(kube, "rolebindings")
+    assert "REVOKED" in render_table(collect_status(kube)) and collect_status(kube)[0].revoked_bindings == 3
     done = releaser(kube).release(ReleaseRequest(target=f"{NS}/{POD}", apply=True, without_marks=True))
     assert acts(done)["revoke"].status.value == "succeeded"
     assert {"runner-edit", "runner-implied-ns"} <= names(kube, "rolebindings")
