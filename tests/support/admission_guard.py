@@ -112,8 +112,8 @@ class Guard:
             return Decision(matched=False)
         activation: dict[str, Any] = {
             "request": celpy.json_to_cel(dict(request)),
-            "object": celpy.json_to_cel(_escaped(obj)),
-            "oldObject": celpy.json_to_cel(_escaped(old)),
+            "object": celpy.json_to_cel(obj),
+            "oldObject": celpy.json_to_cel(old),
         }
         for name, program in self.match_conditions:
             result = _evaluate(program, activation)
@@ -134,45 +134,6 @@ class Guard:
             if result is not True:
                 refusals.append(message if result is False else f"{message} (error: {result})")
         return Decision(matched=True, refusals=tuple(refusals))
-
-
-# Kubernetes escapes an object's property names that are CEL reserved words (a subject's ``namespace`` is read as
-# ``__namespace__``); the API objects here get the escaped spelling beside the plain one.
-_RESERVED = frozenset(
-    [
-        "true",
-        "false",
-        "null",
-        "in",
-        "as",
-        "break",
-        "const",
-        "continue",
-        "else",
-        "for",
-        "function",
-        "if",
-        "import",
-        "let",
-        "loop",
-        "package",
-        "namespace",
-        "return",
-        "var",
-        "void",
-        "while",
-    ]
-)
-
-
-def _escaped(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = {k: _escaped(v) for k, v in value.items()}
-        out.update({f"__{k}__": _escaped(v) for k, v in value.items() if k in _RESERVED})
-        return out
-    if isinstance(value, list):
-        return [_escaped(v) for v in value]
-    return value
 
 
 def _raw(program: Any, activation: Mapping[str, Any]) -> Any:
