@@ -493,7 +493,12 @@ ANY_NS = "some-namespace"  # SelfSubjectAccessReview needs no real namespace
         ("get", "rbac.authorization.k8s.io", "rolebindings", "", ANY_NS, DENIED),
         ("watch", "rbac.authorization.k8s.io", "clusterroles", "", None, DENIED),
         ("update", "rbac.authorization.k8s.io", "rolebindings", "", ANY_NS, DENIED),
-        ("delete", "rbac.authorization.k8s.io", "clusterrolebindings", "", None, DENIED),
+        # revoke deletes bindings naming only a quarantined pod's account: RBAC grants delete, the guard narrows it
+        # (tests/fixtures/admission/other.yaml); never a create, update or patch.
+        ("delete", "rbac.authorization.k8s.io", "clusterrolebindings", "", None, ALLOWED),
+        ("delete", "rbac.authorization.k8s.io", "rolebindings", "", ANY_NS, ALLOWED),
+        ("create", "rbac.authorization.k8s.io", "rolebindings", "", ANY_NS, DENIED),
+        ("patch", "rbac.authorization.k8s.io", "clusterrolebindings", "", None, DENIED),
         ("create", "rbac.authorization.k8s.io", "clusterroles", "", None, DENIED),
         ("bind", "rbac.authorization.k8s.io", "clusterroles", "", None, DENIED),
         ("escalate", "rbac.authorization.k8s.io", "roles", "", RESPONDER_NAMESPACE, DENIED),
