@@ -76,7 +76,11 @@ class DeleteAction(Traits):
             return pod_gone(self.name, ctx, exc)
         controller = pod.controller
         replaced = f"; {controller.kind} {controller.name} will replace it" if controller else ""
-        return result(self.name, Status.SUCCEEDED, f"deleted pod {pod.name}{replaced}", ctx, [what])
+        # A pod-bound token is checked against its pod on every request: it dies with the pod object, which goes
+        # once the grace period ends (9.3 s after the responder finished with a 1 s grace, on the local node).
+        grace = params.grace_period_s
+        token = f"; its service-account token stops authenticating once the pod object is gone (grace {grace}s)"
+        return result(self.name, Status.SUCCEEDED, f"deleted pod {pod.name}{replaced}{token}", ctx, [what])
 
     @staticmethod
     def _guard(ctx: ActionContext, params: DeleteParams) -> str | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from responder.containment import registry
-from responder.containment.results import ActionResult
+from responder.containment.results import ActionResult, Status
+from responder.containment.revoke import RevokeAction
 from responder.intake.categories import CategoryProfile
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
@@ -124,8 +125,16 @@ def _identity_step(report: IncidentReport, target: Target, actions: list[ActionR
         )
     else:
         google = f"the IAM roles granted to its Google principal {identity.google_identity}"
+    revoked = next((a for a in actions if a.action == RevokeAction.name and a.status is Status.SUCCEEDED), None)
+    reads = "its reads are not (admission never sees a read)"
+    if revoked is not None:
+        n = len(revoked.details.get("revoked") or ())
+        reads = (
+            f"its reads and writes through the {n} binding(s) naming only it are refused too (revoked; `release` "
+            "recreates them), but not those through bindings it shares or its groups"
+        )
     return (
-        f"{writes}; its reads are not (admission never sees a read). {review}, {google}, and Secret-based tokens "
+        f"{writes}; {reads}. {review}, {google}, and Secret-based tokens "
         f"and tokens requested for the account (not bound to the pod), which no policy covers (step 3 names what was "
         f"found and how to find the rest); rotate what the pod could read.{host} A Google access token already "
         "taken stays valid until it expires (about an hour); the deny-all's egress blocks new requests to the "

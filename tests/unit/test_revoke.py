@@ -19,6 +19,7 @@ from responder.aftercare.status import collect_status, render_table
 from responder.containment.revoke import RBAC, STORE
 from responder.policy.rules import parse_policy
 from responder.ports import PodView
+from responder.report.builder import build_report
 from tests.notifications import notification
 from tests.support.common import acts, deliver
 from tests.unit.fakes import FakeFindings, FakeKube
@@ -214,3 +215,22 @@ def test_a_dry_run_plans_it_and_touches_nothing(kube: FakeKube) -> None:
     step = acts(outcome)["revoke"]
     assert step.reason.startswith("dry-run: would delete the RoleBindings and ClusterRoleBindings whose sole subject")
     assert "runner-edit" in names(kube, "rolebindings") and store(kube) == {}
+
+
+def test_the_report_says_which_reads_are_refused_now(kube: FakeKube) -> None:
+    bare_pod(kube)
+    report = build_report(deliver(make(kube, vouch=FINDING, identity="revoke"), FINDING))
+    [step] = [s for s in (report.response.todo if report.response else ()) if "service-account token" in s]
+    assert "reads and writes through the 3 binding(s) naming only it are refused too" in step
+    assert "not those through bindings it shares or its groups" in step
+
+
+def test_a_delete_says_when_the_stolen_token_stops_working(kube: FakeKube) -> None:
+    bare_pod(kube)
+    policy = parse_policy(
+        "version: 1\nrules:\n  - name: all\n    actions:\n"
+        "      - {action: isolate}\n      - {action: delete, allow_standalone: true, grace_period_s: 5}\n"
+    )
+    step = acts(deliver(make(kube, vouch=FINDING, action=None, policy=policy), FINDING))["delete"]
+    assert step.status.value == "succeeded"
+    assert "token stops authenticating once the pod object is gone (grace 5s)" in step.reason
