@@ -124,6 +124,18 @@ def container_filter(target: Target, window: LogWindow) -> str:
     return " AND ".join(parts)
 
 
+def _cluster_audit(target: Target) -> list[str]:
+    """The cluster's Admin Activity audit log: what every audit search starts from."""
+    c = target.cluster
+    return [
+        f"resource.type={quote('k8s_cluster')}",
+        f"resource.labels.project_id={quote(c.project)}",
+        f"resource.labels.location={quote(c.location)}",
+        f"resource.labels.cluster_name={quote(c.name)}",
+        f"log_id({quote(AUDIT_LOG)})",
+    ]
+
+
 def audit_filter(target: Target, window: LogWindow) -> str:
     """(b) The cluster's Admin Activity audit entries about the pod and its subresources (exec, attach, log, …).
 
@@ -134,21 +146,12 @@ def audit_filter(target: Target, window: LogWindow) -> str:
     ``port-forward`` and ``debug`` without that over-match; a subresource Kubernetes adds later would be missed,
     which is the safer failure.
     """
-    c = target.cluster
     for part in (target.namespace, target.pod):  # each on its own: an empty part would still yield a quotable path
         quote(part)
     pod_path = f"core/v1/namespaces/{target.namespace}/pods/{target.pod}"
     names = [pod_path, *(f"{pod_path}/{sub}" for sub in POD_SUBRESOURCES)]
     resource_names = " OR ".join(f"protoPayload.resourceName={quote(n)}" for n in names)
-    parts = [
-        f"resource.type={quote('k8s_cluster')}",
-        f"resource.labels.project_id={quote(c.project)}",
-        f"resource.labels.location={quote(c.location)}",
-        f"resource.labels.cluster_name={quote(c.name)}",
-        f"log_id({quote(AUDIT_LOG)})",
-        f"({resource_names})",
-        window.clause,
-    ]
+    parts = [*_cluster_audit(target), f"({resource_names})", window.clause]
     return " AND ".join(parts)
 
 
@@ -159,17 +162,12 @@ def identity_writes_filter(target: Target, account_namespace: str, account: str,
     stolen token changed, not what it read. ``principalEmail`` is compared with ``=``, never ``:``: a substring test
     would also find every account whose name starts with this one (``web`` finds ``web-admin``).
     """
-    c = target.cluster
     # The account's name comes from the pod's spec, not from triage: validated here before it reaches the filter.
     principal = (
         f"system:serviceaccount:{identifiers.namespace(account_namespace)}:{identifiers.service_account(account)}"
     )
     parts = [
-        f"resource.type={quote('k8s_cluster')}",
-        f"resource.labels.project_id={quote(c.project)}",
-        f"resource.labels.location={quote(c.location)}",
-        f"resource.labels.cluster_name={quote(c.name)}",
-        f"log_id({quote(AUDIT_LOG)})",
+        *_cluster_audit(target),
         f"protoPayload.authenticationInfo.principalEmail={quote(principal)}",
         window.clause,
     ]

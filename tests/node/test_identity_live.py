@@ -62,6 +62,14 @@ def until(what: str, check: Callable[[], bool], timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+def release_as_operator(kube_env: KubeEnv, namespace: str, pod: str) -> None:
+    """`python -m responder release NS/POD --yes` with the operator's (admin) kubeconfig, which must succeed."""
+    operator = {**environ_without_settings(), "RESPONDER_KUBECONFIG": str(kube_env.kubeconfig)}
+    env = {**operator, "RESPONDER_GOOGLE_APIS": "off"}
+    released = responder_cli("release", f"{namespace}/{pod}", "--yes", "--without-marks", env=env)
+    assert released.returncode == 0, released.stdout[-2000:] + released.stderr[-2000:]
+
+
 def grant_configmaps(admin: client.ApiClient, namespace: str, account: str = "default") -> None:
     """The workload's own right, which a stolen token carries: create and read ConfigMaps in its namespace."""
     rbac = client.RbacAuthorizationV1Api(admin)
@@ -107,15 +115,7 @@ def test_a_token_taken_from_the_pod_stops_writing_once_the_pod_is_quarantined(
     names = {c.metadata.name for c in client.CoreV1Api(stolen).list_namespaced_config_map(ns).items}
     assert {"before", "sibling"} <= names  # reads are not refused by admission: said, not hidden
 
-    operator = {**environ_without_settings(), "RESPONDER_KUBECONFIG": str(kube_env.kubeconfig)}
-    released = responder_cli(
-        "release",
-        f"{ns}/{victim.metadata.name}",
-        "--yes",
-        "--without-marks",
-        env={**operator, "RESPONDER_GOOGLE_APIS": "off"},
-    )
-    assert released.returncode == 0, released.stdout[-2000:] + released.stderr[-2000:]
+    release_as_operator(kube_env, ns, victim.metadata.name)
     until("the released pod's token writes again", lambda: write(stolen, ns, f"again-{time.time_ns()}")[0] == 201, 10)
 
 
@@ -181,15 +181,7 @@ def test_with_revoke_the_stolen_token_s_reads_are_refused_too_and_release_restor
     assert any(k.startswith(f"{victim.metadata.uid}.") for k in kept)
     assert [b["metadata"]["name"] for b in step["details"]["revoked"]] == ["web-configmaps"]  # recorded whole
 
-    operator = {**environ_without_settings(), "RESPONDER_KUBECONFIG": str(kube_env.kubeconfig)}
-    released = responder_cli(
-        "release",
-        f"{ns}/{victim.metadata.name}",
-        "--yes",
-        "--without-marks",
-        env={**operator, "RESPONDER_GOOGLE_APIS": "off"},
-    )
-    assert released.returncode == 0, released.stdout[-2000:] + released.stderr[-2000:]
+    release_as_operator(kube_env, ns, victim.metadata.name)
     until("the released pod's token reads again", lambda: read() == 200, REFUSED_WITHIN_S)
     until("and writes again", lambda: write(stolen, ns, f"again-{time.time_ns()}")[0] == 201, REFUSED_WITHIN_S)
     again = rbac.read_namespaced_role_binding("web-configmaps", ns)
