@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, TextIO
 from responder.config import Settings
 from responder.errors import ConfigError, InvalidEnvelope, ResponderError
 from responder.intake.sanitize import clean
-from responder.intake.triage import Verdict
+from responder.intake.scope import CANARY, OUTSIDE_FLEET, Scope, canary_reason, outside_fleet_reason
+from responder.intake.triage import Triage, Verdict
 
 if TYPE_CHECKING:
     from responder.containment.plan import Plan
+    from responder.intake.findings import Finding
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECT, EXIT_NOT_CONTAINED = 0, 1, 2, 3
 
@@ -118,6 +120,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     settings = _settings(args.policy)
     engine = PolicyEngine(load_policy(settings.policy_file), settings)
+    scope = Scope.of(settings.fleet, settings.canary_source)
     try:
         raw = Path(args.file).read_bytes()
     except OSError as exc:
@@ -128,12 +131,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ResponderError as exc:
         say("reject:", exc, stream=sys.stderr)
         return EXIT_REJECT
-    verdict = triage(finding, engine.defaults.categories)
+    # The pipeline's order (responder/coverage.py): the canary before triage, the fleet after it; `plan` asks no
+    # SCC, so it says what the record will be once SCC vouches for the message.
+    verdict = _covered(scope, finding) or triage(finding, engine.defaults.categories)
+    if verdict.target is not None and not scope.covers(verdict.target.cluster):
+        reason = outside_fleet_reason(verdict.target.cluster, finding.category)
+        verdict = Triage(Verdict.IGNORE, OUTSIDE_FLEET, f"{reason} (once SCC vouches for it, else a suspected forgery)")
     if verdict.target is None:
         if args.json:
-            print(json.dumps({"verdict": verdict.verdict.value, "reason": clean(verdict.reason, 600)}))
+            print(
+                json.dumps(
+                    {"verdict": verdict.verdict.value, "code": verdict.code, "reason": clean(verdict.reason, 600)}
+                )
+            )
         else:
-            say(f"{verdict.verdict.value}:", verdict.reason)
+            say(f"{verdict.verdict.value}:", f"{verdict.code}:", verdict.reason)
         return EXIT_REJECT if verdict.verdict is Verdict.REJECT else EXIT_OK
     plan = engine.plan(finding, verdict.target, finding.pod_labels)
     if args.json:
@@ -151,6 +163,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for reason in plan.skipped:
         say("skipped ", reason)
     return EXIT_OK
+
+
+def _covered(scope: Scope, finding: Finding) -> Triage | None:
+    """The canary's verdict, for a finding under the canary source (before triage, as in the pipeline)."""
+    if scope.canary_source is None or not scope.is_canary(finding.name):
+        return None
+    why = f"{canary_reason(scope.canary_source)} (once SCC vouches for it, else a suspected forgery)"
+    return Triage(Verdict.IGNORE, CANARY, why)
 
 
 def _gates(action: str) -> str:

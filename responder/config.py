@@ -62,6 +62,17 @@ class Settings(BaseSettings):
         description="what NetworkPolicy does to established connections: auto (from GKE; new-only with a "
         "kubeconfig), established (Dataplane V2), new-only (Calico), none",
     )
+    # --- what this deployment covers (validated as identifiers when the responder is built: responder.intake.scope)
+    fleet: CsvList = Field(
+        default=None,
+        description="comma-separated clusters covered, each projects/P/locations/L/clusters/C; unset or empty: every "
+        "cluster. A vouched finding elsewhere is recorded (outside_fleet, WARNING) and left alone",
+    )
+    canary_source: str | None = Field(
+        default=None,
+        description="organizations/O/sources/S (or projects/P/sources/S): the SCC source of the deployment's canary; "
+        "a finding under it that SCC vouches for is recorded (canary, INFO) and touches nothing",
+    )
     process_capture: bool = Field(
         default=True, description="exec `ps axjf` in the container (false when pods/exec is not granted)"
     )
@@ -98,7 +109,7 @@ class Settings(BaseSettings):
         description="set by the operator's shell: who runs `release`, for the SCC mark (`--by` overrides)",
     )
 
-    @field_validator("categories", "protected_namespaces", mode="before")
+    @field_validator("categories", "protected_namespaces", "fleet", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -18,10 +18,10 @@ from responder.config import Settings
 from responder.containment import cluster_tier
 from responder.containment import identity as identity_mod
 from responder.containment.context import Evidence, Prefetched
-from responder.containment.keys import FINDING_ANNOTATION, RELEASED_ANNOTATION
+from responder.containment.keys import FINDING_ANNOTATION
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
-from responder.containment.progress import converged, released
+from responder.containment.progress import converged, released, touched_before
 from responder.containment.results import ActionResult, Status
 from responder.containment.runner import (
     Runner,
@@ -34,6 +34,7 @@ from responder.containment.runner import (
 from responder.containment.scheduling import Schedule, resolved
 from responder.containment.undo import identity_left, undo_quarantine
 from responder.containment.verification import Verification, Vouch, fill_gaps, verify, vouched
+from responder.coverage import Coverage, unvouched
 from responder.errors import PermanentError, TransientError
 from responder.event import Event
 from responder.intake.envelope import Delivery
@@ -49,7 +50,6 @@ from responder.ports import (
     FindingsAPI,
     ImportGate,
     LogsAPI,
-    PodView,
     Publisher,
 )
 from responder.report.outcome import Outcome, Settlement, not_contained_prefix, rejected, settle
@@ -116,6 +116,7 @@ class Responder:
             process_capture=deps.settings.process_capture,
         )
         self.runner = Runner(self.workers, self.coordinators, rules, deps.clock)
+        self.coverage = Coverage.of(deps.settings, deps.findings_api, defaults.verify_finding, deps.gate)
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._handled_lock = threading.Lock()
 
@@ -134,6 +135,7 @@ class Responder:
             try:
                 outcome = (
                     self._fill_gaps(event)
+                    or self.coverage.outside_fleet(event)  # before any cluster is reached: coverage.py says why
                     or self._preflight(event, schedule)
                     or self._contain(event, schedule)  # contain ∥ investigate, reconcile, write back, report
                 )
@@ -149,7 +151,7 @@ class Responder:
 
     # ------------------------------------------------------------------------------------------------ stages
     def _intake(self, delivery: Delivery) -> Event | Outcome:
-        """Intake and triage (no I/O): the event to act on, or the outcome that ends it here."""
+        """Intake and triage (no I/O but a canary's SCC read): the event to act on, or the outcome that ends it here."""
         info = DeliveryInfo(
             shape=delivery.shape,
             event_id=delivery.event_id,
@@ -161,6 +163,9 @@ class Responder:
         except PermanentError as exc:
             return rejected(exc, info)
         defaults = self.deps.policy.defaults
+        canary = self.coverage.canary(finding, info, defaults.mode)  # before triage: it may name no pod at all
+        if canary is not None:
+            return canary
         verdict = triage(finding, defaults.categories)
         event = Event(finding, verdict, info, defaults.mode, list(finding.warnings))
         if verdict.target is None:
@@ -180,15 +185,7 @@ class Responder:
         if filled.warning:
             event.warnings.append(filled.warning)
         if filled.stop and filled.answer is not None:
-            forged = filled.answer.vouch is Vouch.REFUTED
-            record = event.record(
-                Verdict.REJECT if forged else Verdict.ACT,
-                "suspected_forgery" if forged else "unverified",
-                filled.answer.reason,
-                verification=verification_info(filled.answer),
-                outcome="done" if forged else "retry",
-            )
-            return event.outcome(record)
+            return unvouched(event, filled.answer)
         event.finding, event.scc_answer = filled.finding, filled.answer
         return None
 
@@ -255,7 +252,7 @@ class Responder:
         if event.pod is not None or event.blocker is not None or event.pod_read is None:
             return None
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
-        if event.scc_answer is None and event.pod is not None and _touched_before(event.finding.name, event.pod):
+        if event.scc_answer is None and event.pod is not None and touched_before(event.finding.name, event.pod):
             # The pod says a delivery of this finding (or a release) came before: SCC's marks decide whether anything
             # is left to do, so they are read before any write that is not inert (the deny-all above is).
             schedule.warm()
@@ -489,11 +486,3 @@ def _rollback(event: Event, plan: Plan, results: list[ActionResult], own_namespa
 
 def _failed(results: list[ActionResult]) -> bool:
     return any(r.status is Status.FAILED for r in results)
-
-
-def _touched_before(finding_name: str | None, pod: PodView) -> bool:
-    """The pod's annotations say a delivery of this finding, or a release, came before. Only a hint to ask SCC
-    first: what the workload can write never decides anything (``containment.progress``)."""
-    return RELEASED_ANNOTATION in pod.annotations or (
-        bool(finding_name) and pod.annotations.get(FINDING_ANNOTATION) == finding_name
-    )

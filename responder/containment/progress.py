@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL
+from responder.containment.keys import DENY_ALL_POLICY, FINDING_ANNOTATION, QUARANTINE_LABEL, RELEASED_ANNOTATION
 from responder.containment.netpol import gaps
 from responder.containment.verification import Verification, Vouch
 from responder.intake.findings import Finding
@@ -162,3 +162,11 @@ def marks_for(
     if pod_uid:
         marks[POD_UID_MARK] = pod_uid
     return marks
+
+
+def touched_before(finding_name: str | None, pod: PodView) -> bool:
+    """The pod's annotations say a delivery of this finding, or a release, came before. Only a hint to ask SCC
+    first: what the workload can write never decides anything."""
+    return RELEASED_ANNOTATION in pod.annotations or (
+        bool(finding_name) and pod.annotations.get(FINDING_ANNOTATION) == finding_name
+    )

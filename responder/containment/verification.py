@@ -112,8 +112,8 @@ def mismatches(record: SccFinding, finding: Finding, target: Target) -> list[str
     return out
 
 
-def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: bool) -> Verification:
-    """Read the finding from SCC by name and compare it with the message."""
+def _lookup(api: FindingsAPI | None, finding: Finding, enabled: bool) -> SccFinding | Verification:
+    """SCC's record of the finding, read by name; or the answer that ends the check without one."""
     if not enabled:
         return Verification(Vouch.DISABLED, "SCC verification is turned off (verify_finding: false)")
     if api is None or not finding.name:
@@ -134,6 +134,32 @@ def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: b
             f"SCC does not know finding {clean(finding.name, 200)}: suspected forgery",
             ("finding (unknown to SCC)",),
         )
+    return record
+
+
+def verify_canary(api: FindingsAPI | None, finding: Finding, enabled: bool) -> Verification:
+    """A canary names no pod to compare: SCC vouches for it when it holds a finding of that name (under the
+    deployment's own source, where only the canary's identity writes), of the message's category, with no later
+    event time than the message claims."""
+    record = _lookup(api, finding, enabled)
+    if isinstance(record, Verification):
+        return record
+    wrong = []
+    if normalise_category(record.category) != normalise_category(finding.category):
+        wrong.append(f"category (SCC: {clean(record.category, 80)!r}, message: {clean(finding.category, 80)!r})")
+    if finding.event_time and record.event_time and finding.event_time > record.event_time + _TIMESTAMP_ROUNDING:
+        wrong.append(f"eventTime (SCC: {record.event_time.isoformat()}, message is later)")
+    if wrong:
+        reason = f"SCC's record of {clean(finding.name, 200)} does not match the message (suspected forgery): "
+        return Verification(Vouch.REFUTED, reason + "; ".join(wrong), tuple(wrong))
+    return Verification(Vouch.VERIFIED, "SCC holds the canary finding (category, event time)", record=record)
+
+
+def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: bool) -> Verification:
+    """Read the finding from SCC by name and compare it with the message."""
+    record = _lookup(api, finding, enabled)
+    if isinstance(record, Verification):
+        return record
     wrong = mismatches(record, finding, target)
     if wrong:
         return Verification(

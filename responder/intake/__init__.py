@@ -3,6 +3,7 @@
 Owns the envelope shapes (``envelope``), bounded JSON (``safejson``), the proto3-JSON notification models
 (``notification``, ``proto_enums``), the domain ``Finding`` with its cross-field checks (``findings``), what each
 finding category means (``categories``: its profile), identifier validation (``identifiers``), sanitising
-(``sanitize``), the act/ignore/reject decision (``triage``) and the harmless test finding (``sample``). Pure: no I/O.
+(``sanitize``), the act/ignore/reject decision (``triage``), what the deployment covers (``scope``: its fleet, its
+canary's source) and the harmless test finding (``sample``). Pure: no I/O.
 May import only ``responder.errors``.
 """

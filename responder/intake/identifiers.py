@@ -36,6 +36,11 @@ FINDING_NAME = re.compile(
 )
 MAX_FINDING_NAME = 512
 
+# As an operator names them in settings: a cluster in its canonical API form, and an SCC source (the canary's).
+_CLUSTER_PATH = re.compile(r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/clusters/(?P<cluster>[^/]+)")
+_SOURCE_NAME = re.compile(r"(?P<kind>organizations|projects)/(?P<id>[^/]+)/sources/(?P<source>[A-Za-z0-9_-]{1,128})")
+_ORGANIZATION = re.compile(r"[1-9][0-9]{0,19}")
+
 _K8S_SUFFIX = re.compile(r"(/k8s(/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)+)")
 _CLUSTER_RESOURCE = re.compile(
     r"//container\.googleapis\.com/projects/(?P<project>[^/]+)/(?P<kind>locations|zones)/(?P<location>[^/]+)"
@@ -148,6 +153,30 @@ def parse_cluster_resource(resource_name: str) -> ClusterRef:
         location=location(match["location"]),
         name=cluster_name(match["cluster"]),
     )
+
+
+def cluster_path(value: str) -> ClusterRef:
+    """``projects/P/locations/L/clusters/C`` (the form a finding's cluster is compared in), each part validated."""
+    match = _CLUSTER_PATH.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        shown = str(value)[:120]
+        raise InvalidIdentifier(f"cluster {shown!r} is not projects/PROJECT/locations/LOCATION/clusters/NAME")
+    return ClusterRef(
+        project=project(match["project"]), location=location(match["location"]), name=cluster_name(match["cluster"])
+    )
+
+
+def source_name(value: str) -> str:
+    """An SCC source, ``organizations/O/sources/S`` or ``projects/P/sources/S``, as its findings' names begin."""
+    match = _SOURCE_NAME.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        shown = str(value)[:120]
+        raise InvalidIdentifier(f"source {shown!r} is not organizations/ORG/sources/ID or projects/PROJECT/sources/ID")
+    if match["kind"] == "organizations":
+        _check(_ORGANIZATION, match["id"], "organization ID", 20)
+    else:
+        project(match["id"])
+    return value
 
 
 def is_gke_resource(resource_name: str | None, resource_type: str | None) -> bool:

@@ -155,19 +155,25 @@ def status_word(results: Sequence[ActionResult]) -> str:
     return "reported"
 
 
+# Left alone, rightly, and still someone must look: a real finding in a cluster this deployment does not cover.
+WARNING_CODES = frozenset({"outside_fleet"})
+
+
 def severity_for(
     verdict: Verdict,
     actions: list[ActionResult],
     outcome: str,
     writebacks: Sequence[ActionResult] = (),
     profile: CategoryProfile = UNPROFILED,
+    code: str = "",
 ) -> str:
     """Cloud Logging severity: a reject or failed action or write-back needs eyes; acting is a NOTICE; ignoring is
-    INFO. ``profile``: the finding's category's (without one, a surviving session is taken to matter)."""
+    INFO, unless its ``code`` is one someone must look at. ``profile``: the finding's category's (without one, a
+    surviving session is taken to matter)."""
     if outcome in ("retry", "not_contained") or verdict is Verdict.REJECT:
         return "ERROR"
     failed = any(a.status is Status.FAILED for a in [*actions, *writebacks])
-    if failed or session_left_alive(actions, profile):
+    if failed or code in WARNING_CODES or session_left_alive(actions, profile):
         return "WARNING"
     if verdict is Verdict.ACT:
         return "NOTICE"
@@ -195,7 +201,7 @@ def make_record(  # noqa: PLR0913 - keyword-only fields of the record contract, 
         summary += "; written back: " + ", ".join(f"{a.action}={a.status.value}" for a in writebacks)
     return DecisionRecord.model_validate(
         {
-            "severity": severity_for(verdict, actions, outcome, writebacks, categories.of(category)),
+            "severity": severity_for(verdict, actions, outcome, writebacks, categories.of(category), code),
             "message": clean(f"{verdict.value}: {reason} [{summary}]", 600),
             "verdict": verdict,
             "code": code,

@@ -54,6 +54,9 @@ WIRING_ONLY = {
 # Settings Terraform exports that the application reads (they were exported ahead of it once; kept as a check that
 # they stay operator settings).
 PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement", "live_session", "identity"}
+# Settings the application reads ahead of Terraform: issue 32's Terraform half exports them (from its list of clusters
+# and its canary's source) and takes them out of here; the wiring tests then fail until it does both.
+PENDING_TERRAFORM_SETTINGS = {"fleet", "canary_source"}
 NETPOL_ENFORCEMENT = ["auto", "established", "new-only", "none"]
 
 PROTECTED_FLOOR = {
@@ -194,7 +197,7 @@ def iam_members() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def operator_settings() -> set[str]:
-    return (set(Settings.model_fields) - WIRING_ONLY) | PENDING_APP_SETTINGS
+    return (set(Settings.model_fields) - WIRING_ONLY - PENDING_TERRAFORM_SETTINGS) | PENDING_APP_SETTINGS
 
 
 def test_wiring_only_settings_still_exist() -> None:

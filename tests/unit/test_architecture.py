@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("responder.policy",),
     ("responder.report",),
     ("responder.event",),
+    ("responder.coverage",),
     ("responder.service",),
     ("responder.bootstrap",),
     ("responder.handler", "responder.aftercare"),
