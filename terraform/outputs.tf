@@ -8,6 +8,11 @@ output "function_uri" {
   value       = google_cloudfunctions2_function.responder.service_config[0].uri
 }
 
+output "responder_identity" {
+  description = "The function's service-account e-mail, computed from name and project_id and so known at plan time: pass it to modules/cluster-access (responder_identity), whose manifests must be known when planned."
+  value       = local.function_sa_email
+}
+
 output "function_service_account_email" {
   description = "Identity the responder runs as: the Kubernetes RBAC subject (User) in every cluster it acts on."
   value       = google_service_account.function.email
