@@ -17,8 +17,14 @@ resource "google_project_service" "enabled" {
 
 # An API answers "not enabled" for a short while after it was enabled. Every resource that calls an API depends on
 # this (directly, or through a resource it references): tests/terraform checks that none is left out.
+# Replaced (and so waited for again) whenever the set of APIs changes, e.g. when Direct VPC egress or the canary is
+# turned on later: the resources that need the new API wait for it as they did on the first apply.
 resource "time_sleep" "services_ready" {
   create_duration = "60s"
+
+  triggers = {
+    services = join(",", sort(local.required_services))
+  }
 
   depends_on = [google_project_service.enabled]
 }

@@ -2,11 +2,12 @@
 # the exact role set of the function's service account.
 #
 # Function service account:
-#   cluster projects : roles/container.clusterViewer (cluster endpoint + CA, i.e. "get-credentials"; what it may do
+#   fleet projects   : roles/container.clusterViewer (cluster endpoint + CA, i.e. "get-credentials"; what it may do
 #                      inside the cluster is decided by deploy/kubernetes/rbac.yaml), roles/logging.viewer (pod,
 #                      audit and serial-console log excerpts)
-#   SCC (org/project): roles/securitycenter.findingsViewer (verify the finding), + findingSecurityMarksWriter when
-#                      write_marks, + findingsStateSetter only when set_inactive
+#   SCC              : roles/securitycenter.findingsViewer (verify the finding), + findingSecurityMarksWriter when
+#                      write_marks, + findingsStateSetter only when set_inactive; at the organization, or (project
+#                      scope) in each project with a notification config
 #   report topic     : roles/pubsub.publisher on that topic only
 #   Direct VPC egress: roles/run.invoker on the function's own Cloud Run service, only when vpc_network or
 #                      vpc_subnetwork is set (the Cloud Run functions Direct VPC page asks for it to authorize egress)
@@ -14,7 +15,10 @@
 # Pub/Sub service agent : roles/iam.serviceAccountTokenCreator on the push service account only (to sign its OIDC
 #                         tokens); publisher on the dead-letter topic and subscriber on the findings subscription
 #                         (pubsub.tf), only when dead-lettering is on.
-# SCC service account   : the only publisher on the findings topic (authoritative binding, scc.tf).
+# SCC service accounts  : the only publishers on the findings topic (authoritative binding, scc.tf): one per
+#                         notification config.
+# Canary (canary.tf)    : <name>-canary may edit findings under the canary's SCC source only; <name>-cron may only
+#                         start workflow executions (roles/workflows.invoker, which Workflows grants per project).
 # Build service account : roles/run.builder (the role made for building functions from source).
 #
 # The role lists are local.function_cluster_roles and local.function_scc_roles (locals.tf).
@@ -37,11 +41,12 @@ resource "google_organization_iam_member" "function_scc" {
   member = "serviceAccount:${google_service_account.function.email}"
 }
 
+# Project scope: in every project with a project-level notification config (local.scc_projects).
 resource "google_project_iam_member" "function_scc" {
-  for_each = var.scc_scope == "project" ? toset(local.function_scc_roles) : toset([])
+  for_each = var.scc_scope == "project" ? local.function_scc_project_grants : {}
 
-  project = local.scc_project_id
-  role    = each.value
+  project = each.value.project
+  role    = each.value.role
   member  = "serviceAccount:${google_service_account.function.email}"
 }
 

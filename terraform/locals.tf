@@ -1,5 +1,7 @@
 # Pure derivations from variables and repository files: no resource or data-source references, so every value here is
-# known at plan time (for_each keys, the RBAC rendering) and the offline tests can evaluate this file on its own.
+# known at plan time (for_each keys, the RBAC rendering) and the offline tests can evaluate this file on its own. One
+# exception: RESPONDER_CANARY_SOURCE takes local.canary_source_name from canary.tf (the SCC source's name, known after
+# apply); the tests give it a stand-in.
 
 locals {
   repo_root = abspath("${path.module}/..")
@@ -14,6 +16,7 @@ locals {
     reports_sub       = "${var.name}-reports"
     source_bucket     = "${var.project_id}-${var.name}-source"
     notification      = var.name
+    canary            = "${var.name}-canary"
   }
 
   # Service-account e-mails are computed here rather than read from the resources so that the RBAC rendering (and
@@ -25,9 +28,21 @@ locals {
   }
   function_sa_email = "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
 
-  cluster_projects = toset(var.cluster_projects == null ? [var.project_id] : var.cluster_projects)
-  scc_project_id   = coalesce(var.scc_project_id, var.project_id)
-  report_topic_id  = "projects/${var.project_id}/topics/${local.names.reports_topic}"
+  # --- The fleet ---------------------------------------------------------------------------------------------------
+  # Keyed by the name the responder compares a finding's cluster with (RESPONDER_FLEET).
+  fleet_clusters = {
+    for c in var.clusters : "projects/${c.project}/locations/${c.location}/clusters/${c.name}" => c
+  }
+  # The projects of the fleet: those of clusters, else the deprecated cluster_projects, else the function's own.
+  fleet_projects = sort(distinct(
+    length(var.clusters) > 0 ? [for c in var.clusters : c.project] :
+    var.cluster_projects != null ? var.cluster_projects : [var.project_id]
+  ))
+  cluster_projects = toset(local.fleet_projects)
+  # Project scope: one project-level notification config, and the SCC finding roles, per fleet project (or the one
+  # deprecated scc_project_id, which a variable validation holds to cover every fleet project).
+  scc_projects    = var.scc_scope != "project" ? [] : (var.scc_project_id != null ? [var.scc_project_id] : local.fleet_projects)
+  report_topic_id = "projects/${var.project_id}/topics/${local.names.reports_topic}"
 
   # --- APIs enabled in project_id (apis.tf) ---------------------------------------------------------------------
   # The function's own calls (SCC, Logging, GKE) are charged to the project of its service account, so the APIs it
@@ -52,6 +67,8 @@ locals {
     ],
     # Direct VPC egress reads the network and subnetwork through the Compute Engine API.
     local.vpc_egress_enabled ? ["compute.googleapis.com"] : [],
+    # The canary: a Cloud Scheduler job starts a Cloud Workflows execution (canary.tf).
+    local.canary_enabled ? ["cloudscheduler.googleapis.com", "workflows.googleapis.com", "workflowexecutions.googleapis.com"] : [],
   ))
 
   # --- Protected namespaces: a floor the variable can only add to -------------------------------------------------
@@ -74,9 +91,27 @@ locals {
   # --- SCC notification filter -----------------------------------------------------------------------------------
   # The exact category string of CTD findings is documented as "Reverse Shell"; module names use REVERSE_SHELL. Both
   # spellings are matched (the responder normalises categories the same way), state must be ACTIVE.
+  # Restricted to the fleet's projects by the finding's resource_name (a finding field every notification filter
+  # supports; `:` is a substring match): CTD names the cluster //container.googleapis.com/projects/PROJECT_ID/... The
+  # trailing slash keeps project "shop" from matching "shop-prod". SCC gives OR precedence over AND: every group is
+  # parenthesised.
   filter_categories   = distinct(flatten([for c in var.categories : [c, upper(replace(c, " ", "_"))]]))
-  generated_filter    = "(${join(" OR ", [for c in local.filter_categories : "category = \"${c}\""])}) AND state = \"ACTIVE\""
+  filter_fleet_terms  = [for p in local.fleet_projects : "resource_name : \"//container.googleapis.com/projects/${p}/\""]
+  generated_filter    = "(${join(" OR ", [for c in local.filter_categories : "category = \"${c}\""])}) AND state = \"ACTIVE\" AND (${join(" OR ", local.filter_fleet_terms)})"
   notification_filter = coalesce(var.notification_filter, local.generated_filter)
+  # Fleet projects an overriding notification_filter does not name (a check in scc.tf warns about them).
+  filter_override_misses = var.notification_filter == null ? [] : [
+    for p in local.fleet_projects : p if !strcontains(var.notification_filter, "projects/${p}/")
+  ]
+
+  # --- Canary (canary.tf) -------------------------------------------------------------------------------------------
+  # SCC sources exist only under an organization; the canary's finding names the first cluster of the fleet (so that
+  # it passes the fleet filter), or, with only cluster_projects, a cluster name in the first fleet project.
+  canary_enabled  = var.enable_canary && var.organization_id != null
+  canary_resource = length(var.clusters) > 0 ? "//container.googleapis.com/${keys(local.fleet_clusters)[0]}" : "//container.googleapis.com/projects/${local.fleet_projects[0]}/locations/${var.region}/clusters/${var.name}-canary"
+  canary_schedule = var.canary_interval_min < 60 ? "*/${var.canary_interval_min} * * * *" : "0 */${floor(var.canary_interval_min / 60)} * * *"
+  # The alert waits 3 intervals for a canary record (the alert's duration: at most 18 h with the longest interval).
+  canary_absent_after_s = var.canary_interval_min * 60 * 3
 
   # --- Function environment: the responder's policy toggles ------------------------------------------------------
   # One entry per operator setting in responder/config.py. A null value means "not set": it is dropped below so the
@@ -109,6 +144,11 @@ locals {
     RESPONDER_LIVE_SESSION       = var.live_session
     # The quarantined pod's service account: report | revoke (null: the policy file decides).
     RESPONDER_IDENTITY = var.identity
+    # The clusters this deployment covers (null without clusters: every cluster is handled); a finding for any other
+    # is recorded outside_fleet and not touched.
+    RESPONDER_FLEET = length(var.clusters) > 0 ? join(",", sort(keys(local.fleet_clusters))) : null
+    # The SCC source the canary's findings are written under (canary.tf; null without the canary).
+    RESPONDER_CANARY_SOURCE = local.canary_source_name
   }
   responder_env = { for k, v in local.responder_env_candidates : k => v if v != null }
 
@@ -202,6 +242,13 @@ locals {
     var.write_marks ? ["roles/securitycenter.findingSecurityMarksWriter"] : [],
     var.set_inactive ? ["roles/securitycenter.findingsStateSetter"] : [],
   )
+  # Project scope: each SCC role in each project with a project-level notification config (local.scc_projects).
+  function_scc_project_grants = {
+    for pair in setproduct(local.scc_projects, local.function_scc_roles) : "${pair[0]} ${pair[1]}" => {
+      project = pair[0]
+      role    = pair[1]
+    }
+  }
   function_cluster_grants = {
     for pair in setproduct(local.cluster_projects, local.function_cluster_roles) : "${pair[0]} ${pair[1]}" => {
       project = pair[0]
@@ -225,9 +272,15 @@ locals {
   # by a guard or the budget, a 403, a vouched shell the policy leaves alone, dry-run, live_session report). It is
   # acknowledged, so nothing retries it: a person must act.
   not_contained_filter = "${local.decision_filter} AND jsonPayload.outcome=\"not_contained\""
+  # The canary's own record: SCC vouched for a finding under the deployment's canary source, nothing was touched. Only
+  # this shape proves the path; a canary that failed (retry) or was rejected does not.
+  canary_filter = "${local.decision_filter} AND jsonPayload.code=\"canary\" AND jsonPayload.verdict=\"ignore\" AND jsonPayload.outcome=\"done\""
+  # Low urgency: a finding for a cluster this deployment does not cover, recorded and not acted on.
+  outside_fleet_filter = "${local.decision_filter} AND jsonPayload.code=\"outside_fleet\""
   metric_names = {
     decisions           = "${var.name}-decisions"
     time_to_containment = "${var.name}-time-to-containment"
+    canary              = "${var.name}-canary"
   }
 
   # --- Sizing -------------------------------------------------------------------------------------------------------

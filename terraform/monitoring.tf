@@ -1,9 +1,10 @@
 # Operations: what the responder did, and a page when it failed. Log-based metrics on the decision records (one per
-# delivery, see responder/report/record.py), four alert policies and a dashboard, all behind enable_monitoring. The
+# delivery, see responder/report/record.py), the alert policies and a dashboard, all behind enable_monitoring. The
 # filters are pure strings in locals.tf; tests/terraform/test_monitoring.py matches them against real records.
 #
-# The alert policies read only built-in metrics or the logs themselves, never the log-based metrics below: a policy on
-# a user metric created in the same apply is refused until the metric has propagated.
+# The alert policies read only built-in metrics or the logs themselves, except the canary's: a metric's absence can
+# only be watched on a metric. A policy on a user metric created in the same apply is refused until the metric has
+# propagated, so that one waits (time_sleep.canary_metric_propagation).
 
 locals {
   alert_documentation = "Runbook: docs/operations.md in the responder's repository (what each alert means, how to replay a dead letter with the function's settings and when to acknowledge it)."
@@ -247,6 +248,125 @@ resource "google_monitoring_alert_policy" "unanswered" {
   }
 
   depends_on = [time_sleep.services_ready]
+}
+
+# A finding for a cluster this deployment does not cover (code outside_fleet, WARNING): recorded and not acted on, but
+# a real shell in a cluster someone forgot to list. Low urgency: severity WARNING, at most one notification an hour.
+resource "google_monitoring_alert_policy" "outside_fleet" {
+  count = var.enable_monitoring && var.enable_outside_fleet_alert ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.names.function}: a finding for a cluster outside the fleet"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "Decision with code outside_fleet"
+    condition_matched_log {
+      filter = local.outside_fleet_filter
+      label_extractors = {
+        finding = "EXTRACT(jsonPayload.finding)"
+        cluster = "EXTRACT(jsonPayload.cluster)"
+      }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Reverse Shell Responder: a finding for cluster $${log.extracted_label.cluster}, outside the fleet"
+    content   = "SCC reported a finding for a cluster that is not in this deployment's clusters (RESPONDER_FLEET): the responder recorded it and touched nothing. It may be a real shell in a cluster nobody listed. Look at the finding; if the cluster should be covered, add it to clusters and instantiate modules/cluster-access for it; if another deployment covers it, this one should not receive it (check the SCC notification filters). All such records: `${local.outside_fleet_filter}`. ${local.alert_documentation}"
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# --- Canary (canary.tf) ---------------------------------------------------------------------------------------------
+
+# One point per canary record (code canary, verdict ignore, outcome done): the path SCC -> filter -> topic -> function
+# worked once more.
+resource "google_logging_metric" "canary" {
+  count = var.enable_monitoring && local.canary_enabled ? 1 : 0
+
+  project     = var.project_id
+  name        = local.metric_names.canary
+  description = "Canary records of ${local.names.function}: SCC's canary finding reached the function and was recorded, nothing touched."
+  filter      = local.canary_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Responder canary records"
+  }
+
+  depends_on = [time_sleep.services_ready]
+}
+
+# An alert policy on a user metric is refused until Monitoring knows the metric.
+resource "time_sleep" "canary_metric_propagation" {
+  count = var.enable_monitoring && local.canary_enabled ? 1 : 0
+
+  create_duration = "120s"
+
+  triggers = {
+    metric = google_logging_metric.canary[0].id
+  }
+}
+
+# No canary record for 3 intervals: a finding SCC raises now may not reach the responder either (filter, publisher
+# binding, subscription, function or its configuration broken). An absence condition only watches a metric that has
+# had a point: a canary that never came through after the first apply opens nothing (README, "Check the deployment").
+resource "google_monitoring_alert_policy" "canary_missing" {
+  count = var.enable_monitoring && local.canary_enabled ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.names.function}: no canary for 3 intervals"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "No canary record for ${local.canary_absent_after_s / 60} min"
+    condition_absent {
+      filter   = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${local.metric_names.canary}\""
+      duration = "${local.canary_absent_after_s}s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Reverse Shell Responder: the canary has not come through for ${local.canary_absent_after_s / 60} min"
+    content   = "The canary finding written every ${var.canary_interval_min} min under ${coalesce(local.canary_source_name, "the canary source")} has produced no canary record. A real finding may not reach the responder either. Follow it along the path: the Cloud Scheduler job and workflow ${local.names.canary} (did it run, did SCC accept the write), the SCC notification config's filter, the findings topic's publisher binding, the push subscription (unanswered and dead-letter alerts), the function's records (failure alerts). ${local.alert_documentation}"
+  }
+
+  depends_on = [time_sleep.canary_metric_propagation]
+}
+
+# mode = "enforce" with no notification channel: the responder contains pods and every alert above opens incidents
+# that nobody is told about.
+check "enforce_mode_pages_someone" {
+  assert {
+    condition     = var.mode != "enforce" || length(var.notification_channels) > 0
+    error_message = "mode = \"enforce\" with notification_channels = []: the responder contains pods, and its alert policies (if enable_monitoring) open incidents in the console that notify nobody, including when a pod could not be contained. Add at least one channel (projects/P/notificationChannels/N)."
+  }
 }
 
 # --- Dashboard ----------------------------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ output "function_uri" {
   value       = google_cloudfunctions2_function.responder.service_config[0].uri
 }
 
+output "responder_identity" {
+  description = "The function's service-account e-mail, computed from name and project_id and so known at plan time: pass it to modules/cluster-access (responder_identity), whose manifests must be known when planned."
+  value       = local.function_sa_email
+}
+
 output "function_service_account_email" {
   description = "Identity the responder runs as: the Kubernetes RBAC subject (User) in every cluster it acts on."
   value       = google_service_account.function.email
@@ -54,8 +59,38 @@ output "report_subscription" {
 }
 
 output "notification_config_name" {
-  description = "Resource name of the SCC v2 notification config."
-  value       = local.notification_config_name
+  description = "Resource name of the SCC v2 notification config: the organization's, or at project scope the first fleet project's (all of them: notification_config_names)."
+  value       = try(local.notification_config_names[0], null)
+}
+
+output "notification_config_names" {
+  description = "Resource names of every SCC v2 notification config: one at organization scope, one per fleet project at project scope."
+  value       = local.notification_config_names
+}
+
+output "fleet" {
+  description = "RESPONDER_FLEET as a list: the clusters this deployment covers (projects/P/locations/L/clusters/C), or [] without clusters (every cluster is handled)."
+  value       = sort(keys(local.fleet_clusters))
+}
+
+output "fleet_projects" {
+  description = "Projects of the fleet: where the function holds its per-project roles and the SCC scope must reach."
+  value       = local.fleet_projects
+}
+
+output "fleet_clusters" {
+  description = "The clusters variable keyed like RESPONDER_FLEET, with dataplane and endpoint, for the caller that instantiates modules/cluster-access once per cluster."
+  value       = local.fleet_clusters
+}
+
+output "canary_source" {
+  description = "RESPONDER_CANARY_SOURCE: the SCC source (organizations/O/sources/S) the canary writes its finding under, or null (no canary)."
+  value       = local.canary_source_name
+}
+
+output "canary_finding" {
+  description = "The canary's finding (created or updated every canary_interval_min minutes), or null (no canary)."
+  value       = local.canary_source_name == null ? null : "${local.canary_source_name}/findings/${local.canary_finding_id}"
 }
 
 output "notification_filter" {

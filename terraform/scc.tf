@@ -1,5 +1,8 @@
-# SCC v2 notification config: streams the handled, ACTIVE findings to the findings topic. Organization-level by
-# default; project-level for projects with a project-level SCC activation (scc_scope = "project").
+# SCC v2 notification configs: stream the handled, ACTIVE findings of the fleet's projects to the findings topic.
+# Organization scope (default): one organization-level config, its filter restricted to the fleet's projects
+# (locals.tf, generated_filter). Project scope: one project-level config per fleet project (local.scc_projects), for
+# project-level SCC activations. Either way every fleet project is covered: scc_project_id's validation refuses a
+# project scope that would leave one out.
 
 resource "google_scc_v2_organization_notification_config" "findings" {
   count = var.scc_scope == "organization" ? 1 : 0
@@ -18,9 +21,9 @@ resource "google_scc_v2_organization_notification_config" "findings" {
 }
 
 resource "google_scc_v2_project_notification_config" "findings" {
-  count = var.scc_scope == "project" ? 1 : 0
+  for_each = toset(local.scc_projects)
 
-  project      = local.scc_project_id
+  project      = each.value
   location     = "global"
   config_id    = local.names.notification
   description  = "Reverse Shell Responder: GKE Container Threat Detection findings to ${local.names.findings_topic}"
@@ -34,25 +37,35 @@ resource "google_scc_v2_project_notification_config" "findings" {
 }
 
 locals {
-  notification_config_name = one(concat(
+  notification_config_names = concat(
     google_scc_v2_organization_notification_config.findings[*].name,
-    google_scc_v2_project_notification_config.findings[*].name,
-  ))
-  # SCC publishes as its own service account, reported by the notification config itself.
-  scc_publisher = one(concat(
+    [for config in google_scc_v2_project_notification_config.findings : config.name],
+  )
+  # SCC publishes as a service account each notification config reports; configs may share one.
+  scc_publishers = distinct(concat(
     google_scc_v2_organization_notification_config.findings[*].service_account,
-    google_scc_v2_project_notification_config.findings[*].service_account,
+    [for config in google_scc_v2_project_notification_config.findings : config.service_account],
   ))
 }
 
-# Authoritative for roles/pubsub.publisher on the findings topic: SCC's service account is the only member, and any
-# other member added to the topic's policy for this role (by hand, by another tool) is removed on the next apply.
-# Principals holding publish through a project, folder or organization role (Owner, Editor, Pub/Sub Admin/Editor/
-# Publisher there) are not affected by a topic policy: that is why the responder re-reads every finding from SCC before
-# doing anything destructive (README, "What the findings topic does and does not guarantee").
+# Authoritative for roles/pubsub.publisher on the findings topic: the service account of every notification config
+# above, and no one else; any other member added to the topic's policy for this role (by hand, by another tool, by a
+# second deployment's notification config) is removed on the next apply. Principals holding publish through a project,
+# folder or organization role (Owner, Editor, Pub/Sub Admin/Editor/Publisher there) are not affected by a topic policy:
+# that is why the responder re-reads every finding from SCC before doing anything destructive (README, "What the
+# findings topic does and does not guarantee").
 resource "google_pubsub_topic_iam_binding" "findings_publishers" {
   project = var.project_id
   topic   = google_pubsub_topic.findings.name
   role    = "roles/pubsub.publisher"
-  members = ["serviceAccount:${local.scc_publisher}"]
+  members = [for sa in local.scc_publishers : "serviceAccount:${sa}"]
+}
+
+# An overriding notification_filter replaces the fleet restriction too: say so when it names no cluster resource of a
+# fleet project (a finding there would never arrive).
+check "notification_filter_covers_the_fleet" {
+  assert {
+    condition     = length(local.filter_override_misses) == 0
+    error_message = "notification_filter names no resource_name under projects/P/ for the fleet project(s) ${join(", ", local.filter_override_misses)}: unless the filter lets their findings through some other way, they never reach the responder."
+  }
 }

@@ -46,8 +46,60 @@ variable "labels" {
   default     = {}
 }
 
+variable "clusters" {
+  description = <<-EOT
+    The fleet: every GKE cluster this deployment covers, each { project, location, name } plus two optional
+    attributes. The projects of these clusters get the function's per-project roles (roles/container.clusterViewer,
+    roles/logging.viewer), the SCC notification filter (organization scope) or one notification config each (project
+    scope), and the list is exported as RESPONDER_FLEET (comma-separated projects/P/locations/L/clusters/C): a finding
+    for any other cluster is recorded as outside_fleet at WARNING and nothing is touched. Kubernetes RBAC and the
+    admission guard are not applied by this list: instantiate modules/cluster-access once per cluster (see
+    examples/fleet). Optional, per cluster, for that caller (output fleet_clusters; this module itself only validates
+    them): dataplane = "legacy" or "v2" (GKE Dataplane V2; only a v2 cluster can serve the ClusterNetworkPolicy of
+    enable_cluster_quarantine_policy) and endpoint = "ip" or "dns" (how the caller's kubernetes provider reaches the
+    control plane, as rbac_cluster_endpoint). The responder reads each cluster's dataplane and endpoints itself
+    (netpol_enforcement, gke_endpoint). [] (the default): no RESPONDER_FLEET (every cluster a finding names is
+    handled) and the projects come from cluster_projects.
+  EOT
+  type = list(object({
+    project   = string
+    location  = string
+    name      = string
+    dataplane = optional(string)
+    endpoint  = optional(string)
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for c in var.clusters : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", c.project))])
+    error_message = "Every cluster's project must be a project ID (not a number or display name)."
+  }
+  validation {
+    # A region (europe-west1) or a zone (europe-west1-b).
+    condition     = alltrue([for c in var.clusters : can(regex("^[a-z]+-[a-z]+[0-9]+(-[a-z])?$", c.location))])
+    error_message = "Every cluster's location must be a region (europe-west1) or a zone (europe-west1-b)."
+  }
+  validation {
+    condition     = alltrue([for c in var.clusters : can(regex("^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$", c.name))])
+    error_message = "Every cluster's name must be a GKE cluster name: 1-40 lowercase letters, digits and hyphens, starting with a letter."
+  }
+  validation {
+    condition     = length(distinct([for c in var.clusters : "${c.project}/${c.location}/${c.name}"])) == length(var.clusters)
+    error_message = "clusters lists the same cluster (project, location, name) twice."
+  }
+  validation {
+    condition     = alltrue([for c in var.clusters : c.dataplane == null || contains(["legacy", "v2"], coalesce(c.dataplane, "-"))])
+    error_message = "A cluster's dataplane must be \"legacy\", \"v2\" or left out."
+  }
+  validation {
+    condition     = alltrue([for c in var.clusters : c.endpoint == null || contains(["ip", "dns"], coalesce(c.endpoint, "-"))])
+    error_message = "A cluster's endpoint must be \"ip\", \"dns\" or left out."
+  }
+}
+
 variable "cluster_projects" {
-  description = "Projects whose GKE clusters the responder may act on: it gets roles/container.clusterViewer and roles/logging.viewer there. null means [project_id]."
+  description = "Deprecated: list the clusters in clusters instead, whose projects get the same roles. Projects whose GKE clusters the responder may act on: it gets roles/container.clusterViewer and roles/logging.viewer there, and the SCC scope covers them. Used only when clusters is empty; null (with clusters empty) means [project_id]. Setting both is refused."
   type        = list(string)
   default     = null
 
@@ -59,6 +111,10 @@ variable "cluster_projects" {
     condition     = var.cluster_projects == null || length(coalesce(var.cluster_projects, [])) > 0
     error_message = "cluster_projects must not be empty; use null for the function's own project."
   }
+  validation {
+    condition     = var.cluster_projects == null || length(var.clusters) == 0
+    error_message = "cluster_projects is deprecated and cannot be combined with clusters: the projects of the clusters listed in clusters get the same roles. Remove cluster_projects."
+  }
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -66,7 +122,7 @@ variable "cluster_projects" {
 # ---------------------------------------------------------------------------------------------------------------------
 
 variable "scc_scope" {
-  description = "Where the SCC v2 notification config and the responder's SCC roles live: 'organization' (SCC activated at the organization) or 'project' (SCC activated on a single project)."
+  description = "Where the SCC v2 notification configs and the responder's SCC roles live: 'organization' (SCC activated at the organization: one organization-level config whose filter is restricted to the fleet's projects) or 'project' (project-level SCC activations: one project-level config, and the SCC finding roles, in every fleet project)."
   type        = string
   default     = "organization"
   nullable    = false
@@ -89,7 +145,7 @@ variable "organization_id" {
 }
 
 variable "scc_project_id" {
-  description = "Project whose SCC (project-level activation) sends the findings when scc_scope = 'project'. null means project_id."
+  description = "Deprecated (scc_scope = 'project'): the one project whose project-level SCC activation sends the findings. null (recommended): one project-level notification config, and the SCC finding roles, in every fleet project (the projects of clusters, else cluster_projects, else project_id). When set, every fleet project must be this project: a fleet in two projects with one project-level config would silently never hear from the other, so the plan is refused."
   type        = string
   default     = null
 
@@ -97,10 +153,17 @@ variable "scc_project_id" {
     condition     = var.scc_project_id == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.scc_project_id))
     error_message = "scc_project_id must be a project ID."
   }
+  validation {
+    condition = var.scc_scope != "project" || var.scc_project_id == null || alltrue([
+      for p in(length(var.clusters) > 0 ? [for c in var.clusters : c.project] : coalesce(var.cluster_projects, [var.project_id])) :
+      p == var.scc_project_id
+    ])
+    error_message = "With scc_scope = \"project\", scc_project_id covers that one project only, but a cluster of the fleet (clusters, or cluster_projects, or project_id) is in another project: its findings would never arrive. Set scc_project_id = null for one notification config per fleet project, or use scc_scope = \"organization\"."
+  }
 }
 
 variable "notification_filter" {
-  description = "Override of the SCC notification filter. null builds one from categories: (category = \"...\" OR ...) AND state = \"ACTIVE\"."
+  description = "Override of the SCC notification filter. null builds one from categories and the fleet's projects: (category = \"...\" OR ...) AND state = \"ACTIVE\" AND (resource_name : \"//container.googleapis.com/projects/P/\" OR ...). An override replaces all of it, fleet restriction included (a check warns at plan time when it names no resource_name of a fleet project); with enable_canary it must still let the canary's finding through."
   type        = string
   default     = null
 }
@@ -403,7 +466,7 @@ variable "extra_source_files" {
 # ---------------------------------------------------------------------------------------------------------------------
 
 variable "enable_dead_letter" {
-  description = "Move findings the function failed on max_delivery_attempts times to a dead-letter topic (kept in its own subscription for dead_letter_retention). false: no dead-letter topic or subscription is created, and a failing finding is retried until the push subscription's 7-day retention expires."
+  description = "Move findings the function failed on max_delivery_attempts times to a dead-letter topic (kept in its own subscription for dead_letter_retention). false: no dead-letter topic or subscription is created, and a failing finding is retried until the push subscription's 7-day retention expires. Switching it from true to false destroys the dead-letter topic and subscription on that apply, with every dead letter still waiting in it (Pub/Sub deletes a subscription's messages with it): pull and replay them first (docs/operations.md), and check the findings_dead_letter_subscription is empty before applying."
   type        = bool
   default     = true
   nullable    = false
@@ -630,5 +693,35 @@ variable "unanswered_after_min" {
   validation {
     condition     = var.unanswered_after_min >= 2 && var.unanswered_after_min <= 1440 && floor(var.unanswered_after_min) == var.unanswered_after_min
     error_message = "unanswered_after_min must be a whole number of minutes between 2 and 1440."
+  }
+}
+
+variable "enable_outside_fleet_alert" {
+  description = "A low-urgency alert policy (severity WARNING, at most one notification an hour) on every outside_fleet record: a finding for a cluster not in clusters, recorded and not acted on; a real shell in a cluster someone forgot to list. Needs enable_monitoring."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Canary (canary.tf): a finding that proves SCC -> filter -> topic -> function on a schedule
+# ---------------------------------------------------------------------------------------------------------------------
+
+variable "enable_canary" {
+  description = "Every canary_interval_min minutes a Cloud Scheduler job starts a Cloud Workflows workflow that creates or updates one finding (category = the first of categories, ACTIVE, a fresh eventTime, resource = the first cluster of the fleet) under an SCC source this deployment owns, exported as RESPONDER_CANARY_SOURCE. SCC publishes it through the notification config and the publisher binding like any finding; the responder recognises the source (after SCC vouches for it), records code canary at INFO and touches nothing. With enable_monitoring, an alert opens when no canary record was seen for 3 intervals. Needs organization_id (SCC sources exist only under an organization; at project scope, the organization of the projects): without it nothing is created and a check warns at plan time. Without clusters, the finding names a cluster <name>-canary in the first fleet project. terraform destroy cannot delete the source (SCC has no delete for sources): it stays, with its last canary finding."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "canary_interval_min" {
+  description = "Minutes between two canary findings: 5, 10, 15, 20 or 30 (every N minutes of each hour), or 60, 120, 180, 240 or 360 (every N/60 hours, on the hour, UTC). The canary alert opens after 3 intervals without a canary record."
+  type        = number
+  default     = 30
+  nullable    = false
+
+  validation {
+    condition     = contains([5, 10, 15, 20, 30, 60, 120, 180, 240, 360], var.canary_interval_min)
+    error_message = "canary_interval_min must be one of 5, 10, 15, 20, 30, 60, 120, 180, 240, 360."
   }
 }

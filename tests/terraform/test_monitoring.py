@@ -520,3 +520,108 @@ def test_the_outcomes_table_lists_every_outcome_and_the_alert_it_pages() -> None
         assert named <= titles, (outcome, named - titles)
     assert "**an attacker may still be connected**" in rows["not_contained"][1]
     assert "**a finding failed or was rejected**" in rows["retry"][1]
+
+
+# --- the fleet's records: canary and outside_fleet (issue 32) -------------------------------------------------------------
+
+
+def fleet_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The two records the fleet adds, in the shapes the responder writes them (shared contract of issue 32): a canary
+    SCC vouched for (ignore/canary/done, INFO) and a finding for a cluster outside RESPONDER_FLEET (ignore/outside_fleet/
+    done, WARNING); plus near misses that must not count as either."""
+    contained = records["contained"]["jsonPayload"]
+    where = {"finding": contained["finding"], "category": contained["category"], "cluster": contained["cluster"]}
+
+    def entry(code: str, severity: str, outcome: RecordOutcome = "done", verdict: Verdict = Verdict.IGNORE) -> dict:
+        line = make_record(verdict, code, f"{code} record", outcome=outcome, **where).to_json()
+        built = cloud_run_entry(line)
+        built["severity"] = severity
+        return built
+
+    return {
+        "canary": entry("canary", "INFO"),
+        "outside_fleet": entry("outside_fleet", "WARNING"),
+        # A canary the function could not finish (its settings broken): asks for redelivery, proves nothing.
+        "canary_retry": entry("canary", "ERROR", outcome="retry"),
+        # A canary refused (a forged one under the canary's name: SCC does not vouch for it).
+        "canary_rejected": entry("canary", "ERROR", verdict=Verdict.REJECT),
+    }
+
+
+def test_the_canary_metric_counts_only_a_canary_that_went_through(records: dict[str, dict[str, Any]]) -> None:
+    metric = resource("google_logging_metric", "canary")
+    assert metric["filter"] == "${local.canary_filter}"
+    fleet = fleet_records(records)
+    assert matching(log_filter("canary_filter"), fleet) == {"canary"}
+    assert matching(log_filter("canary_filter"), records) == set()
+    assert matching(log_filter("canary_filter"), other_entries()) == set()
+    # The absence alert watches that metric, for 3 intervals, on the function's own Cloud Run revisions.
+    policy = resource("google_monitoring_alert_policy", "canary_missing")
+    absent = policy["conditions"][0]["condition_absent"][0]
+    assert "resource.type" in absent["filter"] and "cloud_run_revision" in absent["filter"]
+    assert "logging.googleapis.com/user/${local.metric_names.canary}" in absent["filter"]
+    assert absent["duration"] == "${local.canary_absent_after_s}s"
+    assert tf_locals()["canary_absent_after_s"] == "${var.canary_interval_min * 60 * 3}"
+    assert policy["notification_channels"] == "${var.notification_channels}"
+    assert "${time_sleep.canary_metric_propagation}" in policy["depends_on"]
+
+
+def test_the_outside_fleet_alert_is_low_urgency_and_matches_only_outside_fleet_records(
+    records: dict[str, dict[str, Any]],
+) -> None:
+    policy = resource("google_monitoring_alert_policy", "outside_fleet")
+    condition = policy["conditions"][0]["condition_matched_log"][0]
+    assert condition["filter"] == "${local.outside_fleet_filter}"
+    fleet = fleet_records(records)
+    assert matching(log_filter("outside_fleet_filter"), fleet) == {"outside_fleet"}
+    assert matching(log_filter("outside_fleet_filter"), records) == set()
+    assert matching(log_filter("outside_fleet_filter"), other_entries()) == set()
+    assert policy["severity"] == "WARNING"
+    assert policy["notification_channels"] == "${var.notification_channels}"
+    assert policy["alert_strategy"][0]["notification_rate_limit"][0]["period"] == "3600s"
+    labels = {k: extract(fleet["outside_fleet"], v) for k, v in condition["label_extractors"].items()}
+    assert labels["cluster"] == fleet["outside_fleet"]["jsonPayload"]["cluster"]
+    for label in re.findall(r"\$\$\{log\.extracted_label\.([a-z_]+)\}", json.dumps(policy["documentation"])):
+        assert label in condition["label_extractors"], label
+
+
+def test_neither_fleet_record_pages_as_a_failure(records: dict[str, dict[str, Any]]) -> None:
+    fleet = fleet_records(records)
+    alerts = {
+        "failures": log_filter("failure_filter"),
+        "not_contained": log_filter("not_contained_filter"),
+        "outside_fleet": log_filter("outside_fleet_filter"),
+    }
+    paged = {kind: {n for n, f in alerts.items() if matching(f, {kind: e})} for kind, e in fleet.items()}
+    assert paged["canary"] == set()
+    assert paged["outside_fleet"] == {"outside_fleet"}
+    assert paged["canary_retry"] == {"failures"}  # a broken canary pages as a failure, like any retry
+
+
+def _failure_datasets() -> list[str]:
+    template = (TF_DIR / "dashboards" / "responder.json").read_text().replace("$${", "${")
+    dashboard = json.loads(template)
+    (tile,) = [t for t in dashboard["mosaicLayout"]["tiles"] if t["widget"]["title"].startswith("Failures")]
+    return [d["timeSeriesQuery"]["timeSeriesFilter"]["filter"] for d in tile["widget"]["xyChart"]["dataSets"]]
+
+
+def test_the_failures_tile_counts_each_decision_once() -> None:
+    """Every (outcome, severity) a decision can carry falls in at most one of the tile's stacked series: a retry
+    (always ERROR) is not counted again as an ERROR, nor a not_contained record."""
+    datasets = [dict(re.findall(r'metric\.label\.(\w+)="([^"]+)"', f)) for f in _failure_datasets()]
+    for outcome in get_args(RecordOutcome):
+        for severity in ("INFO", "NOTICE", "WARNING", "ERROR"):
+            labels = {"outcome": outcome, "severity": severity}
+            hits = [d for d in datasets if all(labels.get(k) == v for k, v in d.items())]
+            assert len(hits) <= 1, (labels, hits)
+    # And every failure the alert counts is in the tile: retries, rejections (ERROR, done), not_contained.
+    covered = {(d.get("outcome"), d.get("severity")) for d in datasets}
+    assert covered == {("retry", None), ("done", "ERROR"), ("not_contained", None)}
+
+
+def test_no_dashboard_tile_writes_a_zero_position() -> None:
+    # The Monitoring API drops xPos/yPos 0, so a written 0 is a diff on every plan (terraform-provider-google#16173).
+    template = (TF_DIR / "dashboards" / "responder.json").read_text().replace("$${", "${")
+    for tile in json.loads(template)["mosaicLayout"]["tiles"]:
+        for key in ("xPos", "yPos"):
+            assert tile.get(key, 1) != 0, tile["widget"]["title"]

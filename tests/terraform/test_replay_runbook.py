@@ -198,6 +198,9 @@ SAMPLE_TFVARS = {
     "verify_finding": True,
     "budget_max": 3,
     "live_session": "escalate",
+    # The fleet and the canary's source reach the replay as they reach the function.
+    "clusters": [{"project": "shop-prod", "location": "europe-west1", "name": "gke-a"}],
+    "fake_canary_source": "organizations/123456789012/sources/4242",
 }
 
 

@@ -54,9 +54,6 @@ WIRING_ONLY = {
 # Settings Terraform exports that the application reads (they were exported ahead of it once; kept as a check that
 # they stay operator settings).
 PENDING_APP_SETTINGS = {"gke_endpoint", "process_capture", "netpol_enforcement", "live_session", "identity"}
-# Settings the application reads ahead of Terraform: issue 32's Terraform half exports them (from its list of clusters
-# and its canary's source) and takes them out of here; the wiring tests then fail until it does both.
-PENDING_TERRAFORM_SETTINGS = {"fleet", "canary_source"}
 NETPOL_ENFORCEMENT = ["auto", "established", "new-only", "none"]
 
 PROTECTED_FLOOR = {
@@ -197,7 +194,7 @@ def iam_members() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def operator_settings() -> set[str]:
-    return (set(Settings.model_fields) - WIRING_ONLY - PENDING_TERRAFORM_SETTINGS) | PENDING_APP_SETTINGS
+    return (set(Settings.model_fields) - WIRING_ONLY) | PENDING_APP_SETTINGS
 
 
 def test_wiring_only_settings_still_exist() -> None:
@@ -423,26 +420,33 @@ def test_scc_v2_notification_configs_filter_handled_active_findings() -> None:
     org = resource("google_scc_v2_organization_notification_config", "findings")
     project = resource("google_scc_v2_project_notification_config", "findings")
     assert org["count"] == '${var.scc_scope == "organization" ? 1 : 0}'
-    assert project["count"] == '${var.scc_scope == "project" ? 1 : 0}'
+    # Project scope: one config per fleet project (or the one deprecated scc_project_id).
+    assert project["for_each"] == "${toset(local.scc_projects)}"
+    assert project["project"] == "${each.value}"
+    assert "local.fleet_projects" in module().locals["scc_projects"]
     for config in (org, project):
         assert config["pubsub_topic"] == "${google_pubsub_topic.findings.id}"
         assert block(config, "streaming_config")["filter"] == "${local.notification_filter}"
     generated = module().locals["generated_filter"]
-    assert generated.endswith(') AND state = "ACTIVE"'), generated
+    assert generated.endswith(' AND state = "ACTIVE" AND (${join(" OR ", local.filter_fleet_terms)})'), generated
     assert "category = " in generated
     assert "var.categories" in module().locals["filter_categories"]
+    assert "local.fleet_projects" in module().locals["filter_fleet_terms"]
     assert module().locals["notification_filter"] == "${coalesce(var.notification_filter, local.generated_filter)}"
 
 
-def test_only_the_scc_service_account_may_publish_to_the_findings_topic() -> None:
+def test_only_the_scc_service_accounts_may_publish_to_the_findings_topic() -> None:
     binding = resource("google_pubsub_topic_iam_binding", "findings_publishers")
     assert binding["topic"] == "${google_pubsub_topic.findings.name}"
     assert binding["role"] == "roles/pubsub.publisher"
-    # Authoritative: exactly these members, and no sample or test publisher.
-    assert binding["members"] == ["serviceAccount:${local.scc_publisher}"]
-    publisher = module().locals["scc_publisher"]
-    assert "google_scc_v2_organization_notification_config.findings[*].service_account" in publisher
-    assert "google_scc_v2_project_notification_config.findings[*].service_account" in publisher
+    # Authoritative: exactly the notification configs' service accounts, and no sample or test publisher.
+    assert binding["members"] == '${[for sa in local.scc_publishers : "serviceAccount:${sa}"]}'
+    publishers = module().locals["scc_publishers"]
+    assert publishers.startswith("${distinct(concat(")
+    assert "google_scc_v2_organization_notification_config.findings[*].service_account" in publishers
+    assert "config.service_account" in publishers
+    assert "google_scc_v2_project_notification_config.findings :" in publishers
+    assert "var." not in publishers and "local." not in publishers  # nothing but the configs' own accounts
 
     findings_topic = re.compile(r"google_pubsub_topic\.findings\.(name|id)\b")
     for (rtype, name), body in module().resources.items():
@@ -493,7 +497,8 @@ def test_function_roles_are_granted_at_the_right_scope() -> None:
     assert 'var.scc_scope == "organization"' in org["for_each"]
     project = resource("google_project_iam_member", "function_scc")
     assert 'var.scc_scope == "project"' in project["for_each"]
-    assert project["project"] == "${local.scc_project_id}"
+    assert "local.function_scc_project_grants" in project["for_each"]
+    assert project["project"] == "${each.value.project}"
     cluster = resource("google_project_iam_member", "function_cluster")
     assert cluster["project"] == "${each.value.project}"
     assert "local.cluster_projects" in expand_locals(cluster["for_each"])
@@ -548,6 +553,7 @@ REQUIRED_APIS = {
     "container.googleapis.com",
     "monitoring.googleapis.com",
 }
+CANARY_APIS = {"cloudscheduler.googleapis.com", "workflows.googleapis.com", "workflowexecutions.googleapis.com"}
 SERVICES_READY = ("time_sleep", "services_ready")
 RESOURCE_REF = re.compile(r"\b((?:google|time|terraform|kubernetes)_[a-z0-9_]+)\.([a-z0-9_]+)")
 
@@ -559,10 +565,14 @@ def test_every_api_is_enabled_and_never_disabled_on_destroy() -> None:
     assert services["disable_on_destroy"] is False
     assert services["disable_dependent_services"] is False
     listed = set(re.findall(r"[a-z]+\.googleapis\.com", module().locals["required_services"]))
-    assert listed == REQUIRED_APIS | {"compute.googleapis.com"}
+    assert listed == REQUIRED_APIS | {"compute.googleapis.com"} | CANARY_APIS
     assert '"compute.googleapis.com"' in module().locals["required_services"].split("local.vpc_egress_enabled ?")[1]
+    canary_part = module().locals["required_services"].split("local.canary_enabled ?")[1].split("]")[0]
+    assert set(re.findall(r"[a-z]+\.googleapis\.com", canary_part)) == CANARY_APIS
     ready = resource(*SERVICES_READY)
     assert ready["depends_on"] == ["${google_project_service.enabled}"]
+    # Waited for again whenever the set of APIs changes (VPC egress or the canary turned on later).
+    assert ready["triggers"] == {"services": '${join(",", sort(local.required_services))}'}
 
 
 def _dependencies(body: Any) -> set[tuple[str, str]]:
@@ -909,6 +919,11 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work.mkdir()
     for name in ("variables.tf", "locals.tf"):
         shutil.copy(TF_DIR / name, work / name)
+    # The one value locals.tf takes from a resource: the canary's SCC source name (canary.tf), known after apply.
+    (work / "canary_stub.tf").write_text(
+        'variable "fake_canary_source" {\n  type    = string\n  default = null\n}\n\n'
+        "locals {\n  canary_source_name = local.canary_enabled ? var.fake_canary_source : null\n}\n"
+    )
     (root / "deploy").symlink_to(ROOT / "deploy")
     (root / "responder").symlink_to(ROOT / "responder")
     # The real rbac_apply_command output, with the function's e-mail from locals.tf instead of its resource.
@@ -925,6 +940,17 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for name in (
                 "responder_env",
                 "notification_filter",
+                "fleet_projects",
+                "fleet_clusters",
+                "scc_projects",
+                "function_scc_project_grants",
+                "filter_override_misses",
+                "canary_enabled",
+                "canary_resource",
+                "canary_schedule",
+                "canary_absent_after_s",
+                "canary_filter",
+                "outside_fleet_filter",
                 "rbac_cluster_scoped",
                 "rbac_namespaced",
                 "rbac_lease_namespaces",
@@ -1010,9 +1036,12 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     assert out["rbac_apply_command"] == " && ".join(
         f"{sed} {file} | kubectl apply -f -" for file in ["deploy/kubernetes/rbac.yaml", *GUARD_FILES]
     )
-    assert (
-        out["notification_filter"] == '(category = "Reverse Shell" OR category = "REVERSE_SHELL") AND state = "ACTIVE"'
+    # Restricted to the fleet, here the function's own project (no clusters, no cluster_projects).
+    assert out["notification_filter"] == (
+        '(category = "Reverse Shell" OR category = "REVERSE_SHELL") AND state = "ACTIVE" '
+        'AND (resource_name : "//container.googleapis.com/projects/shop-sec-123/")'
     )
+    assert out["fleet_projects"] == ["shop-sec-123"]
     assert out["function_scc_roles"] == [
         "roles/securitycenter.findingsViewer",
         "roles/securitycenter.findingSecurityMarksWriter",
@@ -1036,6 +1065,7 @@ def test_defaults_export_only_what_is_set(pure_module: Path) -> None:
     assert out["metric_names"] == {
         "decisions": "rs-responder-decisions",
         "time_to_containment": "rs-responder-time-to-containment",
+        "canary": "rs-responder-canary",
     }
     assert {"main.py", "requirements.txt", "policy.yaml", "responder/config.py"} <= set(out["source_files"])
     assert not [f for f in out["source_files"] if "__pycache__" in f or f.startswith(("tests/", "terraform/"))]
@@ -1065,6 +1095,8 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
         "-var=netpol_enforcement=new-only",
         "-var=live_session=report",
         "-var=identity=revoke",
+        '-var=clusters=[{project="shop-prod",location="europe-west1",name="gke-a"}]',
+        "-var=fake_canary_source=organizations/123456789012/sources/4242",
     )
     env = out["responder_env"]
     assert set(env) == {f"RESPONDER_{name.upper()}" for name in operator_settings()}
