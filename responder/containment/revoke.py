@@ -133,8 +133,13 @@ def find(kube: KubePort, pod: PodView, pool: Executor | None = None) -> Found:
                 kept.append(f"{binding}: one of the cluster's default bindings")
             elif binding.namespace and any(fnmatch.fnmatchcase(binding.namespace, p) for p in PROTECTED_FLOOR):
                 kept.append(f"{binding}: in a protected namespace")
-            elif len(subjects) != 1 or subjects[0].get("kind") != "ServiceAccount":
+            elif len(subjects) != 1:
                 kept.append(f"{binding}: it names other subjects too (deleting it would take their rights)")
+            elif subjects[0].get("kind") != "ServiceAccount":
+                kept.append(
+                    f"{binding}: it names the account as a User (the guard lets the responder delete only a "
+                    "binding of one ServiceAccount subject)"
+                )
             else:
                 revocable.append(binding)
     return Found(revocable=tuple(revocable), kept=tuple(kept))

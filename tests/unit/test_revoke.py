@@ -53,6 +53,7 @@ def seed(kube: FakeKube) -> None:
         binding("RoleBinding", "team-edit", [ME, {"kind": "User", "name": "alice@example.com"}], NS),
         binding("RoleBinding", "runner-in-kube-system", [ME], "kube-system"),
         binding("RoleBinding", "other-account", [{"kind": "ServiceAccount", "name": "web", "namespace": NS}], NS),
+        binding("RoleBinding", "runner-as-user", [{"kind": "User", "name": f"system:serviceaccount:{NS}:{SA}"}], NS),
     ]
     kube.custom_objects[(RBAC, "v1", "clusterrolebindings")] = [
         binding("ClusterRoleBinding", "runner-view", [ME]),
@@ -87,7 +88,7 @@ def test_the_bindings_naming_only_the_account_are_recorded_then_deleted_and_the_
     pod = bare_pod(kube)
     outcome = deliver(make(kube, vouch=FINDING, identity="revoke"), FINDING)
     assert outcome.record.outcome == "done"
-    assert names(kube, "rolebindings") == {"team-edit", "runner-in-kube-system", "other-account"}
+    assert names(kube, "rolebindings") == {"team-edit", "runner-in-kube-system", "other-account", "runner-as-user"}
     assert names(kube, "clusterrolebindings") == {"runner-default"}
     kept = {json.loads(v)["metadata"]["name"]: json.loads(v) for v in store(kube).values()}
     assert set(kept) == {"runner-edit", "runner-implied-ns", "runner-view"}
@@ -102,6 +103,7 @@ def test_the_bindings_naming_only_the_account_are_recorded_then_deleted_and_the_
     assert "team-edit" in reasons and "other subjects" in reasons
     assert "runner-default" in reasons and "default bindings" in reasons
     assert "runner-in-kube-system" in reasons and "protected namespace" in reasons
+    assert "runner-as-user" in reasons and "as a User" in reasons
     steps = [a.action for a in outcome.record.actions]
     assert steps.index("revoke") > steps.index("identity")
 
