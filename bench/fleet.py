@@ -514,7 +514,7 @@ def _figures(
         "contained": contained,
         "deleted": deleted,
         "refused_by_budget": budget_refused,
-        "lost": len(lost) + len(held) + len(dead),
+        "lost": len(lost),  # findings without a terminal record (the held and dead-lettered are among them)
         "lost_findings": lost[:20],
         "unrecorded_deliveries": unrecorded,
         "records_by_attempt": {str(k): v for k, v in attempts.items()},
@@ -527,7 +527,7 @@ def _figures(
         "receipt_to_contained_p99_ms": _r(percentile(contained_ms, 99)),
         "handling_p50_ms": _r(percentile(handled_ms, 50)),
         "last_contained_after_s": _r(keep_up),
-        "sustained": not lost and not held and not dead and keep_up <= KEEP_UP_S,
+        "sustained": not lost and not held and not dead and not unrecorded and keep_up <= KEEP_UP_S,
         "function_cpu_s": round(cpu_s, 2),
         "cpu_s_per_finding": round(cpu_per, 4),
         "cpu_s_per_delivery": round(cpu_s / deliveries, 4) if deliveries else None,
