@@ -641,11 +641,17 @@ def fleet_world(bench: Bench, state: dict[str, Any]) -> Iterator[Fleet]:
         topic = create_topic(project="worm-sec")
         dead_topic = create_topic(project="worm-sec")
         dead_letters = create_pull_subscription(dead_topic)
+        # RSR_FLEET_DEAD_LETTER=0: without the dead-letter policy (to tell the emulator's push stall apart from it).
+        dead_letter = os.environ.get("RSR_FLEET_DEAD_LETTER", "1") != "0"
         subscription = create_pull_subscription(
             topic,
             push_config={"push_endpoint": server.url + "/"},
             ack_deadline_seconds=60,
-            dead_letter_policy={"dead_letter_topic": dead_topic, "max_delivery_attempts": 5},
+            **(
+                {"dead_letter_policy": {"dead_letter_topic": dead_topic, "max_delivery_attempts": 5}}
+                if dead_letter
+                else {}
+            ),
         )
         watch = QuarantineWatch(admin).start()
         stack.callback(watch.stop)
