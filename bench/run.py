@@ -78,6 +78,19 @@ What is measured, and how (L = 50 ms, the injected latency of every remote call)
   fake and apiserver, the two taking turns event by event. ``python -m bench.run redelivery [--before DIR]`` measures
   these alone, on the control plane alone when no cluster runs (no kubelet; the pods stay Pending, as here anyway).
 
+- ``fleet_*``: the worm at fleet scale, ``python -m bench.run fleet [--rates 1000,600,400,250,150] [--seconds 60]``
+  (bench/fleet.py; not part of ``make bench``'s default run: it takes a minute per rate, plus seeding and draining).
+  50 clusters as the GKE wire fake names them, all on the one local apiserver, each with its own namespaces and its
+  own responder namespace (budget Lease, quarantined identities) behind a per-cluster TLS front
+  (bench/fleet_front.py); the real functions-framework server running ``main.handle_finding`` on the GKE path, the
+  Pub/Sub emulator pushing to it, RESPONDER_FLEET listing the 50. Distinct findings at each rate for ``--seconds``,
+  SCC (the fake) vouching for each, with duplicates mixed in (the same finding published twice; redeliveries of the
+  same message with ``deliveryAttempt`` 2), stepping down until a rate is sustained (nothing lost, the last finding
+  contained within 15 s of its publishing). Per rate: findings handled, contained, refused by a budget, lost (no
+  terminal record, still held by the emulator, or dead-lettered); publish → isolated p50/p99 (a watch on the
+  apiserver: the quarantine label); CPU seconds of the function's process tree and SCC calls per finding; and from
+  those the Cloud Run instances and SCC quota share at 1,000 a minute (bench/sizing.py).
+
 Where each is measured: bench/imports.py, bench/cold.py (the cold path, memory, the peer), bench/containment.py,
 bench/throughput.py, bench/cut.py (time to cut a live shell), bench/redelivery.py (redeliveries, SCC calls);
 bench/cluster.py seeds the namespaces, bench/timing.py times the KubePort calls, bench/baselines.py holds the naive
@@ -281,12 +294,32 @@ def measure_cold_alone(tmp: Path, before: Path | None, samples: int = 7) -> tupl
     return figures, details
 
 
+FLEET_RATES = (1000.0, 600.0, 400.0, 250.0, 150.0)  # findings a minute, stepped down until one is sustained
+
+
+def measure_fleet_alone(tmp: Path, rates: list[float], seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The worm at fleet scale (bench/fleet.py), at the API: a healthy cluster if one runs, else the control plane."""
+    from bench.fleet import measure_fleet
+
+    details: dict[str, Any] = {}
+    with local_cluster(node=False) as state, contextlib.ExitStack() as stack:
+        bench = open_bench(stack, state, tmp, details)
+        figures, found = measure_fleet(bench, state, rates, seconds)
+    details.update(found)
+    details["cluster"] = state.get("mode")
+    return figures, details
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.run`` (everything), or ``python -m bench.run worker NAME SPEC OUT`` (internal)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("command", nargs="?", default="all", choices=("all", "redelivery", "cold", "worker", "serve"))
+    parser.add_argument(
+        "command", nargs="?", default="all", choices=("all", "redelivery", "cold", "fleet", "worker", "serve")
+    )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--before", type=Path, help="an earlier commit's worktree: its redelivery figures too")
+    parser.add_argument("--rates", help="fleet: findings a minute to try, highest first (comma-separated)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="fleet: how long the worm runs at each rate")
     args = parser.parse_args(argv)
     if args.command == "worker":
         name, spec_path, out_path = args.args
@@ -302,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rsr-bench-") as tmp:
         if args.command == "redelivery":
             figures, details = measure_redelivery_alone(Path(tmp), args.before)
+        elif args.command == "fleet":
+            rates = [float(r) for r in args.rates.split(",")] if args.rates else list(FLEET_RATES)
+            figures, details = measure_fleet_alone(Path(tmp), rates, args.seconds)
         elif args.command == "cold":
             figures, details = measure_cold_alone(Path(tmp), args.before)
         else:
