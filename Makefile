@@ -5,7 +5,7 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test unit guard contract integration node e2e lint typecheck run demo bench bench-redelivery kube-up kube-down kube-build clean
+.PHONY: help setup test unit guard contract integration node e2e lint typecheck run demo bench bench-redelivery bench-fleet kube-up kube-down kube-build clean
 
 help:
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort

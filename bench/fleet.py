@@ -160,8 +160,10 @@ def _drain(fleet: Fleet, sent: list[Sent]) -> list[dict[str, Any]]:
         time.sleep(1.0)
 
 
-def _held(subscription: str) -> list[str]:
-    """The message ids a subscription still holds: it becomes a pull subscription, and is pulled until empty."""
+def _held(subscription: str, push_to: str | None = None) -> list[str]:
+    """The message ids a subscription still holds: it becomes a pull subscription and is pulled until empty, then,
+    with ``push_to``, pushes there again (the next rate of the run uses the same subscription: left in pull mode, it
+    would push nothing, which once looked like the emulator stalling)."""
     from google.cloud import pubsub_v1
 
     with pubsub_v1.SubscriberClient() as sub:
@@ -170,11 +172,15 @@ def _held(subscription: str) -> list[str]:
         while True:
             got = sub.pull(request={"subscription": subscription, "max_messages": 100}, timeout=10)
             if not got.received_messages:
-                return held
+                break
             held += [m.message.message_id for m in got.received_messages]
             sub.acknowledge(
                 request={"subscription": subscription, "ack_ids": [m.ack_id for m in got.received_messages]}
             )
+        if push_to is not None:
+            config = {"push_endpoint": push_to}
+            sub.modify_push_config(request={"subscription": subscription, "push_config": config})
+        return held
 
 
 def run_rate(fleet: Fleet, rate_per_min: float, tag: str, seconds: float) -> dict[str, Any]:
@@ -284,7 +290,7 @@ def _figures(
     contained_ms = [r["contained_ms"] for r in records if r.get("contained_ms") is not None]
     handled_ms = [r["duration_ms"] for r in records if r.get("duration_ms") is not None]
     unrecorded = sum(max(0, n - recorded[m]) for m, n in Counter(s.message_id for s in sent).items())
-    held, dead = _held(fleet.subscription), _held(fleet.dead_letters)
+    held, dead = _held(fleet.subscription, fleet.server.url + "/"), _held(fleet.dead_letters)
     lost = sorted(set(findings) - ends.terminal)
     keep_up = _keep_up(fleet, order, findings)
     return {

@@ -69,6 +69,22 @@ REDELIVERY_UNITS = {
     "kube_reads_redelivery": "calls",
     "kube_writes_redelivery": "calls",
 }
+# the worm at fleet scale (bench/fleet.py): the highest rate sustained (or the last tried) and what it took
+FLEET_UNITS = {
+    "fleet_rate_per_min": "/min",
+    "fleet_findings": "",
+    "fleet_contained": "",
+    "fleet_refused_by_budget": "",
+    "fleet_lost": "",
+    "fleet_publish_to_isolated_p50_s": "s",
+    "fleet_publish_to_isolated_p99_s": "s",
+    "fleet_cpu_s_per_finding": "s",
+    "fleet_scc_calls_per_finding": "calls",
+    "fleet_instances_at_1000": "",
+    "fleet_scc_quota_share_at_1000": "x",
+}
+UNITS.update(FLEET_UNITS)
+TARGETS["fleet_lost"] = ("<=", 0)
 # each figure of this checkout, then the same for the earlier commit (``--before``), when measured
 UNITS.update({f"{name}{suffix}": unit for name, unit in REDELIVERY_UNITS.items() for suffix in ("", "_before")})
 
