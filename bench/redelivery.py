@@ -90,12 +90,12 @@ class DeliveryWorker:
 
 
 def kube_counts(calls: list[Call]) -> dict[str, int]:
-    """KubePort calls by kind: reads (get, list, log), writes (create, patch, set, replace, update, delete), exec."""
+    """KubePort calls by kind: reads (get, list, log, API discovery), writes (create, patch, set, replace, update,
+    delete), exec."""
     counts = {"reads": 0, "writes": 0, "exec": 0}
+    reads = ("get_", "list_", "read_", "served_")  # served_group_versions: discovery (cached by the adapter)
     for c in calls:
-        kind = (
-            "exec" if c.method == "exec" else "reads" if c.method.startswith(("get_", "list_", "read_")) else "writes"
-        )
+        kind = "exec" if c.method == "exec" else "reads" if c.method.startswith(reads) else "writes"
         counts[kind] += 1
     return counts
 
