@@ -30,6 +30,7 @@ from responder.containment.keys import QUARANTINE_LABEL
 from responder.containment.results import ActionResult, Status, result
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.sanitize import clean
+from responder.investigation import rights
 from responder.ports import ConfigMapView, KubePort, PodView
 
 IDENTITIES = "rsr-quarantined-identities"
@@ -43,7 +44,7 @@ READS_NOTE = "reads with it are not refused (admission never sees a read): see t
 
 def account(pod: PodView) -> str:
     """The user name the pod's service-account token authenticates as."""
-    return f"system:serviceaccount:{pod.namespace}:{pod.service_account or 'default'}"
+    return rights.username(pod.namespace, pod.service_account or "default")
 
 
 def entry(pod: PodView) -> str:

@@ -43,12 +43,12 @@ from responder.containment.keys import PROTECTED_FLOOR
 from responder.containment.results import ActionResult, Status, result
 from responder.errors import Conflict, NotFound, ResponderError
 from responder.intake.sanitize import clean
+from responder.investigation import rights
 from responder.ports import KubePort, PodView
 
-RBAC = "rbac.authorization.k8s.io"
+RBAC = rights.GROUP
 KINDS = {"rolebindings": "RoleBinding", "clusterrolebindings": "ClusterRoleBinding"}
 STORE = "rsr-revoked-bindings"
-DEFAULTS_LABEL = "kubernetes.io/bootstrapping"  # the cluster's own default bindings carry it
 SHOWN = 20  # bindings named in a reason; the details hold every one
 
 
@@ -96,14 +96,11 @@ def _binding(plural: str, obj: Mapping[str, Any]) -> Binding:
     )
 
 
-def _names_account(subject: Mapping[str, Any], binding_namespace: str | None, pod: PodView) -> bool:
-    """Whether a subject is the pod's service account (a RoleBinding's ServiceAccount subject may leave its
-    namespace out: it is then the binding's own)."""
-    account = pod.service_account or "default"
-    if subject.get("kind") == "ServiceAccount":
-        where = subject.get("namespace") or binding_namespace
-        return bool(subject.get("name") == account and where == pod.namespace)
-    return bool(subject.get("kind") == "User" and subject.get("name") == identity.account(pod))
+def _names_account(subjects: object, binding_namespace: str | None, pod: PodView) -> bool:
+    """Whether the subjects name the pod's service account itself, as RBAC reads them (``rights.names``: a
+    RoleBinding's ServiceAccount subject may leave its namespace out; a group of the account does not count here)."""
+    how = rights.names(subjects, binding_namespace, pod.namespace, pod.service_account or "default")
+    return how is not None and how[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +123,10 @@ def find(kube: KubePort, pod: PodView, pool: Executor | None = None) -> Found:
         for obj in objects:
             binding = _binding(plural, obj)
             subjects = [s for s in binding.whole["subjects"] if isinstance(s, Mapping)]
-            if not any(_names_account(s, binding.namespace, pod) for s in subjects):
+            if not _names_account(subjects, binding.namespace, pod):
                 continue
             labels = binding.whole["metadata"].get("labels") or {}
-            if DEFAULTS_LABEL in labels:
+            if rights.DEFAULTS_LABEL in labels:  # any value: as the admission guard refuses it
                 kept.append(f"{binding}: one of the cluster's default bindings")
             elif binding.namespace and any(fnmatch.fnmatchcase(binding.namespace, p) for p in PROTECTED_FLOOR):
                 kept.append(f"{binding}: in a protected namespace")
@@ -193,16 +190,16 @@ def _restorable(pod: PodView, whole: Mapping[str, Any]) -> str | None:
         return "it names other subjects than the pod's service account"
     if whole.get("kind") == "RoleBinding" and not meta.get("namespace"):
         return "a RoleBinding record without its namespace"
-    if not _names_account(subjects[0], meta.get("namespace"), pod) or subjects[0].get("kind") != "ServiceAccount":
+    if not _names_account(subjects, meta.get("namespace"), pod) or subjects[0].get("kind") != "ServiceAccount":
         return "it names another subject than the pod's service account"
     if not isinstance(whole.get("roleRef"), dict) or not whole["roleRef"].get("name"):
         return "it has no role"
     return None
 
 
-def _dropping(key: str) -> Callable[[dict[str, str]], Delta | None]:
-    """The store's edit that removes one record."""
-    return lambda data: {key: None} if key in data else None
+def _dropping(keys: list[str]) -> Callable[[dict[str, str]], Delta | None]:
+    """The store's edit that removes these records (those still there)."""
+    return lambda data: {key: None for key in keys if key in data} or None
 
 
 def release(kube: KubePort, namespace: str, pod: PodView | None, dry_run: bool) -> ActionResult | None:
@@ -216,22 +213,27 @@ def release(kube: KubePort, namespace: str, pod: PodView | None, dry_run: bool) 
             return None
         changes: list[str] = []
         refused: list[str] = []
-        for key, whole in records.items():
-            meta = whole.get("metadata") or {}
-            shown = f"{whole.get('kind')} {meta.get('namespace', '')}/{meta.get('name')}".replace(" /", " ")
-            why = _restorable(pod, whole)
-            if why is not None:
-                refused.append(f"{clean(shown, 200)} not recreated: {why} (record {key} kept for review)")
-                continue
-            changes.append(f"recreate {clean(shown, 200)} (role {clean(whole['roleRef'].get('name'), 200)})")
-            if dry_run:
-                continue
-            plural = next(p for p, k in KINDS.items() if k == whole["kind"])
-            try:
-                kube.create_object(RBAC, "v1", plural, meta.get("namespace") or None, whole)
-            except Conflict:
-                changes[-1] += ": it exists again already, kept as it is"
-            identity.change(kube, namespace, _dropping(key), name=STORE)
+        made: list[str] = []  # records whose binding stands again: removed in one write, even if a later one fails
+        try:
+            for key, whole in records.items():
+                meta = whole.get("metadata") or {}
+                shown = f"{whole.get('kind')} {meta.get('namespace', '')}/{meta.get('name')}".replace(" /", " ")
+                why = _restorable(pod, whole)
+                if why is not None:
+                    refused.append(f"{clean(shown, 200)} not recreated: {why} (record {key} kept for review)")
+                    continue
+                changes.append(f"recreate {clean(shown, 200)} (role {clean(whole['roleRef'].get('name'), 200)})")
+                if dry_run:
+                    continue
+                plural = next(p for p, k in KINDS.items() if k == whole["kind"])
+                try:
+                    kube.create_object(RBAC, "v1", plural, meta.get("namespace") or None, whole)
+                except Conflict:
+                    changes[-1] += ": it exists again already, kept as it is"
+                made.append(key)
+        finally:
+            if made:
+                identity.change(kube, namespace, _dropping(made), name=STORE)
     except ResponderError as exc:
         why = f"could not recreate the revoked bindings from {namespace}/{STORE}: {clean(exc, 200)}"
         return ActionResult(action=RevokeAction.name, status=Status.FAILED, reason=why)

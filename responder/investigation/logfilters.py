@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from responder.errors import InvalidIdentifier
 from responder.intake import identifiers
 from responder.intake.triage import Target
+from responder.investigation import rights
 
 AUDIT_LOG = "cloudaudit.googleapis.com/activity"
 SERIAL_CONSOLE_LOG = "serialconsole.googleapis.com/serial_port_1_output"
@@ -163,9 +164,7 @@ def identity_writes_filter(target: Target, account_namespace: str, account: str,
     would also find every account whose name starts with this one (``web`` finds ``web-admin``).
     """
     # The account's name comes from the pod's spec, not from triage: validated here before it reaches the filter.
-    principal = (
-        f"system:serviceaccount:{identifiers.namespace(account_namespace)}:{identifiers.service_account(account)}"
-    )
+    principal = rights.username(identifiers.namespace(account_namespace), identifiers.service_account(account))
     parts = [
         *_cluster_audit(target),
         f"protoPayload.authenticationInfo.principalEmail={quote(principal)}",

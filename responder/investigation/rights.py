@@ -162,7 +162,7 @@ def rights_of(
     for kind, bindings in (("ClusterRoleBinding", clusterrolebindings), ("RoleBinding", rolebindings)):
         for binding in bindings:
             scope = _meta(binding, "namespace") if kind == "RoleBinding" else None
-            how = _names(binding.get("subjects"), scope, namespace, account)
+            how = names(binding.get("subjects"), scope, namespace, account)
             if how is None:
                 continue
             labels = _mapping(binding.get("metadata")).get("labels")
@@ -199,8 +199,10 @@ def rights_of(
     )
 
 
-def _names(subjects: object, binding_namespace: str | None, namespace: str, account: str) -> tuple[str, bool] | None:
-    """How the subjects name the account (the account itself before a group of it), or None."""
+def names(subjects: object, binding_namespace: str | None, namespace: str, account: str) -> tuple[str, bool] | None:
+    """How the subjects name the account: (``"ServiceAccount NS/SA"``, ``"User ..."`` or ``"Group ..."``, whether it
+    is the account itself rather than one of its groups; the account itself wins), or None. Also what ``revoke``
+    (containment/revoke.py) asks of a binding and of the records release recreates."""
     user, member_of = username(namespace, account), groups(namespace)
     through_group = None
     for subject in _list(subjects):

@@ -8,6 +8,7 @@ from responder.containment.revoke import RevokeAction
 from responder.intake.categories import CategoryProfile
 from responder.intake.sanitize import clean
 from responder.intake.triage import Target
+from responder.investigation import rights
 from responder.report.identity import writes_refused
 from responder.report.models import IncidentReport
 from responder.report.outcome import Outcome, not_contained_prefix
@@ -94,7 +95,7 @@ def _identity_step(report: IncidentReport, target: Target, actions: list[ActionR
     refuse (reads, tokens not bound to the pod, Google access tokens already taken). The details (bindings, the
     Google identity, Secret-based tokens, the writes since the event) are the report's Identity section."""
     pod = report.pod
-    account = f"system:serviceaccount:{target.namespace}:{(pod.service_account if pod else None) or 'default'}"
+    account = rights.username(target.namespace, (pod.service_account if pod else None) or "default")
     refused, why = writes_refused(actions)
     if refused:
         writes = f"Writes with the pod's service-account token ({account}) are refused by the cluster"
