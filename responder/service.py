@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from responder.config import Settings
@@ -248,7 +248,7 @@ class Responder:
             schedule.warm()  # a dry run writes nothing: no write to keep the CPU for
         listed = event.prefetched.policies or self.workers.submit(kube.list_network_policies, target.namespace)
         ensuring = self.workers.submit(ensure_deny_all, kube, target.namespace, listed) if isolating(forecast) else None
-        event.prefetched = Prefetched(policies=listed, deny_all=ensuring)
+        event.prefetched = Prefetched(policies=listed, deny_all=ensuring, namespace=event.namespace_read)
         if event.pod is not None or event.blocker is not None or event.pod_read is None:
             return None
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
@@ -355,10 +355,7 @@ class Responder:
             pod_facts = schedule.later(
                 self.workers, self.investigator.pod_facts, event.connection.kube, event.target, read, event.pod_read_at
             )
-            prefetched = event.prefetched
-            event.prefetched = Prefetched(
-                policies=prefetched.policies, deny_all=prefetched.deny_all, pod_facts=pod_facts
-            )
+            event.prefetched = replace(event.prefetched, pod_facts=pod_facts)
         return schedule.later(
             self.coordinators,
             schedule.when_warm,

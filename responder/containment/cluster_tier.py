@@ -15,7 +15,7 @@ at a worse priority; it is recognised by content, like the deny-all.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -132,6 +132,7 @@ def read(
     pod: PodView,
     labels: Mapping[str, str],
     run: Callable[[list[Callable[[], object]]], list[object]],
+    namespace_read: Future[NamespaceView] | None = None,
 ) -> ClusterTier:
     """Discover the policy kinds the cluster serves, list each and read the pod's namespace (at once, through
     ``run``), and judge every policy for the pod with ``labels`` (its own, without the quarantine label).
@@ -144,7 +145,10 @@ def read(
     kinds = served(kube.served_group_versions())
     if not kinds:
         return ClusterTier()
-    calls: list[Callable[[], object]] = [partial(kube.get_namespace, pod.namespace)]
+    # The namespace as read alongside the pod, when it was (``namespace_read``): not read a second time.
+    calls: list[Callable[[], object]] = [
+        namespace_read.result if namespace_read is not None else partial(kube.get_namespace, pod.namespace)
+    ]
     calls += [partial(_list, kube, k, pod.namespace) for k in kinds]
     outcomes = run(calls)
     unread: list[tuple[str, str]] = []

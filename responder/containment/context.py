@@ -26,7 +26,7 @@ from responder.containment.scheduling import WritesOut
 from responder.errors import ResponderError
 from responder.intake.findings import Finding
 from responder.intake.triage import Target
-from responder.ports import ClusterInfo, KubePort, NetworkPolicyView, PodView, WorkloadView
+from responder.ports import ClusterInfo, KubePort, NamespaceView, NetworkPolicyView, PodView, WorkloadView
 
 T = TypeVar("T")
 
@@ -60,6 +60,7 @@ class Prefetched:
     policies: Future[list[NetworkPolicyView]] | None = None  # the namespace's NetworkPolicies
     deny_all: Future[DenyAllState] | None = None  # the (inert) deny-all policy, ensured when isolation is certain
     pod_facts: Future[tuple[object, float]] | None = None  # the investigation's read of the pod and its owner chain
+    namespace: Future[NamespaceView] | None = None  # the pod's namespace (its exemption label; the tier above reads it)
 
     def listed_policies(self) -> list[NetworkPolicyView] | None:
         """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
