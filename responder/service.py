@@ -6,9 +6,7 @@ raised so Pub/Sub redelivers; every step is idempotent because delivery is at-le
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -22,6 +20,7 @@ from responder.containment.keys import FINDING_ANNOTATION
 from responder.containment.netpol import ensure_deny_all
 from responder.containment.plan import Plan
 from responder.containment.progress import converged, released, touched_before
+from responder.containment.recall import Recall, written_marks
 from responder.containment.results import ActionResult, Status
 from responder.containment.runner import (
     Runner,
@@ -62,8 +61,6 @@ from responder.report.record import (
     verification_info,
 )
 from responder.report.writeback import HANDLED_MARK, notify, write_back
-
-HANDLED_MEMORY = 4096  # finding names remembered per instance (a few hundred KiB at most)
 
 
 @dataclass
@@ -117,8 +114,7 @@ class Responder:
         )
         self.runner = Runner(self.workers, self.coordinators, rules, deps.clock)
         self.coverage = Coverage.of(deps.settings, deps.findings_api, defaults.verify_finding, deps.gate)
-        self._handled: OrderedDict[str, None] = OrderedDict()
-        self._handled_lock = threading.Lock()
+        self.recall = Recall()  # the findings this instance finished, and what SCC told it of each
 
     # ------------------------------------------------------------------------------------------------- entry
     def respond(self, delivery: Delivery) -> Outcome:
@@ -204,7 +200,7 @@ class Responder:
         reads: only SCC's marks can say that an earlier delivery finished the job (see ``containment.progress``).
         Anything else is presumed new, and round one of isolation goes out with the pod read.
         """
-        suspect = self._seen(event.finding.name) or (event.delivery.delivery_attempt or 0) > 1
+        suspect = self.recall.seen(event.finding.name) or (event.delivery.delivery_attempt or 0) > 1
         event.connection, event.no_cluster_why, event.blocker = connect(self.deps.connector, event.target)
         if event.connection is None:
             schedule.warm()  # nothing to write here: the investigation may load what it needs now
@@ -217,16 +213,22 @@ class Responder:
         """SCC's record, the pod, the namespace's policies and the quarantined identities, read at once: a converged
         redelivery costs these four reads and no write; anything else goes on to round one (which reuses them)."""
         target, kube = event.target, connection.kube
-        schedule.warm()  # SCC's answer is needed now, ahead of any write: its client may load at once
-        asking = self.workers.submit(self._ask, event)
+        recalled = self.recall.answer(event.finding, target)  # this instance finished it: what SCC told it then
+        if recalled is None:
+            schedule.warm()  # SCC's answer is needed now, ahead of any write: its client may load at once
+        asking = None if recalled else self.workers.submit(self._ask, event)
         event.pod_read_at = time.monotonic()
         event.pod_read = self.workers.submit(kube.get_pod, target.namespace, target.pod)
         event.prefetched = Prefetched(policies=self.workers.submit(kube.list_network_policies, target.namespace))
         own = self.deps.settings.budget_namespace
         event.identities_read = self.workers.submit(kube.get_config_map, own, identity_mod.IDENTITIES)
         event.pod, event.blocker = read_pod(connection, target, event.pod_read)
-        event.scc_answer = asking.result()
-        return self._judge_progress(event) or self._round_one(event, connection, schedule)
+        event.scc_answer = recalled if asking is None else asking.result()
+        ended = self._judge_progress(event)
+        if ended is None and recalled is not None:
+            event.scc_answer = self._ask(event)  # what this instance remembers does not settle it: SCC's word now
+            ended = self._judge_progress(event)
+        return ended or self._round_one(event, connection, schedule)
 
     def _ask(self, event: Event) -> Verification:
         """SCC's answer about this message, asked now."""
@@ -293,7 +295,7 @@ class Responder:
             )
         ):
             return None  # its identity's entry is gone, or a cluster-wide allow reopens it: handled in full
-        self._remember(event.finding.name)
+        self.recall.remember(event.finding.name, answer)
         plan = self._plan(event)
         record = event.record(Verdict.IGNORE, "duplicate", why, rule=plan.rule, verification=verification_info(answer))
         return event.outcome(record, plan=plan)
@@ -447,23 +449,8 @@ class Responder:
             settlement = Settlement("retry", "the progress marks were not written to SCC: the next delivery redoes")
         outcome.record = record(marked + notified, settlement)
         if settlement.outcome == "done" and decided is Verdict.ACT and not plan.dry_run:
-            self._remember(event.finding.name)
+            self.recall.remember(event.finding.name, verification, written_marks(marked))
         return outcome
-
-    # ---------------------------------------------------------------------------------------------- duplicates
-    def _seen(self, name: str | None) -> bool:
-        with self._handled_lock:
-            return bool(name) and name in self._handled
-
-    def _remember(self, name: str | None) -> None:
-        """Findings this instance contained, newest last (bounded): their redeliveries are checked first."""
-        if not name:
-            return
-        with self._handled_lock:
-            self._handled[name] = None
-            self._handled.move_to_end(name)
-            while len(self._handled) > HANDLED_MEMORY:
-                self._handled.popitem(last=False)
 
 
 def _rollback(event: Event, plan: Plan, results: list[ActionResult], own_namespace: str) -> ActionResult | None:

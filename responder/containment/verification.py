@@ -54,6 +54,7 @@ class Verification:
     mismatches: tuple[str, ...] = ()
     transient: bool = False  # UNREACHABLE because of a failure that may heal (any UNREACHABLE is redelivered)
     record: SccFinding | None = None  # SCC's record, when it vouched: the source of the fields that steer
+    recalled: bool = False  # the record is what SCC told this instance earlier (containment.recall), not a read now
 
     @property
     def allows_destructive(self) -> bool:
@@ -160,6 +161,11 @@ def verify(api: FindingsAPI | None, finding: Finding, target: Target, enabled: b
     record = _lookup(api, finding, enabled)
     if isinstance(record, Verification):
         return record
+    return judge(record, finding, target)
+
+
+def judge(record: SccFinding, finding: Finding, target: Target) -> Verification:
+    """SCC's answer about the message, from its record of the finding (read now, or remembered: ``recall``)."""
     wrong = mismatches(record, finding, target)
     if wrong:
         return Verification(

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from responder.containment.plan import Plan
 from responder.containment.progress import EVENT_MARK, STATUS_MARK, marks_for
+from responder.containment.recall import MARKS_DETAIL
 from responder.containment.results import ActionResult, Status
 from responder.containment.verification import Verification, Vouch
 from responder.errors import ResponderError
@@ -57,11 +59,8 @@ def write_back(  # noqa: PLR0913 - what the marks record, each named at the call
         # A step an earlier delivery finished stays finished in the progress (this delivery skipped it for that).
         actions = ",".join(f"{r.action}:{'succeeded' if r.details.get('earlier') else r.status.value}" for r in results)
         marks = marks_for(finding, outcome, status_word(results), actions, pod_uid, clock())
-        out.append(
-            _attempt(
-                "mark", lambda: api.update_marks(name, marks), f"security marks set: rsr_status={marks[STATUS_MARK]}"
-            )
-        )
+        done = f"security marks set: rsr_status={marks[STATUS_MARK]}"
+        out.append(_attempt("mark", lambda: api.update_marks(name, marks), done, {MARKS_DETAIL: marks}))
     # Hiding a finding needs SCC's own confirmation, not merely verification switched off.
     if defaults.set_inactive and destroyed(results) and verification.vouch is Vouch.VERIFIED:
         out.append(
@@ -99,10 +98,13 @@ def notify(
     ]
 
 
-def _attempt(action: str, fn: Callable[[], object], success: str) -> ActionResult:
-    """Run a write-back; its failure is recorded, never fatal (containment already happened)."""
+def _attempt(
+    action: str, fn: Callable[[], object], success: str, details: dict[str, Any] | None = None
+) -> ActionResult:
+    """Run a write-back; its failure is recorded, never fatal (containment already happened). ``details``: what
+    was written, kept on success (the marks: the record shows them, and ``containment.recall`` keeps them)."""
     try:
         fn()
     except ResponderError as exc:
         return ActionResult(action=action, status=Status.FAILED, reason=clean(exc, 200))
-    return ActionResult(action=action, status=Status.SUCCEEDED, reason=success)
+    return ActionResult(action=action, status=Status.SUCCEEDED, reason=success, details=details or {})
