@@ -103,7 +103,6 @@ def test_a_forged_message_reusing_the_name_for_another_pod_is_refuted_by_scc_its
 def test_after_its_time_a_remembered_record_is_not_used() -> None:
     now = [0.0]
     recall = Recall(ttl_s=600, clock=lambda: now[0])
-    findings = scc()
     finding, target = message()
     record = scc().findings[NAME]
     recall.remember(NAME, Verification(Vouch.VERIFIED, "ok", record=record), {"rsr_outcome": "done"})
