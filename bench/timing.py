@@ -76,6 +76,10 @@ class Timeline:
 class TimedKube:
     """A KubePort that forwards to the real adapter and timestamps every call (reads pass through untouched)."""
 
+    # One signature per adapter method, not one per call: inspect.signature costs about as much CPU as a kube read's
+    # parse, and it would be counted in the responder's CPU figures (the measurement's own overhead).
+    _signatures: dict[tuple[type, str], inspect.Signature] = {}
+
     def __init__(self, inner: Any, timeline: Timeline) -> None:
         self._inner = inner
         self._timeline = timeline
@@ -84,7 +88,10 @@ class TimedKube:
         attr = getattr(self._inner, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        signature = inspect.signature(attr)
+        key = (type(self._inner), name)
+        signature = TimedKube._signatures.get(key)
+        if signature is None:
+            signature = TimedKube._signatures.setdefault(key, inspect.signature(attr))
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.monotonic()

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from responder.errors import JsonLimit
-from responder.intake.sanitize import untrusted_text
+from responder.intake.sanitize import surrogate_free, untrusted_text
 
 MAX_INT_DIGITS = 24  # int64 has at most 19 digits (+ sign); some headroom, nothing more
 MAX_FLOAT_CHARS = 64
@@ -43,7 +43,7 @@ def loads(text: str | bytes) -> Any:
     """``json.loads`` with bounded numbers, depth and text; raises ``ValueError`` (``JSONDecodeError`` or
     :class:`JsonLimit`) or ``RecursionError`` for input nested deeper than the parser goes."""
     value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
-    problem = untrusted_text(value)
+    problem = untrusted_text(value, strings=not surrogate_free(text))
     if problem is not None:
         raise JsonLimit(problem)
     return value

@@ -21,6 +21,7 @@ MAX_DEPTH = 64  # the deepest real notification field is ~8 levels down; Python'
 REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
 _LONE_SURROGATE = "holds a lone surrogate: not Unicode text, and no SCC or Pub/Sub message carries one"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # the JSON escape of a surrogate (hex in either case)
 # C0 and C1 controls (ESC, CR, CSI...), line and paragraph separators, bidi overrides, and surrogates.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
@@ -50,22 +51,33 @@ def clean_tree(value: Any, limit: int = MAX_TEXT, depth: int = 6) -> Any:
     return clean(value, limit)
 
 
+def surrogate_free(text: str | bytes) -> bool:
+    """True when JSON ``text`` cannot decode to a string holding a surrogate: ASCII with no ``\\uD800``-``\\uDFFF``
+    escape. A surrogate in decoded JSON comes from such an escape or from the raw text itself (non-ASCII: not
+    cleared here). One scan of the text in C, instead of a search per decoded string; a false alarm (an escaped
+    backslash before ``uD8..``) only means the strings are searched one by one."""
+    if not text.isascii():
+        return False
+    return _ESCAPED_SURROGATE.search(text if isinstance(text, str) else text.decode("ascii")) is None
+
+
 def has_surrogate(text: str) -> bool:
     """True when ``text`` holds a lone surrogate (decoded JSON pairs them, so any surrogate left is lone)."""
     return _SURROGATE.search(text) is not None
 
 
-def untrusted_text(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> str | None:
+def untrusted_text(value: Any, where: str = "", max_depth: int = MAX_DEPTH, *, strings: bool = True) -> str | None:
     """Why a decoded JSON tree cannot have come from SCC or Pub/Sub, or None.
 
     Refuses a lone surrogate in any key or string (naming where it sits) and nesting deeper than ``max_depth``.
-    Iterative, so a tree nested as deeply as the JSON parser allows cannot exhaust the stack here.
+    Iterative, so a tree nested as deeply as the JSON parser allows cannot exhaust the stack here. ``strings=False``:
+    the caller knows the source text could not decode to a surrogate (:func:`surrogate_free`); depth only.
     """
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         node, path, depth = stack.pop()
         if isinstance(node, str):
-            if has_surrogate(node):
+            if strings and has_surrogate(node):
                 return f"text at {_shown(path)} {_LONE_SURROGATE}"
             continue
         if not isinstance(node, Mapping | list | tuple):
@@ -76,7 +88,7 @@ def untrusted_text(value: Any, where: str = "", max_depth: int = MAX_DEPTH) -> s
             for key, child in node.items():
                 key_text = key if isinstance(key, str) else str(key)
                 child_path = f"{path}.{key_text}" if path else key_text
-                if has_surrogate(key_text):
+                if strings and has_surrogate(key_text):
                     return (
                         f"a key at {_shown(child_path)} holds a lone surrogate, which no SCC or Pub/Sub message carries"
                     )

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from responder.config import Settings
 from responder.errors import InvalidEnvelope
 from responder.intake.envelope import Delivery, detect
+from responder.intake.sanitize import surrogate_free, untrusted_text
 from responder.policy.rules import Policy, PolicyEngine
 from responder.service import Dependencies, Responder
 from tests.notifications import notification
@@ -137,3 +138,20 @@ def test_the_act_path_with_a_cluster_always_decides(overrides: dict[str, Any], a
         responder.coordinators.shutdown(wait=False)
     assert record.verdict.value in VERDICTS
     assert record.outcome == "done"
+
+
+@given(json_values, st.booleans(), st.booleans())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_one_scan_check_never_clears_text_that_decodes_to_a_surrogate(
+    tree: Any, ascii_only: bool, as_bytes: bool
+) -> None:
+    """``surrogate_free`` lets ``safejson.loads`` skip the per-string search: it must never say "free" for JSON text
+    whose decoded strings hold a surrogate, however the text spells it (escaped in either case, or raw)."""
+    text = json.dumps(tree, ensure_ascii=ascii_only)
+    if not ascii_only and any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        assert not surrogate_free(text)  # raw: refused by the scan itself
+        return
+    raw: str | bytes = text.encode("utf-8") if as_bytes else text
+    if surrogate_free(raw):
+        assert untrusted_text(json.loads(raw)) is None
+    assert (untrusted_text(json.loads(raw)) is None) or not surrogate_free(raw)
