@@ -100,6 +100,8 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
 
     pairs = {
         "cold_to_isolated_s / peer_import_s": ("cold_to_isolated_s", "peer_import_s"),
+        "cold_to_isolated_s_before / peer_import_s": ("cold_to_isolated_s_before", "peer_import_s"),
+        "cold_to_isolated_s / cold_to_isolated_s_before": ("cold_to_isolated_s", "cold_to_isolated_s_before"),
         "containment_L / baseline_containment_L": ("containment_L", "baseline_containment_L"),
         "containment_L / containment_floor_L": ("containment_L", "containment_floor_L"),
         "time_to_cut_ms / time_to_cut_floor_ms": ("time_to_cut_ms", "time_to_cut_floor_ms"),

@@ -290,6 +290,7 @@ def measure_cold_alone(tmp: Path, before: Path | None, samples: int = 7) -> tupl
         ran = measure_cold(bench, access, 0.0, shops[len(roots) : len(roots) * (samples + 1)], roots=roots)
         profiled = measure_cold(bench, access, 0.0, shops[len(roots) * (samples + 1) :], profile=True, roots=roots)
     figures: dict[str, Any] = {}
+    figures["peer_import_s"], details["peer_import"] = peer_import(log, IMPORT_RUNS)  # what the ratio is against
     for root, suffix in zip(roots, ("", "_before"), strict=False):
         mine = [c for c in ran if c["root"] == str(root)]
         figures[f"cold_to_isolated_s{suffix}"] = _median3([c["cold_to_isolated_s"] for c in mine])

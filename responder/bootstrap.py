@@ -38,9 +38,14 @@ def build_dependencies(settings: Settings | None = None) -> Dependencies:
         from responder.adapters.scc import SccFindings
 
         if deps.connector is None:
+            from responder.adapters.google_token import token_source
             from responder.adapters.kube_connect import GkeConnector
 
-            deps.connector = GkeConnector(GkeClusterAPI(settings), endpoint=settings.gke_endpoint, gate=gate)
+            # Two sources, not one: the GKE lookup and the bearer are fetched at once (one round, not two).
+            bearer = token_source(settings.k_service)
+            deps.connector = GkeConnector(
+                GkeClusterAPI(settings), endpoint=settings.gke_endpoint, gate=gate, token=bearer
+            )
         deps.logs = CloudLogs(settings, gate=gate)
         deps.findings_api = SccFindings(settings, gate=gate)
     if engine.defaults.report_topic and (google or settings.pubsub_emulator_host):

@@ -1,13 +1,16 @@
 """``ClusterAPI`` over the GKE API's documented REST endpoint (``GET /v1/projects/P/locations/L/clusters/C``).
 
 Needs ``container.clusters.get`` (``roles/container.clusterViewer``). This lookup stands between a finding and the
-first write to its cluster, so it uses google-auth's ``AuthorizedSession`` and plain JSON rather than the
-``google-cloud-container`` SDK: the SDK's import (≈0.3 s of CPU on a cold instance) bought nothing here but a proto
-object to read a dozen fields from. Errors go through the same translation as every Google adapter.
+first write to its cluster, so it is plain JSON over urllib3 (which the Kubernetes transport loads anyway) with the
+token from ``google_token``: the ``google-cloud-container`` SDK's import (≈0.3 s of CPU on a cold instance) bought
+nothing here but a proto object to read a dozen fields from, and google-auth's ``AuthorizedSession`` brings
+``requests`` and ``cryptography`` with it. Errors become api_core's exceptions from the HTTP answer, as the SDKs'
+REST transports make them, and go through the same translation as every Google adapter.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -15,15 +18,15 @@ from typing import Any
 
 from responder.adapters.google_clients import sdk
 from responder.adapters.google_errors import google_call, is_transient, translate
+from responder.adapters.google_token import TokenSource, token_source
 from responder.config import Settings
-from responder.errors import TransientError
+from responder.errors import TransientError, Unavailable
 from responder.intake import identifiers
 from responder.intake.identifiers import ClusterRef
 from responder.intake.sanitize import clean
 from responder.ports import ClusterInfo
 
 DEFAULT_ENDPOINT = "https://container.googleapis.com"
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # The REST API answers enums by name; numbers are accepted too, as proto3 JSON allows either.
 _CLUSTER_STATUS = {1: "PROVISIONING", 2: "RUNNING", 3: "RECONCILING", 4: "STOPPING", 5: "ERROR", 6: "DEGRADED"}
 _DATAPATH = {1: "LEGACY_DATAPATH", 2: "ADVANCED_DATAPATH"}
@@ -32,25 +35,30 @@ _DATAPATH = {1: "LEGACY_DATAPATH", 2: "ADVANCED_DATAPATH"}
 class GkeClusterAPI:
     """Reads cluster metadata: endpoints, CA, labels, and whether NetworkPolicy is enforced."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float = 10.0, deadline_s: float = 20.0) -> None:
-        """``timeout_s`` bounds one HTTP attempt; ``deadline_s`` bounds retries of transient failures (0: none)."""
+    def __init__(
+        self, settings: Settings, *, timeout_s: float = 10.0, deadline_s: float = 20.0, token: TokenSource | None = None
+    ) -> None:
+        """``timeout_s`` bounds one HTTP attempt; ``deadline_s`` bounds retries of transient failures (0: none).
+        ``token``: where the bearer comes from (default: :func:`google_token.token_source`; none when the settings
+        ask for anonymous calls, to a local wire fake)."""
         self._settings = settings
         self._timeout_s = timeout_s
         self._deadline_s = deadline_s
         self._base = _base_url(settings.container_endpoint)
+        self._token = None if settings.anonymous_google else token or token_source(settings.k_service)
         self._lock = threading.Lock()
-        self._session: Any = None
+        self._pool: Any = None
 
-    def _authorized_session(self) -> Any:
+    def _manager(self) -> Any:
+        import urllib3
+
         with self._lock:
-            if self._session is None:
-                with google_call("GKE: building the session"):
-                    if self._settings.anonymous_google:
-                        credentials = sdk("google.auth.credentials").AnonymousCredentials()
-                    else:
-                        credentials, _ = sdk("google.auth").default(scopes=list(SCOPES))
-                    self._session = sdk("google.auth.transport.requests").AuthorizedSession(credentials)
-            return self._session
+            if self._pool is None:
+                # The CA bundle requests would use (certifi): the same trust as the SDK clients.
+                import certifi
+
+                self._pool = urllib3.PoolManager(ca_certs=certifi.where(), retries=False)
+            return self._pool
 
     def get_cluster(self, ref: ClusterRef) -> ClusterInfo:
         """``GET /v1/projects/P/locations/L/clusters/C`` (L is a region or a zone)."""
@@ -77,20 +85,62 @@ class GkeClusterAPI:
                 delay = min(delay * 2, 2.0)
 
     def _get(self, what: str, url: str) -> dict[str, Any]:
+        import urllib3
+
         with google_call(what):
-            response = self._authorized_session().get(url, timeout=self._timeout_s)
-            if response.status_code >= 400:
-                error = sdk("google.api_core.exceptions").from_http_response(response)
+            timeout = urllib3.Timeout(connect=self._timeout_s, read=self._timeout_s)
+            answer = self._manager().request("GET", url, headers=self._headers(), timeout=timeout, redirect=False)
+            if answer.status == 401 and self._token is not None:
+                # The token was refused (revoked, expired early): one fresh one, as google-auth's session does.
+                answer = self._manager().request(
+                    "GET", url, headers=self._headers(fresh=True), timeout=timeout, redirect=False
+                )
+            if answer.status >= 400:
+                error = sdk("google.api_core.exceptions").from_http_response(_Answer(answer, url))
+                if answer.status == 401 and self._token is None:
+                    raise Unavailable(f"{what}: HTTP 401, and no credentials to present (anonymous)") from error
                 raise translate(error, what) or error from error
-            body = response.json()
+            body = _json(answer.data)
         if not isinstance(body, dict):
             raise TransientError(f"{what}: the answer is not a JSON object")
         return body
 
+    def _headers(self, fresh: bool = False) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.token(fresh)[0]}"
+        return headers
+
     def close(self) -> None:
-        """Release the HTTP session (no-op when it was never built)."""
-        if self._session is not None:
-            self._session.close()
+        """Drop pooled connections (no-op when none was made)."""
+        if self._pool is not None:
+            self._pool.clear()
+
+
+class _Answer:
+    """What api_core's ``from_http_response`` reads of a ``requests.Response``, from a urllib3 one."""
+
+    def __init__(self, answer: Any, url: str) -> None:
+        self.status_code = answer.status
+        self.text = answer.data.decode("utf-8", errors="replace")
+        self.request = _Request(url)
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class _Request:
+    method = "GET"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None  # not JSON: reported as "not a JSON object"
 
 
 def _base_url(endpoint: str | None) -> str:

@@ -50,11 +50,9 @@ def translate(exc: BaseException, what: str) -> ResponderError | None:
             return TransientError(f"{what}: retries exhausted ({detail})")
         if isinstance(exc, core.GoogleAPICallError):
             return _from_call_error(exc, what, core)
-    rq = sys.modules.get("requests.exceptions")
-    if rq is not None and isinstance(exc, rq.RequestException):
-        if isinstance(exc, rq.ConnectionError | rq.Timeout | rq.ChunkedEncodingError):
-            return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 300)}")
-        return PermanentError(f"{what}: {type(exc).__name__}: {clean(exc, 300)}")  # InvalidURL, MissingSchema ...
+    transport = _from_transport(exc, what)
+    if transport is not None:
+        return transport
     auth = sys.modules.get("google.auth.exceptions")
     if auth is not None and isinstance(exc, auth.GoogleAuthError):
         if isinstance(exc, auth.DefaultCredentialsError):
@@ -67,6 +65,22 @@ def translate(exc: BaseException, what: str) -> ResponderError | None:
         return translate(core.from_grpc_error(exc), what)
     if isinstance(exc, ConnectionError):  # the builtin one: refused / reset below any SDK
         return TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 300)}")
+    return None
+
+
+def _from_transport(exc: BaseException, what: str) -> ResponderError | None:
+    """requests' errors (the SDKs' REST transports) and urllib3's (the GKE lookup, adapters/gke.py)."""
+    text = f"{what}: {type(exc).__name__}: {clean(exc, 300)}"
+    rq = sys.modules.get("requests.exceptions")
+    if rq is not None and isinstance(exc, rq.RequestException):
+        if isinstance(exc, rq.ConnectionError | rq.Timeout | rq.ChunkedEncodingError):
+            return TransientError(text)
+        return PermanentError(text)  # InvalidURL, MissingSchema ...
+    u3 = sys.modules.get("urllib3.exceptions")
+    if u3 is not None and isinstance(exc, u3.HTTPError):
+        if isinstance(exc, u3.LocationValueError):  # a URL that cannot be dialled: no retry mends it
+            return PermanentError(text)
+        return TransientError(text)  # refused, reset, timed out
     return None
 
 

@@ -8,13 +8,13 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from responder.adapters.google_token import AdcToken, TokenSource
 from responder.adapters.kube import KubeAdapter
 from responder.adapters.kube_http import KubeHttp
-from responder.errors import TransientError, Unavailable
+from responder.errors import Unavailable
 from responder.intake.identifiers import ClusterRef
 from responder.intake.sanitize import clean
 from responder.ports import (
@@ -74,12 +74,11 @@ def choose_endpoint(info: ClusterInfo, preference: EndpointChoice) -> tuple[str,
 
 
 class GkeConnector:
-    """GKE: endpoint and CA from the container API, a google-auth token with the cloud-platform scope.
+    """GKE: endpoint and CA from the container API, an access token with the cloud-platform scope (``google_token``).
 
     Clients are cached per cluster and rebuilt when the token nears expiry (tokens live about an hour).
     """
 
-    SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
     REFRESH_MARGIN_S = 300
 
     def __init__(
@@ -88,8 +87,10 @@ class GkeConnector:
         credentials: Any = None,
         endpoint: EndpointChoice = "auto",
         gate: ImportGate | None = None,
+        token: TokenSource | None = None,
     ) -> None:
-        """``credentials``: a google-auth Credentials object; default: Application Default Credentials.
+        """``token``: where the bearer comes from (``google_token.token_source``); else ``credentials``, a google-auth
+        Credentials object; else Application Default Credentials through google-auth.
         ``endpoint``: which control-plane endpoint to dial (:func:`choose_endpoint`). ``gate``: handed to the
         Kubernetes adapters, whose official client (exec) waits for it on a cold instance."""
         self.cluster_api = cluster_api
@@ -97,26 +98,8 @@ class GkeConnector:
         self.gate = gate
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Connection, float]] = {}
-        self._credentials: Any = credentials
+        self._token_source = token or AdcToken(credentials)
         self._ca_dir = tempfile.mkdtemp(prefix="rsr-ca-")
-
-    def _token(self) -> tuple[str, float]:
-        import google.auth
-        import google.auth.transport.requests
-        from google.auth.exceptions import DefaultCredentialsError, RefreshError
-
-        try:
-            if self._credentials is None:
-                self._credentials, _ = google.auth.default(scopes=list(self.SCOPES))
-            creds = self._credentials
-            if not creds.valid or _expires_within(creds.expiry, self.REFRESH_MARGIN_S):
-                creds.refresh(google.auth.transport.requests.Request())
-        except DefaultCredentialsError as exc:
-            raise Unavailable(f"no Google credentials: {clean(exc, 200)}") from exc
-        except RefreshError as exc:
-            raise TransientError(f"token refresh failed: {clean(exc, 200)}") from exc
-        expiry = _utc(creds.expiry).timestamp() if creds.expiry else time.time() + 1800
-        return str(creds.token), expiry
 
     def connect(self, ref: ClusterRef) -> Connection:
         """A client for this GKE cluster."""
@@ -126,7 +109,7 @@ class GkeConnector:
                 return cached[0]
             # The cluster lookup and the token are independent remote calls: one round, not two, before the pod read.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsr-token") as pool:
-                token_future = pool.submit(self._token)
+                token_future = pool.submit(self._token_source.token)
                 info = self.cluster_api.get_cluster(ref)
                 token, expiry = token_future.result()
             chosen = choose_endpoint(info, self.endpoint)
@@ -161,12 +144,3 @@ class GkeConnector:
             connection = Connection(kube=kube, info=info)
             self._cache[ref.path] = (connection, expiry)
             return connection
-
-
-def _utc(moment: datetime) -> datetime:
-    # google-auth keeps expiry as a naive datetime in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _expires_within(expiry: datetime | None, seconds: float) -> bool:
-    return expiry is not None and _utc(expiry).timestamp() - time.time() < seconds
