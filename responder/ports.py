@@ -20,7 +20,7 @@ from responder.intake.identifiers import ClusterRef
 
 
 class _View(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # ----------------------------------------------------------------------------------------------------- Kubernetes

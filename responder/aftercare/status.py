@@ -24,7 +24,7 @@ from responder.ports import KubePort, NetworkPolicyView, PodView
 class QuarantinedPod(BaseModel):
     """One line of ``status`` (and one object of ``status --json``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     namespace: str
     pod: str

@@ -36,7 +36,7 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 class ActionParams(BaseModel):
     """Base of every action's typed parameters; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from responder.containment.action import ActionParams
 class PlannedStep(BaseModel):
     """One action to run, with its typed parameters."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     action: str
     params: ActionParams
@@ -32,7 +32,7 @@ class Plan(BaseModel):
     ``report_only``): the decision record is then ``ignore``, since nothing is done or attempted.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     mode: Mode
     rule: str | None

@@ -28,7 +28,7 @@ class Status(StrEnum):
 class ActionResult(BaseModel):
     """One action's outcome, as it appears in the decision record."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     action: str
     status: Status

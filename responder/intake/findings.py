@@ -21,7 +21,7 @@ SAMPLE_PROPERTY = "Responder_Sample"
 
 
 class _Domain(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Process(_Domain):

@@ -86,7 +86,9 @@ Techniques = Annotated[list[str], _enum_list(proto_enums.TECHNIQUE)]
 
 
 class _Raw(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True, defer_build=True
+    )
 
 
 class RawFile(_Raw):

@@ -62,7 +62,7 @@ LOG_TITLES: dict[LogKind, str] = {
 class Branch(BaseModel):
     """How one investigation branch went."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     status: Literal["ok", "unavailable", "failed", "timeout"]
     detail: str | None = None
@@ -72,7 +72,7 @@ class Branch(BaseModel):
 class LogSearch(BaseModel):
     """One of the runbook's log searches: its filter (verbatim, also when not run) and the newest entries found."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     kind: LogKind
     title: str
@@ -90,7 +90,7 @@ class LogSearch(BaseModel):
 class Investigation(BaseModel):
     """Everything gathered about the incident; fields are None when their branch did not succeed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     cluster: ClusterInfo | None = None
     node: NodeView | None = None

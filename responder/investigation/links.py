@@ -116,7 +116,7 @@ _FINDING_NAME = re.compile(
 class Link(BaseModel):
     """A titled URL; ``url`` is None for a reference we can name but not link (an unknown MITRE name)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     title: str
     url: str | None = None
@@ -125,7 +125,7 @@ class Link(BaseModel):
 class Technique(BaseModel):
     """A MITRE ATT&CK tactic or technique as the report lists it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str  # as SCC reported it (enum name), or the ATT&CK ID for the runbook's defaults
     attack_id: str | None = None
@@ -137,7 +137,7 @@ class Technique(BaseModel):
 class Command(BaseModel):
     """A shell command for a human: the argv and its quoted one-line form."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     purpose: str
     argv: tuple[str, ...]

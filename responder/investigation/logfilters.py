@@ -51,7 +51,7 @@ _INSTANCE_ID = re.compile(r"[0-9]{1,20}")
 class LogWindow(BaseModel):
     """The searched interval: the event time ± N minutes, or now − N … now when the finding has no event time."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     start: datetime
     end: datetime

@@ -39,7 +39,7 @@ MAX_NAME = 253
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class RbacRule(_Model):

@@ -35,7 +35,7 @@ _DEFAULT_OWNER_KEYS = Defaults().owner_keys
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 # ------------------------------------------------------------------------------------------------------ the model

@@ -38,7 +38,7 @@ RecordOutcome = Literal["done", "retry", "not_contained"]
 class PodRef(BaseModel):
     """``{"namespace", "name"}`` of the pod the finding names."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     namespace: str
     name: str
@@ -47,7 +47,7 @@ class PodRef(BaseModel):
 class DeliveryInfo(BaseModel):
     """Which delivery this record is about (for correlating redeliveries)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     shape: str | None = None
     event_id: str | None = None
@@ -58,7 +58,7 @@ class DeliveryInfo(BaseModel):
 class VerificationInfo(BaseModel):
     """What SCC's own record said about the message (see ``responder.containment.verification``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     status: str
     reason: str
@@ -68,7 +68,7 @@ class VerificationInfo(BaseModel):
 class DecisionRecord(BaseModel):
     """One decision about one delivery."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     severity: str
     message: str

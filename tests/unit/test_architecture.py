@@ -170,3 +170,28 @@ def test_no_tool_or_bench_function_is_too_long_to_read(path: Path) -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path.relative_to(ROOT)}: over {MAX_FUNCTION_LINES} lines, split into phases: {long}"
+
+
+def test_every_model_builds_its_schema_on_first_use() -> None:
+    """A pydantic model's schema costs CPU when it is built; built at import, every model would be paid for on a cold
+    instance before the isolating writes, whether they need it or not (docs/performance.md, the cold path). So every
+    model defers it (``defer_build``) to its first use; only Settings, read first thing, does not."""
+    import pkgutil
+    from importlib import import_module
+
+    from pydantic import BaseModel
+
+    import responder
+
+    for info in pkgutil.walk_packages(responder.__path__, "responder."):
+        import_module(info.name)
+
+    def models(cls: type[BaseModel]) -> Iterator[type[BaseModel]]:
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from models(sub)
+
+    ours = {m for m in models(BaseModel) if m.__module__.startswith("responder.") and m.__name__ != "Settings"}
+    assert len(ours) > 40
+    eager = sorted(f"{m.__module__}.{m.__qualname__}" for m in ours if not m.model_config.get("defer_build"))
+    assert eager == []
