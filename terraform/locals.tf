@@ -1,7 +1,8 @@
 # Pure derivations from variables and repository files: no resource or data-source references, so every value here is
 # known at plan time (for_each keys, the identity in the RBAC) and the offline tests can evaluate this file on its own.
-# One exception: RESPONDER_CANARY_SOURCE takes local.canary_source_name from canary.tf (the SCC source's name, known after
-# apply); the tests give it a stand-in.
+# Two exceptions, to which the tests give stand-ins: RESPONDER_CANARY_SOURCE takes local.canary_source_name from
+# canary.tf (the SCC source's name, known after apply), and the policy check's command names the uploaded archive,
+# local.source_object from function.tf (named by the archive's hash).
 
 locals {
   repo_root = abspath("${path.module}/..")
@@ -25,8 +26,10 @@ locals {
     function = "${var.name}-fn"
     trigger  = "${var.name}-trigger" # the push subscription's OIDC identity
     build    = "${var.name}-build"
+    policy   = "${var.name}-policy" # runs the policy check build (validate_policy.tf)
   }
   function_sa_email = "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
+  policy_sa_email   = "${local.service_accounts.policy}@${var.project_id}.iam.gserviceaccount.com"
 
   # --- The fleet ---------------------------------------------------------------------------------------------------
   # Keyed by the name the responder compares a finding's cluster with (RESPONDER_FLEET).
@@ -171,6 +174,28 @@ locals {
     [for f in fileset(local.repo_root, "responder/**") : f if !strcontains(f, "__pycache__") && !endswith(f, ".pyc")],
     var.extra_source_files,
   )))
+
+  # --- The policy check (validate_policy.tf, build/validate-policy.yaml) --------------------------------------------
+  # `python -m responder validate-policy` in Cloud Build on the uploaded archive, before the function is (re)built: the
+  # file the function will load (RESPONDER_POLICY_FILE, else policy.yaml beside main.py), with the Python of the
+  # runtime. One argv, no shell: Terraform's local-exec runs it with the list as interpreter + command. The source
+  # is staged under validate-policy/ of the source bucket (gcloud copies a gs:// source before building it), where a
+  # lifecycle rule removes the copies after a day.
+  validate_policy_file    = coalesce(var.policy_file, "policy.yaml")
+  validate_policy_config  = "${abspath(path.module)}/build/validate-policy.yaml"
+  validate_policy_image   = "python:${substr(var.runtime, 6, 1)}.${substr(var.runtime, 7, -1)}-slim"
+  validate_policy_staging = "validate-policy"
+  validate_policy_argv = [
+    "gcloud", "builds", "submit",
+    "gs://${local.names.source_bucket}/${local.source_object}",
+    "--config=${local.validate_policy_config}",
+    "--project=${var.project_id}",
+    "--region=${var.region}",
+    "--service-account=projects/${var.project_id}/serviceAccounts/${local.policy_sa_email}",
+    "--gcs-source-staging-dir=gs://${local.names.source_bucket}/${local.validate_policy_staging}",
+    "--substitutions=_POLICY_FILE=${local.validate_policy_file},_PYTHON_IMAGE=${local.validate_policy_image}",
+    "--quiet",
+  ]
 
   # --- Kubernetes RBAC -------------------------------------------------------------------------------------------
   # The objects are rendered and applied by modules/cluster-access (kubernetes.tf for rbac_cluster, or the caller's own

@@ -337,15 +337,22 @@ def test_findings_are_pushed_to_the_function_with_oidc_and_no_eventarc() -> None
     assert "eventarc" not in repr([mod.resources, mod.data, mod.locals, mod.outputs]).lower()
 
 
-def test_nothing_runs_outside_terraform() -> None:
-    # No provisioner, no gcloud: nothing depends on who the local gcloud is logged in as.
+def test_the_policy_check_is_the_only_command_run_outside_terraform() -> None:
+    # Delivery, dead-lettering and every grant are Terraform resources: nothing depends on who the local gcloud is
+    # logged in as, except the policy check, which can be switched off (tests/terraform/test_validate_policy.py).
     mod = module()
     assert ("terraform_data", "findings_dead_letter_policy") not in mod.resources
-    text = repr([mod.resources, mod.data, mod.locals, mod.outputs])
-    assert "local-exec" not in text
-    assert "provisioner" not in text
-    assert "gcloud" not in text
     assert "attach_dead_letter_policy" not in mod.variables
+    with_provisioners = {key for key, body in mod.resources.items() if "provisioner" in body}
+    assert with_provisioners == {("terraform_data", "validate_policy")}
+    check = resource("terraform_data", "validate_policy")
+    assert check["count"] == "${var.validate_policy_in_build ? 1 : 0}"
+    (provisioner,) = check["provisioner"]
+    assert set(provisioner) == {"local-exec"}
+    others = {key: body for key, body in mod.resources.items() if key != ("terraform_data", "validate_policy")}
+    text = repr([others, mod.data, mod.outputs, {k: v for k, v in mod.locals.items() if k != "validate_policy_argv"}])
+    assert "local-exec" not in text
+    assert "gcloud" not in text
 
 
 def test_dead_letter_policy_is_on_the_push_subscription_and_switchable() -> None:
@@ -398,7 +405,9 @@ def test_source_zip_is_an_allow_list_of_the_function_files() -> None:
 
     obj = resource("google_storage_bucket_object", "source")
     assert obj["source"] == "${data.archive_file.source.output_path}"
-    assert "data.archive_file.source.output_sha256" in obj["name"]  # new source, new object, redeploy
+    assert obj["name"] == "${local.source_object}"
+    # New source, new object, redeploy (and a new policy check, which names the same object).
+    assert module().locals["source_object"] == "function-source-${data.archive_file.source.output_sha256}.zip"
 
 
 def test_source_bucket_is_private_and_keeps_only_current_source() -> None:
@@ -408,9 +417,12 @@ def test_source_bucket_is_private_and_keeps_only_current_source() -> None:
     # Archives are named by content hash, so an object is never overwritten: with versioning on, Terraform's delete of
     # the previous archive would only make it noncurrent, and no "newer versions" rule would ever match it.
     assert block(bucket, "versioning")["enabled"] is False
-    (noncurrent,) = bucket["lifecycle_rule"]
+    (noncurrent, staged) = bucket["lifecycle_rule"]
     assert block(noncurrent, "condition") == {"with_state": "ARCHIVED", "days_since_noncurrent_time": 1}
     assert block(noncurrent, "action") == {"type": "Delete"}
+    # The copies gcloud stages for the policy check, under their own prefix, for a day.
+    assert block(staged, "condition") == {"age": 1, "matches_prefix": ["${local.validate_policy_staging}/"]}
+    assert block(staged, "action") == {"type": "Delete"}
     sweep = block(bucket, "dynamic")["lifecycle_rule"]
     assert sweep["for_each"] == "${var.source_max_age_days == null ? [] : [var.source_max_age_days]}"
     assert block(block(sweep, "content"), "condition")["age"] == "${lifecycle_rule.value}"
@@ -629,7 +641,10 @@ def test_first_build_waits_for_the_build_role() -> None:
     sleep = resource("time_sleep", "build_iam_propagation")
     assert "google_project_iam_member.build" in json.dumps(sleep)
     assert re.fullmatch(r"\d+s", sleep["create_duration"]) and int(sleep["create_duration"][:-1]) >= 60
-    assert resource(*FUNCTION)["depends_on"] == ["${time_sleep.build_iam_propagation}"]
+    assert resource(*FUNCTION)["depends_on"] == [
+        "${time_sleep.build_iam_propagation}",
+        "${terraform_data.validate_policy}",  # and the policy check on the same archive
+    ]
     build = resource("google_project_iam_member", "build")
     assert build["role"] == "roles/run.builder"
     assert build["member"] == "serviceAccount:${google_service_account.build.email}"
@@ -968,12 +983,17 @@ def pure_access_module(dest: Path, *, resources: bool = False) -> None:
         (dest / "main.tf").write_text(main)
 
 
+FAKE_SOURCE_OBJECT = f"function-source-{'0' * 64}.zip"
+
+
 def write_stubs(work: Path) -> None:
     """Stand-ins for the values locals.tf takes from resources and data sources (known only after apply or with a
-    provider): the canary's SCC source name (canary.tf)."""
+    provider): the canary's SCC source name (canary.tf) and the archive's object name (function.tf)."""
     (work / "stubs.tf").write_text(
         'variable "fake_canary_source" {\n  type    = string\n  default = null\n}\n\n'
-        "locals {\n  canary_source_name = local.canary_enabled ? var.fake_canary_source : null\n}\n"
+        f'variable "fake_source_object" {{\n  type    = string\n  default = "{FAKE_SOURCE_OBJECT}"\n}}\n\n'
+        "locals {\n  canary_source_name = local.canary_enabled ? var.fake_canary_source : null\n"
+        "  source_object      = var.fake_source_object\n}\n"
     )
 
 
@@ -1035,6 +1055,9 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "not_contained_filter",
                 "metric_names",
                 "replay_environment",
+                "validate_policy_file",
+                "validate_policy_image",
+                "validate_policy_argv",
             )
         )
         + "\n"
