@@ -76,7 +76,8 @@ def build_config() -> dict[str, Any]:
 
 
 def step(step_id: str) -> dict[str, Any]:
-    (found,) = [s for s in build_config()["steps"] if s.get("id") == step_id]
+    steps: list[dict[str, Any]] = build_config()["steps"]
+    (found,) = [s for s in steps if s.get("id") == step_id]
     return found
 
 
