@@ -62,6 +62,6 @@ plan: ## terraform init + plan (NEEDS network to the provider registry and Googl
 	$(TF) -chdir=$(TF_DIR) plan -input=false
 
 deploy: ## terraform init + apply (NEEDS network and Google credentials; see terraform/README.md)
-	@echo "deploy: needs network access (provider download) and Google credentials; applies terraform/terraform.tfvars." >&2
+	@echo "deploy: needs network access (provider download) and Google credentials, and gcloud logged in for the policy check (validate_policy_in_build); applies terraform/terraform.tfvars." >&2
 	$(TF) -chdir=$(TF_DIR) init -input=false
 	$(TF) -chdir=$(TF_DIR) apply -input=false

@@ -20,6 +20,12 @@ data "archive_file" "source" {
   }
 }
 
+# The archive's object name: named by its content hash, so any change of the source (the policy included) is a new
+# object, a new build of the function, and a new policy check (validate_policy.tf).
+locals {
+  source_object = "function-source-${data.archive_file.source.output_sha256}.zip"
+}
+
 resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_62:Holds only build inputs reproducible from git; reads and writes are covered by Cloud Audit Logs, a usage-log bucket would add a second unlogged bucket.
   #checkov:skip=CKV_GCP_78:Versioning is off on purpose: archives are named by content hash and only the current one is needed (at build time); with versioning every replaced archive would live on as a noncurrent version.
@@ -34,7 +40,8 @@ resource "google_storage_bucket" "source" {
   force_destroy = true
 
   # Each source change uploads function-source-<sha256>.zip under a new name, so Terraform replaces the object and
-  # deletes the previous archive; without versioning that delete is final. The bucket holds the current archive only.
+  # deletes the previous archive; without versioning that delete is final. The bucket holds the current archive only
+  # (and, for a day, the policy check's staged copies of it).
   versioning {
     enabled = false
   }
@@ -44,6 +51,17 @@ resource "google_storage_bucket" "source" {
     condition {
       with_state                 = "ARCHIVED"
       days_since_noncurrent_time = 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # The copies of the archive gcloud stages for the policy check (validate_policy.tf): needed only while it runs.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["${local.validate_policy_staging}/"]
     }
     action {
       type = "Delete"
@@ -70,7 +88,7 @@ resource "google_storage_bucket" "source" {
 
 resource "google_storage_bucket_object" "source" {
   bucket = google_storage_bucket.source.name
-  name   = "function-source-${data.archive_file.source.output_sha256}.zip"
+  name   = local.source_object
   source = data.archive_file.source.output_path
 }
 
@@ -159,8 +177,9 @@ resource "google_cloudfunctions2_function" "responder" {
   }
 
   # The build identity's role must have propagated before Cloud Build starts, or the first build fails on a fresh
-  # project.
-  depends_on = [time_sleep.build_iam_propagation]
+  # project. And the policy check (validate_policy.tf) must have passed on this very archive: a bad policy fails the
+  # apply here, and the running function keeps its previous source.
+  depends_on = [time_sleep.build_iam_propagation, terraform_data.validate_policy]
 }
 
 # IAM grants take up to a few minutes to be seen everywhere; a build started right after the roles/run.builder grant

@@ -20,6 +20,8 @@
 # Canary (canary.tf)    : <name>-canary may edit findings under the canary's SCC source only; <name>-cron may only
 #                         start workflow executions (roles/workflows.invoker, which Workflows grants per project).
 # Build service account : roles/run.builder (the role made for building functions from source).
+# Policy check (<name>-policy, validate_policy.tf): roles/storage.objectViewer on the source bucket and
+#                         roles/logging.logWriter (its build log), only when validate_policy_in_build.
 #
 # The role lists are local.function_cluster_roles and local.function_scc_roles (locals.tf).
 

@@ -1,8 +1,10 @@
-# Kubernetes RBAC for the function's identity, rendered from deploy/kubernetes/rbac.yaml (the single source of truth;
-# see local.rbac_rendered), plus, each behind its toggle, the exec ClusterRole (rbac-capture.yaml) and the admission
-# guard (admission-guard.yaml, with the identity quarantine identity-guard.yaml). Off by default: the kubernetes
-# provider needs network access to the cluster's control plane at plan time and handles one cluster per run. The
-# alternative, per cluster, is the rbac_apply_command output:
+# Kubernetes RBAC for the function's identity in one cluster (rbac_cluster), applied with this module's kubernetes
+# provider through modules/cluster-access: the same module a fleet instantiates once per cluster, so deploy/kubernetes/
+# is rendered in one place only. It applies rbac.yaml and, each behind its toggle, the exec ClusterRole
+# (rbac-capture.yaml), the admission guard with the identity quarantine (admission-guard.yaml, identity-guard.yaml) and
+# the static Admin-tier ClusterNetworkPolicy (cluster-quarantine.yaml). Off by default: the kubernetes provider needs
+# network access to the cluster's control plane at plan time and handles one cluster per run. The alternative, per
+# cluster, is the rbac_apply_command output:
 #   sed 's/${responder_identity}/SA_EMAIL/' deploy/kubernetes/rbac.yaml | kubectl apply -f -
 #
 # The cluster is read whenever rbac_cluster is set, whatever manage_kubernetes_rbac says: after the toggle goes from on
@@ -39,48 +41,45 @@ locals {
   rbac_cluster_token = one(data.google_client_config.current[*].access_token)
 }
 
-# Namespace, ClusterRole, ClusterRoleBinding.
-resource "kubernetes_manifest" "rbac_cluster_scoped" {
-  for_each = { for key, doc in local.rbac_cluster_scoped : key => doc if var.manage_kubernetes_rbac }
+# manage_kubernetes_rbac: the module, once, with this module's kubernetes provider. Switching the toggle off removes the
+# module's instance, so its objects are deleted (through the provider above, which keeps its cluster).
+module "rbac_cluster" {
+  source    = "./modules/cluster-access"
+  count     = var.manage_kubernetes_rbac ? 1 : 0
+  providers = { kubernetes = kubernetes }
 
-  manifest = each.value
+  responder_identity               = local.function_sa_email
+  enable_process_capture           = var.enable_process_capture
+  enable_admission_guard           = var.enable_admission_guard
+  enable_cluster_quarantine_policy = var.enable_cluster_quarantine_policy
+  cluster_quarantine_priority      = var.cluster_quarantine_priority
 }
 
-# Role and RoleBinding for the budget Leases, inside the namespace created above.
-resource "kubernetes_manifest" "rbac_namespaced" {
-  for_each = { for key, doc in local.rbac_namespaced : key => doc if var.manage_kubernetes_rbac }
-
-  manifest = each.value
-
-  depends_on = [kubernetes_manifest.rbac_cluster_scoped]
+# The objects this module used to apply with its own kubernetes_manifest resources now belong to the module instance.
+# Each block moves every instance of one resource, keys unchanged (the module keys its maps exactly as the root did:
+# kind/name, kind/namespace/name, kind/namespace-or-empty/name, kind//name), so an existing state is moved, not
+# destroyed and re-created. With manage_kubernetes_rbac off there was nothing to move, and nothing is.
+moved {
+  from = kubernetes_manifest.rbac_cluster_scoped
+  to   = module.rbac_cluster[0].kubernetes_manifest.rbac_cluster_scoped
 }
 
-# enable_process_capture: the exec rights, in their own ClusterRole so that they can be left out.
-resource "kubernetes_manifest" "process_capture" {
-  for_each = { for key, doc in local.capture_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_process_capture }
-
-  manifest = each.value
-
-  depends_on = [kubernetes_manifest.rbac_cluster_scoped, kubernetes_manifest.rbac_namespaced]
+moved {
+  from = kubernetes_manifest.rbac_namespaced
+  to   = module.rbac_cluster[0].kubernetes_manifest.rbac_namespaced
 }
 
-# enable_admission_guard: the guard's and the identity quarantine's ValidatingAdmissionPolicy + binding each
-# (admission-guard.yaml, identity-guard.yaml; GKE 1.30+).
-resource "kubernetes_manifest" "admission_guard" {
-  for_each = { for key, doc in local.admission_guard_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_admission_guard }
-
-  manifest = each.value
-
-  depends_on = [kubernetes_manifest.rbac_cluster_scoped, kubernetes_manifest.rbac_namespaced]
+moved {
+  from = kubernetes_manifest.process_capture
+  to   = module.rbac_cluster[0].kubernetes_manifest.process_capture
 }
 
-# enable_cluster_quarantine_policy: the static Admin-tier ClusterNetworkPolicy (cluster-quarantine.yaml) that holds a
-# quarantined pod ahead of any Admin-tier Accept at a worse priority. Cluster-scoped, applied by Terraform's identity,
-# never by the responder's.
-resource "kubernetes_manifest" "cluster_quarantine" {
-  for_each = { for key, doc in local.cluster_quarantine_manifests : key => doc if var.manage_kubernetes_rbac && var.enable_cluster_quarantine_policy }
+moved {
+  from = kubernetes_manifest.admission_guard
+  to   = module.rbac_cluster[0].kubernetes_manifest.admission_guard
+}
 
-  manifest = each.value
-
-  depends_on = [kubernetes_manifest.rbac_cluster_scoped]
+moved {
+  from = kubernetes_manifest.cluster_quarantine
+  to   = module.rbac_cluster[0].kubernetes_manifest.cluster_quarantine
 }

@@ -1,7 +1,8 @@
 # Pure derivations from variables and repository files: no resource or data-source references, so every value here is
-# known at plan time (for_each keys, the RBAC rendering) and the offline tests can evaluate this file on its own. One
-# exception: RESPONDER_CANARY_SOURCE takes local.canary_source_name from canary.tf (the SCC source's name, known after
-# apply); the tests give it a stand-in.
+# known at plan time (for_each keys, the identity in the RBAC) and the offline tests can evaluate this file on its own.
+# Two exceptions, to which the tests give stand-ins: RESPONDER_CANARY_SOURCE takes local.canary_source_name from
+# canary.tf (the SCC source's name, known after apply), and the policy check's command names the uploaded archive,
+# local.source_object from function.tf (named by the archive's hash).
 
 locals {
   repo_root = abspath("${path.module}/..")
@@ -19,14 +20,16 @@ locals {
     canary            = "${var.name}-canary"
   }
 
-  # Service-account e-mails are computed here rather than read from the resources so that the RBAC rendering (and
-  # with it the for_each keys of kubernetes_manifest) is known at plan time.
+  # Service-account e-mails are computed here rather than read from the resources so that the identity handed to
+  # modules/cluster-access (and with it the manifests and their for_each keys) is known at plan time.
   service_accounts = {
     function = "${var.name}-fn"
     trigger  = "${var.name}-trigger" # the push subscription's OIDC identity
     build    = "${var.name}-build"
+    policy   = "${var.name}-policy" # runs the policy check build (validate_policy.tf)
   }
   function_sa_email = "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
+  policy_sa_email   = "${local.service_accounts.policy}@${var.project_id}.iam.gserviceaccount.com"
 
   # --- The fleet ---------------------------------------------------------------------------------------------------
   # Keyed by the name the responder compares a finding's cluster with (RESPONDER_FLEET).
@@ -172,55 +175,37 @@ locals {
     var.extra_source_files,
   )))
 
-  # --- Kubernetes RBAC: rendered from the single source of truth ---------------------------------------------------
+  # --- The policy check (validate_policy.tf, build/validate-policy.yaml) --------------------------------------------
+  # `python -m responder validate-policy` in Cloud Build on the uploaded archive, before the function is (re)built: the
+  # file the function will load (RESPONDER_POLICY_FILE, else policy.yaml beside main.py), with the Python of the
+  # runtime. One argv, no shell: Terraform's local-exec runs it with the list as interpreter + command. The source
+  # is staged under validate-policy/ of the source bucket (gcloud copies a gs:// source before building it), where a
+  # lifecycle rule removes the copies after a day.
+  validate_policy_file    = coalesce(var.policy_file, "policy.yaml")
+  validate_policy_config  = "${abspath(path.module)}/build/validate-policy.yaml"
+  validate_policy_image   = "python:${substr(var.runtime, 6, 1)}.${substr(var.runtime, 7, -1)}-slim"
+  validate_policy_staging = "validate-policy"
+  validate_policy_argv = [
+    "gcloud", "builds", "submit",
+    "gs://${local.names.source_bucket}/${local.source_object}",
+    "--config=${local.validate_policy_config}",
+    "--project=${var.project_id}",
+    "--region=${var.region}",
+    "--service-account=projects/${var.project_id}/serviceAccounts/${local.policy_sa_email}",
+    "--gcs-source-staging-dir=gs://${local.names.source_bucket}/${local.validate_policy_staging}",
+    "--substitutions=_POLICY_FILE=${local.validate_policy_file},_PYTHON_IMAGE=${local.validate_policy_image}",
+    "--quiet",
+  ]
+
+  # --- Kubernetes RBAC -------------------------------------------------------------------------------------------
+  # The objects are rendered and applied by modules/cluster-access (kubernetes.tf for rbac_cluster, or the caller's own
+  # module blocks for a fleet); deploy/kubernetes/ is their single source of truth. The root reads rbac.yaml only to
+  # know where the budget Leases may live (the function's budget_namespace precondition).
   rbac_manifest_path = "${path.module}/../deploy/kubernetes/rbac.yaml"
-  rbac_rendered      = templatefile(local.rbac_manifest_path, { responder_identity = local.function_sa_email })
   rbac_documents = [
-    for doc in [for chunk in split("\n---\n", "\n${local.rbac_rendered}\n") : yamldecode(chunk)] :
+    for doc in [for chunk in split("\n---\n", "\n${templatefile(local.rbac_manifest_path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)] :
     doc if try(doc.kind, null) != null
   ]
-  # Namespaced objects need their Namespace first, so the two groups are applied by two resources in order.
-  rbac_cluster_scoped = {
-    for doc in local.rbac_documents : "${doc.kind}/${doc.metadata.name}" => doc
-    if try(doc.metadata.namespace, null) == null
-  }
-  rbac_namespaced = {
-    for doc in local.rbac_documents : "${doc.kind}/${doc.metadata.namespace}/${doc.metadata.name}" => doc
-    if try(doc.metadata.namespace, null) != null
-  }
-  # Optional manifests, applied beside rbac.yaml when their toggle is on: the exec ClusterRole for process capture and
-  # the admission guard (ValidatingAdmissionPolicy + binding, GKE 1.30+) shipped with the identity quarantine
-  # (identity-guard.yaml: a quarantined pod's service-account token may not write; no template variable, rendered the
-  # same way). Each file is only read when Terraform applies it, so the module plans without them otherwise.
-  capture_manifest_path         = "${path.module}/../deploy/kubernetes/rbac-capture.yaml"
-  admission_guard_manifest_path = "${path.module}/../deploy/kubernetes/admission-guard.yaml"
-  identity_guard_manifest_path  = "${path.module}/../deploy/kubernetes/identity-guard.yaml"
-  capture_documents = flatten([
-    for path in(var.manage_kubernetes_rbac && var.enable_process_capture ? [local.capture_manifest_path] : []) : [
-      for chunk in split("\n---\n", "\n${templatefile(path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)
-    ]
-  ])
-  admission_guard_documents = flatten([
-    for path in(var.manage_kubernetes_rbac && var.enable_admission_guard ? [local.admission_guard_manifest_path, local.identity_guard_manifest_path] : []) : [
-      for chunk in split("\n---\n", "\n${templatefile(path, { responder_identity = local.function_sa_email })}\n") : yamldecode(chunk)
-    ]
-  ])
-  capture_manifests = {
-    for doc in local.capture_documents : "${doc.kind}/${try(doc.metadata.namespace, "")}/${doc.metadata.name}" => doc
-    if try(doc.kind, null) != null
-  }
-  admission_guard_manifests = {
-    for doc in local.admission_guard_documents : "${doc.kind}/${try(doc.metadata.namespace, "")}/${doc.metadata.name}" => doc
-    if try(doc.kind, null) != null
-  }
-  # The static Admin-tier ClusterNetworkPolicy (cluster-quarantine.yaml; its one template variable is the priority).
-  cluster_quarantine_manifest_path = "${path.module}/../deploy/kubernetes/cluster-quarantine.yaml"
-  cluster_quarantine_manifests = {
-    for doc in [
-      for path in(var.manage_kubernetes_rbac && var.enable_cluster_quarantine_policy ? [local.cluster_quarantine_manifest_path] : []) :
-      yamldecode(templatefile(path, { priority = var.cluster_quarantine_priority }))
-    ] : "${doc.kind}//${doc.metadata.name}" => doc
-  }
   # The files applied by hand when Terraform does not manage the RBAC (the rbac_apply_command output).
   kubernetes_manifest_files = concat(
     ["deploy/kubernetes/rbac.yaml"],

@@ -29,7 +29,7 @@ variable "region" {
 }
 
 variable "name" {
-  description = "Base name of every resource (function, topics, service accounts '<name>-fn', '<name>-trigger', '<name>-build', notification config)."
+  description = "Base name of every resource (function, topics, service accounts '<name>-fn', '<name>-trigger', '<name>-build', '<name>-policy', notification config)."
   type        = string
   default     = "rs-responder"
 
@@ -459,6 +459,13 @@ variable "extra_source_files" {
     condition     = alltrue([for f in var.extra_source_files : !startswith(f, "/") && !strcontains(f, "..")])
     error_message = "extra_source_files must be relative paths inside the repository (no leading '/', no '..')."
   }
+}
+
+variable "validate_policy_in_build" {
+  description = "Check the policy before the function is built: Terraform submits terraform/build/validate-policy.yaml to Cloud Build, which runs `python -m responder validate-policy` on the uploaded archive (policy_file, else policy.yaml) as the service account <name>-policy (it may read the source bucket and write its build log). A bad policy fails the apply, and the running function keeps its previous source. Needs the gcloud CLI on PATH of the machine running Terraform, logged in as an identity that may start builds in project_id (roles/cloudbuild.builds.editor), act as <name>-policy and write to the source bucket (see the deployer's roles in terraform/README.md), and the Cloud Build API, which this module enables. false: no check, no gcloud, no <name>-policy."
+  type        = bool
+  default     = true
+  nullable    = false
 }
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ that covers exactly the fleet, and the canary.
 What an operator relies on, evaluated by real Terraform on the provider-free part of the module (variables.tf +
 locals.tf, the ``pure_module`` fixture) and on the provider-free part of modules/cluster-access: the worked example's
 three clusters in two projects give both projects the function's roles and the SCC scope, and exactly those clusters
-in RESPONDER_FLEET; a project scope that would leave a project out is refused at plan time; the per-cluster module
-renders the very objects the root module applies to rbac_cluster; the canary's identities hold one grant each.
+in RESPONDER_FLEET; a project scope that would leave a project out is refused at plan time; the root module applies
+rbac_cluster through the per-cluster module, and its moved blocks carry every object an existing state holds into it
+(real Terraform plans the move with terraform_data in place of kubernetes_manifest); the canary's identities hold one
+grant each.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pytest
 import yaml
 
 from tests.terraform.test_terraform_module import (
+    ACCESS_MAPS,
+    MANAGED_RBAC,
     REQUIRED_VARS,
     TERRAFORM,
     _evaluate,
@@ -32,10 +36,14 @@ from tests.terraform.test_terraform_module import (
     iam_members,
     module,
     needs_terraform,
+    pure_access_module,
     pure_module,
+    rbac_module_block,
     require_terraform,
     resource,
     roles_of,
+    top_level_blocks,
+    write_stubs,
 )
 
 __all__ = ["_terraform_bin", "pure_module"]  # fixtures shared with test_terraform_module
@@ -234,13 +242,14 @@ def access_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert TERRAFORM is not None
     root = tmp_path_factory.mktemp("access")
     work = root / "terraform" / "modules" / "cluster-access"
-    work.mkdir(parents=True)
-    for name in ("variables.tf", "locals.tf"):
-        shutil.copy(ACCESS / name, work / name)
+    pure_access_module(work)
     (root / "deploy").symlink_to(ROOT / "deploy")
-    names = ("rbac_cluster_scoped", "rbac_namespaced", "capture_manifests", "admission_guard_manifests")
-    names += ("cluster_quarantine_manifests",)
-    (work / "outputs.tf").write_text("\n".join(f'output "{n}" {{\n  value = local.{n}\n}}' for n in names) + "\n")
+    _init(work, root)
+    return work
+
+
+def _init(work: Path, root: Path) -> None:
+    assert TERRAFORM is not None
     init = subprocess.run(
         [TERRAFORM, f"-chdir={work}", "init", "-input=false", "-no-color", "-backend=false"],
         capture_output=True,
@@ -249,7 +258,38 @@ def access_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert init.returncode == 0, init.stdout + init.stderr
-    return work
+
+
+def test_the_root_applies_rbac_cluster_through_the_access_module() -> None:
+    rbac = module().modules["rbac_cluster"]
+    assert rbac["source"] == "./modules/cluster-access"
+    assert (TF_DIR / rbac["source"]).resolve() == ACCESS.resolve()
+    # The root's own kubernetes provider, configured from rbac_cluster (whatever manage_kubernetes_rbac says).
+    assert rbac["providers"] == {"kubernetes": "kubernetes"}
+    assert rbac["count"] == "${var.manage_kubernetes_rbac ? 1 : 0}"
+    # Every input of the module but manifests_dir (its default is this repository's deploy/kubernetes), each from the
+    # root's variable of the same name; the identity is the function's, computed at plan time.
+    (variables,) = [set().union(*_load(ACCESS / "variables.tf")["variable"])]
+    passed = set(rbac) - {"source", "count", "providers"}
+    assert passed == variables - {"manifests_dir"}
+    assert rbac["responder_identity"] == "${local.function_sa_email}"
+    for name in passed - {"responder_identity"}:
+        assert rbac[name] == f"${{var.{name}}}", name
+    # No rendering and no kubernetes_manifest of its own left in the root.
+    assert not [key for key in module().resources if key[0].startswith("kubernetes_")]
+    assert not set(module().locals) & set(ACCESS_MAPS)
+    # One moved block per resource of the module, from the root resource of the same name to instance 0.
+    manifests = [name for b in _load(ACCESS / "main.tf")["resource"] for name in b["kubernetes_manifest"]]
+    assert sorted(module().moved, key=lambda m: m["from"]) == sorted(
+        (
+            {
+                "from": f"${{kubernetes_manifest.{name}}}",
+                "to": f"${{module.rbac_cluster[0].kubernetes_manifest.{name}}}",
+            }
+            for name in manifests
+        ),
+        key=lambda m: m["from"],
+    )
 
 
 @needs_terraform
@@ -261,34 +301,139 @@ def access_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"admission_guard": False},
     ],
 )
-def test_the_access_module_renders_what_the_root_module_applies_to_rbac_cluster(
+def test_the_root_passes_its_identity_and_toggles_to_the_access_module(
     pure_module: Path, access_module: Path, toggles: dict[str, bool]
 ) -> None:
     flags = [f"-var=enable_{k}={str(v).lower()}" for k, v in toggles.items()]
-    root = _outputs(
-        pure_module,
-        *REQUIRED_VARS,
-        "-var=manage_kubernetes_rbac=true",
-        '-var=rbac_cluster={project="shop-prod",location="europe-west1",name="gke"}',
-        "-var=cluster_quarantine_priority=7",
-        *flags,
-    )
+    root = _outputs(pure_module, *REQUIRED_VARS, *MANAGED_RBAC, "-var=cluster_quarantine_priority=7", *flags)
     access = _outputs(
         access_module, f"-var=responder_identity={IDENTITY}", "-var=cluster_quarantine_priority=7", *flags
     )
-    for name in (
-        "rbac_cluster_scoped",
-        "rbac_namespaced",
-        "capture_manifests",
-        "admission_guard_manifests",
-        "cluster_quarantine_manifests",
-    ):
-        assert access[name] == root[name], name
+    for name in ACCESS_MAPS:
+        assert root[name] == access[name], name
     assert access["rbac_cluster_scoped"] and access["rbac_namespaced"]
     subjects = {s["name"] for doc in access["rbac_cluster_scoped"].values() for s in doc.get("subjects", [])}
     assert subjects == {IDENTITY}
     assert bool(access["capture_manifests"]) is toggles.get("process_capture", False)
     assert bool(access["admission_guard_manifests"]) is toggles.get("admission_guard", True)
+
+
+# The root module's own resources before it applied rbac_cluster through modules/cluster-access, each with the map it
+# applied and that map's key format: the addresses every existing state holds. (The keys were the module's: a test
+# kept the two renderings equal.) Written out here, not read from the module, so that a change of the module's keys
+# shows up as a move that no longer matches.
+FORMER_ROOT_RESOURCES = {
+    "rbac_cluster_scoped": ("rbac_cluster_scoped", "{kind}/{name}"),
+    "rbac_namespaced": ("rbac_namespaced", "{kind}/{namespace}/{name}"),
+    "process_capture": ("capture_manifests", "{kind}/{namespace}/{name}"),
+    "admission_guard": ("admission_guard_manifests", "{kind}/{namespace}/{name}"),
+    "cluster_quarantine": ("cluster_quarantine_manifests", "{kind}//{name}"),
+}
+MANIFESTS = ROOT / "deploy" / "kubernetes"
+
+
+def _former_keys(resource_name: str) -> set[str]:
+    """The keys the former root resource had with every toggle on, from the manifest files themselves."""
+    files = {
+        "rbac_cluster_scoped": ["rbac.yaml"],
+        "rbac_namespaced": ["rbac.yaml"],
+        "process_capture": ["rbac-capture.yaml"],
+        "admission_guard": ["admission-guard.yaml", "identity-guard.yaml"],
+        "cluster_quarantine": ["cluster-quarantine.yaml"],
+    }[resource_name]
+    docs = [
+        doc for name in files for doc in yaml.safe_load_all((MANIFESTS / name).read_text()) if doc and doc.get("kind")
+    ]
+    if resource_name == "rbac_cluster_scoped":
+        docs = [d for d in docs if "namespace" not in d["metadata"]]
+    elif resource_name == "rbac_namespaced":
+        docs = [d for d in docs if "namespace" in d["metadata"]]
+    _, key = FORMER_ROOT_RESOURCES[resource_name]
+    return {
+        key.format(kind=d["kind"], namespace=d["metadata"].get("namespace", ""), name=d["metadata"]["name"])
+        for d in docs
+    }
+
+
+def _tf(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert TERRAFORM is not None
+    result = subprocess.run(
+        [TERRAFORM, f"-chdir={work}", *args],
+        capture_output=True,
+        text=True,
+        env=_tf_env(work.parent),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@needs_terraform
+def test_moved_blocks_carry_every_object_of_an_existing_state_into_the_module(tmp_path: Path) -> None:
+    """An apply of the former root (its five resources, every toggle on), then a plan of the current root over that
+    state: every object moves to module.rbac_cluster[0] under its key and stays as it is; nothing is created or
+    destroyed. kubernetes_manifest needs a cluster at plan time, so both sides use terraform_data (built into
+    Terraform) under the same names, with the manifest as its input; the moved blocks are the root's, renamed alike."""
+    root = tmp_path
+    (root / "deploy").symlink_to(ROOT / "deploy")
+    work = root / "terraform"
+    work.mkdir()
+    state = root / "existing.tfstate"
+    identity = "rs-responder-fn@shop-sec-123.iam.gserviceaccount.com"  # the function's, from REQUIRED_VARS' project
+    every_toggle = {"process_capture": True, "admission_guard": True, "cluster_quarantine_policy": True}
+
+    # The former root: its resources over the same rendering, in a state of their own.
+    former = work / "former"
+    former.mkdir()
+    pure_access_module(work / "modules" / "render")
+    inputs = "".join(f"  enable_{k} = {str(v).lower()}\n" for k, v in every_toggle.items())
+    (former / "main.tf").write_text(
+        f'module "render" {{\n  source = "../modules/render"\n  responder_identity = "{identity}"\n{inputs}'
+        "  cluster_quarantine_priority = 7\n}\n"
+        + "".join(
+            f'\nresource "terraform_data" "{name}" {{\n  for_each = module.render.{rendered}\n  input    = each.value\n}}\n'
+            for name, (rendered, _) in FORMER_ROOT_RESOURCES.items()
+        )
+    )
+    _init(former, root)
+    _tf(former, "apply", "-auto-approve", "-input=false", "-no-color", f"-state={state}")
+    existing = set(_tf(former, "state", "list", f"-state={state}").stdout.split())
+    expected = {f'terraform_data.{name}["{key}"]' for name in FORMER_ROOT_RESOURCES for key in _former_keys(name)}
+    assert existing == expected  # the module renders under the former keys
+    assert len(existing) >= 9
+
+    # The current root: its module block and moved blocks, verbatim but for the resource type.
+    for name in ("variables.tf", "locals.tf"):
+        shutil.copy(TF_DIR / name, work / name)
+    write_stubs(work)
+    pure_access_module(work / "modules" / "cluster-access", resources=True)
+    kubernetes_tf = (TF_DIR / "kubernetes.tf").read_text()
+    moved = top_level_blocks(kubernetes_tf, "moved")
+    assert len(moved) == len(FORMER_ROOT_RESOURCES)
+    (work / "rbac.tf").write_text(
+        rbac_module_block() + "\n" + "\n".join(moved).replace("kubernetes_manifest", "terraform_data")
+    )
+    _init(work, root)
+    flags = [f"-var=enable_{k}={str(v).lower()}" for k, v in every_toggle.items()]
+    plan = root / "moved.tfplan"
+    _tf(
+        work,
+        "plan",
+        "-input=false",
+        "-no-color",
+        f"-state={state}",
+        f"-out={plan}",
+        *REQUIRED_VARS,
+        *MANAGED_RBAC,
+        "-var=cluster_quarantine_priority=7",
+        *flags,
+    )
+    changes = json.loads(_tf(work, "show", "-json", str(plan)).stdout)["resource_changes"]
+    assert {c["change"]["actions"][0] for c in changes} == {"no-op"}, [
+        (c["address"], c["change"]["actions"]) for c in changes if c["change"]["actions"] != ["no-op"]
+    ]
+    assert {c.get("previous_address") for c in changes} == existing
+    assert {c["address"] for c in changes} == {f"module.rbac_cluster[0].{address}" for address in existing}
 
 
 def test_the_access_module_applies_every_rendered_map() -> None:

@@ -99,6 +99,8 @@ class Module:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
     providers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    moved: list[dict[str, str]] = field(default_factory=list)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -136,6 +138,9 @@ def module() -> Module:
         mod.terraform.extend(doc.get("terraform", []))
         for block in doc.get("provider", []):
             mod.providers.extend(block.items())
+        for block in doc.get("module", []):
+            mod.modules.update(block)
+        mod.moved.extend(doc.get("moved", []))
     return mod
 
 
@@ -332,15 +337,22 @@ def test_findings_are_pushed_to_the_function_with_oidc_and_no_eventarc() -> None
     assert "eventarc" not in repr([mod.resources, mod.data, mod.locals, mod.outputs]).lower()
 
 
-def test_nothing_runs_outside_terraform() -> None:
-    # No provisioner, no gcloud: nothing depends on who the local gcloud is logged in as.
+def test_the_policy_check_is_the_only_command_run_outside_terraform() -> None:
+    # Delivery, dead-lettering and every grant are Terraform resources: nothing depends on who the local gcloud is
+    # logged in as, except the policy check, which can be switched off (tests/terraform/test_validate_policy.py).
     mod = module()
     assert ("terraform_data", "findings_dead_letter_policy") not in mod.resources
-    text = repr([mod.resources, mod.data, mod.locals, mod.outputs])
-    assert "local-exec" not in text
-    assert "provisioner" not in text
-    assert "gcloud" not in text
     assert "attach_dead_letter_policy" not in mod.variables
+    with_provisioners = {key for key, body in mod.resources.items() if "provisioner" in body}
+    assert with_provisioners == {("terraform_data", "validate_policy")}
+    check = resource("terraform_data", "validate_policy")
+    assert check["count"] == "${var.validate_policy_in_build ? 1 : 0}"
+    (provisioner,) = check["provisioner"]
+    assert set(provisioner) == {"local-exec"}
+    others = {key: body for key, body in mod.resources.items() if key != ("terraform_data", "validate_policy")}
+    text = repr([others, mod.data, mod.outputs, {k: v for k, v in mod.locals.items() if k != "validate_policy_argv"}])
+    assert "local-exec" not in text
+    assert "gcloud" not in text
 
 
 def test_dead_letter_policy_is_on_the_push_subscription_and_switchable() -> None:
@@ -393,7 +405,9 @@ def test_source_zip_is_an_allow_list_of_the_function_files() -> None:
 
     obj = resource("google_storage_bucket_object", "source")
     assert obj["source"] == "${data.archive_file.source.output_path}"
-    assert "data.archive_file.source.output_sha256" in obj["name"]  # new source, new object, redeploy
+    assert obj["name"] == "${local.source_object}"
+    # New source, new object, redeploy (and a new policy check, which names the same object).
+    assert module().locals["source_object"] == "function-source-${data.archive_file.source.output_sha256}.zip"
 
 
 def test_source_bucket_is_private_and_keeps_only_current_source() -> None:
@@ -403,9 +417,12 @@ def test_source_bucket_is_private_and_keeps_only_current_source() -> None:
     # Archives are named by content hash, so an object is never overwritten: with versioning on, Terraform's delete of
     # the previous archive would only make it noncurrent, and no "newer versions" rule would ever match it.
     assert block(bucket, "versioning")["enabled"] is False
-    (noncurrent,) = bucket["lifecycle_rule"]
+    (noncurrent, staged) = bucket["lifecycle_rule"]
     assert block(noncurrent, "condition") == {"with_state": "ARCHIVED", "days_since_noncurrent_time": 1}
     assert block(noncurrent, "action") == {"type": "Delete"}
+    # The copies gcloud stages for the policy check, under their own prefix, for a day.
+    assert block(staged, "condition") == {"age": 1, "matches_prefix": ["${local.validate_policy_staging}/"]}
+    assert block(staged, "action") == {"type": "Delete"}
     sweep = block(bucket, "dynamic")["lifecycle_rule"]
     assert sweep["for_each"] == "${var.source_max_age_days == null ? [] : [var.source_max_age_days]}"
     assert block(block(sweep, "content"), "condition")["age"] == "${lifecycle_rule.value}"
@@ -624,7 +641,10 @@ def test_first_build_waits_for_the_build_role() -> None:
     sleep = resource("time_sleep", "build_iam_propagation")
     assert "google_project_iam_member.build" in json.dumps(sleep)
     assert re.fullmatch(r"\d+s", sleep["create_duration"]) and int(sleep["create_duration"][:-1]) >= 60
-    assert resource(*FUNCTION)["depends_on"] == ["${time_sleep.build_iam_propagation}"]
+    assert resource(*FUNCTION)["depends_on"] == [
+        "${time_sleep.build_iam_propagation}",
+        "${terraform_data.validate_policy}",  # and the policy check on the same archive
+    ]
     build = resource("google_project_iam_member", "build")
     assert build["role"] == "roles/run.builder"
     assert build["member"] == "serviceAccount:${google_service_account.build.email}"
@@ -673,80 +693,92 @@ def test_protected_namespaces_floor_is_always_exported() -> None:
 # --- Kubernetes RBAC -------------------------------------------------------------------------------------------------
 
 
+def access_locals() -> dict[str, Any]:
+    """The locals of modules/cluster-access."""
+    (locals_,) = _load(ACCESS_DIR / "locals.tf")["locals"]
+    return locals_
+
+
 def test_rbac_is_rendered_from_the_manifest_not_copied() -> None:
     assert RBAC_MANIFEST.exists()
     assert "${responder_identity}" in RBAC_MANIFEST.read_text()
-    locals_ = module().locals
-    assert locals_["rbac_manifest_path"] == "${path.module}/../deploy/kubernetes/rbac.yaml"
-    assert (TF_DIR / "../deploy/kubernetes/rbac.yaml").resolve() == RBAC_MANIFEST.resolve()
-    assert re.fullmatch(
-        r"\$\{templatefile\(local\.rbac_manifest_path, \{responder_identity = local\.function_sa_email\}\)\}",
-        locals_["rbac_rendered"],
-    ), locals_["rbac_rendered"]
-    assert "yamldecode" in locals_["rbac_documents"]
-    assert "split(" in locals_["rbac_documents"]
-    assert "local.rbac_rendered" in locals_["rbac_documents"]
-    # The identity in the manifest is the function's service account.
+    # One rendering: modules/cluster-access, from deploy/kubernetes/ (the root applies rbac_cluster through it).
+    access = access_locals()
+    assert access["manifests_dir"] == '${coalesce(var.manifests_dir, "${path.module}/../../../deploy/kubernetes")}'
+    assert (ACCESS_DIR / "../../../deploy/kubernetes/rbac.yaml").resolve() == RBAC_MANIFEST.resolve()
+    assert 'templatefile("${local.manifests_dir}/rbac.yaml", local.template_vars)' in access["rbac_documents"]
+    assert access["template_vars"] == {"responder_identity": "${var.responder_identity}"}
+    # The root hands it the function's service account, computed so that it is known at plan time.
+    assert module().modules["rbac_cluster"]["responder_identity"] == "${local.function_sa_email}"
     assert (
-        locals_["function_sa_email"] == "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
+        module().locals["function_sa_email"]
+        == "${local.service_accounts.function}@${var.project_id}.iam.gserviceaccount.com"
     )
     assert resource("google_service_account", "function")["account_id"] == "${local.service_accounts.function}"
 
-    for name, source in (
-        ("rbac_cluster_scoped", "local.rbac_cluster_scoped"),
-        ("rbac_namespaced", "local.rbac_namespaced"),
-    ):
-        manifest = resource("kubernetes_manifest", name)
-        assert source in manifest["for_each"]
-        assert "var.manage_kubernetes_rbac" in manifest["for_each"]
-        assert manifest["manifest"] == "${each.value}"
+    # The root reads rbac.yaml for one thing only: where the budget Leases may live (the budget_namespace check).
+    locals_ = module().locals
+    assert locals_["rbac_manifest_path"] == "${path.module}/../deploy/kubernetes/rbac.yaml"
+    assert (TF_DIR / "../deploy/kubernetes/rbac.yaml").resolve() == RBAC_MANIFEST.resolve()
+    assert (
+        "templatefile(local.rbac_manifest_path, {responder_identity = local.function_sa_email})"
+        in locals_["rbac_documents"]
+    )
+    readers = {name for name, value in locals_.items() if "rbac_documents" in local_refs(value)}
+    assert readers == {"rbac_lease_namespaces"}
+    assert not {name for name in locals_ if name.endswith("_manifests") or name.endswith("_manifest_path")} - {
+        "rbac_manifest_path"
+    }
 
-    # No second copy of the RBAC objects anywhere in the module's code (comments may name them).
+    # No second copy of the RBAC objects anywhere in the module's code (comments may name them), nor in the access
+    # module's: both read deploy/kubernetes/.
     mod = module()
-    text = repr([mod.resources, mod.data, mod.locals, mod.outputs])
+    text = repr([mod.resources, mod.data, mod.locals, mod.outputs, access])
     for marker in ("rbac.authorization.k8s.io", "ClusterRoleBinding", "coordination.k8s.io", "pods/exec"):
         assert marker not in text, marker
 
 
 def test_optional_manifests_are_applied_behind_their_toggles() -> None:
-    locals_ = module().locals
-    assert locals_["capture_manifest_path"] == "${path.module}/../deploy/kubernetes/rbac-capture.yaml"
-    assert locals_["admission_guard_manifest_path"] == "${path.module}/../deploy/kubernetes/admission-guard.yaml"
-    assert locals_["identity_guard_manifest_path"] == "${path.module}/../deploy/kubernetes/identity-guard.yaml"
-    for documents, path_locals, toggle in (
-        ("capture_documents", "local.capture_manifest_path", "var.enable_process_capture"),
-        # The identity quarantine is shipped with the guard: same toggle, same documents, same resource.
+    # The root passes its toggles to the module unchanged, and instantiates it only when Terraform manages the RBAC.
+    rbac = module().modules["rbac_cluster"]
+    assert rbac["count"] == "${var.manage_kubernetes_rbac ? 1 : 0}"
+    for toggle in ("enable_process_capture", "enable_admission_guard", "enable_cluster_quarantine_policy"):
+        assert rbac[toggle] == f"${{var.{toggle}}}", toggle
+    assert rbac["cluster_quarantine_priority"] == "${var.cluster_quarantine_priority}"
+    # The module reads each optional file only when its toggle is on, rendered for the identity like rbac.yaml.
+    access = access_locals()
+    for name, paths, toggle in (
+        ("capture_manifests", '["${local.manifests_dir}/rbac-capture.yaml"]', "var.enable_process_capture"),
+        # The identity quarantine is shipped with the guard: same toggle, same map, same resource.
         (
-            "admission_guard_documents",
-            "local.admission_guard_manifest_path, local.identity_guard_manifest_path",
+            "admission_guard_manifests",
+            '["${local.manifests_dir}/admission-guard.yaml", "${local.manifests_dir}/identity-guard.yaml"]',
             "var.enable_admission_guard",
         ),
+        (
+            "cluster_quarantine_manifests",
+            '["${local.manifests_dir}/cluster-quarantine.yaml"]',
+            "var.enable_cluster_quarantine_policy",
+        ),
     ):
-        expr = locals_[documents]
-        # Read (templatefile) only when Terraform applies it, rendered for the function's identity like rbac.yaml.
-        assert f"var.manage_kubernetes_rbac && {toggle} ? [{path_locals}] : []" in expr, expr
-        assert "templatefile(path, {responder_identity = local.function_sa_email})" in expr, expr
-    for name, source, toggle in (
-        ("process_capture", "local.capture_manifests", "var.enable_process_capture"),
-        ("admission_guard", "local.admission_guard_manifests", "var.enable_admission_guard"),
-    ):
-        manifest = resource("kubernetes_manifest", name)
-        assert source in manifest["for_each"]
-        assert f"var.manage_kubernetes_rbac && {toggle}" in manifest["for_each"]
-        assert manifest["manifest"] == "${each.value}"
-        assert "${kubernetes_manifest.rbac_cluster_scoped}" in manifest["depends_on"]
+        assert f"({toggle} ? {paths} : [])" in access[name], access[name]
+    assert "templatefile(path, local.template_vars)" in access["capture_manifests"]
+    assert "templatefile(path, local.template_vars)" in access["admission_guard_manifests"]
     # identity-guard.yaml has no resource of its own: the guard's applies its objects, from the same map.
-    assert sorted(name for rtype, name in module().resources if rtype == "kubernetes_manifest") == [
+    main = [name for b in _load(ACCESS_DIR / "main.tf")["resource"] for name in b["kubernetes_manifest"]]
+    assert sorted(main) == [
         "admission_guard",
         "cluster_quarantine",
         "process_capture",
         "rbac_cluster_scoped",
         "rbac_namespaced",
     ]
+    # Nothing of the kind left in the root: its objects are the module's.
+    assert not [key for key in module().resources if key[0] == "kubernetes_manifest"]
     # Listed for kubectl right after admission-guard.yaml, under the same toggle.
     files = ", ".join(f'"{f}"' for f in GUARD_FILES)
-    assert f"var.enable_admission_guard ? [{files}] : []" in locals_["kubernetes_manifest_files"]
-    env = locals_["responder_env_candidates"]
+    assert f"var.enable_admission_guard ? [{files}] : []" in module().locals["kubernetes_manifest_files"]
+    env = module().locals["responder_env_candidates"]
     assert env["RESPONDER_PROCESS_CAPTURE"] == "${tostring(var.enable_process_capture)}"
 
 
@@ -909,9 +941,67 @@ def test_terraform_fmt_check(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+ACCESS_DIR = TF_DIR / "modules" / "cluster-access"
+# The maps modules/cluster-access renders and applies, one kubernetes_manifest resource each.
+ACCESS_MAPS = (
+    "rbac_cluster_scoped",
+    "rbac_namespaced",
+    "capture_manifests",
+    "admission_guard_manifests",
+    "cluster_quarantine_manifests",
+)
+
+
+def top_level_blocks(text: str, header: str) -> list[str]:
+    """The top-level blocks of a .tf text that open with ``header {`` (``moved``, ``module "rbac_cluster"``), verbatim."""
+    return re.findall(rf"^{re.escape(header)} \{{\n.*?^\}}\n", text, re.M | re.S)
+
+
+def rbac_module_block() -> str:
+    """The root's ``module "rbac_cluster"`` block without its provider mapping: offline there is no kubernetes provider
+    to pass, and the rendering (the arguments, the count) is what the scratch roots evaluate."""
+    (found,) = top_level_blocks((TF_DIR / "kubernetes.tf").read_text(), 'module "rbac_cluster"')
+    mapping = re.compile(r"^  providers += \{ kubernetes = kubernetes \}\n", re.M)
+    assert mapping.search(found), found
+    return mapping.sub("", found)
+
+
+def pure_access_module(dest: Path, *, resources: bool = False) -> None:
+    """modules/cluster-access at ``dest`` without its provider requirement: variables, locals, outputs, and an output per
+    rendered map. With ``resources``, also its main.tf with every kubernetes_manifest turned into a terraform_data
+    (built into Terraform: no provider to download) holding the manifest as its input, names and keys unchanged."""
+    dest.mkdir(parents=True)
+    for name in ("variables.tf", "locals.tf", "outputs.tf"):
+        shutil.copy(ACCESS_DIR / name, dest / name)
+    (dest / "maps.tf").write_text("".join(f'output "{n}" {{\n  value = local.{n}\n}}\n' for n in ACCESS_MAPS))
+    if resources:
+        main = (ACCESS_DIR / "main.tf").read_text()
+        assert main.count("manifest = each.value") == main.count('resource "kubernetes_manifest"') == len(ACCESS_MAPS)
+        main = main.replace("kubernetes_manifest", "terraform_data").replace(
+            "manifest = each.value", "input = each.value"
+        )
+        (dest / "main.tf").write_text(main)
+
+
+FAKE_SOURCE_OBJECT = f"function-source-{'0' * 64}.zip"
+
+
+def write_stubs(work: Path) -> None:
+    """Stand-ins for the values locals.tf takes from resources and data sources (known only after apply or with a
+    provider): the canary's SCC source name (canary.tf) and the archive's object name (function.tf)."""
+    (work / "stubs.tf").write_text(
+        'variable "fake_canary_source" {\n  type    = string\n  default = null\n}\n\n'
+        f'variable "fake_source_object" {{\n  type    = string\n  default = "{FAKE_SOURCE_OBJECT}"\n}}\n\n'
+        "locals {\n  canary_source_name = local.canary_enabled ? var.fake_canary_source : null\n"
+        "  source_object      = var.fake_source_object\n}\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """variables.tf + locals.tf (no providers needed) in a scratch root beside the real rbac.yaml and responder/."""
+    """variables.tf + locals.tf (no providers needed) in a scratch root beside the real deploy/ and responder/, with the
+    root's own module "rbac_cluster" block over the provider-free part of modules/cluster-access: its rendered maps
+    are outputs under the same names (empty when Terraform does not manage the RBAC)."""
     require_terraform()
     assert TERRAFORM is not None
     root = tmp_path_factory.mktemp("tfpure")
@@ -919,13 +1009,14 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work.mkdir()
     for name in ("variables.tf", "locals.tf"):
         shutil.copy(TF_DIR / name, work / name)
-    # The one value locals.tf takes from a resource: the canary's SCC source name (canary.tf), known after apply.
-    (work / "canary_stub.tf").write_text(
-        'variable "fake_canary_source" {\n  type    = string\n  default = null\n}\n\n'
-        "locals {\n  canary_source_name = local.canary_enabled ? var.fake_canary_source : null\n}\n"
-    )
+    write_stubs(work)
     (root / "deploy").symlink_to(ROOT / "deploy")
     (root / "responder").symlink_to(ROOT / "responder")
+    pure_access_module(work / "modules" / "cluster-access")
+    (work / "rbac_module.tf").write_text(
+        rbac_module_block()
+        + "".join(f'\noutput "{n}" {{\n  value = try(module.rbac_cluster[0].{n}, {{}})\n}}\n' for n in ACCESS_MAPS)
+    )
     # The real rbac_apply_command output, with the function's e-mail from locals.tf instead of its resource.
     apply_command = re.search(
         r'^output "rbac_apply_command" \{\n.*?^\}\n', (TF_DIR / "outputs.tf").read_text(), re.M | re.S
@@ -951,17 +1042,12 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "canary_absent_after_s",
                 "canary_filter",
                 "outside_fleet_filter",
-                "rbac_cluster_scoped",
-                "rbac_namespaced",
                 "rbac_lease_namespaces",
                 "function_scc_roles",
                 "function_cluster_grants",
                 "source_files",
                 "required_services",
                 "protected_namespaces",
-                "capture_manifests",
-                "admission_guard_manifests",
-                "cluster_quarantine_manifests",
                 "kubernetes_manifest_files",
                 "decision_filter",
                 "containment_filter",
@@ -969,6 +1055,9 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "not_contained_filter",
                 "metric_names",
                 "replay_environment",
+                "validate_policy_file",
+                "validate_policy_image",
+                "validate_policy_argv",
             )
         )
         + "\n"
@@ -985,6 +1074,10 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 REQUIRED_VARS = ["-var=project_id=shop-sec-123", "-var=region=europe-west1", "-var=organization_id=123456789012"]
+MANAGED_RBAC = [
+    "-var=manage_kubernetes_rbac=true",
+    '-var=rbac_cluster={project="shop-prod",location="europe-west1",name="gke"}',
+]
 
 
 def _evaluate(work: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -1124,7 +1217,7 @@ def test_every_toggle_reaches_the_environment(pure_module: Path) -> None:
 
 @needs_terraform
 def test_rbac_rendering_targets_the_function_identity(pure_module: Path) -> None:
-    out = _outputs(pure_module, *REQUIRED_VARS)
+    out = _outputs(pure_module, *REQUIRED_VARS, *MANAGED_RBAC)
     email = "rs-responder-fn@shop-sec-123.iam.gserviceaccount.com"
     cluster_scoped, namespaced = out["rbac_cluster_scoped"], out["rbac_namespaced"]
     kinds = {doc["kind"] for doc in [*cluster_scoped.values(), *namespaced.values()]}
@@ -1133,6 +1226,10 @@ def test_rbac_rendering_targets_the_function_identity(pure_module: Path) -> None
     assert subjects
     assert {s["name"] for s in subjects} == {email}
     assert out["rbac_lease_namespaces"] == ["responder-system"]
+    # Without manage_kubernetes_rbac, no module instance: nothing is rendered, and no optional file is read.
+    unmanaged = _outputs(pure_module, *REQUIRED_VARS, "-var=enable_process_capture=true")
+    assert all(unmanaged[name] == {} for name in ACCESS_MAPS)
+    assert unmanaged["rbac_lease_namespaces"] == ["responder-system"]  # the budget_namespace check still knows
 
 
 @needs_terraform
@@ -1349,7 +1446,9 @@ def test_the_static_admin_tier_policy_is_opt_in_and_rendered_with_its_priority(p
     assert doc["spec"]["subject"]["pods"]["podSelector"] == {"matchLabels": {"responder.rsr.dev/quarantine": "true"}}
     assert out["kubernetes_manifest_files"][-1] == "deploy/kubernetes/cluster-quarantine.yaml"
     assert "-e 's/${priority}/7/' deploy/kubernetes/cluster-quarantine.yaml" in out["rbac_apply_command"]
-    manifest = resource("kubernetes_manifest", "cluster_quarantine")
-    assert "var.enable_cluster_quarantine_policy" in manifest["for_each"]
+    assert "var.enable_cluster_quarantine_policy ?" in access_locals()["cluster_quarantine_manifests"]
+    # Opt-in: not rendered (nor read) without the toggle, even where Terraform manages the RBAC.
+    off = _outputs(pure_module, *REQUIRED_VARS, *on[:2])
+    assert off["cluster_quarantine_manifests"] == {}
     refused, _ = _evaluate(pure_module, *REQUIRED_VARS, *on, "-var=cluster_quarantine_priority=1001")
     assert refused.returncode != 0 and "cluster_quarantine_priority must be a whole number" in refused.stderr

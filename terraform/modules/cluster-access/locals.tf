@@ -1,5 +1,7 @@
-# The manifests, rendered from deploy/kubernetes/ exactly as the root module renders them for rbac_cluster (locals.tf
-# there; tests/terraform checks that both give the same objects). Pure: no resource or provider reference.
+# The manifests, rendered from deploy/kubernetes/: the only rendering there is (the root module applies rbac_cluster
+# through this module too). Pure: no resource or provider reference. The for_each keys (kind/name, kind/namespace/name,
+# kind/namespace-or-empty/name, kind//name) are the ones the root module's own resources had: its moved blocks
+# (kubernetes.tf there) rely on them, so changing one re-creates that object in every existing deployment.
 
 locals {
   manifests_dir = coalesce(var.manifests_dir, "${path.module}/../../../deploy/kubernetes")

@@ -1,6 +1,7 @@
 # The responder's access to one cluster: RBAC (rbac.yaml), and behind their toggles the exec ClusterRole, the admission
 # guard with the identity quarantine, and the static Admin-tier ClusterNetworkPolicy. Applied with the kubernetes
-# provider the caller passes in; instantiate the module once per cluster (terraform/examples/fleet).
+# provider the caller passes in; instantiate the module once per cluster (terraform/examples/fleet). The root module
+# applies rbac_cluster through it too: its moved blocks name these resources, so keep their names.
 
 # Namespace, ClusterRole, ClusterRoleBinding.
 resource "kubernetes_manifest" "rbac_cluster_scoped" {
