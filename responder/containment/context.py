@@ -68,6 +68,14 @@ class Prefetched:
         return _result(self.policies)
 
 
+def _attempt(call: Callable[[], object]) -> object:
+    """What ``call`` returned, or the :class:`ResponderError` it raised (returned, so one failure hides no other)."""
+    try:
+        return call()
+    except ResponderError as exc:
+        return exc
+
+
 def _result(future: Future[T] | None) -> T | None:
     if future is None:
         return None
@@ -132,6 +140,14 @@ class ActionContext:
             return None  # read a different pod (replaced meanwhile): not evidence about this one
         return list(value[1])
 
+    def start(self, call: Callable[[], object]) -> Future[object]:
+        """Send one call now and go on (inline without a pool); its outcome as :meth:`run_concurrently` gives it."""
+        future: Future[object] = Future()
+        if self.pool is None:
+            future.set_result(_attempt(call))
+            return future
+        return self.pool.submit(_attempt, call)
+
     def run_concurrently(self, calls: list[Callable[[], object]], announce: bool = False) -> list[object]:
         """Run independent calls at once (sequentially without a pool): what each returned, or its error (a
         :class:`ResponderError`, returned, not raised, so that one failure does not hide the others' outcomes).
@@ -139,17 +155,11 @@ class ActionContext:
         ``announce``: these are the isolating writes; :attr:`writes_out` opens as soon as they are all submitted.
         """
 
-        def attempt(call: Callable[[], object]) -> object:
-            try:
-                return call()
-            except ResponderError as exc:
-                return exc
-
         if self.pool is None or (len(calls) < 2 and not announce):
             if announce:
                 self.writes_out.open()  # nothing runs alongside without a pool: no one to hold back
-            return [attempt(c) for c in calls]
-        futures = [self.pool.submit(attempt, c) for c in calls]
+            return [_attempt(c) for c in calls]
+        futures = [self.pool.submit(_attempt, c) for c in calls]
         if announce:
             self.writes_out.open()
         return [f.result() for f in futures]

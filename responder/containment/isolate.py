@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, ClassVar, Literal
 
@@ -184,6 +185,10 @@ class IsolateAction(Traits):
         ensured = ctx.deny_all_ensured()  # what ensuring it alongside the pod read did, or None
         if ensured is not None and ensured.changed:
             changes.append(ensured.what)
+        # With the deny-all in place the pod patch goes out now, not after the policies' list: a consistent list can
+        # wait ~100 ms for the apiserver's watch cache (docs/performance.md), and a namespace with no allowing policy
+        # is isolated by the label alone. The exclusions follow as soon as the list says which policies need one.
+        early = ctx.start(ctx.quarantine) if ensured is not None and not ctx.dry_run else None
         listed = ctx.prefetched_policies()
         pod_done = False
         for _ in range(CONFLICT_ATTEMPTS):
@@ -199,7 +204,8 @@ class IsolateAction(Traits):
                 ensured = ensure_deny_all(ctx.kube, namespace)
                 if ensured.changed:
                     changes.append(ensured.what)
-            retry, pod_done = IsolateAction._write(ctx, pending, labels, changes, pod_done)
+            retry, pod_done = IsolateAction._write(ctx, pending, labels, changes, pod_done, early)
+            early = None
             if not retry:
                 return
             listed = None
@@ -255,9 +261,11 @@ class IsolateAction(Traits):
         labels: Mapping[str, str],
         changes: list[str],
         pod_done: bool,
+        early: Future[object] | None = None,
     ) -> tuple[bool, bool]:
-        """One round of writes at once: the exclusions and (until it landed) the pod patch. Returns (whether a policy
-        changed under us, so the round is judged again on a fresh read; whether the pod patch landed)."""
+        """One round of writes at once: the exclusions and (until it landed) the pod patch, unless it went out
+        ``early``. Returns (whether a policy changed under us, so the round is judged again on a fresh read; whether
+        the pod patch landed)."""
         namespace = ctx.target.namespace
         writes: list[tuple[str | None, Callable[[], object]]] = [
             (
@@ -266,10 +274,13 @@ class IsolateAction(Traits):
             )
             for p in pending
         ]
-        if not pod_done:
+        if not pod_done and early is None:
             writes.append((None, ctx.quarantine))
+        outcomes = list(zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True))
+        if early is not None and not pod_done:
+            outcomes.append(((None, ctx.quarantine), early.result()))
         retry = False
-        for (done, _), outcome in zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True):
+        for (done, _), outcome in outcomes:
             if done is None:  # the pod patch: its failure (gone, replaced) ends the action
                 if isinstance(outcome, ResponderError):
                     raise outcome
