@@ -28,10 +28,10 @@ from typing import Any
 
 from bench.cluster import Bench, _kubeenv, seed_finding
 from bench.common import CUT_SAMPLES, L_S, log
-from bench.timing import TimedConnector, Timeline, _deps, _payload
+from bench.timing import TimedConnector, Timeline, _deps, _payload, _timeline_rows
 from bench.workers import run_worker
 
-INTERVAL_S = 0.02  # the attacker's command rate: the figure's resolution
+INTERVAL_S = 0.005  # the attacker's command rate: the figure's resolution (the no-latency figures are 10-40 ms)
 QUIET_S = 2.0  # no answer for this long (while the attacker keeps sending) means the shell is cut
 
 
@@ -41,7 +41,10 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
     from responder.containment.shape import deny_all_body
     from responder.service import Responder
 
-    responder = Responder(_deps(spec))
+    timeline = Timeline()
+    deps = _deps(spec)
+    deps.connector = TimedConnector(deps.connector, timeline)
+    responder = Responder(deps)
     floor_kube = TimedConnector(_deps(spec).connector, Timeline()).connect(None).kube
     from concurrent.futures import ThreadPoolExecutor
 
@@ -71,7 +74,7 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
 
     def respond(sample: dict[str, Any]) -> dict[str, Any]:
         delivery = _payload(sample["doc"])
-        t0 = time.time()
+        t0, m0 = time.time(), time.monotonic()
         outcome = responder.respond(delivery)
         isolate = next((a for a in outcome.record.actions if a.action == "isolate"), None)
         return {
@@ -80,6 +83,8 @@ def worker_cut(spec: dict[str, Any]) -> dict[str, Any]:
             "receipt": t0,
             "done": time.time(),
             "isolate": None if isolate is None else isolate.details.get("established_connections"),
+            # Its kube calls in ms from receipt, up to the label: what went out before the cut, and when.
+            "kube_ms": _timeline_rows(timeline.started_between(m0, time.monotonic()), m0, 0.001)[:8],
         }
 
     respond(spec["warmup"])

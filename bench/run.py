@@ -301,6 +301,16 @@ def measure_cold_alone(tmp: Path, before: Path | None, samples: int = 7) -> tupl
     return figures, details
 
 
+def measure_cut_alone(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """time_to_cut alone (bench/cut.py): the responder and both floors, with and without L, on the local node."""
+    details: dict[str, Any] = {}
+    with local_cluster() as state, contextlib.ExitStack() as stack:
+        bench = open_bench(stack, state, tmp, details)
+        figures, found = measure_time_to_cut(bench)
+    details["time_to_cut"] = found
+    return figures, details
+
+
 FLEET_RATES = (1000.0, 600.0, 400.0, 250.0, 150.0)  # findings a minute, stepped down until one is sustained
 
 
@@ -321,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m bench.run`` (everything), or ``python -m bench.run worker NAME SPEC OUT`` (internal)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
-        "command", nargs="?", default="all", choices=("all", "redelivery", "cold", "fleet", "worker", "serve")
+        "command", nargs="?", default="all", choices=("all", "redelivery", "cold", "cut", "fleet", "worker", "serve")
     )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--before", type=Path, help="an earlier commit's worktree: its redelivery figures too")
@@ -347,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             figures, details = measure_fleet_alone(Path(tmp), rates, args.seconds)
         elif args.command == "cold":
             figures, details = measure_cold_alone(Path(tmp), args.before)
+        elif args.command == "cut":
+            figures, details = measure_cut_alone(Path(tmp))
         else:
             figures, details = measure(Path(tmp), args.before)
     results = results_of(figures, details, started, load_at_start)
