@@ -213,16 +213,32 @@ def _start_node(run: Startup, names: host.NodeNames, bins: Path, netpol_mode: st
     run.node_info["images"] = import_images(layout, bins / PAUSE_SOURCE)
     run.start("kubelet", SEALED_ENV)
     run.start("kube-scheduler", SEALED_ENV)
-    wait_until(
-        f"node {host.NODE_NAME} Ready",
-        lambda: node_status(run.server, layout.ca_bundle, run.admin_token)[0],
-        120,
-        run.procs,
-    )
+    _await_node(run)
     log(f"node {host.NODE_NAME} Ready {time.monotonic() - node_started:.1f}s after containerd started")
     run.node_info["netpol"] = {"mode": netpol_mode, "metrics_port": run.ports.netpol}
     if netpol_bin is not None:
         run.procs["netpol"] = start_netpol(layout, names, netpol_bin, run.ports.netpol, netpol_mode, run.procs)
+
+
+def _await_node(run: Startup) -> None:
+    """Until the node is Ready. The 1.35 kubelet can die of a race in its own startup ("concurrent map iteration and
+    map write" between its first node status and the DRA plugin manager); a kubelet that dies before the node is
+    Ready is started once more, and a second death fails as any other."""
+    layout = run.layout
+    for attempt in (1, 2):
+        try:
+            wait_until(
+                f"node {host.NODE_NAME} Ready",
+                lambda: node_status(run.server, layout.ca_bundle, run.admin_token)[0],
+                120,
+                run.procs,
+            )
+            return
+        except StartupError as exc:
+            if exc.process != "kubelet" or attempt == 2:
+                raise
+            log(f"the kubelet exited while starting ({exc}); starting it once more:\n{log_tail(layout, 'kubelet', 5)}")
+            run.start("kubelet", SEALED_ENV)
 
 
 def _state(run: Startup, with_node: bool) -> dict[str, Any]:
