@@ -40,7 +40,7 @@ What is measured, and how (L = 50 ms, the injected latency of every remote call)
   (label, isolate, capture) → security marks. Samples alternate with the responder's, on identical namespaces.
 - ``time_to_cut_ms``, ``time_to_cut_floor_ms``, ``time_to_cut_floor2_ms`` (and ``_L_ms``): bench/cut.py, on the
   node only: the responder, the one-round floor (deny-all and label at once) and the two-round floor of the safe
-  order (pod read ∥ deny-all, then the label), taking turns shell by shell.
+  order (pod read ∥ deny-all, then the label), taking turns shell by shell. ``python -m bench.run cut``: alone.
 - ``cold_profile`` (a detail): one more fresh process, profiled from ``import main`` to its first isolating write
   (bench/coldprofile.py): the modules imported before it (``-X importtime``) and the functions sampled. Not timed.
   ``python -m bench.run cold [--before DIR]``: the cold path alone at the API, two checkouts taking turns.
