@@ -42,6 +42,7 @@ from tests.terraform.test_terraform_module import (
     require_terraform,
     resource,
     roles_of,
+    terraform_init,
     top_level_blocks,
     write_stubs,
 )
@@ -244,20 +245,8 @@ def access_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = root / "terraform" / "modules" / "cluster-access"
     pure_access_module(work)
     (root / "deploy").symlink_to(ROOT / "deploy")
-    _init(work, root)
+    terraform_init(work, root)
     return work
-
-
-def _init(work: Path, root: Path) -> None:
-    assert TERRAFORM is not None
-    init = subprocess.run(
-        [TERRAFORM, f"-chdir={work}", "init", "-input=false", "-no-color", "-backend=false"],
-        capture_output=True,
-        text=True,
-        env=_tf_env(root),
-        check=False,
-    )
-    assert init.returncode == 0, init.stdout + init.stderr
 
 
 def test_the_root_applies_rbac_cluster_through_the_access_module() -> None:
@@ -395,7 +384,7 @@ def test_moved_blocks_carry_every_object_of_an_existing_state_into_the_module(tm
             for name, (rendered, _) in FORMER_ROOT_RESOURCES.items()
         )
     )
-    _init(former, root)
+    terraform_init(former, root)
     _tf(former, "apply", "-auto-approve", "-input=false", "-no-color", f"-state={state}")
     existing = set(_tf(former, "state", "list", f"-state={state}").stdout.split())
     expected = {f'terraform_data.{name}["{key}"]' for name in FORMER_ROOT_RESOURCES for key in _former_keys(name)}
@@ -413,7 +402,7 @@ def test_moved_blocks_carry_every_object_of_an_existing_state_into_the_module(tm
     (work / "rbac.tf").write_text(
         rbac_module_block() + "\n" + "\n".join(moved).replace("kubernetes_manifest", "terraform_data")
     )
-    _init(work, root)
+    terraform_init(work, root)
     flags = [f"-var=enable_{k}={str(v).lower()}" for k, v in every_toggle.items()]
     plan = root / "moved.tfplan"
     _tf(

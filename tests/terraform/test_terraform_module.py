@@ -997,6 +997,19 @@ def write_stubs(work: Path) -> None:
     )
 
 
+def terraform_init(work: Path, root: Path) -> None:
+    """``terraform init`` in ``work`` with the providers this machine has (``_tf_env``), no backend."""
+    assert TERRAFORM is not None
+    init = subprocess.run(
+        [TERRAFORM, f"-chdir={work}", "init", "-input=false", "-no-color", "-backend=false"],
+        capture_output=True,
+        text=True,
+        env=_tf_env(root),
+        check=False,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+
+
 @pytest.fixture(scope="module")
 def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """variables.tf + locals.tf (no providers needed) in a scratch root beside the real deploy/ and responder/, with the
@@ -1062,14 +1075,7 @@ def pure_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         + "\n"
     )
-    init = subprocess.run(
-        [TERRAFORM, f"-chdir={work}", "init", "-input=false", "-no-color", "-backend=false"],
-        capture_output=True,
-        text=True,
-        env=_tf_env(root),
-        check=False,
-    )
-    assert init.returncode == 0, init.stdout + init.stderr
+    terraform_init(work, root)
     return work
 
 

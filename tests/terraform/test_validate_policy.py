@@ -40,6 +40,7 @@ from tests.terraform.test_terraform_module import (
     require_terraform,
     resource,
     roles_of,
+    terraform_init,
     top_level_blocks,
     write_stubs,
 )
@@ -220,14 +221,7 @@ def check_root(tmp_path: Path) -> Path:
     )
     gcloud.chmod(0o755)
     assert TERRAFORM is not None
-    init = subprocess.run(
-        [TERRAFORM, f"-chdir={work}", "init", "-input=false", "-no-color", "-backend=false"],
-        capture_output=True,
-        text=True,
-        env=_tf_env(root),
-        check=False,
-    )
-    assert init.returncode == 0, init.stdout + init.stderr
+    terraform_init(work, root)
     return work
 
 
