@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -237,12 +238,34 @@ def peer_import(log: Any, runs: int) -> tuple[float | None, dict[str, Any]]:
     ).stdout.split()
     samples = []
     for i in range(runs + 1):
-        started = time.perf_counter()
-        subprocess.run([str(python), "-c", PEER_IMPORT], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        took = one_peer_import(python)
         if i:  # the first run writes bytecode: a warm-up
-            samples.append(time.perf_counter() - started)
+            samples.append(took)
     details = {"package": PEER_PACKAGE, "versions": version, "samples_s": [round(s, 3) for s in samples]}
     return round(statistics.median(samples), 3), details
+
+
+def one_peer_import(python: Path) -> float:
+    """Seconds of one fresh ``python -c "import c7n_gcp.handler"`` in the peer's environment."""
+    started = time.perf_counter()
+    subprocess.run([str(python), "-c", PEER_IMPORT], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+class PeerBeside:
+    """The peer's import taken between the cold samples, so that the ratio compares two things measured under the same
+    load (the cold samples run beside the node and the rest of the bench): call it after each sample."""
+
+    def __init__(self) -> None:
+        self.python, self.why = ensure_peer_venv(log)
+        self.samples: list[float] = []
+
+    def __call__(self) -> None:
+        if self.python is not None:
+            self.samples.append(one_peer_import(self.python))
+
+    def figure(self) -> float | None:
+        return round(statistics.median(self.samples), 3) if self.samples else None
 
 
 # ========================================================================================================= measuring
@@ -296,6 +319,7 @@ def measure_cold(
     shops: list[Shop],
     profile: bool = False,
     roots: tuple[Path, ...] = (ROOT,),
+    between: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One fresh process per shop: ``import main`` and one event on the GKE path, timed until the pod is isolated.
 
@@ -314,6 +338,8 @@ def measure_cold(
             root = roots[i % len(roots)]
             sample = _cold_sample(bench, metadata, (kube_host, ca_b64), f"cold-{i}", shop, profile, root)
             out.append({**sample, "root": str(root)})
+            if between is not None:
+                between()  # the peer's import, under the same load (PeerBeside)
         return out
     finally:
         metadata.stop()
@@ -331,7 +357,8 @@ def measure_cold_path(
     measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[:1])
     log("cold path: one more fresh process, profiled up to its first write (bench/coldprofile.py)")
     profiled = measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[-1:], profile=True)[0]
-    cold = measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[1 : 1 + COLD_SAMPLES])
+    peer = PeerBeside()
+    cold = measure_cold(bench, (kube_host, ca_b64, token), 0.0, cold_shops[1 : 1 + COLD_SAMPLES], between=peer)
     log(f"cold path at L = {L_S * 1000:.0f} ms (apiserver through the latency proxy)")
     proxied = (f"127.0.0.1:{bench.proxy_port}", ca_b64, token)
     cold_l = measure_cold(bench, proxied, L_S, cold_shops[1 + COLD_SAMPLES : 1 + 2 * COLD_SAMPLES])
@@ -347,6 +374,9 @@ def measure_cold_path(
         "rss_mib": round(max(c["rss_mib"] for c in cold), 1),
         "first_event_s": _median3([c["first_event_s"] for c in cold]),
     }
+    if peer.figure() is not None:  # the peer beside the cold samples replaces the one of the first phase
+        figures["peer_import_s"] = peer.figure()
+        details["peer_import_beside_cold_s"] = [round(x, 3) for x in peer.samples]
     log(f"memory: 100 events in flight in a fresh process (L = {L_S * 1000:.0f} ms)")
     bench.fake.latency_s = L_S
     many = [bench.event(concurrent_shop, dep, i, "rc") for dep in concurrent_shop.pods for i in range(10)]

@@ -273,7 +273,7 @@ def measure_cold_alone(tmp: Path, before: Path | None, samples: int = 7) -> tupl
     of this checkout and, with ``before``, of an earlier commit's worktree, taking turns; then one profiled process
     each (bench/coldprofile.py). ``cold_to_isolated_s`` (and ``_before``): the median of ``samples`` each."""
     from bench.cluster import kube_access
-    from bench.cold import measure_cold
+    from bench.cold import PeerBeside, measure_cold
 
     details: dict[str, Any] = {}
     roots = (ROOT,) if before is None else (ROOT, before.resolve())
@@ -287,10 +287,14 @@ def measure_cold_alone(tmp: Path, before: Path | None, samples: int = 7) -> tupl
         access = kube_access(bench.direct_kc)
         log(f"cold path alone: {samples} fresh processes per checkout, taking turns (one warm-up each first)")
         measure_cold(bench, access, 0.0, shops[: len(roots)], roots=roots)
-        ran = measure_cold(bench, access, 0.0, shops[len(roots) : len(roots) * (samples + 1)], roots=roots)
+        peer = PeerBeside()
+        ran = measure_cold(
+            bench, access, 0.0, shops[len(roots) : len(roots) * (samples + 1)], roots=roots, between=peer
+        )
         profiled = measure_cold(bench, access, 0.0, shops[len(roots) * (samples + 1) :], profile=True, roots=roots)
     figures: dict[str, Any] = {}
-    figures["peer_import_s"], details["peer_import"] = peer_import(log, IMPORT_RUNS)  # what the ratio is against
+    figures["peer_import_s"] = peer.figure()  # taken between the cold samples: what the ratio is against
+    details["peer_import_beside_cold_s"] = [round(x, 3) for x in peer.samples]
     for root, suffix in zip(roots, ("", "_before"), strict=False):
         mine = [c for c in ran if c["root"] == str(root)]
         figures[f"cold_to_isolated_s{suffix}"] = _median3([c["cold_to_isolated_s"] for c in mine])
