@@ -211,7 +211,8 @@ class Responder:
 
     def _recheck(self, event: Event, connection: Connection, schedule: Schedule) -> Outcome | None:
         """SCC's record, the pod, the namespace's policies and the quarantined identities, read at once: a converged
-        redelivery costs these four reads and no write; anything else goes on to round one (which reuses them)."""
+        redelivery costs these four reads and no write (three on the instance that finished the event, which holds
+        SCC's record: ``containment.recall``); anything else goes on to round one (which reuses them)."""
         target, kube = event.target, connection.kube
         recalled = self.recall.answer(event.finding, target)  # this instance finished it: what SCC told it then
         if recalled is None:

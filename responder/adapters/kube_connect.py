@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from responder.adapters.google_token import AdcToken, TokenSource
+from responder.adapters.google_token import REFRESH_MARGIN_S, AdcToken, TokenSource
 from responder.adapters.kube import KubeAdapter
 from responder.adapters.kube_http import KubeHttp
 from responder.errors import Unavailable
@@ -79,8 +79,6 @@ class GkeConnector:
     Clients are cached per cluster and rebuilt when the token nears expiry (tokens live about an hour).
     """
 
-    REFRESH_MARGIN_S = 300
-
     def __init__(
         self,
         cluster_api: ClusterAPI,
@@ -105,7 +103,7 @@ class GkeConnector:
         """A client for this GKE cluster."""
         with self._lock:
             cached = self._cache.get(ref.path)
-            if cached and cached[1] - time.time() > self.REFRESH_MARGIN_S:
+            if cached and cached[1] - time.time() > REFRESH_MARGIN_S:  # rebuilt when its token would be refreshed
                 return cached[0]
             # The cluster lookup and the token are independent remote calls: one round, not two, before the pod read.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsr-token") as pool:
