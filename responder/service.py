@@ -37,7 +37,8 @@ from responder.coverage import Coverage, unvouched
 from responder.errors import PermanentError, TransientError
 from responder.event import Event
 from responder.intake.envelope import Delivery
-from responder.intake.findings import to_finding
+from responder.intake.findings import Finding, to_finding
+from responder.intake.memo import Decoded
 from responder.intake.notification import parse_notification
 from responder.intake.sanitize import clean
 from responder.intake.triage import Verdict, triage
@@ -115,6 +116,7 @@ class Responder:
         self.runner = Runner(self.workers, self.coordinators, rules, deps.clock)
         self.coverage = Coverage.of(deps.settings, deps.findings_api, defaults.verify_finding, deps.gate)
         self.recall = Recall()  # the findings this instance finished, and what SCC told it of each
+        self.decoded = Decoded()  # what it decoded lately: a redelivery's bytes are decoded once
 
     # ------------------------------------------------------------------------------------------------- entry
     def respond(self, delivery: Delivery) -> Outcome:
@@ -155,7 +157,7 @@ class Responder:
             delivery_attempt=delivery.delivery_attempt,
         )
         try:
-            finding = to_finding(parse_notification(delivery.payload))
+            finding = self.decoded.finding(delivery.payload, _decode)
         except PermanentError as exc:
             return rejected(exc, info)
         defaults = self.deps.policy.defaults
@@ -218,12 +220,11 @@ class Responder:
         if recalled is None:
             schedule.warm()  # SCC's answer is needed now, ahead of any write: its client may load at once
         asking = None if recalled else self.workers.submit(self._ask, event)
-        event.pod_read_at = time.monotonic()
-        event.pod_read = self.workers.submit(kube.get_pod, target.namespace, target.pod)
         event.prefetched = Prefetched(policies=self.workers.submit(kube.list_network_policies, target.namespace))
         own = self.deps.settings.budget_namespace
         event.identities_read = self.workers.submit(kube.get_config_map, own, identity_mod.IDENTITIES)
-        event.pod, event.blocker = read_pod(connection, target, event.pod_read)
+        event.pod_read_at = time.monotonic()
+        event.pod, event.blocker = read_pod(connection, target)  # here, while the others are under way: no hand-off
         event.scc_answer = recalled if asking is None else asking.result()
         ended = self._judge_progress(event)
         if ended is None and recalled is not None:
@@ -471,3 +472,7 @@ def _rollback(event: Event, plan: Plan, results: list[ActionResult], own_namespa
 
 def _failed(results: list[ActionResult]) -> bool:
     return any(r.status is Status.FAILED for r in results)
+
+
+def _decode(payload: bytes) -> Finding:
+    return to_finding(parse_notification(payload))

@@ -6,6 +6,7 @@ here within a deadline, then redelivered by Pub/Sub); any other status is perman
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import time
@@ -31,7 +32,13 @@ def _is_api_error(exc: Exception) -> bool:
 
 def translate(exc: Exception, what: str) -> Exception:
     urllib3_exceptions = sys.modules.get("urllib3.exceptions")
-    transport_errors: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, OSError)
+    # OSError: refused, reset, TLS, timeouts; HTTPException: an answer cut short or malformed (kube_http's transport)
+    transport_errors: tuple[type[BaseException], ...] = (
+        TimeoutError,
+        ConnectionError,
+        OSError,
+        http.client.HTTPException,
+    )
     if urllib3_exceptions is not None:
         transport_errors += (urllib3_exceptions.HTTPError,)
     if _is_api_error(exc):

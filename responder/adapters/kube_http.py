@@ -1,10 +1,17 @@
-"""The Kubernetes API as raw JSON over urllib3: what containment needs, without the ``kubernetes`` package.
+"""The Kubernetes API as raw JSON over the standard library's HTTP client: what containment needs, without the
+``kubernetes`` package.
 
 Why not the official client here: importing ``kubernetes.client`` loads every API and model class (≈0.3 s of CPU and
 ≈25 MiB on a cold instance), and each read is then turned into model objects only to be turned back into JSON. The
-pod read and the isolating writes are the cold path of the whole function, so they go out as JSON over one urllib3
-pool; the ``kubernetes`` package is still used for what it is good at (kubeconfig loading, the exec websocket), and is
-imported only when one of those is needed.
+pod read and the isolating writes are the cold path of the whole function, so they go out as JSON over keep-alive
+connections; the ``kubernetes`` package is still used for what it is good at (kubeconfig loading, the exec websocket),
+and is imported only when one of those is needed.
+
+Why ``http.client`` and not urllib3 (which it used until issue 33): every call here goes to one host, with retries
+made by ``kube_errors``, so urllib3's pool manager, URL parsing, header containers and response wrapper add nothing
+but CPU: ~0.35 ms a call on the bench machine, nearly half of a read's. A converged redelivery is four reads, so that
+was most of what separated it from its target. :class:`_Pool` keeps what urllib3 gave that matters here: a connection
+per thread that needs one, a connection the server closed is never reused, TCP_NODELAY, and one write per request.
 
 Failures are raised as :class:`KubeHttpError`, which carries ``status``, ``reason`` and ``body`` like the official
 client's ``ApiException``, so ``kube_errors`` translates both the same way.
@@ -12,16 +19,23 @@ client's ``ApiException``, so ``kube_errors`` translates both the same way.
 
 from __future__ import annotations
 
+import http.client
 import json
+import select
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
-from responder.errors import KubeHttpError
+from responder.errors import ConfigError, KubeHttpError
 
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
+# Idle connections kept: one per thread that may call (32 workers, 16 coordinators), so none is discarded and set up
+# again (a TLS handshake is CPU that concurrent events would share).
+MAX_IDLE = 48
 # How long a kubeconfig's bearer token is reused before its refresh hook is asked again. The hook re-reads an
 # expiring token (exec plugins, OIDC) and costs a Configuration object per call; tokens live minutes to hours.
 AUTH_RECHECK_S = 30.0
@@ -50,11 +64,13 @@ class KubeHttp:
         self.key_file = key_file
         self.verify = verify
         self.proxy = proxy
+        if proxy:
+            _proxy(proxy)  # refused here, with the kubeconfig, rather than at the first request
         self.server_hostname = server_hostname  # kubeconfig's tls-server-name: the name the certificate carries
         self._authorization = authorization
         self._headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder", **(headers or {})}
         self._lock = threading.Lock()
-        self._pool: Any = None
+        self._pool: _Pool | None = None
 
     @classmethod
     def from_configuration(cls, cfg: Any, headers: Mapping[str, str] | None = None) -> KubeHttp:
@@ -74,32 +90,13 @@ class KubeHttp:
             headers=headers,
         )
 
-    def _manager(self) -> Any:
+    def _connections(self) -> _Pool:
         pool = self._pool
         if pool is not None:
             return pool
         with self._lock:
             if self._pool is None:
-                import urllib3
-
-                options: dict[str, Any] = {
-                    "num_pools": 4,
-                    # One connection per thread that may call (32 workers, 16 coordinators): none is discarded and
-                    # set up again (a TLS handshake is CPU that concurrent events would share).
-                    "maxsize": 48,
-                    "cert_reqs": "CERT_REQUIRED" if self.verify else "CERT_NONE",
-                    "ca_certs": self.ca_file,
-                    "cert_file": self.cert_file,
-                    "key_file": self.key_file,
-                    "retries": False,  # retries are kube_errors.call's, on translated errors only
-                }
-                if self.server_hostname:
-                    options["server_hostname"] = self.server_hostname
-                if self.proxy:
-                    self._pool = urllib3.ProxyManager(self.proxy, **options)
-                else:
-                    self._pool = urllib3.PoolManager(**options)
-                    self._pool.pool_classes_by_scheme = _one_write_pools()
+                self._pool = _Pool(self)
             return self._pool
 
     def headers(self) -> dict[str, str]:
@@ -121,10 +118,9 @@ class KubeHttp:
         raw: bool = False,
     ) -> Any:
         """Send one request; the decoded JSON answer (``raw``: the text). Raises :class:`KubeHttpError` for non-2xx
-        and lets urllib3's transport errors (connection refused, timeouts) through for ``kube_errors`` to translate."""
-        import urllib3
-
-        url = self.host + path
+        and lets transport errors (``OSError``: refused, reset, TLS, timeouts; ``http.client.HTTPException``: a
+        broken answer) through for ``kube_errors`` to translate."""
+        url = path
         params = {k: _param(v) for k, v in (query or {}).items() if v is not None}
         if params:
             url += "?" + urlencode(params)
@@ -136,17 +132,10 @@ class KubeHttp:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = content_type
-        response = self._manager().request(
-            method,
-            url,
-            body=data,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]),
-            redirect=False,
-        )
-        text = response.data.decode("utf-8", errors="replace")
-        if not 200 <= response.status < 300:
-            raise KubeHttpError(response.status, response.reason or "", text)
+        status, reason, payload = self._connections().send(method, url, data, headers)
+        text = payload.decode("utf-8", errors="replace")
+        if not 200 <= status < 300:
+            raise KubeHttpError(status, reason, text)
         if raw:
             return text
         return json.loads(text) if text else {}
@@ -171,53 +160,132 @@ def _ttl_cached(fn: Callable[[], str | None], ttl_s: float) -> Callable[[], str 
     return cached
 
 
-def _one_write_pools() -> dict[str, Any]:
-    """Connection pools whose connections send a request's headers and its body in one write.
+class _Connection(http.client.HTTPConnection):
+    """One keep-alive connection: TLS as the kubeconfig says, TCP_NODELAY, and each request in one write.
 
-    urllib3 (like http.client) writes the header block and then the body: two TCP segments. Anything on the path that
+    http.client (like urllib3) writes the header block and then the body: two TCP segments. Anything on the path that
     still runs Nagle's algorithm (a relay, a proxy, a load balancer's backend leg) then holds the body until the first
     segment is acknowledged, and a delayed ACK makes that ~40 ms: on every write to the apiserver, which is where
     isolation spends its time. Holding the header block until the body comes makes each request one write.
     """
-    import urllib3
-    from urllib3.connection import HTTPConnection, HTTPSConnection
 
-    class OneWrite:
-        _hold = False
-        _held = b""
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, server_name: str | None) -> None:
+        super().__init__(host, port, timeout=REQUEST_TIMEOUT[0])
+        self.tls, self.server_name = tls, server_name
+        self._held: bytes | None = None
 
-        def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-            # Only bytes bodies on an open connection: a tunnel's CONNECT or a streamed body goes out as before.
-            self._hold = isinstance(body, bytes) and bool(body) and getattr(self, "sock", None) is not None
-            try:
-                return super().request(method, url, body=body, headers=headers, **kwargs)  # type: ignore[misc]
-            finally:
-                self._hold = False
-                held, self._held = self._held, b""
-                if held:
-                    super().send(held)  # type: ignore[misc]
+    def connect(self) -> None:
+        super().connect()  # TCP, and the CONNECT through a proxy (set_tunnel) when there is one
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            self.sock = self.tls.wrap_socket(
+                self.sock, server_hostname=self.server_name or getattr(self, "_tunnel_host", None) or self.host
+            )
+        self.sock.settimeout(REQUEST_TIMEOUT[1])
 
-        def send(self, data: Any) -> None:
-            if self._hold and not self._held:
+    def exchange(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> http.client.HTTPResponse:
+        self._held = b"" if body else None  # with a body, the header block waits for it
+        try:
+            self.request(method, url, body=body, headers=dict(headers))
+        finally:
+            self._held = None
+        return self.getresponse()
+
+    def send(self, data: Any) -> None:
+        if self._held is not None:
+            if not self._held:
                 self._held = bytes(data)  # the header block: it leaves with the body
                 return
-            if self._held:
-                data, self._held = self._held + bytes(data), b""
-            super().send(data)  # type: ignore[misc]
+            data, self._held = self._held + bytes(data), None
+        super().send(data)
 
-    class OneWriteHTTP(OneWrite, HTTPConnection):
-        pass
+    def dropped(self) -> bool:
+        """The server closed it (or sent what nobody asked for) while it sat idle: not to be used again."""
+        sock = self.sock
+        if sock is None:
+            return True
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
-    class OneWriteHTTPS(OneWrite, HTTPSConnection):
-        pass
 
-    class HTTPPool(urllib3.HTTPConnectionPool):
-        ConnectionCls = OneWriteHTTP
+class _Pool:
+    """Keep-alive connections to one apiserver, each used by one thread at a time; the newest idle one first."""
 
-    class HTTPSPool(urllib3.HTTPSConnectionPool):
-        ConnectionCls = OneWriteHTTPS
+    def __init__(self, http: KubeHttp) -> None:
+        where = urlsplit(http.host)
+        if where.scheme not in ("https", "http") or not where.hostname:
+            raise ConfigError(f"apiserver URL {http.host!r}: expected https://host[:port]")
+        self.host, self.port = where.hostname, where.port or (443 if where.scheme == "https" else 80)
+        self.tls = _tls(http) if where.scheme == "https" else None
+        self.server_name = http.server_hostname
+        self.proxy = _proxy(http.proxy) if http.proxy else None
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
 
-    return {"http": HTTPPool, "https": HTTPSPool}
+    def _take(self) -> _Connection:
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._new()
+            if not conn.dropped():
+                return conn
+            conn.close()
+
+    def _new(self) -> _Connection:
+        if self.proxy is None:
+            return _Connection(self.host, self.port, self.tls, self.server_name)
+        conn = _Connection(self.proxy[0], self.proxy[1], self.tls, self.server_name)
+        conn.set_tunnel(self.host, self.port)
+        return conn
+
+    def send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, str, bytes]:
+        """One request: (status, reason, body). The connection goes back for reuse only after a complete answer
+        that leaves it open; on any error it is closed, and the error raised for ``kube_errors`` to translate."""
+        conn = self._take()
+        try:
+            response = conn.exchange(method, url, body, headers)
+            payload = response.read()
+        except BaseException:
+            conn.close()
+            raise
+        kept = False
+        if not response.will_close:
+            with self._lock:
+                kept = len(self._idle) < MAX_IDLE
+                if kept:
+                    self._idle.append(conn)
+        if not kept:
+            conn.close()
+        return response.status, response.reason or "", payload
+
+    def clear(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _tls(http: KubeHttp) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=http.ca_file)
+    if not http.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if http.cert_file:
+        context.load_cert_chain(http.cert_file, http.key_file)
+    return context
+
+
+def _proxy(url: str) -> tuple[str, int]:
+    """An HTTP proxy the requests tunnel through (CONNECT): the only kind a kubeconfig's proxy-url may name here."""
+    where = urlsplit(url)
+    if where.scheme != "http" or not where.hostname:
+        raise ConfigError(f"proxy-url {url!r}: only an http:// proxy (CONNECT tunnel) is supported")
+    return where.hostname, where.port or 80
 
 
 def _param(value: str | int | bool) -> str:

@@ -37,6 +37,7 @@ from responder.ports import LabelSelector
 
 DIRECTIONS = ("ingress", "egress")
 ALL_V4, ALL_V6 = "0.0.0.0/0", "::/0"
+NAME_LABEL = "kubernetes.io/metadata.name"  # set by the apiserver to the namespace's name, on every namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Subject:
         return quarantined_views(self.labels)
 
     def namespace_view(self) -> dict[str, str]:
-        return {**self.namespace_labels, "kubernetes.io/metadata.name": self.namespace}
+        return {**self.namespace_labels, NAME_LABEL: self.namespace}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,35 @@ def _ordered(rules: Sequence[_Rule], outranked_by: str) -> dict[str, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------- SIG Network's policy API
+def needs_namespace_labels(family: str, objects: Tagged) -> bool:
+    """Whether judging ``objects`` needs the pod's namespace labels beyond its name (:data:`NAME_LABEL`, which
+    :meth:`Subject.namespace_view` always holds). SIG Network's kinds match namespace labels only in their subject, so
+    theirs are looked at; Cilium's and Calico's selectors are not taken apart here: any of their objects needs them."""
+    if family != "npa":
+        return bool(objects)
+    return any(_npa_namespace_keys((obj.get("spec") or {}).get("subject")) - {NAME_LABEL} for _, obj in objects)
+
+
+def _npa_namespace_keys(subject: Any) -> set[str]:
+    """The namespace label keys a SIG Network subject selects on; one that cannot be read stands for some other key."""
+    unknown = {"\x00unreadable"}
+    if not isinstance(subject, Mapping):
+        return unknown
+    pods = subject.get("pods")
+    if "namespaces" in subject:
+        selector = subject.get("namespaces")
+    else:
+        selector = pods.get("namespaceSelector") if isinstance(pods, Mapping) else None
+    if selector is None:
+        return set()
+    if not isinstance(selector, Mapping) or set(selector) - {"matchLabels", "matchExpressions"}:
+        return unknown
+    labels, expressions = selector.get("matchLabels") or {}, selector.get("matchExpressions") or ()
+    if not isinstance(labels, Mapping) or not isinstance(expressions, Sequence):
+        return unknown
+    return {str(k) for k in labels} | {str(e.get("key")) if isinstance(e, Mapping) else "" for e in expressions}
+
+
 def _npa_selects(subject_raw: Any, who: Subject, unreadable: bool) -> bool:
     if not isinstance(subject_raw, Mapping):
         return unreadable

@@ -134,8 +134,12 @@ def read(
     run: Callable[[list[Callable[[], object]]], list[object]],
     namespace_read: Future[NamespaceView] | None = None,
 ) -> ClusterTier:
-    """Discover the policy kinds the cluster serves, list each and read the pod's namespace (at once, through
-    ``run``), and judge every policy for the pod with ``labels`` (its own, without the quarantine label).
+    """Discover the policy kinds the cluster serves, list each (at once, through ``run``), and judge every policy for
+    the pod with ``labels`` (its own, without the quarantine label).
+
+    The namespace's labels are needed only where a policy selects namespaces by a label other than
+    ``kubernetes.io/metadata.name``, which the apiserver sets to the name on every namespace: ``namespace_read`` (as
+    read alongside the pod) is then used, else the namespace is read after the lists, and only when one needs it.
 
     A kind that vanished between discovery and the list (404) is skipped; one the identity may not read (403, or
     another permanent refusal) is recorded as unread, and counts as a possible reopening: a refusal is never taken
@@ -145,26 +149,12 @@ def read(
     kinds = served(kube.served_group_versions())
     if not kinds:
         return ClusterTier()
-    # The namespace as read alongside the pod, when it was (``namespace_read``): not read a second time.
-    calls: list[Callable[[], object]] = [
-        namespace_read.result if namespace_read is not None else partial(kube.get_namespace, pod.namespace)
-    ]
-    calls += [partial(_list, kube, k, pod.namespace) for k in kinds]
-    outcomes = run(calls)
+    calls: list[Callable[[], object]] = [partial(_list, kube, k, pod.namespace) for k in kinds]
+    outcomes = run([namespace_read.result, *calls] if namespace_read is not None else calls)
+    namespace = outcomes.pop(0) if namespace_read is not None else None
     unread: list[tuple[str, str]] = []
-    namespace = outcomes[0]
-    if isinstance(namespace, Forbidden | PermanentError | NotFound):
-        unread.append((f"Namespace {pod.namespace}", clean(namespace, 160)))
-    elif isinstance(namespace, BaseException):
-        raise namespace
-    who = Subject(
-        namespace=pod.namespace,
-        labels=labels,
-        namespace_labels=namespace.labels if isinstance(namespace, NamespaceView) else {},
-        service_account=pod.service_account,
-    )
     by_family: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for kind, outcome in zip(kinds, outcomes[1:], strict=True):
+    for kind, outcome in zip(kinds, outcomes, strict=True):
         if isinstance(outcome, NotFound):
             continue
         if isinstance(outcome, Forbidden | PermanentError):
@@ -174,6 +164,18 @@ def read(
             raise outcome
         assert isinstance(outcome, list)
         by_family.setdefault(kind.family, []).extend((kind.kind, o) for o in outcome)
+    if namespace is None and any(judge.needs_namespace_labels(f, tagged) for f, tagged in by_family.items()):
+        namespace = run([partial(kube.get_namespace, pod.namespace)])[0]
+    if isinstance(namespace, Forbidden | PermanentError | NotFound):
+        unread.insert(0, (f"Namespace {pod.namespace}", clean(namespace, 160)))
+    elif isinstance(namespace, BaseException):
+        raise namespace
+    who = Subject(
+        namespace=pod.namespace,
+        labels=labels,
+        namespace_labels=namespace.labels if isinstance(namespace, NamespaceView) else {},
+        service_account=pod.service_account,
+    )
     verdicts = [v for family, tagged in by_family.items() for v in _JUDGES[family](tagged, who)]
     names = tuple(dict.fromkeys(f"{k.kind} ({k.group_version})" for k in kinds))
     return ClusterTier(names, tuple(verdicts), tuple(unread))
@@ -192,15 +194,19 @@ def one_by_one(calls: list[Callable[[], object]]) -> list[object]:
 
 
 def in_pool(pool: Executor) -> Callable[[list[Callable[[], object]]], list[object]]:
-    """Run the reads at once on ``pool``, each one's result or error handed back."""
-    return lambda calls: [f.result() for f in [pool.submit(_attempt, c) for c in calls]]
+    """Run the reads at once on ``pool``, each one's result or error handed back (a single read: on the caller's
+    thread, which would only wait for it)."""
+    return lambda calls: (
+        one_by_one(calls) if len(calls) == 1 else [f.result() for f in [pool.submit(_attempt, c) for c in calls]]
+    )
 
 
 def reopened_now(kube: KubePort, pod: PodView, pool: Executor) -> bool:
     """Whether the tier above the namespace lets the quarantined ``pod``'s traffic through now, for a redelivery's
     convergence check: a cluster-wide allow added since the isolation means the delivery is handled in full (the
     isolate step judges again, and the live-session rule runs). What cannot be read counts as reopened. Costs
-    nothing where no such kind is served (discovery is cached), else one round: the namespace and each kind at once."""
+    nothing where no such kind is served (discovery is cached), else one round (each kind at once), and a second (the
+    namespace) only where a policy selects namespaces by a label other than their name."""
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     try:
         return read(kube, pod, labels, in_pool(pool)).reopened

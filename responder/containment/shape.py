@@ -14,7 +14,6 @@ trust nor delete that squatter as its own.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +72,7 @@ def normalised_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     left out (the API's omitempty: ``ingress: []`` is no rule), ``policyTypes`` defaulted when absent (Ingress, and
     Egress when there are egress rules, as the API does) and compared as the set it means. Every other field is kept
     as it is, so a field the responder never writes makes the spec unequal."""
-    out = {k: copy.deepcopy(v) for k, v in spec.items() if not _empty(v)}
+    out = {k: v for k, v in spec.items() if not _empty(v)}  # compared, never changed: no copy needed
     selector = spec.get("podSelector") or {}
     out["podSelector"] = (
         {k: v for k, v in selector.items() if not _empty(v)} if isinstance(selector, Mapping) else selector

@@ -446,10 +446,10 @@ def test_a_genuine_finding_with_scc_down_first_finishes_on_the_next_attempt_and_
     assert "SCC's marks record this occurrence as done" in third.record.reason
     # A converged redelivery: one SCC read, three kube reads (the pod, the policies, the quarantined identities),
     # no write anywhere; and, since this cluster serves ClusterNetworkPolicy, the tier above the namespace judged
-    # again: API discovery (a cold instance: a warm one has it cached), the namespace and the one served kind.
+    # again: API discovery (a cold instance: a warm one has it cached) and the one served kind. Not the namespace:
+    # the one policy there (the static deny) selects namespaces by kubernetes.io/metadata.name alone.
     assert sorted(third_instance.requests) == [
         ("GET", "/api/v1/namespaces/responder-system/configmaps/rsr-quarantined-identities", 200),
-        ("GET", f"/api/v1/namespaces/{ns}", 200),
         ("GET", pod_path(ns, pod), 200),
         ("GET", "/apis", 200),
         ("GET", policies_path(ns), 200),

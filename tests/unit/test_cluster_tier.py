@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from responder.containment import calico_selector, cluster_tier
-from responder.containment.cluster_judge import Subject, judge_calico, judge_cilium, judge_npa
+from responder.containment.cluster_judge import Subject, judge_calico, judge_cilium, judge_npa, needs_namespace_labels
 from responder.errors import Forbidden, TransientError
 from responder.policy.rules import parse_policy
 from responder.ports import NamespaceView
@@ -274,6 +274,40 @@ def test_nothing_served_means_the_namespace_tier_alone_and_no_list() -> None:
     tier = cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"}, lambda calls: [c() for c in calls])
     assert not tier.reopened and tier.isolated_at() == "namespace tier (NetworkPolicy deny-all)"
     assert "list_objects" not in kube.calls and "get_namespace" not in kube.calls
+
+
+def test_the_namespace_is_read_only_when_a_policy_selects_namespaces_by_another_label() -> None:
+    """kubernetes.io/metadata.name is the namespace's name on every namespace: selecting on it needs no read."""
+    kube = FakeKube()
+    kube.add_web_deployment(NS, POD)
+    kube.namespaces[NS] = NamespaceView(name=NS, labels={"team": "payments"})
+    pod, run = kube.pods[(NS, POD)], (lambda calls: [_try(c) for c in calls])
+    served(kube, static_deny(1))  # its namespaceSelector: kubernetes.io/metadata.name NotIn [system namespaces]
+    assert cluster_tier.read(kube, pod, {"app": "web"}, run).holding
+    assert "get_namespace" not in kube.calls
+    by_team = {"namespaces": {"matchLabels": {"team": "payments"}}}
+    served(kube, static_deny(1), cnp("team", 0, subject=by_team))
+    tier = cluster_tier.read(kube, pod, {"app": "web"}, run)
+    assert kube.calls.count("get_namespace") == 1 and [v.name for v in tier.reopening] == ["team"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "needs"),
+    [
+        ({"namespaces": {}}, False),
+        ({"pods": {"podSelector": {}}}, False),
+        ({"namespaces": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]}}, False),
+        ({"namespaces": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}}, True),
+        ({"pods": {"namespaceSelector": {"matchLabels": {"team": "a"}}, "podSelector": {}}}, True),
+        ({"namespaces": {"sameLabels": ["team"]}}, True),  # not a label selector: not read, so taken to need them
+        ({"namespaces": "odd"}, True),
+        ("odd", True),
+    ],
+)
+def test_which_subjects_need_the_namespace_labels(subject: Any, needs: bool) -> None:
+    assert needs_namespace_labels("npa", [("ClusterNetworkPolicy", {"spec": {"subject": subject}})]) is needs
+    assert needs_namespace_labels("cilium", [("CiliumNetworkPolicy", {"spec": {}})])
+    assert not needs_namespace_labels("calico", [])
 
 
 def test_a_kind_the_identity_may_not_read_is_never_taken_for_nothing_there() -> None:

@@ -1,0 +1,104 @@
+"""kube_http's transport: keep-alive connections that are reused, one the server closed is never reused, a request
+with a body leaves in one write, and a proxy it cannot use is refused with the kubeconfig."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from responder.adapters.kube_http import KubeHttp, _Connection
+from responder.errors import ConfigError, KubeHttpError
+
+
+class OneShotServer:
+    """A loopback HTTP/1.1 server that answers each connection's first request, keep-alive, then closes it:
+    what an apiserver (or a load balancer) does to a connection it considers idle."""
+
+    def __init__(self, status: int = 200, body: bytes = b'{"kind": "Pod"}') -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.requests: list[bytes] = []
+        self.status, self.body = status, body
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                self.requests.append(data)
+                head = f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\nContent-Length: {len(self.body)}\r\n"
+                conn.sendall(head.encode() + b"\r\n" + self.body)
+                conn.shutdown(socket.SHUT_RDWR)  # no "Connection: close": the client learns of it while idle
+            self.closed.set()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server() -> Iterator[OneShotServer]:
+    s = OneShotServer()
+    yield s
+    s.close()
+
+
+def test_a_connection_the_server_closed_is_not_reused(server: OneShotServer) -> None:
+    http = KubeHttp(f"http://127.0.0.1:{server.port}", ca_file=None)
+    assert http.request("GET", "/api/v1/namespaces/a/pods/b") == {"kind": "Pod"}
+    assert server.closed.wait(5)
+    assert http.request("GET", "/api/v1/namespaces/a/pods/b") == {"kind": "Pod"}  # no reset: a new connection
+    assert server.accepted == 2
+    assert all(r.startswith(b"GET /api/v1/namespaces/a/pods/b HTTP/1.1\r\n") for r in server.requests)
+    http.close()
+
+
+def test_an_error_status_is_raised_with_its_body() -> None:
+    s = OneShotServer(status=403, body=b'{"message": "pods is forbidden"}')
+    try:
+        with pytest.raises(KubeHttpError) as raised:
+            KubeHttp(f"http://127.0.0.1:{s.port}", ca_file=None).request("GET", "/api/v1/pods")
+        assert raised.value.status == 403 and "forbidden" in raised.value.body
+    finally:
+        s.close()
+
+
+class Recording:
+    """Stands in for a connected socket: what was written, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def sendall(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_request_with_a_body_leaves_in_one_write() -> None:
+    conn = _Connection("127.0.0.1", 1, None, None)
+    conn.sock = Recording()  # type: ignore[assignment]
+    conn._held = b""  # as exchange() arms it for a request with a body
+    conn.request("PATCH", "/api/v1/namespaces/a/pods/b", body=b'{"metadata": {}}', headers={"X": "1"})
+    writes = conn.sock.writes  # type: ignore[attr-defined]
+    assert len(writes) == 1 and writes[0].startswith(b"PATCH ") and writes[0].endswith(b'{"metadata": {}}')
+
+
+@pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "https://proxy.internal:3128", "http://"])
+def test_a_proxy_that_cannot_be_used_is_refused_with_the_kubeconfig(proxy: str) -> None:
+    with pytest.raises(ConfigError, match="proxy-url"):
+        KubeHttp("https://127.0.0.1:6443", ca_file=None, proxy=proxy)
