@@ -1,7 +1,7 @@
 """``ClusterAPI`` over the GKE API's documented REST endpoint (``GET /v1/projects/P/locations/L/clusters/C``).
 
 Needs ``container.clusters.get`` (``roles/container.clusterViewer``). This lookup stands between a finding and the
-first write to its cluster, so it is plain JSON over urllib3 (which the Kubernetes transport loads anyway) with the
+first write to its cluster, so it is plain JSON over the Kubernetes transport's connections (``http_pool``) with the
 token from ``google_token``: the ``google-cloud-container`` SDK's import (≈0.3 s of CPU on a cold instance) bought
 nothing here but a proto object to read a dozen fields from, and google-auth's ``AuthorizedSession`` brings
 ``requests`` and ``cryptography`` with it. Errors become api_core's exceptions from the HTTP answer, as the SDKs'
@@ -19,6 +19,7 @@ from typing import Any
 from responder.adapters.google_clients import sdk
 from responder.adapters.google_errors import google_call, is_transient, translate
 from responder.adapters.google_token import TokenSource, token_source
+from responder.adapters.http_pool import TRANSPORT_ERRORS, Answer, Pool, tls_context
 from responder.config import Settings
 from responder.errors import TransientError, Unavailable
 from responder.intake import identifiers
@@ -47,17 +48,16 @@ class GkeClusterAPI:
         self._base = _base_url(settings.container_endpoint)
         self._token = None if settings.anonymous_google else token or token_source(settings.k_service)
         self._lock = threading.Lock()
-        self._pool: Any = None
+        self._pool: Pool | None = None
 
-    def _manager(self) -> Any:
-        import urllib3
-
+    def _connections(self) -> Pool:
         with self._lock:
             if self._pool is None:
                 # The CA bundle requests would use (certifi): the same trust as the SDK clients.
                 import certifi
 
-                self._pool = urllib3.PoolManager(ca_certs=certifi.where(), retries=False)
+                tls = tls_context(certifi.where()) if self._base.startswith("https://") else None
+                self._pool = Pool(self._base, tls=tls, timeout=(self._timeout_s, self._timeout_s))
             return self._pool
 
     def get_cluster(self, ref: ClusterRef) -> ClusterInfo:
@@ -67,7 +67,7 @@ class GkeClusterAPI:
         identifiers.location(ref.location)
         identifiers.cluster_name(ref.name)
         what = f"GKE get_cluster {ref.path}"
-        url = f"{self._base}/v1/{ref.path}"
+        url = f"/v1/{ref.path}"
         started = time.monotonic()
         delay = 0.2
         while True:
@@ -85,25 +85,26 @@ class GkeClusterAPI:
                 delay = min(delay * 2, 2.0)
 
     def _get(self, what: str, url: str) -> dict[str, Any]:
-        import urllib3
-
         with google_call(what):
-            timeout = urllib3.Timeout(connect=self._timeout_s, read=self._timeout_s)
-            answer = self._manager().request("GET", url, headers=self._headers(), timeout=timeout, redirect=False)
+            answer = self._send(what, url, self._headers())
             if answer.status == 401 and self._token is not None:
                 # The token was refused (revoked, expired early): one fresh one, as google-auth's session does.
-                answer = self._manager().request(
-                    "GET", url, headers=self._headers(fresh=True), timeout=timeout, redirect=False
-                )
+                answer = self._send(what, url, self._headers(fresh=True))
             if answer.status >= 400:
-                error = sdk("google.api_core.exceptions").from_http_response(_Answer(answer, url))
+                error = sdk("google.api_core.exceptions").from_http_response(_Answer(answer, self._base + url))
                 if answer.status == 401 and self._token is None:
                     raise Unavailable(f"{what}: HTTP 401, and no credentials to present (anonymous)") from error
                 raise translate(error, what) or error from error
-            body = _json(answer.data)
+            body = _json(answer.body)
         if not isinstance(body, dict):
             raise TransientError(f"{what}: the answer is not a JSON object")
         return body
+
+    def _send(self, what: str, url: str, headers: dict[str, str]) -> Answer:
+        try:
+            return self._connections().send("GET", url, headers=headers)
+        except TRANSPORT_ERRORS as exc:  # refused, reset, TLS, timed out: the endpoint may answer next time
+            raise TransientError(f"{what}: {type(exc).__name__}: {clean(exc, 200)}") from exc
 
     def _headers(self, fresh: bool = False) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder"}
@@ -118,11 +119,11 @@ class GkeClusterAPI:
 
 
 class _Answer:
-    """What api_core's ``from_http_response`` reads of a ``requests.Response``, from a urllib3 one."""
+    """What api_core's ``from_http_response`` reads of a ``requests.Response``, from an :class:`Answer`."""
 
-    def __init__(self, answer: Any, url: str) -> None:
+    def __init__(self, answer: Answer, url: str) -> None:
         self.status_code = answer.status
-        self.text = answer.data.decode("utf-8", errors="replace")
+        self.text = answer.body.decode("utf-8", errors="replace")
         self.request = _Request(url)
 
     def json(self) -> Any:

@@ -69,7 +69,7 @@ def translate(exc: BaseException, what: str) -> ResponderError | None:
 
 
 def _from_transport(exc: BaseException, what: str) -> ResponderError | None:
-    """requests' errors (the SDKs' REST transports) and urllib3's (the GKE lookup, adapters/gke.py)."""
+    """requests' errors (the SDKs' REST transports) and urllib3's (beneath some SDK transports)."""
     text = f"{what}: {type(exc).__name__}: {clean(exc, 300)}"
     rq = sys.modules.get("requests.exceptions")
     if rq is not None and isinstance(exc, rq.RequestException):

@@ -5,7 +5,7 @@ token is one GET to the metadata server. google-auth's own way there (``google.a
 ``compute_engine.Credentials.refresh``) imports ``requests`` and ``cryptography`` on the way (google-auth 2.62's
 ``compute_engine`` loads its mTLS and IAM-signing support), about 70 ms of CPU on a cold instance, which is a fifth of
 the time from ``import main`` to the pod isolated (docs/performance.md). :class:`MetadataToken` asks the same server
-the same question over urllib3, which the Kubernetes transport loads anyway; the SDK clients that come after the
+the same question over the Kubernetes transport's connections (``http_pool``); the SDK clients that come after the
 writes (SCC, Logging) still authenticate through google-auth.
 
 :func:`token_source` chooses: the metadata server only where ADC itself would end there (a Google runtime, or
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from responder.adapters.http_pool import TRANSPORT_ERRORS, Pool
 from responder.errors import TransientError, Unavailable
 from responder.intake.sanitize import clean
 
@@ -48,7 +49,7 @@ class MetadataToken:
         self._scopes = scopes
         self._lock = threading.Lock()
         self._cached: tuple[str, float] | None = None
-        self._pool: Any = None
+        self._pool: Pool | None = None
 
     def token(self, fresh: bool = False) -> tuple[str, float]:
         with self._lock:
@@ -58,21 +59,19 @@ class MetadataToken:
             return cached
 
     def _fetch(self) -> tuple[str, float]:
-        import urllib3
-
         if self._pool is None:
-            self._pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=TIMEOUT_S, read=TIMEOUT_S))
-        url = f"http://{self._host}{SERVICE_ACCOUNT_PATH}/token?scopes={quote(','.join(self._scopes), safe='')}"
+            self._pool = Pool(f"http://{self._host}", timeout=(TIMEOUT_S, TIMEOUT_S))
+        url = f"{SERVICE_ACCOUNT_PATH}/token?scopes={quote(','.join(self._scopes), safe='')}"
         try:
-            answer = self._pool.request("GET", url, headers={"Metadata-Flavor": "Google"}, redirect=False)
-        except urllib3.exceptions.HTTPError as exc:
+            answer = self._pool.send("GET", url, headers={"Metadata-Flavor": "Google"})
+        except TRANSPORT_ERRORS as exc:
             raise TransientError(f"metadata server token: {type(exc).__name__}: {clean(exc, 200)}") from exc
         if answer.status in (401, 403, 404):
             raise Unavailable(f"metadata server token: HTTP {answer.status}: no service account for this instance")
         if answer.status != 200:
             raise TransientError(f"metadata server token: HTTP {answer.status}")
         try:
-            body = json.loads(answer.data)
+            body = json.loads(answer.body)
             token, lifetime = str(body["access_token"]), float(body.get("expires_in", 0))
         except (ValueError, KeyError, TypeError) as exc:
             raise TransientError(f"metadata server token: unreadable answer ({type(exc).__name__})") from exc

@@ -6,13 +6,13 @@ here within a deadline, then redelivered by Pub/Sub); any other status is perman
 
 from __future__ import annotations
 
-import http.client
 import json
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from responder.adapters.http_pool import TRANSPORT_ERRORS
 from responder.adapters.retrying import retry_failed
 from responder.errors import Conflict, Forbidden, KubeHttpError, NotFound, PermanentError, TransientError
 from responder.intake.sanitize import clean
@@ -32,13 +32,8 @@ def _is_api_error(exc: Exception) -> bool:
 
 def translate(exc: Exception, what: str) -> Exception:
     urllib3_exceptions = sys.modules.get("urllib3.exceptions")
-    # OSError: refused, reset, TLS, timeouts; HTTPException: an answer cut short or malformed (kube_http's transport)
-    transport_errors: tuple[type[BaseException], ...] = (
-        TimeoutError,
-        ConnectionError,
-        OSError,
-        http.client.HTTPException,
-    )
+    # kube_http's transport (http_pool): OSError (refused, reset, TLS, timeouts), HTTPException (an answer cut short)
+    transport_errors: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, *TRANSPORT_ERRORS)
     if urllib3_exceptions is not None:
         transport_errors += (urllib3_exceptions.HTTPError,)
     if _is_api_error(exc):

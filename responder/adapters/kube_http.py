@@ -7,11 +7,7 @@ pod read and the isolating writes are the cold path of the whole function, so th
 connections; the ``kubernetes`` package is still used for what it is good at (kubeconfig loading, the exec websocket),
 and is imported only when one of those is needed.
 
-Why ``http.client`` and not urllib3 (which it used until issue 33): every call here goes to one host, with retries
-made by ``kube_errors``, so urllib3's pool manager, URL parsing, header containers and response wrapper add nothing
-but CPU: ~0.35 ms a call on the bench machine, nearly half of a read's. A converged redelivery is four reads, so that
-was most of what separated it from its target. :class:`_Pool` keeps what urllib3 gave that matters here: a connection
-per thread that needs one, a connection the server closed is never reused, TCP_NODELAY, and one write per request.
+The connections are :mod:`responder.adapters.http_pool`'s (``http.client``; urllib3 until issue 33).
 
 Failures are raised as :class:`KubeHttpError`, which carries ``status``, ``reason`` and ``body`` like the official
 client's ``ApiException``, so ``kube_errors`` translates both the same way.
@@ -19,30 +15,24 @@ client's ``ApiException``, so ``kube_errors`` translates both the same way.
 
 from __future__ import annotations
 
-import http.client
 import json
-import select
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-from responder.errors import ConfigError, KubeHttpError
+from responder.adapters.http_pool import Pool, proxy_address, tls_context
+from responder.errors import KubeHttpError
 
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
-# Idle connections kept: one per thread that may call (32 workers, 16 coordinators), so none is discarded and set up
-# again (a TLS handshake is CPU that concurrent events would share).
-MAX_IDLE = 48
 # How long a kubeconfig's bearer token is reused before its refresh hook is asked again. The hook re-reads an
 # expiring token (exec plugins, OIDC) and costs a Configuration object per call; tokens live minutes to hours.
 AUTH_RECHECK_S = 30.0
 
 
 class KubeHttp:
-    """One apiserver: base URL, TLS trust, and how to authenticate. Thread-safe (urllib3's pool is)."""
+    """One apiserver: base URL, TLS trust, and how to authenticate. Thread-safe (its pool is)."""
 
     def __init__(  # noqa: PLR0913 - a kubeconfig's connection settings, keyword-only, as kubernetes.client names them
         self,
@@ -65,12 +55,12 @@ class KubeHttp:
         self.verify = verify
         self.proxy = proxy
         if proxy:
-            _proxy(proxy)  # refused here, with the kubeconfig, rather than at the first request
+            proxy_address(proxy)  # refused here, with the kubeconfig, rather than at the first request
         self.server_hostname = server_hostname  # kubeconfig's tls-server-name: the name the certificate carries
         self._authorization = authorization
         self._headers = {"Accept": "application/json", "User-Agent": "reverse-shell-responder", **(headers or {})}
         self._lock = threading.Lock()
-        self._pool: _Pool | None = None
+        self._pool: Pool | None = None
 
     @classmethod
     def from_configuration(cls, cfg: Any, headers: Mapping[str, str] | None = None) -> KubeHttp:
@@ -90,13 +80,16 @@ class KubeHttp:
             headers=headers,
         )
 
-    def _connections(self) -> _Pool:
+    def _connections(self) -> Pool:
         pool = self._pool
         if pool is not None:
             return pool
         with self._lock:
             if self._pool is None:
-                self._pool = _Pool(self)
+                tls = tls_context(self.ca_file, verify=self.verify, cert_file=self.cert_file, key_file=self.key_file)
+                self._pool = Pool(
+                    self.host, tls=tls, server_name=self.server_hostname, proxy=self.proxy, timeout=REQUEST_TIMEOUT
+                )
             return self._pool
 
     def headers(self) -> dict[str, str]:
@@ -132,10 +125,10 @@ class KubeHttp:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = content_type
-        status, reason, payload = self._connections().send(method, url, data, headers)
-        text = payload.decode("utf-8", errors="replace")
-        if not 200 <= status < 300:
-            raise KubeHttpError(status, reason, text)
+        answer = self._connections().send(method, url, data, headers)
+        text = answer.body.decode("utf-8", errors="replace")
+        if not 200 <= answer.status < 300:
+            raise KubeHttpError(answer.status, answer.reason, text)
         if raw:
             return text
         return json.loads(text) if text else {}
@@ -158,134 +151,6 @@ def _ttl_cached(fn: Callable[[], str | None], ttl_s: float) -> Callable[[], str 
             return value
 
     return cached
-
-
-class _Connection(http.client.HTTPConnection):
-    """One keep-alive connection: TLS as the kubeconfig says, TCP_NODELAY, and each request in one write.
-
-    http.client (like urllib3) writes the header block and then the body: two TCP segments. Anything on the path that
-    still runs Nagle's algorithm (a relay, a proxy, a load balancer's backend leg) then holds the body until the first
-    segment is acknowledged, and a delayed ACK makes that ~40 ms: on every write to the apiserver, which is where
-    isolation spends its time. Holding the header block until the body comes makes each request one write.
-    """
-
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, server_name: str | None) -> None:
-        super().__init__(host, port, timeout=REQUEST_TIMEOUT[0])
-        self.tls, self.server_name = tls, server_name
-        self._held: bytes | None = None
-
-    def connect(self) -> None:
-        super().connect()  # TCP, and the CONNECT through a proxy (set_tunnel) when there is one
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            self.sock = self.tls.wrap_socket(
-                self.sock, server_hostname=self.server_name or getattr(self, "_tunnel_host", None) or self.host
-            )
-        self.sock.settimeout(REQUEST_TIMEOUT[1])
-
-    def exchange(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> http.client.HTTPResponse:
-        self._held = b"" if body else None  # with a body, the header block waits for it
-        try:
-            self.request(method, url, body=body, headers=dict(headers))
-        finally:
-            self._held = None
-        return self.getresponse()
-
-    def send(self, data: Any) -> None:
-        if self._held is not None:
-            if not self._held:
-                self._held = bytes(data)  # the header block: it leaves with the body
-                return
-            data, self._held = self._held + bytes(data), None
-        super().send(data)
-
-    def dropped(self) -> bool:
-        """The server closed it (or sent what nobody asked for) while it sat idle: not to be used again."""
-        sock = self.sock
-        if sock is None:
-            return True
-        try:
-            return bool(select.select([sock], [], [], 0)[0])
-        except (OSError, ValueError):
-            return True
-
-
-class _Pool:
-    """Keep-alive connections to one apiserver, each used by one thread at a time; the newest idle one first."""
-
-    def __init__(self, http: KubeHttp) -> None:
-        where = urlsplit(http.host)
-        if where.scheme not in ("https", "http") or not where.hostname:
-            raise ConfigError(f"apiserver URL {http.host!r}: expected https://host[:port]")
-        self.host, self.port = where.hostname, where.port or (443 if where.scheme == "https" else 80)
-        self.tls = _tls(http) if where.scheme == "https" else None
-        self.server_name = http.server_hostname
-        self.proxy = _proxy(http.proxy) if http.proxy else None
-        self._idle: list[_Connection] = []
-        self._lock = threading.Lock()
-
-    def _take(self) -> _Connection:
-        while True:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                return self._new()
-            if not conn.dropped():
-                return conn
-            conn.close()
-
-    def _new(self) -> _Connection:
-        if self.proxy is None:
-            return _Connection(self.host, self.port, self.tls, self.server_name)
-        conn = _Connection(self.proxy[0], self.proxy[1], self.tls, self.server_name)
-        conn.set_tunnel(self.host, self.port)
-        return conn
-
-    def send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, str, bytes]:
-        """One request: (status, reason, body). The connection goes back for reuse only after a complete answer
-        that leaves it open; on any error it is closed, and the error raised for ``kube_errors`` to translate."""
-        conn = self._take()
-        try:
-            response = conn.exchange(method, url, body, headers)
-            payload = response.read()
-        except BaseException:
-            conn.close()
-            raise
-        kept = False
-        if not response.will_close:
-            with self._lock:
-                kept = len(self._idle) < MAX_IDLE
-                if kept:
-                    self._idle.append(conn)
-        if not kept:
-            conn.close()
-        return response.status, response.reason or "", payload
-
-    def clear(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _tls(http: KubeHttp) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=http.ca_file)
-    if not http.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if http.cert_file:
-        context.load_cert_chain(http.cert_file, http.key_file)
-    return context
-
-
-def _proxy(url: str) -> tuple[str, int]:
-    """An HTTP proxy the requests tunnel through (CONNECT): the only kind a kubeconfig's proxy-url may name here."""
-    where = urlsplit(url)
-    if where.scheme != "http" or not where.hostname:
-        raise ConfigError(f"proxy-url {url!r}: only an http:// proxy (CONNECT tunnel) is supported")
-    return where.hostname, where.port or 80
 
 
 def _param(value: str | int | bool) -> str:

@@ -1,5 +1,6 @@
-"""kube_http's transport: keep-alive connections that are reused, one the server closed is never reused, a request
-with a body leaves in one write, and a proxy it cannot use is refused with the kubeconfig."""
+"""The transport of every call before the writes (http_pool: the apiserver's, the GKE lookup's, the token's):
+keep-alive connections that are reused, one the server closed is never reused, a request with a body leaves in one
+write, and a proxy it cannot use is refused with the kubeconfig."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from responder.adapters.kube_http import KubeHttp, _Connection
+from responder.adapters.http_pool import Pool, _Connection
+from responder.adapters.kube_http import KubeHttp
 from responder.errors import ConfigError, KubeHttpError
 
 
@@ -90,7 +92,7 @@ class Recording:
 
 
 def test_a_request_with_a_body_leaves_in_one_write() -> None:
-    conn = _Connection("127.0.0.1", 1, None, None)
+    conn = _Connection(Pool("http://127.0.0.1:1"), "127.0.0.1", 1)
     conn.sock = Recording()  # type: ignore[assignment]
     conn._held = b""  # as exchange() arms it for a request with a body
     conn.request("PATCH", "/api/v1/namespaces/a/pods/b", body=b'{"metadata": {}}', headers={"X": "1"})
@@ -102,3 +104,10 @@ def test_a_request_with_a_body_leaves_in_one_write() -> None:
 def test_a_proxy_that_cannot_be_used_is_refused_with_the_kubeconfig(proxy: str) -> None:
     with pytest.raises(ConfigError, match="proxy-url"):
         KubeHttp("https://127.0.0.1:6443", ca_file=None, proxy=proxy)
+
+
+def test_an_origin_with_a_path_keeps_it(server: OneShotServer) -> None:
+    """An apiserver behind a path (a proxy's /k8s/clusters/c-1) is reached under it."""
+    http = KubeHttp(f"http://127.0.0.1:{server.port}/k8s/clusters/c-1/", ca_file=None)
+    assert http.request("GET", "/api/v1/namespaces/a/pods/b", query={"limit": 1}) == {"kind": "Pod"}
+    assert server.requests[0].startswith(b"GET /k8s/clusters/c-1/api/v1/namespaces/a/pods/b?limit=1 HTTP/1.1\r\n")
