@@ -4,6 +4,7 @@ write, and a proxy it cannot use is refused with the kubeconfig."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -111,3 +112,39 @@ def test_an_origin_with_a_path_keeps_it(server: OneShotServer) -> None:
     http = KubeHttp(f"http://127.0.0.1:{server.port}/k8s/clusters/c-1/", ca_file=None)
     assert http.request("GET", "/api/v1/namespaces/a/pods/b", query={"limit": 1}) == {"kind": "Pod"}
     assert server.requests[0].startswith(b"GET /k8s/clusters/c-1/api/v1/namespaces/a/pods/b?limit=1 HTTP/1.1\r\n")
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := a.recv(65536):
+            b.sendall(data)
+    with contextlib.suppress(OSError):
+        b.shutdown(socket.SHUT_WR)
+
+
+def test_requests_tunnel_through_an_http_proxy(server: OneShotServer) -> None:
+    """A kubeconfig's http:// proxy-url: CONNECT to the apiserver, then the request (with its body) through it."""
+    proxy = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        client, _ = proxy.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        seen.append(head)
+        upstream = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=_relay, args=(upstream, client), daemon=True).start()
+        _relay(client, upstream)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        http = KubeHttp(
+            f"http://127.0.0.1:{server.port}", ca_file=None, proxy=f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        )
+        assert http.request("PATCH", "/api/v1/namespaces/a/pods/b", body={"metadata": {}}) == {"kind": "Pod"}
+        assert seen[0].startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.".encode())
+        assert server.requests[0].startswith(b"PATCH /api/v1/namespaces/a/pods/b HTTP/1.1\r\n")
+    finally:
+        proxy.close()
