@@ -148,20 +148,12 @@ class ActionContext:
             return future
         return self.pool.submit(_attempt, call)
 
-    def run_concurrently(self, calls: list[Callable[[], object]], announce: bool = False) -> list[object]:
+    def run_concurrently(self, calls: list[Callable[[], object]]) -> list[object]:
         """Run independent calls at once (sequentially without a pool): what each returned, or its error (a
-        :class:`ResponderError`, returned, not raised, so that one failure does not hide the others' outcomes).
-
-        ``announce``: these are the isolating writes; :attr:`writes_out` opens as soon as they are all submitted.
-        """
-
-        if self.pool is None or (len(calls) < 2 and not announce):
-            if announce:
-                self.writes_out.open()  # nothing runs alongside without a pool: no one to hold back
+        :class:`ResponderError`, returned, not raised, so that one failure does not hide the others' outcomes)."""
+        if self.pool is None or len(calls) < 2:
             return [_attempt(c) for c in calls]
         futures = [self.pool.submit(_attempt, c) for c in calls]
-        if announce:
-            self.writes_out.open()
         return [f.result() for f in futures]
 
     def quarantine(

@@ -276,9 +276,10 @@ class IsolateAction(Traits):
         ]
         if not pod_done and early is None:
             writes.append((None, ctx.quarantine))
-        outcomes = list(zip(writes, ctx.run_concurrently([w for _, w in writes], announce=True), strict=True))
+        outcomes = list(zip(writes, ctx.run_concurrently([w for _, w in writes]), strict=True))
         if early is not None and not pod_done:
             outcomes.append(((None, ctx.quarantine), early.result()))
+        ctx.writes_out.open()  # acknowledged, not merely sent: nothing competes with them until they land
         retry = False
         for (done, _), outcome in outcomes:
             if done is None:  # the pod patch: its failure (gone, replaced) ends the action

@@ -313,7 +313,7 @@ class Runner:
     def contain(self, request: ContainmentRequest) -> ContainmentResult:
         """Run the plan; read-only steps still running after the last write stay :class:`StillRunning`, in order.
 
-        The schedule's writes latch opens once the isolating writes are on the wire, or at once when there are none
+        The schedule's writes latch opens once the isolating writes are acknowledged, or at once when there are none
         to make; the caller opens it when this returns, whatever happened. A crash ends the run with a failed
         ``contain`` result after whatever was done before it.
         """

@@ -1,6 +1,6 @@
 """A cold instance keeps the interpreter for its first containment: what containment does not need (the investigation,
 evidence capture, the SDK loads behind them) starts once the isolating writes are done. A warm one holds them only
-until those writes are on the wire, so that they go out behind the writes, not ahead of or alongside them."""
+until those writes are acknowledged, so that they go out behind the writes, not ahead of or alongside them."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_a_cold_instance_investigates_after_its_isolating_writes(kube: FakeKube)
     assert kube.pods[(NS, POD)].labels["responder.rsr.dev/quarantine"] == "true"
 
 
-def test_a_warm_instance_investigates_once_its_isolating_writes_are_out(kube: FakeKube) -> None:
+def test_a_warm_instance_investigates_once_its_isolating_writes_are_acknowledged(kube: FakeKube) -> None:
     ORDER.clear()
     kube.sleep_on["patch_pod_metadata"] = 0.5  # the label write is slow to be acknowledged
     outcome = run(responder(kube, ImportGate()))
@@ -87,7 +87,8 @@ def test_a_warm_instance_investigates_once_its_isolating_writes_are_out(kube: Fa
     # of it, so its own reads are the node, the owner chain and the logs.
     investigation = [i for i, c in enumerate(calls) if c in ("get_node", "get_workload", "read_log")]
     assert investigation and min(investigation) > max(calls.index("get_pod"), calls.index("list_network_policies"))
-    assert ORDER.index("log search") < ORDER.index("pod patched")  # held until the writes were out, not done
+    # Held until the writes were acknowledged, not merely sent: nothing competes with the patch at the apiserver.
+    assert ORDER.index("pod patched") < ORDER.index("log search")
 
 
 def test_a_warm_instance_holds_nothing(kube: FakeKube) -> None:
