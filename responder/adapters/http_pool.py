@@ -87,7 +87,9 @@ class _Connection(http.client.HTTPConnection):
         if sock is None:
             return True
         try:
-            return bool(select.select([sock], [], [], 0)[0])
+            poller = select.poll()  # not select(): it cannot watch a descriptor past 1024
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
 
