@@ -65,7 +65,7 @@ class _Connection(http.client.HTTPConnection):
     def exchange(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         self._held = b"" if body else None  # with a body, the header block waits for it
         try:
-            self.request(method, url, body=body, headers=dict(headers))
+            self.request(method, url, body=body, headers=headers)
         finally:
             self._held = None
         response = self.getresponse()

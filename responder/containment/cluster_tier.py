@@ -23,6 +23,7 @@ from typing import Any
 from responder.containment import cluster_judge as judge
 from responder.containment.cluster_judge import Subject, Tagged, Verdict
 from responder.containment.keys import QUARANTINE_LABEL
+from responder.containment.scheduling import at_once
 from responder.errors import Forbidden, NotFound, PermanentError, ResponderError
 from responder.intake.sanitize import clean
 from responder.ports import KubePort, NamespaceView, PodView
@@ -181,24 +182,14 @@ def read(
     return ClusterTier(names, tuple(verdicts), tuple(unread))
 
 
-def _attempt(call: Callable[[], object]) -> object:
-    try:
-        return call()
-    except ResponderError as exc:
-        return exc
-
-
 def one_by_one(calls: list[Callable[[], object]]) -> list[object]:
     """Run the reads in turn, each one's result or error handed back (``status``: an operator's command)."""
-    return [_attempt(c) for c in calls]
+    return at_once(None, calls)
 
 
 def in_pool(pool: Executor) -> Callable[[list[Callable[[], object]]], list[object]]:
-    """Run the reads at once on ``pool``, each one's result or error handed back (a single read: on the caller's
-    thread, which would only wait for it)."""
-    return lambda calls: (
-        one_by_one(calls) if len(calls) == 1 else [f.result() for f in [pool.submit(_attempt, c) for c in calls]]
-    )
+    """Run the reads at once on ``pool``, each one's result or error handed back."""
+    return partial(at_once, pool)
 
 
 def reopened_now(kube: KubePort, pod: PodView, pool: Executor) -> bool:

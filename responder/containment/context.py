@@ -22,7 +22,7 @@ from responder.containment.keys import (
     PRIOR_FINDING_ANNOTATION,
     QUARANTINE_LABEL,
 )
-from responder.containment.scheduling import WritesOut
+from responder.containment.scheduling import WritesOut, at_once, attempt
 from responder.errors import ResponderError
 from responder.intake.findings import Finding
 from responder.intake.triage import Target
@@ -66,14 +66,6 @@ class Prefetched:
         """The namespace's NetworkPolicies as read alongside the pod; None when there is no such read or it failed
         (then the caller simply reads again)."""
         return _result(self.policies)
-
-
-def _attempt(call: Callable[[], object]) -> object:
-    """What ``call`` returned, or the :class:`ResponderError` it raised (returned, so one failure hides no other)."""
-    try:
-        return call()
-    except ResponderError as exc:
-        return exc
 
 
 def _result(future: Future[T] | None) -> T | None:
@@ -144,17 +136,14 @@ class ActionContext:
         """Send one call now and go on (inline without a pool); its outcome as :meth:`run_concurrently` gives it."""
         future: Future[object] = Future()
         if self.pool is None:
-            future.set_result(_attempt(call))
+            future.set_result(attempt(call))
             return future
-        return self.pool.submit(_attempt, call)
+        return self.pool.submit(attempt, call)
 
     def run_concurrently(self, calls: list[Callable[[], object]]) -> list[object]:
         """Run independent calls at once (sequentially without a pool): what each returned, or its error (a
         :class:`ResponderError`, returned, not raised, so that one failure does not hide the others' outcomes)."""
-        if self.pool is None or len(calls) < 2:
-            return [_attempt(c) for c in calls]
-        futures = [self.pool.submit(_attempt, c) for c in calls]
-        return [f.result() for f in futures]
+        return at_once(self.pool, calls)
 
     def quarantine(
         self, remove_labels: Iterable[str] = (), annotations: Mapping[str, str] | None = None

@@ -14,9 +14,27 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from responder.errors import ResponderError
 from responder.ports import ImportGate
 
 T = TypeVar("T")
+
+
+def attempt(call: Callable[[], object]) -> object:
+    """What ``call`` returned, or the :class:`ResponderError` it raised (returned, so one failure hides no other)."""
+    try:
+        return call()
+    except ResponderError as exc:
+        return exc
+
+
+def at_once(pool: Executor | None, calls: list[Callable[[], object]]) -> list[object]:
+    """Run independent calls at once on ``pool``: what each returned, or its error (see :func:`attempt`). Without a
+    pool they run in turn; a single call runs on the caller's thread, which would only wait for it."""
+    if pool is None or len(calls) < 2:
+        return [attempt(c) for c in calls]
+    futures = [pool.submit(attempt, c) for c in calls]
+    return [f.result() for f in futures]
 
 
 class WritesOut:
