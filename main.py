@@ -10,6 +10,7 @@ error handlers below write it for a request functions-framework could not turn i
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import flask  # already loaded by functions-framework: costs nothing
@@ -20,6 +21,16 @@ from werkzeug.exceptions import BadRequest  # likewise
 _RECORDED = "rsr_recorded"
 
 
+def _responder() -> ModuleType:
+    """``responder.handler``, loaded by the first request that needs it with the garbage collector paused (see
+    responder/startup.py: 30 to 50 ms of a cold instance's path to the isolating writes)."""
+    from responder.startup import first_load
+
+    with first_load("responder.handler"):
+        import responder.handler
+    return responder.handler
+
+
 @functions_framework.cloud_event
 def handle_finding(cloud_event: Any) -> None:
     """Handle one SCC notification delivered by Pub/Sub (push subscription or Eventarc).
@@ -27,8 +38,7 @@ def handle_finding(cloud_event: Any) -> None:
     Returns normally for everything that must be acknowledged (including invalid input); raises for failures that
     must not be acknowledged (transient errors, a 403, a crash mid-containment), so Pub/Sub redelivers.
     """
-    from responder.handler import handle
-
+    handle = _responder().handle
     if flask.has_app_context():
         setattr(flask.g, _RECORDED, True)  # from here on, handle() writes this request's one record, whatever happens
     handle(cloud_event)
@@ -39,8 +49,7 @@ def reject_undecodable_event(error: DataUnmarshallerError) -> tuple[str, int]:
     """A binary CloudEvent whose body functions-framework cannot decode (not JSON, or numbers beyond any field)
     never reaches ``handle_finding``: it still gets its one decision record, and is acknowledged (no redelivery can
     make it decodable)."""
-    from responder.handler import reject_undecodable
-
+    reject_undecodable = _responder().reject_undecodable
     reject_undecodable(error)
     return "rejected: undecodable CloudEvent data", 200
 
@@ -50,8 +59,7 @@ def reject_unconvertible_request(error: BadRequest) -> tuple[str, int]:
     """A body that is neither a CloudEvent nor convertible from a push body or background event (functions-framework
     answers 400). One record, acknowledged. The framework's own description quotes the request's headers and body,
     credentials included, so the record says what the request was not and quotes none of it."""
-    from responder.handler import reject_undecodable
-
+    reject_undecodable = _responder().reject_undecodable
     reject_undecodable(error, "request is neither a CloudEvent nor a Pub/Sub push body or background event")
     return "rejected: not a CloudEvent", 200
 
@@ -65,7 +73,6 @@ def reject_unreadable_request(error: Exception) -> tuple[str, int]:
     answers 500 so that Pub/Sub redelivers."""
     if flask.has_app_context() and flask.g.get(_RECORDED):
         raise error
-    from responder.handler import reject_undecodable
-
+    reject_undecodable = _responder().reject_undecodable
     reject_undecodable(error, f"functions-framework could not read the request ({type(error).__name__})")
     return "rejected: unreadable request", 200

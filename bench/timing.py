@@ -88,10 +88,9 @@ class TimedKube:
         attr = getattr(self._inner, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        key = (type(self._inner), name)
-        signature = TimedKube._signatures.get(key)
-        if signature is None:
-            signature = TimedKube._signatures.setdefault(key, inspect.signature(attr))
+        if name == "read_together":
+            return self._together(attr)
+        signature = self._signature(name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.monotonic()
@@ -102,11 +101,33 @@ class TimedKube:
                 outcome = type(exc).__name__
                 raise
             finally:
-                end = time.monotonic()
-                kind, namespace, obj = _classify(name, signature.bind(*args, **kwargs).arguments)
-                self._timeline.add(
-                    Call(name, start, end, outcome, kind, namespace, obj, threading.current_thread().name)
-                )
+                self._record(name, signature.bind(*args, **kwargs).arguments, start, outcome)
+
+        return timed
+
+    def _signature(self, name: str) -> inspect.Signature:
+        key = (type(self._inner), name)
+        signature = TimedKube._signatures.get(key)
+        if signature is None:
+            signature = TimedKube._signatures.setdefault(key, inspect.signature(getattr(self._inner, name)))
+        return signature
+
+    def _record(self, name: str, arguments: dict[str, Any], start: float, outcome: str) -> None:
+        end = time.monotonic()
+        kind, namespace, obj = _classify(name, arguments)
+        self._timeline.add(Call(name, start, end, outcome, kind, namespace, obj, threading.current_thread().name))
+
+    def _together(self, attr: Any) -> Any:
+        """``read_together``: each read recorded as a call of its own (one round: they share start and end)."""
+
+        def timed(reads: Any) -> Any:
+            start = time.monotonic()
+            answers = attr(reads)
+            for read, answer in zip(reads, answers, strict=True):
+                failed = answer.exception()
+                arguments = self._signature(read.method).bind(*read.args).arguments
+                self._record(read.method, arguments, start, "ok" if failed is None else type(failed).__name__)
+            return answers
 
         return timed
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from responder.config import Settings, load_settings
 from responder.policy.rules import PolicyEngine, load_policy
-from responder.ports import ImportGate
 from responder.service import Dependencies, Responder
+from responder.startup import ImportGate
 
 
 def google_enabled(settings: Settings) -> bool:

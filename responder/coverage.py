@@ -29,9 +29,10 @@ from responder.event import Event
 from responder.intake.findings import Finding
 from responder.intake.scope import CANARY, OUTSIDE_FLEET, Scope, canary_reason, outside_fleet_reason
 from responder.intake.triage import Triage, Verdict
-from responder.ports import FindingsAPI, ImportGate
+from responder.ports import FindingsAPI
 from responder.report.outcome import Outcome
 from responder.report.record import DeliveryInfo, verification_info
+from responder.startup import ImportGate
 
 # What SCC's answer must be for the message to be taken at its word: it vouched, or the operator turned checking off.
 _TRUSTED = (Vouch.VERIFIED, Vouch.DISABLED)

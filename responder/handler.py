@@ -29,9 +29,12 @@ def get_responder() -> Responder:
     if _responder is None:
         with _lock:
             if _responder is None:
-                from responder.bootstrap import build_responder
+                from responder.startup import first_load
 
-                _responder = build_responder()
+                with first_load("responder"):  # the adapters, settings and policy: see responder/startup.py
+                    from responder.bootstrap import build_responder
+
+                    _responder = build_responder()
     return _responder
 
 

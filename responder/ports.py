@@ -8,8 +8,9 @@ them with the real SDKs; unit tests implement them with hand-written fakes. Adap
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -192,10 +193,24 @@ class ConfigMapView(_View):
     data: dict[str, str] = Field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class KubeRead:
+    """One KubePort read, named by its method and given that method's arguments: for :meth:`KubePort.read_together`."""
+
+    method: str  # get_pod, list_network_policies, get_config_map, get_namespace, list_objects, ...
+    args: tuple[Any, ...] = ()
+
+
 class KubePort(Protocol):
     """One cluster's Kubernetes API, as the responder uses it."""
 
     def get_pod(self, namespace: str, name: str) -> PodView: ...
+
+    def read_together(self, reads: Sequence[KubeRead]) -> list[Future[Any]]:
+        """Several reads in one round from the calling thread, none handed to another thread: each read's answer, or
+        the error it would have raised alone, in a completed future, in order. A read whose first attempt fails
+        transiently is made again alone, with the retries it has alone."""
+        ...
 
     def patch_pod_metadata(
         self,
@@ -456,38 +471,3 @@ class Publisher(Protocol):
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
         """Returns the message ID once the server has it."""
         ...
-
-
-# ------------------------------------------------------------------------------------------------------ cold start
-
-
-class ImportGate:
-    """Holds heavy SDK loads back on a cold instance until the first containment's writes are done.
-
-    Loading a Google SDK or the ``kubernetes`` client is seconds of CPU in total and takes the import lock; on a cold
-    instance those loads would run in the investigation's and the verification's threads while the pod read and the
-    isolating writes are being built and parsed, and slow them down. So an adapter that is about to load an SDK waits
-    here first; the pipeline opens the gate as soon as its writes are done (or when it has none to make). Once open,
-    it stays open: a warm instance never waits. ``max_wait_s`` bounds every wait, so a path that forgets to open the
-    gate costs time, never a deadlock. A gate made with ``closed=False`` (the default for adapters built by hand, in
-    tests and operator commands) never holds anything.
-    """
-
-    def __init__(self, *, closed: bool = False, max_wait_s: float = 3.0) -> None:
-        self._event = threading.Event()
-        self.max_wait_s = max_wait_s
-        if not closed:
-            self._event.set()
-
-    def open(self) -> None:
-        """Let every waiting and future load through."""
-        self._event.set()
-
-    @property
-    def is_open(self) -> bool:
-        """Whether loads go through without waiting."""
-        return self._event.is_set()
-
-    def wait(self) -> None:
-        """Block until open, at most ``max_wait_s``."""
-        self._event.wait(self.max_wait_s)

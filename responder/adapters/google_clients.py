@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from responder.adapters.google_errors import google_call, is_transient
 from responder.config import Settings
-from responder.ports import ImportGate
+from responder.startup import ImportGate, first_load
 
 T = TypeVar("T")
 
@@ -79,7 +79,8 @@ class LazyClient(Generic[T]):
             self._gate.wait()
         with self._lock:
             if self._value is None:
-                with google_call(f"{self._what}: building the client"):
+                # An SDK's import: once per process, without the garbage collector (responder.startup).
+                with google_call(f"{self._what}: building the client"), first_load(self._what):
                     self._value = self._factory()
             return self._value
 

@@ -13,17 +13,22 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from responder.adapters import kube_json as js
+from responder.adapters import kube_reads as reads
 from responder.adapters.kube_errors import call as _call
 from responder.adapters.kube_errors import is_uid_mismatch as _is_uid_mismatch
 from responder.adapters.kube_http import KubeHttp
 from responder.adapters.kube_http import segment as _seg
 from responder.adapters.kube_objects import ObjectCalls
+from responder.adapters.kube_reads import TogetherReads
+from responder.adapters.kube_reads import config_map_path as _config_map_path
+from responder.adapters.kube_reads import np_path as _np_path
+from responder.adapters.kube_reads import np_view as _np_view
+from responder.adapters.kube_reads import pod_path as _pod_path
 from responder.errors import Conflict, NotFound, PermanentError, PodReplaced, ResponderError, Unavailable
 from responder.intake.sanitize import clean
 from responder.ports import (
     ConfigMapView,
     ExecOutput,
-    ImportGate,
     LabelSelector,
     LeaseView,
     NamespaceView,
@@ -34,6 +39,7 @@ from responder.ports import (
     ServiceAccountView,
     WorkloadView,
 )
+from responder.startup import ImportGate, first_load
 
 T = TypeVar("T")
 _WORKLOAD_PATHS = {
@@ -47,27 +53,12 @@ _WORKLOAD_PATHS = {
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "reverse-shell-responder"}
 
 
-def _pod_path(namespace: str, name: str = "") -> str:
-    base = f"/api/v1/namespaces/{_seg(namespace)}/pods"
-    return f"{base}/{_seg(name)}" if name else base
-
-
-def _np_path(namespace: str, name: str = "") -> str:
-    base = f"/apis/networking.k8s.io/v1/namespaces/{_seg(namespace)}/networkpolicies"
-    return f"{base}/{_seg(name)}" if name else base
-
-
-def _config_map_path(namespace: str, name: str = "") -> str:
-    base = f"/api/v1/namespaces/{_seg(namespace)}/configmaps"
-    return f"{base}/{_seg(name)}" if name else base
-
-
 def _lease_path(namespace: str, name: str = "") -> str:
     base = f"/apis/coordination.k8s.io/v1/namespaces/{_seg(namespace)}/leases"
     return f"{base}/{_seg(name)}" if name else base
 
 
-class KubeAdapter(ObjectCalls):
+class KubeAdapter(ObjectCalls, TogetherReads):
     """:class:`responder.ports.KubePort` over one apiserver.
 
     Built from a :class:`KubeHttp` (GKE: endpoint, CA, token) or from a ``kubernetes.client.ApiClient`` (a loaded
@@ -104,7 +95,8 @@ class KubeAdapter(ObjectCalls):
                         raise Unavailable("no Kubernetes client configuration for this connection")
                     if self._gate is not None:
                         self._gate.wait()  # a cold instance loads the client after its isolating writes
-                    self._api_client = self._api_client_factory()
+                    with first_load("kubernetes.client"):  # once per process, without the garbage collector
+                        self._api_client = self._api_client_factory()
         return self._api_client
 
     @property
@@ -118,7 +110,7 @@ class KubeAdapter(ObjectCalls):
     # -------------------------------------------------------------------------------------------------- pods
     def get_pod(self, namespace: str, name: str) -> PodView:
         """Read a pod."""
-        return js.pod_view(self._get(f"get pod {namespace}/{name}", _pod_path(namespace, name)))
+        return self._read(reads.pod(namespace, name))
 
     def patch_pod_metadata(
         self,
@@ -175,15 +167,9 @@ class KubeAdapter(ObjectCalls):
         return js.workload_view(owner.kind, namespace, self._get(f"get {owner.kind} {namespace}/{owner.name}", path))
 
     # ---------------------------------------------------------------------------------------- network policy
-    @staticmethod
-    def _np_view(obj: dict[str, Any], namespace: str) -> NetworkPolicyView:
-        obj.setdefault("metadata", {}).setdefault("namespace", namespace)  # list items may omit it
-        return js.network_policy_view(obj)
-
     def list_network_policies(self, namespace: str) -> list[NetworkPolicyView]:
         """All policies in the namespace."""
-        listed = self._get(f"list networkpolicies in {namespace}", _np_path(namespace))
-        return [self._np_view(p, namespace) for p in listed.get("items") or ()]
+        return self._read(reads.network_policies(namespace))
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> NetworkPolicyView:
         """Create; Conflict when it exists."""
@@ -191,7 +177,7 @@ class KubeAdapter(ObjectCalls):
             f"create networkpolicy in {namespace}",
             lambda: self.http.request("POST", _np_path(namespace), body=body),
         )
-        return self._np_view(obj, namespace)
+        return _np_view(obj, namespace)
 
     def set_network_policy_selector(
         self, namespace: str, name: str, selector: LabelSelector, resource_version: str | None
@@ -217,7 +203,7 @@ class KubeAdapter(ObjectCalls):
                 "PATCH", _np_path(namespace, name), body=ops, content_type="application/json-patch+json"
             ),
         )
-        return self._np_view(obj, namespace)
+        return _np_view(obj, namespace)
 
     def replace_network_policy(
         self,
@@ -240,7 +226,7 @@ class KubeAdapter(ObjectCalls):
                 "PATCH", _np_path(namespace, name), body=ops, content_type="application/json-patch+json"
             ),
         )
-        return self._np_view(obj, namespace)
+        return _np_view(obj, namespace)
 
     def delete_network_policy(self, namespace: str, name: str, resource_version: str | None) -> None:
         """Delete with preconditions.resourceVersion: only the version that was judged is removed."""
@@ -352,10 +338,7 @@ class KubeAdapter(ObjectCalls):
 
     def get_namespace(self, name: str) -> NamespaceView:
         """Read a namespace."""
-        meta = self._get(f"get namespace {name}", f"/api/v1/namespaces/{_seg(name)}").get("metadata") or {}
-        return NamespaceView(
-            name=meta["name"], labels=meta.get("labels") or {}, annotations=meta.get("annotations") or {}
-        )
+        return self._read(reads.namespace(name))
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountView:
         """Read a service account (its Workload Identity annotation, the Secret-based tokens its ``secrets`` name)."""
@@ -408,7 +391,7 @@ class KubeAdapter(ObjectCalls):
     # -------------------------------------------------------------------------------------------- configmaps
     def get_config_map(self, namespace: str, name: str) -> ConfigMapView:
         """Read a ConfigMap (the identity quarantine's parameter)."""
-        return js.config_map_view(self._get(f"get configmap {namespace}/{name}", _config_map_path(namespace, name)))
+        return self._read(reads.config_map(namespace, name))
 
     def create_config_map(self, namespace: str, name: str, data: Mapping[str, str]) -> ConfigMapView:
         """Create a ConfigMap; Conflict when another instance did first."""

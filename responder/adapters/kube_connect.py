@@ -21,8 +21,8 @@ from responder.ports import (
     ClusterAPI,
     ClusterInfo,
     Connection,
-    ImportGate,
 )
+from responder.startup import ImportGate, first_load
 
 
 class KubeconfigConnector:
@@ -37,12 +37,13 @@ class KubeconfigConnector:
         """The same client for every cluster reference."""
         with self._lock:
             if self._connection is None:
-                from kubernetes import config
-
                 if not self.path.is_file():
                     raise Unavailable(f"kubeconfig {self.path} does not exist")
                 try:
-                    api_client = config.new_client_from_config(config_file=str(self.path))
+                    with first_load("kubernetes.config"):  # once per process, without the garbage collector
+                        from kubernetes import config
+
+                        api_client = config.new_client_from_config(config_file=str(self.path))
                 except Exception as exc:
                     raise Unavailable(f"kubeconfig {self.path} is unusable: {clean(exc, 200)}") from exc
                 self._connection = Connection(kube=KubeAdapter(api_client))

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from responder.adapters.http_pool import Pool, proxy_address, tls_context
+from responder.adapters.http_pool import Answer, Pool, Request, proxy_address, tls_context
 from responder.errors import KubeHttpError
 
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
@@ -113,6 +113,24 @@ class KubeHttp:
         """Send one request; the decoded JSON answer (``raw``: the text). Raises :class:`KubeHttpError` for non-2xx
         and lets transport errors (``OSError``: refused, reset, TLS, timeouts; ``http.client.HTTPException``: a
         broken answer) through for ``kube_errors`` to translate."""
+        answer = self._connections().send(*self._request(method, path, query, body, content_type))
+        return _decoded(answer, raw)
+
+    def get_together(self, reads: Sequence[tuple[str, Mapping[str, str | int | bool | None] | None]]) -> list[Any]:
+        """GETs of (path, query) sent at once from this thread (:meth:`Pool.send_together`): each slot holds the
+        decoded JSON answer, or the exception :meth:`request` would have raised for it (returned, not raised)."""
+        requests = [self._request("GET", path, query, None, "") for path, query in reads]
+        out: list[Any] = []
+        for answer in self._connections().send_together(requests):
+            try:
+                out.append(answer if isinstance(answer, Exception) else _decoded(answer, raw=False))
+            except (KubeHttpError, ValueError) as exc:
+                out.append(exc)
+        return out
+
+    def _request(
+        self, method: str, path: str, query: Mapping[str, str | int | bool | None] | None, body: Any, content_type: str
+    ) -> Request:
         url = path
         params = {k: _param(v) for k, v in (query or {}).items() if v is not None}
         if params:
@@ -125,18 +143,21 @@ class KubeHttp:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = content_type
-        answer = self._connections().send(method, url, data, headers)
-        text = answer.body.decode("utf-8", errors="replace")
-        if not 200 <= answer.status < 300:
-            raise KubeHttpError(answer.status, answer.reason, text)
-        if raw:
-            return text
-        return json.loads(text) if text else {}
+        return method, url, data, headers
 
     def close(self) -> None:
         """Drop pooled connections."""
         if self._pool is not None:
             self._pool.clear()
+
+
+def _decoded(answer: Answer, raw: bool) -> Any:
+    text = answer.body.decode("utf-8", errors="replace")
+    if not 200 <= answer.status < 300:
+        raise KubeHttpError(answer.status, answer.reason, text)
+    if raw:
+        return text
+    return json.loads(text) if text else {}
 
 
 def _ttl_cached(fn: Callable[[], str | None], ttl_s: float) -> Callable[[], str | None]:

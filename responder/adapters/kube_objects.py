@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from responder.adapters.kube_errors import call as _call
 from responder.adapters.kube_http import KubeHttp
 from responder.adapters.kube_http import segment as _seg
+from responder.adapters.kube_reads import ReadSpec, objects
+from responder.adapters.kube_reads import kind_path as _kind_path
 
+T = TypeVar("T")
 DISCOVERY_TTL_S = 300.0
-
-
-def _kind_path(group: str, version: str, plural: str, namespace: str | None) -> str:
-    """The collection of a kind: ``/api/v1`` for the core group, ``/apis/GROUP/VERSION`` for the others."""
-    root = f"/apis/{_seg(group)}/{_seg(version)}" if group else f"/api/{_seg(version)}"
-    where = f"/namespaces/{_seg(namespace)}" if namespace else ""
-    return f"{root}{where}/{_seg(plural)}"
 
 
 class ObjectCalls:
@@ -33,6 +29,9 @@ class ObjectCalls:
 
     def _get(self, what: str, path: str, **query: Any) -> Any:
         return _call(what, lambda: self.http.request("GET", path, query=query))
+
+    def _read(self, spec: ReadSpec[T]) -> T:
+        return spec.convert(self._get(spec.what, spec.path))
 
     def served_group_versions(self) -> frozenset[str]:
         """``/apis`` discovery, kept for ``DISCOVERY_TTL_S``: a CRD installed later is seen within minutes, and an
@@ -55,9 +54,7 @@ class ObjectCalls:
 
     def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """List a kind (the cluster-scoped network policies); NotFound when it is not served."""
-        path = _kind_path(group, version, plural, namespace)
-        listed = self._get(f"list {plural}.{group}" + (f" in {namespace}" if namespace else ""), path)
-        return [o for o in listed.get("items") or () if isinstance(o, dict)]
+        return self._read(objects(group, version, plural, namespace))
 
     def create_object(self, group: str, version: str, plural: str, namespace: str | None, body: dict[str, Any]) -> None:
         """Create an object of a kind (a RoleBinding recreated by release); Conflict when the name is taken."""

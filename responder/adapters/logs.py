@@ -23,7 +23,8 @@ from responder.config import Settings
 from responder.errors import PermanentError
 from responder.intake import identifiers
 from responder.intake.sanitize import clean
-from responder.ports import ImportGate, LogEntry
+from responder.ports import LogEntry
+from responder.startup import ImportGate
 
 MAX_FILTER_CHARS = 20_000  # the API's limit
 MAX_PAGE_SIZE = 1_000  # the API's limit

@@ -22,7 +22,8 @@ from responder.errors import InvalidFinding, PermanentError, ResponderError
 from responder.intake import identifiers as ids
 from responder.intake.findings import Finding, to_finding
 from responder.intake.notification import NotificationMessage
-from responder.ports import ImportGate, SccFinding
+from responder.ports import SccFinding
+from responder.startup import ImportGate
 
 _FINDING_NAME = ids.FINDING_NAME  # shared with intake, which rejects any other name before acting on it
 # SCC allows mark keys of 1-256 letters, digits, "_" and "-" (keys are case-insensitive). Over REST the update mask

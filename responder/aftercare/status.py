@@ -93,7 +93,7 @@ def _judge_above(kube: KubePort, pod: PodView) -> ClusterTier | None:
     """The tier above the namespace for one quarantined pod (None when it could not be read: shown as unknown)."""
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     try:
-        return cluster_tier.read(kube, pod, labels, cluster_tier.one_by_one)
+        return cluster_tier.read(kube, pod, labels)
     except ResponderError:
         return None
 

@@ -15,18 +15,16 @@ at a worse priority; it is recognised by content, like the deny-all.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from responder.containment import cluster_judge as judge
 from responder.containment.cluster_judge import Subject, Tagged, Verdict
 from responder.containment.keys import QUARANTINE_LABEL
-from responder.containment.scheduling import at_once
 from responder.errors import Forbidden, NotFound, PermanentError, ResponderError
 from responder.intake.sanitize import clean
-from responder.ports import KubePort, NamespaceView, PodView
+from responder.ports import KubePort, KubeRead, NamespaceView, PodView
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,19 +122,23 @@ class ClusterTier:
         }
 
 
-def _list(kube: KubePort, kind: Kind, namespace: str) -> list[dict[str, Any]]:
-    return kube.list_objects(kind.group, kind.version, kind.plural, namespace if kind.namespaced else None)
+def _list(kind: Kind, namespace: str) -> KubeRead:
+    return KubeRead("list_objects", (kind.group, kind.version, kind.plural, namespace if kind.namespaced else None))
+
+
+def _outcome(read: Future[Any]) -> object:
+    """What the read returned, or the error it raised (handed back, not raised)."""
+    try:
+        return read.result()
+    except Exception as exc:
+        return exc
 
 
 def read(
-    kube: KubePort,
-    pod: PodView,
-    labels: Mapping[str, str],
-    run: Callable[[list[Callable[[], object]]], list[object]],
-    namespace_read: Future[NamespaceView] | None = None,
+    kube: KubePort, pod: PodView, labels: Mapping[str, str], namespace_read: Future[NamespaceView] | None = None
 ) -> ClusterTier:
-    """Discover the policy kinds the cluster serves, list each (at once, through ``run``), and judge every policy for
-    the pod with ``labels`` (its own, without the quarantine label).
+    """Discover the policy kinds the cluster serves, list each (together: one round), and judge every policy for the
+    pod with ``labels`` (its own, without the quarantine label).
 
     The namespace's labels are needed only where a policy selects namespaces by a label other than
     ``kubernetes.io/metadata.name``, which the apiserver sets to the name on every namespace: ``namespace_read`` (as
@@ -150,9 +152,11 @@ def read(
     kinds = served(kube.served_group_versions())
     if not kinds:
         return ClusterTier()
-    calls: list[Callable[[], object]] = [partial(_list, kube, k, pod.namespace) for k in kinds]
-    outcomes = run([namespace_read.result, *calls] if namespace_read is not None else calls)
-    namespace = outcomes.pop(0) if namespace_read is not None else None
+    lists = [
+        KubeRead("list_objects", (k.group, k.version, k.plural, pod.namespace if k.namespaced else None)) for k in kinds
+    ]
+    outcomes = [_outcome(listed) for listed in kube.read_together(lists)]
+    namespace = _outcome(namespace_read) if namespace_read is not None else None
     unread: list[tuple[str, str]] = []
     by_family: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
     for kind, outcome in zip(kinds, outcomes, strict=True):
@@ -166,7 +170,7 @@ def read(
         assert isinstance(outcome, list)
         by_family.setdefault(kind.family, []).extend((kind.kind, o) for o in outcome)
     if namespace is None and any(judge.needs_namespace_labels(f, tagged) for f, tagged in by_family.items()):
-        namespace = run([partial(kube.get_namespace, pod.namespace)])[0]
+        namespace = _outcome(kube.read_together([KubeRead("get_namespace", (pod.namespace,))])[0])
     if isinstance(namespace, Forbidden | PermanentError | NotFound):
         unread.insert(0, (f"Namespace {pod.namespace}", clean(namespace, 160)))
     elif isinstance(namespace, BaseException):
@@ -182,17 +186,7 @@ def read(
     return ClusterTier(names, tuple(verdicts), tuple(unread))
 
 
-def one_by_one(calls: list[Callable[[], object]]) -> list[object]:
-    """Run the reads in turn, each one's result or error handed back (``status``: an operator's command)."""
-    return at_once(None, calls)
-
-
-def in_pool(pool: Executor) -> Callable[[list[Callable[[], object]]], list[object]]:
-    """Run the reads at once on ``pool``, each one's result or error handed back."""
-    return partial(at_once, pool)
-
-
-def reopened_now(kube: KubePort, pod: PodView, pool: Executor) -> bool:
+def reopened_now(kube: KubePort, pod: PodView) -> bool:
     """Whether the tier above the namespace lets the quarantined ``pod``'s traffic through now, for a redelivery's
     convergence check: a cluster-wide allow added since the isolation means the delivery is handled in full (the
     isolate step judges again, and the live-session rule runs). What cannot be read counts as reopened. Costs
@@ -200,6 +194,6 @@ def reopened_now(kube: KubePort, pod: PodView, pool: Executor) -> bool:
     namespace) only where a policy selects namespaces by a label other than their name."""
     labels = {k: v for k, v in pod.labels.items() if k != QUARANTINE_LABEL}
     try:
-        return read(kube, pod, labels, in_pool(pool)).reopened
+        return read(kube, pod, labels).reopened
     except ResponderError:
         return True

@@ -160,7 +160,7 @@ class IsolateAction(Traits):
     def _above(ctx: ActionContext) -> ClusterTier:
         """The tier above the namespace, judged for the pod as quarantined (see ``cluster_tier``)."""
         labels = {k: v for k, v in ctx.pod.labels.items() if k != QUARANTINE_LABEL}
-        return cluster_tier.read(ctx.kube, ctx.pod, labels, ctx.run_concurrently, ctx.prefetched.namespace)
+        return cluster_tier.read(ctx.kube, ctx.pod, labels, ctx.prefetched.namespace)
 
     @staticmethod
     def _ineffective(ctx: ActionContext) -> str | None:

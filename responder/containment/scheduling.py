@@ -2,7 +2,7 @@
 
 Time to containment is the product, so an event's isolating writes go out first and alone: work that is not
 containment's own (evidence, the investigation, SCC's verification) is queued behind them (:class:`WritesOut`), and on
-a cold instance the SDK loads that work needs are held back too (:class:`responder.ports.ImportGate`). An event's
+a cold instance the SDK loads that work needs are held back too (:class:`responder.startup.ImportGate`). An event's
 :class:`Schedule` owns both: the pipeline and the runner ask it to queue work or to let what waits go ahead, and
 nothing else opens either.
 """
@@ -15,7 +15,7 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from responder.errors import ResponderError
-from responder.ports import ImportGate
+from responder.startup import ImportGate
 
 T = TypeVar("T")
 

@@ -10,7 +10,8 @@ import copy
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from responder.ports import (
     Connection,
     ContainerView,
     ExecOutput,
+    KubeRead,
     LabelSelector,
     LabelSelectorRequirement,
     LeaseView,
@@ -195,6 +197,18 @@ class FakeKube:
         )
 
     # ------------------------------------------------------------------------------------------------ port
+    def read_together(self, reads: Sequence[KubeRead]) -> list[Future[Any]]:
+        """Each read in turn (the fake has no round to save), its answer or error in a completed future."""
+        out: list[Future[Any]] = []
+        for read in reads:
+            done: Future[Any] = Future()
+            try:
+                done.set_result(getattr(self, read.method)(*read.args))
+            except Exception as exc:
+                done.set_exception(exc)
+            out.append(done)
+        return out
+
     def get_pod(self, namespace: str, name: str) -> PodView:
         self._maybe_fail("get_pod")
         with self.lock:

@@ -18,7 +18,7 @@ MAX_LINES = 500
 
 # Lowest first. A module may import modules of its own layer or of a lower one, never a higher one.
 LAYERS: list[tuple[str, ...]] = [
-    ("responder.errors", "responder.config"),
+    ("responder.errors", "responder.config", "responder.startup"),
     ("responder.intake",),
     ("responder.ports",),
     ("responder.adapters",),

@@ -16,10 +16,9 @@ import yaml
 from responder.containment import calico_selector, cluster_tier
 from responder.containment.cluster_judge import Subject, judge_calico, judge_cilium, judge_npa, needs_namespace_labels
 from responder.errors import Forbidden, TransientError
-from responder.policy.rules import parse_policy
 from responder.ports import NamespaceView
 from tests.unit.fakes import FakeKube
-from tests.unit.test_containment import NS, POD, make, run, statuses
+from tests.unit.test_containment import NS, POD
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,7 +270,7 @@ def served(kube: FakeKube, *objects: dict[str, Any], key: tuple[str, str, str] =
 def test_nothing_served_means_the_namespace_tier_alone_and_no_list() -> None:
     kube = FakeKube()
     kube.add_web_deployment(NS, POD)
-    tier = cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"}, lambda calls: [c() for c in calls])
+    tier = cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"})
     assert not tier.reopened and tier.isolated_at() == "namespace tier (NetworkPolicy deny-all)"
     assert "list_objects" not in kube.calls and "get_namespace" not in kube.calls
 
@@ -281,13 +280,13 @@ def test_the_namespace_is_read_only_when_a_policy_selects_namespaces_by_another_
     kube = FakeKube()
     kube.add_web_deployment(NS, POD)
     kube.namespaces[NS] = NamespaceView(name=NS, labels={"team": "payments"})
-    pod, run = kube.pods[(NS, POD)], (lambda calls: [_try(c) for c in calls])
+    pod = kube.pods[(NS, POD)]
     served(kube, static_deny(1))  # its namespaceSelector: kubernetes.io/metadata.name NotIn [system namespaces]
-    assert cluster_tier.read(kube, pod, {"app": "web"}, run).holding
+    assert cluster_tier.read(kube, pod, {"app": "web"}).holding
     assert "get_namespace" not in kube.calls
     by_team = {"namespaces": {"matchLabels": {"team": "payments"}}}
     served(kube, static_deny(1), cnp("team", 0, subject=by_team))
-    tier = cluster_tier.read(kube, pod, {"app": "web"}, run)
+    tier = cluster_tier.read(kube, pod, {"app": "web"})
     assert kube.calls.count("get_namespace") == 1 and [v.name for v in tier.reopening] == ["team"]
 
 
@@ -315,7 +314,7 @@ def test_a_kind_the_identity_may_not_read_is_never_taken_for_nothing_there() -> 
     kube.add_web_deployment(NS, POD)
     served(kube, static_deny(1))
     kube.raise_on["list_objects"] = Forbidden("clusternetworkpolicies is forbidden")
-    tier = cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"}, lambda calls: [_try(c) for c in calls])
+    tier = cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"})
     assert tier.reopened and "could not be read" in tier.why_open()
 
 
@@ -325,53 +324,4 @@ def test_a_transient_failure_is_raised_so_the_delivery_is_retried() -> None:
     served(kube, static_deny(1))
     kube.raise_on["list_objects"] = TransientError("503")
     with pytest.raises(TransientError):
-        cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"}, lambda calls: [_try(c) for c in calls])
-
-
-def _try(call: Any) -> object:
-    try:
-        return call()
-    except Exception as exc:  # as ActionContext.run_concurrently hands outcomes back
-        return exc
-
-
-# ------------------------------------------------------------------------------------ what isolation does with it
-@pytest.fixture
-def kube() -> FakeKube:
-    k = FakeKube()
-    k.add_web_deployment(NS, POD)
-    k.namespaces[NS] = NamespaceView(name=NS, labels={"team": "payments"})
-    return k
-
-
-def _isolate(outcome: Any) -> Any:
-    return next(a for a in outcome.record.actions if a.action == "isolate")
-
-
-def test_with_the_static_deny_the_pod_is_isolated_at_the_cluster_tier(kube: FakeKube) -> None:
-    served(kube, static_deny(1), cnp("proxy", 500))
-    outcome = run(make(kube, netpol_enforcement="established"))
-    isolate = _isolate(outcome)
-    assert isolate.details["isolated_at"].startswith("cluster tier (ClusterNetworkPolicy rsr-quarantine-deny-all)")
-    assert any("proxy: its allowing rules are outranked" in line for line in isolate.details["cluster_policies"])
-    assert "reopened" not in isolate.details and "delete" not in statuses(outcome)
-    assert outcome.record.outcome == "done" and (NS, POD) in kube.pods
-
-
-def test_an_admin_accept_that_outranks_the_deny_escalates_and_the_record_names_it(kube: FakeKube) -> None:
-    served(kube, static_deny(5), cnp("allow-proxy", 1))
-    outcome = run(make(kube, action=None, netpol_enforcement="established"))
-    isolate = _isolate(outcome)
-    assert isolate.details["reopened"] and isolate.details["session_survives"]
-    assert "ClusterNetworkPolicy allow-proxy: reopens the quarantined pod" in isolate.reason
-    assert statuses(outcome)["delete"] == "succeeded" and (NS, POD) not in kube.pods
-    assert outcome.record.outcome == "done"
-
-
-def test_report_instead_of_escalate_ends_not_contained_naming_the_policy(kube: FakeKube) -> None:
-    served(kube, cnp("allow-proxy", 1))
-    policy = parse_policy("rules: [{name: r, actions: [{action: isolate, live_session: report}]}]")
-    outcome = run(make(kube, action=None, policy=policy, netpol_enforcement="established"))
-    assert "delete" not in statuses(outcome) and (NS, POD) in kube.pods
-    assert (outcome.record.outcome, outcome.record.severity) == ("not_contained", "ERROR")
-    assert "allow-proxy" in (outcome.record.reason or "")
+        cluster_tier.read(kube, kube.pods[(NS, POD)], {"app": "web"})

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from responder.ports import ImportGate, LogEntry
+from responder.ports import LogEntry
 from responder.service import Dependencies, Responder
+from responder.startup import ImportGate
 from tests.unit.fakes import FakeConnector, FakeFindings, FakeKube, FakeLogs
 from tests.unit.test_containment import FINDING, NS, POD, run
 

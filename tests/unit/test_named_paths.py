@@ -1,7 +1,7 @@
 """Every repository path a doc or a comment names exists.
 
 Docs and comments point the reader at files (``responder/containment/capture.py``, ``docs/operations.md``), at
-modules (``responder.policy.rules``) and at names in them (``responder.ports.ImportGate``). When code moves, nothing
+modules (``responder.policy.rules``) and at names in them (``responder.startup.ImportGate``). When code moves, nothing
 else fails on a pointer left behind, so this test reads them all: README.md, docs/*.md, terraform/README.md,
 tests/README.md; the comments of deploy/kubernetes/*.yaml, terraform/*.tf, policy.yaml, the Makefile, mk/*.mk,
 .ci/run, pyproject.toml and tests/fixtures; the docstrings and comments of every Python file in responder/, tools/,
@@ -261,7 +261,7 @@ def test_a_package_docstring_naming_a_module_that_is_gone_is_found(tmp_path: Pat
         "projects/P/locations/L/clusters/C, organizations/1/sources/2/findings/old, /proc/net/tcp",
         "writes bench/results.json; kubeconfigs in .testenv/responder.kubeconfig; terraform/terraform.tfvars",
         "`responder/containment/capture.py`, `containment/undo.py`, `mk/*.mk`, [ops](operations.md#outcomes)",
-        "``responder.ports.ImportGate`` and ``responder.policy.rules``; python -m bench.run; see bench.mk",
+        "``responder.startup.ImportGate`` and ``responder.policy.rules``; python -m bench.run; see bench.mk",
         "replay FINDING.json > OUT.json; `from responder.x import y`; integration/e2e; ``[title](url)``",
         "tools/kubeenv; tests/support/google_fakes.parse_log_filter; the unit/ and integration/ tiers",
     ],
