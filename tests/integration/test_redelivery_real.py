@@ -130,14 +130,20 @@ class Instance:
         assert deps.connector is not None
         kube = cast(KubeAdapter, deps.connector.connect(REF).kube)
         instance = cls(Responder(deps), kube)
-        send = kube.http.request
+        send, send_together = kube.http.request, kube.http.get_together
 
-        def request(method: str, path: str, **kwargs: Any) -> Any:
+        def injected(method: str, path: str) -> KubeHttpError | None:
             for fault in instance.faults:
                 if fault.take(method, path):
                     instance.requests.append((method, path, fault.status))
                     body = json.dumps({"kind": "Status", "code": fault.status, "message": "injected by the test"})
-                    raise KubeHttpError(fault.status, "injected", body)
+                    return KubeHttpError(fault.status, "injected", body)
+            return None
+
+        def request(method: str, path: str, **kwargs: Any) -> Any:
+            refused = injected(method, path)
+            if refused is not None:
+                raise refused
             try:
                 answer = send(method, path, **kwargs)
             except KubeHttpError as exc:
@@ -146,7 +152,20 @@ class Instance:
             instance.requests.append((method, path, 200))
             return answer
 
+        def get_together(reads: list[tuple[str, Any]]) -> list[Any]:
+            """The reads a redelivery sends together: refused one by one as ``request`` refuses them."""
+            out: list[Any] = [injected("GET", path) for path, _ in reads]
+            sent = [i for i, refused in enumerate(out) if refused is None]
+            for i, answer in zip(sent, send_together([reads[i] for i in sent]), strict=True):
+                status = (
+                    answer.status if isinstance(answer, KubeHttpError) else 0 if isinstance(answer, Exception) else 200
+                )
+                instance.requests.append(("GET", reads[i][0], status))
+                out[i] = answer
+            return out
+
         kube.http.request = request  # type: ignore[method-assign]
+        kube.http.get_together = get_together  # type: ignore[method-assign]
         return instance
 
     def deliver(self, doc: dict[str, Any], attempt: int | None) -> Outcome:
