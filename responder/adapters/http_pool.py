@@ -1,5 +1,5 @@
-"""Keep-alive HTTP/1.1 connections to one origin over the standard library's ``http.client``: the transport of every
-call made before the isolating writes (the apiserver's, ``kube_http``; the GKE lookup, ``gke``; the metadata server's
+"""Keep-alive HTTP/1.1 connections to one origin (:mod:`responder.adapters.http_wire`): the transport of every call
+made before the isolating writes (the apiserver's, ``kube_http``; the GKE lookup, ``gke``; the metadata server's
 token, ``google_token``).
 
 Why not urllib3, which all three used until issue 33: each of them talks to one origin and makes its own retries, so
@@ -9,101 +9,27 @@ the bench machine, nearly half of an apiserver read's) and, on a cold instance, 
 server closed is never reused, TCP_NODELAY, a connect and a read timeout, and one write per request.
 
 Transport failures are raised as they come (:data:`TRANSPORT_ERRORS`: refused, reset, TLS, timeouts, an answer cut
-short); each caller translates them into ``responder.errors``.
+short or malformed); each caller translates them into ``responder.errors``.
 """
 
 from __future__ import annotations
 
-import http.client
-import select
-import socket
 import ssl
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
+from responder.adapters.http_wire import TRANSPORT_ERRORS, Answer, Connection
 from responder.errors import ConfigError
 
-TRANSPORT_ERRORS: tuple[type[Exception], ...] = (OSError, http.client.HTTPException)
+__all__ = ["TRANSPORT_ERRORS", "Answer", "Pool", "Request", "proxy_address", "tls_context"]
+
 # Idle connections kept: one per thread that may call (32 workers, 16 coordinators), so none is discarded and set up
 # again (a TLS handshake is CPU that concurrent events would share).
 MAX_IDLE = 48
 
-
 Request = tuple[str, str, bytes | None, Mapping[str, str]]  # method, path and query, body, headers
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    reason: str
-    body: bytes
-
-
 _SENT = Answer(0, "sent, not answered yet", b"")  # a placeholder in send_together's slots
-
-
-class _Connection(http.client.HTTPConnection):
-    """One keep-alive connection: TLS when asked, TCP_NODELAY, and each request in one write.
-
-    http.client (like urllib3) writes the header block and then the body: two TCP segments. Anything on the path that
-    still runs Nagle's algorithm (a relay, a proxy, a load balancer's backend leg) then holds the body until the first
-    segment is acknowledged, and a delayed ACK makes that ~40 ms: on every write to the apiserver, which is where
-    isolation spends its time. Holding the header block until the body comes makes each request one write.
-    """
-
-    def __init__(self, pool: Pool, host: str, port: int) -> None:
-        super().__init__(host, port, timeout=pool.timeout[0])
-        self.pool = pool
-        self.closing = False  # the last answer said the server closes the connection after it
-        self._held: bytes | None = None
-
-    def connect(self) -> None:
-        super().connect()  # TCP, and the CONNECT through a proxy (set_tunnel) when there is one
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.pool.tls is not None:
-            name = self.pool.server_name or self.pool.host
-            self.sock = self.pool.tls.wrap_socket(self.sock, server_hostname=name)
-        self.sock.settimeout(self.pool.timeout[1])
-
-    def exchange(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
-        self.put(method, url, body, headers)
-        return self.answer()
-
-    def put(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> None:
-        self._held = b"" if body else None  # with a body, the header block waits for it
-        try:
-            self.request(method, url, body=body, headers=headers)
-        finally:
-            self._held = None
-
-    def answer(self) -> Answer:
-        response = self.getresponse()
-        answer = Answer(response.status, response.reason or "", response.read())
-        self.closing = response.will_close
-        return answer
-
-    def send(self, data: Any) -> None:
-        if self._held is not None:
-            if not self._held:
-                self._held = bytes(data)  # the header block: it leaves with the body
-                return
-            data, self._held = self._held + bytes(data), None
-        super().send(data)
-
-    def dropped(self) -> bool:
-        """The server closed it (or sent what nobody asked for) while it sat idle: not to be used again."""
-        sock = self.sock
-        if sock is None:
-            return True
-        try:
-            poller = select.poll()  # not select(): it cannot watch a descriptor past 1024
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
 
 
 class Pool:
@@ -130,8 +56,15 @@ class Pool:
         self.server_name = server_name
         self.proxy = proxy_address(proxy) if proxy else None
         self.timeout = timeout
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._lock = threading.Lock()
+
+    @property
+    def authority(self) -> str:
+        """The origin as ``Host`` and CONNECT name it: the port only when not the scheme's own, IPv6 in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls is not None else 80
+        return host if self.port == default else f"{host}:{self.port}"
 
     def send(
         self, method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
@@ -154,7 +87,7 @@ class Pool:
         apiserver read that is about half the CPU (see bench/run.py's redelivery figures). Each slot holds its answer
         or its transport error (:data:`TRANSPORT_ERRORS`), as :meth:`send` would have raised it."""
         out: list[Answer | Exception] = []
-        waiting: list[_Connection] = []  # sent, answer not read yet: closed if anything else goes wrong
+        waiting: list[Connection] = []  # sent, answer not read yet: closed if anything else goes wrong
         try:
             for method, url, body, headers in requests:
                 conn = self._take()
@@ -176,7 +109,7 @@ class Pool:
             raise
         return out
 
-    def _answer(self, conn: _Connection) -> Answer | Exception:
+    def _answer(self, conn: Connection) -> Answer | Exception:
         try:
             answer = conn.answer()
         except TRANSPORT_ERRORS as exc:
@@ -192,7 +125,7 @@ class Pool:
         for conn in idle:
             conn.close()
 
-    def _take(self) -> _Connection:
+    def _take(self) -> Connection:
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
@@ -202,14 +135,10 @@ class Pool:
                 return conn
             conn.close()
 
-    def _new(self) -> _Connection:
-        if self.proxy is None:
-            return _Connection(self, self.host, self.port)
-        conn = _Connection(self, *self.proxy)
-        conn.set_tunnel(self.host, self.port)
-        return conn
+    def _new(self) -> Connection:
+        return Connection(self)
 
-    def _give_back(self, conn: _Connection) -> None:
+    def _give_back(self, conn: Connection) -> None:
         kept = False
         if not conn.closing:
             with self._lock:

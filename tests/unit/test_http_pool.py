@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from responder.adapters.http_pool import Pool, _Connection
+from responder.adapters.http_pool import TRANSPORT_ERRORS, Pool
+from responder.adapters.http_wire import Connection
 from responder.adapters.kube_http import KubeHttp
 from responder.errors import ConfigError, KubeHttpError
 
@@ -93,12 +94,33 @@ class Recording:
 
 
 def test_a_request_with_a_body_leaves_in_one_write() -> None:
-    conn = _Connection(Pool("http://127.0.0.1:1"), "127.0.0.1", 1)
+    conn = Connection(Pool("http://127.0.0.1:1"))
     conn.sock = Recording()  # type: ignore[assignment]
-    conn._held = b""  # as exchange() arms it for a request with a body
-    conn.request("PATCH", "/api/v1/namespaces/a/pods/b", body=b'{"metadata": {}}', headers={"X": "1"})
+    conn.put("PATCH", "/api/v1/namespaces/a/pods/b", b'{"metadata": {}}', {"X": "1"})
     writes = conn.sock.writes  # type: ignore[attr-defined]
-    assert len(writes) == 1 and writes[0].startswith(b"PATCH ") and writes[0].endswith(b'{"metadata": {}}')
+    assert len(writes) == 1 and writes[0].startswith(b"PATCH /api/v1/namespaces/a/pods/b HTTP/1.1\r\n")
+    assert b"\r\nHost: 127.0.0.1:1\r\n" in writes[0] and b"\r\nContent-Length: 16\r\n" in writes[0]
+    assert writes[0].endswith(b'\r\n\r\n{"metadata": {}}')
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        ("GET", "/api/v1/pods\r\nX-Injected: 1", {}),
+        ("GET", "/api/v1/pods HTTP/1.1", {}),
+        ("GET", "/api/v1/pods", {"Authorization": "Bearer a\r\nX-Injected: 1"}),
+        ("GET", "/api/v1/pods", {"X-Bad\nName": "1"}),
+        ("GET\r\n", "/", {}),
+    ],
+)
+def test_a_request_that_would_split_is_refused_before_anything_is_sent(
+    method: str, target: str, headers: dict[str, str]
+) -> None:
+    conn = Connection(Pool("http://127.0.0.1:1"))
+    conn.sock = Recording()  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="refusing"):
+        conn.put(method, target, None, headers)
+    assert conn.sock.writes == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "https://proxy.internal:3128", "http://"])
@@ -148,3 +170,84 @@ def test_requests_tunnel_through_an_http_proxy(server: OneShotServer) -> None:
         assert server.requests[0].startswith(b"PATCH /api/v1/namespaces/a/pods/b HTTP/1.1\r\n")
     finally:
         proxy.close()
+
+
+class Scripted:
+    """A loopback server that answers each request on a connection with the next of ``answers``, byte for byte, and
+    closes the connection after ``close_after`` answers (or when its answers run out)."""
+
+    def __init__(self, *answers: bytes, close_after: int = 99) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.answers, self.close_after = list(answers), close_after
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                for _ in range(self.close_after):
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data or not self.answers:
+                        break
+                    conn.sendall(self.answers.pop(0))
+
+    def send(self) -> Any:
+        return Pool(f"http://127.0.0.1:{self.port}", timeout=(2.0, 2.0))
+
+
+def _get(pool: Pool) -> Any:
+    return pool.send("GET", "/api/v1/namespaces/a/pods/b")
+
+
+def test_a_chunked_answer_an_informational_one_and_one_that_ends_at_close_are_read_whole() -> None:
+    server = Scripted(
+        b'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n5\r\n": 1}\r\n0\r\n\r\n',
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"b": 2}',
+        close_after=2,
+    )
+    pool = server.send()
+    first = _get(pool)
+    assert (first.status, first.reason, first.body) == (200, "OK", b'{"a": 1}')
+    second = _get(pool)  # the same connection: the first answer left it open
+    assert (second.status, second.body) == (200, b'{"b": 2}') and server.accepted == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{"a"',  # cut short
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a"',  # a chunk cut short
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",  # headers cut short
+        b"NOT HTTP AT ALL\r\n\r\n",  # not an answer
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",  # two lengths: smuggling
+    ],
+)
+def test_an_answer_cut_short_or_malformed_is_a_transport_error(answer: bytes) -> None:
+    with pytest.raises(TRANSPORT_ERRORS):
+        _get(Scripted(answer, close_after=1).send())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",  # unasked
+    ],
+)
+def test_a_connection_the_answer_closes_or_taints_is_not_reused(answer: bytes) -> None:
+    server = Scripted(answer, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", close_after=1)
+    pool = server.send()
+    assert _get(pool).body == b"{}"
+    assert _get(pool).status == 200 and server.accepted == 2
