@@ -1,8 +1,8 @@
 """What a cold process does between ``import main`` and its first isolating write: the profile ``make bench`` keeps.
 
 Standard library only (it runs inside bench/probe.py, before ``main`` is imported). Two views, both cut at the
-first write to the cluster (the first ``POST``/``PATCH``/``PUT``/``DELETE`` on a namespaced path leaving through
-``http.client``, seen by an audit hook):
+first write to the cluster (the first ``POST``/``PATCH``/``PUT``/``DELETE`` on a namespaced path, seen by an audit
+hook: the transport's own ``rsr.http.send`` event, or ``http.client.send`` for a tree from before it):
 
 - **modules**: every module imported before that write, with its own import time, from ``python -X importtime``
   (the probe's stderr, cut at the marker the audit hook writes there): the count, the slowest modules by self time,
@@ -31,6 +31,9 @@ INTERVAL_S = 0.001
 START = "rsr-probe: import main"
 MARKER = "rsr-probe: first isolating write"
 _WRITE = re.compile(rb"^(POST|PATCH|PUT|DELETE) \S*/namespaces/")
+# The request leaving, as the transport announces it: http_wire's event (its args: the bytes), or http.client's
+# (self, the bytes) in a tree measured side by side that still sent through http.client.
+_SEND_EVENTS = ("rsr.http.send", "http.client.send")
 # Where an idle thread sits (a pool worker waiting for work, a thread joining a future, a socket read).
 _IDLE = {
     ("threading.py", "wait"),
@@ -67,9 +70,9 @@ class ColdProfile:
         self._thread.start()
 
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
-        if event != "http.client.send" or self.first_write_s is not None:
+        if event not in _SEND_EVENTS or self.first_write_s is not None:
             return
-        data = args[1]
+        data = args[-1]
         if isinstance(data, bytes | bytearray) and _WRITE.match(bytes(data[:200])):
             self.first_write_s = time.perf_counter() - self.started
             self.first_write = bytes(data[: data.find(b" HTTP/")]).decode(errors="replace")[:160]
