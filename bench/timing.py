@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import threading
@@ -132,6 +133,7 @@ class TimedKube:
         return timed
 
 
+@functools.cache
 def _keys() -> tuple[str, str]:
     """The deny-all's name and the quarantine label, from whichever module the measured tree keeps them in: a
     side-by-side run's earlier tree (``--before``) may predate their own module."""
