@@ -152,10 +152,7 @@ def read(
     kinds = served(kube.served_group_versions())
     if not kinds:
         return ClusterTier()
-    lists = [
-        KubeRead("list_objects", (k.group, k.version, k.plural, pod.namespace if k.namespaced else None)) for k in kinds
-    ]
-    outcomes = [_outcome(listed) for listed in kube.read_together(lists)]
+    outcomes = [_outcome(listed) for listed in kube.read_together([_list(k, pod.namespace) for k in kinds])]
     namespace = _outcome(namespace_read) if namespace_read is not None else None
     unread: list[tuple[str, str]] = []
     by_family: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,19 +18,19 @@ from responder.adapters.kube_http import KubeHttp
 from responder.errors import ConfigError, KubeHttpError
 
 
-class OneShotServer:
-    """A loopback HTTP/1.1 server that answers each connection's first request, keep-alive, then closes it:
-    what an apiserver (or a load balancer) does to a connection it considers idle."""
+class Loopback:
+    """A loopback HTTP/1.1 server: each request gets the bytes ``answer()`` gives (none left: the connection ends),
+    and a connection is shut down after ``per_connection`` answers, without "Connection: close" (the client learns of
+    it while idle). ``requests``: what came, in order; ``accepted``: connections; ``closed``: set at each shutdown."""
 
-    def __init__(self, status: int = 200, body: bytes = b'{"kind": "Pod"}') -> None:
+    def __init__(self, answer: Callable[[], bytes | None], per_connection: int) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
+        self.answer, self.per_connection = answer, per_connection
         self.accepted = 0
         self.requests: list[bytes] = []
-        self.status, self.body = status, body
         self.closed = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
@@ -40,27 +40,38 @@ class OneShotServer:
                 return
             self.accepted += 1
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                self.requests.append(data)
-                head = f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\nContent-Length: {len(self.body)}\r\n"
-                conn.sendall(head.encode() + b"\r\n" + self.body)
-                conn.shutdown(socket.SHUT_RDWR)  # no "Connection: close": the client learns of it while idle
+                for _ in range(self.per_connection):
+                    data = b""
+                    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                        data += chunk
+                    answer = self.answer() if data else None
+                    if answer is None:
+                        break
+                    self.requests.append(data)
+                    conn.sendall(answer)
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
             self.closed.set()
 
     def close(self) -> None:
         self.sock.close()
 
 
+def OneShotServer(status: int = 200, body: bytes = b'{"kind": "Pod"}') -> Loopback:
+    """Answers each connection's first request, keep-alive, then closes it: what an apiserver (or a load balancer)
+    does to a connection it considers idle."""
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return Loopback(lambda: head.encode() + body, 1)
+
+
 @pytest.fixture
-def server() -> Iterator[OneShotServer]:
+def server() -> Iterator[Loopback]:
     s = OneShotServer()
     yield s
     s.close()
 
 
-def test_a_connection_the_server_closed_is_not_reused(server: OneShotServer) -> None:
+def test_a_connection_the_server_closed_is_not_reused(server: Loopback) -> None:
     http = KubeHttp(f"http://127.0.0.1:{server.port}", ca_file=None)
     assert http.request("GET", "/api/v1/namespaces/a/pods/b") == {"kind": "Pod"}
     assert server.closed.wait(5)
@@ -129,7 +140,7 @@ def test_a_proxy_that_cannot_be_used_is_refused_with_the_kubeconfig(proxy: str) 
         KubeHttp("https://127.0.0.1:6443", ca_file=None, proxy=proxy)
 
 
-def test_an_origin_with_a_path_keeps_it(server: OneShotServer) -> None:
+def test_an_origin_with_a_path_keeps_it(server: Loopback) -> None:
     """An apiserver behind a path (a proxy's /k8s/clusters/c-1) is reached under it."""
     http = KubeHttp(f"http://127.0.0.1:{server.port}/k8s/clusters/c-1/", ca_file=None)
     assert http.request("GET", "/api/v1/namespaces/a/pods/b", query={"limit": 1}) == {"kind": "Pod"}
@@ -144,7 +155,7 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
         b.shutdown(socket.SHUT_WR)
 
 
-def test_requests_tunnel_through_an_http_proxy(server: OneShotServer) -> None:
+def test_requests_tunnel_through_an_http_proxy(server: Loopback) -> None:
     """A kubeconfig's http:// proxy-url: CONNECT to the apiserver, then the request (with its body) through it."""
     proxy = socket.create_server(("127.0.0.1", 0))
     seen: list[bytes] = []
@@ -172,38 +183,14 @@ def test_requests_tunnel_through_an_http_proxy(server: OneShotServer) -> None:
         proxy.close()
 
 
-class Scripted:
-    """A loopback server that answers each request on a connection with the next of ``answers``, byte for byte, and
-    closes the connection after ``close_after`` answers (or when its answers run out)."""
+def Scripted(*answers: bytes, close_after: int = 99) -> Loopback:
+    """Answers each request with the next of ``answers``, byte for byte; a connection ends after ``close_after``."""
+    left = list(answers)
+    return Loopback(lambda: left.pop(0) if left else None, close_after)
 
-    def __init__(self, *answers: bytes, close_after: int = 99) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.answers, self.close_after = list(answers), close_after
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
 
-    def _serve(self) -> None:
-        while self.answers:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            with conn:
-                for _ in range(self.close_after):
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
-                    if not data or not self.answers:
-                        break
-                    conn.sendall(self.answers.pop(0))
-
-    def send(self) -> Any:
-        return Pool(f"http://127.0.0.1:{self.port}", timeout=(2.0, 2.0))
+def _pool(server: Loopback) -> Pool:
+    return Pool(f"http://127.0.0.1:{server.port}", timeout=(2.0, 2.0))
 
 
 def _get(pool: Pool) -> Any:
@@ -216,7 +203,7 @@ def test_a_chunked_answer_an_informational_one_and_one_that_ends_at_close_are_re
         b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"b": 2}',
         close_after=2,
     )
-    pool = server.send()
+    pool = _pool(server)
     first = _get(pool)
     assert (first.status, first.reason, first.body) == (200, "OK", b'{"a": 1}')
     second = _get(pool)  # the same connection: the first answer left it open
@@ -235,7 +222,7 @@ def test_a_chunked_answer_an_informational_one_and_one_that_ends_at_close_are_re
 )
 def test_an_answer_cut_short_or_malformed_is_a_transport_error(answer: bytes) -> None:
     with pytest.raises(TRANSPORT_ERRORS):
-        _get(Scripted(answer, close_after=1).send())
+        _get(_pool(Scripted(answer, close_after=1)))
 
 
 @pytest.mark.parametrize(
@@ -248,6 +235,6 @@ def test_an_answer_cut_short_or_malformed_is_a_transport_error(answer: bytes) ->
 )
 def test_a_connection_the_answer_closes_or_taints_is_not_reused(answer: bytes) -> None:
     server = Scripted(answer, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", close_after=1)
-    pool = server.send()
+    pool = _pool(server)
     assert _get(pool).body == b"{}"
     assert _get(pool).status == 200 and server.accepted == 2
