@@ -91,13 +91,13 @@ class Pool:
         try:
             for method, url, body, headers in requests:
                 conn = self._take()
+                waiting.append(conn)  # from here on, closed on any failure but its own transport error's
                 try:
                     conn.put(method, self.prefix + url, body, headers)
                 except TRANSPORT_ERRORS as exc:
-                    conn.close()
+                    waiting.pop().close()
                     out.append(exc)
                     continue
-                waiting.append(conn)
                 out.append(_SENT)
             for i, answered in enumerate(out):
                 if answered is _SENT:

@@ -154,3 +154,13 @@ def test_a_read_that_cannot_go_together_is_made_alone(apiserver: Apiserver) -> N
     kube = KubeAdapter(http=KubeHttp(apiserver.origin, ca_file=None))
     (node,) = kube.read_together([KubeRead("get_node", ("n-1",))])
     assert node.result().name == "n-1"
+
+
+@pytest.mark.parametrize("apiserver", [({POD: [(200, POD_JSON)]}, 1)], indirect=True)
+def test_a_read_that_would_split_its_request_is_refused_and_its_connection_closed(apiserver: Apiserver) -> None:
+    http = KubeHttp(apiserver.origin, ca_file=None)
+    http.request("GET", POD)
+    (warm,) = http._connections()._idle  # kept open: the next read takes it
+    with pytest.raises(ValueError, match="refusing"):
+        http.get_together([("/api/v1/namespaces/shop/pods/x\r\nX-Injected: 1", None)])
+    assert warm.sock is None and http._connections()._idle == []  # closed, never handed to another request
