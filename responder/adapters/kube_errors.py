@@ -32,7 +32,7 @@ def _is_api_error(exc: Exception) -> bool:
 
 def translate(exc: Exception, what: str) -> Exception:
     urllib3_exceptions = sys.modules.get("urllib3.exceptions")
-    # kube_http's transport (http_pool): OSError (refused, reset, TLS, timeouts), HTTPException (an answer cut short)
+    # kube_http's transport (http_pool): OSError (refused, reset, TLS, timeouts, an answer cut short), HttpParserError
     transport_errors: tuple[type[BaseException], ...] = TRANSPORT_ERRORS
     if urllib3_exceptions is not None:
         transport_errors += (urllib3_exceptions.HTTPError,)

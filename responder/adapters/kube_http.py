@@ -7,7 +7,8 @@ pod read and the isolating writes are the cold path of the whole function, so th
 connections; the ``kubernetes`` package is still used for what it is good at (kubeconfig loading, the exec websocket),
 and is imported only when one of those is needed.
 
-The connections are :mod:`responder.adapters.http_pool`'s (``http.client``; urllib3 until issue 33).
+The connections are :mod:`responder.adapters.http_pool`'s (answers parsed by httptools; urllib3, then ``http.client``,
+until issue 33).
 
 Failures are raised as :class:`KubeHttpError`, which carries ``status``, ``reason`` and ``body`` like the official
 client's ``ApiException``, so ``kube_errors`` translates both the same way.
@@ -111,7 +112,7 @@ class KubeHttp:
         raw: bool = False,
     ) -> Any:
         """Send one request; the decoded JSON answer (``raw``: the text). Raises :class:`KubeHttpError` for non-2xx
-        and lets transport errors (``OSError``: refused, reset, TLS, timeouts; ``http.client.HTTPException``: a
+        and lets transport errors (``OSError``: refused, reset, TLS, timeouts; ``httptools.HttpParserError``: a
         broken answer) through for ``kube_errors`` to translate."""
         answer = self._connections().send(*self._request(method, path, query, body, content_type))
         return _decoded(answer, raw)

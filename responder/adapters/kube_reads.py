@@ -68,8 +68,11 @@ def pod(namespace: str, name: str) -> ReadSpec[PodView]:
 
 
 def network_policies(namespace: str) -> ReadSpec[list[NetworkPolicyView]]:
+    # Every item is judged: one that is not an object fails the read rather than being skipped (it could allow).
     return ReadSpec(
-        f"list networkpolicies in {namespace}", np_path(namespace), lambda j: [np_view(p, namespace) for p in _items(j)]
+        f"list networkpolicies in {namespace}",
+        np_path(namespace),
+        lambda j: [np_view(p, namespace) for p in j.get("items") or ()],
     )
 
 
