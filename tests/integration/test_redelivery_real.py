@@ -480,6 +480,61 @@ def test_a_genuine_finding_with_scc_down_first_finishes_on_the_next_attempt_and_
     assert w.written_state(kube_admin, ns) == settled and marks(google_fake, name) == written
 
 
+@pytest.mark.parametrize(
+    ("path", "status", "second_ends", "failed_step"),
+    [
+        # The pod read refused: its end state cannot be judged and a 403 does not heal: it pages, never "gone".
+        ("/api/v1/namespaces/*/pods/*", 403, ("act", "reverse_shell", "not_contained", "ERROR"), None),
+        # The policies failing on every retry: redelivered.
+        (
+            "/apis/networking.k8s.io/v1/namespaces/*/networkpolicies",
+            503,
+            ("act", "reverse_shell", "retry", "ERROR"),
+            None,
+        ),
+        # The quarantined identities unreadable: handled in full; the identity step fails in the record, as on a first
+        # delivery refused that read, while the pod stays isolated with its session cut.
+        (
+            "/api/v1/namespaces/responder-system/configmaps/*",
+            403,
+            ("act", "reverse_shell", "done", "WARNING"),
+            "identity",
+        ),
+    ],
+)
+def test_a_redelivery_whose_reads_together_are_refused_is_never_taken_for_converged(
+    google_fake: GoogleFake,
+    start: Callable[..., Instance],
+    kube_admin: client.ApiClient,
+    kube_namespace: str,
+    shop: list[str],
+    path: str,
+    status: int,
+    second_ends: tuple[str, str, str, str],
+    failed_step: str | None,
+) -> None:
+    """The reads a redelivery sends together (the pod, the namespace's policies, the quarantined identities): one of
+    them refused or failing on every attempt means the end state cannot be judged, so the delivery is no duplicate,
+    the isolation stands, and the record says which read failed. The next clean delivery ends done."""
+    ns, pod = kube_namespace, shop[0]
+    doc = finding_doc(ns, pod)
+    name = doc["finding"]["name"]
+    google_fake.vouch_for(doc)
+    seen = Attempts(f"converged, then GET {path} answered {status}")
+    assert ends(seen.add(1, start().deliver(doc, 1)))[:3] == ("act", "reverse_shell", "done")
+    failing = start()
+    failing.faults.append(Fault("GET", path, status, times=100))
+    second = seen.add(2, failing.deliver(doc, 2))
+    assert ends(second) == second_ends, second.record.reason
+    assert any(s == status and fnmatch.fnmatchcase(p, path) for _, p, s in failing.requests)
+    if failed_step is not None:
+        assert steps(second)[failed_step] == "failed" and str(status) in reason(second, failed_step)
+    assert isolated(kube_admin, ns, pod, name)
+    third = seen.add(3, start().deliver(doc, 3))
+    assert ends(third)[2] == "done" and ends(third)[3] in ("INFO", "NOTICE"), third.record.reason
+    assert isolated(kube_admin, ns, pod, name)
+
+
 def test_a_redelivery_whose_isolation_decayed_converges_again_and_a_seek_is_recognised(
     google_fake: GoogleFake,
     start: Callable[..., Instance],
